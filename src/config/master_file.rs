@@ -1,0 +1,87 @@
+//! `master_file:` — an RFC 1035 zone file, as BIND writes it, parsed with
+//! hickory-proto's parser so that BIND zones move in unchanged.
+//!
+//! hickory's parser reports no positions, so on an error pzdns finds the
+//! line itself: it parses ever longer prefixes of the file (by bisection)
+//! to find the first line at which parsing fails.
+
+use std::path::Path;
+
+use hickory_proto::rr::{Name, Record};
+use hickory_proto::serialize::txt::Parser;
+
+use super::diagnostics::{Diagnostics, Pos};
+use super::yaml;
+
+/// Reads and parses `path` with `origin` as the default `$ORIGIN`.
+pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
+    let text = yaml::read_file(path, diags)?;
+    match Parser::new(
+        text.as_str(),
+        Some(path.to_path_buf()),
+        Some(origin.clone()),
+    )
+    .parse()
+    {
+        Ok((_, sets)) => {
+            let mut out = Vec::with_capacity(sets.len());
+            for set in sets.values() {
+                out.extend(set.records_without_rrsigs().cloned());
+            }
+            Some(out)
+        }
+        Err(e) => {
+            let line = locate_error_line(&text, path, origin);
+            let mut msg = format!("master file: {e}");
+            if msg.contains("ttl not specified") {
+                msg.push_str(" (add a `$TTL 60` line at the top, or a TTL on each record)");
+            }
+            diags.push(path, Pos::new(line, 1), msg);
+            None
+        }
+    }
+}
+
+/// The first line at which a prefix of the file stops parsing; 0 if unknown.
+fn locate_error_line(text: &str, path: &Path, origin: &Name) -> u32 {
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let fails = |k: usize| -> bool {
+        let prefix = &text[..ends[k - 1]];
+        match Parser::new(prefix, Some(path.to_path_buf()), Some(origin.clone())).parse() {
+            Ok(_) => false,
+            // A prefix that cuts a `( ... )` group is not a real failure.
+            Err(e) => !e.to_string().contains("unclosed"),
+        }
+    };
+    let (mut lo, mut hi) = (1usize, ends.len());
+    if !fails(hi) {
+        return 0;
+    }
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fails(mid) { hi = mid } else { lo = mid + 1 }
+    }
+    lo as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn finds_the_bad_line() {
+        let dir = std::env::temp_dir().join(format!("pzdns-mf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("z.zone");
+        std::fs::write(&p, "$TTL 60\n@ IN SOA ns hm 1 2 3 4 5\nwww IN A 10.0.0.1\nbad IN A 10.0.0.999\nok IN A 10.0.0.2\n").unwrap();
+        let mut d = Diagnostics::new();
+        assert!(load(&p, &Name::from_str("example.com.").unwrap(), &mut d).is_none());
+        assert_eq!(d.items()[0].pos.line, 4, "{d}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,417 @@
+//! Loading and validating what operators write: `pzdns.yaml` (one
+//! deployment's settings) and the `zones/` directory (the data kept in git).
+//!
+//! Loading never stops at the first problem: every problem in every file is
+//! collected into [`Diagnostics`] so that `pzdns check` can show them all.
+
+pub mod diagnostics;
+pub mod master_file;
+pub mod rdata;
+pub mod schema;
+pub mod yaml;
+pub mod zones_dir;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+
+pub use diagnostics::{Diagnostic, Diagnostics, Pos};
+use schema::{Scalar, ServerFile};
+use yaml::{Spanned, pos};
+
+/// Default UDP/TCP listen address when neither file nor flag sets one.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+/// Default admin HTTP address (CoreDNS's metrics port, loopback only).
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
+/// Default cache size, in entries.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
+/// Default RFC 8767 stale window.
+pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
+/// The configuration file read when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
+
+/// What to do with a query whose source maps to no VPC (SPEC.md §3 rule 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownClients {
+    /// REFUSED to everything: pzdns is not an open resolver.
+    Refuse,
+    /// Forwarding only, never private data.
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One UDP+TCP listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    /// An "inbound endpoint": every query arriving here is answered as if it
+    /// came from this VPC, whatever its source address.
+    pub vpc: Option<Located<String>>,
+}
+
+/// A `forward_zones` entry.
+#[derive(Debug, Clone)]
+pub struct ForwardZone {
+    pub domain: Name,
+    pub upstreams: Vec<SocketAddr>,
+    /// `None`: every VPC (and unknown clients under `unknown_clients: forward`).
+    pub vpcs: Option<Vec<Located<String>>>,
+}
+
+/// A value with the file position it came from, for diagnostics raised
+/// after loading (e.g. a listener naming a VPC that `vpcs.yaml` lacks).
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub path: PathBuf,
+    pub pos: Pos,
+}
+
+/// Everything in `pzdns.yaml`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The file this came from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    pub listen: Vec<Listener>,
+    pub upstreams: Vec<SocketAddr>,
+    pub forward_zones: Vec<ForwardZone>,
+    pub zones_dir: PathBuf,
+    pub unknown_clients: UnknownClients,
+    pub cache_max_entries: u64,
+    pub serve_stale: Duration,
+    /// `None` turns the admin HTTP server off.
+    pub admin_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub query_log: bool,
+}
+
+impl ServerConfig {
+    /// The embedded defaults (SPEC.md §1): loopback port 5353, `./zones`,
+    /// upstreams from `/etc/resolv.conf`.
+    pub fn defaults() -> Self {
+        ServerConfig {
+            source: None,
+            listen: vec![Listener {
+                address: DEFAULT_LISTEN,
+                vpc: None,
+            }],
+            upstreams: system_resolvers(Path::new("/etc/resolv.conf")),
+            forward_zones: Vec::new(),
+            zones_dir: PathBuf::from("zones"),
+            unknown_clients: UnknownClients::Refuse,
+            cache_max_entries: DEFAULT_CACHE_ENTRIES,
+            serve_stale: DEFAULT_SERVE_STALE,
+            admin_listen: Some(DEFAULT_ADMIN),
+            log_format: LogFormat::Text,
+            query_log: false,
+        }
+    }
+
+    /// Loads `path`, or `./pzdns.yaml` if present, or the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
+        match path {
+            Some(p) => Self::load_file(p),
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_FILE);
+                if p.exists() {
+                    Self::load_file(p)
+                } else {
+                    Ok(Self::defaults())
+                }
+            }
+        }
+    }
+
+    /// Loads a configuration file; relative paths in it are relative to it.
+    pub fn load_file(path: &Path) -> Result<Self, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        let Some(text) = yaml::read_file(path, &mut diags) else {
+            return Err(diags);
+        };
+        // An empty file means "all defaults".
+        let file: ServerFile = if text.trim().is_empty() {
+            ServerFile::default()
+        } else {
+            match yaml::parse(path, &text, &mut diags) {
+                Some(f) => f,
+                None => return Err(diags),
+            }
+        };
+        let cfg = Self::from_file(path, file, &mut diags);
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(diags)
+        }
+    }
+
+    fn from_file(path: &Path, f: ServerFile, diags: &mut Diagnostics) -> Self {
+        let mut cfg = Self::defaults();
+        cfg.source = Some(path.to_path_buf());
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        if let Some(listen) = f.listen {
+            cfg.listen.clear();
+            if listen.is_empty() {
+                diags.push(
+                    path,
+                    Pos::new(1, 1),
+                    "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`",
+                );
+            }
+            for l in listen {
+                let Some(address) = parse_socket_addr(&l.address.value, None) else {
+                    diags.push(
+                        path,
+                        pos(&l.address),
+                        format!(
+                            "listen address `{}` must be IP:PORT, e.g. 0.0.0.0:53 or [::]:53",
+                            l.address.value
+                        ),
+                    );
+                    continue;
+                };
+                if cfg.listen.iter().any(|x| x.address == address) {
+                    diags.push(
+                        path,
+                        pos(&l.address),
+                        format!("listen address {address} is given twice"),
+                    );
+                    continue;
+                }
+                let vpc = l.vpc.map(|v| located(path, v));
+                cfg.listen.push(Listener { address, vpc });
+            }
+        }
+        if let Some(ups) = f.upstreams {
+            cfg.upstreams = parse_upstreams(path, &ups, diags);
+        }
+        for fz in f.forward_zones {
+            let domain = match rdata::parse_absolute_name(&fz.domain.value) {
+                Ok(n) => n,
+                Err(e) => {
+                    diags.push(path, pos(&fz.domain), format!("forward_zones domain: {e}"));
+                    continue;
+                }
+            };
+            if fz.upstreams.value.is_empty() {
+                diags.push(
+                    path,
+                    pos(&fz.upstreams),
+                    format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"),
+                );
+            }
+            let upstreams = parse_upstreams(path, &fz.upstreams.value, diags);
+            let vpcs = fz
+                .vpcs
+                .map(|v| v.into_iter().map(|s| located(path, s)).collect());
+            cfg.forward_zones.push(ForwardZone {
+                domain,
+                upstreams,
+                vpcs,
+            });
+        }
+        if let Some(z) = f.zones_dir {
+            cfg.zones_dir = base.join(&z.value);
+        } else {
+            cfg.zones_dir = base.join("zones");
+        }
+        if let Some(u) = f.unknown_clients {
+            match u.value.as_str() {
+                "refuse" => cfg.unknown_clients = UnknownClients::Refuse,
+                "forward" => cfg.unknown_clients = UnknownClients::Forward,
+                other => diags.push(
+                    path,
+                    pos(&u),
+                    format!("unknown_clients `{other}` must be `refuse` or `forward`"),
+                ),
+            }
+        }
+        if let Some(c) = f.cache {
+            if let Some(m) = c.max_entries {
+                if m.value == 0 || m.value > 100_000_000 {
+                    diags.push(
+                        path,
+                        pos(&m),
+                        "cache.max_entries must be from 1 to 100000000",
+                    );
+                } else {
+                    cfg.cache_max_entries = m.value;
+                }
+            }
+            if let Some(s) = c.serve_stale {
+                match parse_duration(&s.value.0) {
+                    Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
+                    Some(_) => diags.push(
+                        path,
+                        pos(&s),
+                        "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most",
+                    ),
+                    None => diags.push(
+                        path,
+                        pos(&s),
+                        format!(
+                            "cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d",
+                            s.value.0
+                        ),
+                    ),
+                }
+            }
+        }
+        if let Some(a) = f.admin {
+            match a.listen {
+                Some(l) if l.value == "off" || l.value.is_empty() => cfg.admin_listen = None,
+                Some(l) => match parse_socket_addr(&l.value, None) {
+                    Some(addr) => cfg.admin_listen = Some(addr),
+                    None => diags.push(
+                        path,
+                        pos(&l),
+                        format!(
+                            "admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`",
+                            l.value
+                        ),
+                    ),
+                },
+                None => {}
+            }
+        }
+        if let Some(l) = f.log_format {
+            match parse_log_format(&l.value) {
+                Some(v) => cfg.log_format = v,
+                None => diags.push(
+                    path,
+                    pos(&l),
+                    format!("log_format `{}` must be `text` or `json`", l.value),
+                ),
+            }
+        }
+        if let Some(q) = f.query_log {
+            cfg.query_log = q.value;
+        }
+        cfg
+    }
+}
+
+pub fn parse_log_format(s: &str) -> Option<LogFormat> {
+    match s {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    }
+}
+
+fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
+    Located {
+        pos: pos(&s),
+        value: s.value,
+        path: path.to_path_buf(),
+    }
+}
+
+fn parse_upstreams(
+    path: &Path,
+    ups: &[Spanned<Scalar>],
+    diags: &mut Diagnostics,
+) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for u in ups {
+        match parse_socket_addr(&u.value.0, Some(53)) {
+            Some(a) => out.push(a),
+            None => diags.push(
+                path,
+                pos(u),
+                format!(
+                    "upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53",
+                    u.value.0
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or (with a default port) a bare IP.
+pub fn parse_socket_addr(s: &str, default_port: Option<u16>) -> Option<SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let port = default_port?;
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
+/// `0`, `90`, `30s`, `10m`, `1h`, `2d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
+/// The `nameserver` lines of a resolv.conf, on port 53.
+pub fn system_resolvers(path: &Path) -> Vec<SocketAddr> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some("nameserver"), Some(ip)) => ip.split('%').next()?.parse::<IpAddr>().ok(),
+                _ => None,
+            }
+        })
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn socket_addrs() {
+        assert_eq!(
+            parse_socket_addr("10.0.0.1", Some(53)).unwrap().to_string(),
+            "10.0.0.1:53"
+        );
+        assert_eq!(
+            parse_socket_addr("[::1]:5353", None).unwrap().to_string(),
+            "[::1]:5353"
+        );
+        assert_eq!(
+            parse_socket_addr("::1", Some(53)).unwrap().to_string(),
+            "[::1]:53"
+        );
+        assert!(parse_socket_addr("10.0.0.1", None).is_none());
+    }
+}

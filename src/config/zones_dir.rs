@@ -1,0 +1,836 @@
+//! The `zones/` directory: `vpcs.yaml`, `endpoints.yaml`, and one YAML file
+//! per zone (in any subdirectory; hidden entries such as `.git` are skipped).
+//!
+//! This module checks each file on its own and the references between files
+//! (VPC ids); the snapshot builder checks what needs the records grouped by
+//! name (CNAME beside other data, duplicate zones per VPC, CNAME loops).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use super::diagnostics::{Diagnostics, Pos};
+use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
+use super::yaml::{self, Spanned, pos};
+use super::{Located, ServerConfig, rdata};
+
+pub const VPCS_FILE: &str = "vpcs.yaml";
+pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
+/// Most files a zones directory may hold; more is a mistake (or an attack).
+pub const MAX_FILES: usize = 100_000;
+/// Deepest subdirectory nesting read.
+pub const MAX_DEPTH: usize = 16;
+/// TTL bounds for every record (SPEC.md §5).
+pub const MIN_TTL: i64 = 5;
+pub const MAX_TTL: i64 = 86_400;
+/// PrivateZone's default TTL.
+pub const DEFAULT_TTL: u32 = 60;
+pub const DEFAULT_ENDPOINT_TEMPLATE: &str =
+    "{endpoint}.{service}.{region}.privatelink.aliyuncs.com";
+pub const DEFAULT_ZONAL_TEMPLATE: &str =
+    "{endpoint}-{zone}.{service}.{region}.privatelink.aliyuncs.com";
+/// Endpoint and endpoint-zone statuses (Alibaba Cloud's); only Connected is published.
+pub const STATUSES: &[&str] = &[
+    "Connected",
+    "Connecting",
+    "Disconnected",
+    "Disconnecting",
+    "Pending",
+    "Rejected",
+    "Deleting",
+    "Deleted",
+];
+
+/// A VPC of `vpcs.yaml`.
+#[derive(Debug, Clone)]
+pub struct VpcDef {
+    pub id: String,
+    pub region: Option<String>,
+    pub cidrs: Vec<IpNet>,
+    pub vswitches: Vec<VswitchDef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VswitchDef {
+    pub id: String,
+    pub zone: String,
+    pub cidr: IpNet,
+}
+
+/// Where a zone came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneOrigin {
+    /// A zone file (YAML, maybe with a master file).
+    File,
+    /// Generated from `endpoints.yaml` for this endpoint id.
+    Endpoint(String),
+}
+
+/// One zone, parsed and checked field by field.
+#[derive(Debug, Clone)]
+pub struct ZoneDef {
+    pub origin: Name,
+    pub kind: ZoneOrigin,
+    /// The YAML file and the position of its `zone:` key.
+    pub path: PathBuf,
+    pub pos: Pos,
+    pub vpcs: Vec<Located<String>>,
+    pub recursive_proxy: bool,
+    pub ttl: u32,
+    /// Where `records` positions point: the YAML file, or the master file.
+    pub records_path: PathBuf,
+    pub records: Vec<RecordDef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordDef {
+    pub record: Record,
+    pub pos: Pos,
+    /// For endpoint records: the endpoint zone (e.g. cn-hangzhou-b) this
+    /// address lives in, so answers can prefer the client's own zone.
+    pub az: Option<String>,
+}
+
+/// The whole directory.
+#[derive(Debug, Clone, Default)]
+pub struct ZonesData {
+    pub dir: PathBuf,
+    pub vpcs: Vec<VpcDef>,
+    pub zones: Vec<ZoneDef>,
+    /// Number of endpoints in `endpoints.yaml` (all statuses).
+    pub endpoints: usize,
+    pub files_read: usize,
+}
+
+/// Loads and checks `cfg.zones_dir`, together with the VPC references in
+/// `cfg` (listeners and forward zones).
+pub fn load(cfg: &ServerConfig) -> Result<ZonesData, Diagnostics> {
+    let dir = &cfg.zones_dir;
+    let mut diags = Diagnostics::new();
+    let mut data = ZonesData {
+        dir: dir.clone(),
+        ..Default::default()
+    };
+    if !dir.is_dir() {
+        diags.push(dir, Pos::UNKNOWN, "zones directory does not exist or is not a directory; set `zones_dir` in pzdns.yaml or pass --zones DIR");
+        return Err(diags);
+    }
+    let mut files = Vec::new();
+    collect_yaml_files(dir, 0, &mut files, &mut diags);
+    files.sort();
+    data.files_read = files.len();
+
+    // VPCs first: every other file refers to them.
+    let vpcs_path = dir.join(VPCS_FILE);
+    if vpcs_path.exists() {
+        load_vpcs(&vpcs_path, &mut data, &mut diags);
+    }
+    let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
+    let check_vpc = |l: &Located<String>, diags: &mut Diagnostics| {
+        if !known.contains(&l.value) {
+            diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir));
+        }
+    };
+    for l in &cfg.listen {
+        if let Some(v) = &l.vpc {
+            check_vpc(v, &mut diags);
+        }
+    }
+    for fz in &cfg.forward_zones {
+        for v in fz.vpcs.iter().flatten() {
+            check_vpc(v, &mut diags);
+        }
+    }
+
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let top = f.parent() == Some(dir.as_path());
+        if top && name == VPCS_FILE {
+            continue;
+        }
+        if top && name == ENDPOINTS_FILE {
+            load_endpoints(f, &known, &mut data, &mut diags);
+            continue;
+        }
+        if let Some(z) = load_zone_file(f, &known, &mut diags) {
+            data.zones.push(z);
+        }
+    }
+    if diags.is_empty() {
+        Ok(data)
+    } else {
+        diags.sort();
+        Err(diags)
+    }
+}
+
+fn unknown_vpc_msg(id: &str, dir: &Path) -> String {
+    format!(
+        "unknown VPC id `{id}`; define it in {}",
+        dir.join(VPCS_FILE).display()
+    )
+}
+
+fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+    if depth > MAX_DEPTH {
+        diags.push(
+            dir,
+            Pos::UNKNOWN,
+            format!("directory nesting is deeper than {MAX_DEPTH} levels"),
+        );
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(dir, Pos::UNKNOWN, format!("cannot read directory: {e}"));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // file_type() does not follow symlinks; metadata() does, which is what
+        // git-sync's symlink swap needs.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            collect_yaml_files(&path, depth + 1, out, diags);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            if out.len() >= MAX_FILES {
+                diags.push(dir, Pos::UNKNOWN, format!("more than {MAX_FILES} YAML files under the zones directory; pzdns reads at most that many"));
+                return;
+            }
+            out.push(path);
+        }
+    }
+}
+
+fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let Some(text) = yaml::read_file(path, diags) else {
+        return;
+    };
+    let Some(file) = yaml::parse::<VpcsFile>(path, &text, diags) else {
+        return;
+    };
+    let mut ids: HashMap<String, Pos> = HashMap::new();
+    let mut cidrs: HashMap<IpNet, String> = HashMap::new();
+    for v in file.vpcs {
+        let id = v.id.value.trim().to_string();
+        if id.is_empty() {
+            diags.push(path, pos(&v.id), "VPC id is empty");
+            continue;
+        }
+        if let Some(first) = ids.get(&id) {
+            diags.push(
+                path,
+                pos(&v.id),
+                format!(
+                    "VPC id `{id}` is defined twice (first at line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        ids.insert(id.clone(), pos(&v.id));
+        if v.cidrs.value.is_empty() {
+            diags.push(
+                path,
+                pos(&v.cidrs),
+                format!("VPC `{id}` has no cidrs; list its address ranges, e.g. [192.168.0.0/16]"),
+            );
+        }
+        let mut def = VpcDef {
+            id: id.clone(),
+            region: v.region.map(|r| r.value),
+            cidrs: Vec::new(),
+            vswitches: Vec::new(),
+        };
+        for c in &v.cidrs.value {
+            let Some(net) = parse_cidr(&c.value, path, pos(c), diags) else {
+                continue;
+            };
+            if let Some(other) = cidrs.get(&net) {
+                diags.push(path, pos(c), format!("CIDR {net} of VPC `{id}` is also a CIDR of VPC `{other}`; a source address must map to one VPC"));
+                continue;
+            }
+            cidrs.insert(net, id.clone());
+            def.cidrs.push(net);
+        }
+        let mut vsw_ids = HashSet::new();
+        for s in v.vswitches {
+            let Some(net) = parse_cidr(&s.cidr.value, path, pos(&s.cidr), diags) else {
+                continue;
+            };
+            if !def.cidrs.iter().any(|c| c.contains(&net)) {
+                diags.push(
+                    path,
+                    pos(&s.cidr),
+                    format!("vSwitch CIDR {net} is not inside any CIDR of VPC `{id}`"),
+                );
+            }
+            if !vsw_ids.insert(s.id.value.clone()) {
+                diags.push(
+                    path,
+                    pos(&s.id),
+                    format!("vSwitch id `{}` is given twice", s.id.value),
+                );
+            }
+            if s.zone.value.trim().is_empty() {
+                diags.push(
+                    path,
+                    pos(&s.zone),
+                    "vSwitch zone is empty; give the zone id, e.g. cn-hangzhou-b",
+                );
+            }
+            def.vswitches.push(VswitchDef {
+                id: s.id.value,
+                zone: s.zone.value,
+                cidr: net,
+            });
+        }
+        data.vpcs.push(def);
+    }
+}
+
+fn parse_cidr(s: &str, path: &Path, p: Pos, diags: &mut Diagnostics) -> Option<IpNet> {
+    let s = s.trim();
+    match s.parse::<IpNet>() {
+        Ok(net) if net.trunc() == net => Some(net),
+        Ok(net) => {
+            diags.push(
+                path,
+                p,
+                format!(
+                    "`{s}` is not a network address: host bits are set; did you mean {}?",
+                    net.trunc()
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            diags.push(
+                path,
+                p,
+                format!("`{s}` is not a CIDR; write it like 192.168.0.0/16 or 2001:db8::/32"),
+            );
+            None
+        }
+    }
+}
+
+fn check_ttl(t: &Spanned<i64>, path: &Path, diags: &mut Diagnostics) -> Option<u32> {
+    if (MIN_TTL..=MAX_TTL).contains(&t.value) {
+        Some(t.value as u32)
+    } else {
+        diags.push(
+            path,
+            pos(t),
+            format!("TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", t.value),
+        );
+        None
+    }
+}
+
+fn check_vpc_list(
+    list: &[Spanned<String>],
+    known: &HashSet<String>,
+    path: &Path,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Vec<Located<String>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for v in list {
+        if !known.contains(&v.value) {
+            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir));
+        } else if !seen.insert(v.value.clone()) {
+            diags.push(path, pos(v), format!("VPC `{}` is listed twice", v.value));
+        } else {
+            out.push(Located {
+                value: v.value.clone(),
+                path: path.to_path_buf(),
+                pos: pos(v),
+            });
+        }
+    }
+    out
+}
+
+fn zones_dir_of(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Reads one zone file. Returns `None` only when nothing useful could be read.
+fn load_zone_file(
+    path: &Path,
+    known: &HashSet<String>,
+    diags: &mut Diagnostics,
+) -> Option<ZoneDef> {
+    let text = yaml::read_file(path, diags)?;
+    let file = yaml::parse::<ZoneFile>(path, &text, diags)?;
+    let origin = match rdata::parse_absolute_name(&file.zone.value) {
+        Ok(n) if n.is_root() => {
+            diags.push(
+                path,
+                pos(&file.zone),
+                "the root zone `.` cannot be a private zone; use forward_zones or upstreams",
+            );
+            return None;
+        }
+        Ok(n) => n.to_lowercase(),
+        Err(e) => {
+            diags.push(path, pos(&file.zone), format!("zone: {e}"));
+            return None;
+        }
+    };
+    let vpcs = check_vpc_list(&file.vpcs.value, known, path, &zones_dir_of(path), diags);
+    let ttl = file
+        .ttl
+        .as_ref()
+        .and_then(|t| check_ttl(t, path, diags))
+        .unwrap_or(DEFAULT_TTL);
+    let mut zone = ZoneDef {
+        origin: origin.clone(),
+        kind: ZoneOrigin::File,
+        path: path.to_path_buf(),
+        pos: pos(&file.zone),
+        vpcs,
+        recursive_proxy: file.recursive_proxy.map(|r| r.value).unwrap_or(false),
+        ttl,
+        records_path: path.to_path_buf(),
+        records: Vec::new(),
+    };
+    match (&file.records, &file.master_file) {
+        (Some(_), Some(m)) => {
+            diags.push(
+                path,
+                pos(m),
+                "a zone has either `records` or `master_file`, not both",
+            );
+        }
+        (None, Some(m)) => {
+            let mf = path.parent().unwrap_or(Path::new(".")).join(&m.value);
+            zone.records_path = mf.clone();
+            if !mf.is_file() {
+                diags.push(
+                    path,
+                    pos(m),
+                    format!("master_file {} does not exist", mf.display()),
+                );
+            } else if let Some(recs) = super::master_file::load(&mf, &origin, diags) {
+                for r in recs {
+                    if !rdata::SUPPORTED_TYPES.contains(&r.record_type()) {
+                        diags.push(
+                            &mf,
+                            Pos::UNKNOWN,
+                            format!(
+                                "{} {}: record type not supported by pzdns; remove it",
+                                r.name,
+                                r.record_type()
+                            ),
+                        );
+                        continue;
+                    }
+                    if !(MIN_TTL..=MAX_TTL).contains(&(r.ttl as i64)) {
+                        diags.push(
+                            &mf,
+                            Pos::UNKNOWN,
+                            format!(
+                                "{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds",
+                                r.name,
+                                r.record_type(),
+                                r.ttl
+                            ),
+                        );
+                        continue;
+                    }
+                    zone.records.push(RecordDef {
+                        record: r,
+                        pos: Pos::UNKNOWN,
+                        az: None,
+                    });
+                }
+            }
+        }
+        (Some(recs), None) => {
+            zone.records.reserve(recs.value.len());
+            for r in &recs.value {
+                parse_record_entry(r, &zone.origin, ttl, path, &mut zone.records, diags);
+            }
+        }
+        (None, None) => {}
+    }
+    Some(zone)
+}
+
+fn parse_record_entry(
+    r: &super::schema::RecordEntry,
+    origin: &Name,
+    zone_ttl: u32,
+    path: &Path,
+    out: &mut Vec<RecordDef>,
+    diags: &mut Diagnostics,
+) {
+    let rtype = match rdata::parse_type(&r.rtype.value) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(path, pos(&r.rtype), e);
+            return;
+        }
+    };
+    let owner = match owner_name(&r.name.value.0, origin) {
+        Ok(n) => n,
+        Err(e) => {
+            diags.push(path, pos(&r.name), e);
+            return;
+        }
+    };
+    if rtype == RecordType::SOA && owner != *origin {
+        diags.push(
+            path,
+            pos(&r.rtype),
+            "an SOA record belongs at the apex (`@`) only",
+        );
+        return;
+    }
+    let ttl = match &r.ttl {
+        Some(t) => match check_ttl(t, path, diags) {
+            Some(t) => t,
+            None => return,
+        },
+        None => zone_ttl,
+    };
+    let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| {
+        match rdata::parse_value(rtype, text) {
+            Ok(data) => out.push(RecordDef {
+                record: Record::from_rdata(owner.clone(), ttl, data),
+                pos: p,
+                az: None,
+            }),
+            Err(e) => diags.push(path, p, e),
+        }
+    };
+    match &r.value.value {
+        Values::One(s) => push(s, pos(&r.value), out, diags),
+        Values::Many(list) => {
+            if list.is_empty() {
+                diags.push(
+                    path,
+                    pos(&r.value),
+                    "value list is empty; give at least one value",
+                );
+            }
+            if rtype == RecordType::CNAME && list.len() > 1 {
+                diags.push(
+                    path,
+                    pos(&r.value),
+                    "a name has at most one CNAME (RFC 2181 §10.1); give one target",
+                );
+                return;
+            }
+            for v in list {
+                push(&v.value.0, pos(v), out, diags);
+            }
+        }
+    }
+}
+
+/// A record's `name`: `@` is the apex, a name ending in `.` is absolute and
+/// must lie inside the zone, anything else is relative to the zone.
+fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
+    let t = name.trim();
+    if t == "@" || t.is_empty() {
+        return Ok(origin.clone());
+    }
+    let n = rdata::parse_name(t)?;
+    let full = if n.is_fqdn() {
+        n
+    } else {
+        n.append_domain(origin).map_err(|e| {
+            format!(
+                "`{t}` + zone `{origin}` is not a valid name: {e} (names are at most 255 bytes)"
+            )
+        })?
+    };
+    let full = full.to_lowercase();
+    if !origin.zone_of(&full) {
+        return Err(format!(
+            "`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"
+        ));
+    }
+    Ok(full)
+}
+
+/// Template placeholders allowed in endpoint names.
+const PLACEHOLDERS: &[&str] = &["{endpoint}", "{service}", "{region}", "{zone}"];
+
+fn check_template(t: &Spanned<String>, zonal: bool, path: &Path, diags: &mut Diagnostics) -> bool {
+    let mut rest = t.value.as_str();
+    let mut ok = true;
+    while let Some(i) = rest.find('{') {
+        let end = rest[i..].find('}').map(|j| i + j + 1);
+        let Some(end) = end else {
+            diags.push(path, pos(t), "template has a `{` without `}`");
+            return false;
+        };
+        let ph = &rest[i..end];
+        if !PLACEHOLDERS.contains(&ph) {
+            diags.push(path, pos(t), format!("unknown placeholder `{ph}`; use {{endpoint}}, {{service}}, {{region}} or {{zone}}"));
+            ok = false;
+        }
+        rest = &rest[end..];
+    }
+    let has_zone = t.value.contains("{zone}");
+    if zonal && !has_zone {
+        diags.push(
+            path,
+            pos(t),
+            "the zonal template must contain {zone}, or every zone would get the same name",
+        );
+        ok = false;
+    }
+    if !zonal && has_zone {
+        diags.push(
+            path,
+            pos(t),
+            "the endpoint template cannot use {zone}: the endpoint domain covers every zone",
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn render(template: &str, ep: &str, service: &str, region: &str, zone: &str) -> String {
+    template
+        .replace("{endpoint}", ep)
+        .replace("{service}", service)
+        .replace("{region}", region)
+        .replace("{zone}", zone)
+}
+
+fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostics) -> Option<bool> {
+    match s {
+        None => Some(true),
+        Some(s) => match STATUSES
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(s.value.trim()))
+        {
+            Some(k) => Some(*k == "Connected"),
+            None => {
+                diags.push(
+                    path,
+                    pos(s),
+                    format!(
+                        "unknown status `{}`; use one of {}",
+                        s.value,
+                        STATUSES.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// Reads `endpoints.yaml` and generates, for each Connected endpoint, one
+/// zone per published name (endpoint domain, zonal domains, private DNS
+/// names), each holding A/AAAA at its apex (SPEC.md §2).
+fn load_endpoints(
+    path: &Path,
+    known: &HashSet<String>,
+    data: &mut ZonesData,
+    diags: &mut Diagnostics,
+) {
+    let Some(text) = yaml::read_file(path, diags) else {
+        return;
+    };
+    let Some(file) = yaml::parse::<EndpointsFile>(path, &text, diags) else {
+        return;
+    };
+    let dir = zones_dir_of(path);
+    data.endpoints = file.endpoints.len();
+    let ttl = file
+        .ttl
+        .as_ref()
+        .and_then(|t| check_ttl(t, path, diags))
+        .unwrap_or(DEFAULT_TTL);
+    let (mut ep_t, mut zonal_t) = (
+        DEFAULT_ENDPOINT_TEMPLATE.to_string(),
+        DEFAULT_ZONAL_TEMPLATE.to_string(),
+    );
+    if let Some(names) = &file.names {
+        if let Some(t) = &names.endpoint
+            && check_template(t, false, path, diags)
+        {
+            ep_t = t.value.clone();
+        }
+        if let Some(t) = &names.zonal
+            && check_template(t, true, path, diags)
+        {
+            zonal_t = t.value.clone();
+        }
+    }
+    let mut ids = HashSet::new();
+    for ep in &file.endpoints {
+        let id = ep.id.value.trim();
+        if id.is_empty() {
+            diags.push(path, pos(&ep.id), "endpoint id is empty");
+            continue;
+        }
+        if !ids.insert(id.to_string()) {
+            diags.push(
+                path,
+                pos(&ep.id),
+                format!("endpoint `{id}` is listed twice"),
+            );
+            continue;
+        }
+        for (field, v) in [("service", &ep.service), ("region", &ep.region)] {
+            if v.value.trim().is_empty() {
+                diags.push(path, pos(v), format!("endpoint `{id}`: {field} is empty"));
+            }
+        }
+        let mut vpcs = check_vpc_list(std::slice::from_ref(&ep.vpc), known, path, &dir, diags);
+        for v in check_vpc_list(&ep.visible_to, known, path, &dir, diags) {
+            if !vpcs.iter().any(|x| x.value == v.value) {
+                vpcs.push(v);
+            }
+        }
+        let connected = check_status(&ep.status, path, diags);
+        if ep.zones.value.is_empty() {
+            diags.push(
+                path,
+                pos(&ep.zones),
+                format!("endpoint `{id}` has no zones; list each zone with its ip"),
+            );
+        }
+        // (zone id, ipv4, ipv6, connected)
+        let mut zones: Vec<(String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool)> = Vec::new();
+        for z in &ep.zones.value {
+            let zid = z.zone.value.trim().to_string();
+            if zid.is_empty() || !zid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                diags.push(path, pos(&z.zone), format!("endpoint zone `{}` must be a zone id like cn-hangzhou-b (letters, digits, `-`)", z.zone.value));
+                continue;
+            }
+            if zones.iter().any(|(n, ..)| *n == zid) {
+                diags.push(
+                    path,
+                    pos(&z.zone),
+                    format!("zone `{zid}` is listed twice for endpoint `{id}`"),
+                );
+                continue;
+            }
+            let ip =
+                z.ip.as_ref()
+                    .and_then(|s| match s.value.trim().parse::<Ipv4Addr>() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => {
+                            diags.push(
+                                path,
+                                pos(s),
+                                format!("ip `{}` is not an IPv4 address", s.value),
+                            );
+                            None
+                        }
+                    });
+            let ip6 = z
+                .ipv6
+                .as_ref()
+                .and_then(|s| match s.value.trim().parse::<Ipv6Addr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        diags.push(
+                            path,
+                            pos(s),
+                            format!("ipv6 `{}` is not an IPv6 address", s.value),
+                        );
+                        None
+                    }
+                });
+            if z.ip.is_none() && z.ipv6.is_none() {
+                diags.push(
+                    path,
+                    pos(&z.zone),
+                    format!("zone `{zid}` of endpoint `{id}` has neither ip nor ipv6"),
+                );
+            }
+            let zc = check_status(&z.status, path, diags).unwrap_or(false);
+            zones.push((zid, ip, ip6, zc));
+        }
+        let mut private_names = Vec::new();
+        for n in &ep.private_dns_names {
+            match rdata::parse_absolute_name(&n.value) {
+                Ok(name) => private_names.push(name.to_lowercase()),
+                Err(e) => diags.push(path, pos(n), format!("private_dns_names: {e}")),
+            }
+        }
+        if connected != Some(true) {
+            continue;
+        }
+        let svc = ep.service.value.trim();
+        let region = ep.region.value.trim();
+        let mut make = |name_text: String, zone_filter: Option<&str>| {
+            let name = match rdata::parse_absolute_name(&name_text) {
+                Ok(n) => n.to_lowercase(),
+                Err(e) => {
+                    diags.push(
+                        path,
+                        pos(&ep.id),
+                        format!("endpoint `{id}` generates an invalid name: {e}"),
+                    );
+                    return;
+                }
+            };
+            let mut records = Vec::new();
+            for (zid, ip, ip6, zc) in &zones {
+                if !zc || zone_filter.is_some_and(|f| f != zid) {
+                    continue;
+                }
+                if let Some(ip) = ip {
+                    records.push(RecordDef {
+                        record: Record::from_rdata(name.clone(), ttl, RData::A((*ip).into())),
+                        pos: pos(&ep.id),
+                        az: Some(zid.clone()),
+                    });
+                }
+                if let Some(ip6) = ip6 {
+                    records.push(RecordDef {
+                        record: Record::from_rdata(name.clone(), ttl, RData::AAAA((*ip6).into())),
+                        pos: pos(&ep.id),
+                        az: Some(zid.clone()),
+                    });
+                }
+            }
+            if records.is_empty() {
+                return;
+            }
+            data.zones.push(ZoneDef {
+                origin: name,
+                kind: ZoneOrigin::Endpoint(id.to_string()),
+                path: path.to_path_buf(),
+                pos: pos(&ep.id),
+                vpcs: vpcs.clone(),
+                recursive_proxy: false,
+                ttl,
+                records_path: path.to_path_buf(),
+                records,
+            });
+        };
+        make(render(&ep_t, id, svc, region, ""), None);
+        for (zid, ..) in zones.clone() {
+            make(render(&zonal_t, id, svc, region, &zid), Some(&zid));
+        }
+        for n in private_names {
+            make(n.to_string(), None);
+        }
+    }
+}

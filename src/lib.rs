@@ -1,0 +1,18 @@
+//! pzdns: a DNS server for private zones bound to VPCs.
+//!
+//! Data flows one way:
+//! ```text
+//! files ─► config (strict serde mirror, every problem with path:line:col)
+//!       ─► snapshot (immutable indexes: CIDR→VPC, apex→zone per VPC, nodes)
+//!       ─► resolve (SPEC.md §3 as a pure function) ◄─ query
+//!       ─► response
+//! ```
+//! `config` reads and checks files, `snapshot` builds what a query reads,
+//! `resolve` answers, `explain` puts an answer into words, `cli` is the
+//! command line.
+
+pub mod cli;
+pub mod config;
+pub mod explain;
+pub mod resolve;
+pub mod snapshot;

@@ -1,0 +1,614 @@
+//! The snapshot: the immutable data one query reads. Built off the hot path
+//! from the loaded files, then swapped in whole (the server holds it behind
+//! an `ArcSwap`). Holds the views (CIDR → VPC, listener → VPC), the zones
+//! (file zones and the names generated from endpoints) indexed by apex for
+//! longest-suffix choice per VPC, and the forward zones.
+
+pub mod names;
+pub mod views;
+pub mod zone;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::rr::rdata::{NS, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rustc_hash::FxHashMap;
+
+use crate::config::zones_dir::{self, VpcDef, ZoneDef, ZoneOrigin, ZonesData};
+use crate::config::{Diagnostics, ForwardZone, Pos, ServerConfig, UnknownClients};
+use names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
+use views::CidrTable;
+use zone::{NO_AZ, Node, RRset, Zone};
+
+/// The MNAME and NS target of synthesised SOA/NS records. `.invalid` (RFC
+/// 6761) so that nothing ever tries to reach it.
+pub const SYNTH_NS: &str = "ns.pzdns.invalid.";
+pub const SYNTH_RNAME: &str = "hostmaster.pzdns.invalid.";
+pub const SYNTH_REFRESH: i32 = 3600;
+pub const SYNTH_RETRY: i32 = 600;
+pub const SYNTH_EXPIRE: i32 = 86400;
+
+/// Index of a VPC in [`Snapshot::vpcs`].
+pub type VpcIdx = u32;
+/// Index of a zone in [`Snapshot::zones`].
+pub type ZoneIdx = u32;
+
+/// Counts for the `check` summary, `/zones` and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub zones: usize,
+    pub endpoint_names: usize,
+    pub records: usize,
+    pub vpcs: usize,
+    pub endpoints: usize,
+    pub files: usize,
+}
+
+/// Who is asking, once the view is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// A client of this VPC; `az` is its vSwitch's zone (index into
+    /// `Snapshot::azs`) when the source address falls in a vSwitch CIDR.
+    Vpc { vpc: VpcIdx, az: u32 },
+    /// A source that maps to no VPC.
+    Unknown,
+}
+
+/// How the view was chosen, for `explain` and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewReason {
+    Listener,
+    SourceCidr,
+    Named,
+    NoMatch,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every successful load.
+    pub generation: u64,
+    /// The serial of synthesised SOAs: the load time, so it grows on reload.
+    pub serial: u32,
+    pub zones_dir: PathBuf,
+    pub vpcs: Vec<VpcDef>,
+    vpc_by_id: HashMap<String, VpcIdx>,
+    vpc_table: CidrTable<VpcIdx>,
+    vswitch_table: CidrTable<(VpcIdx, u32)>,
+    /// Zone ids of vSwitches and endpoints (e.g. cn-hangzhou-b), interned.
+    pub azs: Vec<String>,
+    pub zones: Vec<Zone>,
+    /// Apex key → (VPC, zone) pairs sorted by VPC.
+    zone_index: FxHashMap<NameKey, Vec<(VpcIdx, ZoneIdx)>>,
+    /// The most labels any zone apex has: longer suffixes cannot match.
+    max_zone_labels: usize,
+    pub forward_zones: Vec<ForwardZone>,
+    /// Per forward zone: the VPCs it applies to (`None`: all).
+    forward_vpcs: Vec<Option<Vec<VpcIdx>>>,
+    forward_index: FxHashMap<NameKey, Vec<u32>>,
+    max_forward_labels: usize,
+    /// VPC bound to each configured listener, in `listen` order.
+    pub listener_vpcs: Vec<Option<VpcIdx>>,
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<SocketAddr>,
+    pub unknown_clients: UnknownClients,
+    pub stats: Stats,
+}
+
+impl Snapshot {
+    /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
+    pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
+        let data = zones_dir::load(cfg)?;
+        Self::build(cfg, data, generation)
+    }
+
+    /// Builds the indexes from checked data, and runs the checks that need
+    /// records grouped by name or zones grouped by VPC.
+    pub fn build(
+        cfg: &ServerConfig,
+        data: ZonesData,
+        generation: u64,
+    ) -> Result<Snapshot, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        let mut snap = Snapshot {
+            generation,
+            serial,
+            zones_dir: data.dir.clone(),
+            vpcs: Vec::new(),
+            vpc_by_id: HashMap::new(),
+            vpc_table: CidrTable::default(),
+            vswitch_table: CidrTable::default(),
+            azs: Vec::new(),
+            zones: Vec::with_capacity(data.zones.len()),
+            zone_index: FxHashMap::default(),
+            max_zone_labels: 0,
+            forward_zones: cfg.forward_zones.clone(),
+            forward_vpcs: Vec::new(),
+            forward_index: FxHashMap::default(),
+            max_forward_labels: 0,
+            listener_vpcs: Vec::new(),
+            listen: cfg.listen.iter().map(|l| l.address).collect(),
+            upstreams: cfg.upstreams.clone(),
+            unknown_clients: cfg.unknown_clients,
+            stats: Stats {
+                vpcs: data.vpcs.len(),
+                endpoints: data.endpoints,
+                files: data.files_read,
+                ..Stats::default()
+            },
+        };
+        let mut azs = Interner::default();
+        for (i, v) in data.vpcs.iter().enumerate() {
+            let idx = i as VpcIdx;
+            snap.vpc_by_id.insert(v.id.clone(), idx);
+            for c in &v.cidrs {
+                snap.vpc_table.insert(*c, idx);
+            }
+            for s in &v.vswitches {
+                let az = azs.intern(&s.zone);
+                snap.vswitch_table.insert(s.cidr, (idx, az));
+            }
+        }
+        snap.vpcs = data.vpcs;
+        snap.listener_vpcs = cfg
+            .listen
+            .iter()
+            .map(|l| {
+                l.vpc
+                    .as_ref()
+                    .and_then(|v| snap.vpc_by_id.get(&v.value).copied())
+            })
+            .collect();
+        for fz in &cfg.forward_zones {
+            let i = snap.forward_vpcs.len() as u32;
+            snap.forward_vpcs.push(fz.vpcs.as_ref().map(|vs| {
+                vs.iter()
+                    .filter_map(|v| snap.vpc_by_id.get(&v.value).copied())
+                    .collect()
+            }));
+            let key = name_key(&fz.domain);
+            snap.max_forward_labels = snap.max_forward_labels.max(key_labels(&key));
+            snap.forward_index.entry(key).or_default().push(i);
+        }
+
+        // Where each zone name was first bound to each VPC, for the duplicate check.
+        let mut bound: FxHashMap<(NameKey, VpcIdx), (PathBuf, Pos)> = FxHashMap::default();
+        let mut cnames: Vec<(ZoneIdx, Name, PathBuf, Pos)> = Vec::new();
+        for def in data.zones {
+            let zi = snap.zones.len() as ZoneIdx;
+            let vpcs: Vec<VpcIdx> = {
+                let mut v: Vec<VpcIdx> = def
+                    .vpcs
+                    .iter()
+                    .filter_map(|l| snap.vpc_by_id.get(&l.value).copied())
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let key = name_key(&def.origin);
+            let mut clash = false;
+            for (l, vi) in def.vpcs.iter().zip(vpcs.iter()) {
+                if let Some((p, at)) = bound.get(&(key.clone(), *vi)) {
+                    let what = match &def.kind {
+                        ZoneOrigin::File => format!("zone {}", def.origin),
+                        ZoneOrigin::Endpoint(id) => format!("name {} of endpoint {id}", def.origin),
+                    };
+                    diags.push(&l.path, l.pos, format!("{what} is bound to VPC `{}` twice: also at {}:{}; two zones of one name cannot share a VPC", l.value, p.display(), at.line));
+                    clash = true;
+                } else {
+                    bound.insert((key.clone(), *vi), (def.path.clone(), def.pos));
+                }
+            }
+            if clash {
+                continue;
+            }
+            let Some(z) = build_zone(def, vpcs, serial, &mut azs, &mut cnames, zi, &mut diags)
+            else {
+                continue;
+            };
+            snap.max_zone_labels = snap.max_zone_labels.max(z.labels);
+            match z.kind {
+                ZoneOrigin::File => snap.stats.zones += 1,
+                ZoneOrigin::Endpoint(_) => snap.stats.endpoint_names += 1,
+            }
+            snap.stats.records += z.record_count;
+            let entry = snap.zone_index.entry(z.key.clone()).or_default();
+            for v in &z.vpcs {
+                entry.push((*v, zi));
+            }
+            entry.sort_unstable();
+            snap.zones.push(z);
+        }
+        snap.azs = azs.names;
+        if diags.is_empty() {
+            check_cname_chains(&snap, &cnames, &mut diags);
+        }
+        if diags.is_empty() {
+            Ok(snap)
+        } else {
+            diags.sort();
+            Err(diags)
+        }
+    }
+}
+
+/// Interns zone ids (cn-hangzhou-b) so records carry a u32.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.ids.get(s) {
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.ids.insert(s.to_string(), i);
+        i
+    }
+}
+
+fn synth_soa(origin: &Name, ttl: u32, serial: u32) -> Record {
+    let ns = Name::from_str(SYNTH_NS).unwrap_or_else(|_| Name::root());
+    let rname = Name::from_str(SYNTH_RNAME).unwrap_or_else(|_| Name::root());
+    Record::from_rdata(
+        origin.clone(),
+        ttl,
+        RData::SOA(SOA::new(
+            ns,
+            rname,
+            serial,
+            SYNTH_REFRESH,
+            SYNTH_RETRY,
+            SYNTH_EXPIRE,
+            ttl,
+        )),
+    )
+}
+
+fn synth_ns(origin: &Name, ttl: u32) -> Record {
+    Record::from_rdata(
+        origin.clone(),
+        ttl,
+        RData::NS(NS(Name::from_str(SYNTH_NS).unwrap_or_else(|_| Name::root()))),
+    )
+}
+
+/// Groups a zone's records into nodes, checks the rules that need them
+/// grouped (CNAME exclusivity, apex CNAME), adds SOA/NS when missing and
+/// the empty non-terminals.
+fn build_zone(
+    def: ZoneDef,
+    vpcs: Vec<VpcIdx>,
+    serial: u32,
+    azs: &mut Interner,
+    cnames: &mut Vec<(ZoneIdx, Name, PathBuf, Pos)>,
+    zi: ZoneIdx,
+    diags: &mut Diagnostics,
+) -> Option<Zone> {
+    let key = name_key(&def.origin);
+    let labels = key_labels(&key);
+    let is_endpoint = matches!(def.kind, ZoneOrigin::Endpoint(_));
+    // owner key → type → (records, azs, first position)
+    type Sets = Vec<(RecordType, Vec<Record>, Vec<u32>, Pos)>;
+    let mut by_name: FxHashMap<NameKey, Sets> = FxHashMap::default();
+    by_name.reserve(def.records.len());
+    let count_before = diags.len();
+    for r in def.records {
+        let k = name_key(&r.record.name);
+        let sets = by_name.entry(k).or_default();
+        let rtype = r.record.record_type();
+        let az = r.az.as_deref().map(|a| azs.intern(a)).unwrap_or(NO_AZ);
+        match sets.iter_mut().find(|s| s.0 == rtype) {
+            Some(set) => {
+                if rtype == RecordType::CNAME {
+                    diags.push(
+                        &def.records_path,
+                        r.pos,
+                        format!(
+                            "{} has more than one CNAME; a name has at most one (RFC 2181 §10.1)",
+                            r.record.name
+                        ),
+                    );
+                    continue;
+                }
+                if rtype == RecordType::SOA {
+                    diags.push(
+                        &def.records_path,
+                        r.pos,
+                        "the zone has more than one SOA record",
+                    );
+                    continue;
+                }
+                if set.1.iter().any(|x| x.data == r.record.data) {
+                    continue; // an RRset is a set: a repeated record is the same record
+                }
+                set.1.push(r.record);
+                set.2.push(az);
+            }
+            None => sets.push((rtype, vec![r.record], vec![az], r.pos)),
+        }
+    }
+    let mut nodes: FxHashMap<NameKey, Node> = FxHashMap::default();
+    nodes.reserve(by_name.len() + by_name.len() / 4 + 1);
+    let mut record_count = 0usize;
+    let mut has_wildcards = false;
+    let mut negative_soa = None;
+    for (k, mut sets) in by_name {
+        let is_apex = k == key;
+        if let Some(c) = sets.iter().find(|s| s.0 == RecordType::CNAME) {
+            let owner = c.1[0].name.clone();
+            let others: Vec<&(RecordType, Vec<Record>, Vec<u32>, Pos)> = sets
+                .iter()
+                .filter(|s| {
+                    s.0 != RecordType::CNAME
+                        && !(is_apex && matches!(s.0, RecordType::SOA | RecordType::NS))
+                })
+                .collect();
+            for o in others {
+                let msg = if is_apex {
+                    format!(
+                        "{} record at the apex beside its CNAME: with a CNAME at `@`, no other record may sit at `@` (SOA and NS are synthesised)",
+                        o.0
+                    )
+                } else {
+                    format!(
+                        "{} record beside a CNAME at {owner}: a name with a CNAME can have no other data (RFC 1034 §3.6.2); remove one of them",
+                        o.0
+                    )
+                };
+                diags.push(&def.records_path, o.3, msg);
+            }
+            cnames.push((zi, owner, def.records_path.clone(), c.3));
+        }
+        // RFC 2181 §5.2: one TTL per RRset; use the smallest given.
+        for s in &mut sets {
+            let ttl = s.1.iter().map(|r| r.ttl).min().unwrap_or(def.ttl);
+            for r in &mut s.1 {
+                r.ttl = ttl;
+            }
+        }
+        if is_apex {
+            if let Some(soa) = sets.iter().find(|s| s.0 == RecordType::SOA) {
+                let mut neg = soa.1[0].clone();
+                if let RData::SOA(s) = &neg.data {
+                    neg.ttl = neg.ttl.min(s.minimum);
+                }
+                negative_soa = Some(neg);
+            } else {
+                let soa = synth_soa(&def.origin, def.ttl, serial);
+                negative_soa = Some(soa.clone());
+                sets.push((RecordType::SOA, vec![soa], vec![NO_AZ], Pos::UNKNOWN));
+            }
+            if !sets.iter().any(|s| s.0 == RecordType::NS) {
+                sets.push((
+                    RecordType::NS,
+                    vec![synth_ns(&def.origin, def.ttl)],
+                    vec![NO_AZ],
+                    Pos::UNKNOWN,
+                ));
+            }
+        }
+        if k.len() > 2 && k[0] == 1 && k[1] == b'*' {
+            has_wildcards = true;
+        }
+        record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
+        let rrsets: Box<[RRset]> = sets
+            .into_iter()
+            .map(|(rtype, records, azs, _)| RRset {
+                rtype,
+                records: records.into_boxed_slice(),
+                azs: if is_endpoint {
+                    azs.into_boxed_slice()
+                } else {
+                    Box::new([])
+                },
+            })
+            .collect();
+        // Empty non-terminals between this name and the apex.
+        let mut p = parent_key(&k);
+        while let Some(pk) = p {
+            if pk.len() <= key.len() || nodes.contains_key(pk) {
+                break;
+            }
+            nodes.insert(pk.into(), Node::default());
+            p = parent_key(pk);
+        }
+        match nodes.get_mut(&k) {
+            Some(n) => n.rrsets = rrsets,
+            None => {
+                nodes.insert(k, Node { rrsets });
+            }
+        }
+    }
+    if !nodes.contains_key(&key) {
+        let soa = synth_soa(&def.origin, def.ttl, serial);
+        negative_soa = Some(soa.clone());
+        let ns = synth_ns(&def.origin, def.ttl);
+        record_count += 2;
+        let rrsets = vec![
+            RRset {
+                rtype: RecordType::SOA,
+                records: vec![soa].into_boxed_slice(),
+                azs: Box::new([]),
+            },
+            RRset {
+                rtype: RecordType::NS,
+                records: vec![ns].into_boxed_slice(),
+                azs: Box::new([]),
+            },
+        ];
+        nodes.insert(
+            key.clone(),
+            Node {
+                rrsets: rrsets.into_boxed_slice(),
+            },
+        );
+    } else if nodes.get(&key).is_some_and(|n| n.rrsets.is_empty()) {
+        // The apex was only an empty non-terminal of deeper names.
+        let soa = synth_soa(&def.origin, def.ttl, serial);
+        negative_soa = Some(soa.clone());
+        let ns = synth_ns(&def.origin, def.ttl);
+        record_count += 2;
+        if let Some(n) = nodes.get_mut(&key) {
+            n.rrsets = vec![
+                RRset {
+                    rtype: RecordType::SOA,
+                    records: vec![soa].into_boxed_slice(),
+                    azs: Box::new([]),
+                },
+                RRset {
+                    rtype: RecordType::NS,
+                    records: vec![ns].into_boxed_slice(),
+                    azs: Box::new([]),
+                },
+            ]
+            .into_boxed_slice();
+        }
+    }
+    if diags.len() > count_before {
+        return None;
+    }
+    nodes.shrink_to_fit();
+    Some(Zone {
+        origin: def.origin,
+        key,
+        labels,
+        kind: def.kind,
+        path: def.path,
+        recursive_proxy: def.recursive_proxy,
+        negative_soa: negative_soa.unwrap_or_else(unreachable_soa),
+        nodes,
+        has_wildcards,
+        record_count,
+        vpcs,
+    })
+}
+
+fn unreachable_soa() -> Record {
+    synth_soa(&Name::root(), 60, 1)
+}
+
+/// Follows every CNAME in the view of every VPC that sees its zone: a loop
+/// or a chain over the limit would SERVFAIL at query time, so it is an
+/// error now.
+fn check_cname_chains(
+    snap: &Snapshot,
+    cnames: &[(ZoneIdx, Name, PathBuf, Pos)],
+    diags: &mut Diagnostics,
+) {
+    for (zi, owner, path, pos) in cnames {
+        if owner.is_wildcard() {
+            continue;
+        }
+        let zone = &snap.zones[*zi as usize];
+        for vpc in &zone.vpcs {
+            let view = View::Vpc {
+                vpc: *vpc,
+                az: NO_AZ,
+            };
+            let r = crate::resolve::resolve(snap, view, owner, RecordType::A, true);
+            if let Some(problem) = r.chain_problem() {
+                diags.push(
+                    path,
+                    *pos,
+                    format!(
+                        "{problem} in the view of VPC `{}`",
+                        snap.vpcs[*vpc as usize].id
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn vpc_index(&self, id: &str) -> Option<VpcIdx> {
+        self.vpc_by_id.get(id).copied()
+    }
+
+    /// SPEC.md §3 rule 1: the listener's VPC, else the VPC whose CIDR holds
+    /// the source most specifically, else none.
+    pub fn view_for(&self, listener: Option<usize>, src: IpAddr) -> (View, ViewReason) {
+        let az_for = |vpc: VpcIdx| match self.vswitch_table.lookup(src) {
+            Some((v, az)) if v == vpc => az,
+            _ => NO_AZ,
+        };
+        if let Some(Some(vpc)) = listener.and_then(|i| self.listener_vpcs.get(i)) {
+            return (
+                View::Vpc {
+                    vpc: *vpc,
+                    az: az_for(*vpc),
+                },
+                ViewReason::Listener,
+            );
+        }
+        match self.vpc_table.lookup(src) {
+            Some(vpc) => (
+                View::Vpc {
+                    vpc,
+                    az: az_for(vpc),
+                },
+                ViewReason::SourceCidr,
+            ),
+            None => (View::Unknown, ViewReason::NoMatch),
+        }
+    }
+
+    /// SPEC.md §3 rule 2: of the zones visible to `vpc`, the one whose apex
+    /// is the longest suffix of the name.
+    pub fn find_zone(&self, vpc: VpcIdx, q: &KeyBuf) -> Option<(ZoneIdx, &Zone)> {
+        let n = q.labels();
+        let start = n.saturating_sub(self.max_zone_labels);
+        for skip in start..n {
+            if let Some(list) = self.zone_index.get(q.suffix(skip))
+                && let Ok(i) = list.binary_search_by(|(v, _)| v.cmp(&vpc))
+            {
+                let zi = list[i].1;
+                return Some((zi, &self.zones[zi as usize]));
+            }
+        }
+        None
+    }
+
+    /// SPEC.md §3 rule 4: the most specific forward zone visible to the
+    /// view (for unknown clients, only those bound to no VPC list).
+    pub fn find_forward(&self, view: View, q: &KeyBuf) -> Option<u32> {
+        let n = q.labels();
+        let start = n.saturating_sub(self.max_forward_labels);
+        for skip in start..=n {
+            if let Some(list) = self.forward_index.get(q.suffix(skip)) {
+                for &i in list {
+                    let ok = match (&self.forward_vpcs[i as usize], view) {
+                        (None, _) => true,
+                        (Some(vs), View::Vpc { vpc, .. }) => vs.contains(&vpc),
+                        (Some(_), View::Unknown) => false,
+                    };
+                    if ok {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// All zones, for `/zones` and `explain`.
+    pub fn zones_visible_to(&self, vpc: VpcIdx) -> impl Iterator<Item = &Zone> {
+        self.zones
+            .iter()
+            .filter(move |z| z.vpcs.binary_search(&vpc).is_ok())
+    }
+}
