@@ -239,12 +239,12 @@ mod tests {
     fn txt_plain_and_quoted() {
         let r = parse_value(RecordType::TXT, "v=spf1 include:x -all").unwrap();
         match r {
-            RData::TXT(t) => assert_eq!(t.txt_data().len(), 1),
+            RData::TXT(t) => assert_eq!(t.txt_data.len(), 1),
             _ => panic!(),
         }
         let r = parse_value(RecordType::TXT, "\"a b\" \"c\"").unwrap();
         match r {
-            RData::TXT(t) => assert_eq!(t.txt_data().len(), 2),
+            RData::TXT(t) => assert_eq!(t.txt_data.len(), 2),
             _ => panic!(),
         }
         let r = parse_value(RecordType::CAA, "0 issue \"letsencrypt.org\"").unwrap();

@@ -106,8 +106,10 @@ pub struct ZonesData {
 }
 
 /// Loads and checks `cfg.zones_dir`, together with the VPC references in
-/// `cfg` (listeners and forward zones).
-pub fn load(cfg: &ServerConfig) -> Result<ZonesData, Diagnostics> {
+/// `cfg` (listeners and forward zones). Returns what could be read along
+/// with every problem found, so that later checks (which need the records
+/// grouped) can still run and report theirs in the same pass.
+pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     let dir = &cfg.zones_dir;
     let mut diags = Diagnostics::new();
     let mut data = ZonesData {
@@ -116,7 +118,7 @@ pub fn load(cfg: &ServerConfig) -> Result<ZonesData, Diagnostics> {
     };
     if !dir.is_dir() {
         diags.push(dir, Pos::UNKNOWN, "zones directory does not exist or is not a directory; set `zones_dir` in pzdns.yaml or pass --zones DIR");
-        return Err(diags);
+        return (data, diags);
     }
     let mut files = Vec::new();
     collect_yaml_files(dir, 0, &mut files, &mut diags);
@@ -159,12 +161,7 @@ pub fn load(cfg: &ServerConfig) -> Result<ZonesData, Diagnostics> {
             data.zones.push(z);
         }
     }
-    if diags.is_empty() {
-        Ok(data)
-    } else {
-        diags.sort();
-        Err(diags)
-    }
+    (data, diags)
 }
 
 fn unknown_vpc_msg(id: &str, dir: &Path) -> String {

@@ -101,8 +101,19 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
     pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
-        let data = zones_dir::load(cfg)?;
-        Self::build(cfg, data, generation)
+        let (data, mut diags) = zones_dir::load(cfg);
+        match Self::build(cfg, data, generation) {
+            Ok(s) if diags.is_empty() => Ok(s),
+            Ok(_) => {
+                diags.sort();
+                Err(diags)
+            }
+            Err(more) => {
+                diags.extend(more);
+                diags.sort();
+                Err(diags)
+            }
+        }
     }
 
     /// Builds the indexes from checked data, and runs the checks that need
@@ -228,9 +239,7 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
-        if diags.is_empty() {
-            check_cname_chains(&snap, &cnames, &mut diags);
-        }
+        check_cname_chains(&snap, &cnames, &mut diags);
         if diags.is_empty() {
             Ok(snap)
         } else {

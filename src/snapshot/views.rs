@@ -62,7 +62,7 @@ impl<T: Copy> CidrTable<T> {
                     Some(i) => i,
                     None => {
                         self.v4.push((len, FxHashMap::default()));
-                        self.v4.sort_by(|a, b| b.0.cmp(&a.0));
+                        self.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
                         self.v4.iter().position(|(l, _)| *l == len).unwrap_or(0)
                     }
                 };
@@ -74,7 +74,7 @@ impl<T: Copy> CidrTable<T> {
                     Some(i) => i,
                     None => {
                         self.v6.push((len, FxHashMap::default()));
-                        self.v6.sort_by(|a, b| b.0.cmp(&a.0));
+                        self.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
                         self.v6.iter().position(|(l, _)| *l == len).unwrap_or(0)
                     }
                 };

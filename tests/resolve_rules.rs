@@ -1,0 +1,673 @@
+//! SPEC.md §3 rules on local data, one case per rule, over the fixture in
+//! tests/fixtures/rules (no sockets: `resolve` is a pure function).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use pzdns::config::ServerConfig;
+use pzdns::resolve::{Route, Source, UpstreamReason, resolve};
+use pzdns::snapshot::{Snapshot, View};
+
+fn snap() -> Snapshot {
+    let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml"))
+        .expect("fixture config loads");
+    Snapshot::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
+}
+
+fn view(s: &Snapshot, from: &str) -> View {
+    s.view_for(None, IpAddr::from_str(from).unwrap()).0
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+/// What a test expects: rcode, AA, answers as "owner type rdata" lines,
+/// authority types, and the upstream question if any.
+struct Case {
+    from: &'static str,
+    qname: &'static str,
+    qtype: RecordType,
+    rcode: ResponseCode,
+    aa: bool,
+    answers: &'static [&'static str],
+    authority_soa: bool,
+    upstream: Option<&'static str>,
+}
+
+fn run(s: &Snapshot, c: &Case) {
+    let r = resolve(s, view(s, c.from), &name(c.qname), c.qtype, false);
+    let got: Vec<String> = r
+        .answers
+        .iter()
+        .map(|a| format!("{} {} {}", a.name, a.record_type(), a.data))
+        .collect();
+    let ctx = format!("{} {} from {}: {:?}", c.qname, c.qtype, c.from, got);
+    assert_eq!(r.rcode, c.rcode, "rcode of {ctx}");
+    assert_eq!(r.authoritative, c.aa, "AA of {ctx}");
+    assert_eq!(got, c.answers, "answers of {ctx}");
+    assert_eq!(
+        !r.authority.is_empty(),
+        c.authority_soa,
+        "authority of {ctx}"
+    );
+    if c.authority_soa {
+        assert!(
+            r.authority
+                .iter()
+                .all(|a| a.record_type() == RecordType::SOA),
+            "{ctx}"
+        );
+    }
+    assert_eq!(
+        r.upstream
+            .as_ref()
+            .map(|u| format!("{} {}", u.name, u.qtype))
+            .as_deref(),
+        c.upstream,
+        "upstream of {ctx}"
+    );
+}
+
+const NOERR: ResponseCode = ResponseCode::NoError;
+const A: RecordType = RecordType::A;
+const A_VPC: &str = "127.1.0.5";
+const B_VPC: &str = "127.2.0.5";
+const C_VPC: &str = "127.3.0.5";
+
+#[test]
+fn local_data_rules() {
+    let s = snap();
+    let cases = [
+        // Records of the asked type.
+        Case {
+            from: A_VPC,
+            qname: "www.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Case-insensitive match; the stored owner is returned.
+        Case {
+            from: A_VPC,
+            qname: "WwW.ExAmple.TEST.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Exists without that type: NODATA with SOA.
+        Case {
+            from: A_VPC,
+            qname: "www.example.test.",
+            qtype: RecordType::TXT,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Does not exist: NXDOMAIN with SOA.
+        Case {
+            from: A_VPC,
+            qname: "nope.example.test.",
+            qtype: A,
+            rcode: ResponseCode::NXDomain,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Empty non-terminal: NODATA, not NXDOMAIN.
+        Case {
+            from: A_VPC,
+            qname: "ent.x.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        Case {
+            from: A_VPC,
+            qname: "x.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Wildcard synthesis (RFC 4592), one and two labels deep.
+        Case {
+            from: A_VPC,
+            qname: "foo.app.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["foo.app.example.test. A 10.0.0.9"],
+            authority_soa: false,
+            upstream: None,
+        },
+        Case {
+            from: A_VPC,
+            qname: "a.b.app.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["a.b.app.example.test. A 10.0.0.9"],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Wildcard owner exists but not for the type: NODATA.
+        Case {
+            from: A_VPC,
+            qname: "foo.app.example.test.",
+            qtype: RecordType::MX,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // An existing name beats the wildcard: host.app has AAAA only, so A is NODATA.
+        Case {
+            from: A_VPC,
+            qname: "host.app.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // The wildcard's own parent (an ENT) is not covered by it.
+        Case {
+            from: A_VPC,
+            qname: "app.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Below an existing name without wildcard: NXDOMAIN (no wildcard at www).
+        Case {
+            from: A_VPC,
+            qname: "x.www.example.test.",
+            qtype: A,
+            rcode: ResponseCode::NXDomain,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // CNAME inside the zone is followed.
+        Case {
+            from: A_VPC,
+            qname: "alias.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "alias.example.test. CNAME www.example.test.",
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Asking for the CNAME itself does not follow it.
+        Case {
+            from: A_VPC,
+            qname: "alias.example.test.",
+            qtype: RecordType::CNAME,
+            rcode: NOERR,
+            aa: true,
+            answers: &["alias.example.test. CNAME www.example.test."],
+            authority_soa: false,
+            upstream: None,
+        },
+        // A chain of two links.
+        Case {
+            from: A_VPC,
+            qname: "chain1.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "chain1.example.test. CNAME chain2.example.test.",
+                "chain2.example.test. CNAME www.example.test.",
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Wildcard CNAME: synthesised with the query name as owner, then followed.
+        Case {
+            from: A_VPC,
+            qname: "q.wc.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "q.wc.example.test. CNAME www.example.test.",
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // CNAME to a missing local name: NXDOMAIN after the chain (RFC 6604).
+        Case {
+            from: A_VPC,
+            qname: "tomissing.example.test.",
+            qtype: A,
+            rcode: ResponseCode::NXDomain,
+            aa: true,
+            answers: &["tomissing.example.test. CNAME nothere.example.test."],
+            authority_soa: true,
+            upstream: None,
+        },
+        // CNAME leaving local data: the target goes upstream.
+        Case {
+            from: A_VPC,
+            qname: "ext.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["ext.example.test. CNAME outside.example.org."],
+            authority_soa: false,
+            upstream: Some("outside.example.org. A"),
+        },
+        // CNAME into a recursive_proxy zone where the target is missing: upstream.
+        Case {
+            from: A_VPC,
+            qname: "toproxy.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["toproxy.example.test. CNAME gone.proxy.test."],
+            authority_soa: false,
+            upstream: Some("gone.proxy.test. A"),
+        },
+        // Apex CNAME (the seed case): A, AAAA, TXT... all answer with the CNAME, target upstream.
+        Case {
+            from: A_VPC,
+            qname: "ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com.",
+            ],
+            authority_soa: false,
+            upstream: Some("popunify-vpc.cn-hangzhou.aliyuncs.com. A"),
+        },
+        Case {
+            from: A_VPC,
+            qname: "ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: RecordType::TXT,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com.",
+            ],
+            authority_soa: false,
+            upstream: Some("popunify-vpc.cn-hangzhou.aliyuncs.com. TXT"),
+        },
+        // ...but SOA and NS at that apex come from the zone.
+        Case {
+            from: A_VPC,
+            qname: "ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: RecordType::NS,
+            rcode: NOERR,
+            aa: true,
+            answers: &["ecs.cn-hangzhou.aliyuncs.com. NS ns.pzdns.invalid."],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Below the apex-CNAME zone: NXDOMAIN (not a recursive proxy).
+        Case {
+            from: A_VPC,
+            qname: "x.ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: A,
+            rcode: ResponseCode::NXDomain,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Overlapping zones bound to different VPCs: vpc-b sees aliyuncs.com's A.
+        Case {
+            from: B_VPC,
+            qname: "ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1"],
+            authority_soa: false,
+            upstream: None,
+        },
+        // ...and vpc-c, bound to neither, goes to the public authority.
+        Case {
+            from: C_VPC,
+            qname: "ecs.cn-hangzhou.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("ecs.cn-hangzhou.aliyuncs.com. A"),
+        },
+        // recursive_proxy: present names are local, missing ones go upstream.
+        Case {
+            from: A_VPC,
+            qname: "known.proxy.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &["known.proxy.test. A 10.9.9.9"],
+            authority_soa: false,
+            upstream: None,
+        },
+        Case {
+            from: A_VPC,
+            qname: "missing.proxy.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("missing.proxy.test. A"),
+        },
+        // ...but an existing name without the type is still NODATA.
+        Case {
+            from: A_VPC,
+            qname: "known.proxy.test.",
+            qtype: RecordType::TXT,
+            rcode: NOERR,
+            aa: true,
+            answers: &[],
+            authority_soa: true,
+            upstream: None,
+        },
+        // Apex SOA is answered.
+        Case {
+            from: A_VPC,
+            qname: "example.test.",
+            qtype: RecordType::MX,
+            rcode: NOERR,
+            aa: true,
+            answers: &["example.test. MX 10 mail.example.test."],
+            authority_soa: false,
+            upstream: None,
+        },
+        // IPv6 client of vpc-a.
+        Case {
+            from: "2001:db8:a::53",
+            qname: "www.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // A zone invisible to vpc-b: example.test is bound to vpc-a and vpc-c only.
+        Case {
+            from: B_VPC,
+            qname: "www.example.test.",
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("www.example.test. A"),
+        },
+        // RFC 8482 ANY: one RRset.
+        Case {
+            from: A_VPC,
+            qname: "www.example.test.",
+            qtype: RecordType::ANY,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "www.example.test. A 10.0.0.1",
+                "www.example.test. A 10.0.0.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+    ];
+    for c in &cases {
+        run(&s, c);
+    }
+}
+
+#[test]
+fn endpoint_names() {
+    let s = snap();
+    let base = "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";
+    let cases = [
+        // Endpoint domain: every Connected zone's address; the Disconnected zone is left out.
+        Case {
+            from: A_VPC,
+            qname: base,
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A 192.168.1.1",
+                "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A 192.168.2.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        Case {
+            from: A_VPC,
+            qname: base,
+            qtype: RecordType::AAAA,
+            rcode: NOERR,
+            aa: true,
+            answers: &["ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. AAAA 2408::2"],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Zonal domain: that zone's address only.
+        Case {
+            from: A_VPC,
+            qname: "ep-1-cn-hangzhou-k.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "ep-1-cn-hangzhou-k.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A 192.168.2.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // Private DNS name.
+        Case {
+            from: A_VPC,
+            qname: "api.vendor.example.",
+            qtype: A,
+            rcode: NOERR,
+            aa: true,
+            answers: &[
+                "api.vendor.example. A 192.168.1.1",
+                "api.vendor.example. A 192.168.2.2",
+            ],
+            authority_soa: false,
+            upstream: None,
+        },
+        // The Disconnected zone's zonal name is not published at all: upstream.
+        Case {
+            from: A_VPC,
+            qname: "ep-1-cn-hangzhou-z.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("ep-1-cn-hangzhou-z.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A"),
+        },
+        // Not visible to another VPC.
+        Case {
+            from: C_VPC,
+            qname: base,
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A"),
+        },
+        // A Pending endpoint publishes nothing, even to its own VPC.
+        Case {
+            from: C_VPC,
+            qname: "ep-2.epsrv-2.cn-hangzhou.privatelink.aliyuncs.com.",
+            qtype: A,
+            rcode: NOERR,
+            aa: false,
+            answers: &[],
+            authority_soa: false,
+            upstream: Some("ep-2.epsrv-2.cn-hangzhou.privatelink.aliyuncs.com. A"),
+        },
+    ];
+    for c in &cases {
+        run(&s, c);
+    }
+    // A client in the cn-hangzhou-k vSwitch gets its own zone's address first.
+    let r = resolve(&s, view(&s, "127.1.2.7"), &name(base), A, false);
+    let got: Vec<String> = r.answers.iter().map(|a| a.data.to_string()).collect();
+    assert_eq!(got, ["192.168.2.2", "192.168.1.1"]);
+    // vpc-b's own aliyuncs.com zone covers the privatelink names: NXDOMAIN there, not a leak.
+    let r = resolve(&s, view(&s, B_VPC), &name(base), A, false);
+    assert_eq!(r.rcode, ResponseCode::NXDomain);
+    assert!(r.answers.is_empty());
+}
+
+#[test]
+fn views_and_routes() {
+    let s = snap();
+    // Longest prefix: 127.1/16 is vpc-a although 127/8 (vpc-c) also holds it.
+    let vpc_of = |ip: &str| match view(&s, ip) {
+        View::Vpc { vpc, .. } => Some(s.vpcs[vpc as usize].id.clone()),
+        View::Unknown => None,
+    };
+    assert_eq!(vpc_of("127.1.200.1").as_deref(), Some("vpc-a"));
+    assert_eq!(vpc_of("127.2.0.1").as_deref(), Some("vpc-b"));
+    assert_eq!(vpc_of("127.9.0.1").as_deref(), Some("vpc-c"));
+    assert_eq!(vpc_of("::1"), None);
+    assert_eq!(vpc_of("::ffff:127.2.0.1").as_deref(), Some("vpc-b"));
+    // The listener bound to vpc-b wins over the source address.
+    let (v, _) = s.view_for(Some(1), "127.1.0.5".parse().unwrap());
+    assert!(matches!(v, View::Vpc { vpc, .. } if s.vpcs[vpc as usize].id == "vpc-b"));
+    // Unknown client under `refuse`: REFUSED, no data at all.
+    let r = resolve(&s, View::Unknown, &name("www.example.test."), A, false);
+    assert_eq!(r.rcode, ResponseCode::Refused);
+    assert!(r.answers.is_empty() && r.upstream.is_none());
+    assert_eq!(r.source, Source::Refused);
+    // Forward zones: vpc-a sees corp.example's forwarder, vpc-b does not.
+    let r = resolve(&s, view(&s, A_VPC), &name("db.corp.example."), A, false);
+    assert_eq!(r.upstream.unwrap().route, Route::ForwardZone(0));
+    let r = resolve(&s, view(&s, B_VPC), &name("db.corp.example."), A, false);
+    assert_eq!(r.upstream.unwrap().route, Route::Default);
+    // A forward zone without `vpcs` applies to every VPC.
+    let r = resolve(&s, view(&s, B_VPC), &name("x.shared.example."), A, false);
+    let u = r.upstream.unwrap();
+    assert_eq!(u.route, Route::ForwardZone(1));
+    assert_eq!(u.reason, UpstreamReason::OutsideZones);
+    // A CNAME target under a forward zone goes to that forwarder.
+    let r = resolve(
+        &s,
+        view(&s, A_VPC),
+        &name("corp-link.example.test."),
+        A,
+        false,
+    );
+    let u = r.upstream.unwrap();
+    assert_eq!(
+        (u.route, u.reason),
+        (Route::ForwardZone(0), UpstreamReason::CnameTarget)
+    );
+}
+
+#[test]
+fn unknown_clients_forward_never_sees_private_data() {
+    let mut cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).unwrap();
+    cfg.unknown_clients = pzdns::config::UnknownClients::Forward;
+    let s = Snapshot::load(&cfg, 1).unwrap();
+    for q in [
+        "www.example.test.",
+        "ecs.cn-hangzhou.aliyuncs.com.",
+        "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.",
+    ] {
+        let r = resolve(&s, View::Unknown, &name(q), A, false);
+        assert!(
+            r.answers.is_empty() && r.authority.is_empty() && !r.authoritative,
+            "{q}"
+        );
+        assert_eq!(r.upstream.unwrap().route, Route::Default, "{q}");
+    }
+    // Forward zones scoped to VPCs are not for unknown clients; unscoped ones are.
+    let r = resolve(&s, View::Unknown, &name("db.corp.example."), A, false);
+    assert_eq!(r.upstream.unwrap().route, Route::Default);
+    let r = resolve(&s, View::Unknown, &name("db.shared.example."), A, false);
+    assert_eq!(r.upstream.unwrap().route, Route::ForwardZone(1));
+}
+
+#[test]
+fn explain_says_why() {
+    let s = snap();
+    let out = pzdns::explain::explain(
+        &s,
+        &pzdns::explain::Asker::From("127.1.0.5".parse().unwrap()),
+        &name("ecs.cn-hangzhou.aliyuncs.com."),
+        A,
+    )
+    .unwrap();
+    assert!(
+        out.contains("view:     vpc-a (source 127.1.0.5 is in 127.1.0.0/16)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is a CNAME → follow popunify-vpc.cn-hangzhou.aliyuncs.com."),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "forward popunify-vpc.cn-hangzhou.aliyuncs.com. A upstream via upstreams 127.0.0.1:5311"
+        ),
+        "{out}"
+    );
+    let err = pzdns::explain::explain(
+        &s,
+        &pzdns::explain::Asker::Vpc("vpc-zz".into()),
+        &name("x."),
+        A,
+    )
+    .unwrap_err();
+    assert!(err.contains("unknown VPC `vpc-zz`"), "{err}");
+}
