@@ -147,19 +147,47 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         }
     }
 
-    for f in &files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let top = f.parent() == Some(dir.as_path());
-        if top && name == VPCS_FILE {
-            continue;
-        }
-        if top && name == ENDPOINTS_FILE {
-            load_endpoints(f, &known, &mut data, &mut diags);
-            continue;
-        }
-        if let Some(z) = load_zone_file(f, &known, &mut diags) {
-            data.zones.push(z);
-        }
+    let is_top = |f: &Path, n: &str| {
+        f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n)
+    };
+    let zone_files: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE))
+        .collect();
+    // Zone files are independent: parse them on every core. Results are
+    // put back in file order so that output is deterministic.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(zone_files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parsed: Vec<(usize, Option<ZoneDef>, Diagnostics)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = zone_files.get(i) else { break };
+                        let mut d = Diagnostics::new();
+                        let z = load_zone_file(f, &known, &mut d);
+                        out.push((i, z, d));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    parsed.sort_by_key(|(i, ..)| *i);
+    for (_, z, d) in parsed {
+        diags.extend(d);
+        data.zones.extend(z);
+    }
+    if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
+        load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &mut data, &mut diags);
     }
     (data, diags)
 }

@@ -101,8 +101,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
     pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
+        let t0 = std::time::Instant::now();
         let (data, mut diags) = zones_dir::load(cfg);
-        match Self::build(cfg, data, generation) {
+        let t1 = t0.elapsed();
+        let built = Self::build(cfg, data, generation);
+        if std::env::var_os("PZDNS_TIMING").is_some() {
+            eprintln!("timing: read+parse {:?}, build {:?}", t1, t0.elapsed() - t1);
+        }
+        match built {
             Ok(s) if diags.is_empty() => Ok(s),
             Ok(_) => {
                 diags.sort();
