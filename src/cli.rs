@@ -26,6 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
     /// Load and validate everything `serve` would load; print every problem
     /// as path:line:column: message; exit 0 if clean, 1 if not.
     Check(CheckArgs),
@@ -41,6 +43,31 @@ pub struct DataArgs {
     /// The zones directory (overrides `zones_dir`).
     #[arg(long, value_name = "DIR")]
     pub zones: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Listen on this IP:PORT, UDP and TCP (repeatable; replaces `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Upstream resolver IP[:PORT] (repeatable; replaces `upstreams`).
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: Vec<String>,
+    /// Admin HTTP address IP:PORT, or `off`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Worker threads and UDP sockets per listener (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Once every socket is bound, write the bound addresses here, one per
+    /// line (for supervisors and tests that bind port 0).
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +106,7 @@ pub fn load_config(data: &DataArgs) -> Result<ServerConfig, Diagnostics> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(a) => serve(&a),
         Command::Check(a) => check(&a),
         Command::Explain(a) => run_explain(&a),
     }
@@ -172,5 +200,82 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
             eprintln!("pzdns: {e}");
             ExitCode::from(EXIT_CANNOT_START)
         }
+    }
+}
+
+/// A one-line reason on stderr and exit 2 (SPEC.md §1).
+fn cannot_start(reason: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pzdns: cannot start: {reason}");
+    ExitCode::from(EXIT_CANNOT_START)
+}
+
+/// Applies the command-line flags over the configuration file.
+fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String> {
+    use crate::config::{Listener, parse_log_format, parse_socket_addr};
+    if !a.listen.is_empty() {
+        cfg.listen = a
+            .listen
+            .iter()
+            .map(|l| parse_socket_addr(l, None).map(|address| Listener { address, vpc: None }).ok_or_else(|| format!("--listen `{l}` must be IP:PORT")))
+            .collect::<Result<_, _>>()?;
+    }
+    if !a.upstream.is_empty() {
+        cfg.upstreams = a.upstream.iter().map(|u| parse_socket_addr(u, Some(53)).ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT"))).collect::<Result<_, _>>()?;
+    }
+    if let Some(ad) = &a.admin {
+        cfg.admin_listen = if ad == "off" { None } else { Some(parse_socket_addr(ad, None).ok_or_else(|| format!("--admin `{ad}` must be IP:PORT or off"))?) };
+    }
+    if let Some(f) = &a.log_format {
+        cfg.log_format = parse_log_format(f).ok_or_else(|| format!("--log-format `{f}` must be text or json"))?;
+    }
+    Ok(())
+}
+
+fn init_tracing(format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // hickory logs two INFO lines per request; keep them out unless asked.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        crate::config::LogFormat::Json => builder.json().init(),
+        crate::config::LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(a: &ServeArgs) -> ExitCode {
+    let mut cfg = match load_config(&a.data) {
+        Ok(c) => c,
+        Err(d) => {
+            eprint!("{d}");
+            return cannot_start(format!("{} problem(s) in the configuration", d.len()));
+        }
+    };
+    if let Err(e) = apply_serve_flags(&mut cfg, a) {
+        return cannot_start(e);
+    }
+    init_tracing(cfg.log_format);
+    let snapshot = match Snapshot::load(&cfg, 1) {
+        Ok(s) => s,
+        Err(d) => {
+            for p in d.items() {
+                tracing::error!("{p}");
+            }
+            return cannot_start(format!("{} problem(s) in {}; run `pzdns check`", d.len(), cfg.zones_dir.display()));
+        }
+    };
+    let st = snapshot.stats;
+    tracing::info!(zones = st.zones, records = st.records, vpcs = st.vpcs, endpoints = st.endpoints, dir = %cfg.zones_dir.display(), "data loaded");
+    if cfg.upstreams.is_empty() {
+        tracing::warn!("no upstreams: configure `upstreams` or --upstream; names that must be forwarded will get SERVFAIL");
+    }
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(crate::server::serve(cfg, snapshot, workers, a.ready_file.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cannot_start(e),
     }
 }

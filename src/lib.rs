@@ -8,11 +8,12 @@
 //!       ─► response
 //! ```
 //! `config` reads and checks files, `snapshot` builds what a query reads,
-//! `resolve` answers, `explain` puts an answer into words, `cli` is the
-//! command line.
+//! `resolve` answers, `explain` puts an answer into words, `server` puts
+//! it on the wire with hickory-server, `cli` is the command line.
 
 pub mod cli;
 pub mod config;
 pub mod explain;
 pub mod resolve;
+pub mod server;
 pub mod snapshot;

@@ -76,7 +76,7 @@ const NOERR: ResponseCode = ResponseCode::NoError;
 const A: RecordType = RecordType::A;
 const A_VPC: &str = "127.1.0.5";
 const B_VPC: &str = "127.2.0.5";
-const C_VPC: &str = "127.3.0.5";
+const C_VPC: &str = "127.130.0.5";
 
 #[test]
 fn local_data_rules() {
@@ -571,14 +571,16 @@ fn endpoint_names() {
 #[test]
 fn views_and_routes() {
     let s = snap();
-    // Longest prefix: 127.1/16 is vpc-a although 127/8 (vpc-c) also holds it.
+    // Longest prefix: 127.129/16 is vpc-a although 127.128/9 (vpc-c) also holds it.
     let vpc_of = |ip: &str| match view(&s, ip) {
         View::Vpc { vpc, .. } => Some(s.vpcs[vpc as usize].id.clone()),
         View::Unknown => None,
     };
     assert_eq!(vpc_of("127.1.200.1").as_deref(), Some("vpc-a"));
+    assert_eq!(vpc_of("127.129.200.1").as_deref(), Some("vpc-a"));
+    assert_eq!(vpc_of("127.200.0.1").as_deref(), Some("vpc-c"));
     assert_eq!(vpc_of("127.2.0.1").as_deref(), Some("vpc-b"));
-    assert_eq!(vpc_of("127.9.0.1").as_deref(), Some("vpc-c"));
+    assert_eq!(vpc_of("127.9.0.1"), None);
     assert_eq!(vpc_of("::1"), None);
     assert_eq!(vpc_of("::ffff:127.2.0.1").as_deref(), Some("vpc-b"));
     // The listener bound to vpc-b wins over the source address.

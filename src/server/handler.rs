@@ -1,0 +1,151 @@
+//! The request handler: header and EDNS rules of SPEC.md §3 "Protocol",
+//! then view → resolve → response. Runs once per query on the hot path:
+//! it loads the current snapshot once and holds it for the whole query, so
+//! a reload swapping in new data never changes an answer half-way.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::debug;
+
+use crate::resolve::{Source, resolve};
+use crate::snapshot::Snapshot;
+
+/// Largest UDP payload pzdns sends or advertises (the DNS flag day 2020
+/// value): avoids IP fragmentation on any path.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// The EDNS version pzdns speaks (RFC 6891).
+pub const EDNS_VERSION: u8 = 0;
+
+/// State shared by every listener's handler.
+#[derive(Debug)]
+pub struct Shared {
+    /// The data in force; swapped whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+        Arc::new(Shared { snapshot: ArcSwap::from_pointee(snapshot) })
+    }
+}
+
+/// One listener's handler: it knows its listener so that an inbound
+/// endpoint (a listener bound to a VPC) answers as that VPC.
+#[derive(Clone)]
+pub struct DnsHandler {
+    pub listener: usize,
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        let snap = self.shared.snapshot.load_full();
+        answer(&snap, self.listener, request, response_handle).await
+    }
+}
+
+/// The response EDNS: echoed when the query had OPT, with our payload
+/// size capped at what the client can take (and at least 512).
+fn response_edns(req: &Edns) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    e.set_version(EDNS_VERSION);
+    e.set_dnssec_ok(req.flags().dnssec_ok);
+    e
+}
+
+async fn answer<R: ResponseHandler>(snap: &Snapshot, listener: usize, request: &Request, mut response_handle: R) -> ResponseInfo {
+    let edns = request.edns.as_ref().map(response_edns);
+    let meta = &request.metadata;
+
+    // Header rules before anything else: these need no data.
+    let early = if meta.message_type != MessageType::Query {
+        Some(ResponseCode::FormErr)
+    } else if let Some(req_edns) = &request.edns
+        && req_edns.version() > EDNS_VERSION
+    {
+        Some(ResponseCode::BADVERS)
+    } else if meta.op_code != OpCode::Query {
+        Some(ResponseCode::NotImp)
+    } else if request.queries.len() != 1 {
+        Some(ResponseCode::FormErr)
+    } else {
+        None
+    };
+    if let Some(rcode) = early {
+        return send_error(request, rcode, edns.as_ref(), &mut response_handle).await;
+    }
+    let query = &request.queries.queries()[0];
+    let qtype = query.query_type();
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return send_error(request, ResponseCode::Refused, edns.as_ref(), &mut response_handle).await;
+    }
+
+    let (view, _) = snap.view_for(Some(listener), request.src().ip());
+    let qname = query.name().into();
+    let res = resolve(snap, view, &qname, qtype, false);
+
+    let mut rmeta = Metadata::response_from_request(meta);
+    rmeta.authoritative = res.authoritative;
+    rmeta.recursion_available = res.source != Source::Refused;
+    rmeta.response_code = res.rcode;
+    if res.upstream.is_some() {
+        // Forwarding is not wired yet: anything that must go upstream is
+        // SERVFAIL (pinned by a test that forwarding will change).
+        rmeta.response_code = ResponseCode::ServFail;
+        rmeta.authoritative = false;
+        debug!(name = %qname, %qtype, "needs upstream: SERVFAIL until forwarding exists");
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            rmeta,
+            std::iter::empty::<&Record>(),
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+        );
+        return send(request, response_handle.send_response(response).await);
+    }
+    let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+        rmeta,
+        res.answers.iter().map(|r| r.as_ref()),
+        res.authority.iter().copied(),
+        std::iter::empty(),
+        std::iter::empty(),
+    );
+    send(request, response_handle.send_response(response).await)
+}
+
+async fn send_error<R: ResponseHandler>(request: &Request, rcode: ResponseCode, edns: Option<&Edns>, response_handle: &mut R) -> ResponseInfo {
+    // Extended rcodes (BADVERS) carry their high bits in the OPT record.
+    let mut with_high;
+    let edns = match edns {
+        Some(x) if rcode.high() != 0 => {
+            with_high = x.clone();
+            with_high.set_rcode_high(rcode.high());
+            Some(&with_high)
+        }
+        other => other,
+    };
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.response_code = rcode;
+    let response = MessageResponseBuilder::new(&request.queries, edns).build_no_records(meta);
+    send(request, response_handle.send_response(response).await)
+}
+
+fn send(request: &Request, r: Result<ResponseInfo, hickory_server::net::NetError>) -> ResponseInfo {
+    match r {
+        Ok(info) => info,
+        Err(error) => {
+            debug!(%error, src = %request.src(), "failed to send response");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! hickory-server glue: binds every listener (UDP with one SO_REUSEPORT
+//! socket per worker, plus TCP), serves until SIGTERM, then drains.
+//!
+//! Start-up runs in fixed phases — load data, bind everything, log every
+//! bound address, serve — so a bad config or a busy port fails before a
+//! single query is answered (exit 2).
+
+pub mod handler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{error, info, warn};
+
+use crate::config::ServerConfig;
+use crate::snapshot::Snapshot;
+pub use handler::{DnsHandler, MAX_UDP_PAYLOAD, Shared};
+
+/// A TCP connection idle this long is closed (RFC 7766 §6.2.3: seconds,
+/// not minutes, for a busy server).
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses buffered per TCP connection before back-pressure.
+pub const TCP_RESPONSE_BUFFER: usize = 64;
+/// How long SIGTERM waits for queries in flight before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Receive buffer asked for each UDP socket: bursts queue here instead of
+/// being dropped by the kernel (the default is ~208 KiB).
+pub const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {proto} {addr}: {source}")]
+    Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot write ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The servers of all listeners, bound and ready.
+pub struct Bound {
+    servers: Vec<Server<DnsHandler>>,
+    /// The address each listener actually got (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+    pub shared: Arc<Shared>,
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false).ok();
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    s.set_recv_buffer_size(UDP_RECV_BUFFER).ok();
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false).ok();
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Binds every listener of `cfg`: `workers` UDP sockets sharing one port
+/// (SO_REUSEPORT lets the kernel spread datagrams over them) and one TCP
+/// listener. Must run inside the tokio runtime.
+pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<Bound, ServeError> {
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, l) in cfg.listen.iter().enumerate() {
+        let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
+        let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
+        let first = udp_socket(l.address).map_err(|e| bind_err("UDP", l.address, e))?;
+        // With port 0 the first socket picks the port; the others share it.
+        let actual = first.local_addr().map_err(|e| bind_err("UDP", l.address, e))?;
+        let mut udp = vec![first];
+        for _ in 1..workers.max(1) {
+            udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
+        }
+        let tcp = tcp_listener(actual).map_err(|e| bind_err("TCP", actual, e))?;
+        for s in udp {
+            let s = tokio::net::UdpSocket::from_std(s).map_err(|e| bind_err("UDP", actual, e))?;
+            server.register_socket(s);
+        }
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", actual, e))?;
+        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        match &l.vpc {
+            Some(v) => info!(address = %actual, udp_sockets = workers, vpc = %v.value, "listening on UDP and TCP (inbound endpoint)"),
+            None => info!(address = %actual, udp_sockets = workers, "listening on UDP and TCP"),
+        }
+        servers.push(server);
+        addrs.push(actual);
+    }
+    Ok(Bound { servers, addrs, shared })
+}
+
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads the zones directory.
+pub async fn serve(cfg: ServerConfig, snapshot: Snapshot, workers: usize, ready_file: Option<PathBuf>) -> Result<(), ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+
+    let shared = Shared::new(snapshot);
+    let mut bound = bind(&cfg, shared.clone(), workers)?;
+    if let Some(path) = &ready_file {
+        let text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
+        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
+    }
+    info!(generation = shared.snapshot.load().generation, "serving");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&cfg, &shared).await,
+        }
+    }
+    info!("shutting down: no new queries, finishing those in flight");
+    for s in &mut bound.servers {
+        match tokio::time::timeout(SHUTDOWN_GRACE, s.shutdown_gracefully()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "error while draining"),
+            Err(_) => warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway"),
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Loads everything anew off the query path and swaps it in whole; on
+/// invalid data the old snapshot keeps serving and every problem is logged.
+pub async fn reload(cfg: &ServerConfig, shared: &Arc<Shared>) {
+    let next_gen = shared.snapshot.load().generation + 1;
+    let cfg = cfg.clone();
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || Snapshot::load(&cfg, next_gen)).await;
+    match built {
+        Ok(Ok(snap)) => {
+            let st = snap.stats;
+            shared.snapshot.store(Arc::new(snap));
+            info!(generation = next_gen, zones = st.zones, records = st.records, ms = started.elapsed().as_millis() as u64, "reloaded");
+        }
+        Ok(Err(diags)) => {
+            for d in diags.items() {
+                error!("{d}");
+            }
+            error!(problems = diags.len(), "reload rejected: the previous data keeps serving");
+        }
+        Err(e) => error!(error = %e, "reload task failed: the previous data keeps serving"),
+    }
+}
