@@ -216,17 +216,36 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
         cfg.listen = a
             .listen
             .iter()
-            .map(|l| parse_socket_addr(l, None).map(|address| Listener { address, vpc: None }).ok_or_else(|| format!("--listen `{l}` must be IP:PORT")))
+            .map(|l| {
+                parse_socket_addr(l, None)
+                    .map(|address| Listener { address, vpc: None })
+                    .ok_or_else(|| format!("--listen `{l}` must be IP:PORT"))
+            })
             .collect::<Result<_, _>>()?;
     }
     if !a.upstream.is_empty() {
-        cfg.upstreams = a.upstream.iter().map(|u| parse_socket_addr(u, Some(53)).ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT"))).collect::<Result<_, _>>()?;
+        cfg.upstreams = a
+            .upstream
+            .iter()
+            .map(|u| {
+                parse_socket_addr(u, Some(53))
+                    .ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT"))
+            })
+            .collect::<Result<_, _>>()?;
     }
     if let Some(ad) = &a.admin {
-        cfg.admin_listen = if ad == "off" { None } else { Some(parse_socket_addr(ad, None).ok_or_else(|| format!("--admin `{ad}` must be IP:PORT or off"))?) };
+        cfg.admin_listen = if ad == "off" {
+            None
+        } else {
+            Some(
+                parse_socket_addr(ad, None)
+                    .ok_or_else(|| format!("--admin `{ad}` must be IP:PORT or off"))?,
+            )
+        };
     }
     if let Some(f) = &a.log_format {
-        cfg.log_format = parse_log_format(f).ok_or_else(|| format!("--log-format `{f}` must be text or json"))?;
+        cfg.log_format = parse_log_format(f)
+            .ok_or_else(|| format!("--log-format `{f}` must be text or json"))?;
     }
     Ok(())
 }
@@ -234,9 +253,14 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
 fn init_tracing(format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     // hickory logs two INFO lines per request; keep them out unless asked.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         crate::config::LogFormat::Json => builder.json().init(),
         crate::config::LogFormat::Text => builder.init(),
@@ -261,20 +285,38 @@ fn serve(a: &ServeArgs) -> ExitCode {
             for p in d.items() {
                 tracing::error!("{p}");
             }
-            return cannot_start(format!("{} problem(s) in {}; run `pzdns check`", d.len(), cfg.zones_dir.display()));
+            return cannot_start(format!(
+                "{} problem(s) in {}; run `pzdns check`",
+                d.len(),
+                cfg.zones_dir.display()
+            ));
         }
     };
     let st = snapshot.stats;
     tracing::info!(zones = st.zones, records = st.records, vpcs = st.vpcs, endpoints = st.endpoints, dir = %cfg.zones_dir.display(), "data loaded");
     if cfg.upstreams.is_empty() {
-        tracing::warn!("no upstreams: configure `upstreams` or --upstream; names that must be forwarded will get SERVFAIL");
+        tracing::warn!(
+            "no upstreams: configure `upstreams` or --upstream; names that must be forwarded will get SERVFAIL"
+        );
     }
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(crate::server::serve(cfg, snapshot, workers, a.ready_file.clone())) {
+    match rt.block_on(crate::server::serve(
+        cfg,
+        snapshot,
+        workers,
+        a.ready_file.clone(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cannot_start(e),
     }

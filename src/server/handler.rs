@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -31,7 +31,9 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(snapshot: Snapshot) -> Arc<Self> {
-        Arc::new(Shared { snapshot: ArcSwap::from_pointee(snapshot) })
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+        })
     }
 }
 
@@ -45,7 +47,11 @@ pub struct DnsHandler {
 
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
         let snap = self.shared.snapshot.load_full();
         answer(&snap, self.listener, request, response_handle).await
     }
@@ -61,7 +67,12 @@ fn response_edns(req: &Edns) -> Edns {
     e
 }
 
-async fn answer<R: ResponseHandler>(snap: &Snapshot, listener: usize, request: &Request, mut response_handle: R) -> ResponseInfo {
+async fn answer<R: ResponseHandler>(
+    snap: &Snapshot,
+    listener: usize,
+    request: &Request,
+    mut response_handle: R,
+) -> ResponseInfo {
     let edns = request.edns.as_ref().map(response_edns);
     let meta = &request.metadata;
 
@@ -85,7 +96,13 @@ async fn answer<R: ResponseHandler>(snap: &Snapshot, listener: usize, request: &
     let query = &request.queries.queries()[0];
     let qtype = query.query_type();
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        return send_error(request, ResponseCode::Refused, edns.as_ref(), &mut response_handle).await;
+        return send_error(
+            request,
+            ResponseCode::Refused,
+            edns.as_ref(),
+            &mut response_handle,
+        )
+        .await;
     }
 
     let (view, _) = snap.view_for(Some(listener), request.src().ip());
@@ -121,7 +138,12 @@ async fn answer<R: ResponseHandler>(snap: &Snapshot, listener: usize, request: &
     send(request, response_handle.send_response(response).await)
 }
 
-async fn send_error<R: ResponseHandler>(request: &Request, rcode: ResponseCode, edns: Option<&Edns>, response_handle: &mut R) -> ResponseInfo {
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    rcode: ResponseCode,
+    edns: Option<&Edns>,
+    response_handle: &mut R,
+) -> ResponseInfo {
     // Extended rcodes (BADVERS) carry their high bits in the OPT record.
     let mut with_high;
     let edns = match edns {
@@ -145,7 +167,10 @@ fn send(request: &Request, r: Result<ResponseInfo, hickory_server::net::NetError
             debug!(%error, src = %request.src(), "failed to send response");
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
         }
     }
 }

@@ -34,9 +34,16 @@ pub const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot bind {proto} {addr}: {source}")]
-    Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot write ready file {path}: {source}")]
-    ReadyFile { path: PathBuf, source: std::io::Error },
+    ReadyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -81,11 +88,20 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
     let mut servers = Vec::new();
     let mut addrs = Vec::new();
     for (i, l) in cfg.listen.iter().enumerate() {
-        let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
-        let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
+        let mut server = Server::new(DnsHandler {
+            listener: i,
+            shared: shared.clone(),
+        });
+        let bind_err = |proto, addr, source| ServeError::Bind {
+            proto,
+            addr,
+            source,
+        };
         let first = udp_socket(l.address).map_err(|e| bind_err("UDP", l.address, e))?;
         // With port 0 the first socket picks the port; the others share it.
-        let actual = first.local_addr().map_err(|e| bind_err("UDP", l.address, e))?;
+        let actual = first
+            .local_addr()
+            .map_err(|e| bind_err("UDP", l.address, e))?;
         let mut udp = vec![first];
         for _ in 1..workers.max(1) {
             udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
@@ -98,17 +114,28 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", actual, e))?;
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         match &l.vpc {
-            Some(v) => info!(address = %actual, udp_sockets = workers, vpc = %v.value, "listening on UDP and TCP (inbound endpoint)"),
+            Some(v) => {
+                info!(address = %actual, udp_sockets = workers, vpc = %v.value, "listening on UDP and TCP (inbound endpoint)")
+            }
             None => info!(address = %actual, udp_sockets = workers, "listening on UDP and TCP"),
         }
         servers.push(server);
         addrs.push(actual);
     }
-    Ok(Bound { servers, addrs, shared })
+    Ok(Bound {
+        servers,
+        addrs,
+        shared,
+    })
 }
 
 /// Serves until SIGTERM or SIGINT; SIGHUP reloads the zones directory.
-pub async fn serve(cfg: ServerConfig, snapshot: Snapshot, workers: usize, ready_file: Option<PathBuf>) -> Result<(), ServeError> {
+pub async fn serve(
+    cfg: ServerConfig,
+    snapshot: Snapshot,
+    workers: usize,
+    ready_file: Option<PathBuf>,
+) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
@@ -118,7 +145,10 @@ pub async fn serve(cfg: ServerConfig, snapshot: Snapshot, workers: usize, ready_
     let mut bound = bind(&cfg, shared.clone(), workers)?;
     if let Some(path) = &ready_file {
         let text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
-        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
+        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile {
+            path: path.clone(),
+            source,
+        })?;
     }
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
@@ -151,13 +181,22 @@ pub async fn reload(cfg: &ServerConfig, shared: &Arc<Shared>) {
         Ok(Ok(snap)) => {
             let st = snap.stats;
             shared.snapshot.store(Arc::new(snap));
-            info!(generation = next_gen, zones = st.zones, records = st.records, ms = started.elapsed().as_millis() as u64, "reloaded");
+            info!(
+                generation = next_gen,
+                zones = st.zones,
+                records = st.records,
+                ms = started.elapsed().as_millis() as u64,
+                "reloaded"
+            );
         }
         Ok(Err(diags)) => {
             for d in diags.items() {
                 error!("{d}");
             }
-            error!(problems = diags.len(), "reload rejected: the previous data keeps serving");
+            error!(
+                problems = diags.len(),
+                "reload rejected: the previous data keeps serving"
+            );
         }
         Err(e) => error!(error = %e, "reload task failed: the previous data keeps serving"),
     }

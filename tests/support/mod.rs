@@ -1,0 +1,250 @@
+//! Test support: the real `pzdns` binary on loopback, and DNS clients that
+//! can send from any 127.x.y.z source address (to play clients of
+//! different VPCs) over UDP and TCP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running pzdns, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    /// Bound listener addresses, in the order of the config's `listen`.
+    pub addrs: Vec<SocketAddr>,
+    pub dir: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("pzdns-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl TestServer {
+    /// Starts pzdns with `config_yaml` (written to a scratch dir; use
+    /// `{ZONES}` for the absolute path of `zones`).
+    pub fn start(zones: &Path, config_yaml: &str) -> TestServer {
+        let dir = scratch_dir("srv");
+        let zones = std::fs::canonicalize(zones).unwrap();
+        let cfg = dir.join("pzdns.yaml");
+        std::fs::write(
+            &cfg,
+            config_yaml.replace("{ZONES}", zones.to_str().unwrap()),
+        )
+        .unwrap();
+        let ready = dir.join("ready");
+        let stderr_path = dir.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+            .args([
+                "serve",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--ready-file",
+                ready.to_str().unwrap(),
+                "--workers",
+                "2",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn pzdns");
+        let mut s = TestServer {
+            child: Some(child),
+            addrs: Vec::new(),
+            dir,
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && text.ends_with('\n')
+            {
+                s.addrs = text.lines().map(|l| l.parse().unwrap()).collect();
+                return s;
+            }
+            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pzdns exited with {status}: {}", s.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pzdns did not become ready: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A config with the usual test listeners: [0] 127.0.0.1:0 (views by
+    /// source address), [1] 127.0.0.9:0 bound to `listener_vpc`, [2] [::1]:0.
+    pub fn start_default(zones: &Path, listener_vpc: &str, extra: &str) -> TestServer {
+        let cfg = format!(
+            "listen:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.9:0\n    vpc: {listener_vpc}\n  - address: \"[::1]:0\"\nzones_dir: {{ZONES}}\nadmin:\n  listen: \"off\"\n{extra}"
+        );
+        Self::start(zones, &cfg)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A query message; `edns` = Some(payload) adds an OPT record.
+pub fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    if let Some(p) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(p);
+        m.set_edns(e);
+    }
+    m
+}
+
+pub fn rand_id() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (t.subsec_nanos() ^ (t.as_secs() as u32)) as u16
+}
+
+/// One UDP exchange from `from` (port chosen by the kernel); `None` on timeout.
+pub fn udp_raw(server: SocketAddr, from: IpAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(SocketAddr::new(from, 0)).expect("bind client source address");
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    sock.send_to(bytes, server).unwrap();
+    let mut buf = vec![0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(_) => None,
+    }
+}
+
+pub fn tcp_connect(server: SocketAddr, from: IpAddr) -> TcpStream {
+    let s = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .unwrap();
+    s.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    s.connect_timeout(&server.into(), IO_TIMEOUT).unwrap();
+    let t: TcpStream = s.into();
+    t.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    t
+}
+
+/// Writes one length-prefixed message (RFC 1035 §4.2.2).
+pub fn tcp_send(t: &mut TcpStream, bytes: &[u8]) {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    t.write_all(&framed).unwrap();
+}
+
+pub fn tcp_recv(t: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    t.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    t.read_exact(&mut buf).unwrap();
+    buf
+}
+
+pub fn tcp_raw(server: SocketAddr, from: IpAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut t = tcp_connect(server, from);
+    tcp_send(&mut t, bytes);
+    tcp_recv(&mut t)
+}
+
+/// Sends `q` over UDP from `from` and decodes the reply, checking that
+/// the id matches and the question section is echoed byte for byte.
+pub fn udp(server: SocketAddr, from: &str, q: &Message) -> Message {
+    let bytes = q.to_vec().unwrap();
+    let raw = udp_raw(server, from.parse().unwrap(), &bytes).expect("a UDP reply");
+    check_echo(&bytes, &raw);
+    Message::from_vec(&raw).unwrap()
+}
+
+pub fn tcp(server: SocketAddr, from: &str, q: &Message) -> Message {
+    let bytes = q.to_vec().unwrap();
+    let raw = tcp_raw(server, from.parse().unwrap(), &bytes);
+    check_echo(&bytes, &raw);
+    Message::from_vec(&raw).unwrap()
+}
+
+/// The reply's id is the query's and its question section (uncompressed,
+/// right after the header) is the query's, byte for byte.
+pub fn check_echo(query: &[u8], reply: &[u8]) {
+    assert_eq!(&reply[..2], &query[..2], "id echoed");
+    let qlen = question_len(query);
+    assert_eq!(
+        &reply[12..12 + qlen],
+        &query[12..12 + qlen],
+        "question echoed byte for byte"
+    );
+}
+
+fn question_len(msg: &[u8]) -> usize {
+    let mut p = 12;
+    while msg[p] != 0 {
+        p += msg[p] as usize + 1;
+    }
+    p + 1 + 4 - 12
+}
+
+/// "owner TYPE rdata" lines of a section, for readable assertions.
+pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+        .collect()
+}
