@@ -294,10 +294,18 @@ fn serve(a: &ServeArgs) -> ExitCode {
     };
     let st = snapshot.stats;
     tracing::info!(zones = st.zones, records = st.records, vpcs = st.vpcs, endpoints = st.endpoints, dir = %cfg.zones_dir.display(), "data loaded");
-    if cfg.upstreams.is_empty() {
-        tracing::warn!(
-            "no upstreams: configure `upstreams` or --upstream; names that must be forwarded will get SERVFAIL"
-        );
+    // Keys this version reads and checks but does not act on yet: say so
+    // rather than ignore them silently.
+    tracing::warn!(
+        upstreams = cfg.upstreams.len(),
+        forward_zones = cfg.forward_zones.len(),
+        "forwarding is not implemented in this version: names that must go upstream get SERVFAIL"
+    );
+    if let Some(a) = cfg.admin_listen {
+        tracing::warn!(admin = %a, "the admin HTTP server is not implemented in this version; admin.listen is not bound");
+    }
+    if cfg.query_log {
+        tracing::warn!("query_log is not implemented in this version");
     }
     let workers = a
         .workers

@@ -23,8 +23,6 @@ use yaml::{Spanned, pos};
 
 /// Default UDP/TCP listen address when neither file nor flag sets one.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
-/// Default admin HTTP address (CoreDNS's metrics port, loopback only).
-pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
 /// Default cache size, in entries.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 /// Default RFC 8767 stale window.
@@ -108,7 +106,8 @@ impl ServerConfig {
             unknown_clients: UnknownClients::Refuse,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
             serve_stale: DEFAULT_SERVE_STALE,
-            admin_listen: Some(DEFAULT_ADMIN),
+            // Off until the admin server exists; `admin.listen` is checked already.
+            admin_listen: None,
             log_format: LogFormat::Text,
             query_log: false,
         }
