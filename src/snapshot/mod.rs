@@ -447,50 +447,24 @@ fn build_zone(
             }
         }
     }
-    if !nodes.contains_key(&key) {
+    // A zone with no records at its apex (none at all, or only deeper
+    // names) still answers SOA and NS there.
+    if nodes.get(&key).is_none_or(|n| n.rrsets.is_empty()) {
         let soa = synth_soa(&def.origin, def.ttl, serial);
         negative_soa = Some(soa.clone());
-        let ns = synth_ns(&def.origin, def.ttl);
         record_count += 2;
-        let rrsets = vec![
-            RRset {
-                rtype: RecordType::SOA,
-                records: vec![soa].into_boxed_slice(),
-                azs: Box::new([]),
-            },
-            RRset {
-                rtype: RecordType::NS,
-                records: vec![ns].into_boxed_slice(),
-                azs: Box::new([]),
-            },
-        ];
-        nodes.insert(
-            key.clone(),
-            Node {
-                rrsets: rrsets.into_boxed_slice(),
-            },
-        );
-    } else if nodes.get(&key).is_some_and(|n| n.rrsets.is_empty()) {
-        // The apex was only an empty non-terminal of deeper names.
-        let soa = synth_soa(&def.origin, def.ttl, serial);
-        negative_soa = Some(soa.clone());
-        let ns = synth_ns(&def.origin, def.ttl);
-        record_count += 2;
-        if let Some(n) = nodes.get_mut(&key) {
-            n.rrsets = vec![
-                RRset {
-                    rtype: RecordType::SOA,
-                    records: vec![soa].into_boxed_slice(),
-                    azs: Box::new([]),
-                },
-                RRset {
-                    rtype: RecordType::NS,
-                    records: vec![ns].into_boxed_slice(),
-                    azs: Box::new([]),
-                },
-            ]
-            .into_boxed_slice();
-        }
+        let rrsets = [
+            (RecordType::SOA, soa),
+            (RecordType::NS, synth_ns(&def.origin, def.ttl)),
+        ]
+        .into_iter()
+        .map(|(rtype, r)| RRset {
+            rtype,
+            records: Box::new([r]),
+            azs: Box::new([]),
+        })
+        .collect();
+        nodes.entry(key.clone()).or_default().rrsets = rrsets;
     }
     if diags.len() > count_before {
         return None;

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs pzdns as the candidate of ../shared/bench/peers.sh:
+#
+#   CANDIDATE_CMD='exec bash /path/to/pzdns/bench/candidate.sh' \
+#   CANDIDATE_NAME=pzdns CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" \
+#   SERVERS="ceiling nsd candidate" ../shared/bench/peers.sh
+#
+# peers.sh exports BENCH_DATA (master files + queries), BENCH_RUN (scratch)
+# and CANDIDATE_PORT. pzdns loads the bench's master files unchanged through
+# `master_file:`, with three VPCs on 127.0.0.1/.2/.3 so that the per-source
+# scenarios go through the view selection. PZDNS_BENCH_ECS_ZONE picks the
+# zone that holds ecs.cn-hangzhou.aliyuncs.com: the legal fallback
+# cn-hangzhou.aliyuncs.com (default: CNAME + in-zone A, as NSD serves it) or
+# ecs.cn-hangzhou.aliyuncs.com (the apex CNAME, whose target goes upstream).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${PZDNS_BIN:-$here/../target/release/pzdns}
+z=$BENCH_RUN/zones
+mkdir -p "$z"
+cat > "$z/vpcs.yaml" <<YAML
+vpcs:
+  - { id: vpc-bench-1, cidrs: [127.0.0.1/32] }
+  - { id: vpc-bench-2, cidrs: [127.0.0.2/32] }
+  - { id: vpc-bench-3, cidrs: [127.0.0.3/32] }
+YAML
+for zone in privatelink.aliyuncs.com "${PZDNS_BENCH_ECS_ZONE:-cn-hangzhou.aliyuncs.com}"; do
+    cat > "$z/$zone.yaml" <<YAML
+zone: $zone
+vpcs: [vpc-bench-1, vpc-bench-2, vpc-bench-3]
+master_file: $BENCH_DATA/$zone.zone
+YAML
+done
+exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}"
