@@ -466,6 +466,56 @@ fn local_data_rules() {
 }
 
 #[test]
+fn master_file_zone_with_apex_cname() {
+    let s = snap();
+    let r = resolve(
+        &s,
+        view(&s, A_VPC),
+        &name("ecs.cn-shanghai.aliyuncs.com."),
+        A,
+        false,
+    );
+    let got: Vec<String> = r
+        .answers
+        .iter()
+        .map(|a| format!("{} {} {}", a.name, a.ttl, a.data))
+        .collect();
+    assert_eq!(
+        got,
+        ["ecs.cn-shanghai.aliyuncs.com. 60 popunify-vpc.cn-shanghai.aliyuncs.com."]
+    );
+    assert_eq!(
+        r.upstream.unwrap().name,
+        name("popunify-vpc.cn-shanghai.aliyuncs.com.")
+    );
+    // SOA from the file; its negative TTL is min(SOA TTL, MINIMUM) = 30.
+    let r = resolve(
+        &s,
+        view(&s, A_VPC),
+        &name("x.ecs.cn-shanghai.aliyuncs.com."),
+        A,
+        false,
+    );
+    assert_eq!(r.rcode, ResponseCode::NXDomain);
+    assert_eq!(r.authority[0].ttl, 30);
+    assert!(
+        r.authority[0]
+            .data
+            .to_string()
+            .starts_with("ns1.example.net. hostmaster.example.net. 2024010101")
+    );
+    let r = resolve(
+        &s,
+        view(&s, A_VPC),
+        &name("ecs.cn-shanghai.aliyuncs.com."),
+        RecordType::NS,
+        false,
+    );
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].data.to_string(), "ns1.example.net.");
+}
+
+#[test]
 fn endpoint_names() {
     let s = snap();
     let base = "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";

@@ -296,6 +296,17 @@ fn edns_echo_badvers_and_header_rules() {
         &query("www.example.test.", RecordType::A, Some(200)),
     );
     assert_eq!(r.edns.unwrap().max_payload(), 512);
+    // Unknown EDNS options are ignored, not echoed.
+    let mut q = query("www.example.test.", RecordType::A, Some(1232));
+    q.edns.as_mut().unwrap().options_mut().insert(
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(65001, vec![1, 2, 3]),
+    );
+    let r = udp(s, A_VPC, &q);
+    assert_eq!(r.answers.len(), 2);
+    assert!(
+        r.edns.unwrap().options().as_ref().is_empty(),
+        "no option echoed"
+    );
     // DO is echoed.
     let mut q = query("www.example.test.", RecordType::A, Some(1232));
     q.edns.as_mut().unwrap().set_dnssec_ok(true);
