@@ -294,13 +294,19 @@ fn serve(a: &ServeArgs) -> ExitCode {
     };
     let st = snapshot.stats;
     tracing::info!(zones = st.zones, records = st.records, vpcs = st.vpcs, endpoints = st.endpoints, dir = %cfg.zones_dir.display(), "data loaded");
+    if cfg.upstreams.is_empty() {
+        tracing::warn!(
+            "no upstreams (none in the config, none in /etc/resolv.conf): names that must be forwarded get SERVFAIL"
+        );
+    }
+    for up in &cfg.upstreams {
+        if cfg.listen.iter().any(|l| l.address == *up) {
+            tracing::warn!(upstream = %up, "an upstream is one of pzdns's own listen addresses: forwarding would loop");
+        }
+    }
+    tracing::info!(upstreams = ?cfg.upstreams, forward_zones = cfg.forward_zones.len(), cache_max_entries = cfg.cache_max_entries, serve_stale_s = cfg.serve_stale.as_secs(), "forwarding");
     // Keys this version reads and checks but does not act on yet: say so
     // rather than ignore them silently.
-    tracing::warn!(
-        upstreams = cfg.upstreams.len(),
-        forward_zones = cfg.forward_zones.len(),
-        "forwarding is not implemented in this version: names that must go upstream get SERVFAIL"
-    );
     if let Some(a) = cfg.admin_listen {
         tracing::warn!(admin = %a, "the admin HTTP server is not implemented in this version; admin.listen is not bound");
     }

@@ -17,3 +17,4 @@ pub mod explain;
 pub mod resolve;
 pub mod server;
 pub mod snapshot;
+pub mod upstream;

@@ -192,19 +192,49 @@ fn answers_per_vpc_over_udp_and_tcp() {
     }
 }
 
-/// Placeholder pinned until forwarding lands: whatever must go upstream is
-/// SERVFAIL, with no private data in it. The forwarding issue changes this.
+/// What the serving issue pinned as SERVFAIL now gets the upstream answer;
+/// with no upstreams at all it is still SERVFAIL, with no private data in it.
 #[test]
-fn upstream_needed_is_servfail_until_forwarding() {
-    let srv = server();
+fn names_that_go_upstream_get_the_upstream_answer() {
+    let up = support::upstream::FakeUpstream::start("127.0.0.1");
+    let srv = TestServer::start_default(
+        Path::new(ZONES),
+        "vpc-b",
+        &format!("upstreams: [{}]\n", up.addr),
+    );
     let s = srv.addrs[0];
+    let r = udp(
+        s,
+        A_VPC,
+        &query("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A, None),
+    );
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        lines(&r.answers)[1..],
+        [
+            "popunify-vpc.cn-hangzhou.aliyuncs.com. A 100.100.2.148",
+            "popunify-vpc.cn-hangzhou.aliyuncs.com. A 100.100.2.149"
+        ]
+    );
+    let r = udp(
+        s,
+        C_VPC,
+        &query("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A, None),
+    );
+    assert_eq!(
+        lines(&r.answers),
+        ["ecs.cn-hangzhou.aliyuncs.com. A 47.1.1.1"]
+    );
+    let r = udp(s, A_VPC, &query("missing.proxy.test.", RecordType::A, None));
+    assert_eq!(lines(&r.answers), ["missing.proxy.test. A 198.51.100.1"]);
+
+    let srv = server(); // upstreams: []
     for (from, name) in [
         (A_VPC, "ecs.cn-hangzhou.aliyuncs.com."),
         (C_VPC, "ecs.cn-hangzhou.aliyuncs.com."),
-        (A_VPC, "missing.proxy.test."),
         (A_VPC, "example.org."),
     ] {
-        let r = udp(s, from, &query(name, RecordType::A, None));
+        let r = udp(srv.addrs[0], from, &query(name, RecordType::A, None));
         assert_eq!(
             r.metadata.response_code,
             ResponseCode::ServFail,
@@ -215,7 +245,6 @@ fn upstream_needed_is_servfail_until_forwarding() {
             "{name} from {from}: {:?}",
             lines(&r.answers)
         );
-        assert!(!r.metadata.authoritative);
     }
 }
 

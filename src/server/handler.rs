@@ -4,6 +4,7 @@
 //! a reload swapping in new data never changes an answer half-way.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
@@ -13,8 +14,9 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
-use crate::resolve::{Source, resolve};
+use crate::resolve::{Route, Source, resolve};
 use crate::snapshot::Snapshot;
+use crate::upstream::{Forwarder, Lookup};
 
 /// Largest UDP payload pzdns sends or advertises (the DNS flag day 2020
 /// value): avoids IP fragmentation on any path.
@@ -23,16 +25,18 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 pub const EDNS_VERSION: u8 = 0;
 
 /// State shared by every listener's handler.
-#[derive(Debug)]
 pub struct Shared {
     /// The data in force; swapped whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
+    /// Upstream client and cache; they survive reloads.
+    pub forwarder: Forwarder,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+    pub fn new(snapshot: Snapshot, forwarder: Forwarder) -> Arc<Self> {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            forwarder,
         })
     }
 }
@@ -53,7 +57,14 @@ impl RequestHandler for DnsHandler {
         response_handle: R,
     ) -> ResponseInfo {
         let snap = self.shared.snapshot.load_full();
-        answer(&snap, self.listener, request, response_handle).await
+        answer(
+            &snap,
+            &self.shared.forwarder,
+            self.listener,
+            request,
+            response_handle,
+        )
+        .await
     }
 }
 
@@ -69,6 +80,7 @@ fn response_edns(req: &Edns) -> Edns {
 
 async fn answer<R: ResponseHandler>(
     snap: &Snapshot,
+    forwarder: &Forwarder,
     listener: usize,
     request: &Request,
     mut response_handle: R,
@@ -113,20 +125,66 @@ async fn answer<R: ResponseHandler>(
     rmeta.authoritative = res.authoritative;
     rmeta.recursion_available = res.source != Source::Refused;
     rmeta.response_code = res.rcode;
-    if res.upstream.is_some() {
-        // Forwarding is not wired yet: anything that must go upstream is
-        // SERVFAIL (pinned by a test that forwarding will change).
-        rmeta.response_code = ResponseCode::ServFail;
-        rmeta.authoritative = false;
-        debug!(name = %qname, %qtype, "needs upstream: SERVFAIL until forwarding exists");
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
-            rmeta,
-            std::iter::empty::<&Record>(),
-            std::iter::empty(),
-            std::iter::empty(),
-            std::iter::empty(),
-        );
-        return send(request, response_handle.send_response(response).await);
+    if let Some(up) = &res.upstream {
+        // SPEC.md §3 rules 3–5: the part that is not ours comes from the
+        // upstreams (through the cache) and follows the local part.
+        let upstreams: &[std::net::SocketAddr] = match up.route {
+            Route::ForwardZone(i) => snap
+                .forward_zones
+                .get(i as usize)
+                .map_or(&[], |f| &f.upstreams[..]),
+            Route::Default => &snap.upstreams,
+        };
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let got = forwarder
+            .lookup(
+                &up.name,
+                up.qtype,
+                dnssec_ok,
+                upstreams,
+                meta.recursion_desired,
+            )
+            .await;
+        let entry = match got {
+            Lookup::Fresh(e) => Some(e),
+            Lookup::Stale(e, error) => {
+                debug!(name = %up.name, qtype = %up.qtype, %error, "serving stale");
+                Some(e)
+            }
+            // RD=0 and not cached: what is known locally, nothing more.
+            Lookup::NotCached => None,
+            Lookup::Failed(error) => {
+                debug!(name = %up.name, qtype = %up.qtype, %error, "upstream failed: SERVFAIL");
+                rmeta.response_code = ResponseCode::ServFail;
+                rmeta.authoritative = false;
+                let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+                    rmeta,
+                    std::iter::empty::<&Record>(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                return send(request, response_handle.send_response(response).await);
+            }
+        };
+        if let Some(e) = entry {
+            let now = Instant::now();
+            let (answers, authorities, additionals) = (
+                e.aged(now, &e.answers),
+                e.aged(now, &e.authorities),
+                e.aged(now, &e.additionals),
+            );
+            // RFC 6604: the rcode is that of the last link.
+            rmeta.response_code = e.rcode;
+            let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+                rmeta,
+                res.answers.iter().map(|r| r.as_ref()).chain(answers.iter()),
+                res.authority.iter().copied().chain(authorities.iter()),
+                std::iter::empty(),
+                additionals.iter(),
+            );
+            return send(request, response_handle.send_response(response).await);
+        }
     }
     let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
         rmeta,

@@ -141,7 +141,8 @@ pub async fn serve(
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
 
-    let shared = Shared::new(snapshot);
+    let forwarder = crate::upstream::Forwarder::new(cfg.cache_max_entries, cfg.serve_stale);
+    let shared = Shared::new(snapshot, forwarder);
     let mut bound = bind(&cfg, shared.clone(), workers)?;
     if let Some(path) = &ready_file {
         let text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();

@@ -3,6 +3,8 @@
 //! different VPCs) over UDP and TCP.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -91,7 +93,14 @@ impl TestServer {
 
     /// A config with the usual test listeners: [0] 127.0.0.1:0 (views by
     /// source address), [1] 127.0.0.9:0 bound to `listener_vpc`, [2] [::1]:0.
+    /// `extra` may set `upstreams:`; when it does not, there are none, so
+    /// that no test ever sends a packet beyond loopback.
     pub fn start_default(zones: &Path, listener_vpc: &str, extra: &str) -> TestServer {
+        let extra = if extra.lines().any(|l| l.starts_with("upstreams:")) {
+            extra.to_string()
+        } else {
+            format!("upstreams: []\n{extra}")
+        };
         let cfg = format!(
             "listen:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.9:0\n    vpc: {listener_vpc}\n  - address: \"[::1]:0\"\nzones_dir: {{ZONES}}\nadmin:\n  listen: \"off\"\n{extra}"
         );

@@ -1,0 +1,377 @@
+//! Forwarding to the public authority (SPEC.md §3 rules 3–5, §5): an
+//! upstream client and the cache in front of it.
+//!
+//! ```text
+//! lookup ─► cache (fresh?) ─► coalesce identical questions in flight
+//!        ─► upstream 1 ─(timeout, SERVFAIL, REFUSED)─► upstream 2 ─► SERVFAIL
+//!                                                     └► stale cache entry (RFC 8767)
+//! ```
+//! Each query goes out from a new UDP socket (random source port) with a
+//! random id; the socket is connected, so the kernel drops datagrams from
+//! any other source, and a reply whose id or question differ is ignored
+//! (spoofing resistance). A truncated reply is retried over TCP.
+
+pub mod cache;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{OnceCell, Semaphore};
+use tracing::debug;
+
+pub use cache::{Cache, Entry, Key};
+
+/// Time allowed to one upstream before the next is tried. Two attempts
+/// (SPEC.md §5: "tried once more on the next upstream") stay under the
+/// 3 s in which a client must hear SERVFAIL at the latest.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1200);
+/// Attempts per question: the first upstream, then the next one.
+pub const ATTEMPTS: usize = 2;
+/// An upstream that timed out or failed is tried last for this long.
+pub const DOWN_FOR: Duration = Duration::from_secs(5);
+/// Most upstream questions in flight at once; beyond it, SERVFAIL at once
+/// (a flood degrades answers, never memory).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// EDNS payload size asked of upstreams.
+pub const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// Why an upstream question failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no upstreams configured")]
+    NoUpstreams,
+    #[error("too many upstream questions in flight")]
+    Overloaded,
+    #[error("upstream {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("upstream {0} answered {1}")]
+    Rcode(SocketAddr, ResponseCode),
+    #[error("upstream {0}: {1}")]
+    Io(SocketAddr, String),
+}
+
+/// The outcome of [`Forwarder::lookup`].
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A fresh answer (from the cache or just fetched).
+    Fresh(Arc<Entry>),
+    /// Upstreams failed; a stale answer within the `serve_stale` window.
+    Stale(Arc<Entry>, UpstreamError),
+    /// RD=0 and nothing fresh in the cache.
+    NotCached,
+    Failed(UpstreamError),
+}
+
+/// Counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub coalesced: AtomicU64,
+    /// Replies dropped for a wrong id or question (or undecodable).
+    pub rejected_replies: AtomicU64,
+    pub upstream_ok: AtomicU64,
+    pub upstream_failed: AtomicU64,
+}
+
+type Fetched = Result<Arc<Entry>, UpstreamError>;
+
+pub struct Forwarder {
+    pub cache: Cache,
+    inflight: Mutex<HashMap<Key, Arc<OnceCell<Fetched>>>>,
+    limit: Semaphore,
+    serve_stale: Duration,
+    attempt_timeout: Duration,
+    down_until: Mutex<HashMap<SocketAddr, Instant>>,
+    pub counters: Counters,
+}
+
+/// Identifies an upstream set for the cache key.
+pub fn route_id(upstreams: &[SocketAddr]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    upstreams.hash(&mut h);
+    h.finish()
+}
+
+impl Forwarder {
+    pub fn new(max_entries: u64, serve_stale: Duration) -> Self {
+        Self::with_limits(
+            max_entries,
+            serve_stale,
+            DEFAULT_MAX_IN_FLIGHT,
+            ATTEMPT_TIMEOUT,
+        )
+    }
+
+    pub fn with_limits(
+        max_entries: u64,
+        serve_stale: Duration,
+        max_in_flight: usize,
+        attempt_timeout: Duration,
+    ) -> Self {
+        Forwarder {
+            cache: Cache::new(max_entries),
+            inflight: Mutex::new(HashMap::new()),
+            limit: Semaphore::new(max_in_flight),
+            serve_stale,
+            attempt_timeout,
+            down_until: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Answers `name`/`qtype` from the cache or `upstreams`. With
+    /// `recursion_desired` false, only the cache is consulted.
+    pub async fn lookup(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+        recursion_desired: bool,
+    ) -> Lookup {
+        let key = Key {
+            name: name.to_lowercase(),
+            qtype,
+            dnssec_ok,
+            route: route_id(upstreams),
+        };
+        let now = Instant::now();
+        let cached = self.cache.get(&key);
+        if let Some(e) = &cached
+            && e.is_fresh(now)
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Fresh(e.clone());
+        }
+        if !recursion_desired {
+            return Lookup::NotCached;
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        // Identical questions in flight share one upstream query.
+        let (cell, leader) = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(c) => (c.clone(), false),
+                None => {
+                    let c = Arc::new(OnceCell::new());
+                    map.insert(key.clone(), c.clone());
+                    (c, true)
+                }
+            }
+        };
+        if !leader {
+            self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        let fetched = cell
+            .get_or_init(|| self.fetch(&key, name, qtype, dnssec_ok, upstreams))
+            .await
+            .clone();
+        {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
+        }
+        match fetched {
+            Ok(e) => Lookup::Fresh(e),
+            Err(err) => match cached {
+                Some(e)
+                    if self.serve_stale > Duration::ZERO
+                        && e.age(now)
+                            < e.ttl.saturating_add(
+                                self.serve_stale.as_secs().min(u32::MAX as u64) as u32,
+                            ) =>
+                {
+                    self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                    Lookup::Stale(e, err)
+                }
+                _ => Lookup::Failed(err),
+            },
+        }
+    }
+
+    /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
+    async fn fetch(
+        &self,
+        key: &Key,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+    ) -> Fetched {
+        if upstreams.is_empty() {
+            return Err(UpstreamError::NoUpstreams);
+        }
+        let Ok(_permit) = self.limit.try_acquire() else {
+            return Err(UpstreamError::Overloaded);
+        };
+        let order = self.order(upstreams);
+        let mut last = UpstreamError::NoUpstreams;
+        for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
+            let deadline = Instant::now() + self.attempt_timeout;
+            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.counters).await;
+            match res {
+                Ok(msg)
+                    if matches!(
+                        msg.metadata.response_code,
+                        ResponseCode::NoError | ResponseCode::NXDomain
+                    ) =>
+                {
+                    self.counters.upstream_ok.fetch_add(1, Ordering::Relaxed);
+                    self.mark_up(*up);
+                    let mut msg = msg;
+                    let entry = Arc::new(Entry::new(
+                        msg.metadata.response_code,
+                        std::mem::take(&mut msg.answers),
+                        std::mem::take(&mut msg.authorities),
+                        std::mem::take(&mut msg.additionals),
+                        self.serve_stale,
+                    ));
+                    self.cache.insert(key.clone(), entry.clone());
+                    return Ok(entry);
+                }
+                Ok(msg) => last = UpstreamError::Rcode(*up, msg.metadata.response_code),
+                Err(e) => last = e,
+            }
+            self.counters
+                .upstream_failed
+                .fetch_add(1, Ordering::Relaxed);
+            self.mark_down(*up);
+            debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
+        }
+        Err(last)
+    }
+
+    /// Upstreams in order of preference, those marked down last.
+    fn order(&self, upstreams: &[SocketAddr]) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        let is_down = |a: &SocketAddr| down.get(a).is_some_and(|t| *t > now);
+        let mut v: Vec<SocketAddr> = upstreams.iter().filter(|a| !is_down(a)).copied().collect();
+        v.extend(upstreams.iter().filter(|a| is_down(a)));
+        v
+    }
+
+    fn mark_down(&self, a: SocketAddr) {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(a, Instant::now() + DOWN_FOR);
+    }
+
+    fn mark_up(&self, a: SocketAddr) {
+        let mut m = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        if !m.is_empty() {
+            m.remove(&a);
+        }
+    }
+}
+
+fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name.clone(), qtype));
+    let mut e = Edns::new();
+    e.set_max_payload(UPSTREAM_PAYLOAD);
+    e.set_dnssec_ok(dnssec_ok);
+    m.set_edns(e);
+    m
+}
+
+/// A reply answers our query: a response, same id, same question.
+fn matches(reply: &Message, id: u16, name: &Name, qtype: RecordType) -> bool {
+    reply.metadata.message_type == MessageType::Response
+        && reply.metadata.id == id
+        && reply.queries.len() == 1
+        && reply.queries[0].query_type() == qtype
+        && reply.queries[0].name() == name
+}
+
+/// One question to one upstream, over UDP then TCP if truncated, all
+/// before `deadline`.
+async fn exchange(
+    up: SocketAddr,
+    name: &Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    deadline: Instant,
+    counters: &Counters,
+) -> Result<Message, UpstreamError> {
+    let id: u16 = rand::random();
+    let bytes = build_query(id, name, qtype, dnssec_ok)
+        .to_vec()
+        .map_err(|e| UpstreamError::Io(up, e.to_string()))?;
+    let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
+    let local: SocketAddr = if up.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local).await.map_err(io)?;
+    sock.connect(up).await.map_err(io)?;
+    sock.send(&bytes).await.map_err(io)?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
+            Err(_) => return Err(UpstreamError::Timeout(up)),
+            Ok(Err(e)) => return Err(io(e)),
+            Ok(Ok(n)) => n,
+        };
+        let reply = match Message::from_vec(&buf[..n]) {
+            Ok(m) if matches(&m, id, name, qtype) => m,
+            _ => {
+                // Not ours (spoofed, stale or garbage): keep waiting.
+                counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        if reply.metadata.truncation {
+            return exchange_tcp(up, &bytes, id, name, qtype, deadline, counters).await;
+        }
+        return Ok(reply);
+    }
+}
+
+async fn exchange_tcp(
+    up: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+    deadline: Instant,
+    counters: &Counters,
+) -> Result<Message, UpstreamError> {
+    let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
+    let work = async {
+        let mut s = TcpStream::connect(up).await.map_err(io)?;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        framed.extend_from_slice(query);
+        s.write_all(&framed).await.map_err(io)?;
+        loop {
+            let len = s.read_u16().await.map_err(io)? as usize;
+            let mut buf = vec![0u8; len];
+            s.read_exact(&mut buf).await.map_err(io)?;
+            match Message::from_vec(&buf) {
+                Ok(m) if matches(&m, id, name, qtype) => return Ok(m),
+                _ => {
+                    counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout(up)),
+    }
+}

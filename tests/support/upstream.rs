@@ -1,0 +1,296 @@
+//! A test authority on loopback standing in for the public DNS: answers
+//! from a fixed table, counts the queries it gets, and can be switched to
+//! misbehave (silent, slow, spoofed replies first, truncated over UDP).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    Answer,
+    /// Receives and never answers (a dead upstream).
+    Silent,
+    /// Answers after this many milliseconds.
+    DelayMs(u64),
+    /// Sends a reply with a wrong id and one with a wrong question (both
+    /// carrying 6.6.6.6) before the right one.
+    SpoofFirst,
+    ServFail,
+}
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub udp_queries: Arc<AtomicUsize>,
+    pub tcp_queries: Arc<AtomicUsize>,
+    pub behavior: Arc<Mutex<Behavior>>,
+    /// TTL of the answers it gives (for the serve-stale test).
+    pub ttl: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn n(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+/// The public data: (rcode, answer, authority) for a question.
+fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Record>, Vec<Record>) {
+    let name = q_name.to_lowercase().to_string();
+    let a = |owner: &Name, ip: [u8; 4]| {
+        Record::from_rdata(
+            owner.clone(),
+            ttl,
+            RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
+        )
+    };
+    let soa = || {
+        let z = n("example.");
+        Record::from_rdata(
+            z.clone(),
+            3600,
+            RData::SOA(SOA::new(
+                n("ns.example."),
+                n("hostmaster.example."),
+                1,
+                3600,
+                600,
+                86400,
+                30,
+            )),
+        )
+    };
+    let owner = q_name.clone();
+    match (name.as_str(), qtype) {
+        ("popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A) => (
+            ResponseCode::NoError,
+            vec![a(&owner, [100, 100, 2, 148]), a(&owner, [100, 100, 2, 149])],
+            vec![],
+        ),
+        ("www.public.example.", RecordType::A) => {
+            let target = n("www2.public.example.");
+            (
+                ResponseCode::NoError,
+                vec![
+                    Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target.clone()))),
+                    a(&target, [203, 0, 113, 7]),
+                ],
+                vec![],
+            )
+        }
+        ("missing.proxy.test.", RecordType::A) => (
+            ResponseCode::NoError,
+            vec![a(&owner, [198, 51, 100, 1])],
+            vec![],
+        ),
+        ("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A) => (
+            ResponseCode::NoError,
+            vec![a(&owner, [47, 1, 1, 1])],
+            vec![],
+        ),
+        ("db.corp.example.", RecordType::A) => (
+            ResponseCode::NoError,
+            vec![a(&owner, [10, 99, 0, 1])],
+            vec![],
+        ),
+        ("big.public.example.", RecordType::TXT) => {
+            let recs = (0..20)
+                .map(|i| {
+                    Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::TXT(TXT::new(vec![format!("{i:02}-{}", "x".repeat(60))])),
+                    )
+                })
+                .collect();
+            (ResponseCode::NoError, recs, vec![])
+        }
+        (s, RecordType::A)
+            if s.starts_with("stale.")
+                || s.starts_with("slow.")
+                || s.starts_with("spoof.")
+                || s.starts_with("u") && s.ends_with(".flood.example.") =>
+        {
+            (
+                ResponseCode::NoError,
+                vec![a(&owner, [192, 0, 2, 53])],
+                vec![],
+            )
+        }
+        ("nodata.public.example.", _) => (ResponseCode::NoError, vec![], vec![soa()]),
+        _ => (ResponseCode::NXDomain, vec![], vec![soa()]),
+    }
+}
+
+fn respond(query: &Message, ttl: u32) -> Message {
+    let mut r = Message::new(
+        query.metadata.id,
+        MessageType::Response,
+        query.metadata.op_code,
+    );
+    r.metadata.recursion_desired = query.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.queries = query.queries.clone();
+    if let Some(q) = query.queries.first() {
+        let (rcode, ans, auth) = table(q.name(), q.query_type(), ttl);
+        r.metadata.response_code = rcode;
+        r.answers = ans;
+        r.authorities = auth;
+    }
+    if let Some(e) = &query.edns {
+        let mut re = hickory_proto::op::Edns::new();
+        re.set_max_payload(e.max_payload().max(512));
+        r.set_edns(re);
+    }
+    r
+}
+
+impl FakeUpstream {
+    pub fn start(ip: &str) -> FakeUpstream {
+        let udp = UdpSocket::bind((ip, 0)).unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let mut f = FakeUpstream {
+            addr,
+            udp_queries: Arc::default(),
+            tcp_queries: Arc::default(),
+            behavior: Arc::new(Mutex::new(Behavior::Answer)),
+            ttl: Arc::new(AtomicUsize::new(60)),
+            stop: Arc::default(),
+            threads: Vec::new(),
+        };
+        let (count, behavior, stop, ttl) = (
+            f.udp_queries.clone(),
+            f.behavior.clone(),
+            f.stop.clone(),
+            f.ttl.clone(),
+        );
+        f.threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((len, src)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                let Ok(q) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let b = *behavior.lock().unwrap();
+                let ttl = ttl.load(Ordering::Relaxed) as u32;
+                let mut r = respond(&q, ttl);
+                match b {
+                    Behavior::Silent => continue,
+                    Behavior::DelayMs(ms) => {
+                        // Answer from another thread so that queries keep being counted.
+                        let sock = udp.try_clone().unwrap();
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(ms));
+                            let _ = sock.send_to(&r.to_vec().unwrap(), src);
+                        });
+                        continue;
+                    }
+                    Behavior::SpoofFirst => {
+                        let mut bad = r.clone();
+                        bad.metadata.id = r.metadata.id.wrapping_add(1);
+                        bad.answers = table(&n("spoof.x."), RecordType::A, ttl)
+                            .1
+                            .into_iter()
+                            .map(|mut a| {
+                                a.name = q.queries[0].name().clone();
+                                a.data = RData::A(A::new(6, 6, 6, 6));
+                                a
+                            })
+                            .collect();
+                        let _ = udp.send_to(&bad.to_vec().unwrap(), src);
+                        let mut bad2 = bad.clone();
+                        bad2.metadata.id = r.metadata.id;
+                        bad2.queries[0].set_name(n("other.example."));
+                        let _ = udp.send_to(&bad2.to_vec().unwrap(), src);
+                        let _ = udp.send_to(&[0xde, 0xad], src);
+                    }
+                    Behavior::ServFail => {
+                        r.metadata.response_code = ResponseCode::ServFail;
+                        r.answers.clear();
+                        r.authorities.clear();
+                    }
+                    Behavior::Answer => {}
+                }
+                let mut bytes = r.to_vec().unwrap();
+                let limit = q.edns.as_ref().map_or(512, |e| e.max_payload() as usize);
+                if bytes.len() > limit {
+                    // Too big for UDP: header and question only, TC set.
+                    r.answers.clear();
+                    r.metadata.truncation = true;
+                    bytes = r.to_vec().unwrap();
+                }
+                let _ = udp.send_to(&bytes, src);
+            }
+        }));
+        let (count, behavior, stop, ttl) = (
+            f.tcp_queries.clone(),
+            f.behavior.clone(),
+            f.stop.clone(),
+            f.ttl.clone(),
+        );
+        f.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut len = [0u8; 2];
+                if s.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                if s.read_exact(&mut buf).is_err() {
+                    continue;
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+                if *behavior.lock().unwrap() == Behavior::Silent {
+                    continue;
+                }
+                let Ok(q) = Message::from_vec(&buf) else {
+                    continue;
+                };
+                let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32)
+                    .to_vec()
+                    .unwrap();
+                let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = s.write_all(&framed);
+            }
+        }));
+        f
+    }
+
+    pub fn set(&self, b: Behavior) {
+        *self.behavior.lock().unwrap() = b;
+    }
+
+    pub fn queries(&self) -> usize {
+        self.udp_queries.load(Ordering::Relaxed) + self.tcp_queries.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
