@@ -12,6 +12,9 @@
 # zone that holds ecs.cn-hangzhou.aliyuncs.com: the legal fallback
 # cn-hangzhou.aliyuncs.com (default: CNAME + in-zone A, as NSD serves it) or
 # ecs.cn-hangzhou.aliyuncs.com (the apex CNAME, whose target goes upstream).
+# PZDNS_BENCH_MODE=forwarder loads no zone and forwards everything to the
+# loopback NSD that CANDIDATE_UPSTREAM=1 starts on 127.0.0.1:5311 (the
+# cache-hit scenario, beside unbound-fwd).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
@@ -23,6 +26,11 @@ vpcs:
   - { id: vpc-bench-2, cidrs: [127.0.0.2/32] }
   - { id: vpc-bench-3, cidrs: [127.0.0.3/32] }
 YAML
+upstream=()
+if [ "${PZDNS_BENCH_MODE:-auth}" = forwarder ]; then
+    upstream=(--upstream 127.0.0.1:5311)
+    exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"
+fi
 for zone in privatelink.aliyuncs.com "${PZDNS_BENCH_ECS_ZONE:-cn-hangzhou.aliyuncs.com}"; do
     cat > "$z/$zone.yaml" <<YAML
 zone: $zone

@@ -374,6 +374,11 @@ fn edns_echo_badvers_and_header_rules() {
     // Zone transfers: REFUSED.
     let r = tcp(s, A_VPC, &query("example.test.", RecordType::AXFR, None));
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    // Classes other than IN (version.bind CH TXT): REFUSED, nothing forwarded.
+    let mut q = query("version.bind.", RecordType::TXT, None);
+    q.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    let r = udp(s, A_VPC, &q);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     // RD is copied: RD=0 in, RD=0 out.
     let mut q = query("www.example.test.", RecordType::A, None);
     q.metadata.recursion_desired = false;

@@ -398,6 +398,15 @@ mod tests {
     }
 
     #[test]
+    fn upstreams_default_to_resolv_conf() {
+        let p = std::env::temp_dir().join(format!("pzdns-resolv-{}", std::process::id()));
+        std::fs::write(&p, "# comment\nsearch example.com\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\noptions edns0\n").unwrap();
+        let got: Vec<String> = system_resolvers(&p).iter().map(|a| a.to_string()).collect();
+        std::fs::remove_file(&p).ok();
+        assert_eq!(got, ["192.0.2.53:53", "[fe80::1]:53", "[2001:db8::53]:53"]);
+    }
+
+    #[test]
     fn socket_addrs() {
         assert_eq!(
             parse_socket_addr("10.0.0.1", Some(53)).unwrap().to_string(),

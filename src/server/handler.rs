@@ -107,7 +107,11 @@ async fn answer<R: ResponseHandler>(
     }
     let query = &request.queries.queries()[0];
     let qtype = query.query_type();
-    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+    // Only class IN has data here; CHAOS (version.bind) and the rest are
+    // refused rather than answered, or forwarded, as if they were IN.
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+        || query.query_class() != hickory_proto::rr::DNSClass::IN
+    {
         return send_error(
             request,
             ResponseCode::Refused,

@@ -21,8 +21,9 @@ pub enum Behavior {
     Silent,
     /// Answers after this many milliseconds.
     DelayMs(u64),
-    /// Sends a reply with a wrong id and one with a wrong question (both
-    /// carrying 6.6.6.6) before the right one.
+    /// Sends replies with a wrong id, a wrong question, garbage, and the
+    /// right id and question from a wrong source (all carrying 6.6.6.6)
+    /// before the right one.
     SpoofFirst,
     ServFail,
 }
@@ -218,6 +219,12 @@ impl FakeUpstream {
                         bad2.queries[0].set_name(n("other.example."));
                         let _ = udp.send_to(&bad2.to_vec().unwrap(), src);
                         let _ = udp.send_to(&[0xde, 0xad], src);
+                        // The right id and question, from another source address.
+                        let mut bad3 = bad.clone();
+                        bad3.metadata.id = r.metadata.id;
+                        if let Ok(other) = UdpSocket::bind((addr.ip(), 0)) {
+                            let _ = other.send_to(&bad3.to_vec().unwrap(), src);
+                        }
                     }
                     Behavior::ServFail => {
                         r.metadata.response_code = ResponseCode::ServFail;
