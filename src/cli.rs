@@ -65,7 +65,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Once every socket is bound, write the bound addresses here, one per
-    /// line (for supervisors and tests that bind port 0).
+    /// line, then `admin=IP:PORT` (for supervisors and tests that bind port 0).
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -114,11 +114,7 @@ pub fn main() -> ExitCode {
 
 fn print_problems(d: &Diagnostics) {
     print!("{d}");
-    println!(
-        "{} problem{} found",
-        d.len(),
-        if d.len() == 1 { "" } else { "s" }
-    );
+    println!("{} problem{} found", d.len(), if d.len() == 1 { "" } else { "s" });
 }
 
 fn check(a: &CheckArgs) -> ExitCode {
@@ -159,10 +155,7 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
         Ok(s) => s,
         Err(d) => {
             eprint!("{d}");
-            eprintln!(
-                "pzdns: cannot explain: the data has {} problem(s); run `pzdns check`",
-                d.len()
-            );
+            eprintln!("pzdns: cannot explain: the data has {} problem(s); run `pzdns check`", d.len());
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -179,10 +172,7 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
     let qtype = match RecordType::from_str(&a.qtype.to_ascii_uppercase()) {
         Ok(t) => t,
         Err(_) => {
-            eprintln!(
-                "pzdns: `{}` is not a record type (e.g. A, AAAA, CNAME, TXT)",
-                a.qtype
-            );
+            eprintln!("pzdns: `{}` is not a record type (e.g. A, AAAA, CNAME, TXT)", a.qtype);
             return ExitCode::from(EXIT_CANNOT_START);
         }
     };
@@ -227,44 +217,38 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
         cfg.upstreams = a
             .upstream
             .iter()
-            .map(|u| {
-                parse_socket_addr(u, Some(53))
-                    .ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT"))
-            })
+            .map(|u| parse_socket_addr(u, Some(53)).ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT")))
             .collect::<Result<_, _>>()?;
     }
     if let Some(ad) = &a.admin {
         cfg.admin_listen = if ad == "off" {
             None
         } else {
-            Some(
-                parse_socket_addr(ad, None)
-                    .ok_or_else(|| format!("--admin `{ad}` must be IP:PORT or off"))?,
-            )
+            Some(parse_socket_addr(ad, None).ok_or_else(|| format!("--admin `{ad}` must be IP:PORT or off"))?)
         };
     }
     if let Some(f) = &a.log_format {
-        cfg.log_format = parse_log_format(f)
-            .ok_or_else(|| format!("--log-format `{f}` must be text or json"))?;
+        cfg.log_format = parse_log_format(f).ok_or_else(|| format!("--log-format `{f}` must be text or json"))?;
     }
     Ok(())
 }
 
-fn init_tracing(format: crate::config::LogFormat) {
+/// Logs go to stderr through a non-blocking writer, so a slow terminal or
+/// log collector never stalls a query (lines are dropped instead, and
+/// counted by tracing-appender). The guard flushes on exit.
+fn init_tracing(format: crate::config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     // hickory logs two INFO lines per request; keep them out unless asked.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn")
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match format {
         crate::config::LogFormat::Json => builder.json().init(),
         crate::config::LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 fn serve(a: &ServeArgs) -> ExitCode {
@@ -278,59 +262,25 @@ fn serve(a: &ServeArgs) -> ExitCode {
     if let Err(e) = apply_serve_flags(&mut cfg, a) {
         return cannot_start(e);
     }
-    init_tracing(cfg.log_format);
-    let snapshot = match Snapshot::load(&cfg, 1) {
-        Ok(s) => s,
-        Err(d) => {
-            for p in d.items() {
-                tracing::error!("{p}");
-            }
-            return cannot_start(format!(
-                "{} problem(s) in {}; run `pzdns check`",
-                d.len(),
-                cfg.zones_dir.display()
-            ));
-        }
-    };
-    let st = snapshot.stats;
-    tracing::info!(zones = st.zones, records = st.records, vpcs = st.vpcs, endpoints = st.endpoints, dir = %cfg.zones_dir.display(), "data loaded");
+    let log_guard = init_tracing(cfg.log_format);
     if cfg.upstreams.is_empty() {
-        tracing::warn!(
-            "no upstreams (none in the config, none in /etc/resolv.conf): names that must be forwarded get SERVFAIL"
-        );
+        tracing::warn!("no upstreams (none in the config, none in /etc/resolv.conf): names that must be forwarded get SERVFAIL");
     }
     for up in &cfg.upstreams {
         if cfg.listen.iter().any(|l| l.address == *up) {
             tracing::warn!(upstream = %up, "an upstream is one of pzdns's own listen addresses: forwarding would loop");
         }
     }
-    tracing::info!(upstreams = ?cfg.upstreams, forward_zones = cfg.forward_zones.len(), cache_max_entries = cfg.cache_max_entries, serve_stale_s = cfg.serve_stale.as_secs(), "forwarding");
-    // Keys this version reads and checks but does not act on yet: say so
-    // rather than ignore them silently.
-    if let Some(a) = cfg.admin_listen {
-        tracing::warn!(admin = %a, "the admin HTTP server is not implemented in this version; admin.listen is not bound");
-    }
-    if cfg.query_log {
-        tracing::warn!("query_log is not implemented in this version");
-    }
-    let workers = a
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(crate::server::serve(
-        cfg,
-        snapshot,
-        workers,
-        a.ready_file.clone(),
-    )) {
+    let result = rt.block_on(crate::server::serve(cfg, workers, a.ready_file.clone()));
+    drop(rt);
+    // Flush the logs first, so the one-line reason is the last line.
+    drop(log_guard);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cannot_start(e),
     }

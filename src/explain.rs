@@ -19,28 +19,14 @@ pub enum Asker {
 }
 
 /// Explains `name`/`qtype` from `asker`; `Err` when the VPC id is unknown.
-pub fn explain(
-    snap: &Snapshot,
-    asker: &Asker,
-    name: &Name,
-    qtype: RecordType,
-) -> Result<String, String> {
+pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -> Result<String, String> {
     let mut out = String::new();
     let (view, reason) = match asker {
         Asker::Vpc(id) => match snap.vpc_index(id) {
-            Some(v) => (
-                View::Vpc {
-                    vpc: v,
-                    az: crate::snapshot::zone::NO_AZ,
-                },
-                ViewReason::Named,
-            ),
+            Some(v) => (View::Vpc { vpc: v, az: crate::snapshot::zone::NO_AZ }, ViewReason::Named),
             None => {
                 let known: Vec<&str> = snap.vpcs.iter().map(|v| v.id.as_str()).collect();
-                return Err(format!(
-                    "unknown VPC `{id}`; known VPCs: {}",
-                    known.join(", ")
-                ));
+                return Err(format!("unknown VPC `{id}`; known VPCs: {}", known.join(", ")));
             }
         },
         Asker::From(ip) => snap.view_for(None, *ip),
@@ -51,15 +37,8 @@ pub fn explain(
             let v = &snap.vpcs[vpc as usize];
             let why = match (r, asker) {
                 (ViewReason::SourceCidr, Asker::From(ip)) => {
-                    let cidr = v
-                        .cidrs
-                        .iter()
-                        .filter(|c| c.contains(ip))
-                        .max_by_key(|c| c.prefix_len());
-                    format!(
-                        "source {ip} is in {}",
-                        cidr.map(|c| c.to_string()).unwrap_or_default()
-                    )
+                    let cidr = v.cidrs.iter().filter(|c| c.contains(ip)).max_by_key(|c| c.prefix_len());
+                    format!("source {ip} is in {}", cidr.map(|c| c.to_string()).unwrap_or_default())
                 }
                 _ => "named with --vpc".to_string(),
             };
@@ -72,14 +51,9 @@ pub fn explain(
         (View::Unknown, _) => {
             let policy = match snap.unknown_clients {
                 crate::config::UnknownClients::Refuse => "refuse",
-                crate::config::UnknownClients::Forward => {
-                    "forward (forwarding only, no private data)"
-                }
+                crate::config::UnknownClients::Forward => "forward (forwarding only, no private data)",
             };
-            let _ = writeln!(
-                out,
-                "view:     none (the source maps to no VPC; unknown_clients: {policy})"
-            );
+            let _ = writeln!(out, "view:     none (the source maps to no VPC; unknown_clients: {policy})");
         }
     }
     let res = resolve(snap, view, name, qtype, true);
@@ -94,21 +68,12 @@ pub fn explain(
                         z.path.display(),
                         if z.recursive_proxy { "on" } else { "off" }
                     ),
-                    ZoneOrigin::Endpoint(id) => format!(
-                        "endpoint name {} (endpoint {id}, {})",
-                        z.origin,
-                        z.path.display()
-                    ),
+                    ZoneOrigin::Endpoint(id) => format!("endpoint name {} (endpoint {id}, {})", z.origin, z.path.display()),
                 };
                 format!("{name} → {what}")
             }
             Step::NoZone { name } => format!("{name} is in no zone visible to this view"),
-            Step::Answer {
-                name,
-                rtype,
-                count,
-                wildcard,
-            } => match wildcard {
+            Step::Answer { name, rtype, count, wildcard } => match wildcard {
                 Some(w) => {
                     format!("{name}: {count} {rtype} record(s) synthesised from wildcard {w}")
                 }
@@ -118,12 +83,10 @@ pub fn explain(
                 Some(w) => format!("{from} is a CNAME (from wildcard {w}) → follow {to}"),
                 None => format!("{from} is a CNAME → follow {to}"),
             },
-            Step::NoData { name, .. } => format!(
-                "{name} exists but has no {qtype} record: NOERROR, empty answer, SOA in authority"
-            ),
-            Step::NxDomain { name, .. } => format!(
-                "{name} does not exist and the zone is not a recursive proxy: NXDOMAIN, SOA in authority"
-            ),
+            Step::NoData { name, .. } => format!("{name} exists but has no {qtype} record: NOERROR, empty answer, SOA in authority"),
+            Step::NxDomain { name, .. } => {
+                format!("{name} does not exist and the zone is not a recursive proxy: NXDOMAIN, SOA in authority")
+            }
             Step::ProxyMissing { name, .. } => {
                 format!("{name} does not exist; recursive_proxy is on: ask the public authority")
             }
@@ -138,10 +101,7 @@ pub fn explain(
                 format!("forward {name} {qtype} upstream via {to} (cached), and append its answer")
             }
             Step::Loop { name } => format!("CNAME loop back to {name}: SERVFAIL"),
-            Step::TooLong => format!(
-                "more than {} CNAME links: SERVFAIL",
-                crate::resolve::MAX_CNAME_LINKS
-            ),
+            Step::TooLong => format!("more than {} CNAME links: SERVFAIL", crate::resolve::MAX_CNAME_LINKS),
             Step::Refused => "unknown_clients: refuse → REFUSED".to_string(),
         };
         let _ = writeln!(out, "step:     {line}");
@@ -150,11 +110,7 @@ pub fn explain(
         out,
         "answer:   rcode {}{}, AA={}, source {}",
         rcode_name(res.rcode),
-        if res.upstream.is_some() {
-            " (before the upstream part; the upstream's rcode then applies)"
-        } else {
-            ""
-        },
+        if res.upstream.is_some() { " (before the upstream part; the upstream's rcode then applies)" } else { "" },
         u8::from(res.authoritative),
         res.source.as_str()
     );
@@ -180,10 +136,7 @@ fn join_addrs(a: &[std::net::SocketAddr]) -> String {
     if a.is_empty() {
         return "(none configured: SERVFAIL)".into();
     }
-    a.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The rcode mnemonic dig prints (NOERROR, NXDOMAIN, ...).

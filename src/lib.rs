@@ -11,9 +11,12 @@
 //! `resolve` answers, `explain` puts an answer into words, `server` puts
 //! it on the wire with hickory-server, `cli` is the command line.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod explain;
+pub mod metrics;
+pub mod reload;
 pub mod resolve;
 pub mod server;
 pub mod snapshot;

@@ -79,44 +79,15 @@ impl Source {
 /// One step of the reasoning, recorded only when tracing (for `explain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Zone {
-        name: Name,
-        zone: ZoneIdx,
-    },
-    NoZone {
-        name: Name,
-    },
-    Answer {
-        name: Name,
-        rtype: RecordType,
-        count: usize,
-        wildcard: Option<Name>,
-    },
-    Cname {
-        from: Name,
-        to: Name,
-        wildcard: Option<Name>,
-    },
-    NoData {
-        name: Name,
-        zone: ZoneIdx,
-    },
-    NxDomain {
-        name: Name,
-        zone: ZoneIdx,
-    },
-    ProxyMissing {
-        name: Name,
-        zone: ZoneIdx,
-    },
-    Upstream {
-        name: Name,
-        qtype: RecordType,
-        route: Route,
-    },
-    Loop {
-        name: Name,
-    },
+    Zone { name: Name, zone: ZoneIdx },
+    NoZone { name: Name },
+    Answer { name: Name, rtype: RecordType, count: usize, wildcard: Option<Name> },
+    Cname { from: Name, to: Name, wildcard: Option<Name> },
+    NoData { name: Name, zone: ZoneIdx },
+    NxDomain { name: Name, zone: ZoneIdx },
+    ProxyMissing { name: Name, zone: ZoneIdx },
+    Upstream { name: Name, qtype: RecordType, route: Route },
+    Loop { name: Name },
     TooLong,
     Refused,
 }
@@ -160,13 +131,7 @@ impl<'s> Resolution<'s> {
 
 /// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records
 /// each step in `Resolution::steps` (costs allocations; off on the hot path).
-pub fn resolve<'s>(
-    snap: &'s Snapshot,
-    view: View,
-    qname: &Name,
-    qtype: RecordType,
-    trace: bool,
-) -> Resolution<'s> {
+pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordType, trace: bool) -> Resolution<'s> {
     let mut res = Resolution::new();
     let (vpc, az) = match view {
         View::Vpc { vpc, az } => (Some(vpc), az),
@@ -190,53 +155,25 @@ pub fn resolve<'s>(
         let zone = vpc.and_then(|v| snap.find_zone(v, &q));
         let Some((zi, zone)) = zone else {
             if trace {
-                res.steps.push(Step::NoZone {
-                    name: name.clone().into_owned(),
-                });
+                res.steps.push(Step::NoZone { name: name.clone().into_owned() });
             }
-            let reason = if link == 0 {
-                UpstreamReason::OutsideZones
-            } else {
-                UpstreamReason::CnameTarget
-            };
-            go_upstream(
-                snap,
-                view,
-                &q,
-                name.into_owned(),
-                qtype,
-                reason,
-                &mut res,
-                trace,
-            );
+            let reason = if link == 0 { UpstreamReason::OutsideZones } else { UpstreamReason::CnameTarget };
+            go_upstream(snap, view, &q, name.into_owned(), qtype, reason, &mut res, trace);
             if link == 0 {
                 res.source = Source::Upstream;
             }
             return res;
         };
         if trace {
-            res.steps.push(Step::Zone {
-                name: name.clone().into_owned(),
-                zone: zi,
-            });
+            res.steps.push(Step::Zone { name: name.clone().into_owned(), zone: zi });
         }
         if link == 0 {
             res.authoritative = true;
             let endpoint = matches!(zone.kind, crate::config::zones_dir::ZoneOrigin::Endpoint(_));
-            res.source = if endpoint {
-                Source::Endpoint
-            } else {
-                Source::Zone
-            };
+            res.source = if endpoint { Source::Endpoint } else { Source::Zone };
         }
         let hit = zone.lookup(&q, qtype);
-        let wildcard_name = |trace: bool| -> Option<Name> {
-            if trace {
-                hit.wildcard.map(key_to_name)
-            } else {
-                None
-            }
-        };
+        let wildcard_name = |trace: bool| -> Option<Name> { if trace { hit.wildcard.map(key_to_name) } else { None } };
         match hit.matched {
             NodeMatch::Found(rrset) => {
                 if trace {
@@ -247,12 +184,7 @@ pub fn resolve<'s>(
                         wildcard: wildcard_name(true),
                     });
                 }
-                push_rrset(
-                    &mut res,
-                    rrset,
-                    hit.wildcard.is_some().then_some(&*name),
-                    az,
-                );
+                push_rrset(&mut res, rrset, hit.wildcard.is_some().then_some(&*name), az);
                 return res;
             }
             NodeMatch::Cname(rec) => {
@@ -262,11 +194,7 @@ pub fn resolve<'s>(
                 };
                 let target = target.0.clone();
                 if trace {
-                    res.steps.push(Step::Cname {
-                        from: name.clone().into_owned(),
-                        to: target.clone(),
-                        wildcard: wildcard_name(true),
-                    });
+                    res.steps.push(Step::Cname { from: name.clone().into_owned(), to: target.clone(), wildcard: wildcard_name(true) });
                 }
                 if hit.wildcard.is_some() {
                     let mut r = rec.clone();
@@ -288,10 +216,7 @@ pub fn resolve<'s>(
             }
             NodeMatch::NoData => {
                 if trace {
-                    res.steps.push(Step::NoData {
-                        name: name.clone().into_owned(),
-                        zone: zi,
-                    });
+                    res.steps.push(Step::NoData { name: name.clone().into_owned(), zone: zi });
                 }
                 res.authority.push(&zone.negative_soa);
                 return res;
@@ -299,33 +224,18 @@ pub fn resolve<'s>(
             NodeMatch::NxDomain => {
                 if zone.recursive_proxy {
                     if trace {
-                        res.steps.push(Step::ProxyMissing {
-                            name: name.clone().into_owned(),
-                            zone: zi,
-                        });
+                        res.steps.push(Step::ProxyMissing { name: name.clone().into_owned(), zone: zi });
                     }
                     if link == 0 {
                         // The public answer replaces NXDOMAIN: not ours, so no AA.
                         res.authoritative = false;
                         res.source = Source::Upstream;
                     }
-                    go_upstream(
-                        snap,
-                        view,
-                        &q,
-                        name.into_owned(),
-                        qtype,
-                        UpstreamReason::MissingInProxyZone(zi),
-                        &mut res,
-                        trace,
-                    );
+                    go_upstream(snap, view, &q, name.into_owned(), qtype, UpstreamReason::MissingInProxyZone(zi), &mut res, trace);
                     return res;
                 }
                 if trace {
-                    res.steps.push(Step::NxDomain {
-                        name: name.clone().into_owned(),
-                        zone: zi,
-                    });
+                    res.steps.push(Step::NxDomain { name: name.clone().into_owned(), zone: zi });
                 }
                 res.rcode = ResponseCode::NXDomain;
                 res.authority.push(&zone.negative_soa);
@@ -352,22 +262,11 @@ fn go_upstream(
     res: &mut Resolution<'_>,
     trace: bool,
 ) {
-    let route = snap
-        .find_forward(view, q)
-        .map_or(Route::Default, Route::ForwardZone);
+    let route = snap.find_forward(view, q).map_or(Route::Default, Route::ForwardZone);
     if trace {
-        res.steps.push(Step::Upstream {
-            name: name.clone(),
-            qtype,
-            route,
-        });
+        res.steps.push(Step::Upstream { name: name.clone(), qtype, route });
     }
-    res.upstream = Some(UpstreamQuery {
-        name,
-        qtype,
-        route,
-        reason,
-    });
+    res.upstream = Some(UpstreamQuery { name, qtype, route, reason });
 }
 
 /// Appends an RRset; a wildcard's records take the query name as owner, and
@@ -386,12 +285,8 @@ fn push_rrset<'s>(res: &mut Resolution<'s>, rrset: &'s RRset, owner: Option<&Nam
     }
     if az != NO_AZ && !rrset.azs.is_empty() && rrset.azs.contains(&az) {
         // Stable partition: own-zone addresses first, order otherwise kept.
-        let mut tagged: Vec<(bool, Cow<'s, Record>)> = res
-            .answers
-            .drain(start..)
-            .zip(rrset.azs.iter())
-            .map(|(r, a)| (*a != az, r))
-            .collect();
+        let mut tagged: Vec<(bool, Cow<'s, Record>)> =
+            res.answers.drain(start..).zip(rrset.azs.iter()).map(|(r, a)| (*a != az, r)).collect();
         tagged.sort_by_key(|(other, _)| *other);
         res.answers.extend(tagged.into_iter().map(|(_, r)| r));
     }

@@ -3,15 +3,8 @@
 use std::process::Command;
 
 fn pzdns(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-        .args(args)
-        .output()
-        .expect("runs pzdns");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().expect("runs pzdns");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -19,10 +12,7 @@ fn example_zones_are_clean() {
     let (code, out, err) = pzdns(&["check", "--zones", "zones"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ok: 10 zones, "), "{out}");
-    assert!(
-        out.contains(" 10 VPCs, 1 endpoints (4 endpoint names)"),
-        "{out}"
-    );
+    assert!(out.contains(" 10 VPCs, 1 endpoints (4 endpoint names)"), "{out}");
 }
 
 #[test]
@@ -33,64 +23,33 @@ fn broken_files_report_every_problem_with_position() {
     let expected = [
         ("a.example.yaml:2:15:", "unknown VPC id `vpc-nope`"),
         ("a.example.yaml:3:6:", "TTL 3 is outside 5..86400"),
-        (
-            "a.example.yaml:5:34:",
-            "`10.0.0.300` is not an IPv4 address",
-        ),
-        (
-            "a.example.yaml:6:34:",
-            "A record beside a CNAME at dup.a.example.",
-        ),
-        (
-            "a.example.yaml:9:35:",
-            "MX record at the apex beside its CNAME",
-        ),
-        (
-            "a.example.yaml:10:13:",
-            "`x.b.example.` is outside zone `a.example.`",
-        ),
+        ("a.example.yaml:5:34:", "`10.0.0.300` is not an IPv4 address"),
+        ("a.example.yaml:6:34:", "A record beside a CNAME at dup.a.example."),
+        ("a.example.yaml:9:35:", "MX record at the apex beside its CNAME"),
+        ("a.example.yaml:10:13:", "`x.b.example.` is outside zone `a.example.`"),
         ("a.example.yaml:11:13:", "label bytes exceed 63"),
         ("a.example.yaml:12:22:", "unsupported record type `AAA`"),
         ("a.example.yaml:13:49:", "TTL 100000 is outside"),
         ("a.example.yaml:14:49:", "`10.0.0.7` is not an IPv6 address"),
-        (
-            "b2.yaml:2:8:",
-            "zone b.example. is bound to VPC `vpc-y` twice",
-        ),
+        ("b2.yaml:2:8:", "zone b.example. is bound to VPC `vpc-y` twice"),
         ("endpoints.yaml:5:10:", "unknown VPC id `vpc-gone`"),
         ("endpoints.yaml:6:13:", "unknown status `Connectd`"),
-        (
-            "endpoints.yaml:8:36:",
-            "ip `192.168.2.999` is not an IPv4 address",
-        ),
+        ("endpoints.yaml:8:36:", "ip `192.168.2.999` is not an IPv4 address"),
         ("endpoints.yaml:13:12:", "endpoint `ep-2` has no zones"),
         ("loops.yaml:4:40:", "CNAME loop"),
         ("loops.yaml:5:40:", "CNAME loop"),
         ("unknown-key.yaml:3:1:", "unknown field `recods`"),
-        (
-            "vpcs.yaml:3:25:",
-            "host bits are set; did you mean 10.1.0.0/16?",
-        ),
-        (
-            "vpcs.yaml:5:13:",
-            "CIDR 10.0.0.0/8 of VPC `vpc-y` is also a CIDR of VPC `vpc-x`",
-        ),
+        ("vpcs.yaml:3:25:", "host bits are set; did you mean 10.1.0.0/16?"),
+        ("vpcs.yaml:5:13:", "CIDR 10.0.0.0/8 of VPC `vpc-y` is also a CIDR of VPC `vpc-x`"),
         ("vpcs.yaml:6:9:", "VPC id `vpc-x` is defined twice"),
         ("vpcs.yaml:9:13:", "`not-a-cidr` is not a CIDR"),
     ];
     for (at, msg) in expected {
         let want = format!("{d}/{at} ");
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&want))
-            .unwrap_or_else(|| panic!("no problem reported at {want}\n{out}"));
+        let line = out.lines().find(|l| l.starts_with(&want)).unwrap_or_else(|| panic!("no problem reported at {want}\n{out}"));
         assert!(line.contains(msg), "at {at} expected `{msg}`, got: {line}");
     }
-    assert!(
-        out.trim_end()
-            .ends_with(&format!("{} problems found", expected.len())),
-        "{out}"
-    );
+    assert!(out.trim_end().ends_with(&format!("{} problems found", expected.len())), "{out}");
     // The valid CNAME in loops.yaml is not reported.
     assert!(!out.contains("loops.yaml:6:"), "{out}");
 }
@@ -100,61 +59,25 @@ fn bad_config_file_is_reported_with_position() {
     let dir = std::env::temp_dir().join(format!("pzdns-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("pzdns.yaml");
-    std::fs::write(
-        &cfg,
-        "listen:\n  - address: 127.0.0.1\nunknown_clients: maybe\ncache:\n  serve_stale: 1w\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1\nunknown_clients: maybe\ncache:\n  serve_stale: 1w\n").unwrap();
     let (code, out, _) = pzdns(&["check", "--config", cfg.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("pzdns.yaml:2:14: listen address `127.0.0.1` must be IP:PORT"),
-        "{out}"
-    );
-    assert!(
-        out.contains("pzdns.yaml:3:18: unknown_clients `maybe` must be `refuse` or `forward`"),
-        "{out}"
-    );
-    assert!(
-        out.contains("pzdns.yaml:5:16: cache.serve_stale `1w` must be a duration"),
-        "{out}"
-    );
+    assert!(out.contains("pzdns.yaml:2:14: listen address `127.0.0.1` must be IP:PORT"), "{out}");
+    assert!(out.contains("pzdns.yaml:3:18: unknown_clients `maybe` must be `refuse` or `forward`"), "{out}");
+    assert!(out.contains("pzdns.yaml:5:16: cache.serve_stale `1w` must be a duration"), "{out}");
 }
 
 #[test]
 fn explain_from_a_vpc_and_from_outside() {
-    let (code, out, err) = pzdns(&[
-        "explain",
-        "--zones",
-        "zones",
-        "--from",
-        "127.0.10.1",
-        "ecs.cn-hangzhou.aliyuncs.com",
-        "A",
-    ]);
+    let (code, out, err) = pzdns(&["explain", "--zones", "zones", "--from", "127.0.10.1", "ecs.cn-hangzhou.aliyuncs.com", "A"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("view:     vpc-hz-prod"), "{out}");
     assert!(out.contains("zone ecs.cn-hangzhou.aliyuncs.com."), "{out}");
-    assert!(
-        out.contains(
-            "ecs.cn-hangzhou.aliyuncs.com. 60 IN CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("forward popunify-vpc.cn-hangzhou.aliyuncs.com. A upstream"),
-        "{out}"
-    );
+    assert!(out.contains("ecs.cn-hangzhou.aliyuncs.com. 60 IN CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."), "{out}");
+    assert!(out.contains("forward popunify-vpc.cn-hangzhou.aliyuncs.com. A upstream"), "{out}");
 
-    let (code, out, _) = pzdns(&[
-        "explain",
-        "--zones",
-        "zones",
-        "--from",
-        "127.0.0.1",
-        "ecs.cn-hangzhou.aliyuncs.com",
-    ]);
+    let (code, out, _) = pzdns(&["explain", "--zones", "zones", "--from", "127.0.0.1", "ecs.cn-hangzhou.aliyuncs.com"]);
     assert_eq!(code, 0);
     assert!(out.contains("view:     none"), "{out}");
     assert!(out.contains("rcode REFUSED"), "{out}");
@@ -170,12 +93,6 @@ fn explain_from_a_vpc_and_from_outside() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("endpoint name"), "{out}");
-    assert!(
-        out.contains("A\t192.168.2.77") || out.contains("IN A 192.168.2.77"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("192.168.4.12"),
-        "a Disconnected zone's IP must not be published: {out}"
-    );
+    assert!(out.contains("A\t192.168.2.77") || out.contains("IN A 192.168.2.77"), "{out}");
+    assert!(!out.contains("192.168.4.12"), "a Disconnected zone's IP must not be published: {out}");
 }

@@ -18,11 +18,7 @@ const C_VPC: &str = "127.130.0.5";
 
 fn start(upstreams: &[&FakeUpstream], extra: &str) -> TestServer {
     let list: Vec<String> = upstreams.iter().map(|u| u.addr.to_string()).collect();
-    TestServer::start_default(
-        Path::new(ZONES),
-        "vpc-b",
-        &format!("upstreams: [{}]\n{extra}", list.join(", ")),
-    )
+    TestServer::start_default(Path::new(ZONES), "vpc-b", &format!("upstreams: [{}]\n{extra}", list.join(", ")))
 }
 
 fn ask(s: &TestServer, from: &str, name: &str, qtype: RecordType) -> Message {
@@ -49,10 +45,7 @@ fn apex_cname_chain_is_completed_from_upstream() {
     // A VPC the zone is not bound to gets the public answer for the name itself.
     let r = ask(&s, C_VPC, "ecs.cn-hangzhou.aliyuncs.com.", RecordType::A);
     assert!(!r.metadata.authoritative);
-    assert_eq!(
-        lines(&r.answers),
-        ["ecs.cn-hangzhou.aliyuncs.com. A 47.1.1.1"]
-    );
+    assert_eq!(lines(&r.answers), ["ecs.cn-hangzhou.aliyuncs.com. A 47.1.1.1"]);
 }
 
 #[test]
@@ -62,27 +55,14 @@ fn outside_zones_cache_ttl_decrement_and_negative_caching() {
     let r = ask(&s, A_VPC, "www.public.example.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(!r.metadata.authoritative && r.metadata.recursion_available);
-    assert_eq!(
-        lines(&r.answers),
-        [
-            "www.public.example. CNAME www2.public.example.",
-            "www2.public.example. A 203.0.113.7"
-        ]
-    );
+    assert_eq!(lines(&r.answers), ["www.public.example. CNAME www2.public.example.", "www2.public.example. A 203.0.113.7"]);
     assert_eq!(r.answers[0].ttl, 60);
     assert_eq!(up.queries(), 1);
     std::thread::sleep(Duration::from_millis(2100));
     let r = ask(&s, B_VPC, "WWW.public.example.", RecordType::A);
-    assert_eq!(
-        up.queries(),
-        1,
-        "second answer from the cache (any VPC, any case)"
-    );
+    assert_eq!(up.queries(), 1, "second answer from the cache (any VPC, any case)");
     let ttl = r.answers[0].ttl;
-    assert!(
-        (57..=58).contains(&ttl),
-        "TTL decremented by the time spent in cache: {ttl}"
-    );
+    assert!((57..=58).contains(&ttl), "TTL decremented by the time spent in cache: {ttl}");
 
     // NXDOMAIN: relayed with the upstream SOA, cached for min(SOA TTL, MINIMUM).
     let r = ask(&s, A_VPC, "nx.public.example.", RecordType::A);
@@ -98,14 +78,7 @@ fn outside_zones_cache_ttl_decrement_and_negative_caching() {
     ask(&s, A_VPC, "nodata.public.example.", RecordType::AAAA);
     let before = up.queries();
     let r = ask(&s, A_VPC, "nodata.public.example.", RecordType::AAAA);
-    assert_eq!(
-        (
-            r.metadata.response_code,
-            r.answers.len(),
-            r.authorities.len()
-        ),
-        (ResponseCode::NoError, 0, 1)
-    );
+    assert_eq!((r.metadata.response_code, r.answers.len(), r.authorities.len()), (ResponseCode::NoError, 0, 1));
     assert_eq!(up.queries(), before);
 }
 
@@ -113,13 +86,7 @@ fn outside_zones_cache_ttl_decrement_and_negative_caching() {
 fn recursive_proxy_and_forward_zones() {
     let up = FakeUpstream::start("127.0.0.1");
     let corp = FakeUpstream::start("127.0.0.1");
-    let s = start(
-        &[&up],
-        &format!(
-            "forward_zones:\n  - domain: corp.example\n    upstreams: [{}]\n    vpcs: [vpc-a]\n",
-            corp.addr
-        ),
-    );
+    let s = start(&[&up], &format!("forward_zones:\n  - domain: corp.example\n    upstreams: [{}]\n    vpcs: [vpc-a]\n", corp.addr));
     // A missing name in a recursive_proxy zone: the public answer, no AA, no private SOA.
     let r = ask(&s, A_VPC, "missing.proxy.test.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -136,13 +103,7 @@ fn recursive_proxy_and_forward_zones() {
     assert_eq!(up.queries(), up_before);
     // ...a local CNAME into it too...
     let r = ask(&s, A_VPC, "corp-link.example.test.", RecordType::A);
-    assert_eq!(
-        lines(&r.answers),
-        [
-            "corp-link.example.test. CNAME db.corp.example.",
-            "db.corp.example. A 10.99.0.1"
-        ]
-    );
+    assert_eq!(lines(&r.answers), ["corp-link.example.test. CNAME db.corp.example.", "db.corp.example. A 10.99.0.1"]);
     // ...but vpc-b, not in its `vpcs`, goes to the default upstreams.
     ask(&s, B_VPC, "db.corp.example.", RecordType::A);
     assert_eq!(corp.queries(), 1);
@@ -157,16 +118,8 @@ fn unknown_clients_forward_gets_public_answers_only() {
     let r = ask(&s, "127.0.0.1", "www.example.test.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     assert!(r.answers.is_empty() && !r.metadata.authoritative && r.metadata.recursion_available);
-    let r = ask(
-        &s,
-        "127.0.0.1",
-        "ecs.cn-hangzhou.aliyuncs.com.",
-        RecordType::A,
-    );
-    assert_eq!(
-        lines(&r.answers),
-        ["ecs.cn-hangzhou.aliyuncs.com. A 47.1.1.1"]
-    );
+    let r = ask(&s, "127.0.0.1", "ecs.cn-hangzhou.aliyuncs.com.", RecordType::A);
+    assert_eq!(lines(&r.answers), ["ecs.cn-hangzhou.aliyuncs.com. A 47.1.1.1"]);
 }
 
 #[test]
@@ -179,17 +132,11 @@ fn rd_0_answers_from_local_data_and_cache_only() {
         udp(s.addrs[0], A_VPC, &q)
     };
     let r = norec("www.public.example.");
-    assert_eq!(
-        (r.metadata.response_code, r.answers.len()),
-        (ResponseCode::NoError, 0)
-    );
+    assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
     assert_eq!(up.queries(), 0, "RD=0 never goes upstream");
     // The local part of a chain is still answered.
     let r = norec("ecs.cn-hangzhou.aliyuncs.com.");
-    assert_eq!(
-        lines(&r.answers),
-        ["ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."]
-    );
+    assert_eq!(lines(&r.answers), ["ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."]);
     // Once cached, RD=0 gets it.
     ask(&s, A_VPC, "www.public.example.", RecordType::A);
     let r = norec("www.public.example.");
@@ -217,10 +164,7 @@ fn failover_timeout_bound_and_serve_stale() {
     let r = ask(&s, A_VPC, "nothing.public.example.", RecordType::A);
     let took = t.elapsed();
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
-    assert!(
-        took < Duration::from_millis(3000),
-        "SERVFAIL after {took:?}"
-    );
+    assert!(took < Duration::from_millis(3000), "SERVFAIL after {took:?}");
     drop(s);
 
     // Serve-stale: cached with TTL 1, then the upstream dies.
@@ -232,11 +176,7 @@ fn failover_timeout_bound_and_serve_stale() {
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
     let r = ask(&s, A_VPC, "stale.public.example.", RecordType::A);
-    assert_eq!(
-        r.metadata.response_code,
-        ResponseCode::NoError,
-        "stale answer instead of SERVFAIL"
-    );
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError, "stale answer instead of SERVFAIL");
     assert_eq!(lines(&r.answers), ["stale.public.example. A 192.0.2.53"]);
     assert_eq!(r.answers[0].ttl, 30, "RFC 8767 stale TTL");
     assert!(t.elapsed() < Duration::from_secs(3));
@@ -286,28 +226,14 @@ fn truncated_upstream_reply_is_retried_over_tcp() {
     let up = FakeUpstream::start("127.0.0.1");
     let s = start(&[&up], "");
     // 20 TXT records (~1.5 KB) exceed 1232: the upstream truncates over UDP.
-    let r = tcp(
-        s.addrs[0],
-        A_VPC,
-        &query("big.public.example.", RecordType::TXT, None),
-    );
+    let r = tcp(s.addrs[0], A_VPC, &query("big.public.example.", RecordType::TXT, None));
     assert_eq!(r.answers.len(), 20);
     assert_eq!(up.tcp_queries.load(std::sync::atomic::Ordering::Relaxed), 1);
     // The client on UDP gets TC and retries over TCP itself, from the cache.
-    let raw = udp_raw(
-        s.addrs[0],
-        A_VPC.parse().unwrap(),
-        &query("big.public.example.", RecordType::TXT, Some(1232))
-            .to_vec()
-            .unwrap(),
-    )
-    .unwrap();
+    let raw =
+        udp_raw(s.addrs[0], A_VPC.parse().unwrap(), &query("big.public.example.", RecordType::TXT, Some(1232)).to_vec().unwrap()).unwrap();
     assert!(Message::from_vec(&raw).unwrap().metadata.truncation);
-    assert_eq!(
-        up.queries(),
-        2,
-        "the cached answer served the second question"
-    );
+    assert_eq!(up.queries(), 2, "the cached answer served the second question");
 }
 
 #[test]
@@ -316,17 +242,8 @@ fn identical_questions_in_flight_are_coalesced() {
     up.set(Behavior::DelayMs(400));
     let s = start(&[&up], "");
     let addr = s.addrs[0];
-    let threads: Vec<_> = (0..16)
-        .map(|_| {
-            std::thread::spawn(move || {
-                udp(
-                    addr,
-                    A_VPC,
-                    &query("slow.public.example.", RecordType::A, None),
-                )
-            })
-        })
-        .collect();
+    let threads: Vec<_> =
+        (0..16).map(|_| std::thread::spawn(move || udp(addr, A_VPC, &query("slow.public.example.", RecordType::A, None)))).collect();
     for t in threads {
         assert_eq!(t.join().unwrap().answers.len(), 1);
     }
@@ -338,10 +255,7 @@ fn identical_questions_in_flight_are_coalesced() {
 #[test]
 fn nsd_as_the_public_authority() {
     let Some(nsd) = which("nsd") else {
-        assert!(
-            std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(),
-            "nsd is required (apt-get install nsd)"
-        );
+        assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "nsd is required (apt-get install nsd)");
         eprintln!("skipped: nsd not installed");
         return;
     };
@@ -362,28 +276,14 @@ fn nsd_as_the_public_authority() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(nsd)
-        .args(["-d", "-c"])
-        .arg(dir.join("nsd.conf"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        std::process::Command::new(nsd).args(["-d", "-c"]).arg(dir.join("nsd.conf")).stderr(std::process::Stdio::null()).spawn().unwrap();
     // Wait until NSD answers.
-    let probe = query(
-        "popunify-vpc.cn-hangzhou.aliyuncs.com.",
-        RecordType::A,
-        None,
-    )
-    .to_vec()
-    .unwrap();
+    let probe = query("popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A, None).to_vec().unwrap();
     let up: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while udp_raw_timeout(up, &probe).is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "nsd did not start: {}",
-            std::fs::read_to_string(dir.join("nsd.log")).unwrap_or_default()
-        );
+        assert!(Instant::now() < deadline, "nsd did not start: {}", std::fs::read_to_string(dir.join("nsd.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
     let s = TestServer::start_default(Path::new(ZONES), "vpc-b", &format!("upstreams: [{up}]\n"));
@@ -418,11 +318,8 @@ fn free_port() -> u16 {
 
 fn udp_raw_timeout(server: std::net::SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     sock.send_to(bytes, server).ok()?;
     let mut buf = [0u8; 1500];
-    sock.recv_from(&mut buf)
-        .ok()
-        .map(|(n, _)| buf[..n].to_vec())
+    sock.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
 }

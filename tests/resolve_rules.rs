@@ -12,8 +12,7 @@ use pzdns::resolve::{Route, Source, UpstreamReason, resolve};
 use pzdns::snapshot::{Snapshot, View};
 
 fn snap() -> Snapshot {
-    let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml"))
-        .expect("fixture config loads");
+    let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).expect("fixture config loads");
     Snapshot::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
 }
 
@@ -40,36 +39,16 @@ struct Case {
 
 fn run(s: &Snapshot, c: &Case) {
     let r = resolve(s, view(s, c.from), &name(c.qname), c.qtype, false);
-    let got: Vec<String> = r
-        .answers
-        .iter()
-        .map(|a| format!("{} {} {}", a.name, a.record_type(), a.data))
-        .collect();
+    let got: Vec<String> = r.answers.iter().map(|a| format!("{} {} {}", a.name, a.record_type(), a.data)).collect();
     let ctx = format!("{} {} from {}: {:?}", c.qname, c.qtype, c.from, got);
     assert_eq!(r.rcode, c.rcode, "rcode of {ctx}");
     assert_eq!(r.authoritative, c.aa, "AA of {ctx}");
     assert_eq!(got, c.answers, "answers of {ctx}");
-    assert_eq!(
-        !r.authority.is_empty(),
-        c.authority_soa,
-        "authority of {ctx}"
-    );
+    assert_eq!(!r.authority.is_empty(), c.authority_soa, "authority of {ctx}");
     if c.authority_soa {
-        assert!(
-            r.authority
-                .iter()
-                .all(|a| a.record_type() == RecordType::SOA),
-            "{ctx}"
-        );
+        assert!(r.authority.iter().all(|a| a.record_type() == RecordType::SOA), "{ctx}");
     }
-    assert_eq!(
-        r.upstream
-            .as_ref()
-            .map(|u| format!("{} {}", u.name, u.qtype))
-            .as_deref(),
-        c.upstream,
-        "upstream of {ctx}"
-    );
+    assert_eq!(r.upstream.as_ref().map(|u| format!("{} {}", u.name, u.qtype)).as_deref(), c.upstream, "upstream of {ctx}");
 }
 
 const NOERR: ResponseCode = ResponseCode::NoError;
@@ -89,10 +68,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -103,10 +79,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -143,16 +116,7 @@ fn local_data_rules() {
             authority_soa: true,
             upstream: None,
         },
-        Case {
-            from: A_VPC,
-            qname: "x.example.test.",
-            qtype: A,
-            rcode: NOERR,
-            aa: true,
-            answers: &[],
-            authority_soa: true,
-            upstream: None,
-        },
+        Case { from: A_VPC, qname: "x.example.test.", qtype: A, rcode: NOERR, aa: true, answers: &[], authority_soa: true, upstream: None },
         // Wildcard synthesis (RFC 4592), one and two labels deep.
         Case {
             from: A_VPC,
@@ -225,11 +189,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "alias.example.test. CNAME www.example.test.",
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["alias.example.test. CNAME www.example.test.", "www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -267,11 +227,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "q.wc.example.test. CNAME www.example.test.",
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["q.wc.example.test. CNAME www.example.test.", "www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -315,9 +271,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com.",
-            ],
+            answers: &["ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."],
             authority_soa: false,
             upstream: Some("popunify-vpc.cn-hangzhou.aliyuncs.com. A"),
         },
@@ -327,9 +281,7 @@ fn local_data_rules() {
             qtype: RecordType::TXT,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com.",
-            ],
+            answers: &["ecs.cn-hangzhou.aliyuncs.com. CNAME popunify-vpc.cn-hangzhou.aliyuncs.com."],
             authority_soa: false,
             upstream: Some("popunify-vpc.cn-hangzhou.aliyuncs.com. TXT"),
         },
@@ -427,10 +379,7 @@ fn local_data_rules() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -452,10 +401,7 @@ fn local_data_rules() {
             qtype: RecordType::ANY,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "www.example.test. A 10.0.0.1",
-                "www.example.test. A 10.0.0.2",
-            ],
+            answers: &["www.example.test. A 10.0.0.1", "www.example.test. A 10.0.0.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -468,49 +414,16 @@ fn local_data_rules() {
 #[test]
 fn master_file_zone_with_apex_cname() {
     let s = snap();
-    let r = resolve(
-        &s,
-        view(&s, A_VPC),
-        &name("ecs.cn-shanghai.aliyuncs.com."),
-        A,
-        false,
-    );
-    let got: Vec<String> = r
-        .answers
-        .iter()
-        .map(|a| format!("{} {} {}", a.name, a.ttl, a.data))
-        .collect();
-    assert_eq!(
-        got,
-        ["ecs.cn-shanghai.aliyuncs.com. 60 popunify-vpc.cn-shanghai.aliyuncs.com."]
-    );
-    assert_eq!(
-        r.upstream.unwrap().name,
-        name("popunify-vpc.cn-shanghai.aliyuncs.com.")
-    );
+    let r = resolve(&s, view(&s, A_VPC), &name("ecs.cn-shanghai.aliyuncs.com."), A, false);
+    let got: Vec<String> = r.answers.iter().map(|a| format!("{} {} {}", a.name, a.ttl, a.data)).collect();
+    assert_eq!(got, ["ecs.cn-shanghai.aliyuncs.com. 60 popunify-vpc.cn-shanghai.aliyuncs.com."]);
+    assert_eq!(r.upstream.unwrap().name, name("popunify-vpc.cn-shanghai.aliyuncs.com."));
     // SOA from the file; its negative TTL is min(SOA TTL, MINIMUM) = 30.
-    let r = resolve(
-        &s,
-        view(&s, A_VPC),
-        &name("x.ecs.cn-shanghai.aliyuncs.com."),
-        A,
-        false,
-    );
+    let r = resolve(&s, view(&s, A_VPC), &name("x.ecs.cn-shanghai.aliyuncs.com."), A, false);
     assert_eq!(r.rcode, ResponseCode::NXDomain);
     assert_eq!(r.authority[0].ttl, 30);
-    assert!(
-        r.authority[0]
-            .data
-            .to_string()
-            .starts_with("ns1.example.net. hostmaster.example.net. 2024010101")
-    );
-    let r = resolve(
-        &s,
-        view(&s, A_VPC),
-        &name("ecs.cn-shanghai.aliyuncs.com."),
-        RecordType::NS,
-        false,
-    );
+    assert!(r.authority[0].data.to_string().starts_with("ns1.example.net. hostmaster.example.net. 2024010101"));
+    let r = resolve(&s, view(&s, A_VPC), &name("ecs.cn-shanghai.aliyuncs.com."), RecordType::NS, false);
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.answers[0].data.to_string(), "ns1.example.net.");
 }
@@ -551,9 +464,7 @@ fn endpoint_names() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "ep-1-cn-hangzhou-k.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A 192.168.2.2",
-            ],
+            answers: &["ep-1-cn-hangzhou-k.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com. A 192.168.2.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -564,10 +475,7 @@ fn endpoint_names() {
             qtype: A,
             rcode: NOERR,
             aa: true,
-            answers: &[
-                "api.vendor.example. A 192.168.1.1",
-                "api.vendor.example. A 192.168.2.2",
-            ],
+            answers: &["api.vendor.example. A 192.168.1.1", "api.vendor.example. A 192.168.2.2"],
             authority_soa: false,
             upstream: None,
         },
@@ -652,18 +560,9 @@ fn views_and_routes() {
     assert_eq!(u.route, Route::ForwardZone(1));
     assert_eq!(u.reason, UpstreamReason::OutsideZones);
     // A CNAME target under a forward zone goes to that forwarder.
-    let r = resolve(
-        &s,
-        view(&s, A_VPC),
-        &name("corp-link.example.test."),
-        A,
-        false,
-    );
+    let r = resolve(&s, view(&s, A_VPC), &name("corp-link.example.test."), A, false);
     let u = r.upstream.unwrap();
-    assert_eq!(
-        (u.route, u.reason),
-        (Route::ForwardZone(0), UpstreamReason::CnameTarget)
-    );
+    assert_eq!((u.route, u.reason), (Route::ForwardZone(0), UpstreamReason::CnameTarget));
 }
 
 #[test]
@@ -671,16 +570,9 @@ fn unknown_clients_forward_never_sees_private_data() {
     let mut cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).unwrap();
     cfg.unknown_clients = pzdns::config::UnknownClients::Forward;
     let s = Snapshot::load(&cfg, 1).unwrap();
-    for q in [
-        "www.example.test.",
-        "ecs.cn-hangzhou.aliyuncs.com.",
-        "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.",
-    ] {
+    for q in ["www.example.test.", "ecs.cn-hangzhou.aliyuncs.com.", "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com."] {
         let r = resolve(&s, View::Unknown, &name(q), A, false);
-        assert!(
-            r.answers.is_empty() && r.authority.is_empty() && !r.authoritative,
-            "{q}"
-        );
+        assert!(r.answers.is_empty() && r.authority.is_empty() && !r.authoritative, "{q}");
         assert_eq!(r.upstream.unwrap().route, Route::Default, "{q}");
     }
     // Forward zones scoped to VPCs are not for unknown clients; unscoped ones are.
@@ -693,33 +585,12 @@ fn unknown_clients_forward_never_sees_private_data() {
 #[test]
 fn explain_says_why() {
     let s = snap();
-    let out = pzdns::explain::explain(
-        &s,
-        &pzdns::explain::Asker::From("127.1.0.5".parse().unwrap()),
-        &name("ecs.cn-hangzhou.aliyuncs.com."),
-        A,
-    )
-    .unwrap();
-    assert!(
-        out.contains("view:     vpc-a (source 127.1.0.5 is in 127.1.0.0/16)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("is a CNAME → follow popunify-vpc.cn-hangzhou.aliyuncs.com."),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "forward popunify-vpc.cn-hangzhou.aliyuncs.com. A upstream via upstreams 127.0.0.1:5311"
-        ),
-        "{out}"
-    );
-    let err = pzdns::explain::explain(
-        &s,
-        &pzdns::explain::Asker::Vpc("vpc-zz".into()),
-        &name("x."),
-        A,
-    )
-    .unwrap_err();
+    let out =
+        pzdns::explain::explain(&s, &pzdns::explain::Asker::From("127.1.0.5".parse().unwrap()), &name("ecs.cn-hangzhou.aliyuncs.com."), A)
+            .unwrap();
+    assert!(out.contains("view:     vpc-a (source 127.1.0.5 is in 127.1.0.0/16)"), "{out}");
+    assert!(out.contains("is a CNAME → follow popunify-vpc.cn-hangzhou.aliyuncs.com."), "{out}");
+    assert!(out.contains("forward popunify-vpc.cn-hangzhou.aliyuncs.com. A upstream via upstreams 127.0.0.1:5311"), "{out}");
+    let err = pzdns::explain::explain(&s, &pzdns::explain::Asker::Vpc("vpc-zz".into()), &name("x."), A).unwrap_err();
     assert!(err.contains("unknown VPC `vpc-zz`"), "{err}");
 }

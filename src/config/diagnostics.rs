@@ -32,14 +32,7 @@ impl fmt::Display for Diagnostic {
         if self.pos.line == 0 {
             write!(f, "{}: {}", self.path.display(), self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                self.pos.line,
-                self.pos.column,
-                self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.path.display(), self.pos.line, self.pos.column, self.message)
         }
     }
 }
@@ -56,11 +49,7 @@ impl Diagnostics {
     }
 
     pub fn push(&mut self, path: &Path, pos: Pos, message: impl Into<String>) {
-        self.items.push(Diagnostic {
-            path: path.to_path_buf(),
-            pos,
-            message: message.into(),
-        });
+        self.items.push(Diagnostic { path: path.to_path_buf(), pos, message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,8 +71,7 @@ impl Diagnostics {
     /// Sorts by file, then position, so output is stable whatever order
     /// files were read in.
     pub fn sort(&mut self) {
-        self.items
-            .sort_by(|a, b| (&a.path, a.pos).cmp(&(&b.path, b.pos)));
+        self.items.sort_by(|a, b| (&a.path, a.pos).cmp(&(&b.path, b.pos)));
         self.items.dedup();
     }
 }

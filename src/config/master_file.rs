@@ -16,13 +16,7 @@ use super::yaml;
 /// Reads and parses `path` with `origin` as the default `$ORIGIN`.
 pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
     let text = yaml::read_file(path, diags)?;
-    match Parser::new(
-        text.as_str(),
-        Some(path.to_path_buf()),
-        Some(origin.clone()),
-    )
-    .parse()
-    {
+    match Parser::new(text.as_str(), Some(path.to_path_buf()), Some(origin.clone())).parse() {
         Ok((_, sets)) => {
             let mut out = Vec::with_capacity(sets.len());
             for set in sets.values() {
@@ -44,11 +38,7 @@ pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<R
 
 /// The first line at which a prefix of the file stops parsing; 0 if unknown.
 fn locate_error_line(text: &str, path: &Path, origin: &Name) -> u32 {
-    let ends: Vec<usize> = text
-        .match_indices('\n')
-        .map(|(i, _)| i + 1)
-        .chain(std::iter::once(text.len()))
-        .collect();
+    let ends: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).chain(std::iter::once(text.len())).collect();
     let fails = |k: usize| -> bool {
         let prefix = &text[..ends[k - 1]];
         match Parser::new(prefix, Some(path.to_path_buf()), Some(origin.clone())).parse() {

@@ -23,6 +23,8 @@ use yaml::{Spanned, pos};
 
 /// Default UDP/TCP listen address when neither file nor flag sets one.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+/// Default admin HTTP address (CoreDNS's metrics port, loopback only).
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
 /// Default cache size, in entries.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 /// Default RFC 8767 stale window.
@@ -96,18 +98,14 @@ impl ServerConfig {
     pub fn defaults() -> Self {
         ServerConfig {
             source: None,
-            listen: vec![Listener {
-                address: DEFAULT_LISTEN,
-                vpc: None,
-            }],
+            listen: vec![Listener { address: DEFAULT_LISTEN, vpc: None }],
             upstreams: system_resolvers(Path::new("/etc/resolv.conf")),
             forward_zones: Vec::new(),
             zones_dir: PathBuf::from("zones"),
             unknown_clients: UnknownClients::Refuse,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
             serve_stale: DEFAULT_SERVE_STALE,
-            // Off until the admin server exists; `admin.listen` is checked already.
-            admin_listen: None,
+            admin_listen: Some(DEFAULT_ADMIN),
             log_format: LogFormat::Text,
             query_log: false,
         }
@@ -119,11 +117,7 @@ impl ServerConfig {
             Some(p) => Self::load_file(p),
             None => {
                 let p = Path::new(DEFAULT_CONFIG_FILE);
-                if p.exists() {
-                    Self::load_file(p)
-                } else {
-                    Ok(Self::defaults())
-                }
+                if p.exists() { Self::load_file(p) } else { Ok(Self::defaults()) }
             }
         }
     }
@@ -144,11 +138,7 @@ impl ServerConfig {
             }
         };
         let cfg = Self::from_file(path, file, &mut diags);
-        if diags.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(diags)
-        }
+        if diags.is_empty() { Ok(cfg) } else { Err(diags) }
     }
 
     fn from_file(path: &Path, f: ServerFile, diags: &mut Diagnostics) -> Self {
@@ -159,30 +149,19 @@ impl ServerConfig {
         if let Some(listen) = f.listen {
             cfg.listen.clear();
             if listen.is_empty() {
-                diags.push(
-                    path,
-                    Pos::new(1, 1),
-                    "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`",
-                );
+                diags.push(path, Pos::new(1, 1), "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
             }
             for l in listen {
                 let Some(address) = parse_socket_addr(&l.address.value, None) else {
                     diags.push(
                         path,
                         pos(&l.address),
-                        format!(
-                            "listen address `{}` must be IP:PORT, e.g. 0.0.0.0:53 or [::]:53",
-                            l.address.value
-                        ),
+                        format!("listen address `{}` must be IP:PORT, e.g. 0.0.0.0:53 or [::]:53", l.address.value),
                     );
                     continue;
                 };
                 if cfg.listen.iter().any(|x| x.address == address) {
-                    diags.push(
-                        path,
-                        pos(&l.address),
-                        format!("listen address {address} is given twice"),
-                    );
+                    diags.push(path, pos(&l.address), format!("listen address {address} is given twice"));
                     continue;
                 }
                 let vpc = l.vpc.map(|v| located(path, v));
@@ -201,21 +180,11 @@ impl ServerConfig {
                 }
             };
             if fz.upstreams.value.is_empty() {
-                diags.push(
-                    path,
-                    pos(&fz.upstreams),
-                    format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"),
-                );
+                diags.push(path, pos(&fz.upstreams), format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"));
             }
             let upstreams = parse_upstreams(path, &fz.upstreams.value, diags);
-            let vpcs = fz
-                .vpcs
-                .map(|v| v.into_iter().map(|s| located(path, s)).collect());
-            cfg.forward_zones.push(ForwardZone {
-                domain,
-                upstreams,
-                vpcs,
-            });
+            let vpcs = fz.vpcs.map(|v| v.into_iter().map(|s| located(path, s)).collect());
+            cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs });
         }
         if let Some(z) = f.zones_dir {
             cfg.zones_dir = base.join(&z.value);
@@ -226,21 +195,13 @@ impl ServerConfig {
             match u.value.as_str() {
                 "refuse" => cfg.unknown_clients = UnknownClients::Refuse,
                 "forward" => cfg.unknown_clients = UnknownClients::Forward,
-                other => diags.push(
-                    path,
-                    pos(&u),
-                    format!("unknown_clients `{other}` must be `refuse` or `forward`"),
-                ),
+                other => diags.push(path, pos(&u), format!("unknown_clients `{other}` must be `refuse` or `forward`")),
             }
         }
         if let Some(c) = f.cache {
             if let Some(m) = c.max_entries {
                 if m.value == 0 || m.value > 100_000_000 {
-                    diags.push(
-                        path,
-                        pos(&m),
-                        "cache.max_entries must be from 1 to 100000000",
-                    );
+                    diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
                 } else {
                     cfg.cache_max_entries = m.value;
                 }
@@ -248,18 +209,11 @@ impl ServerConfig {
             if let Some(s) = c.serve_stale {
                 match parse_duration(&s.value.0) {
                     Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
-                    Some(_) => diags.push(
-                        path,
-                        pos(&s),
-                        "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most",
-                    ),
+                    Some(_) => diags.push(path, pos(&s), "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most"),
                     None => diags.push(
                         path,
                         pos(&s),
-                        format!(
-                            "cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d",
-                            s.value.0
-                        ),
+                        format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value.0),
                     ),
                 }
             }
@@ -269,14 +223,7 @@ impl ServerConfig {
                 Some(l) if l.value == "off" || l.value.is_empty() => cfg.admin_listen = None,
                 Some(l) => match parse_socket_addr(&l.value, None) {
                     Some(addr) => cfg.admin_listen = Some(addr),
-                    None => diags.push(
-                        path,
-                        pos(&l),
-                        format!(
-                            "admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`",
-                            l.value
-                        ),
-                    ),
+                    None => diags.push(path, pos(&l), format!("admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`", l.value)),
                 },
                 None => {}
             }
@@ -284,11 +231,7 @@ impl ServerConfig {
         if let Some(l) = f.log_format {
             match parse_log_format(&l.value) {
                 Some(v) => cfg.log_format = v,
-                None => diags.push(
-                    path,
-                    pos(&l),
-                    format!("log_format `{}` must be `text` or `json`", l.value),
-                ),
+                None => diags.push(path, pos(&l), format!("log_format `{}` must be `text` or `json`", l.value)),
             }
         }
         if let Some(q) = f.query_log {
@@ -307,30 +250,15 @@ pub fn parse_log_format(s: &str) -> Option<LogFormat> {
 }
 
 fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
-    Located {
-        pos: pos(&s),
-        value: s.value,
-        path: path.to_path_buf(),
-    }
+    Located { pos: pos(&s), value: s.value, path: path.to_path_buf() }
 }
 
-fn parse_upstreams(
-    path: &Path,
-    ups: &[Spanned<Scalar>],
-    diags: &mut Diagnostics,
-) -> Vec<SocketAddr> {
+fn parse_upstreams(path: &Path, ups: &[Spanned<Scalar>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for u in ups {
         match parse_socket_addr(&u.value.0, Some(53)) {
             Some(a) => out.push(a),
-            None => diags.push(
-                path,
-                pos(u),
-                format!(
-                    "upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53",
-                    u.value.0
-                ),
-            ),
+            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value.0)),
         }
     }
     out
@@ -344,9 +272,7 @@ pub fn parse_socket_addr(s: &str, default_port: Option<u16>) -> Option<SocketAdd
     }
     let port = default_port?;
     let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, port))
+    bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port))
 }
 
 /// `0`, `90`, `30s`, `10m`, `1h`, `2d`.
@@ -400,7 +326,11 @@ mod tests {
     #[test]
     fn upstreams_default_to_resolv_conf() {
         let p = std::env::temp_dir().join(format!("pzdns-resolv-{}", std::process::id()));
-        std::fs::write(&p, "# comment\nsearch example.com\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\noptions edns0\n").unwrap();
+        std::fs::write(
+            &p,
+            "# comment\nsearch example.com\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\noptions edns0\n",
+        )
+        .unwrap();
         let got: Vec<String> = system_resolvers(&p).iter().map(|a| a.to_string()).collect();
         std::fs::remove_file(&p).ok();
         assert_eq!(got, ["192.0.2.53:53", "[fe80::1]:53", "[2001:db8::53]:53"]);
@@ -408,18 +338,9 @@ mod tests {
 
     #[test]
     fn socket_addrs() {
-        assert_eq!(
-            parse_socket_addr("10.0.0.1", Some(53)).unwrap().to_string(),
-            "10.0.0.1:53"
-        );
-        assert_eq!(
-            parse_socket_addr("[::1]:5353", None).unwrap().to_string(),
-            "[::1]:5353"
-        );
-        assert_eq!(
-            parse_socket_addr("::1", Some(53)).unwrap().to_string(),
-            "[::1]:53"
-        );
+        assert_eq!(parse_socket_addr("10.0.0.1", Some(53)).unwrap().to_string(), "10.0.0.1:53");
+        assert_eq!(parse_socket_addr("[::1]:5353", None).unwrap().to_string(), "[::1]:5353");
+        assert_eq!(parse_socket_addr("::1", Some(53)).unwrap().to_string(), "[::1]:53");
         assert!(parse_socket_addr("10.0.0.1", None).is_none());
     }
 }

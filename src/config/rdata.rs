@@ -27,9 +27,7 @@ pub fn parse_type(s: &str) -> Result<RecordType, String> {
     let upper = s.trim().to_ascii_uppercase();
     match RecordType::from_str(&upper) {
         Ok(t) if SUPPORTED_TYPES.contains(&t) => Ok(t),
-        _ => Err(format!(
-            "unsupported record type `{s}`; use one of A, AAAA, CNAME, MX, TXT, PTR, SRV, CAA, NS (SOA at the apex)"
-        )),
+        _ => Err(format!("unsupported record type `{s}`; use one of A, AAAA, CNAME, MX, TXT, PTR, SRV, CAA, NS (SOA at the apex)")),
     }
 }
 
@@ -41,45 +39,28 @@ pub fn parse_name(s: &str) -> Result<Name, String> {
         return Err("empty domain name".into());
     }
     if t.contains(char::is_whitespace) {
-        return Err(format!(
-            "`{t}` is not a domain name: it contains white space"
-        ));
+        return Err(format!("`{t}` is not a domain name: it contains white space"));
     }
     if t.contains("..") {
-        return Err(format!(
-            "`{t}` is not a domain name: it has an empty label (`..`)"
-        ));
+        return Err(format!("`{t}` is not a domain name: it has an empty label (`..`)"));
     }
-    let parsed = if t.is_ascii() {
-        Name::from_ascii(t)
-    } else {
-        Name::from_utf8(t)
-    };
+    let parsed = if t.is_ascii() { Name::from_ascii(t) } else { Name::from_utf8(t) };
     match parsed {
         Ok(n) => {
             for label in n.iter() {
                 if label.len() > 63 {
-                    return Err(format!(
-                        "label `{}` is {} bytes; labels are at most 63",
-                        String::from_utf8_lossy(label),
-                        label.len()
-                    ));
+                    return Err(format!("label `{}` is {} bytes; labels are at most 63", String::from_utf8_lossy(label), label.len()));
                 }
             }
             if n.len() > 255 {
-                return Err(format!(
-                    "`{t}` is {} bytes long; names are at most 255",
-                    n.len()
-                ));
+                return Err(format!("`{t}` is {} bytes long; names are at most 255", n.len()));
             }
             Ok(n)
         }
         Err(e) => {
             let msg = e.to_string();
             if msg.contains("label") && msg.contains("exceed") || msg.contains("too long") {
-                Err(format!(
-                    "`{t}` is not a valid domain name: {msg} (labels are at most 63 bytes, names at most 255)"
-                ))
+                Err(format!("`{t}` is not a valid domain name: {msg} (labels are at most 63 bytes, names at most 255)"))
             } else {
                 Err(format!("`{t}` is not a valid domain name: {msg}"))
             }
@@ -91,10 +72,7 @@ pub fn parse_name(s: &str) -> Result<Name, String> {
 pub fn parse_absolute_name(s: &str) -> Result<Name, String> {
     let t = s.trim();
     if t == "@" {
-        return Err(
-            "`@` is not allowed in a value: write the full name (values are always absolute)"
-                .into(),
-        );
+        return Err("`@` is not allowed in a value: write the full name (values are always absolute)".into());
     }
     if t == "." {
         return Ok(Name::root());
@@ -105,8 +83,7 @@ pub fn parse_absolute_name(s: &str) -> Result<Name, String> {
 }
 
 fn parse_u16(field: &str, s: &str) -> Result<u16, String> {
-    s.parse::<u16>()
-        .map_err(|_| format!("{field} `{s}` is not a number from 0 to 65535"))
+    s.parse::<u16>().map_err(|_| format!("{field} `{s}` is not a number from 0 to 65535"))
 }
 
 /// Parses one value of type `rtype`.
@@ -117,16 +94,12 @@ pub fn parse_value(rtype: RecordType, text: &str) -> Result<RData, String> {
     }
     let fields: Vec<&str> = t.split_whitespace().collect();
     let want = |n: usize, shape: &str| -> Result<(), String> {
-        if fields.len() == n {
-            Ok(())
-        } else {
-            Err(format!("{rtype} value `{t}` must be `{shape}`"))
-        }
+        if fields.len() == n { Ok(()) } else { Err(format!("{rtype} value `{t}` must be `{shape}`")) }
     };
     match rtype {
-        RecordType::A => Ipv4Addr::from_str(t)
-            .map(|ip| RData::A(A(ip)))
-            .map_err(|_| format!("`{t}` is not an IPv4 address (write it like 192.0.2.1)")),
+        RecordType::A => {
+            Ipv4Addr::from_str(t).map(|ip| RData::A(A(ip))).map_err(|_| format!("`{t}` is not an IPv4 address (write it like 192.0.2.1)"))
+        }
         RecordType::AAAA => Ipv6Addr::from_str(t)
             .map(|ip| RData::AAAA(AAAA(ip)))
             .map_err(|_| format!("`{t}` is not an IPv6 address (write it like 2001:db8::1)")),
@@ -209,26 +182,10 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_is_expected() {
-        assert!(
-            parse_value(RecordType::A, "10.0.0.256")
-                .unwrap_err()
-                .contains("IPv4")
-        );
-        assert!(
-            parse_value(RecordType::AAAA, "10.0.0.1")
-                .unwrap_err()
-                .contains("IPv6")
-        );
-        assert!(
-            parse_value(RecordType::MX, "mx1.example.com")
-                .unwrap_err()
-                .contains("PREFERENCE")
-        );
-        assert!(
-            parse_value(RecordType::SRV, "1 2 70000 x.example")
-                .unwrap_err()
-                .contains("port")
-        );
+        assert!(parse_value(RecordType::A, "10.0.0.256").unwrap_err().contains("IPv4"));
+        assert!(parse_value(RecordType::AAAA, "10.0.0.1").unwrap_err().contains("IPv6"));
+        assert!(parse_value(RecordType::MX, "mx1.example.com").unwrap_err().contains("PREFERENCE"));
+        assert!(parse_value(RecordType::SRV, "1 2 70000 x.example").unwrap_err().contains("port"));
         assert!(parse_type("AAA").unwrap_err().contains("unsupported"));
         assert_eq!(parse_type("aaaa").unwrap(), RecordType::AAAA);
         let long = "a".repeat(64);

@@ -49,11 +49,7 @@ pub fn read_file(path: &Path, diags: &mut Diagnostics) -> Option<String> {
             Err(e) => {
                 let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = upto.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-                diags.push(
-                    path,
-                    Pos::new(line, 1),
-                    "file is not valid UTF-8; save it as UTF-8",
-                );
+                diags.push(path, Pos::new(line, 1), "file is not valid UTF-8; save it as UTF-8");
                 None
             }
         },
@@ -66,11 +62,7 @@ pub fn read_file(path: &Path, diags: &mut Diagnostics) -> Option<String> {
 
 /// Parses `text` (the contents of `path`) into `T`, reporting a syntax or
 /// shape error (unknown key, wrong type, missing field) with its position.
-pub fn parse<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-    diags: &mut Diagnostics,
-) -> Option<T> {
+pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str, diags: &mut Diagnostics) -> Option<T> {
     // Budgets scale with the input so a 1,000,000-record zone file parses,
     // while aliases and depth stay tightly capped: data files need no
     // anchors at all, and a deep document is a mistake or an attack.
@@ -89,10 +81,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(
     match serde_saphyr::from_str_with_options::<T>(text, options) {
         Ok(v) => Some(v),
         Err(e) => {
-            let pos = e
-                .location()
-                .map(|l| Pos::new(l.line() as u32, l.column() as u32))
-                .unwrap_or(Pos::UNKNOWN);
+            let pos = e.location().map(|l| Pos::new(l.line() as u32, l.column() as u32)).unwrap_or(Pos::UNKNOWN);
             diags.push(path, pos, tidy_message(&e));
             None
         }

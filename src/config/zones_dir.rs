@@ -28,21 +28,10 @@ pub const MIN_TTL: i64 = 5;
 pub const MAX_TTL: i64 = 86_400;
 /// PrivateZone's default TTL.
 pub const DEFAULT_TTL: u32 = 60;
-pub const DEFAULT_ENDPOINT_TEMPLATE: &str =
-    "{endpoint}.{service}.{region}.privatelink.aliyuncs.com";
-pub const DEFAULT_ZONAL_TEMPLATE: &str =
-    "{endpoint}-{zone}.{service}.{region}.privatelink.aliyuncs.com";
+pub const DEFAULT_ENDPOINT_TEMPLATE: &str = "{endpoint}.{service}.{region}.privatelink.aliyuncs.com";
+pub const DEFAULT_ZONAL_TEMPLATE: &str = "{endpoint}-{zone}.{service}.{region}.privatelink.aliyuncs.com";
 /// Endpoint and endpoint-zone statuses (Alibaba Cloud's); only Connected is published.
-pub const STATUSES: &[&str] = &[
-    "Connected",
-    "Connecting",
-    "Disconnected",
-    "Disconnecting",
-    "Pending",
-    "Rejected",
-    "Deleting",
-    "Deleted",
-];
+pub const STATUSES: &[&str] = &["Connected", "Connecting", "Disconnected", "Disconnecting", "Pending", "Rejected", "Deleting", "Deleted"];
 
 /// A VPC of `vpcs.yaml`.
 #[derive(Debug, Clone)]
@@ -112,12 +101,13 @@ pub struct ZonesData {
 pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     let dir = &cfg.zones_dir;
     let mut diags = Diagnostics::new();
-    let mut data = ZonesData {
-        dir: dir.clone(),
-        ..Default::default()
-    };
+    let mut data = ZonesData { dir: dir.clone(), ..Default::default() };
     if !dir.is_dir() {
-        diags.push(dir, Pos::UNKNOWN, "zones directory does not exist or is not a directory; set `zones_dir` in pzdns.yaml or pass --zones DIR");
+        diags.push(
+            dir,
+            Pos::UNKNOWN,
+            "zones directory does not exist or is not a directory; set `zones_dir` in pzdns.yaml or pass --zones DIR",
+        );
         return (data, diags);
     }
     let mut files = Vec::new();
@@ -147,18 +137,11 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         }
     }
 
-    let is_top = |f: &Path, n: &str| {
-        f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n)
-    };
-    let zone_files: Vec<&PathBuf> = files
-        .iter()
-        .filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE))
-        .collect();
+    let is_top = |f: &Path, n: &str| f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n);
+    let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
     // Zone files are independent: parse them on every core. Results are
     // put back in file order so that output is deterministic.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(zone_files.len().max(1));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(zone_files.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut parsed: Vec<(usize, Option<ZoneDef>, Diagnostics)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -176,10 +159,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     parsed.sort_by_key(|(i, ..)| *i);
     for (_, z, d) in parsed {
@@ -193,19 +173,12 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
 }
 
 fn unknown_vpc_msg(id: &str, dir: &Path) -> String {
-    format!(
-        "unknown VPC id `{id}`; define it in {}",
-        dir.join(VPCS_FILE).display()
-    )
+    format!("unknown VPC id `{id}`; define it in {}", dir.join(VPCS_FILE).display())
 }
 
 fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
     if depth > MAX_DEPTH {
-        diags.push(
-            dir,
-            Pos::UNKNOWN,
-            format!("directory nesting is deeper than {MAX_DEPTH} levels"),
-        );
+        diags.push(dir, Pos::UNKNOWN, format!("directory nesting is deeper than {MAX_DEPTH} levels"));
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -231,7 +204,11 @@ fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &
             collect_yaml_files(&path, depth + 1, out, diags);
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             if out.len() >= MAX_FILES {
-                diags.push(dir, Pos::UNKNOWN, format!("more than {MAX_FILES} YAML files under the zones directory; pzdns reads at most that many"));
+                diags.push(
+                    dir,
+                    Pos::UNKNOWN,
+                    format!("more than {MAX_FILES} YAML files under the zones directory; pzdns reads at most that many"),
+                );
                 return;
             }
             out.push(path);
@@ -255,36 +232,24 @@ fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
             continue;
         }
         if let Some(first) = ids.get(&id) {
-            diags.push(
-                path,
-                pos(&v.id),
-                format!(
-                    "VPC id `{id}` is defined twice (first at line {})",
-                    first.line
-                ),
-            );
+            diags.push(path, pos(&v.id), format!("VPC id `{id}` is defined twice (first at line {})", first.line));
             continue;
         }
         ids.insert(id.clone(), pos(&v.id));
         if v.cidrs.value.is_empty() {
-            diags.push(
-                path,
-                pos(&v.cidrs),
-                format!("VPC `{id}` has no cidrs; list its address ranges, e.g. [192.168.0.0/16]"),
-            );
+            diags.push(path, pos(&v.cidrs), format!("VPC `{id}` has no cidrs; list its address ranges, e.g. [192.168.0.0/16]"));
         }
-        let mut def = VpcDef {
-            id: id.clone(),
-            region: v.region.map(|r| r.value),
-            cidrs: Vec::new(),
-            vswitches: Vec::new(),
-        };
+        let mut def = VpcDef { id: id.clone(), region: v.region.map(|r| r.value), cidrs: Vec::new(), vswitches: Vec::new() };
         for c in &v.cidrs.value {
             let Some(net) = parse_cidr(&c.value, path, pos(c), diags) else {
                 continue;
             };
             if let Some(other) = cidrs.get(&net) {
-                diags.push(path, pos(c), format!("CIDR {net} of VPC `{id}` is also a CIDR of VPC `{other}`; a source address must map to one VPC"));
+                diags.push(
+                    path,
+                    pos(c),
+                    format!("CIDR {net} of VPC `{id}` is also a CIDR of VPC `{other}`; a source address must map to one VPC"),
+                );
                 continue;
             }
             cidrs.insert(net, id.clone());
@@ -296,31 +261,15 @@ fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
                 continue;
             };
             if !def.cidrs.iter().any(|c| c.contains(&net)) {
-                diags.push(
-                    path,
-                    pos(&s.cidr),
-                    format!("vSwitch CIDR {net} is not inside any CIDR of VPC `{id}`"),
-                );
+                diags.push(path, pos(&s.cidr), format!("vSwitch CIDR {net} is not inside any CIDR of VPC `{id}`"));
             }
             if !vsw_ids.insert(s.id.value.clone()) {
-                diags.push(
-                    path,
-                    pos(&s.id),
-                    format!("vSwitch id `{}` is given twice", s.id.value),
-                );
+                diags.push(path, pos(&s.id), format!("vSwitch id `{}` is given twice", s.id.value));
             }
             if s.zone.value.trim().is_empty() {
-                diags.push(
-                    path,
-                    pos(&s.zone),
-                    "vSwitch zone is empty; give the zone id, e.g. cn-hangzhou-b",
-                );
+                diags.push(path, pos(&s.zone), "vSwitch zone is empty; give the zone id, e.g. cn-hangzhou-b");
             }
-            def.vswitches.push(VswitchDef {
-                id: s.id.value,
-                zone: s.zone.value,
-                cidr: net,
-            });
+            def.vswitches.push(VswitchDef { id: s.id.value, zone: s.zone.value, cidr: net });
         }
         data.vpcs.push(def);
     }
@@ -331,22 +280,11 @@ fn parse_cidr(s: &str, path: &Path, p: Pos, diags: &mut Diagnostics) -> Option<I
     match s.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
-            diags.push(
-                path,
-                p,
-                format!(
-                    "`{s}` is not a network address: host bits are set; did you mean {}?",
-                    net.trunc()
-                ),
-            );
+            diags.push(path, p, format!("`{s}` is not a network address: host bits are set; did you mean {}?", net.trunc()));
             None
         }
         Err(_) => {
-            diags.push(
-                path,
-                p,
-                format!("`{s}` is not a CIDR; write it like 192.168.0.0/16 or 2001:db8::/32"),
-            );
+            diags.push(path, p, format!("`{s}` is not a CIDR; write it like 192.168.0.0/16 or 2001:db8::/32"));
             None
         }
     }
@@ -356,11 +294,7 @@ fn check_ttl(t: &Spanned<i64>, path: &Path, diags: &mut Diagnostics) -> Option<u
     if (MIN_TTL..=MAX_TTL).contains(&t.value) {
         Some(t.value as u32)
     } else {
-        diags.push(
-            path,
-            pos(t),
-            format!("TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", t.value),
-        );
+        diags.push(path, pos(t), format!("TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", t.value));
         None
     }
 }
@@ -380,11 +314,7 @@ fn check_vpc_list(
         } else if !seen.insert(v.value.clone()) {
             diags.push(path, pos(v), format!("VPC `{}` is listed twice", v.value));
         } else {
-            out.push(Located {
-                value: v.value.clone(),
-                path: path.to_path_buf(),
-                pos: pos(v),
-            });
+            out.push(Located { value: v.value.clone(), path: path.to_path_buf(), pos: pos(v) });
         }
     }
     out
@@ -395,20 +325,12 @@ fn zones_dir_of(path: &Path) -> PathBuf {
 }
 
 /// Reads one zone file. Returns `None` only when nothing useful could be read.
-fn load_zone_file(
-    path: &Path,
-    known: &HashSet<String>,
-    diags: &mut Diagnostics,
-) -> Option<ZoneDef> {
+fn load_zone_file(path: &Path, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
     let text = yaml::read_file(path, diags)?;
     let file = yaml::parse::<ZoneFile>(path, &text, diags)?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
-            diags.push(
-                path,
-                pos(&file.zone),
-                "the root zone `.` cannot be a private zone; use forward_zones or upstreams",
-            );
+            diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");
             return None;
         }
         Ok(n) => n.to_lowercase(),
@@ -418,11 +340,7 @@ fn load_zone_file(
         }
     };
     let vpcs = check_vpc_list(&file.vpcs.value, known, path, &zones_dir_of(path), diags);
-    let ttl = file
-        .ttl
-        .as_ref()
-        .and_then(|t| check_ttl(t, path, diags))
-        .unwrap_or(DEFAULT_TTL);
+    let ttl = file.ttl.as_ref().and_then(|t| check_ttl(t, path, diags)).unwrap_or(DEFAULT_TTL);
     let mut zone = ZoneDef {
         origin: origin.clone(),
         kind: ZoneOrigin::File,
@@ -436,32 +354,20 @@ fn load_zone_file(
     };
     match (&file.records, &file.master_file) {
         (Some(_), Some(m)) => {
-            diags.push(
-                path,
-                pos(m),
-                "a zone has either `records` or `master_file`, not both",
-            );
+            diags.push(path, pos(m), "a zone has either `records` or `master_file`, not both");
         }
         (None, Some(m)) => {
             let mf = path.parent().unwrap_or(Path::new(".")).join(&m.value);
             zone.records_path = mf.clone();
             if !mf.is_file() {
-                diags.push(
-                    path,
-                    pos(m),
-                    format!("master_file {} does not exist", mf.display()),
-                );
+                diags.push(path, pos(m), format!("master_file {} does not exist", mf.display()));
             } else if let Some(recs) = super::master_file::load(&mf, &origin, diags) {
                 for r in recs {
                     if !rdata::SUPPORTED_TYPES.contains(&r.record_type()) {
                         diags.push(
                             &mf,
                             Pos::UNKNOWN,
-                            format!(
-                                "{} {}: record type not supported by pzdns; remove it",
-                                r.name,
-                                r.record_type()
-                            ),
+                            format!("{} {}: record type not supported by pzdns; remove it", r.name, r.record_type()),
                         );
                         continue;
                     }
@@ -469,20 +375,11 @@ fn load_zone_file(
                         diags.push(
                             &mf,
                             Pos::UNKNOWN,
-                            format!(
-                                "{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds",
-                                r.name,
-                                r.record_type(),
-                                r.ttl
-                            ),
+                            format!("{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", r.name, r.record_type(), r.ttl),
                         );
                         continue;
                     }
-                    zone.records.push(RecordDef {
-                        record: r,
-                        pos: Pos::UNKNOWN,
-                        az: None,
-                    });
+                    zone.records.push(RecordDef { record: r, pos: Pos::UNKNOWN, az: None });
                 }
             }
         }
@@ -520,11 +417,7 @@ fn parse_record_entry(
         }
     };
     if rtype == RecordType::SOA && owner != *origin {
-        diags.push(
-            path,
-            pos(&r.rtype),
-            "an SOA record belongs at the apex (`@`) only",
-        );
+        diags.push(path, pos(&r.rtype), "an SOA record belongs at the apex (`@`) only");
         return;
     }
     let ttl = match &r.ttl {
@@ -534,32 +427,18 @@ fn parse_record_entry(
         },
         None => zone_ttl,
     };
-    let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| {
-        match rdata::parse_value(rtype, text) {
-            Ok(data) => out.push(RecordDef {
-                record: Record::from_rdata(owner.clone(), ttl, data),
-                pos: p,
-                az: None,
-            }),
-            Err(e) => diags.push(path, p, e),
-        }
+    let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| match rdata::parse_value(rtype, text) {
+        Ok(data) => out.push(RecordDef { record: Record::from_rdata(owner.clone(), ttl, data), pos: p, az: None }),
+        Err(e) => diags.push(path, p, e),
     };
     match &r.value.value {
         Values::One(s) => push(s, pos(&r.value), out, diags),
         Values::Many(list) => {
             if list.is_empty() {
-                diags.push(
-                    path,
-                    pos(&r.value),
-                    "value list is empty; give at least one value",
-                );
+                diags.push(path, pos(&r.value), "value list is empty; give at least one value");
             }
             if rtype == RecordType::CNAME && list.len() > 1 {
-                diags.push(
-                    path,
-                    pos(&r.value),
-                    "a name has at most one CNAME (RFC 2181 §10.1); give one target",
-                );
+                diags.push(path, pos(&r.value), "a name has at most one CNAME (RFC 2181 §10.1); give one target");
                 return;
             }
             for v in list {
@@ -580,17 +459,11 @@ fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
     let full = if n.is_fqdn() {
         n
     } else {
-        n.append_domain(origin).map_err(|e| {
-            format!(
-                "`{t}` + zone `{origin}` is not a valid name: {e} (names are at most 255 bytes)"
-            )
-        })?
+        n.append_domain(origin).map_err(|e| format!("`{t}` + zone `{origin}` is not a valid name: {e} (names are at most 255 bytes)"))?
     };
     let full = full.to_lowercase();
     if !origin.zone_of(&full) {
-        return Err(format!(
-            "`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"
-        ));
+        return Err(format!("`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"));
     }
     Ok(full)
 }
@@ -616,50 +489,27 @@ fn check_template(t: &Spanned<String>, zonal: bool, path: &Path, diags: &mut Dia
     }
     let has_zone = t.value.contains("{zone}");
     if zonal && !has_zone {
-        diags.push(
-            path,
-            pos(t),
-            "the zonal template must contain {zone}, or every zone would get the same name",
-        );
+        diags.push(path, pos(t), "the zonal template must contain {zone}, or every zone would get the same name");
         ok = false;
     }
     if !zonal && has_zone {
-        diags.push(
-            path,
-            pos(t),
-            "the endpoint template cannot use {zone}: the endpoint domain covers every zone",
-        );
+        diags.push(path, pos(t), "the endpoint template cannot use {zone}: the endpoint domain covers every zone");
         ok = false;
     }
     ok
 }
 
 fn render(template: &str, ep: &str, service: &str, region: &str, zone: &str) -> String {
-    template
-        .replace("{endpoint}", ep)
-        .replace("{service}", service)
-        .replace("{region}", region)
-        .replace("{zone}", zone)
+    template.replace("{endpoint}", ep).replace("{service}", service).replace("{region}", region).replace("{zone}", zone)
 }
 
 fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostics) -> Option<bool> {
     match s {
         None => Some(true),
-        Some(s) => match STATUSES
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(s.value.trim()))
-        {
+        Some(s) => match STATUSES.iter().find(|k| k.eq_ignore_ascii_case(s.value.trim())) {
             Some(k) => Some(*k == "Connected"),
             None => {
-                diags.push(
-                    path,
-                    pos(s),
-                    format!(
-                        "unknown status `{}`; use one of {}",
-                        s.value,
-                        STATUSES.join(", ")
-                    ),
-                );
+                diags.push(path, pos(s), format!("unknown status `{}`; use one of {}", s.value, STATUSES.join(", ")));
                 None
             }
         },
@@ -669,12 +519,7 @@ fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostic
 /// Reads `endpoints.yaml` and generates, for each Connected endpoint, one
 /// zone per published name (endpoint domain, zonal domains, private DNS
 /// names), each holding A/AAAA at its apex (SPEC.md §2).
-fn load_endpoints(
-    path: &Path,
-    known: &HashSet<String>,
-    data: &mut ZonesData,
-    diags: &mut Diagnostics,
-) {
+fn load_endpoints(path: &Path, known: &HashSet<String>, data: &mut ZonesData, diags: &mut Diagnostics) {
     let Some(text) = yaml::read_file(path, diags) else {
         return;
     };
@@ -683,15 +528,8 @@ fn load_endpoints(
     };
     let dir = zones_dir_of(path);
     data.endpoints = file.endpoints.len();
-    let ttl = file
-        .ttl
-        .as_ref()
-        .and_then(|t| check_ttl(t, path, diags))
-        .unwrap_or(DEFAULT_TTL);
-    let (mut ep_t, mut zonal_t) = (
-        DEFAULT_ENDPOINT_TEMPLATE.to_string(),
-        DEFAULT_ZONAL_TEMPLATE.to_string(),
-    );
+    let ttl = file.ttl.as_ref().and_then(|t| check_ttl(t, path, diags)).unwrap_or(DEFAULT_TTL);
+    let (mut ep_t, mut zonal_t) = (DEFAULT_ENDPOINT_TEMPLATE.to_string(), DEFAULT_ZONAL_TEMPLATE.to_string());
     if let Some(names) = &file.names {
         if let Some(t) = &names.endpoint
             && check_template(t, false, path, diags)
@@ -712,11 +550,7 @@ fn load_endpoints(
             continue;
         }
         if !ids.insert(id.to_string()) {
-            diags.push(
-                path,
-                pos(&ep.id),
-                format!("endpoint `{id}` is listed twice"),
-            );
+            diags.push(path, pos(&ep.id), format!("endpoint `{id}` is listed twice"));
             continue;
         }
         for (field, v) in [("service", &ep.service), ("region", &ep.region)] {
@@ -732,61 +566,40 @@ fn load_endpoints(
         }
         let connected = check_status(&ep.status, path, diags);
         if ep.zones.value.is_empty() {
-            diags.push(
-                path,
-                pos(&ep.zones),
-                format!("endpoint `{id}` has no zones; list each zone with its ip"),
-            );
+            diags.push(path, pos(&ep.zones), format!("endpoint `{id}` has no zones; list each zone with its ip"));
         }
         // (zone id, ipv4, ipv6, connected)
         let mut zones: Vec<(String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool)> = Vec::new();
         for z in &ep.zones.value {
             let zid = z.zone.value.trim().to_string();
             if zid.is_empty() || !zid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                diags.push(path, pos(&z.zone), format!("endpoint zone `{}` must be a zone id like cn-hangzhou-b (letters, digits, `-`)", z.zone.value));
+                diags.push(
+                    path,
+                    pos(&z.zone),
+                    format!("endpoint zone `{}` must be a zone id like cn-hangzhou-b (letters, digits, `-`)", z.zone.value),
+                );
                 continue;
             }
             if zones.iter().any(|(n, ..)| *n == zid) {
-                diags.push(
-                    path,
-                    pos(&z.zone),
-                    format!("zone `{zid}` is listed twice for endpoint `{id}`"),
-                );
+                diags.push(path, pos(&z.zone), format!("zone `{zid}` is listed twice for endpoint `{id}`"));
                 continue;
             }
-            let ip =
-                z.ip.as_ref()
-                    .and_then(|s| match s.value.trim().parse::<Ipv4Addr>() {
-                        Ok(ip) => Some(ip),
-                        Err(_) => {
-                            diags.push(
-                                path,
-                                pos(s),
-                                format!("ip `{}` is not an IPv4 address", s.value),
-                            );
-                            None
-                        }
-                    });
-            let ip6 = z
-                .ipv6
-                .as_ref()
-                .and_then(|s| match s.value.trim().parse::<Ipv6Addr>() {
-                    Ok(ip) => Some(ip),
-                    Err(_) => {
-                        diags.push(
-                            path,
-                            pos(s),
-                            format!("ipv6 `{}` is not an IPv6 address", s.value),
-                        );
-                        None
-                    }
-                });
+            let ip = z.ip.as_ref().and_then(|s| match s.value.trim().parse::<Ipv4Addr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    diags.push(path, pos(s), format!("ip `{}` is not an IPv4 address", s.value));
+                    None
+                }
+            });
+            let ip6 = z.ipv6.as_ref().and_then(|s| match s.value.trim().parse::<Ipv6Addr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    diags.push(path, pos(s), format!("ipv6 `{}` is not an IPv6 address", s.value));
+                    None
+                }
+            });
             if z.ip.is_none() && z.ipv6.is_none() {
-                diags.push(
-                    path,
-                    pos(&z.zone),
-                    format!("zone `{zid}` of endpoint `{id}` has neither ip nor ipv6"),
-                );
+                diags.push(path, pos(&z.zone), format!("zone `{zid}` of endpoint `{id}` has neither ip nor ipv6"));
             }
             let zc = check_status(&z.status, path, diags).unwrap_or(false);
             zones.push((zid, ip, ip6, zc));
@@ -807,11 +620,7 @@ fn load_endpoints(
             let name = match rdata::parse_absolute_name(&name_text) {
                 Ok(n) => n.to_lowercase(),
                 Err(e) => {
-                    diags.push(
-                        path,
-                        pos(&ep.id),
-                        format!("endpoint `{id}` generates an invalid name: {e}"),
-                    );
+                    diags.push(path, pos(&ep.id), format!("endpoint `{id}` generates an invalid name: {e}"));
                     return;
                 }
             };

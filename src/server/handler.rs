@@ -1,21 +1,26 @@
 //! The request handler: header and EDNS rules of SPEC.md §3 "Protocol",
-//! then view → resolve → response. Runs once per query on the hot path:
-//! it loads the current snapshot once and holds it for the whole query, so
-//! a reload swapping in new data never changes an answer half-way.
+//! then view → resolve → (upstream) → response, then metrics and the query
+//! log. It loads the current snapshot once and holds it for the whole
+//! query, so a reload swapping in new data never changes an answer
+//! half-way.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tracing::debug;
+use tracing::{debug, info};
 
+use crate::config::ServerConfig;
+use crate::metrics::{Metrics, QueryLabels, VpcLabel, rcode_label};
+use crate::reload::ReloadStatus;
 use crate::resolve::{Route, Source, resolve};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, View};
 use crate::upstream::{Forwarder, Lookup};
 
 /// Largest UDP payload pzdns sends or advertises (the DNS flag day 2020
@@ -24,19 +29,30 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The EDNS version pzdns speaks (RFC 6891).
 pub const EDNS_VERSION: u8 = 0;
 
-/// State shared by every listener's handler.
+/// State shared by every listener's handler, the admin server and reload.
 pub struct Shared {
     /// The data in force; swapped whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
     /// Upstream client and cache; they survive reloads.
     pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+    /// The configuration the server started with (reload re-reads zones/).
+    pub config: ServerConfig,
+    pub status: Mutex<ReloadStatus>,
+    /// Serialises reloads from the watch, SIGHUP and the admin API.
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, forwarder: Forwarder) -> Arc<Self> {
+    pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        let forwarder = Forwarder::new(config.cache_max_entries, config.serve_stale, metrics.clone());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
+            metrics,
+            config,
+            status: Mutex::new(ReloadStatus::default()),
+            reload_lock: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -49,22 +65,41 @@ pub struct DnsHandler {
     pub shared: Arc<Shared>,
 }
 
+/// What the metrics and the query log need to know about one query.
+struct Outcome {
+    view: Option<View>,
+    source: &'static str,
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        let started = Instant::now();
         let snap = self.shared.snapshot.load_full();
-        answer(
-            &snap,
-            &self.shared.forwarder,
-            self.listener,
-            request,
-            response_handle,
-        )
-        .await
+        let (info, outcome) = answer(&snap, &self.shared.forwarder, self.listener, request, response_handle).await;
+        let elapsed = started.elapsed();
+        let m = &self.shared.metrics;
+        let rcode = rcode_label(info.response_code);
+        let vpc = match outcome.view {
+            Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).cloned().unwrap_or_else(|| snap.unknown_label.clone()),
+            _ => snap.unknown_label.clone(),
+        };
+        m.query_duration.observe(elapsed.as_secs_f64());
+        if self.shared.config.query_log {
+            let q = request.queries.queries().first();
+            info!(
+                target: "pzdns::query",
+                vpc = &*vpc,
+                client = %request.src(),
+                name = %q.map(|q| q.name().to_string()).unwrap_or_default(),
+                qtype = %q.map(|q| q.query_type()).unwrap_or(RecordType::NULL),
+                rcode,
+                source = outcome.source,
+                us = elapsed.as_micros() as u64,
+            );
+        }
+        m.queries.get_or_create(&QueryLabels { vpc: VpcLabel(vpc), rcode, source: outcome.source }).inc();
+        info
     }
 }
 
@@ -78,13 +113,17 @@ fn response_edns(req: &Edns) -> Edns {
     e
 }
 
+fn source_label(s: Source) -> &'static str {
+    s.as_str()
+}
+
 async fn answer<R: ResponseHandler>(
     snap: &Snapshot,
     forwarder: &Forwarder,
     listener: usize,
     request: &Request,
     mut response_handle: R,
-) -> ResponseInfo {
+) -> (ResponseInfo, Outcome) {
     let edns = request.edns.as_ref().map(response_edns);
     let meta = &request.metadata;
 
@@ -103,27 +142,22 @@ async fn answer<R: ResponseHandler>(
         None
     };
     if let Some(rcode) = early {
-        return send_error(request, rcode, edns.as_ref(), &mut response_handle).await;
+        let info = send_error(request, rcode, edns.as_ref(), &mut response_handle).await;
+        return (info, Outcome { view: None, source: "error" });
     }
     let query = &request.queries.queries()[0];
     let qtype = query.query_type();
+    let (view, _) = snap.view_for(Some(listener), request.src().ip());
     // Only class IN has data here; CHAOS (version.bind) and the rest are
     // refused rather than answered, or forwarded, as if they were IN.
-    if matches!(qtype, RecordType::AXFR | RecordType::IXFR)
-        || query.query_class() != hickory_proto::rr::DNSClass::IN
-    {
-        return send_error(
-            request,
-            ResponseCode::Refused,
-            edns.as_ref(),
-            &mut response_handle,
-        )
-        .await;
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) || query.query_class() != DNSClass::IN {
+        let info = send_error(request, ResponseCode::Refused, edns.as_ref(), &mut response_handle).await;
+        return (info, Outcome { view: Some(view), source: "refused" });
     }
 
-    let (view, _) = snap.view_for(Some(listener), request.src().ip());
     let qname = query.name().into();
     let res = resolve(snap, view, &qname, qtype, false);
+    let mut source = source_label(res.source);
 
     let mut rmeta = Metadata::response_from_request(meta);
     rmeta.authoritative = res.authoritative;
@@ -132,27 +166,25 @@ async fn answer<R: ResponseHandler>(
     if let Some(up) = &res.upstream {
         // SPEC.md §3 rules 3–5: the part that is not ours comes from the
         // upstreams (through the cache) and follows the local part.
-        let upstreams: &[std::net::SocketAddr] = match up.route {
-            Route::ForwardZone(i) => snap
-                .forward_zones
-                .get(i as usize)
-                .map_or(&[], |f| &f.upstreams[..]),
+        let upstreams: &[SocketAddr] = match up.route {
+            Route::ForwardZone(i) => snap.forward_zones.get(i as usize).map_or(&[], |f| &f.upstreams[..]),
             Route::Default => &snap.upstreams,
         };
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let got = forwarder
-            .lookup(
-                &up.name,
-                up.qtype,
-                dnssec_ok,
-                upstreams,
-                meta.recursion_desired,
-            )
-            .await;
+        let got = forwarder.lookup(&up.name, up.qtype, dnssec_ok, upstreams, meta.recursion_desired).await;
+        let local_first = res.source != Source::Upstream;
         let entry = match got {
-            Lookup::Fresh(e) => Some(e),
+            Lookup::Fresh(e, from_cache) => {
+                if !local_first {
+                    source = if from_cache { "cache" } else { "upstream" };
+                }
+                Some(e)
+            }
             Lookup::Stale(e, error) => {
                 debug!(name = %up.name, qtype = %up.qtype, %error, "serving stale");
+                if !local_first {
+                    source = "stale";
+                }
                 Some(e)
             }
             // RD=0 and not cached: what is known locally, nothing more.
@@ -168,16 +200,13 @@ async fn answer<R: ResponseHandler>(
                     std::iter::empty(),
                     std::iter::empty(),
                 );
-                return send(request, response_handle.send_response(response).await);
+                let info = send(request, response_handle.send_response(response).await);
+                return (info, Outcome { view: Some(view), source: "failure" });
             }
         };
         if let Some(e) = entry {
             let now = Instant::now();
-            let (answers, authorities, additionals) = (
-                e.aged(now, &e.answers),
-                e.aged(now, &e.authorities),
-                e.aged(now, &e.additionals),
-            );
+            let (answers, authorities, additionals) = (e.aged(now, &e.answers), e.aged(now, &e.authorities), e.aged(now, &e.additionals));
             // RFC 6604: the rcode is that of the last link.
             rmeta.response_code = e.rcode;
             let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
@@ -187,7 +216,8 @@ async fn answer<R: ResponseHandler>(
                 std::iter::empty(),
                 additionals.iter(),
             );
-            return send(request, response_handle.send_response(response).await);
+            let info = send(request, response_handle.send_response(response).await);
+            return (info, Outcome { view: Some(view), source });
         }
     }
     let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
@@ -197,7 +227,8 @@ async fn answer<R: ResponseHandler>(
         std::iter::empty(),
         std::iter::empty(),
     );
-    send(request, response_handle.send_response(response).await)
+    let info = send(request, response_handle.send_response(response).await);
+    (info, Outcome { view: Some(view), source })
 }
 
 async fn send_error<R: ResponseHandler>(
@@ -229,10 +260,7 @@ fn send(request: &Request, r: Result<ResponseInfo, hickory_server::net::NetError
             debug!(%error, src = %request.src(), "failed to send response");
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            })
+            ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
         }
     }
 }

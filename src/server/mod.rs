@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::ServerConfig;
+use crate::config::zones_dir::ZonesData;
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD, Shared};
 
@@ -34,18 +36,13 @@ pub const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot bind {proto} {addr}: {source}")]
-    Bind {
-        proto: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot write ready file {path}: {source}")]
-    ReadyFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadyFile { path: PathBuf, source: std::io::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("{problems} problem(s) in {}; run `pzdns check`", dir.display())]
+    Data { problems: usize, dir: PathBuf },
 }
 
 /// The servers of all listeners, bound and ready.
@@ -88,20 +85,11 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
     let mut servers = Vec::new();
     let mut addrs = Vec::new();
     for (i, l) in cfg.listen.iter().enumerate() {
-        let mut server = Server::new(DnsHandler {
-            listener: i,
-            shared: shared.clone(),
-        });
-        let bind_err = |proto, addr, source| ServeError::Bind {
-            proto,
-            addr,
-            source,
-        };
+        let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
+        let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
         let first = udp_socket(l.address).map_err(|e| bind_err("UDP", l.address, e))?;
         // With port 0 the first socket picks the port; the others share it.
-        let actual = first
-            .local_addr()
-            .map_err(|e| bind_err("UDP", l.address, e))?;
+        let actual = first.local_addr().map_err(|e| bind_err("UDP", l.address, e))?;
         let mut udp = vec![first];
         for _ in 1..workers.max(1) {
             udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
@@ -122,41 +110,51 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
         servers.push(server);
         addrs.push(actual);
     }
-    Ok(Bound {
-        servers,
-        addrs,
-        shared,
-    })
+    Ok(Bound { servers, addrs, shared })
 }
 
-/// Serves until SIGTERM or SIGINT; SIGHUP reloads the zones directory.
-pub async fn serve(
-    cfg: ServerConfig,
-    snapshot: Snapshot,
-    workers: usize,
-    ready_file: Option<PathBuf>,
-) -> Result<(), ServeError> {
+/// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
+/// data loaded (ready), DNS sockets bound, file watch started. SIGHUP,
+/// the watch and `POST /reload` reload the zones directory.
+pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
 
-    let forwarder = crate::upstream::Forwarder::new(cfg.cache_max_entries, cfg.serve_stale);
-    let shared = Shared::new(snapshot, forwarder);
+    let metrics = Arc::new(Metrics::new());
+    let empty =
+        Snapshot::build(&cfg, ZonesData::default(), 0).map_err(|d| ServeError::Data { problems: d.len(), dir: cfg.zones_dir.clone() })?;
+    let shared = Shared::new(cfg.clone(), empty, metrics);
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let mut admin_addr = None;
+    if let Some(addr) = cfg.admin_listen {
+        let l = crate::admin::bind(addr).await.map_err(|source| ServeError::Bind { proto: "HTTP", addr, source })?;
+        let actual = l.local_addr().unwrap_or(addr);
+        admin_addr = Some(actual);
+        info!(address = %actual, "admin HTTP listening (/metrics /healthz /readyz /zones /explain, POST /reload)");
+        let mut rx = admin_stopped.clone();
+        tokio::spawn(crate::admin::serve(l, shared.clone(), async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+    }
+    crate::reload::reload(&shared, "start").await.map_err(|d| ServeError::Data { problems: d.len(), dir: cfg.zones_dir.clone() })?;
+
     let mut bound = bind(&cfg, shared.clone(), workers)?;
     if let Some(path) = &ready_file {
-        let text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
-        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile {
-            path: path.clone(),
-            source,
-        })?;
+        let mut text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
+        if let Some(a) = admin_addr {
+            text.push_str(&format!("admin={a}\n"));
+        }
+        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
     }
+    crate::reload::spawn_watcher(shared.clone());
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&cfg, &shared).await,
+            _ = hup.recv() => { let _ = crate::reload::reload(&shared, "sighup").await; }
         }
     }
     info!("shutting down: no new queries, finishing those in flight");
@@ -167,38 +165,7 @@ pub async fn serve(
             Err(_) => warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway"),
         }
     }
+    let _ = stop_admin.send(true);
     info!("stopped");
     Ok(())
-}
-
-/// Loads everything anew off the query path and swaps it in whole; on
-/// invalid data the old snapshot keeps serving and every problem is logged.
-pub async fn reload(cfg: &ServerConfig, shared: &Arc<Shared>) {
-    let next_gen = shared.snapshot.load().generation + 1;
-    let cfg = cfg.clone();
-    let started = std::time::Instant::now();
-    let built = tokio::task::spawn_blocking(move || Snapshot::load(&cfg, next_gen)).await;
-    match built {
-        Ok(Ok(snap)) => {
-            let st = snap.stats;
-            shared.snapshot.store(Arc::new(snap));
-            info!(
-                generation = next_gen,
-                zones = st.zones,
-                records = st.records,
-                ms = started.elapsed().as_millis() as u64,
-                "reloaded"
-            );
-        }
-        Ok(Err(diags)) => {
-            for d in diags.items() {
-                error!("{d}");
-            }
-            error!(
-                problems = diags.len(),
-                "reload rejected: the previous data keeps serving"
-            );
-        }
-        Err(e) => error!(error = %e, "reload task failed: the previous data keeps serving"),
-    }
 }

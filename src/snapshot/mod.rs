@@ -75,6 +75,9 @@ pub struct Snapshot {
     pub serial: u32,
     pub zones_dir: PathBuf,
     pub vpcs: Vec<VpcDef>,
+    /// VPC ids as shared metric labels, and the label of clients in no VPC.
+    pub vpc_labels: Vec<std::sync::Arc<str>>,
+    pub unknown_label: std::sync::Arc<str>,
     vpc_by_id: HashMap<String, VpcIdx>,
     vpc_table: CidrTable<VpcIdx>,
     vswitch_table: CidrTable<(VpcIdx, u32)>,
@@ -124,21 +127,16 @@ impl Snapshot {
 
     /// Builds the indexes from checked data, and runs the checks that need
     /// records grouped by name or zones grouped by VPC.
-    pub fn build(
-        cfg: &ServerConfig,
-        data: ZonesData,
-        generation: u64,
-    ) -> Result<Snapshot, Diagnostics> {
+    pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<Snapshot, Diagnostics> {
         let mut diags = Diagnostics::new();
-        let serial = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let mut snap = Snapshot {
             generation,
             serial,
             zones_dir: data.dir.clone(),
             vpcs: Vec::new(),
+            vpc_labels: data.vpcs.iter().map(|v| std::sync::Arc::from(v.id.as_str())).collect(),
+            unknown_label: std::sync::Arc::from("unknown"),
             vpc_by_id: HashMap::new(),
             vpc_table: CidrTable::default(),
             vswitch_table: CidrTable::default(),
@@ -154,12 +152,7 @@ impl Snapshot {
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
             unknown_clients: cfg.unknown_clients,
-            stats: Stats {
-                vpcs: data.vpcs.len(),
-                endpoints: data.endpoints,
-                files: data.files_read,
-                ..Stats::default()
-            },
+            stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
         };
         let mut azs = Interner::default();
         for (i, v) in data.vpcs.iter().enumerate() {
@@ -174,22 +167,10 @@ impl Snapshot {
             }
         }
         snap.vpcs = data.vpcs;
-        snap.listener_vpcs = cfg
-            .listen
-            .iter()
-            .map(|l| {
-                l.vpc
-                    .as_ref()
-                    .and_then(|v| snap.vpc_by_id.get(&v.value).copied())
-            })
-            .collect();
+        snap.listener_vpcs = cfg.listen.iter().map(|l| l.vpc.as_ref().and_then(|v| snap.vpc_by_id.get(&v.value).copied())).collect();
         for fz in &cfg.forward_zones {
             let i = snap.forward_vpcs.len() as u32;
-            snap.forward_vpcs.push(fz.vpcs.as_ref().map(|vs| {
-                vs.iter()
-                    .filter_map(|v| snap.vpc_by_id.get(&v.value).copied())
-                    .collect()
-            }));
+            snap.forward_vpcs.push(fz.vpcs.as_ref().map(|vs| vs.iter().filter_map(|v| snap.vpc_by_id.get(&v.value).copied()).collect()));
             let key = name_key(&fz.domain);
             snap.max_forward_labels = snap.max_forward_labels.max(key_labels(&key));
             snap.forward_index.entry(key).or_default().push(i);
@@ -201,11 +182,7 @@ impl Snapshot {
         for def in data.zones {
             let zi = snap.zones.len() as ZoneIdx;
             let vpcs: Vec<VpcIdx> = {
-                let mut v: Vec<VpcIdx> = def
-                    .vpcs
-                    .iter()
-                    .filter_map(|l| snap.vpc_by_id.get(&l.value).copied())
-                    .collect();
+                let mut v: Vec<VpcIdx> = def.vpcs.iter().filter_map(|l| snap.vpc_by_id.get(&l.value).copied()).collect();
                 v.sort_unstable();
                 v.dedup();
                 v
@@ -218,7 +195,16 @@ impl Snapshot {
                         ZoneOrigin::File => format!("zone {}", def.origin),
                         ZoneOrigin::Endpoint(id) => format!("name {} of endpoint {id}", def.origin),
                     };
-                    diags.push(&l.path, l.pos, format!("{what} is bound to VPC `{}` twice: also at {}:{}; two zones of one name cannot share a VPC", l.value, p.display(), at.line));
+                    diags.push(
+                        &l.path,
+                        l.pos,
+                        format!(
+                            "{what} is bound to VPC `{}` twice: also at {}:{}; two zones of one name cannot share a VPC",
+                            l.value,
+                            p.display(),
+                            at.line
+                        ),
+                    );
                     clash = true;
                 } else {
                     bound.insert((key.clone(), *vi), (def.path.clone(), def.pos));
@@ -227,8 +213,7 @@ impl Snapshot {
             if clash {
                 continue;
             }
-            let Some(z) = build_zone(def, vpcs, serial, &mut azs, &mut cnames, zi, &mut diags)
-            else {
+            let Some(z) = build_zone(def, vpcs, serial, &mut azs, &mut cnames, zi, &mut diags) else {
                 continue;
             };
             snap.max_zone_labels = snap.max_zone_labels.max(z.labels);
@@ -277,27 +262,11 @@ impl Interner {
 fn synth_soa(origin: &Name, ttl: u32, serial: u32) -> Record {
     let ns = Name::from_str(SYNTH_NS).unwrap_or_else(|_| Name::root());
     let rname = Name::from_str(SYNTH_RNAME).unwrap_or_else(|_| Name::root());
-    Record::from_rdata(
-        origin.clone(),
-        ttl,
-        RData::SOA(SOA::new(
-            ns,
-            rname,
-            serial,
-            SYNTH_REFRESH,
-            SYNTH_RETRY,
-            SYNTH_EXPIRE,
-            ttl,
-        )),
-    )
+    Record::from_rdata(origin.clone(), ttl, RData::SOA(SOA::new(ns, rname, serial, SYNTH_REFRESH, SYNTH_RETRY, SYNTH_EXPIRE, ttl)))
 }
 
 fn synth_ns(origin: &Name, ttl: u32) -> Record {
-    Record::from_rdata(
-        origin.clone(),
-        ttl,
-        RData::NS(NS(Name::from_str(SYNTH_NS).unwrap_or_else(|_| Name::root()))),
-    )
+    Record::from_rdata(origin.clone(), ttl, RData::NS(NS(Name::from_str(SYNTH_NS).unwrap_or_else(|_| Name::root()))))
 }
 
 /// Groups a zone's records into nodes, checks the rules that need them
@@ -331,19 +300,12 @@ fn build_zone(
                     diags.push(
                         &def.records_path,
                         r.pos,
-                        format!(
-                            "{} has more than one CNAME; a name has at most one (RFC 2181 §10.1)",
-                            r.record.name
-                        ),
+                        format!("{} has more than one CNAME; a name has at most one (RFC 2181 §10.1)", r.record.name),
                     );
                     continue;
                 }
                 if rtype == RecordType::SOA {
-                    diags.push(
-                        &def.records_path,
-                        r.pos,
-                        "the zone has more than one SOA record",
-                    );
+                    diags.push(&def.records_path, r.pos, "the zone has more than one SOA record");
                     continue;
                 }
                 if set.1.iter().any(|x| x.data == r.record.data) {
@@ -364,13 +326,8 @@ fn build_zone(
         let is_apex = k == key;
         if let Some(c) = sets.iter().find(|s| s.0 == RecordType::CNAME) {
             let owner = c.1[0].name.clone();
-            let others: Vec<&(RecordType, Vec<Record>, Vec<u32>, Pos)> = sets
-                .iter()
-                .filter(|s| {
-                    s.0 != RecordType::CNAME
-                        && !(is_apex && matches!(s.0, RecordType::SOA | RecordType::NS))
-                })
-                .collect();
+            let others: Vec<&(RecordType, Vec<Record>, Vec<u32>, Pos)> =
+                sets.iter().filter(|s| s.0 != RecordType::CNAME && !(is_apex && matches!(s.0, RecordType::SOA | RecordType::NS))).collect();
             for o in others {
                 let msg = if is_apex {
                     format!(
@@ -407,12 +364,7 @@ fn build_zone(
                 sets.push((RecordType::SOA, vec![soa], vec![NO_AZ], Pos::UNKNOWN));
             }
             if !sets.iter().any(|s| s.0 == RecordType::NS) {
-                sets.push((
-                    RecordType::NS,
-                    vec![synth_ns(&def.origin, def.ttl)],
-                    vec![NO_AZ],
-                    Pos::UNKNOWN,
-                ));
+                sets.push((RecordType::NS, vec![synth_ns(&def.origin, def.ttl)], vec![NO_AZ], Pos::UNKNOWN));
             }
         }
         if k.len() > 2 && k[0] == 1 && k[1] == b'*' {
@@ -424,11 +376,7 @@ fn build_zone(
             .map(|(rtype, records, azs, _)| RRset {
                 rtype,
                 records: records.into_boxed_slice(),
-                azs: if is_endpoint {
-                    azs.into_boxed_slice()
-                } else {
-                    Box::new([])
-                },
+                azs: if is_endpoint { azs.into_boxed_slice() } else { Box::new([]) },
             })
             .collect();
         // Empty non-terminals between this name and the apex.
@@ -453,17 +401,10 @@ fn build_zone(
         let soa = synth_soa(&def.origin, def.ttl, serial);
         negative_soa = Some(soa.clone());
         record_count += 2;
-        let rrsets = [
-            (RecordType::SOA, soa),
-            (RecordType::NS, synth_ns(&def.origin, def.ttl)),
-        ]
-        .into_iter()
-        .map(|(rtype, r)| RRset {
-            rtype,
-            records: Box::new([r]),
-            azs: Box::new([]),
-        })
-        .collect();
+        let rrsets = [(RecordType::SOA, soa), (RecordType::NS, synth_ns(&def.origin, def.ttl))]
+            .into_iter()
+            .map(|(rtype, r)| RRset { rtype, records: Box::new([r]), azs: Box::new([]) })
+            .collect();
         nodes.entry(key.clone()).or_default().rrsets = rrsets;
     }
     if diags.len() > count_before {
@@ -492,31 +433,17 @@ fn unreachable_soa() -> Record {
 /// Follows every CNAME in the view of every VPC that sees its zone: a loop
 /// or a chain over the limit would SERVFAIL at query time, so it is an
 /// error now.
-fn check_cname_chains(
-    snap: &Snapshot,
-    cnames: &[(ZoneIdx, Name, PathBuf, Pos)],
-    diags: &mut Diagnostics,
-) {
+fn check_cname_chains(snap: &Snapshot, cnames: &[(ZoneIdx, Name, PathBuf, Pos)], diags: &mut Diagnostics) {
     for (zi, owner, path, pos) in cnames {
         if owner.is_wildcard() {
             continue;
         }
         let zone = &snap.zones[*zi as usize];
         for vpc in &zone.vpcs {
-            let view = View::Vpc {
-                vpc: *vpc,
-                az: NO_AZ,
-            };
+            let view = View::Vpc { vpc: *vpc, az: NO_AZ };
             let r = crate::resolve::resolve(snap, view, owner, RecordType::A, true);
             if let Some(problem) = r.chain_problem() {
-                diags.push(
-                    path,
-                    *pos,
-                    format!(
-                        "{problem} in the view of VPC `{}`",
-                        snap.vpcs[*vpc as usize].id
-                    ),
-                );
+                diags.push(path, *pos, format!("{problem} in the view of VPC `{}`", snap.vpcs[*vpc as usize].id));
                 break;
             }
         }
@@ -536,22 +463,10 @@ impl Snapshot {
             _ => NO_AZ,
         };
         if let Some(Some(vpc)) = listener.and_then(|i| self.listener_vpcs.get(i)) {
-            return (
-                View::Vpc {
-                    vpc: *vpc,
-                    az: az_for(*vpc),
-                },
-                ViewReason::Listener,
-            );
+            return (View::Vpc { vpc: *vpc, az: az_for(*vpc) }, ViewReason::Listener);
         }
         match self.vpc_table.lookup(src) {
-            Some(vpc) => (
-                View::Vpc {
-                    vpc,
-                    az: az_for(vpc),
-                },
-                ViewReason::SourceCidr,
-            ),
+            Some(vpc) => (View::Vpc { vpc, az: az_for(vpc) }, ViewReason::SourceCidr),
             None => (View::Unknown, ViewReason::NoMatch),
         }
     }
@@ -596,8 +511,6 @@ impl Snapshot {
 
     /// All zones, for `/zones` and `explain`.
     pub fn zones_visible_to(&self, vpc: VpcIdx) -> impl Iterator<Item = &Zone> {
-        self.zones
-            .iter()
-            .filter(move |z| z.vpcs.binary_search(&vpc).is_ok())
+        self.zones.iter().filter(move |z| z.vpcs.binary_search(&vpc).is_ok())
     }
 }

@@ -27,12 +27,7 @@ impl KeyBuf {
     /// Lays `name` out as a lowercased key. Names are at most 255 bytes in wire
     /// form and 127 labels by construction, so this cannot overflow.
     pub fn new(name: &Name) -> Self {
-        let mut buf = KeyBuf {
-            bytes: [0; MAX_NAME_WIRE_LEN],
-            len: 0,
-            label_starts: [0; 128],
-            labels: 0,
-        };
+        let mut buf = KeyBuf { bytes: [0; MAX_NAME_WIRE_LEN], len: 0, label_starts: [0; 128], labels: 0 };
         let mut pos = 0usize;
         for label in name.iter() {
             // hickory enforces 63-byte labels and 255-byte names; guard anyway so
@@ -76,11 +71,7 @@ impl KeyBuf {
 
     /// The key of `*.<ancestor dropping skip labels>` written into `out`;
     /// returns `None` if that name would exceed 255 bytes.
-    pub fn wildcard_of<'a>(
-        &self,
-        skip: usize,
-        out: &'a mut [u8; MAX_NAME_WIRE_LEN],
-    ) -> Option<&'a [u8]> {
+    pub fn wildcard_of<'a>(&self, skip: usize, out: &'a mut [u8; MAX_NAME_WIRE_LEN]) -> Option<&'a [u8]> {
         let parent = self.suffix(skip);
         if parent.len() + 2 > MAX_NAME_WIRE_LEN {
             return None;
@@ -122,11 +113,7 @@ pub fn key_labels(key: &[u8]) -> usize {
 
 /// The parent of a key (drops the leftmost label); `None` for the root.
 pub fn parent_key(key: &[u8]) -> Option<&[u8]> {
-    if key.is_empty() || key[0] == 0 {
-        None
-    } else {
-        key.get(key[0] as usize + 1..)
-    }
+    if key.is_empty() || key[0] == 0 { None } else { key.get(key[0] as usize + 1..) }
 }
 
 #[cfg(test)]
@@ -143,15 +130,9 @@ mod tests {
         assert_eq!(k.suffix(1), b"\x07example\x03com\x00");
         assert_eq!(k.suffix(2), b"\x03com\x00");
         assert_eq!(k.suffix(3), b"\x00");
-        assert_eq!(
-            &*name_key(&Name::from_str("example.COM").unwrap()),
-            k.suffix(1)
-        );
+        assert_eq!(&*name_key(&Name::from_str("example.COM").unwrap()), k.suffix(1));
         let mut out = [0u8; MAX_NAME_WIRE_LEN];
-        assert_eq!(
-            k.wildcard_of(1, &mut out).unwrap(),
-            b"\x01*\x07example\x03com\x00"
-        );
+        assert_eq!(k.wildcard_of(1, &mut out).unwrap(), b"\x01*\x07example\x03com\x00");
         assert_eq!(parent_key(k.key()), Some(k.suffix(1)));
         assert_eq!(parent_key(b"\x00"), None);
         assert_eq!(key_labels(k.key()), 3);

@@ -19,27 +19,16 @@ pub struct CidrTable<T> {
 
 impl<T> Default for CidrTable<T> {
     fn default() -> Self {
-        CidrTable {
-            v4: Vec::new(),
-            v6: Vec::new(),
-        }
+        CidrTable { v4: Vec::new(), v6: Vec::new() }
     }
 }
 
 fn mask4(addr: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        addr & (u32::MAX << (32 - len))
-    }
+    if len == 0 { 0 } else { addr & (u32::MAX << (32 - len)) }
 }
 
 fn mask6(addr: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        addr & (u128::MAX << (128 - len))
-    }
+    if len == 0 { 0 } else { addr & (u128::MAX << (128 - len)) }
 }
 
 fn insert_new<K: std::hash::Hash + Eq, T>(m: &mut FxHashMap<K, T>, k: K, v: T) -> bool {
@@ -78,11 +67,7 @@ impl<T: Copy> CidrTable<T> {
                         self.v6.iter().position(|(l, _)| *l == len).unwrap_or(0)
                     }
                 };
-                insert_new(
-                    &mut self.v6[i].1,
-                    mask6(u128::from(n.network()), len),
-                    value,
-                )
+                insert_new(&mut self.v6[i].1, mask6(u128::from(n.network()), len), value)
             }
         }
     }
@@ -101,22 +86,17 @@ impl<T: Copy> CidrTable<T> {
         match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                self.v4
-                    .iter()
-                    .find_map(|(len, m)| m.get(&mask4(a, *len)).copied())
+                self.v4.iter().find_map(|(len, m)| m.get(&mask4(a, *len)).copied())
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                self.v6
-                    .iter()
-                    .find_map(|(len, m)| m.get(&mask6(a, *len)).copied())
+                self.v6.iter().find_map(|(len, m)| m.get(&mask6(a, *len)).copied())
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.v4.iter().map(|(_, m)| m.len()).sum::<usize>()
-            + self.v6.iter().map(|(_, m)| m.len()).sum::<usize>()
+        self.v4.iter().map(|(_, m)| m.len()).sum::<usize>() + self.v6.iter().map(|(_, m)| m.len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {

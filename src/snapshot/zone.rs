@@ -84,10 +84,7 @@ impl Zone {
     /// Looks `q` (a name at or below this zone's apex) up for `qtype`.
     pub fn lookup<'z>(&'z self, q: &KeyBuf, qtype: RecordType) -> Hit<'z> {
         if let Some(node) = self.nodes.get(q.key()) {
-            return Hit {
-                matched: match_node(node, qtype, q.labels() == self.labels),
-                wildcard: None,
-            };
+            return Hit { matched: match_node(node, qtype, q.labels() == self.labels), wildcard: None };
         }
         if self.has_wildcards {
             // Closest encloser: the longest existing ancestor (the apex always exists).
@@ -98,19 +95,13 @@ impl Zone {
                     if let Some(wkey) = q.wildcard_of(skip, &mut buf)
                         && let Some((k, node)) = self.nodes.get_key_value(wkey)
                     {
-                        return Hit {
-                            matched: match_node(node, qtype, false),
-                            wildcard: Some(k),
-                        };
+                        return Hit { matched: match_node(node, qtype, false), wildcard: Some(k) };
                     }
                     break;
                 }
             }
         }
-        Hit {
-            matched: NodeMatch::NxDomain,
-            wildcard: None,
-        }
+        Hit { matched: NodeMatch::NxDomain, wildcard: None }
     }
 }
 
@@ -133,11 +124,7 @@ fn match_node(node: &Node, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {
     if qtype == RecordType::ANY {
         // RFC 8482 §4.1: answer with one RRset rather than all of them;
         // prefer data over the apex's SOA/NS.
-        let pick = node
-            .rrsets
-            .iter()
-            .find(|s| !matches!(s.rtype, RecordType::SOA | RecordType::NS))
-            .or_else(|| node.rrsets.first());
+        let pick = node.rrsets.iter().find(|s| !matches!(s.rtype, RecordType::SOA | RecordType::NS)).or_else(|| node.rrsets.first());
         return pick.map_or(NodeMatch::NoData, NodeMatch::Found);
     }
     node.get(qtype).map_or(NodeMatch::NoData, NodeMatch::Found)

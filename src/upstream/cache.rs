@@ -46,29 +46,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(
-        rcode: ResponseCode,
-        answers: Vec<Record>,
-        authorities: Vec<Record>,
-        additionals: Vec<Record>,
-        stale_for: Duration,
-    ) -> Self {
+    pub fn new(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>, additionals: Vec<Record>, stale_for: Duration) -> Self {
         let ttl = cache_ttl(rcode, &answers, &authorities);
-        Entry {
-            rcode,
-            answers,
-            authorities,
-            additionals,
-            stored: Instant::now(),
-            ttl,
-            stale_for,
-        }
+        Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for }
     }
 
     pub fn age(&self, now: Instant) -> u32 {
-        now.saturating_duration_since(self.stored)
-            .as_secs()
-            .min(u32::MAX as u64) as u32
+        now.saturating_duration_since(self.stored).as_secs().min(u32::MAX as u64) as u32
     }
 
     pub fn is_fresh(&self, now: Instant) -> bool {
@@ -84,11 +68,7 @@ impl Entry {
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                r.ttl = if stale {
-                    STALE_TTL
-                } else {
-                    r.ttl.min(MAX_CACHE_TTL).saturating_sub(age).max(1)
-                };
+                r.ttl = if stale { STALE_TTL } else { r.ttl.min(MAX_CACHE_TTL).saturating_sub(age).max(1) };
                 r
             })
             .collect()
@@ -123,13 +103,7 @@ impl Expiry<Key, Arc<Entry>> for KeepForTtlPlusStale {
     fn expire_after_create(&self, _k: &Key, v: &Arc<Entry>, _at: Instant) -> Option<Duration> {
         Some(Duration::from_secs(v.ttl as u64) + v.stale_for)
     }
-    fn expire_after_update(
-        &self,
-        _k: &Key,
-        v: &Arc<Entry>,
-        _at: Instant,
-        _d: Option<Duration>,
-    ) -> Option<Duration> {
+    fn expire_after_update(&self, _k: &Key, v: &Arc<Entry>, _at: Instant, _d: Option<Duration>) -> Option<Duration> {
         Some(Duration::from_secs(v.ttl as u64) + v.stale_for)
     }
 }
@@ -142,12 +116,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(max_entries: u64) -> Self {
-        Cache {
-            inner: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(KeepForTtlPlusStale)
-                .build(),
-        }
+        Cache { inner: moka::sync::Cache::builder().max_capacity(max_entries).expire_after(KeepForTtlPlusStale).build() }
     }
 
     pub fn get(&self, k: &Key) -> Option<Arc<Entry>> {
@@ -174,20 +143,12 @@ mod tests {
     use std::str::FromStr;
 
     fn a(ttl: u32) -> Record {
-        Record::from_rdata(
-            Name::from_str("x.example.").unwrap(),
-            ttl,
-            RData::A(A::new(192, 0, 2, 1)),
-        )
+        Record::from_rdata(Name::from_str("x.example.").unwrap(), ttl, RData::A(A::new(192, 0, 2, 1)))
     }
 
     fn soa(ttl: u32, minimum: u32) -> Record {
         let n = Name::from_str("example.").unwrap();
-        Record::from_rdata(
-            n.clone(),
-            ttl,
-            RData::SOA(SOA::new(n.clone(), n, 1, 2, 3, 4, minimum)),
-        )
+        Record::from_rdata(n.clone(), ttl, RData::SOA(SOA::new(n.clone(), n, 1, 2, 3, 4, minimum)))
     }
 
     #[test]
@@ -195,27 +156,14 @@ mod tests {
         assert_eq!(cache_ttl(ResponseCode::NoError, &[a(300), a(60)], &[]), 60);
         assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], &[soa(3600, 30)]), 30);
         assert_eq!(cache_ttl(ResponseCode::NoError, &[], &[soa(20, 300)]), 20);
-        assert_eq!(
-            cache_ttl(ResponseCode::NXDomain, &[], &[]),
-            0,
-            "no SOA, no negative caching"
-        );
+        assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], &[]), 0, "no SOA, no negative caching");
         assert_eq!(cache_ttl(ResponseCode::ServFail, &[a(60)], &[]), 0);
-        assert_eq!(
-            cache_ttl(ResponseCode::NoError, &[a(10_000_000)], &[]),
-            MAX_CACHE_TTL
-        );
+        assert_eq!(cache_ttl(ResponseCode::NoError, &[a(10_000_000)], &[]), MAX_CACHE_TTL);
     }
 
     #[test]
     fn aged_ttls_decrement_then_go_stale() {
-        let mut e = Entry::new(
-            ResponseCode::NoError,
-            vec![a(60)],
-            vec![],
-            vec![],
-            Duration::from_secs(3600),
-        );
+        let mut e = Entry::new(ResponseCode::NoError, vec![a(60)], vec![], vec![], Duration::from_secs(3600));
         let now = e.stored;
         assert_eq!(e.aged(now + Duration::from_secs(15), &e.answers)[0].ttl, 45);
         assert!(e.is_fresh(now + Duration::from_secs(59)));

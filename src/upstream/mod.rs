@@ -16,7 +16,6 @@ pub mod cache;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,9 @@ use tokio::sync::{OnceCell, Semaphore};
 use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
+
+use crate::metrics::{Metrics, UpstreamLabels};
+use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
 /// (SPEC.md §5: "tried once more on the next upstream") stay under the
@@ -61,26 +63,13 @@ pub enum UpstreamError {
 /// The outcome of [`Forwarder::lookup`].
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// A fresh answer (from the cache or just fetched).
-    Fresh(Arc<Entry>),
+    /// A fresh answer; `true` if it came from the cache, not just fetched.
+    Fresh(Arc<Entry>, bool),
     /// Upstreams failed; a stale answer within the `serve_stale` window.
     Stale(Arc<Entry>, UpstreamError),
     /// RD=0 and nothing fresh in the cache.
     NotCached,
     Failed(UpstreamError),
-}
-
-/// Counters, read by the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub stale_served: AtomicU64,
-    pub coalesced: AtomicU64,
-    /// Replies dropped for a wrong id or question (or undecodable).
-    pub rejected_replies: AtomicU64,
-    pub upstream_ok: AtomicU64,
-    pub upstream_failed: AtomicU64,
 }
 
 type Fetched = Result<Arc<Entry>, UpstreamError>;
@@ -92,7 +81,7 @@ pub struct Forwarder {
     serve_stale: Duration,
     attempt_timeout: Duration,
     down_until: Mutex<HashMap<SocketAddr, Instant>>,
-    pub counters: Counters,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Identifies an upstream set for the cache key.
@@ -103,13 +92,8 @@ pub fn route_id(upstreams: &[SocketAddr]) -> u64 {
 }
 
 impl Forwarder {
-    pub fn new(max_entries: u64, serve_stale: Duration) -> Self {
-        Self::with_limits(
-            max_entries,
-            serve_stale,
-            DEFAULT_MAX_IN_FLIGHT,
-            ATTEMPT_TIMEOUT,
-        )
+    pub fn new(max_entries: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
+        Self::with_limits(max_entries, serve_stale, DEFAULT_MAX_IN_FLIGHT, ATTEMPT_TIMEOUT, metrics)
     }
 
     pub fn with_limits(
@@ -117,6 +101,7 @@ impl Forwarder {
         serve_stale: Duration,
         max_in_flight: usize,
         attempt_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Forwarder {
             cache: Cache::new(max_entries),
@@ -125,7 +110,7 @@ impl Forwarder {
             serve_stale,
             attempt_timeout,
             down_until: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
+            metrics,
         }
     }
 
@@ -139,24 +124,19 @@ impl Forwarder {
         upstreams: &[SocketAddr],
         recursion_desired: bool,
     ) -> Lookup {
-        let key = Key {
-            name: name.to_lowercase(),
-            qtype,
-            dnssec_ok,
-            route: route_id(upstreams),
-        };
+        let key = Key { name: name.to_lowercase(), qtype, dnssec_ok, route: route_id(upstreams) };
         let now = Instant::now();
         let cached = self.cache.get(&key);
         if let Some(e) = &cached
             && e.is_fresh(now)
         {
-            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Fresh(e.clone());
+            self.metrics.cache_hits.inc();
+            return Lookup::Fresh(e.clone(), true);
         }
         if !recursion_desired {
             return Lookup::NotCached;
         }
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_misses.inc();
         // Identical questions in flight share one upstream query.
         let (cell, leader) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,12 +150,9 @@ impl Forwarder {
             }
         };
         if !leader {
-            self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            self.metrics.coalesced.inc();
         }
-        let fetched = cell
-            .get_or_init(|| self.fetch(&key, name, qtype, dnssec_ok, upstreams))
-            .await
-            .clone();
+        let fetched = cell.get_or_init(|| self.fetch(&key, name, qtype, dnssec_ok, upstreams)).await.clone();
         {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
@@ -183,16 +160,13 @@ impl Forwarder {
             }
         }
         match fetched {
-            Ok(e) => Lookup::Fresh(e),
+            Ok(e) => Lookup::Fresh(e, false),
             Err(err) => match cached {
                 Some(e)
                     if self.serve_stale > Duration::ZERO
-                        && e.age(now)
-                            < e.ttl.saturating_add(
-                                self.serve_stale.as_secs().min(u32::MAX as u64) as u32,
-                            ) =>
+                        && e.age(now) < e.ttl.saturating_add(self.serve_stale.as_secs().min(u32::MAX as u64) as u32) =>
                 {
-                    self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.cache_stale.inc();
                     Lookup::Stale(e, err)
                 }
                 _ => Lookup::Failed(err),
@@ -201,14 +175,7 @@ impl Forwarder {
     }
 
     /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
-    async fn fetch(
-        &self,
-        key: &Key,
-        name: &Name,
-        qtype: RecordType,
-        dnssec_ok: bool,
-        upstreams: &[SocketAddr],
-    ) -> Fetched {
+    async fn fetch(&self, key: &Key, name: &Name, qtype: RecordType, dnssec_ok: bool, upstreams: &[SocketAddr]) -> Fetched {
         if upstreams.is_empty() {
             return Err(UpstreamError::NoUpstreams);
         }
@@ -219,15 +186,10 @@ impl Forwarder {
         let mut last = UpstreamError::NoUpstreams;
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
             let deadline = Instant::now() + self.attempt_timeout;
-            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.counters).await;
+            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies).await;
             match res {
-                Ok(msg)
-                    if matches!(
-                        msg.metadata.response_code,
-                        ResponseCode::NoError | ResponseCode::NXDomain
-                    ) =>
-                {
-                    self.counters.upstream_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
+                    self.count(*up, "ok");
                     self.mark_up(*up);
                     let mut msg = msg;
                     let entry = Arc::new(Entry::new(
@@ -243,13 +205,15 @@ impl Forwarder {
                 Ok(msg) => last = UpstreamError::Rcode(*up, msg.metadata.response_code),
                 Err(e) => last = e,
             }
-            self.counters
-                .upstream_failed
-                .fetch_add(1, Ordering::Relaxed);
+            self.count(*up, outcome_label(&last));
             self.mark_down(*up);
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
         }
         Err(last)
+    }
+
+    fn count(&self, up: SocketAddr, outcome: &'static str) {
+        self.metrics.upstream_requests.get_or_create(&UpstreamLabels { upstream: up.to_string(), outcome }).inc();
     }
 
     /// Upstreams in order of preference, those marked down last.
@@ -263,10 +227,7 @@ impl Forwarder {
     }
 
     fn mark_down(&self, a: SocketAddr) {
-        self.down_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(a, Instant::now() + DOWN_FOR);
+        self.down_until.lock().unwrap_or_else(|p| p.into_inner()).insert(a, Instant::now() + DOWN_FOR);
     }
 
     fn mark_up(&self, a: SocketAddr) {
@@ -274,6 +235,17 @@ impl Forwarder {
         if !m.is_empty() {
             m.remove(&a);
         }
+    }
+}
+
+fn outcome_label(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Timeout(_) => "timeout",
+        UpstreamError::Rcode(_, ResponseCode::ServFail) => "servfail",
+        UpstreamError::Rcode(_, ResponseCode::Refused) => "refused",
+        UpstreamError::Rcode(..) => "rcode",
+        UpstreamError::Io(..) => "error",
+        UpstreamError::NoUpstreams | UpstreamError::Overloaded => "error",
     }
 }
 
@@ -305,18 +277,12 @@ async fn exchange(
     qtype: RecordType,
     dnssec_ok: bool,
     deadline: Instant,
-    counters: &Counters,
+    rejected: &Counter,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
-    let bytes = build_query(id, name, qtype, dnssec_ok)
-        .to_vec()
-        .map_err(|e| UpstreamError::Io(up, e.to_string()))?;
+    let bytes = build_query(id, name, qtype, dnssec_ok).to_vec().map_err(|e| UpstreamError::Io(up, e.to_string()))?;
     let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
-    let local: SocketAddr = if up.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+    let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(up).await.map_err(io)?;
     sock.send(&bytes).await.map_err(io)?;
@@ -331,12 +297,12 @@ async fn exchange(
             Ok(m) if matches(&m, id, name, qtype) => m,
             _ => {
                 // Not ours (spoofed, stale or garbage): keep waiting.
-                counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                rejected.inc();
                 continue;
             }
         };
         if reply.metadata.truncation {
-            return exchange_tcp(up, &bytes, id, name, qtype, deadline, counters).await;
+            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected).await;
         }
         return Ok(reply);
     }
@@ -349,7 +315,7 @@ async fn exchange_tcp(
     name: &Name,
     qtype: RecordType,
     deadline: Instant,
-    counters: &Counters,
+    rejected: &Counter,
 ) -> Result<Message, UpstreamError> {
     let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
     let work = async {
@@ -365,7 +331,7 @@ async fn exchange_tcp(
             match Message::from_vec(&buf) {
                 Ok(m) if matches(&m, id, name, qtype) => return Ok(m),
                 _ => {
-                    counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                    rejected.inc();
                 }
             }
         }

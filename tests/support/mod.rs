@@ -23,6 +23,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// Bound listener addresses, in the order of the config's `listen`.
     pub addrs: Vec<SocketAddr>,
+    /// The admin HTTP address, when enabled.
+    pub admin: Option<SocketAddr>,
     pub dir: PathBuf,
     pub stderr_path: PathBuf,
 }
@@ -43,50 +45,34 @@ impl TestServer {
         let dir = scratch_dir("srv");
         let zones = std::fs::canonicalize(zones).unwrap();
         let cfg = dir.join("pzdns.yaml");
-        std::fs::write(
-            &cfg,
-            config_yaml.replace("{ZONES}", zones.to_str().unwrap()),
-        )
-        .unwrap();
+        std::fs::write(&cfg, config_yaml.replace("{ZONES}", zones.to_str().unwrap())).unwrap();
         let ready = dir.join("ready");
         let stderr_path = dir.join("stderr.log");
         let child = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-            .args([
-                "serve",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--ready-file",
-                ready.to_str().unwrap(),
-                "--workers",
-                "2",
-            ])
+            .args(["serve", "--config", cfg.to_str().unwrap(), "--ready-file", ready.to_str().unwrap(), "--workers", "2"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .expect("spawn pzdns");
-        let mut s = TestServer {
-            child: Some(child),
-            addrs: Vec::new(),
-            dir,
-            stderr_path,
-        };
+        let mut s = TestServer { child: Some(child), addrs: Vec::new(), admin: None, dir, stderr_path };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready)
                 && text.ends_with('\n')
             {
-                s.addrs = text.lines().map(|l| l.parse().unwrap()).collect();
+                for l in text.lines() {
+                    match l.strip_prefix("admin=") {
+                        Some(a) => s.admin = Some(a.parse().unwrap()),
+                        None => s.addrs.push(l.parse().unwrap()),
+                    }
+                }
                 return s;
             }
             if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("pzdns exited with {status}: {}", s.stderr());
             }
-            assert!(
-                Instant::now() < deadline,
-                "pzdns did not become ready: {}",
-                s.stderr()
-            );
+            assert!(Instant::now() < deadline, "pzdns did not become ready: {}", s.stderr());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -96,11 +82,7 @@ impl TestServer {
     /// `extra` may set `upstreams:`; when it does not, there are none, so
     /// that no test ever sends a packet beyond loopback.
     pub fn start_default(zones: &Path, listener_vpc: &str, extra: &str) -> TestServer {
-        let extra = if extra.lines().any(|l| l.starts_with("upstreams:")) {
-            extra.to_string()
-        } else {
-            format!("upstreams: []\n{extra}")
-        };
+        let extra = if extra.lines().any(|l| l.starts_with("upstreams:")) { extra.to_string() } else { format!("upstreams: []\n{extra}") };
         let cfg = format!(
             "listen:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.9:0\n    vpc: {listener_vpc}\n  - address: \"[::1]:0\"\nzones_dir: {{ZONES}}\nadmin:\n  listen: \"off\"\n{extra}"
         );
@@ -158,9 +140,7 @@ pub fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
 }
 
 pub fn rand_id() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     (t.subsec_nanos() ^ (t.as_secs() as u32)) as u16
 }
 
@@ -180,12 +160,7 @@ pub fn udp_raw(server: SocketAddr, from: IpAddr, bytes: &[u8]) -> Option<Vec<u8>
 }
 
 pub fn tcp_connect(server: SocketAddr, from: IpAddr) -> TcpStream {
-    let s = Socket::new(
-        Domain::for_address(server),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )
-    .unwrap();
+    let s = Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP)).unwrap();
     s.bind(&SocketAddr::new(from, 0).into()).unwrap();
     s.connect_timeout(&server.into(), IO_TIMEOUT).unwrap();
     let t: TcpStream = s.into();
@@ -235,11 +210,7 @@ pub fn tcp(server: SocketAddr, from: &str, q: &Message) -> Message {
 pub fn check_echo(query: &[u8], reply: &[u8]) {
     assert_eq!(&reply[..2], &query[..2], "id echoed");
     let qlen = question_len(query);
-    assert_eq!(
-        &reply[12..12 + qlen],
-        &query[12..12 + qlen],
-        "question echoed byte for byte"
-    );
+    assert_eq!(&reply[12..12 + qlen], &query[12..12 + qlen], "question echoed byte for byte");
 }
 
 fn question_len(msg: &[u8]) -> usize {
@@ -252,8 +223,5 @@ fn question_len(msg: &[u8]) -> usize {
 
 /// "owner TYPE rdata" lines of a section, for readable assertions.
 pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
-        .collect()
+    records.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect()
 }

@@ -46,71 +46,30 @@ fn n(s: &str) -> Name {
 /// The public data: (rcode, answer, authority) for a question.
 fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Record>, Vec<Record>) {
     let name = q_name.to_lowercase().to_string();
-    let a = |owner: &Name, ip: [u8; 4]| {
-        Record::from_rdata(
-            owner.clone(),
-            ttl,
-            RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
-        )
-    };
+    let a = |owner: &Name, ip: [u8; 4]| Record::from_rdata(owner.clone(), ttl, RData::A(A::new(ip[0], ip[1], ip[2], ip[3])));
     let soa = || {
         let z = n("example.");
-        Record::from_rdata(
-            z.clone(),
-            3600,
-            RData::SOA(SOA::new(
-                n("ns.example."),
-                n("hostmaster.example."),
-                1,
-                3600,
-                600,
-                86400,
-                30,
-            )),
-        )
+        Record::from_rdata(z.clone(), 3600, RData::SOA(SOA::new(n("ns.example."), n("hostmaster.example."), 1, 3600, 600, 86400, 30)))
     };
     let owner = q_name.clone();
     match (name.as_str(), qtype) {
-        ("popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A) => (
-            ResponseCode::NoError,
-            vec![a(&owner, [100, 100, 2, 148]), a(&owner, [100, 100, 2, 149])],
-            vec![],
-        ),
+        ("popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A) => {
+            (ResponseCode::NoError, vec![a(&owner, [100, 100, 2, 148]), a(&owner, [100, 100, 2, 149])], vec![])
+        }
         ("www.public.example.", RecordType::A) => {
             let target = n("www2.public.example.");
             (
                 ResponseCode::NoError,
-                vec![
-                    Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target.clone()))),
-                    a(&target, [203, 0, 113, 7]),
-                ],
+                vec![Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target.clone()))), a(&target, [203, 0, 113, 7])],
                 vec![],
             )
         }
-        ("missing.proxy.test.", RecordType::A) => (
-            ResponseCode::NoError,
-            vec![a(&owner, [198, 51, 100, 1])],
-            vec![],
-        ),
-        ("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A) => (
-            ResponseCode::NoError,
-            vec![a(&owner, [47, 1, 1, 1])],
-            vec![],
-        ),
-        ("db.corp.example.", RecordType::A) => (
-            ResponseCode::NoError,
-            vec![a(&owner, [10, 99, 0, 1])],
-            vec![],
-        ),
+        ("missing.proxy.test.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [198, 51, 100, 1])], vec![]),
+        ("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [47, 1, 1, 1])], vec![]),
+        ("db.corp.example.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [10, 99, 0, 1])], vec![]),
         ("big.public.example.", RecordType::TXT) => {
             let recs = (0..20)
-                .map(|i| {
-                    Record::from_rdata(
-                        owner.clone(),
-                        ttl,
-                        RData::TXT(TXT::new(vec![format!("{i:02}-{}", "x".repeat(60))])),
-                    )
-                })
+                .map(|i| Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![format!("{i:02}-{}", "x".repeat(60))]))))
                 .collect();
             (ResponseCode::NoError, recs, vec![])
         }
@@ -120,11 +79,7 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
                 || s.starts_with("spoof.")
                 || s.starts_with("u") && s.ends_with(".flood.example.") =>
         {
-            (
-                ResponseCode::NoError,
-                vec![a(&owner, [192, 0, 2, 53])],
-                vec![],
-            )
+            (ResponseCode::NoError, vec![a(&owner, [192, 0, 2, 53])], vec![])
         }
         ("nodata.public.example.", _) => (ResponseCode::NoError, vec![], vec![soa()]),
         _ => (ResponseCode::NXDomain, vec![], vec![soa()]),
@@ -132,11 +87,7 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
 }
 
 fn respond(query: &Message, ttl: u32) -> Message {
-    let mut r = Message::new(
-        query.metadata.id,
-        MessageType::Response,
-        query.metadata.op_code,
-    );
+    let mut r = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
     r.metadata.recursion_desired = query.metadata.recursion_desired;
     r.metadata.recursion_available = true;
     r.queries = query.queries.clone();
@@ -159,8 +110,7 @@ impl FakeUpstream {
         let udp = UdpSocket::bind((ip, 0)).unwrap();
         let addr = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(addr).unwrap();
-        udp.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         tcp.set_nonblocking(true).unwrap();
         let mut f = FakeUpstream {
             addr,
@@ -171,12 +121,7 @@ impl FakeUpstream {
             stop: Arc::default(),
             threads: Vec::new(),
         };
-        let (count, behavior, stop, ttl) = (
-            f.udp_queries.clone(),
-            f.behavior.clone(),
-            f.stop.clone(),
-            f.ttl.clone(),
-        );
+        let (count, behavior, stop, ttl) = (f.udp_queries.clone(), f.behavior.clone(), f.stop.clone(), f.ttl.clone());
         f.threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
@@ -244,12 +189,7 @@ impl FakeUpstream {
                 let _ = udp.send_to(&bytes, src);
             }
         }));
-        let (count, behavior, stop, ttl) = (
-            f.tcp_queries.clone(),
-            f.behavior.clone(),
-            f.stop.clone(),
-            f.ttl.clone(),
-        );
+        let (count, behavior, stop, ttl) = (f.tcp_queries.clone(), f.behavior.clone(), f.stop.clone(), f.ttl.clone());
         f.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let Ok((mut s, _)) = tcp.accept() else {
@@ -273,9 +213,7 @@ impl FakeUpstream {
                 let Ok(q) = Message::from_vec(&buf) else {
                     continue;
                 };
-                let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32)
-                    .to_vec()
-                    .unwrap();
+                let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32).to_vec().unwrap();
                 let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
                 framed.extend_from_slice(&bytes);
                 let _ = s.write_all(&framed);

@@ -1,0 +1,162 @@
+//! Admin HTTP (SPEC.md §4), loopback by default: `/metrics` (Prometheus
+//! text), `/healthz`, `/readyz`, `/zones` (JSON), `/explain`, `POST /reload`.
+//! It starts before the data is loaded, so `/readyz` can say "not yet".
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hickory_proto::rr::{Name, RecordType};
+use serde_json::json;
+
+use crate::config::zones_dir::ZoneOrigin;
+use crate::explain::{Asker, explain};
+use crate::server::Shared;
+
+/// The OpenMetrics text format that prometheus-client writes.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/zones", get(zones))
+        .route("/explain", get(explain_handler))
+        .route("/reload", post(reload))
+        .with_state(shared)
+}
+
+/// Serves the admin router on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "admin server stopped");
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    s.metrics.cache_entries.set(s.forwarder.cache.entry_count() as i64);
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.metrics.encode()).into_response()
+}
+
+fn unix(t: Option<std::time::SystemTime>) -> Option<u64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
+}
+
+/// 200 once data is loaded (a later failed reload does not change that:
+/// the old data still serves, and the body says what failed); 503 before.
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let st = s.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if st.generation == 0 {
+        let body = match &st.last_failure {
+            Some(f) => format!("not ready: the data could not be loaded:\n{}\n", f.problems.join("\n")),
+            None => "not ready: loading data\n".to_string(),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    let mut body = format!("ready: generation {}\n", st.generation);
+    if let Some(f) = &st.last_failure {
+        body.push_str(&format!(
+            "last reload failed ({}, at {}): generation {} keeps serving\n{}\n",
+            f.trigger,
+            unix(Some(f.at)).unwrap_or(0),
+            st.generation,
+            f.problems.join("\n")
+        ));
+    }
+    (StatusCode::OK, body).into_response()
+}
+
+async fn zones(State(s): State<Arc<Shared>>) -> Response {
+    let snap = s.snapshot.load_full();
+    let st = s.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let zones: Vec<_> = snap
+        .zones
+        .iter()
+        .map(|z| {
+            let (kind, endpoint) = match &z.kind {
+                ZoneOrigin::File => ("zone", None),
+                ZoneOrigin::Endpoint(id) => ("endpoint", Some(id.as_str())),
+            };
+            json!({
+                "name": z.origin.to_string(),
+                "kind": kind,
+                "endpoint": endpoint,
+                "file": z.path.display().to_string(),
+                "vpcs": z.vpcs.iter().map(|v| snap.vpcs[*v as usize].id.as_str()).collect::<Vec<_>>(),
+                "records": z.record_count,
+                "recursive_proxy": z.recursive_proxy,
+            })
+        })
+        .collect();
+    let vpcs: Vec<_> = snap
+        .vpcs
+        .iter()
+        .map(|v| json!({"id": v.id, "region": v.region, "cidrs": v.cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>()}))
+        .collect();
+    let body = json!({
+        "generation": st.generation,
+        "loaded_at": unix(st.loaded_at),
+        "load_ms": st.load_ms,
+        "git_commit": st.git_commit,
+        "zones_dir": snap.zones_dir.display().to_string(),
+        "stats": {"zones": snap.stats.zones, "endpoint_names": snap.stats.endpoint_names, "records": snap.stats.records, "vpcs": snap.stats.vpcs, "endpoints": snap.stats.endpoints},
+        "last_reload_failure": st.last_failure.as_ref().map(|f| json!({"at": unix(Some(f.at)), "trigger": f.trigger, "problems": f.problems})),
+        "vpcs": vpcs,
+        "zones": zones,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// `/explain?vpc=ID|from=IP&name=NAME&type=TYPE`: the same text as `pzdns explain`.
+async fn explain_handler(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m + "\n").into_response();
+    let asker = match (q.get("vpc"), q.get("from")) {
+        (Some(v), None) => Asker::Vpc(v.clone()),
+        (None, Some(ip)) => match ip.parse() {
+            Ok(ip) => Asker::From(ip),
+            Err(_) => return bad(format!("from=`{ip}` is not an IP address")),
+        },
+        _ => return bad("give exactly one of vpc=ID or from=IP".into()),
+    };
+    let Some(name) = q.get("name") else { return bad("name= is required".into()) };
+    let name = match Name::from_str(name) {
+        Ok(mut n) => {
+            n.set_fqdn(true);
+            n
+        }
+        Err(e) => return bad(format!("name=`{name}`: {e}")),
+    };
+    let qtype = match q.get("type").map(|t| RecordType::from_str(&t.to_ascii_uppercase())) {
+        None => RecordType::A,
+        Some(Ok(t)) => t,
+        Some(Err(_)) => return bad("type= is not a record type".into()),
+    };
+    let snap = s.snapshot.load_full();
+    match explain(&snap, &asker, &name, qtype) {
+        Ok(text) => (StatusCode::OK, text).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+async fn reload(State(s): State<Arc<Shared>>) -> Response {
+    match crate::reload::reload(&s, "api").await {
+        Ok(generation) => (StatusCode::OK, format!("reloaded: generation {generation}\n")).into_response(),
+        Err(d) => (StatusCode::UNPROCESSABLE_ENTITY, format!("rejected, the previous data keeps serving:\n{d}")).into_response(),
+    }
+}

@@ -1,0 +1,185 @@
+//! Prometheus metrics (SPEC.md §4), served on the admin port's `/metrics`.
+//!
+//! Label values are bounded: VPC ids come from `vpcs.yaml` (plus `unknown`),
+//! rcodes and sources from fixed lists, upstreams from the config. A query
+//! name is never a label.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `pzdns_queries_total{vpc, rcode, source}`: queries answered.
+pub const QUERIES: &str = "pzdns_queries";
+/// `pzdns_query_duration_seconds`: time from decoded query to response sent.
+pub const QUERY_DURATION: &str = "pzdns_query_duration_seconds";
+/// `pzdns_upstream_requests_total{upstream, outcome}`: questions sent upstream.
+pub const UPSTREAM_REQUESTS: &str = "pzdns_upstream_requests";
+/// `pzdns_cache_entries`: answers held in the cache.
+pub const CACHE_ENTRIES: &str = "pzdns_cache_entries";
+/// `pzdns_cache_hits_total`, `pzdns_cache_misses_total`, `pzdns_cache_stale_served_total`.
+pub const CACHE_HITS: &str = "pzdns_cache_hits";
+pub const CACHE_MISSES: &str = "pzdns_cache_misses";
+pub const CACHE_STALE: &str = "pzdns_cache_stale_served";
+/// `pzdns_upstream_coalesced_total`: questions that joined one already in flight.
+pub const COALESCED: &str = "pzdns_upstream_coalesced";
+/// `pzdns_upstream_rejected_replies_total`: replies dropped (wrong id or question, garbage).
+pub const REJECTED_REPLIES: &str = "pzdns_upstream_rejected_replies";
+/// `pzdns_zones`, `pzdns_records`, `pzdns_vpcs`, `pzdns_endpoints`: the data in force.
+pub const ZONES: &str = "pzdns_zones";
+pub const RECORDS: &str = "pzdns_records";
+pub const VPCS: &str = "pzdns_vpcs";
+pub const ENDPOINTS: &str = "pzdns_endpoints";
+/// `pzdns_reloads_total{result="success"|"failure"}`.
+pub const RELOADS: &str = "pzdns_reloads";
+/// `pzdns_data_generation`: the generation of the data in force (1 at start).
+pub const GENERATION: &str = "pzdns_data_generation";
+/// `pzdns_last_reload_success_timestamp_seconds`.
+pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_seconds";
+/// `pzdns_build_info{version}`: always 1.
+pub const BUILD_INFO: &str = "pzdns_build_info";
+
+/// A VPC id as a label value, shared rather than copied per query.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct VpcLabel(pub Arc<str>);
+
+impl EncodeLabelValue for VpcLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    pub vpc: VpcLabel,
+    pub rcode: &'static str,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// The rcode as dig prints it, for labels and logs.
+pub fn rcode_label(rc: ResponseCode) -> &'static str {
+    match rc {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        r if u16::from(r) == 16 => "BADVERS",
+        _ => "OTHER",
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub queries: Family<QueryLabels, Counter>,
+    pub query_duration: Histogram,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub cache_entries: Gauge,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_stale: Counter,
+    pub coalesced: Counter,
+    pub rejected_replies: Counter,
+    pub zones: Gauge,
+    pub records: Gauge,
+    pub vpcs: Gauge,
+    pub endpoints: Gauge,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub generation: Gauge,
+    pub last_reload_success: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            queries: Family::default(),
+            // 25 µs to ~0.8 s: local answers sit in the first buckets,
+            // upstream ones in the later.
+            query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            upstream_requests: Family::default(),
+            cache_entries: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_stale: Counter::default(),
+            coalesced: Counter::default(),
+            rejected_replies: Counter::default(),
+            zones: Gauge::default(),
+            records: Gauge::default(),
+            vpcs: Gauge::default(),
+            endpoints: Gauge::default(),
+            reloads: Family::default(),
+            generation: Gauge::default(),
+            last_reload_success: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
+        registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
+        registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());
+        registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
+        registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());
+        registry.register(CACHE_MISSES, "Questions that had to go upstream", m.cache_misses.clone());
+        registry.register(CACHE_STALE, "Stale answers served because upstreams failed (RFC 8767)", m.cache_stale.clone());
+        registry.register(COALESCED, "Questions that joined an identical one already in flight", m.coalesced.clone());
+        registry.register(REJECTED_REPLIES, "Upstream replies dropped: wrong id or question, or undecodable", m.rejected_replies.clone());
+        registry.register(ZONES, "Zones loaded (zone files)", m.zones.clone());
+        registry.register(RECORDS, "Records loaded, endpoint records included", m.records.clone());
+        registry.register(VPCS, "VPCs loaded", m.vpcs.clone());
+        registry.register(ENDPOINTS, "Endpoints in endpoints.yaml", m.endpoints.clone());
+        registry.register(RELOADS, "Reloads, by result", m.reloads.clone());
+        registry.register(GENERATION, "Generation of the data in force", m.generation.clone());
+        registry.register(LAST_RELOAD_SUCCESS, "Unix time of the last successful load", m.last_reload_success.clone());
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register(BUILD_INFO, "pzdns build information", build);
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records the data now in force.
+    pub fn set_data(&self, s: &crate::snapshot::Snapshot) {
+        self.zones.set(s.stats.zones as i64);
+        self.records.set(s.stats.records as i64);
+        self.vpcs.set(s.stats.vpcs as i64);
+        self.endpoints.set(s.stats.endpoints as i64);
+        self.generation.set(s.generation as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        self.last_reload_success.set(now);
+    }
+}
