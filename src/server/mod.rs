@@ -78,6 +78,28 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// `workers` UDP sockets and one TCP listener on the same port. With port
+/// 0 the first UDP socket picks the port, which some TCP socket may already
+/// hold (an outgoing connection's ephemeral port): then try another.
+fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(SocketAddr, Vec<std::net::UdpSocket>, std::net::TcpListener), ServeError> {
+    let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let first = udp_socket(addr).map_err(|e| bind_err("UDP", addr, e))?;
+        let actual = first.local_addr().map_err(|e| bind_err("UDP", addr, e))?;
+        let mut udp = vec![first];
+        for _ in 1..workers.max(1) {
+            udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
+        }
+        match tcp_listener(actual) {
+            Ok(tcp) => return Ok((actual, udp, tcp)),
+            Err(e) => last = Some(bind_err("TCP", actual, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| bind_err("TCP", addr, std::io::Error::other("no port"))))
+}
+
 /// Binds every listener of `cfg`: `workers` UDP sockets sharing one port
 /// (SO_REUSEPORT lets the kernel spread datagrams over them) and one TCP
 /// listener. Must run inside the tokio runtime.
@@ -87,14 +109,7 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
     for (i, l) in cfg.listen.iter().enumerate() {
         let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
         let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
-        let first = udp_socket(l.address).map_err(|e| bind_err("UDP", l.address, e))?;
-        // With port 0 the first socket picks the port; the others share it.
-        let actual = first.local_addr().map_err(|e| bind_err("UDP", l.address, e))?;
-        let mut udp = vec![first];
-        for _ in 1..workers.max(1) {
-            udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
-        }
-        let tcp = tcp_listener(actual).map_err(|e| bind_err("TCP", actual, e))?;
+        let (actual, udp, tcp) = bind_pair(l.address, workers)?;
         for s in udp {
             let s = tokio::net::UdpSocket::from_std(s).map_err(|e| bind_err("UDP", actual, e))?;
             server.register_socket(s);

@@ -40,10 +40,17 @@ fn scratch_dir(tag: &str) -> PathBuf {
 
 impl TestServer {
     /// Starts pzdns with `config_yaml` (written to a scratch dir; use
-    /// `{ZONES}` for the absolute path of `zones`).
+    /// `{ZONES}` for the absolute path of `zones`) and waits until ready.
     pub fn start(zones: &Path, config_yaml: &str) -> TestServer {
+        let mut s = Self::spawn(zones, config_yaml);
+        s.wait_ready(Duration::from_secs(20));
+        s
+    }
+
+    /// Starts pzdns and returns at once.
+    pub fn spawn(zones: &Path, config_yaml: &str) -> TestServer {
         let dir = scratch_dir("srv");
-        let zones = std::fs::canonicalize(zones).unwrap();
+        let zones = std::fs::canonicalize(zones).unwrap_or_else(|_| zones.to_path_buf());
         let cfg = dir.join("pzdns.yaml");
         std::fs::write(&cfg, config_yaml.replace("{ZONES}", zones.to_str().unwrap())).unwrap();
         let ready = dir.join("ready");
@@ -55,24 +62,29 @@ impl TestServer {
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .expect("spawn pzdns");
-        let mut s = TestServer { child: Some(child), addrs: Vec::new(), admin: None, dir, stderr_path };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        TestServer { child: Some(child), addrs: Vec::new(), admin: None, dir, stderr_path }
+    }
+
+    /// Waits for the ready file (every socket bound) and reads the addresses.
+    pub fn wait_ready(&mut self, limit: Duration) {
+        let ready = self.dir.join("ready");
+        let deadline = Instant::now() + limit;
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready)
                 && text.ends_with('\n')
             {
                 for l in text.lines() {
                     match l.strip_prefix("admin=") {
-                        Some(a) => s.admin = Some(a.parse().unwrap()),
-                        None => s.addrs.push(l.parse().unwrap()),
+                        Some(a) => self.admin = Some(a.parse().unwrap()),
+                        None => self.addrs.push(l.parse().unwrap()),
                     }
                 }
-                return s;
+                return;
             }
-            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("pzdns exited with {status}: {}", s.stderr());
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pzdns exited with {status}: {}", self.stderr());
             }
-            assert!(Instant::now() < deadline, "pzdns did not become ready: {}", s.stderr());
+            assert!(Instant::now() < deadline, "pzdns did not become ready: {}", self.stderr());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -224,4 +236,29 @@ fn question_len(msg: &[u8]) -> usize {
 /// "owner TYPE rdata" lines of a section, for readable assertions.
 pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
     records.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect()
+}
+
+/// A minimal HTTP/1.1 exchange: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut t = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to admin");
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(t, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    t.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in a Prometheus text exposition (0 if absent).
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A free loopback TCP port (for an admin address that must be known
+/// before the server is ready).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

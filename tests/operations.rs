@@ -1,0 +1,300 @@
+//! Operating pzdns (SPEC.md §4): live reload under load, the admin API,
+//! metrics, readiness and the query log, against the real binary.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use support::*;
+
+const VPCS: &str = "vpcs:\n  - { id: vpc-one, cidrs: [127.10.1.0/24] }\n  - { id: vpc-two, cidrs: [127.10.2.0/24] }\n";
+
+/// A zone whose single answer tells which version is in force. An invalid
+/// version carries a stray key *and* its own address, so that serving it by
+/// mistake would show.
+fn zone_yaml(version: u32, valid: bool) -> String {
+    let stray = if valid { "" } else { "colour: red\n" };
+    format!("zone: reload.test\nvpcs: [vpc-one, vpc-two]\n{stray}records:\n  - {{ name: v, type: A, value: 10.0.{version}.1 }}\n")
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    // As editors and git do: write aside, then rename over.
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A git-sync-like layout: base/rev-N/ holds the files, base/zones is a
+/// symlink to the current revision, swapped atomically.
+struct Repo {
+    base: PathBuf,
+    rev: u32,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let base = std::env::temp_dir().join(format!("pzdns-repo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mut r = Repo { base, rev: 0 };
+        r.swap_in(&zone_yaml(1, true));
+        r
+    }
+    fn link(&self) -> PathBuf {
+        self.base.join("zones")
+    }
+    fn current(&self) -> PathBuf {
+        self.base.join(format!("rev-{}", self.rev))
+    }
+    /// A new revision directory, then the symlink swapped over (rename is atomic).
+    fn swap_in(&mut self, zone: &str) {
+        self.rev += 1;
+        let d = self.current();
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("vpcs.yaml"), VPCS).unwrap();
+        std::fs::write(d.join("reload.test.yaml"), zone).unwrap();
+        let tmp = self.base.join("zones.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&d, &tmp).unwrap();
+        std::fs::rename(&tmp, self.link()).unwrap();
+    }
+    /// An in-place edit of the current revision.
+    fn edit(&self, zone: &str) {
+        write_atomically(&self.current().join("reload.test.yaml"), zone);
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// The version a reply carries (the third octet of its one A record).
+fn version_of(m: &Message) -> Option<u32> {
+    match (m.metadata.response_code, m.answers.as_slice()) {
+        (ResponseCode::NoError, [a]) => match &a.data {
+            hickory_proto::rr::RData::A(ip) => Some(ip.0.octets()[2] as u32),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn reload_under_load_never_fails_a_query() {
+    let mut repo = Repo::new();
+    let port = free_tcp_port();
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {}\nadmin:\n  listen: 127.0.0.1:{port}\n",
+        repo.link().display()
+    );
+    let srv = TestServer::start(Path::new("."), &cfg);
+    let dns = srv.addrs[0];
+    let admin = srv.admin.unwrap();
+
+    // Versions that may legitimately be seen, and the newest one seen.
+    let allowed = Arc::new(Mutex::new(HashSet::from([1u32])));
+    let newest = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::<String>::new())));
+    let clients: Vec<_> = ["127.10.1.7", "127.10.2.7"]
+        .into_iter()
+        .map(|src| {
+            let (allowed, newest, stop, sent, failed) = (allowed.clone(), newest.clone(), stop.clone(), sent.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind((src, 0)).unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut buf = [0u8; 1500];
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let q = query("v.reload.test.", RecordType::A, None);
+                    sock.send_to(&q.to_vec().unwrap(), dns).unwrap();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let r = loop {
+                        match sock.recv_from(&mut buf) {
+                            Ok((n, _)) => match Message::from_vec(&buf[..n]) {
+                                Ok(m) if m.metadata.id == q.metadata.id => break Some(m),
+                                _ => continue,
+                            },
+                            Err(_) => break None,
+                        }
+                    };
+                    match r.as_ref().and_then(version_of) {
+                        Some(v) if allowed.lock().unwrap().contains(&v) => {
+                            newest.fetch_max(v as u64, Ordering::Relaxed);
+                        }
+                        Some(v) => failed.lock().unwrap().push(format!("{src}: version {v} was never valid")),
+                        None => failed.lock().unwrap().push(format!("{src}: no answer or a wrong one: {r:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let scrape = || http(admin, "GET", "/metrics").1;
+    let mut visible_after = Vec::new();
+    let mut last_valid = 1u32;
+    for v in 2..=13u32 {
+        let valid = v % 3 != 0; // every third version is invalid
+        if valid {
+            allowed.lock().unwrap().insert(v);
+        }
+        let failures_before = metric(&scrape(), "pzdns_reloads_total{result=\"failure\"}");
+        let t = Instant::now();
+        // Alternate in-place edits and whole-directory swaps.
+        if v % 2 == 0 {
+            repo.edit(&zone_yaml(v, valid))
+        } else {
+            repo.swap_in(&zone_yaml(v, valid))
+        }
+        if valid {
+            while newest.load(Ordering::Relaxed) < v as u64 {
+                assert!(t.elapsed() < Duration::from_secs(2), "version {v} not visible within 2 s: {}", srv.stderr());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            visible_after.push(t.elapsed());
+            last_valid = v;
+        } else {
+            while metric(&scrape(), "pzdns_reloads_total{result=\"failure\"}") <= failures_before {
+                assert!(t.elapsed() < Duration::from_secs(2), "invalid version {v} not rejected within 2 s: {}", srv.stderr());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (code, body) = http(admin, "GET", "/readyz");
+            assert_eq!(code, 200, "still ready: the old data serves");
+            assert!(body.contains("last reload failed") && body.contains("unknown field `colour`"), "{body}");
+            assert_eq!(newest.load(Ordering::Relaxed), last_valid as u64, "the old data keeps serving");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    let sent = sent.load(Ordering::Relaxed);
+    eprintln!("sent {sent} queries; valid versions visible after {visible_after:?}");
+    assert!(failed.is_empty(), "{} failed of {sent}: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(sent > 2000, "a real load: {sent} queries");
+    let m = scrape();
+    assert!(metric(&m, "pzdns_reloads_total{result=\"success\"}") >= 9.0, "{m}");
+    assert_eq!(metric(&m, "pzdns_reloads_total{result=\"failure\"}"), 4.0);
+}
+
+#[test]
+fn metrics_move_with_traffic_and_reloads() {
+    let port = free_tcp_port();
+    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:{port}\n");
+    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), &cfg);
+    let admin: SocketAddr = srv.admin.unwrap();
+    let (code, body) = http(admin, "GET", "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let m0 = http(admin, "GET", "/metrics").1;
+    assert_eq!(metric(&m0, "pzdns_data_generation"), 1.0);
+    assert!(metric(&m0, "pzdns_records") > 100.0);
+    assert_eq!(metric(&m0, "pzdns_build_info{version=\"0.1.0\"}"), 1.0);
+    for _ in 0..5 {
+        udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+    }
+    udp(srv.addrs[0], "127.1.0.5", &query("nope.example.test.", RecordType::A, None));
+    udp(srv.addrs[0], "127.0.0.1", &query("www.example.test.", RecordType::A, None));
+    let m = http(admin, "GET", "/metrics").1;
+    assert_eq!(metric(&m, "pzdns_queries_total{vpc=\"vpc-a\",rcode=\"NOERROR\",source=\"zone\"}"), 5.0, "{m}");
+    assert_eq!(metric(&m, "pzdns_queries_total{vpc=\"vpc-a\",rcode=\"NXDOMAIN\",source=\"zone\"}"), 1.0);
+    assert_eq!(metric(&m, "pzdns_queries_total{vpc=\"unknown\",rcode=\"REFUSED\",source=\"refused\"}"), 1.0);
+    assert_eq!(metric(&m, "pzdns_query_duration_seconds_count"), 7.0);
+    // A reload through the API moves the generation and the success counter.
+    let (code, body) = http(admin, "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "reloaded: generation 2\n");
+    let m = http(admin, "GET", "/metrics").1;
+    assert_eq!(metric(&m, "pzdns_data_generation"), 2.0);
+    assert_eq!(metric(&m, "pzdns_reloads_total{result=\"success\"}"), 2.0, "start + API");
+    // /zones and /explain.
+    let (code, z) = http(admin, "GET", "/zones");
+    assert_eq!(code, 200);
+    let z: serde_json::Value = serde_json::from_str(&z).unwrap();
+    assert_eq!(z["generation"], 2);
+    assert!(
+        z["zones"].as_array().unwrap().iter().any(|x| x["name"] == "example.test." && x["vpcs"] == serde_json::json!(["vpc-a", "vpc-c"])),
+        "{z}"
+    );
+    let (code, e) = http(admin, "GET", "/explain?from=127.1.0.5&name=alias.example.test&type=A");
+    assert_eq!(code, 200);
+    assert!(e.contains("alias.example.test. is a CNAME → follow www.example.test."), "{e}");
+    assert_eq!(http(admin, "GET", "/explain?name=x").0, 400);
+}
+
+#[test]
+fn readyz_is_false_until_the_first_load() {
+    // A data set big enough that loading it takes a moment.
+    let dir = std::env::temp_dir().join(format!("pzdns-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vpcs.yaml"), VPCS).unwrap();
+    let mut z = String::from("zone: big.test\nvpcs: [vpc-one]\nrecords:\n");
+    for i in 0..150_000u32 {
+        z.push_str(&format!("  - {{ name: h{i}, type: A, value: 10.{}.{}.{} }}\n", i >> 16, (i >> 8) & 255, i & 255));
+    }
+    std::fs::write(dir.join("big.test.yaml"), z).unwrap();
+    let port = free_tcp_port();
+    let admin: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: {admin}\n");
+    let mut srv = TestServer::spawn(&dir, &cfg);
+    let t = Instant::now();
+    let mut seen_not_ready = false;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(200)) {
+            drop(s.set_read_timeout(None));
+            let _ = &mut s;
+            let (code, body) = http(admin, "GET", "/readyz");
+            if code == 503 {
+                assert!(body.contains("not ready"), "{body}");
+                seen_not_ready = true;
+            } else {
+                assert_eq!(code, 200, "{body}");
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(seen_not_ready, "/readyz answered 503 while the data was loading");
+    srv.wait_ready(Duration::from_secs(30));
+    let r = udp(srv.addrs[0], "127.10.1.9", &query("h149999.big.test.", RecordType::A, None));
+    assert_eq!(lines(&r.answers), ["h149999.big.test. A 10.2.73.239"]);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn query_log_writes_one_json_line_per_query() {
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: \"off\"\nquery_log: true\nlog_format: json\n";
+    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
+    udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+    let t = Instant::now();
+    let line = loop {
+        if let Some(l) = srv.stderr().lines().find(|l| l.contains("\"target\":\"pzdns::query\"")) {
+            break l.to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "no query log line: {}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let f = &v["fields"];
+    assert_eq!(f["vpc"], "vpc-a", "{line}");
+    assert_eq!(f["name"], "www.example.test.");
+    assert_eq!(f["qtype"], "A");
+    assert_eq!(f["rcode"], "NOERROR");
+    assert_eq!(f["source"], "zone");
+    assert!(f["client"].as_str().unwrap().starts_with("127.1.0.5:"));
+    assert!(f["us"].as_u64().is_some());
+    assert!(v["timestamp"].is_string());
+}
