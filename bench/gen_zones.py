@@ -18,12 +18,14 @@ def main():
     ap.add_argument("--zones", type=int, default=10)
     ap.add_argument("--vpcs", type=int, default=10)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--net", type=int, default=10, help="first octet of the VPC CIDRs (127 for loopback clients)")
+    ap.add_argument("--queries", type=int, default=0, help="also write queries.txt with this many dnsperf lines")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "vpcs.yaml"), "w") as f:
         f.write("vpcs:\n")
         for v in range(a.vpcs):
-            f.write(f"  - id: vpc-{v}\n    cidrs: [10.{v // 256}.{v % 256}.0/24]\n")
+            f.write(f"  - id: vpc-{v}\n    cidrs: [{a.net}.{v // 256}.{v % 256}.0/24]\n")
     per_zone = a.records // a.zones
     for z in range(a.zones):
         with open(os.path.join(a.out, f"zone-{z}.bench.internal.yaml"), "w") as f:
@@ -42,6 +44,16 @@ def main():
                     f.writelines(lines)
                     lines = []
             f.writelines(lines)
+    if a.queries:
+        import random
+        rnd = random.Random(1)
+        with open(os.path.join(a.out, "queries.txt"), "w") as f:
+            for _ in range(a.queries):
+                z = rnd.randrange(a.zones)
+                i = rnd.randrange(per_zone)
+                while i % 1000 in (1, 2, 3):
+                    i = rnd.randrange(per_zone)
+                f.write(f"h{i}.zone-{z}.bench.internal A\n")
 
 
 if __name__ == "__main__":

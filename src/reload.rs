@@ -63,7 +63,11 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     match built {
         Ok(snap) => {
             let snap = Arc::new(snap);
-            shared.snapshot.store(snap.clone());
+            let old = shared.snapshot.swap(snap.clone());
+            // Freeing a large snapshot takes milliseconds: not on a worker
+            // thread that answers queries. (Queries still holding it keep it
+            // alive until they finish; the last one frees it.)
+            tokio::task::spawn_blocking(move || drop(old));
             shared.metrics.set_data(&snap);
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
             let commit = git_commit(&shared.config.zones_dir);
