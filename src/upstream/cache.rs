@@ -46,7 +46,19 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>, additionals: Vec<Record>, stale_for: Duration) -> Self {
+    pub fn new(
+        rcode: ResponseCode,
+        mut answers: Vec<Record>,
+        mut authorities: Vec<Record>,
+        mut additionals: Vec<Record>,
+        stale_for: Duration,
+    ) -> Self {
+        // RFC 2181 §8: a TTL with the top bit set is read as zero.
+        for r in answers.iter_mut().chain(authorities.iter_mut()).chain(additionals.iter_mut()) {
+            if r.ttl > i32::MAX as u32 {
+                r.ttl = 0;
+            }
+        }
         let ttl = cache_ttl(rcode, &answers, &authorities);
         Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for }
     }
@@ -63,12 +75,22 @@ impl Entry {
     /// to [`STALE_TTL`] when served stale.
     pub fn aged(&self, now: Instant, section: &[Record]) -> Vec<Record> {
         let age = self.age(now);
-        let stale = age >= self.ttl;
+        // A TTL-0 answer is served once, just fetched; it is never stale.
+        let stale = self.ttl > 0 && age >= self.ttl;
         section
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                r.ttl = if stale { STALE_TTL } else { r.ttl.min(MAX_CACHE_TTL).saturating_sub(age).max(1) };
+                let t = r.ttl.min(MAX_CACHE_TTL);
+                // A TTL-0 record stays 0 (use once, never cache); others count
+                // down but never reach 0 while the entry is fresh.
+                r.ttl = if stale {
+                    STALE_TTL
+                } else if t == 0 {
+                    0
+                } else {
+                    t.saturating_sub(age).max(1)
+                };
                 r
             })
             .collect()
@@ -159,6 +181,14 @@ mod tests {
         assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], &[]), 0, "no SOA, no negative caching");
         assert_eq!(cache_ttl(ResponseCode::ServFail, &[a(60)], &[]), 0);
         assert_eq!(cache_ttl(ResponseCode::NoError, &[a(10_000_000)], &[]), MAX_CACHE_TTL);
+    }
+
+    #[test]
+    fn ttl_with_top_bit_set_is_zero() {
+        let e = Entry::new(ResponseCode::NoError, vec![a(0x8000_0001)], vec![], vec![], Duration::ZERO);
+        assert_eq!(e.answers[0].ttl, 0);
+        assert_eq!(e.ttl, 0, "not cached");
+        assert_eq!(e.aged(e.stored, &e.answers)[0].ttl, 0);
     }
 
     #[test]
