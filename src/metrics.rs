@@ -42,6 +42,10 @@ pub const RELOADS: &str = "pzdns_reloads";
 pub const GENERATION: &str = "pzdns_data_generation";
 /// `pzdns_last_reload_success_timestamp_seconds`.
 pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_seconds";
+/// `pzdns_tcp_connections`: TCP connections open now.
+pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
+/// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
+pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
 /// `pzdns_build_info{version}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
 
@@ -110,6 +114,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub generation: Gauge,
     pub last_reload_success: Gauge,
+    pub tcp_connections: Gauge,
+    pub tcp_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -140,6 +146,8 @@ impl Metrics {
             reloads: Family::default(),
             generation: Gauge::default(),
             last_reload_success: Gauge::default(),
+            tcp_connections: Gauge::default(),
+            tcp_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
@@ -158,6 +166,8 @@ impl Metrics {
         registry.register(RELOADS, "Reloads, by result", m.reloads.clone());
         registry.register(GENERATION, "Generation of the data in force", m.generation.clone());
         registry.register(LAST_RELOAD_SUCCESS, "Unix time of the last successful load", m.last_reload_success.clone());
+        registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
+        registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register(BUILD_INFO, "pzdns build information", build);

@@ -96,3 +96,14 @@ fn explain_from_a_vpc_and_from_outside() {
     assert!(out.contains("A\t192.168.2.77") || out.contains("IN A 192.168.2.77"), "{out}");
     assert!(!out.contains("192.168.4.12"), "a Disconnected zone's IP must not be published: {out}");
 }
+
+/// Every configuration shipped in deploy/ loads and checks clean, so the
+/// examples cannot rot.
+#[test]
+fn shipped_configs_are_valid() {
+    for cfg in ["deploy/docker/pzdns.yaml", "deploy/kubernetes/pzdns.yaml"] {
+        let (code, out, err) = pzdns(&["check", "--config", cfg, "--zones", "zones"]);
+        assert_eq!(code, 0, "{cfg}: {out}{err}");
+        assert!(out.starts_with("ok: "), "{cfg}: {out}");
+    }
+}

@@ -29,6 +29,11 @@ pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCAL
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 /// Default RFC 8767 stale window.
 pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
+/// Default bound on TCP connections at once (BIND's tcp-clients is 150;
+/// a resolver for a whole VPC needs more).
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// Default TCP idle timeout (RFC 7766 §6.2.3: seconds, not minutes).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The configuration file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 
@@ -88,6 +93,11 @@ pub struct ServerConfig {
     pub serve_stale: Duration,
     /// `None` turns the admin HTTP server off.
     pub admin_listen: Option<SocketAddr>,
+    /// TCP connections served at once; more are closed at once.
+    pub tcp_max_connections: usize,
+    /// A TCP connection idle this long, or that starts a message and does
+    /// not finish it this long, is closed.
+    pub tcp_idle_timeout: Duration,
     pub log_format: LogFormat,
     pub query_log: bool,
 }
@@ -106,6 +116,8 @@ impl ServerConfig {
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
             serve_stale: DEFAULT_SERVE_STALE,
             admin_listen: Some(DEFAULT_ADMIN),
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             log_format: LogFormat::Text,
             query_log: false,
         }
@@ -226,6 +238,21 @@ impl ServerConfig {
                     None => diags.push(path, pos(&l), format!("admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`", l.value)),
                 },
                 None => {}
+            }
+        }
+        if let Some(t) = f.tcp {
+            if let Some(m) = t.max_connections {
+                if m.value == 0 || m.value > 1_000_000 {
+                    diags.push(path, pos(&m), "tcp.max_connections must be from 1 to 1000000");
+                } else {
+                    cfg.tcp_max_connections = m.value as usize;
+                }
+            }
+            if let Some(i) = t.idle_timeout {
+                match parse_duration(&i.value.0) {
+                    Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_idle_timeout = d,
+                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value.0)),
+                }
             }
         }
         if let Some(l) = f.log_format {

@@ -21,6 +21,7 @@ pub struct ServerFile {
     pub unknown_clients: Option<Spanned<String>>,
     pub cache: Option<CacheEntry>,
     pub admin: Option<AdminEntry>,
+    pub tcp: Option<TcpEntry>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
 }
@@ -45,6 +46,13 @@ pub struct ForwardZoneEntry {
 pub struct CacheEntry {
     pub max_entries: Option<Spanned<u64>>,
     pub serve_stale: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpEntry {
+    pub max_connections: Option<Spanned<u64>>,
+    pub idle_timeout: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

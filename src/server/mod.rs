@@ -6,6 +6,7 @@
 //! single query is answered (exit 2).
 
 pub mod handler;
+pub mod tcp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,11 +23,6 @@ use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD, Shared};
 
-/// A TCP connection idle this long is closed (RFC 7766 §6.2.3: seconds,
-/// not minutes, for a busy server).
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses buffered per TCP connection before back-pressure.
-pub const TCP_RESPONSE_BUFFER: usize = 64;
 /// How long SIGTERM waits for queries in flight before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Receive buffer asked for each UDP socket: bursts queue here instead of
@@ -48,6 +44,8 @@ pub enum ServeError {
 /// The servers of all listeners, bound and ready.
 pub struct Bound {
     servers: Vec<Server<DnsHandler>>,
+    /// TCP listeners with their listener's handler, served by [`tcp::serve`].
+    tcp: Vec<(tokio::net::TcpListener, DnsHandler)>,
     /// The address each listener actually got (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
     pub shared: Arc<Shared>,
@@ -105,6 +103,7 @@ fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(SocketAddr, Vec<std::n
 /// listener. Must run inside the tokio runtime.
 pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<Bound, ServeError> {
     let mut servers = Vec::new();
+    let mut tcp_listeners = Vec::new();
     let mut addrs = Vec::new();
     for (i, l) in cfg.listen.iter().enumerate() {
         let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
@@ -115,7 +114,7 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
             server.register_socket(s);
         }
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", actual, e))?;
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        tcp_listeners.push((tcp, DnsHandler { listener: i, shared: shared.clone() }));
         match &l.vpc {
             Some(v) => {
                 info!(address = %actual, udp_sockets = workers, vpc = %v.value, "listening on UDP and TCP (inbound endpoint)")
@@ -125,7 +124,7 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
         servers.push(server);
         addrs.push(actual);
     }
-    Ok(Bound { servers, addrs, shared })
+    Ok(Bound { servers, tcp: tcp_listeners, addrs, shared })
 }
 
 /// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
@@ -163,6 +162,12 @@ pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf
         }
         std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
     }
+    let (stop_tcp, tcp_stopped) = tokio::sync::watch::channel(false);
+    let limits = tcp::TcpLimits { max_connections: cfg.tcp_max_connections, idle_timeout: cfg.tcp_idle_timeout };
+    let mut tcp_tasks = tokio::task::JoinSet::new();
+    for (l, h) in bound.tcp.drain(..) {
+        tcp_tasks.spawn(tcp::serve(l, h, limits, tcp_stopped.clone(), SHUTDOWN_GRACE));
+    }
     crate::reload::spawn_watcher(shared.clone());
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
@@ -173,6 +178,7 @@ pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf
         }
     }
     info!("shutting down: no new queries, finishing those in flight");
+    let _ = stop_tcp.send(true);
     for s in &mut bound.servers {
         match tokio::time::timeout(SHUTDOWN_GRACE, s.shutdown_gracefully()).await {
             Ok(Ok(())) => {}
@@ -180,6 +186,7 @@ pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf
             Err(_) => warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway"),
         }
     }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tcp_tasks.join_next().await.is_some() {} }).await;
     let _ = stop_admin.send(true);
     info!("stopped");
     Ok(())

@@ -1,0 +1,90 @@
+# syntax=docker/dockerfile:1
+#
+# pzdns container image.
+#
+#   docker build -t pzdns .
+#   docker run -d --name pzdns -p 53:53/udp -p 53:53/tcp -p 127.0.0.1:9153:9153 \
+#       -v /srv/zones:/etc/pzdns/zones:ro pzdns
+#
+# Needs BuildKit (the default builder since Docker 23) for the RUN --mount lines.
+# deploy/README.md has the run options (capabilities, config, reload).
+
+############################################################################
+# Build: the same command as on a developer's machine.
+############################################################################
+FROM rust:1-bookworm AS build
+
+WORKDIR /src
+# Only what `cargo build` reads, so edits to zones/, tests/ or docs do not
+# invalidate this stage. (Add build.rs here if the crate ever grows one.)
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+
+# The registry and target/ are cache mounts, so a rebuild recompiles only what
+# changed; the binary is copied out of the cache mount in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked \
+ && install -D -m 0755 target/release/pzdns /out/pzdns \
+ && /out/pzdns --version
+
+############################################################################
+# Runtime: Debian slim (glibc, bash for the HEALTHCHECK), non-root.
+############################################################################
+FROM debian:bookworm-slim
+
+# A fixed numeric UID/GID: Kubernetes' runAsNonRoot can only verify a numeric USER.
+ARG PZDNS_UID=10053
+ARG PZDNS_GID=10053
+
+# Install the binary and give it the file capability cap_net_bind_service, so
+# the non-root user can bind port 53 wherever the container's capability
+# bounding set still holds NET_BIND_SERVICE (Docker's default set does; with
+# --cap-drop ALL add it back, see deploy/README.md). setcap runs in this stage,
+# in the same layer that creates the file, because COPY --from does not carry
+# the security.capability xattr on every builder; libcap2-bin is purged again
+# in the same layer, so the image does not keep it.
+# hadolint ignore=DL3008
+RUN --mount=type=bind,from=build,source=/out/pzdns,target=/tmp/pzdns \
+    set -eux; \
+    groupadd --gid "${PZDNS_GID}" pzdns; \
+    useradd --uid "${PZDNS_UID}" --gid pzdns --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin pzdns; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libcap2-bin; \
+    install -m 0755 /tmp/pzdns /usr/local/bin/pzdns; \
+    setcap cap_net_bind_service=+ep /usr/local/bin/pzdns; \
+    setcap -v cap_net_bind_service=+ep /usr/local/bin/pzdns; \
+    apt-get purge -y --auto-remove libcap2-bin; \
+    rm -rf /var/lib/apt/lists/*; \
+    /usr/local/bin/pzdns --version
+# (DL3008 ignored above: libcap2-bin lives only inside that one RUN and is purged
+# before the layer is written; pinning its Debian revision would only break the
+# build when a bookworm point release replaces it.)
+
+COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/pzdns-healthcheck
+COPY --chmod=0644 deploy/docker/pzdns.yaml /etc/pzdns/pzdns.yaml
+# The example zones as the default data; mount the real zones directory over it.
+COPY zones/ /etc/pzdns/zones/
+RUN pzdns check --config /etc/pzdns/pzdns.yaml
+
+# Real zones go here (a bind mount, a named volume, or a git-sync'ed directory).
+# pzdns watches it and reloads by itself when files change.
+VOLUME ["/etc/pzdns/zones"]
+
+# DNS over UDP and TCP, and the admin HTTP port (/healthz /readyz /metrics /zones /reload).
+EXPOSE 53/udp 53/tcp 9153/tcp
+
+# /healthz answers 200 as soon as the process is up (liveness, not readiness).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/pzdns-healthcheck", "/healthz", "127.0.0.1", "9153"]
+
+USER ${PZDNS_UID}:${PZDNS_GID}
+# Without --config pzdns reads ./pzdns.yaml, so `docker run pzdns serve --listen ...`
+# still picks up the image's file from here.
+WORKDIR /etc/pzdns
+# pzdns handles SIGTERM itself (stops listening, drains in-flight queries for up
+# to 5 s), so it can run as PID 1 without an init; `docker stop` waits 10 s.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/pzdns"]
+CMD ["serve", "--config", "/etc/pzdns/pzdns.yaml"]

@@ -1,0 +1,200 @@
+//! DNS over TCP (RFC 7766), served here rather than by hickory-server's
+//! TCP loop, which has no bound on connections and answers the queries of
+//! one connection one after another (a slow upstream answer holds up every
+//! query behind it). hickory-proto still decodes and encodes; the request
+//! handler is the same as for UDP.
+//!
+//! - at most `max_connections` at once; one more is closed at once;
+//! - a connection idle for `idle_timeout` is closed, and so is one that
+//!   starts a message and does not finish it within the same time
+//!   (slowloris);
+//! - up to [`MAX_IN_FLIGHT_PER_CONNECTION`] queries of one connection are
+//!   answered concurrently, each as soon as it is ready (RFC 7766 §6.2.1.1
+//!   allows answers out of order; the message IDs pair them).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use super::DnsHandler;
+
+/// Queries of one connection answered at once; more wait (back-pressure).
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
+
+/// Limits for TCP (SPEC.md §5).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Sends a response back through the connection's writer task.
+#[derive(Clone)]
+struct TcpResponder {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let info = {
+            let mut enc = BinEncoder::new(&mut bytes);
+            enc.set_max_size(u16::MAX);
+            response.destructive_emit(&mut enc)?
+        };
+        self.tx.send(bytes).await.map_err(|_| NetError::from("TCP connection closed"))?;
+        Ok(info)
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, then
+/// waits (at most `grace`) for the connections' queries in flight.
+pub async fn serve(listener: TcpListener, handler: DnsHandler, limits: TcpLimits, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, src) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "TCP accept failed");
+                    // EMFILE and the like: back off rather than spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            handler.shared.metrics.tcp_refused.inc();
+            debug!(%src, "TCP connection limit reached: closing");
+            drop(stream);
+            continue;
+        };
+        let (handler, stop) = (handler.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let m = handler.shared.metrics.clone();
+            m.tcp_connections.inc();
+            connection(stream, src, handler, limits.idle_timeout, stop).await;
+            m.tcp_connections.dec();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+async fn connection(stream: TcpStream, src: SocketAddr, handler: DnsHandler, idle: Duration, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let mut framed = Vec::with_capacity(msg.len() + 2);
+            framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&msg);
+            if wr.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut queries = JoinSet::new();
+    loop {
+        // Idle: waiting for the next message to start.
+        let len = tokio::select! {
+            r = tokio::time::timeout(idle, rd.read_u16()) => match r {
+                Ok(Ok(n)) => n as usize,
+                _ => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        // Started: the whole message must follow within the same time.
+        let mut buf = vec![0u8; len];
+        match tokio::time::timeout(idle, rd.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        if len < 12 {
+            // Not even a header: nothing to answer to (as over UDP).
+            continue;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        while queries.try_join_next().is_some() {}
+        let responder = TcpResponder { tx: tx.clone() };
+        match Request::from_bytes(buf.clone(), src, Protocol::Tcp) {
+            Ok(req) => {
+                let h = handler.clone();
+                queries.spawn(async move {
+                    h.handle_request::<TcpResponder, TokioTime>(&req, responder).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                debug!(%src, error = %e, "undecodable TCP message: FORMERR");
+                let _ = tx.send(formerr(&buf)).await;
+            }
+        }
+    }
+    // Let the queries already read finish, then close.
+    while queries.join_next().await.is_some() {}
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// A bare FORMERR for a message whose header could be read.
+fn formerr(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    let header = Header::read(&mut BinDecoder::new(msg)).ok();
+    let meta = header.map(|h| {
+        let mut m = Metadata::response_from_request(&h.metadata);
+        m.response_code = ResponseCode::FormErr;
+        m
+    });
+    if let Some(metadata) = meta {
+        let h = Header { metadata, counts: HeaderCounts::default() };
+        let mut enc = BinEncoder::new(&mut out);
+        let _ = h.emit(&mut enc);
+    }
+    out
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
