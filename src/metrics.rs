@@ -46,6 +46,9 @@ pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_secon
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
 pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
+/// `pzdns_data_commit_info{commit}`: 1 for the git commit of the zones
+/// directory in force (absent when it is not a git checkout).
+pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
 /// `pzdns_build_info{version}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
 
@@ -75,6 +78,11 @@ pub struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitLabels {
+    pub commit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +124,7 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
+    pub data_commit: Family<CommitLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -148,6 +157,7 @@ impl Metrics {
             last_reload_success: Gauge::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
+            data_commit: Family::default(),
             registry: Registry::default(),
         };
         registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
@@ -168,6 +178,7 @@ impl Metrics {
         registry.register(LAST_RELOAD_SUCCESS, "Unix time of the last successful load", m.last_reload_success.clone());
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
+        registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register(BUILD_INFO, "pzdns build information", build);
@@ -180,6 +191,14 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Records the git commit in force (one series at a time).
+    pub fn set_commit(&self, commit: Option<&str>) {
+        self.data_commit.clear();
+        if let Some(c) = commit {
+            self.data_commit.get_or_create(&CommitLabels { commit: c.to_string() }).set(1);
+        }
     }
 
     /// Records the data now in force.

@@ -71,6 +71,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             shared.metrics.set_data(&snap);
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
             let commit = git_commit(&shared.config.zones_dir);
+            shared.metrics.set_commit(commit.as_deref());
             {
                 let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
                 st.generation = next_gen;

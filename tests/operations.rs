@@ -200,6 +200,10 @@ fn metrics_move_with_traffic_and_reloads() {
     assert_eq!(metric(&m0, "pzdns_data_generation"), 1.0);
     assert!(metric(&m0, "pzdns_records") > 100.0);
     assert_eq!(metric(&m0, "pzdns_build_info{version=\"0.1.0\"}"), 1.0);
+    // The fixture lives in this git checkout: its commit is exported.
+    if std::path::Path::new(".git").exists() {
+        assert!(m0.contains("pzdns_data_commit_info{commit=\""), "{m0}");
+    }
     for _ in 0..5 {
         udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
     }
