@@ -107,3 +107,13 @@ fn shipped_configs_are_valid() {
         assert!(out.starts_with("ok: "), "{cfg}: {out}");
     }
 }
+
+/// Regression (found by fuzz/zone_yaml): a zone that fails to build while
+/// holding another CNAME made the loop check index a missing zone and panic.
+#[test]
+fn failed_zone_with_cnames_is_reported_not_a_crash() {
+    let (code, out, err) = pzdns(&["check", "--zones", "tests/fixtures/regressions/cname-in-failed-zone"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("only.test.yaml:8:40: alias.only.test. has more than one CNAME"), "{out}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -16,7 +16,15 @@ use super::yaml;
 /// Reads and parses `path` with `origin` as the default `$ORIGIN`.
 pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
     let text = yaml::read_file(path, diags)?;
-    match Parser::new(text.as_str(), Some(path.to_path_buf()), Some(origin.clone())).parse() {
+    parse_text(path, &text, origin, diags)
+}
+
+/// Parses master-file text; `path` anchors relative `$INCLUDE`s.
+pub fn parse_text(path: &Path, text: &str, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
+    if !check_includes(path, text, diags) {
+        return None;
+    }
+    match Parser::new(text, Some(path.to_path_buf()), Some(origin.clone())).parse() {
         Ok((_, sets)) => {
             let mut out = Vec::with_capacity(sets.len());
             for set in sets.values() {
@@ -25,7 +33,7 @@ pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<R
             Some(out)
         }
         Err(e) => {
-            let line = locate_error_line(&text, path, origin);
+            let line = locate_error_line(text, path, origin);
             let mut msg = format!("master file: {e}");
             if msg.contains("ttl not specified") {
                 msg.push_str(" (add a `$TTL 60` line at the top, or a TTL on each record)");
@@ -34,6 +42,30 @@ pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<R
             None
         }
     }
+}
+
+/// `$INCLUDE` may name only regular files under the size limit: a device,
+/// a FIFO or a huge file would hang or exhaust a reload.
+fn check_includes(path: &Path, text: &str, diags: &mut Diagnostics) -> bool {
+    let mut ok = true;
+    for (i, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("$INCLUDE")) {
+            continue;
+        }
+        let Some(target) = words.next() else { continue };
+        let full = path.parent().unwrap_or(Path::new(".")).join(target.trim_matches('"'));
+        let good = std::fs::metadata(&full).is_ok_and(|m| m.is_file() && m.len() <= yaml::MAX_FILE_BYTES);
+        if !good {
+            diags.push(
+                path,
+                Pos::new(i as u32 + 1, 1),
+                format!("$INCLUDE {}: not a regular file of at most {} MiB", full.display(), yaml::MAX_FILE_BYTES >> 20),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// The first line at which a prefix of the file stops parsing; 0 if unknown.
@@ -62,6 +94,15 @@ fn locate_error_line(text: &str, path: &Path, origin: &Name) -> u32 {
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn include_of_a_device_is_refused() {
+        let mut d = Diagnostics::new();
+        let text = "$TTL 60\n$INCLUDE /dev/zero\n";
+        assert!(parse_text(Path::new("/tmp/x.zone"), text, &Name::from_str("example.com.").unwrap(), &mut d).is_none());
+        assert!(d.items()[0].message.contains("not a regular file"), "{d}");
+        assert_eq!(d.items()[0].pos.line, 2);
+    }
 
     #[test]
     fn finds_the_bad_line() {

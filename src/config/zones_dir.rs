@@ -327,7 +327,13 @@ fn zones_dir_of(path: &Path) -> PathBuf {
 /// Reads one zone file. Returns `None` only when nothing useful could be read.
 fn load_zone_file(path: &Path, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
     let text = yaml::read_file(path, diags)?;
-    let file = yaml::parse::<ZoneFile>(path, &text, diags)?;
+    load_zone_text(path, &text, known, diags)
+}
+
+/// Parses and checks one zone file's text (`path` names it in messages
+/// and anchors a relative `master_file`). Never panics, whatever the text.
+pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
+    let file = yaml::parse::<ZoneFile>(path, text, diags)?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
             diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");

@@ -264,3 +264,51 @@ fn send(request: &Request, r: Result<ResponseInfo, hickory_server::net::NetError
         }
     }
 }
+
+/// Collects the encoded response (for [`answer_raw`]).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: hickory_server::zone_handler::MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let info = {
+            let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+            enc.set_max_size(u16::MAX);
+            response.destructive_emit(&mut enc)?
+        };
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        Ok(info)
+    }
+}
+
+/// The whole request path for one message, as the TCP server runs it:
+/// bytes in, response bytes out (`None` where nothing is sent back: under
+/// 12 bytes, or a response rather than a query). For fuzzing and tests.
+pub async fn answer_raw(shared: &Arc<Shared>, listener: usize, bytes: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    if bytes.len() < 12 {
+        return None;
+    }
+    let req = match Request::from_bytes(bytes.to_vec(), src, hickory_server::net::xfer::Protocol::Tcp) {
+        Ok(r) => r,
+        Err(_) => return Some(super::tcp::formerr(bytes)),
+    };
+    if req.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let h = DnsHandler { listener, shared: shared.clone() };
+    let cap = Capture::default();
+    h.handle_request::<Capture, hickory_server::net::runtime::TokioTime>(&req, cap.clone()).await;
+    cap.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+}

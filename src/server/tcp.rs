@@ -171,7 +171,7 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DnsHandler, idl
 }
 
 /// A bare FORMERR for a message whose header could be read.
-fn formerr(msg: &[u8]) -> Vec<u8> {
+pub(crate) fn formerr(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12);
     let header = Header::read(&mut BinDecoder::new(msg)).ok();
     let meta = header.map(|h| {

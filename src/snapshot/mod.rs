@@ -213,9 +213,12 @@ impl Snapshot {
             if clash {
                 continue;
             }
-            let Some(z) = build_zone(def, vpcs, serial, &mut azs, &mut cnames, zi, &mut diags) else {
+            // CNAMEs are queued for the loop check only if their zone builds.
+            let mut zone_cnames = Vec::new();
+            let Some(z) = build_zone(def, vpcs, serial, &mut azs, &mut zone_cnames, zi, &mut diags) else {
                 continue;
             };
+            cnames.append(&mut zone_cnames);
             snap.max_zone_labels = snap.max_zone_labels.max(z.labels);
             match z.kind {
                 ZoneOrigin::File => snap.stats.zones += 1,

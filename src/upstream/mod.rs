@@ -260,6 +260,12 @@ fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Mess
     m
 }
 
+/// Decodes an upstream reply and accepts it only if it answers our query
+/// (a response, same id, same question); `None` for anything else.
+pub fn accept_reply(bytes: &[u8], id: u16, name: &Name, qtype: RecordType) -> Option<Message> {
+    Message::from_vec(bytes).ok().filter(|m| matches(m, id, name, qtype))
+}
+
 /// A reply answers our query: a response, same id, same question.
 fn matches(reply: &Message, id: u16, name: &Name, qtype: RecordType) -> bool {
     reply.metadata.message_type == MessageType::Response
@@ -293,9 +299,9 @@ async fn exchange(
             Ok(Err(e)) => return Err(io(e)),
             Ok(Ok(n)) => n,
         };
-        let reply = match Message::from_vec(&buf[..n]) {
-            Ok(m) if matches(&m, id, name, qtype) => m,
-            _ => {
+        let reply = match accept_reply(&buf[..n], id, name, qtype) {
+            Some(m) => m,
+            None => {
                 // Not ours (spoofed, stale or garbage): keep waiting.
                 rejected.inc();
                 continue;
