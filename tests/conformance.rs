@@ -234,6 +234,23 @@ fn rfc6604_cname_chain_rcode() {
     assert!(r.metadata.authoritative);
 }
 
+/// RFC 1035 §4.1.4: a pointer must point to a prior occurrence of a name.
+/// A question that uses one (found by fuzz/request: a pointer into the
+/// header) gets FORMERR without the question, since echoing it verbatim
+/// would make the pointer point into our own response.
+#[test]
+fn rfc1035_compressed_question_is_formerr() {
+    let srv = server();
+    let mut q = raw_query(30, RD, "www.example.test", 1, 1, &[], 0);
+    // Replace the name with a pointer to offset 2 (the header's flags).
+    q.truncate(12);
+    q.extend_from_slice(&[0x01, 0x02, 0xc0, 0x02, 0, 1, 0, 1]);
+    let r = raw(srv.addrs[0], &q);
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    assert_eq!(u16::from_be_bytes([r[4], r[5]]), 0, "no question echoed");
+    Message::from_vec(&r).expect("a well-formed response");
+}
+
 /// RFC 8482 §4.1: ANY is answered with one RRset, not all of them.
 #[test]
 fn rfc8482_any() {

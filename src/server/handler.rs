@@ -145,6 +145,22 @@ async fn answer<R: ResponseHandler>(
         let info = send_error(request, rcode, edns.as_ref(), &mut response_handle).await;
         return (info, Outcome { view: None, source: "error" });
     }
+    // The question is echoed byte for byte; a compression pointer in it
+    // would point into our response, not the query, and corrupt it. No
+    // real client compresses its one question: FORMERR, question left out.
+    if question_has_pointer(request.queries.as_bytes()) {
+        let mut meta = Metadata::response_from_request(meta);
+        meta.response_code = ResponseCode::FormErr;
+        let Ok(none) = hickory_server::zone_handler::Queries::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&[]), 0) else {
+            return (
+                ResponseInfo::from(Header { metadata: meta, counts: HeaderCounts::default() }),
+                Outcome { view: None, source: "error" },
+            );
+        };
+        let response = MessageResponseBuilder::new(&none, edns.as_ref()).build_no_records(meta);
+        let info = send(request, response_handle.send_response(response).await);
+        return (info, Outcome { view: None, source: "error" });
+    }
     let query = &request.queries.queries()[0];
     let qtype = query.query_type();
     let (view, _) = snap.view_for(Some(listener), request.src().ip());
@@ -229,6 +245,22 @@ async fn answer<R: ResponseHandler>(
     );
     let info = send(request, response_handle.send_response(response).await);
     (info, Outcome { view: Some(view), source })
+}
+
+/// Whether the raw question section uses name compression.
+fn question_has_pointer(mut q: &[u8]) -> bool {
+    while let Some(&len) = q.first() {
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        if len == 0 {
+            // End of a name; skip QTYPE and QCLASS, then the next question.
+            q = q.get(5..).unwrap_or(&[]);
+            continue;
+        }
+        q = q.get(1 + len as usize..).unwrap_or(&[]);
+    }
+    false
 }
 
 async fn send_error<R: ResponseHandler>(
