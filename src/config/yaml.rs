@@ -100,6 +100,15 @@ fn tidy_message(e: &serde_saphyr::Error) -> String {
     };
     let msg = msg.trim_start_matches("error: ");
     let mut out = msg.to_string();
+    if out.contains("budget breached") {
+        out = if out.contains("Aliases") || out.contains("Anchors") {
+            "too many YAML aliases (*name): pzdns allows 1000; write the values out".to_string()
+        } else if out.contains("Depth") {
+            "YAML nested deeper than 32 levels".to_string()
+        } else {
+            format!("YAML too large or too complex ({out})")
+        };
+    }
     if out.contains("unknown field") {
         out.push_str(" (remove it or fix its spelling; pzdns ignores nothing)");
     }

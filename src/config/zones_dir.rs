@@ -112,6 +112,10 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     }
     let mut files = Vec::new();
     collect_yaml_files(dir, 0, &mut files, &mut diags);
+    if files.len() >= MAX_FILES {
+        // Over the limit: reading them all is what the limit prevents.
+        return (data, diags);
+    }
     files.sort();
     data.files_read = files.len();
 
