@@ -271,6 +271,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
             tracing::warn!(upstream = %up, "an upstream is one of pzdns's own listen addresses: forwarding would loop");
         }
     }
+    raise_fd_limit(cfg.tcp_max_connections + crate::upstream::DEFAULT_MAX_IN_FLIGHT + 256);
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
@@ -283,5 +284,30 @@ fn serve(a: &ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cannot_start(e),
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every upstream question
+/// in flight and every TCP connection holds a descriptor, and the usual
+/// soft default (1024) is below what the defaults can use. Warns when even
+/// the hard limit is below `wanted`.
+fn raise_fd_limit(wanted: usize) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    if (lim.rlim_cur as usize) < wanted {
+        tracing::warn!(
+            limit = lim.rlim_cur,
+            wanted,
+            "the open-file limit is low: under load, upstream questions and TCP connections will fail (raise LimitNOFILE / ulimit -n)"
+        );
     }
 }

@@ -42,6 +42,10 @@ pub const RELOADS: &str = "pzdns_reloads";
 pub const GENERATION: &str = "pzdns_data_generation";
 /// `pzdns_last_reload_success_timestamp_seconds`.
 pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_seconds";
+/// `pzdns_upstream_in_flight`: questions waiting on an upstream now.
+pub const UPSTREAM_IN_FLIGHT: &str = "pzdns_upstream_in_flight";
+/// `pzdns_upstream_overloaded_total`: questions answered SERVFAIL at once, over the in-flight bound.
+pub const UPSTREAM_OVERLOADED: &str = "pzdns_upstream_overloaded";
 /// `pzdns_tcp_connections`: TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
@@ -125,6 +129,8 @@ pub struct Metrics {
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
     pub data_commit: Family<CommitLabels, Gauge>,
+    pub upstream_in_flight: Gauge,
+    pub upstream_overloaded: Counter,
 }
 
 impl Default for Metrics {
@@ -158,6 +164,8 @@ impl Metrics {
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
             data_commit: Family::default(),
+            upstream_in_flight: Gauge::default(),
+            upstream_overloaded: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
@@ -178,6 +186,8 @@ impl Metrics {
         registry.register(LAST_RELOAD_SUCCESS, "Unix time of the last successful load", m.last_reload_success.clone());
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
+        registry.register(UPSTREAM_IN_FLIGHT, "Questions waiting on an upstream", m.upstream_in_flight.clone());
+        registry.register(UPSTREAM_OVERLOADED, "Questions answered SERVFAIL at once: too many in flight", m.upstream_overloaded.clone());
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);

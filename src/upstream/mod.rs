@@ -42,6 +42,8 @@ pub const DOWN_FOR: Duration = Duration::from_secs(5);
 /// Most upstream questions in flight at once; beyond it, SERVFAIL at once
 /// (a flood degrades answers, never memory).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// Receive buffer per upstream UDP exchange.
+pub const UDP_REPLY_BUFFER: usize = 4096;
 /// EDNS payload size asked of upstreams.
 pub const UPSTREAM_PAYLOAD: u16 = 1232;
 
@@ -180,8 +182,11 @@ impl Forwarder {
             return Err(UpstreamError::NoUpstreams);
         }
         let Ok(_permit) = self.limit.try_acquire() else {
+            self.metrics.upstream_overloaded.inc();
             return Err(UpstreamError::Overloaded);
         };
+        self.metrics.upstream_in_flight.inc();
+        let _in_flight = InFlight(&self.metrics);
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
@@ -235,6 +240,15 @@ impl Forwarder {
         if !m.is_empty() {
             m.remove(&a);
         }
+    }
+}
+
+/// Counts a question as in flight until dropped (on every return path).
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.upstream_in_flight.dec();
     }
 }
 
@@ -292,7 +306,10 @@ async fn exchange(
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(up).await.map_err(io)?;
     sock.send(&bytes).await.map_err(io)?;
-    let mut buf = vec![0u8; 65535];
+    // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
+    // truncated and go to TCP. 4 KiB covers servers that overshoot, and
+    // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
+    let mut buf = vec![0u8; UDP_REPLY_BUFFER];
     loop {
         let n = match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
             Err(_) => return Err(UpstreamError::Timeout(up)),
