@@ -76,10 +76,8 @@ fn answered_within(server: SocketAddr, limit: Duration) -> Option<Duration> {
     let t = Instant::now();
     while t.elapsed() < limit {
         let q = query("www.example.test.", RecordType::A, None).to_vec().unwrap();
-        if let Some(r) = udp_raw_short(server, &q) {
-            if r.len() > 12 {
-                return Some(t.elapsed());
-            }
+        if udp_raw_short(server, &q).is_some_and(|r| r.len() > 12) {
+            return Some(t.elapsed());
         }
     }
     None
