@@ -26,6 +26,11 @@ pub enum Behavior {
     /// before the right one.
     SpoofFirst,
     ServFail,
+    /// Answers only garbage bytes.
+    Garbage,
+    /// Truncates every UDP answer (TC=1), then over TCP sends half a
+    /// message and closes the connection.
+    TruncateThenCut,
 }
 
 pub struct FakeUpstream {
@@ -75,6 +80,7 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
         }
         (s, RecordType::A)
             if s.starts_with("stale.")
+                || s.contains(".stale.")
                 || s.starts_with("slow.")
                 || s.starts_with("spoof.")
                 || s.starts_with("u") && s.ends_with(".flood.example.") =>
@@ -171,6 +177,14 @@ impl FakeUpstream {
                             let _ = other.send_to(&bad3.to_vec().unwrap(), src);
                         }
                     }
+                    Behavior::Garbage => {
+                        let _ = udp.send_to(&[0x13, 0x37, 0xff, 0xff, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3], src);
+                        continue;
+                    }
+                    Behavior::TruncateThenCut => {
+                        r.answers.clear();
+                        r.metadata.truncation = true;
+                    }
                     Behavior::ServFail => {
                         r.metadata.response_code = ResponseCode::ServFail;
                         r.answers.clear();
@@ -207,7 +221,8 @@ impl FakeUpstream {
                     continue;
                 }
                 count.fetch_add(1, Ordering::Relaxed);
-                if *behavior.lock().unwrap() == Behavior::Silent {
+                let b = *behavior.lock().unwrap();
+                if b == Behavior::Silent {
                     continue;
                 }
                 let Ok(q) = Message::from_vec(&buf) else {
@@ -216,6 +231,11 @@ impl FakeUpstream {
                 let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32).to_vec().unwrap();
                 let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
                 framed.extend_from_slice(&bytes);
+                if b == Behavior::TruncateThenCut {
+                    // Half a message, then the connection closes.
+                    let _ = s.write_all(&framed[..framed.len() / 2]);
+                    continue;
+                }
                 let _ = s.write_all(&framed);
             }
         }));
