@@ -127,6 +127,24 @@ async fn answer<R: ResponseHandler>(
     let edns = request.edns.as_ref().map(response_edns);
     let meta = &request.metadata;
 
+    // Every response echoes the question byte for byte; a compression
+    // pointer in it would point into our response, not the query, and
+    // corrupt it. No real client compresses its question: FORMERR, with
+    // the question left out, before any other rule (found by fuzzing).
+    if question_has_pointer(request.queries.as_bytes()) {
+        let mut meta = Metadata::response_from_request(meta);
+        meta.response_code = ResponseCode::FormErr;
+        let Ok(none) = hickory_server::zone_handler::Queries::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&[]), 0) else {
+            return (
+                ResponseInfo::from(Header { metadata: meta, counts: HeaderCounts::default() }),
+                Outcome { view: None, source: "error" },
+            );
+        };
+        let response = MessageResponseBuilder::new(&none, edns.as_ref()).build_no_records(meta);
+        let info = send(request, response_handle.send_response(response).await);
+        return (info, Outcome { view: None, source: "error" });
+    }
+
     // Header rules before anything else: these need no data.
     let early = if meta.message_type != MessageType::Query {
         Some(ResponseCode::FormErr)
@@ -143,22 +161,6 @@ async fn answer<R: ResponseHandler>(
     };
     if let Some(rcode) = early {
         let info = send_error(request, rcode, edns.as_ref(), &mut response_handle).await;
-        return (info, Outcome { view: None, source: "error" });
-    }
-    // The question is echoed byte for byte; a compression pointer in it
-    // would point into our response, not the query, and corrupt it. No
-    // real client compresses its one question: FORMERR, question left out.
-    if question_has_pointer(request.queries.as_bytes()) {
-        let mut meta = Metadata::response_from_request(meta);
-        meta.response_code = ResponseCode::FormErr;
-        let Ok(none) = hickory_server::zone_handler::Queries::read(&mut hickory_proto::serialize::binary::BinDecoder::new(&[]), 0) else {
-            return (
-                ResponseInfo::from(Header { metadata: meta, counts: HeaderCounts::default() }),
-                Outcome { view: None, source: "error" },
-            );
-        };
-        let response = MessageResponseBuilder::new(&none, edns.as_ref()).build_no_records(meta);
-        let info = send(request, response_handle.send_response(response).await);
         return (info, Outcome { view: None, source: "error" });
     }
     let query = &request.queries.queries()[0];
