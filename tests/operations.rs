@@ -302,3 +302,26 @@ fn query_log_writes_one_json_line_per_query() {
     assert!(f["us"].as_u64().is_some());
     assert!(v["timestamp"].is_string());
 }
+
+#[test]
+fn sighup_reloads() {
+    let port = free_tcp_port();
+    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:{port}\n");
+    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), &cfg);
+    let admin = srv.admin.unwrap();
+    let generation = || metric(&http(admin, "GET", "/metrics").1, "pzdns_data_generation");
+    assert_eq!(generation(), 1.0);
+    // No file changed: only the signal can bump the generation.
+    unsafe {
+        libc::kill(srv.pid(), libc::SIGHUP);
+    }
+    let t = Instant::now();
+    while generation() < 2.0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "SIGHUP did not reload: {}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(srv.stderr().contains("trigger=\"sighup\""), "{}", srv.stderr());
+    // Still answering.
+    let r = udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+    assert_eq!(r.answers.len(), 2);
+}
