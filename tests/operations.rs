@@ -91,11 +91,8 @@ fn version_of(m: &Message) -> Option<u32> {
 #[test]
 fn reload_under_load_never_fails_a_query() {
     let mut repo = Repo::new();
-    let port = free_tcp_port();
-    let cfg = format!(
-        "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {}\nadmin:\n  listen: 127.0.0.1:{port}\n",
-        repo.link().display()
-    );
+    let cfg =
+        format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {}\nadmin:\n  listen: 127.0.0.1:0\n", repo.link().display());
     let srv = TestServer::start(Path::new("."), &cfg);
     let dns = srv.addrs[0];
     let admin = srv.admin.unwrap();
@@ -190,9 +187,8 @@ fn reload_under_load_never_fails_a_query() {
 
 #[test]
 fn metrics_move_with_traffic_and_reloads() {
-    let port = free_tcp_port();
-    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:{port}\n");
-    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), &cfg);
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\n";
+    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
     let admin: SocketAddr = srv.admin.unwrap();
     let (code, body) = http(admin, "GET", "/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -305,9 +301,8 @@ fn query_log_writes_one_json_line_per_query() {
 
 #[test]
 fn sighup_reloads() {
-    let port = free_tcp_port();
-    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:{port}\n");
-    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), &cfg);
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\n";
+    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
     let admin = srv.admin.unwrap();
     let generation = || metric(&http(admin, "GET", "/metrics").1, "pzdns_data_generation");
     assert_eq!(generation(), 1.0);

@@ -113,9 +113,16 @@ fn respond(query: &Message, ttl: u32) -> Message {
 
 impl FakeUpstream {
     pub fn start(ip: &str) -> FakeUpstream {
-        let udp = UdpSocket::bind((ip, 0)).unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
+        // UDP picks a free port; TCP may find it taken (an outgoing
+        // connection's ephemeral port): try again with another.
+        let (udp, addr, tcp) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind((ip, 0)).ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = TcpListener::bind(addr).ok()?;
+                Some((udp, addr, tcp))
+            })
+            .expect("a port free on both UDP and TCP");
         udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         tcp.set_nonblocking(true).unwrap();
         let mut f = FakeUpstream {

@@ -1,0 +1,122 @@
+//! Micro-benchmarks of the query path's pieces (issue: performance). They
+//! report; nothing here gates CI. `cargo bench --bench hot_path`.
+//!
+//! - view selection (CIDR → VPC) with 1 and 100 VPCs
+//! - zone selection (longest suffix among a VPC's zones) with 1 and 1,000 zones
+//! - resolve: a local answer, a wildcard, NXDOMAIN, the apex CNAME
+//! - the whole request path, bytes in → bytes out (decode, resolve, encode)
+
+use std::hint::black_box;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use pzdns::config::zones_dir::{RecordDef, VpcDef, ZoneDef, ZoneOrigin, ZonesData};
+use pzdns::config::{Located, Pos, ServerConfig};
+use pzdns::resolve::resolve;
+use pzdns::snapshot::Snapshot;
+use pzdns::snapshot::names::KeyBuf;
+
+/// `vpcs` VPCs on 10.v.0.0/16; `zones` zones z<i>.bench.internal, each with
+/// 10 A records, a wildcard and an apex-CNAME zone, all bound to every VPC.
+fn snapshot(vpcs: usize, zones: usize) -> Snapshot {
+    let vpc_defs: Vec<VpcDef> = (0..vpcs)
+        .map(|v| VpcDef {
+            id: format!("vpc-{v}"),
+            region: None,
+            cidrs: vec![format!("10.{}.{}.0/24", v / 256, v % 256).parse().unwrap()],
+            vswitches: vec![],
+        })
+        .collect();
+    let bound: Vec<Located<String>> =
+        (0..vpcs).map(|v| Located { value: format!("vpc-{v}"), path: "b".into(), pos: Pos::UNKNOWN }).collect();
+    let mut zone_defs = Vec::new();
+    for z in 0..zones {
+        let origin = Name::from_str(&format!("z{z}.bench.internal.")).unwrap();
+        let mut records = Vec::new();
+        for i in 0..10u8 {
+            let n = Name::from_str(&format!("h{i}.z{z}.bench.internal.")).unwrap();
+            records.push(RecordDef { record: Record::from_rdata(n, 60, RData::A(A::new(10, 0, 0, i))), pos: Pos::UNKNOWN, az: None });
+        }
+        let w = Name::from_str(&format!("*.w.z{z}.bench.internal.")).unwrap();
+        records.push(RecordDef { record: Record::from_rdata(w, 60, RData::A(A::new(10, 0, 1, 1))), pos: Pos::UNKNOWN, az: None });
+        zone_defs.push(ZoneDef {
+            origin,
+            kind: ZoneOrigin::File,
+            path: "z".into(),
+            pos: Pos::UNKNOWN,
+            vpcs: bound.clone(),
+            recursive_proxy: false,
+            ttl: 60,
+            records_path: "z".into(),
+            records,
+        });
+    }
+    let ecs = Name::from_str("ecs.cn-hangzhou.aliyuncs.com.").unwrap();
+    let cname = Record::from_rdata(ecs.clone(), 60, RData::CNAME(CNAME(Name::from_str("popunify-vpc.cn-hangzhou.aliyuncs.com.").unwrap())));
+    zone_defs.push(ZoneDef {
+        origin: ecs,
+        kind: ZoneOrigin::File,
+        path: "e".into(),
+        pos: Pos::UNKNOWN,
+        vpcs: bound,
+        recursive_proxy: false,
+        ttl: 60,
+        records_path: "e".into(),
+        records: vec![RecordDef { record: cname, pos: Pos::UNKNOWN, az: None }],
+    });
+    let mut cfg = ServerConfig::defaults();
+    cfg.upstreams = vec![];
+    Snapshot::build(&cfg, ZonesData { vpcs: vpc_defs, zones: zone_defs, ..Default::default() }, 1).unwrap()
+}
+
+fn selection(c: &mut Criterion) {
+    for (vpcs, zones) in [(1, 1), (100, 1), (1, 1000), (100, 1000)] {
+        let s = snapshot(vpcs, zones);
+        let src = format!("10.0.{}.7", (vpcs - 1) % 256).parse().unwrap();
+        c.bench_function(&format!("view_for/{vpcs}vpcs"), |b| b.iter(|| s.view_for(None, black_box(src))));
+        let name = Name::from_str(&format!("h3.z{}.bench.internal.", zones - 1)).unwrap();
+        let vpc = s.vpc_index(&format!("vpc-{}", vpcs - 1)).unwrap();
+        c.bench_function(&format!("find_zone/{vpcs}vpcs/{zones}zones"), |b| {
+            b.iter(|| {
+                let k = KeyBuf::new(black_box(&name));
+                black_box(s.find_zone(vpc, &k).is_some())
+            })
+        });
+    }
+}
+
+fn resolving(c: &mut Criterion) {
+    let s = snapshot(100, 1000);
+    let (view, _) = s.view_for(None, "10.0.5.7".parse().unwrap());
+    for (label, q) in [
+        ("answer", "h3.z500.bench.internal."),
+        ("wildcard", "x.w.z500.bench.internal."),
+        ("nxdomain", "nope.z500.bench.internal."),
+        ("apex_cname", "ecs.cn-hangzhou.aliyuncs.com."),
+    ] {
+        let name = Name::from_str(q).unwrap();
+        c.bench_function(&format!("resolve/{label}"), |b| {
+            b.iter(|| black_box(resolve(&s, view, black_box(&name), RecordType::A, false).answers.len()))
+        });
+    }
+}
+
+fn request_path(c: &mut Criterion) {
+    let mut cfg = ServerConfig::defaults();
+    cfg.upstreams = vec![];
+    let shared = pzdns::server::Shared::new(cfg, snapshot(100, 1000), Arc::new(pzdns::metrics::Metrics::new()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut q = hickory_proto::op::Message::query();
+    q.add_query(hickory_proto::op::Query::query(Name::from_str("h3.z500.bench.internal.").unwrap(), RecordType::A));
+    let bytes = q.to_vec().unwrap();
+    let src = "10.0.5.7:5300".parse().unwrap();
+    c.bench_function("request_path/local_answer", |b| {
+        b.iter(|| rt.block_on(pzdns::server::handler::answer_raw(&shared, 0, black_box(&bytes), src)).map(|r| r.len()))
+    });
+}
+
+criterion_group!(benches, selection, resolving, request_path);
+criterion_main!(benches);
