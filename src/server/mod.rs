@@ -7,13 +7,13 @@
 
 pub mod handler;
 pub mod tcp;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
@@ -43,7 +43,8 @@ pub enum ServeError {
 
 /// The servers of all listeners, bound and ready.
 pub struct Bound {
-    servers: Vec<Server<DnsHandler>>,
+    /// UDP sockets (one per worker per listener), served by [`udp::serve`].
+    udp: Vec<(tokio::net::UdpSocket, DnsHandler)>,
     /// TCP listeners with their listener's handler, served by [`tcp::serve`].
     tcp: Vec<(tokio::net::TcpListener, DnsHandler)>,
     /// The address each listener actually got (port 0 resolved).
@@ -102,16 +103,15 @@ fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(SocketAddr, Vec<std::n
 /// (SO_REUSEPORT lets the kernel spread datagrams over them) and one TCP
 /// listener. Must run inside the tokio runtime.
 pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<Bound, ServeError> {
-    let mut servers = Vec::new();
+    let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     let mut addrs = Vec::new();
     for (i, l) in cfg.listen.iter().enumerate() {
-        let mut server = Server::new(DnsHandler { listener: i, shared: shared.clone() });
         let bind_err = |proto, addr, source| ServeError::Bind { proto, addr, source };
         let (actual, udp, tcp) = bind_pair(l.address, workers)?;
         for s in udp {
             let s = tokio::net::UdpSocket::from_std(s).map_err(|e| bind_err("UDP", actual, e))?;
-            server.register_socket(s);
+            udp_sockets.push((s, DnsHandler { listener: i, shared: shared.clone() }));
         }
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", actual, e))?;
         tcp_listeners.push((tcp, DnsHandler { listener: i, shared: shared.clone() }));
@@ -121,10 +121,9 @@ pub fn bind(cfg: &ServerConfig, shared: Arc<Shared>, workers: usize) -> Result<B
             }
             None => info!(address = %actual, udp_sockets = workers, "listening on UDP and TCP"),
         }
-        servers.push(server);
         addrs.push(actual);
     }
-    Ok(Bound { servers, tcp: tcp_listeners, addrs, shared })
+    Ok(Bound { udp: udp_sockets, tcp: tcp_listeners, addrs, shared })
 }
 
 /// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
@@ -168,6 +167,10 @@ pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf
     for (l, h) in bound.tcp.drain(..) {
         tcp_tasks.spawn(tcp::serve(l, h, limits, tcp_stopped.clone(), SHUTDOWN_GRACE));
     }
+    let mut udp_tasks = tokio::task::JoinSet::new();
+    for (sock, h) in bound.udp.drain(..) {
+        udp_tasks.spawn(udp::serve(sock, h, tcp_stopped.clone()));
+    }
     crate::reload::spawn_watcher(shared.clone());
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
@@ -179,14 +182,18 @@ pub async fn serve(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf
     }
     info!("shutting down: no new queries, finishing those in flight");
     let _ = stop_tcp.send(true);
-    for s in &mut bound.servers {
-        match tokio::time::timeout(SHUTDOWN_GRACE, s.shutdown_gracefully()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "error while draining"),
-            Err(_) => warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway"),
+    while udp_tasks.join_next().await.is_some() {}
+    // UDP queries still waiting on an upstream finish, within the grace time.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tcp_tasks.join_next().await.is_some() {}
+        while shared.metrics.upstream_in_flight.get() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tcp_tasks.join_next().await.is_some() {} }).await;
     let _ = stop_admin.send(true);
     info!("stopped");
     Ok(())

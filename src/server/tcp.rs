@@ -188,7 +188,7 @@ pub(crate) fn formerr(msg: &[u8]) -> Vec<u8> {
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;
