@@ -145,7 +145,7 @@ async fn answer<R: ResponseHandler>(
         return (info, Outcome { view: None, source: "error" });
     }
 
-    // Header rules before anything else: these need no data.
+    // Then the header rules: these need no data.
     let early = if meta.message_type != MessageType::Query {
         Some(ResponseCode::FormErr)
     } else if let Some(req_edns) = &request.edns
