@@ -316,12 +316,7 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let info = {
-            let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
-            enc.set_max_size(u16::MAX);
-            response.destructive_emit(&mut enc)?
-        };
+        let (info, bytes) = super::encode(response, u16::MAX)?;
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         Ok(info)
     }

@@ -77,6 +77,29 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// Encodes a response in at most `max` bytes (the encoder drops records
+/// and sets TC beyond that): the one encoding step of the UDP, TCP and
+/// in-process response handlers.
+pub(crate) fn encode<'a>(
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    >,
+    max: u16,
+) -> Result<(hickory_server::server::ResponseInfo, Vec<u8>), hickory_server::net::NetError> {
+    let mut bytes = Vec::with_capacity(512);
+    let info = {
+        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+        enc.set_max_size(max);
+        response.destructive_emit(&mut enc)?
+    };
+    Ok((info, bytes))
+}
+
 /// `workers` UDP sockets and one TCP listener on the same port. With port
 /// 0 the first UDP socket picks the port, which some TCP socket may already
 /// hold (an outgoing connection's ephemeral port): then try another.

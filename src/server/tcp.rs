@@ -61,12 +61,7 @@ impl ResponseHandler for TcpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let info = {
-            let mut enc = BinEncoder::new(&mut bytes);
-            enc.set_max_size(u16::MAX);
-            response.destructive_emit(&mut enc)?
-        };
+        let (info, bytes) = super::encode(response, u16::MAX)?;
         self.tx.send(bytes).await.map_err(|_| NetError::from("TCP connection closed"))?;
         Ok(info)
     }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -57,12 +56,7 @@ impl ResponseHandler for UdpResponder {
         // the (already capped) payload size; beyond it the encoder drops
         // records and sets TC.
         let limit = response.edns().map_or(512, |e| e.max_payload());
-        let mut bytes = Vec::with_capacity(512);
-        let info = {
-            let mut enc = BinEncoder::new(&mut bytes);
-            enc.set_max_size(limit);
-            response.destructive_emit(&mut enc)?
-        };
+        let (info, bytes) = super::encode(response, limit)?;
         self.socket.send_to(&bytes, self.dst).await?;
         Ok(info)
     }
@@ -73,6 +67,15 @@ impl ResponseHandler for UdpResponder {
 async fn respond(handler: DnsHandler, socket: Arc<UdpSocket>, req: Request) {
     let dst = req.src();
     handler.handle_request::<UdpResponder, TokioTime>(&req, UdpResponder { socket, dst }).await;
+}
+
+/// Whether answering `req` involves an upstream (or the cache in front of
+/// it): a resolve of ~200 ns, done again by the handler.
+fn goes_upstream(handler: &DnsHandler, req: &Request) -> bool {
+    let Some(q) = req.queries.queries().first() else { return false };
+    let snap = handler.shared.snapshot.load();
+    let (view, _) = snap.view_for(Some(handler.listener), req.src().ip());
+    crate::resolve::resolve(&snap, view, &q.name().into(), q.query_type(), false).upstream.is_some()
 }
 
 /// Serves one UDP socket until `shutdown` turns true.
@@ -108,9 +111,17 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
         if req.metadata.message_type != hickory_proto::op::MessageType::Query {
             continue;
         }
+        // A question that goes upstream does socket work before it first
+        // waits: straight to a task, so a flood of them cannot slow the
+        // local answers queued behind it on this socket.
+        if goes_upstream(&handler, &req) {
+            tokio::spawn(respond(handler.clone(), socket.clone(), req));
+            continue;
+        }
         let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(respond(handler.clone(), socket.clone(), req));
-        // Local answers finish on the first poll; whatever would wait
-        // continues on its own task (which polls it again with a real waker).
+        // Local answers finish on the first poll; whatever would still wait
+        // (a full send buffer) continues on its own task, which polls it
+        // again with a real waker.
         if fut.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
             tokio::spawn(fut);
         }
