@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The performance table in one command (SPEC.md §6, docs/PERFORMANCE.md):
+#
+#   bench/run.sh                    # ~10 min on 2 cores; installs the peers it needs
+#   DURATION=15 REPS=3 bench/run.sh # the shared benchmark's own defaults (~30 min)
+#
+# 1. local answers: pzdns (from two VPC source addresses) beside NSD, Knot,
+#    Unbound local-data and BIND, through ../shared/bench/peers.sh;
+# 2. cache hits: pzdns as a forwarder beside Unbound, same script;
+# 3. reload of 100,000 records under 20k qps (bench/reload_under_load.sh);
+# 4. loading 1,000,000 records (time, peak memory);
+# 5. the criterion micro-benchmarks (benches/hot_path.rs).
+# Prints one table of pzdns's ratios against each peer measured in the same
+# invocation. Everything stays on loopback; every process is stopped by PID.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+shared=${SHARED:-$root/../shared}
+peers=$shared/bench/peers.sh
+[ -x "$peers" ] || [ -f "$peers" ] || { echo "needs $peers (the shared benchmark)"; exit 1; }
+out=${OUT:-/tmp/pzdns-bench}
+mkdir -p "$out"
+export DURATION=${DURATION:-5} REPS=${REPS:-1} WARMUP=${WARMUP:-2} LAT_DURATION=${LAT_DURATION:-5}
+export WORK=${WORK:-/tmp/dnsbench} RESULTS_DIR=$out
+
+(cd "$root" && cargo build --release --locked -q)
+echo "== 1/5 local answers beside the peers"
+SERVERS="ceiling nsd knot unbound-local bind candidate" \
+    CANDIDATE_CMD="exec bash $here/candidate.sh" CANDIDATE_NAME=pzdns CANDIDATE_VERSION="pzdns $(git -C "$root" rev-parse --short HEAD)" \
+    CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" bash "$peers" >"$out/local.txt" 2>&1
+echo "== 2/5 cache hits beside Unbound"
+SKIP_INSTALL=1 SERVERS="unbound-fwd candidate" CANDIDATE_UPSTREAM=1 PZDNS_BENCH_MODE=forwarder \
+    CANDIDATE_CMD="exec bash $here/candidate.sh" CANDIDATE_NAME=pzdns-fwd CANDIDATE_VERSION="pzdns $(git -C "$root" rev-parse --short HEAD)" \
+    bash "$peers" >"$out/cache.txt" 2>&1
+echo "== 3/5 reload under load"
+bash "$here/reload_under_load.sh" 100000 20000 >"$out/reload.txt" 2>&1
+echo "== 4/5 1,000,000 records"
+python3 "$here/gen_zones.py" --records 1000000 --zones 10 --out "$out/zones-1m"
+/usr/bin/time -f "wall %e s, peak RSS %M KiB" "$root/target/release/pzdns" check --zones "$out/zones-1m" >"$out/load.txt" 2>&1
+rm -rf "$out/zones-1m"
+echo "== 5/5 micro-benchmarks"
+(cd "$root" && cargo bench --bench hot_path -q -- --warm-up-time 1 --measurement-time 2) >"$out/micro.txt" 2>&1 || true
+
+# Columns of peers.sh's table: 2 label, 5 median QPS, 10 avg latency ms @10k, 15 CPU µs/query saturated, 16 at 10k, 18 bytes.
+python3 - "$out" <<'PY'
+import sys, re
+out = sys.argv[1]
+def rows(path):
+    r = {}
+    for line in open(path):
+        f = [c.strip() for c in line.split('|')]
+        if len(f) > 18 and f[1] and f[1] != 'label' and not f[1].startswith('-') and re.match(r'^[\d.]+$', f[4] or 'x'):
+            r[f[1]] = dict(qps=float(f[4]), lat=f[9], cpu=float(f[14]) if f[14] else None, cpu10k=f[15], bytes=f[17])
+    return r
+local, cache = rows(f"{out}/local.txt"), rows(f"{out}/cache.txt")
+def table(rs, me_prefix):
+    mine = [k for k in rs if k.startswith(me_prefix)]
+    peers = [k for k in rs if not k.startswith(me_prefix) and k != 'ceiling']
+    print(f"| pzdns run | peer | pzdns QPS | peer QPS | QPS ratio | pzdns CPU µs/q | peer CPU µs/q | CPU ratio (target ≤ 1.0) | bytes pzdns/peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for m in mine:
+        for p in peers:
+            a, b = rs[m], rs[p]
+            cr = f"{a['cpu']/b['cpu']:.2f}×" if a['cpu'] and b['cpu'] else "-"
+            print(f"| {m} | {p} | {a['qps']:.0f} | {b['qps']:.0f} | {a['qps']/b['qps']:.2f}× | {a['cpu']} | {b['cpu']} | {cr} | {a['bytes']}/{b['bytes']} |")
+print("## Local answers\n"); table(local, 'pzdns')
+print("\n## Cache hits\n"); table(cache, 'pzdns')
+print("\n## Reload of 100,000 records under 20k qps\n")
+print("```"); print(open(f"{out}/reload.txt").read().strip().splitlines()[-5:] and "\n".join(open(f"{out}/reload.txt").read().strip().splitlines()[-5:])); print("```")
+print("\n## 1,000,000 records\n"); print("```"); print(open(f"{out}/load.txt").read().strip()); print("```")
+print("\n## Micro-benchmarks\n"); print("```")
+lines = open(f"{out}/micro.txt").read().splitlines()
+name = None
+for l in lines:
+    m = re.match(r'^(\S+/\S+)', l)
+    if m: name = m.group(1)
+    t = re.search(r'time:\s+\[([^\]]+)\]', l)
+    if t and name: print(f"{name:40s} {t.group(1)}"); name = None
+print("```")
+PY
