@@ -11,7 +11,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -289,14 +288,5 @@ fn push_rrset<'s>(res: &mut Resolution<'s>, rrset: &'s RRset, owner: Option<&Nam
             res.answers.drain(start..).zip(rrset.azs.iter()).map(|(r, a)| (*a != az, r)).collect();
         tagged.sort_by_key(|(other, _)| *other);
         res.answers.extend(tagged.into_iter().map(|(_, r)| r));
-    }
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Route::ForwardZone(i) => write!(f, "forward zone #{i}"),
-            Route::Default => f.write_str("default upstreams"),
-        }
     }
 }

@@ -113,10 +113,6 @@ fn response_edns(req: &Edns) -> Edns {
     e
 }
 
-fn source_label(s: Source) -> &'static str {
-    s.as_str()
-}
-
 async fn answer<R: ResponseHandler>(
     snap: &Snapshot,
     forwarder: &Forwarder,
@@ -175,7 +171,7 @@ async fn answer<R: ResponseHandler>(
 
     let qname = query.name().into();
     let res = resolve(snap, view, &qname, qtype, false);
-    let mut source = source_label(res.source);
+    let mut source = res.source.as_str();
 
     let mut rmeta = Metadata::response_from_request(meta);
     rmeta.authoritative = res.authoritative;
@@ -299,29 +295,6 @@ fn send(request: &Request, r: Result<ResponseInfo, hickory_server::net::NetError
     }
 }
 
-/// Collects the encoded response (for [`answer_raw`]).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: hickory_server::zone_handler::MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let (info, bytes) = super::encode(response, u16::MAX)?;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
-        Ok(info)
-    }
-}
-
 /// The whole request path for one message, as the TCP server runs it:
 /// bytes in, response bytes out (`None` where nothing is sent back: under
 /// 12 bytes, or a response rather than a query). For fuzzing and tests.
@@ -337,7 +310,7 @@ pub async fn answer_raw(shared: &Arc<Shared>, listener: usize, bytes: &[u8], src
         return None;
     }
     let h = DnsHandler { listener, shared: shared.clone() };
-    let cap = Capture::default();
-    h.handle_request::<Capture, hickory_server::net::runtime::TokioTime>(&req, cap.clone()).await;
-    cap.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    let slot = Arc::new(Mutex::new(None));
+    h.handle_request::<super::Sink, hickory_server::net::runtime::TokioTime>(&req, super::Sink::Capture(slot.clone())).await;
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }

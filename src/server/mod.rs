@@ -77,27 +77,51 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Encodes a response in at most `max` bytes (the encoder drops records
-/// and sets TC beyond that): the one encoding step of the UDP, TCP and
-/// in-process response handlers.
-pub(crate) fn encode<'a>(
-    response: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    >,
-    max: u16,
-) -> Result<(hickory_server::server::ResponseInfo, Vec<u8>), hickory_server::net::NetError> {
-    let mut bytes = Vec::with_capacity(512);
-    let info = {
-        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
-        enc.set_max_size(max);
-        response.destructive_emit(&mut enc)?
-    };
-    Ok((info, bytes))
+/// Where a response goes: pzdns's one `ResponseHandler`, for its UDP and
+/// TCP servers and the in-process path (`handler::answer_raw`).
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// Sent to `dst` over a worker's UDP socket, in at most the client's
+    /// limit (512 bytes without EDNS; the encoder drops records and sets TC).
+    Udp { socket: Arc<tokio::net::UdpSocket>, dst: SocketAddr },
+    /// Handed to a TCP connection's writer task.
+    Tcp(tokio::sync::mpsc::Sender<Vec<u8>>),
+    /// Kept for the caller.
+    Capture(Arc<std::sync::Mutex<Option<Vec<u8>>>>),
+}
+
+#[async_trait::async_trait]
+impl hickory_server::server::ResponseHandler for Sink {
+    async fn send_response<'a>(
+        &mut self,
+        response: hickory_server::zone_handler::MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<hickory_server::server::ResponseInfo, hickory_server::net::NetError> {
+        let max = match self {
+            Sink::Udp { .. } => response.edns().map_or(512, |e| e.max_payload()),
+            _ => u16::MAX,
+        };
+        let mut bytes = Vec::with_capacity(512);
+        let info = {
+            let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+            enc.set_max_size(max);
+            response.destructive_emit(&mut enc)?
+        };
+        match self {
+            Sink::Udp { socket, dst } => {
+                socket.send_to(&bytes, *dst).await?;
+            }
+            Sink::Tcp(tx) => tx.send(bytes).await.map_err(|_| hickory_server::net::NetError::from("TCP connection closed"))?,
+            Sink::Capture(slot) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes),
+        }
+        Ok(info)
+    }
 }
 
 /// `workers` UDP sockets and one TCP listener on the same port. With port

@@ -17,20 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::DnsHandler;
+use super::{DnsHandler, Sink};
 
 /// Queries of one connection answered at once; more wait (back-pressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -40,31 +37,6 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 pub struct TcpLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
-}
-
-/// Sends a response back through the connection's writer task.
-#[derive(Clone)]
-struct TcpResponder {
-    tx: mpsc::Sender<Vec<u8>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for TcpResponder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = super::encode(response, u16::MAX)?;
-        self.tx.send(bytes).await.map_err(|_| NetError::from("TCP connection closed"))?;
-        Ok(info)
-    }
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, then
@@ -144,12 +116,12 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DnsHandler, idl
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
         while queries.try_join_next().is_some() {}
-        let responder = TcpResponder { tx: tx.clone() };
+        let responder = Sink::Tcp(tx.clone());
         match Request::from_bytes(buf.clone(), src, Protocol::Tcp) {
             Ok(req) => {
                 let h = handler.clone();
                 queries.spawn(async move {
-                    h.handle_request::<TcpResponder, TokioTime>(&req, responder).await;
+                    h.handle_request::<Sink, TokioTime>(&req, responder).await;
                     drop(permit);
                 });
             }

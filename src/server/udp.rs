@@ -12,61 +12,27 @@
 //! stalls behind it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use hickory_proto::rr::Record;
-use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::DnsHandler;
+use super::{DnsHandler, Sink};
 
 /// Largest datagram read (EDNS clients rarely send more than a few hundred bytes).
 const RECV_BUFFER: usize = 4096;
-
-/// Sends a response to one client over the shared socket.
-#[derive(Clone)]
-struct UdpResponder {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for UdpResponder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        // RFC 1035 §4.2.1 / RFC 6891: at most 512 bytes without EDNS, else
-        // the (already capped) payload size; beyond it the encoder drops
-        // records and sets TC.
-        let limit = response.edns().map_or(512, |e| e.max_payload());
-        let (info, bytes) = super::encode(response, limit)?;
-        self.socket.send_to(&bytes, self.dst).await?;
-        Ok(info)
-    }
-}
 
 /// One query from decode to sent response; owns everything so it can move
 /// to a task if it has to wait.
 async fn respond(handler: DnsHandler, socket: Arc<UdpSocket>, req: Request) {
     let dst = req.src();
-    handler.handle_request::<UdpResponder, TokioTime>(&req, UdpResponder { socket, dst }).await;
+    handler.handle_request::<Sink, TokioTime>(&req, Sink::Udp { socket, dst }).await;
 }
 
 /// Whether answering `req` involves an upstream (or the cache in front of

@@ -511,9 +511,4 @@ impl Snapshot {
         }
         None
     }
-
-    /// All zones, for `/zones` and `explain`.
-    pub fn zones_visible_to(&self, vpc: VpcIdx) -> impl Iterator<Item = &Zone> {
-        self.zones.iter().filter(move |z| z.vpcs.binary_search(&vpc).is_ok())
-    }
 }

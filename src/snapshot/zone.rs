@@ -77,10 +77,6 @@ pub struct Hit<'z> {
 }
 
 impl Zone {
-    pub fn apex(&self) -> Option<&Node> {
-        self.nodes.get(&self.key)
-    }
-
     /// Looks `q` (a name at or below this zone's apex) up for `qtype`.
     pub fn lookup<'z>(&'z self, q: &KeyBuf, qtype: RecordType) -> Hit<'z> {
         if let Some(node) = self.nodes.get(q.key()) {

@@ -81,7 +81,6 @@ pub struct Forwarder {
     inflight: Mutex<HashMap<Key, Arc<OnceCell<Fetched>>>>,
     limit: Semaphore,
     serve_stale: Duration,
-    attempt_timeout: Duration,
     down_until: Mutex<HashMap<SocketAddr, Instant>>,
     pub metrics: Arc<Metrics>,
 }
@@ -95,22 +94,11 @@ pub fn route_id(upstreams: &[SocketAddr]) -> u64 {
 
 impl Forwarder {
     pub fn new(max_entries: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
-        Self::with_limits(max_entries, serve_stale, DEFAULT_MAX_IN_FLIGHT, ATTEMPT_TIMEOUT, metrics)
-    }
-
-    pub fn with_limits(
-        max_entries: u64,
-        serve_stale: Duration,
-        max_in_flight: usize,
-        attempt_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
         Forwarder {
             cache: Cache::new(max_entries),
             inflight: Mutex::new(HashMap::new()),
-            limit: Semaphore::new(max_in_flight),
+            limit: Semaphore::new(DEFAULT_MAX_IN_FLIGHT),
             serve_stale,
-            attempt_timeout,
             down_until: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -190,7 +178,7 @@ impl Forwarder {
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
-            let deadline = Instant::now() + self.attempt_timeout;
+            let deadline = Instant::now() + ATTEMPT_TIMEOUT;
             let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies).await;
             match res {
                 Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
