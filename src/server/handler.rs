@@ -19,7 +19,7 @@ use tracing::{debug, info};
 use crate::config::ServerConfig;
 use crate::metrics::{Metrics, QueryLabels, VpcLabel, rcode_label};
 use crate::reload::ReloadStatus;
-use crate::resolve::{Route, Source, resolve};
+use crate::resolve::{Source, resolve};
 use crate::snapshot::{Snapshot, View};
 use crate::upstream::{Forwarder, Lookup};
 
@@ -180,12 +180,9 @@ async fn answer<R: ResponseHandler>(
     if let Some(up) = &res.upstream {
         // SPEC.md §3 rules 3–5: the part that is not ours comes from the
         // upstreams (through the cache) and follows the local part.
-        let upstreams: &[SocketAddr] = match up.route {
-            Route::ForwardZone(i) => snap.forward_zones.get(i as usize).map_or(&[], |f| &f.upstreams[..]),
-            Route::Default => &snap.upstreams,
-        };
+        let (upstreams, route) = snap.upstreams_for(up.route);
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let got = forwarder.lookup(&up.name, up.qtype, dnssec_ok, upstreams, meta.recursion_desired).await;
+        let got = forwarder.lookup(&up.name, up.qtype, dnssec_ok, upstreams, route, meta.recursion_desired).await;
         let local_first = res.source != Source::Upstream;
         let entry = match got {
             Lookup::Fresh(e, from_cache) => {

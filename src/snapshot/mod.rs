@@ -97,6 +97,10 @@ pub struct Snapshot {
     pub listener_vpcs: Vec<Option<VpcIdx>>,
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
+    /// Cache-key ids of the default upstreams and of each forward zone's,
+    /// computed here rather than per query.
+    default_route: u64,
+    forward_routes: Vec<u64>,
     pub unknown_clients: UnknownClients,
     pub stats: Stats,
 }
@@ -151,6 +155,8 @@ impl Snapshot {
             listener_vpcs: Vec::new(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
+            default_route: crate::upstream::route_id(&cfg.upstreams),
+            forward_routes: cfg.forward_zones.iter().map(|f| crate::upstream::route_id(&f.upstreams)).collect(),
             unknown_clients: cfg.unknown_clients,
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
         };
@@ -454,6 +460,17 @@ fn check_cname_chains(snap: &Snapshot, cnames: &[(ZoneIdx, Name, PathBuf, Pos)],
 }
 
 impl Snapshot {
+    /// The upstreams a route goes to, with their cache-key id.
+    pub fn upstreams_for(&self, route: crate::resolve::Route) -> (&[SocketAddr], u64) {
+        match route {
+            crate::resolve::Route::ForwardZone(i) => match self.forward_zones.get(i as usize) {
+                Some(f) => (&f.upstreams, self.forward_routes[i as usize]),
+                None => (&[], 0),
+            },
+            crate::resolve::Route::Default => (&self.upstreams, self.default_route),
+        }
+    }
+
     pub fn vpc_index(&self, id: &str) -> Option<VpcIdx> {
         self.vpc_by_id.get(id).copied()
     }

@@ -85,7 +85,8 @@ pub struct Forwarder {
     pub metrics: Arc<Metrics>,
 }
 
-/// Identifies an upstream set for the cache key.
+/// Identifies an upstream set for the cache key (computed once per
+/// snapshot, see `Snapshot::upstreams_for`).
 pub fn route_id(upstreams: &[SocketAddr]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     upstreams.hash(&mut h);
@@ -112,9 +113,10 @@ impl Forwarder {
         qtype: RecordType,
         dnssec_ok: bool,
         upstreams: &[SocketAddr],
+        route: u64,
         recursion_desired: bool,
     ) -> Lookup {
-        let key = Key { name: name.to_lowercase(), qtype, dnssec_ok, route: route_id(upstreams) };
+        let key = Key { name: name.to_lowercase(), qtype, dnssec_ok, route };
         let now = Instant::now();
         let cached = self.cache.get(&key);
         if let Some(e) = &cached
