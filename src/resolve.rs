@@ -128,144 +128,265 @@ impl<'s> Resolution<'s> {
     }
 }
 
-/// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records
-/// each step in `Resolution::steps` (costs allocations; off on the hot path).
-pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordType, trace: bool) -> Resolution<'s> {
-    let mut res = Resolution::new();
-    let (vpc, az) = match view {
-        View::Vpc { vpc, az } => (Some(vpc), az),
+/// The name one link of a CNAME chain asks about.
+#[derive(Debug, Clone, Copy)]
+pub enum LinkName<'s> {
+    /// The question's name (link 0).
+    Question,
+    /// The target of the previous link's CNAME.
+    Target(&'s Name),
+}
+
+/// One link of the chain as [`walk`] leaves it.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'s> {
+    pub name: LinkName<'s>,
+    /// The zone that answered it (`None`: no visible zone holds the name).
+    pub zone: Option<ZoneIdx>,
+    /// The wildcard node that matched, if one did (its key).
+    pub wildcard: Option<&'s [u8]>,
+    /// The CNAME this link answered with (every link but the last, and
+    /// the last one when it closes a loop).
+    pub cname: Option<&'s RRset>,
+}
+
+const NO_LINK: Link<'static> = Link { name: LinkName::Question, zone: None, wildcard: None, cname: None };
+
+/// How the last link ended.
+#[derive(Debug, Clone, Copy)]
+pub enum End<'s> {
+    /// Records of the asked type (owner: the last link's name).
+    Answer(&'s RRset),
+    /// The name exists without that type: NOERROR with this SOA.
+    NoData(&'s Record),
+    /// The name does not exist: NXDOMAIN with this SOA.
+    NxDomain(&'s Record),
+    /// The last link's name goes upstream.
+    Upstream { route: Route, reason: UpstreamReason },
+    /// The CNAME of the last link points back into the chain.
+    Loop,
+    /// More than [`MAX_CNAME_LINKS`] links.
+    TooLong,
+    /// A client in no VPC, with `unknown_clients: refuse`.
+    Refused,
+}
+
+/// SPEC.md §3 for one question, as references into the snapshot: what
+/// both the general response path and the UDP fast path encode. Builds
+/// nothing on the heap.
+#[derive(Debug, Clone)]
+pub struct Walk<'s> {
+    pub links: [Link<'s>; MAX_CNAME_LINKS + 1],
+    pub len: usize,
+    pub end: End<'s>,
+    pub authoritative: bool,
+    pub source: Source,
+    /// The client's vSwitch zone (endpoint addresses there come first).
+    pub az: u32,
+}
+
+impl<'s> Walk<'s> {
+    pub fn links(&self) -> &[Link<'s>] {
+        &self.links[..self.len]
+    }
+
+    pub fn last(&self) -> &Link<'s> {
+        &self.links[self.len.saturating_sub(1)]
+    }
+
+    /// The response code before any upstream part is added.
+    pub fn rcode(&self) -> ResponseCode {
+        match self.end {
+            End::Answer(_) | End::NoData(_) | End::Upstream { .. } => ResponseCode::NoError,
+            End::NxDomain(_) => ResponseCode::NXDomain,
+            End::Loop | End::TooLong => ResponseCode::ServFail,
+            End::Refused => ResponseCode::Refused,
+        }
+    }
+}
+
+/// The target of a CNAME RRset.
+pub fn cname_target(rrset: &RRset) -> Option<&Name> {
+    match rrset.records.first().map(|r| &r.data) {
+        Some(RData::CNAME(t)) => Some(&t.0),
+        _ => None,
+    }
+}
+
+/// Walks the chain for the question `q` (its name as a key) in `view`.
+pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -> Walk<'s> {
+    let mut w =
+        Walk { links: [NO_LINK; MAX_CNAME_LINKS + 1], len: 0, end: End::TooLong, authoritative: false, source: Source::Zone, az: NO_AZ };
+    let vpc = match view {
+        View::Vpc { vpc, az } => {
+            w.az = az;
+            Some(vpc)
+        }
         View::Unknown => match snap.unknown_clients {
             UnknownClients::Refuse => {
-                res.rcode = ResponseCode::Refused;
-                res.source = Source::Refused;
-                if trace {
-                    res.steps.push(Step::Refused);
-                }
-                return res;
+                w.end = End::Refused;
+                w.source = Source::Refused;
+                return w;
             }
-            UnknownClients::Forward => (None, NO_AZ),
+            UnknownClients::Forward => None,
         },
     };
-
-    // The current link's name: the question, then each CNAME target.
-    let mut name: Cow<'_, Name> = Cow::Borrowed(qname);
+    let mut target_key;
+    let mut key = q;
     for link in 0..=MAX_CNAME_LINKS {
-        let q = KeyBuf::new(&name);
-        let zone = vpc.and_then(|v| snap.find_zone(v, &q));
+        w.len = link + 1;
+        let zone = vpc.and_then(|v| snap.find_zone(v, key));
         let Some((zi, zone)) = zone else {
-            if trace {
-                res.steps.push(Step::NoZone { name: name.clone().into_owned() });
-            }
+            let route = snap.find_forward(view, key).map_or(Route::Default, Route::ForwardZone);
             let reason = if link == 0 { UpstreamReason::OutsideZones } else { UpstreamReason::CnameTarget };
-            go_upstream(snap, view, &q, name.into_owned(), qtype, reason, &mut res, trace);
+            w.end = End::Upstream { route, reason };
             if link == 0 {
-                res.source = Source::Upstream;
+                w.source = Source::Upstream;
             }
-            return res;
+            return w;
         };
-        if trace {
-            res.steps.push(Step::Zone { name: name.clone().into_owned(), zone: zi });
-        }
+        w.links[link].zone = Some(zi);
         if link == 0 {
-            res.authoritative = true;
+            w.authoritative = true;
             let endpoint = matches!(zone.kind, crate::config::zones_dir::ZoneOrigin::Endpoint(_));
-            res.source = if endpoint { Source::Endpoint } else { Source::Zone };
+            w.source = if endpoint { Source::Endpoint } else { Source::Zone };
         }
-        let hit = zone.lookup(&q, qtype);
-        let wildcard_name = |trace: bool| -> Option<Name> { if trace { hit.wildcard.map(key_to_name) } else { None } };
+        let hit = zone.lookup(key, qtype);
+        w.links[link].wildcard = hit.wildcard;
         match hit.matched {
             NodeMatch::Found(rrset) => {
-                if trace {
-                    res.steps.push(Step::Answer {
-                        name: name.clone().into_owned(),
-                        rtype: rrset.rtype,
-                        count: rrset.records.len(),
-                        wildcard: wildcard_name(true),
-                    });
-                }
-                push_rrset(&mut res, rrset, hit.wildcard.is_some().then_some(&*name), az);
-                return res;
+                w.end = End::Answer(rrset);
+                return w;
             }
-            NodeMatch::Cname(rec) => {
-                let RData::CNAME(target) = &rec.data else {
-                    res.rcode = ResponseCode::ServFail;
-                    return res;
+            NodeMatch::Cname(rrset) => {
+                w.links[link].cname = Some(rrset);
+                let Some(target) = cname_target(rrset) else {
+                    w.end = End::Loop;
+                    w.source = Source::Failure;
+                    return w;
                 };
-                let target = target.0.clone();
-                if trace {
-                    res.steps.push(Step::Cname { from: name.clone().into_owned(), to: target.clone(), wildcard: wildcard_name(true) });
+                target_key = KeyBuf::new(target);
+                // A loop: the target is already a name of the chain.
+                let seen =
+                    target_key.key() == q.key() || w.links[1..=link].iter().any(|l| matches!(l.name, LinkName::Target(n) if n == target));
+                if seen || link == MAX_CNAME_LINKS {
+                    w.end = if seen { End::Loop } else { End::TooLong };
+                    w.source = Source::Failure;
+                    return w;
                 }
-                if hit.wildcard.is_some() {
-                    let mut r = rec.clone();
-                    r.name = name.clone().into_owned();
-                    res.answers.push(Cow::Owned(r));
-                } else {
-                    res.answers.push(Cow::Borrowed(rec));
-                }
-                // A loop: the target is already an owner in the chain.
-                if res.answers.iter().any(|a| a.name == target) {
-                    if trace {
-                        res.steps.push(Step::Loop { name: target });
-                    }
-                    res.rcode = ResponseCode::ServFail;
-                    res.source = Source::Failure;
-                    return res;
-                }
-                name = Cow::Owned(target);
+                w.links[link + 1].name = LinkName::Target(target);
+                key = &target_key;
             }
             NodeMatch::NoData => {
-                if trace {
-                    res.steps.push(Step::NoData { name: name.clone().into_owned(), zone: zi });
-                }
-                res.authority.push(&zone.negative_soa);
-                return res;
+                w.end = End::NoData(&zone.negative_soa);
+                return w;
             }
             NodeMatch::NxDomain => {
                 if zone.recursive_proxy {
-                    if trace {
-                        res.steps.push(Step::ProxyMissing { name: name.clone().into_owned(), zone: zi });
-                    }
                     if link == 0 {
                         // The public answer replaces NXDOMAIN: not ours, so no AA.
-                        res.authoritative = false;
-                        res.source = Source::Upstream;
+                        w.authoritative = false;
+                        w.source = Source::Upstream;
                     }
-                    go_upstream(snap, view, &q, name.into_owned(), qtype, UpstreamReason::MissingInProxyZone(zi), &mut res, trace);
-                    return res;
+                    let route = snap.find_forward(view, key).map_or(Route::Default, Route::ForwardZone);
+                    w.end = End::Upstream { route, reason: UpstreamReason::MissingInProxyZone(zi) };
+                    return w;
                 }
-                if trace {
-                    res.steps.push(Step::NxDomain { name: name.clone().into_owned(), zone: zi });
-                }
-                res.rcode = ResponseCode::NXDomain;
-                res.authority.push(&zone.negative_soa);
-                return res;
+                w.end = End::NxDomain(&zone.negative_soa);
+                return w;
             }
         }
     }
-    if trace {
-        res.steps.push(Step::TooLong);
-    }
-    res.rcode = ResponseCode::ServFail;
-    res.source = Source::Failure;
-    res
+    w
 }
 
-#[allow(clippy::too_many_arguments)]
-fn go_upstream(
-    snap: &Snapshot,
-    view: View,
-    q: &KeyBuf,
-    name: Name,
-    qtype: RecordType,
-    reason: UpstreamReason,
-    res: &mut Resolution<'_>,
-    trace: bool,
-) {
-    let route = snap.find_forward(view, q).map_or(Route::Default, Route::ForwardZone);
-    if trace {
-        res.steps.push(Step::Upstream { name: name.clone(), qtype, route });
+/// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records
+/// each step in `Resolution::steps` (costs allocations; off on the hot path).
+pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordType, trace: bool) -> Resolution<'s> {
+    let w = walk(snap, view, &KeyBuf::new(qname), qtype);
+    let mut res = Resolution::new();
+    res.rcode = w.rcode();
+    res.authoritative = w.authoritative;
+    res.source = w.source;
+    if let End::Refused = w.end {
+        if trace {
+            res.steps.push(Step::Refused);
+        }
+        return res;
     }
-    res.upstream = Some(UpstreamQuery { name, qtype, route, reason });
+    for (i, l) in w.links().iter().enumerate() {
+        let name = match l.name {
+            LinkName::Question => qname.clone(),
+            LinkName::Target(n) => n.clone(),
+        };
+        let wildcard = if trace { l.wildcard.map(key_to_name) } else { None };
+        if trace {
+            res.steps.push(match l.zone {
+                Some(zone) => Step::Zone { name: name.clone(), zone },
+                None => Step::NoZone { name: name.clone() },
+            });
+        }
+        if let Some(c) = l.cname {
+            let rec = &c.records[0];
+            if trace && let Some(t) = cname_target(c) {
+                res.steps.push(Step::Cname { from: name.clone(), to: t.clone(), wildcard });
+            }
+            if l.wildcard.is_some() {
+                let mut r = rec.clone();
+                r.name = name;
+                res.answers.push(Cow::Owned(r));
+            } else {
+                res.answers.push(Cow::Borrowed(rec));
+            }
+            continue;
+        }
+        if i + 1 != w.len {
+            continue;
+        }
+        let zone = l.zone.unwrap_or(0);
+        match w.end {
+            End::Answer(rrset) => {
+                if trace {
+                    res.steps.push(Step::Answer { name: name.clone(), rtype: rrset.rtype, count: rrset.records.len(), wildcard });
+                }
+                push_rrset(&mut res, rrset, l.wildcard.is_some().then_some(&name), w.az);
+            }
+            End::NoData(soa) => {
+                if trace {
+                    res.steps.push(Step::NoData { name, zone });
+                }
+                res.authority.push(soa);
+            }
+            End::NxDomain(soa) => {
+                if trace {
+                    res.steps.push(Step::NxDomain { name, zone });
+                }
+                res.authority.push(soa);
+            }
+            End::Upstream { route, reason } => {
+                if trace {
+                    if let UpstreamReason::MissingInProxyZone(zone) = reason {
+                        res.steps.push(Step::ProxyMissing { name: name.clone(), zone });
+                    }
+                    res.steps.push(Step::Upstream { name: name.clone(), qtype, route });
+                }
+                res.upstream = Some(UpstreamQuery { name, qtype, route, reason });
+            }
+            End::Loop | End::TooLong | End::Refused => {}
+        }
+    }
+    if trace {
+        match w.end {
+            End::Loop => {
+                if let Some(t) = w.last().cname.and_then(cname_target) {
+                    res.steps.push(Step::Loop { name: t.clone() });
+                }
+            }
+            End::TooLong => res.steps.push(Step::TooLong),
+            _ => {}
+        }
+    }
+    res
 }
 
 /// Appends an RRset; a wildcard's records take the query name as owner, and

@@ -61,7 +61,7 @@ pub enum NodeMatch<'z> {
     /// RRset of the asked type (or, for ANY, the one RRset RFC 8482 answers).
     Found(&'z RRset),
     /// The name has a CNAME and the type asked is not CNAME: follow it.
-    Cname(&'z Record),
+    Cname(&'z RRset),
     /// The name exists without that type.
     NoData,
     /// The name does not exist.
@@ -114,7 +114,7 @@ fn match_node(node: &Node, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {
             return NodeMatch::Found(c);
         }
         if !apex_own {
-            return NodeMatch::Cname(&c.records[0]);
+            return NodeMatch::Cname(c);
         }
     }
     if qtype == RecordType::ANY {
