@@ -21,3 +21,4 @@ pub mod resolve;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+pub mod wire;

@@ -108,6 +108,42 @@ pub fn rcode_label(rc: ResponseCode) -> &'static str {
     }
 }
 
+/// The rcodes and sources `pzdns_queries_total` is counted by.
+const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER"];
+const SOURCES: [&str; 9] = ["zone", "endpoint", "upstream", "cache", "stale", "refused", "failure", "error", "other"];
+
+type CounterRow = [std::sync::OnceLock<Counter>; RCODES.len() * SOURCES.len()];
+
+/// Handles on `pzdns_queries_total`'s series, one row per VPC of a
+/// snapshot (plus one for clients in no VPC), each filled on first use:
+/// counting a query is then one atomic add instead of a lock and a hash
+/// of the label set in the metric family.
+#[derive(Debug, Default)]
+pub struct QueryCounters {
+    rows: Box<[std::sync::OnceLock<Box<CounterRow>>]>,
+}
+
+impl QueryCounters {
+    /// For `vpcs` VPCs; row `vpcs` is clients in no VPC.
+    pub fn new(vpcs: usize) -> Self {
+        QueryCounters { rows: (0..=vpcs).map(|_| std::sync::OnceLock::new()).collect() }
+    }
+
+    /// Counts one query; `row` is the VPC index (or the VPC count for
+    /// none), `vpc` its label.
+    pub fn inc(&self, metrics: &Metrics, row: usize, vpc: &Arc<str>, rcode: &'static str, source: &'static str) {
+        let labels = || QueryLabels { vpc: VpcLabel(vpc.clone()), rcode, source };
+        let (Some(slot), Some(r), Some(s)) =
+            (self.rows.get(row), RCODES.iter().position(|x| *x == rcode), SOURCES.iter().position(|x| *x == source))
+        else {
+            metrics.queries.get_or_create(&labels()).inc();
+            return;
+        };
+        let row = slot.get_or_init(|| Box::new(std::array::from_fn(|_| std::sync::OnceLock::new())));
+        row[r * SOURCES.len() + s].get_or_init(|| metrics.queries.get_or_create(&labels()).clone()).inc();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub queries: Family<QueryLabels, Counter>,

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(m) = accept_reply(&data[2..], id, &name, RecordType::A) {
         assert_eq!(m.metadata.id, id);
         assert_eq!(m.queries.len(), 1);
-        let e = Entry::new(m.metadata.response_code, m.answers, m.authorities, m.additionals, Duration::from_secs(60));
+        let e = Entry::new(m.metadata.response_code, m.answers, m.authorities, m.additionals, data[0] & 1 == 1, Duration::from_secs(60));
         let later = Instant::now() + Duration::from_secs(u64::from(e.ttl) + 1);
         let _ = (e.aged(Instant::now(), &e.answers), e.aged(later, &e.authorities), e.is_fresh(later));
     }

@@ -17,7 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, info};
 
 use crate::config::ServerConfig;
-use crate::metrics::{Metrics, QueryLabels, VpcLabel, rcode_label};
+use crate::metrics::{Metrics, rcode_label};
 use crate::reload::ReloadStatus;
 use crate::resolve::{Source, resolve};
 use crate::snapshot::{Snapshot, View};
@@ -80,12 +80,12 @@ impl RequestHandler for DnsHandler {
         let elapsed = started.elapsed();
         let m = &self.shared.metrics;
         let rcode = rcode_label(info.response_code);
-        let vpc = match outcome.view {
-            Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).cloned().unwrap_or_else(|| snap.unknown_label.clone()),
-            _ => snap.unknown_label.clone(),
-        };
         m.query_duration.observe(elapsed.as_secs_f64());
         if self.shared.config.query_log {
+            let vpc = match outcome.view {
+                Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).cloned().unwrap_or_else(|| snap.unknown_label.clone()),
+                _ => snap.unknown_label.clone(),
+            };
             let q = request.queries.queries().first();
             info!(
                 target: "pzdns::query",
@@ -98,7 +98,7 @@ impl RequestHandler for DnsHandler {
                 us = elapsed.as_micros() as u64,
             );
         }
-        m.queries.get_or_create(&QueryLabels { vpc: VpcLabel(vpc), rcode, source: outcome.source }).inc();
+        snap.count_query(m, outcome.view, rcode, outcome.source);
         info
     }
 }

@@ -5,6 +5,7 @@
 //! bound address, serve — so a bad config or a busy port fails before a
 //! single query is answered (exit 2).
 
+pub mod fast_path;
 pub mod handler;
 pub mod tcp;
 pub mod udp;

@@ -103,6 +103,8 @@ pub struct Snapshot {
     forward_routes: Vec<u64>,
     pub unknown_clients: UnknownClients,
     pub stats: Stats,
+    /// `pzdns_queries_total` series by VPC, for counting without a lookup.
+    pub counters: crate::metrics::QueryCounters,
 }
 
 impl Snapshot {
@@ -159,6 +161,7 @@ impl Snapshot {
             forward_routes: cfg.forward_zones.iter().map(|f| crate::upstream::route_id(&f.upstreams)).collect(),
             unknown_clients: cfg.unknown_clients,
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
+            counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
         };
         let mut azs = Interner::default();
         for (i, v) in data.vpcs.iter().enumerate() {
@@ -382,10 +385,8 @@ fn build_zone(
         record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
         let rrsets: Box<[RRset]> = sets
             .into_iter()
-            .map(|(rtype, records, azs, _)| RRset {
-                rtype,
-                records: records.into_boxed_slice(),
-                azs: if is_endpoint { azs.into_boxed_slice() } else { Box::new([]) },
+            .map(|(rtype, records, azs, _)| {
+                RRset::new(rtype, records.into_boxed_slice(), if is_endpoint { azs.into_boxed_slice() } else { Box::new([]) })
             })
             .collect();
         // Empty non-terminals between this name and the apex.
@@ -412,7 +413,7 @@ fn build_zone(
         record_count += 2;
         let rrsets = [(RecordType::SOA, soa), (RecordType::NS, synth_ns(&def.origin, def.ttl))]
             .into_iter()
-            .map(|(rtype, r)| RRset { rtype, records: Box::new([r]), azs: Box::new([]) })
+            .map(|(rtype, r)| RRset::new(rtype, Box::new([r]), Box::new([])))
             .collect();
         nodes.entry(key.clone()).or_default().rrsets = rrsets;
     }
@@ -420,6 +421,7 @@ fn build_zone(
         return None;
     }
     nodes.shrink_to_fit();
+    let negative_soa = negative_soa.unwrap_or_else(unreachable_soa);
     Some(Zone {
         origin: def.origin,
         key,
@@ -427,7 +429,8 @@ fn build_zone(
         kind: def.kind,
         path: def.path,
         recursive_proxy: def.recursive_proxy,
-        negative_soa: negative_soa.unwrap_or_else(unreachable_soa),
+        negative_soa_wire: crate::wire::record_tail(&negative_soa).into_boxed_slice(),
+        negative_soa,
         nodes,
         has_wildcards,
         record_count,
@@ -468,6 +471,16 @@ impl Snapshot {
                 None => (&[], 0),
             },
             crate::resolve::Route::Default => (&self.upstreams, self.default_route),
+        }
+    }
+
+    /// Counts one answered query in `pzdns_queries_total`.
+    pub fn count_query(&self, metrics: &crate::metrics::Metrics, view: Option<View>, rcode: &'static str, source: &'static str) {
+        match view {
+            Some(View::Vpc { vpc, .. }) if (vpc as usize) < self.vpc_labels.len() => {
+                self.counters.inc(metrics, vpc as usize, &self.vpc_labels[vpc as usize], rcode, source)
+            }
+            _ => self.counters.inc(metrics, self.vpc_labels.len(), &self.unknown_label, rcode, source),
         }
     }
 

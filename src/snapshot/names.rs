@@ -49,6 +49,29 @@ impl KeyBuf {
         buf
     }
 
+    /// Lays an uncompressed wire-form name (as in a query's question) out
+    /// as a lowercased key; stops at a malformed or over-long label.
+    pub fn from_wire(wire: &[u8]) -> Self {
+        let mut buf = KeyBuf { bytes: [0; MAX_NAME_WIRE_LEN], len: 0, label_starts: [0; 128], labels: 0 };
+        let mut pos = 0usize;
+        while let Some(&len) = wire.get(pos) {
+            let len = len as usize;
+            if len == 0 || len > 63 || pos + 1 + len + 1 > MAX_NAME_WIRE_LEN || pos + 1 + len > wire.len() || buf.labels as usize >= 127 {
+                break;
+            }
+            buf.label_starts[buf.labels as usize] = pos as u8;
+            buf.labels += 1;
+            buf.bytes[pos] = len as u8;
+            for i in 1..=len {
+                buf.bytes[pos + i] = wire[pos + i].to_ascii_lowercase();
+            }
+            pos += 1 + len;
+        }
+        buf.bytes[pos] = 0;
+        buf.len = (pos + 1) as u8;
+        buf
+    }
+
     /// The whole name's key.
     pub fn key(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
@@ -136,5 +159,7 @@ mod tests {
         assert_eq!(parent_key(k.key()), Some(k.suffix(1)));
         assert_eq!(parent_key(b"\x00"), None);
         assert_eq!(key_labels(k.key()), 3);
+        let w = KeyBuf::from_wire(b"\x03WWW\x07Example\x03com\x00");
+        assert_eq!((w.key(), w.labels(), w.suffix(1)), (k.key(), 3, k.suffix(1)));
     }
 }

@@ -22,6 +22,17 @@ pub struct RRset {
     /// For endpoint records: the index (into `Snapshot::azs`) of the zone
     /// each address lives in, parallel to `records`; empty otherwise.
     pub azs: Box<[u32]>,
+    /// The records in wire form without owner (TYPE, CLASS, TTL,
+    /// RDLENGTH, RDATA), concatenated in `records` order: what the UDP
+    /// fast path copies into a response.
+    pub wire: Box<[u8]>,
+}
+
+impl RRset {
+    pub fn new(rtype: RecordType, records: Box<[Record]>, azs: Box<[u32]>) -> Self {
+        let wire: Vec<u8> = records.iter().flat_map(crate::wire::record_tail).collect();
+        RRset { rtype, records, azs, wire: wire.into_boxed_slice() }
+    }
 }
 
 /// A name in a zone. No RRsets: an empty non-terminal.
@@ -47,6 +58,8 @@ pub struct Zone {
     /// The apex SOA (from the data, or synthesised), for negative answers:
     /// its TTL is already min(SOA TTL, MINIMUM) per RFC 2308 §5.
     pub negative_soa: Record,
+    /// `negative_soa` in wire form without owner (see [`RRset::wire`]).
+    pub negative_soa_wire: Box<[u8]>,
     pub nodes: FxHashMap<NameKey, Node>,
     pub has_wildcards: bool,
     /// Records held (not counting empty non-terminals).

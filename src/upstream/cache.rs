@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
+
+use crate::snapshot::names::MAX_NAME_WIRE_LEN;
 use moka::Expiry;
 
 /// Longest time anything is cached (RFC 2181 §8 allows more; resolvers cap it).
@@ -18,16 +20,63 @@ pub const MAX_CACHE_TTL: u32 = 86_400;
 /// TTL of records served stale (RFC 8767 §4 recommends 30 s).
 pub const STALE_TTL: u32 = 30;
 
-/// What identifies a cached answer.
+/// Longest cache key: a name's key, QTYPE, DO, route id.
+pub const MAX_KEY_LEN: usize = MAX_NAME_WIRE_LEN + 2 + 1 + 8;
+
+/// What identifies a cached answer: the name's lowercased wire key, the
+/// type, the DO bit, and which upstream set answered (a forward zone's or
+/// the default, so two routes for one name never share an entry), as one
+/// byte string, so that a lookup can be made from a stack buffer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
-    /// Lowercased, fully qualified.
-    pub name: Name,
-    pub qtype: RecordType,
-    pub dnssec_ok: bool,
-    /// Which upstream set answered (a forward zone's or the default), so
-    /// two routes for one name never share an entry.
-    pub route: u64,
+pub struct Key(Box<[u8]>);
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(b: &[u8]) -> Self {
+        Key(b.into())
+    }
+}
+
+/// Lays a cache key out in `buf`: `name_key` is a lowercased wire name
+/// (`KeyBuf::key`).
+pub fn key_bytes<'b>(buf: &'b mut [u8; MAX_KEY_LEN], name_key: &[u8], qtype: RecordType, dnssec_ok: bool, route: u64) -> &'b [u8] {
+    let n = name_key.len().min(MAX_NAME_WIRE_LEN);
+    buf[..n].copy_from_slice(&name_key[..n]);
+    buf[n..n + 2].copy_from_slice(&u16::from(qtype).to_be_bytes());
+    buf[n + 2] = dnssec_ok as u8;
+    buf[n + 3..n + 11].copy_from_slice(&route.to_be_bytes());
+    &buf[..n + 11]
+}
+
+/// A cached record in wire form, for the UDP fast path.
+#[derive(Debug)]
+pub struct WireRecord {
+    /// Owner name (uncompressed), then TYPE..RDATA.
+    pub bytes: Box<[u8]>,
+    pub owner_len: usize,
+    /// TTL as received (top-bit TTLs already 0).
+    pub ttl: u32,
+}
+
+impl WireRecord {
+    fn new(r: &Record) -> Option<Self> {
+        let bytes = crate::wire::record_wire(r);
+        let owner_len = crate::wire::name_len(&bytes);
+        (bytes.len() >= owner_len + 10).then(|| WireRecord { bytes: bytes.into_boxed_slice(), owner_len, ttl: r.ttl })
+    }
+
+    pub fn owner(&self) -> &[u8] {
+        &self.bytes[..self.owner_len]
+    }
+
+    pub fn tail(&self) -> &[u8] {
+        &self.bytes[self.owner_len..]
+    }
 }
 
 /// An upstream answer as cached.
@@ -43,16 +92,31 @@ pub struct Entry {
     pub ttl: u32,
     /// How long the cache keeps it after it goes stale.
     pub stale_for: Duration,
+    /// `answers` and `authorities` in wire form; `None` if a record could
+    /// not be encoded (then only the general path serves the entry).
+    pub wire: Option<(Vec<WireRecord>, Vec<WireRecord>)>,
 }
 
 impl Entry {
+    /// An upstream reply as served again. Without DNSSEC (DO=0) the
+    /// response is minimal, as Unbound's and BIND's defaults are: the
+    /// authority section only for negative answers (the SOA that gives
+    /// their TTL), no additional section. With DO=1 everything is kept,
+    /// since a validator downstream needs the NSEC/RRSIG proofs.
     pub fn new(
         rcode: ResponseCode,
         mut answers: Vec<Record>,
         mut authorities: Vec<Record>,
         mut additionals: Vec<Record>,
+        dnssec_ok: bool,
         stale_for: Duration,
     ) -> Self {
+        if !dnssec_ok {
+            additionals.clear();
+            if rcode != ResponseCode::NXDomain && !answers.is_empty() {
+                authorities.clear();
+            }
+        }
         // RFC 2181 §8: a TTL with the top bit set is read as zero.
         for r in answers.iter_mut().chain(authorities.iter_mut()).chain(additionals.iter_mut()) {
             if r.ttl > i32::MAX as u32 {
@@ -60,7 +124,29 @@ impl Entry {
             }
         }
         let ttl = cache_ttl(rcode, &answers, &authorities);
-        Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for }
+        let wire = if additionals.is_empty() {
+            let enc = |rs: &[Record]| rs.iter().map(WireRecord::new).collect::<Option<Vec<_>>>();
+            enc(&answers).zip(enc(&authorities))
+        } else {
+            None
+        };
+        Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for, wire }
+    }
+
+    /// A record's TTL as served `now`: decremented by the entry's age
+    /// (never to 0 while fresh), [`STALE_TTL`] once stale, 0 stays 0.
+    pub fn aged_ttl(&self, now: Instant, ttl: u32) -> u32 {
+        let age = self.age(now);
+        // A TTL-0 answer is served once, just fetched; it is never stale.
+        let stale = self.ttl > 0 && age >= self.ttl;
+        let t = ttl.min(MAX_CACHE_TTL);
+        if stale {
+            STALE_TTL
+        } else if t == 0 {
+            0
+        } else {
+            t.saturating_sub(age).max(1)
+        }
     }
 
     pub fn age(&self, now: Instant) -> u32 {
@@ -74,23 +160,11 @@ impl Entry {
     /// The records with their TTLs decremented by the entry's age, or set
     /// to [`STALE_TTL`] when served stale.
     pub fn aged(&self, now: Instant, section: &[Record]) -> Vec<Record> {
-        let age = self.age(now);
-        // A TTL-0 answer is served once, just fetched; it is never stale.
-        let stale = self.ttl > 0 && age >= self.ttl;
         section
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                let t = r.ttl.min(MAX_CACHE_TTL);
-                // A TTL-0 record stays 0 (use once, never cache); others count
-                // down but never reach 0 while the entry is fresh.
-                r.ttl = if stale {
-                    STALE_TTL
-                } else if t == 0 {
-                    0
-                } else {
-                    t.saturating_sub(age).max(1)
-                };
+                r.ttl = self.aged_ttl(now, r.ttl);
                 r
             })
             .collect()
@@ -141,7 +215,8 @@ impl Cache {
         Cache { inner: moka::sync::Cache::builder().max_capacity(max_entries).expire_after(KeepForTtlPlusStale).build() }
     }
 
-    pub fn get(&self, k: &Key) -> Option<Arc<Entry>> {
+    /// The entry for a key laid out by [`key_bytes`].
+    pub fn get(&self, k: &[u8]) -> Option<Arc<Entry>> {
         self.inner.get(k)
     }
 
@@ -161,6 +236,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::{A, SOA};
     use std::str::FromStr;
 
@@ -185,7 +261,7 @@ mod tests {
 
     #[test]
     fn ttl_with_top_bit_set_is_zero() {
-        let e = Entry::new(ResponseCode::NoError, vec![a(0x8000_0001)], vec![], vec![], Duration::ZERO);
+        let e = Entry::new(ResponseCode::NoError, vec![a(0x8000_0001)], vec![], vec![], false, Duration::ZERO);
         assert_eq!(e.answers[0].ttl, 0);
         assert_eq!(e.ttl, 0, "not cached");
         assert_eq!(e.aged(e.stored, &e.answers)[0].ttl, 0);
@@ -193,7 +269,7 @@ mod tests {
 
     #[test]
     fn aged_ttls_decrement_then_go_stale() {
-        let mut e = Entry::new(ResponseCode::NoError, vec![a(60)], vec![], vec![], Duration::from_secs(3600));
+        let mut e = Entry::new(ResponseCode::NoError, vec![a(60)], vec![], vec![], false, Duration::from_secs(3600));
         let now = e.stored;
         assert_eq!(e.aged(now + Duration::from_secs(15), &e.answers)[0].ttl, 45);
         assert!(e.is_fresh(now + Duration::from_secs(59)));

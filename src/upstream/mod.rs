@@ -116,9 +116,10 @@ impl Forwarder {
         route: u64,
         recursion_desired: bool,
     ) -> Lookup {
-        let key = Key { name: name.to_lowercase(), qtype, dnssec_ok, route };
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let raw = cache::key_bytes(&mut buf, crate::snapshot::names::KeyBuf::new(name).key(), qtype, dnssec_ok, route);
         let now = Instant::now();
-        let cached = self.cache.get(&key);
+        let cached = self.cache.get(raw);
         if let Some(e) = &cached
             && e.is_fresh(now)
         {
@@ -129,6 +130,7 @@ impl Forwarder {
             return Lookup::NotCached;
         }
         self.metrics.cache_misses.inc();
+        let key = Key::from(raw);
         // Identical questions in flight share one upstream query.
         let (cell, leader) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -192,6 +194,7 @@ impl Forwarder {
                         std::mem::take(&mut msg.answers),
                         std::mem::take(&mut msg.authorities),
                         std::mem::take(&mut msg.additionals),
+                        dnssec_ok,
                         self.serve_stale,
                     ));
                     self.cache.insert(key.clone(), entry.clone());

@@ -1,0 +1,64 @@
+//! DNS wire format read and written by pzdns itself, for the UDP fast
+//! path (`server::fast_path`): the header and question of a plain query,
+//! and responses assembled from record bytes precomputed at load time.
+//!
+//! Why not hickory-proto here: decoding a query into a `Message` and
+//! encoding the response through `MessageResponse` cost ~1.5 µs and
+//! several allocations per query, most of pzdns's user-space time under
+//! load (docs/PERFORMANCE.md, "Profiles"). Everything the fast path does
+//! not understand goes to the general path, which hickory-proto decodes
+//! and encodes as before.
+
+pub mod query;
+pub mod response;
+
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+/// Length of the uncompressed name at the start of `wire`.
+pub fn name_len(wire: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        pos += 1 + len as usize;
+        if len == 0 {
+            break;
+        }
+    }
+    pos.min(wire.len())
+}
+
+/// A record in wire form, owner name first, names in RDATA uncompressed
+/// and in their own case, so the bytes can be copied into any message.
+pub fn record_wire(rec: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut out);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    if rec.emit(&mut enc).is_err() {
+        // Records are checked at load; one that cannot be encoded
+        // (over-long RDATA) is left out of fast-path answers.
+        out.clear();
+    }
+    out
+}
+
+/// [`record_wire`] without the owner name: TYPE, CLASS, TTL, RDLENGTH,
+/// RDATA. What an RRset stores, since its owner comes from the question.
+pub fn record_tail(rec: &Record) -> Vec<u8> {
+    let mut w = record_wire(rec);
+    let n = name_len(&w);
+    w.drain(..n);
+    w
+}
+
+/// Splits concatenated tails (TYPE CLASS TTL RDLENGTH RDATA, repeated).
+pub fn tails(mut wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if wire.len() < 10 {
+            return None;
+        }
+        let n = (10 + u16::from_be_bytes([wire[8], wire[9]]) as usize).min(wire.len());
+        let (t, rest) = wire.split_at(n);
+        wire = rest;
+        Some(t)
+    })
+}
