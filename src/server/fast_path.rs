@@ -36,28 +36,6 @@ pub struct Answered {
     pub source: &'static str,
 }
 
-/// Position of the label that starts the ancestor `skip` labels up of
-/// the uncompressed name at `pos` in `msg`.
-fn ancestor_at(msg: &[u8], mut pos: usize, skip: usize) -> usize {
-    for _ in 0..skip {
-        pos += 1 + msg.get(pos).copied().unwrap_or(0) as usize;
-    }
-    pos
-}
-
-/// Number of labels of the uncompressed name at `pos` in `msg`.
-fn labels_at(msg: &[u8], mut pos: usize) -> usize {
-    let mut n = 0;
-    while let Some(&len) = msg.get(pos) {
-        if len == 0 || len & 0xc0 != 0 {
-            break;
-        }
-        n += 1;
-        pos += 1 + len as usize;
-    }
-    n
-}
-
 /// Answers `msg` from `src` on `listener` into `out`, or `None` for the
 /// general path (then `out` holds nothing of use).
 pub fn answer(shared: &Shared, snap: &Snapshot, listener: usize, src: IpAddr, msg: &[u8], out: &mut Vec<u8>) -> Option<Answered> {
@@ -96,7 +74,6 @@ pub fn answer(shared: &Shared, snap: &Snapshot, listener: usize, src: IpAddr, ms
     for l in w.links() {
         let Some(c) = l.cname else { continue };
         let Some(at) = rw.record_at(Section::Answer, name_pos, &c.wire) else { break };
-        rw.remember_rdata_name(at);
         name_pos = at + 10;
     }
     let mut rcode = w.rcode();
@@ -116,8 +93,7 @@ pub fn answer(shared: &Shared, snap: &Snapshot, listener: usize, src: IpAddr, ms
         }
         End::NoData(_) | End::NxDomain(_) => {
             let zone = &snap.zones[w.last().zone.unwrap_or(0) as usize];
-            let skip = labels_at(rw.bytes(), name_pos).saturating_sub(zone.labels);
-            let apex = ancestor_at(rw.bytes(), name_pos, skip);
+            let apex = rw.ancestor_at(name_pos, rw.labels_at(name_pos).saturating_sub(zone.labels));
             rw.record_at(Section::Authority, apex, &zone.negative_soa_wire);
         }
         End::Upstream { .. } => {

@@ -132,16 +132,44 @@ impl<'b> ResponseWriter<'b> {
         true
     }
 
+    /// Copies a record's TYPE..RDATA; the names in the RDATA of the RFC
+    /// 1035 types that allow it (CNAME, NS, PTR, MX, SOA) are compressed.
+    fn put_tail(&mut self, tail: &[u8]) {
+        let rtype = u16::from_be_bytes([tail[0], tail[1]]);
+        // (fixed bytes before the names, number of names)
+        let (before, names) = match rtype {
+            2 | 5 | 12 => (0, 1),
+            15 => (2, 1),
+            6 => (0, 2),
+            _ => (0, 0),
+        };
+        if names == 0 || tail.len() < 10 + before {
+            self.buf.extend_from_slice(tail);
+            return;
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&tail[..10 + before]);
+        let mut at = 10 + before;
+        for _ in 0..names {
+            let n = super::name_len(&tail[at..]);
+            self.put_name(&tail[at..at + n]);
+            at += n;
+        }
+        self.buf.extend_from_slice(&tail[at..]);
+        let rdlen = (self.buf.len() - start - 10) as u16;
+        self.buf[start + 8..start + 10].copy_from_slice(&rdlen.to_be_bytes());
+    }
+
     /// Adds a record whose owner is the name at `owner_pos` (a pointer)
-    /// and whose TYPE..RDATA are `tail`; returns where `tail` starts, or
-    /// `None` once the response is truncated.
+    /// and whose TYPE..RDATA are `tail`; returns where TYPE starts (a
+    /// CNAME's target is at +10), or `None` once the response is truncated.
     pub fn record_at(&mut self, section: Section, owner_pos: usize, tail: &[u8]) -> Option<usize> {
-        if self.truncated {
+        if self.truncated || tail.len() < 10 {
             return None;
         }
         let start = self.buf.len();
         self.buf.extend_from_slice(&(0xc000 | owner_pos as u16).to_be_bytes());
-        self.buf.extend_from_slice(tail);
+        self.put_tail(tail);
         if !self.fits(start) {
             return None;
         }
@@ -149,8 +177,8 @@ impl<'b> ResponseWriter<'b> {
         Some(start + 2)
     }
 
-    /// Adds a record written in full (`wire`: owner, TYPE..RDATA) with
-    /// its TTL replaced, compressing the owner.
+    /// Adds a record with owner `owner` (uncompressed wire, compressed
+    /// here) and its TTL replaced by `ttl`.
     pub fn record_named(&mut self, section: Section, owner: &[u8], tail: &[u8], ttl: u32) -> Option<usize> {
         if self.truncated || tail.len() < 10 {
             return None;
@@ -158,7 +186,7 @@ impl<'b> ResponseWriter<'b> {
         let start = self.buf.len();
         self.put_name(owner);
         let t = self.buf.len();
-        self.buf.extend_from_slice(tail);
+        self.put_tail(tail);
         self.buf[t + 4..t + 8].copy_from_slice(&ttl.to_be_bytes());
         if !self.fits(start) {
             return None;
@@ -167,10 +195,39 @@ impl<'b> ResponseWriter<'b> {
         Some(t)
     }
 
-    /// Remembers the names in a CNAME's RDATA (its tail at `tail_pos`) as
-    /// compression targets.
-    pub fn remember_rdata_name(&mut self, tail_pos: usize) {
-        self.remember(tail_pos + 10);
+    /// Where the name at `pos` really starts (following pointers).
+    fn follow(&self, mut pos: usize) -> usize {
+        for _ in 0..64 {
+            match (self.buf.get(pos), self.buf.get(pos + 1)) {
+                (Some(&hi), Some(&lo)) if hi & 0xc0 == 0xc0 => pos = ((hi as usize & 0x3f) << 8) | lo as usize,
+                _ => break,
+            }
+        }
+        pos
+    }
+
+    /// Number of labels of the name at `pos`.
+    pub fn labels_at(&self, pos: usize) -> usize {
+        let mut pos = self.follow(pos);
+        let mut n = 0;
+        while let Some(&len) = self.buf.get(pos) {
+            if len == 0 || n > 127 {
+                break;
+            }
+            n += 1;
+            pos = self.follow(pos + 1 + len as usize);
+        }
+        n
+    }
+
+    /// Position of the ancestor `skip` labels up of the name at `pos`.
+    pub fn ancestor_at(&self, pos: usize, skip: usize) -> usize {
+        let mut pos = self.follow(pos);
+        for _ in 0..skip {
+            let len = self.buf.get(pos).copied().unwrap_or(0) as usize;
+            pos = self.follow(pos + 1 + len);
+        }
+        pos
     }
 
     /// The message so far.
