@@ -20,6 +20,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--net", type=int, default=10, help="first octet of the VPC CIDRs (127 for loopback clients)")
     ap.add_argument("--queries", type=int, default=0, help="also write queries.txt with this many dnsperf lines")
+    ap.add_argument("--query-vpc", type=int, default=None, help="queries only for the zones bound to this VPC")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "vpcs.yaml"), "w") as f:
@@ -48,8 +49,9 @@ def main():
         import random
         rnd = random.Random(1)
         with open(os.path.join(a.out, "queries.txt"), "w") as f:
+            visible = [z for z in range(a.zones) if a.query_vpc is None or z % a.vpcs == a.query_vpc]
             for _ in range(a.queries):
-                z = rnd.randrange(a.zones)
+                z = rnd.choice(visible)
                 i = rnd.randrange(per_zone)
                 while i % 1000 in (1, 2, 3):
                     i = rnd.randrange(per_zone)

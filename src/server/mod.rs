@@ -9,6 +9,7 @@ pub mod fast_path;
 pub mod handler;
 pub mod tcp;
 pub mod udp;
+pub mod udp_mmsg;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

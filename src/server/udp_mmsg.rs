@@ -1,0 +1,172 @@
+//! Batched UDP receive and send (recvmmsg/sendmmsg): one system call
+//! moves up to [`BATCH`] datagrams. Under load the kernel work per query
+//! is most of pzdns's CPU (docs/PERFORMANCE.md, "Profiles"); NSD and Knot
+//! batch the same way. Elsewhere than Linux a batch is one datagram.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+/// Largest datagram read (EDNS clients rarely send more than a few hundred bytes).
+pub const RECV_BUFFER: usize = 4096;
+
+/// Buffers for one batch of received datagrams.
+pub struct RecvBatch {
+    bufs: Box<[u8]>,
+    lens: [usize; BATCH],
+    srcs: [Option<SocketAddr>; BATCH],
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch { bufs: vec![0u8; BATCH * RECV_BUFFER].into_boxed_slice(), lens: [0; BATCH], srcs: [None; BATCH] }
+    }
+}
+
+fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
+impl RecvBatch {
+    /// Reads the datagrams waiting on `fd` (non-blocking): how many, or
+    /// `WouldBlock` when there are none.
+    #[cfg(target_os = "linux")]
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        // SAFETY: zeroed mmsghdr/iovec/sockaddr_storage are valid values;
+        // every pointer set below points into `self.bufs` or the local
+        // arrays, which outlive the call.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, ((h, iov), addr)) in hdrs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter_mut()).enumerate() {
+            iov.iov_base = self.bufs[i * RECV_BUFFER..].as_mut_ptr().cast();
+            iov.iov_len = RECV_BUFFER;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
+        // SAFETY: `hdrs` holds BATCH initialised headers (see above).
+        let n = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.lens[i] = (hdrs[i].msg_len as usize).min(RECV_BUFFER);
+            self.srcs[i] = from_storage(&addrs[i]);
+        }
+        Ok(n)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer and address outlive the call, lengths match.
+        let n = unsafe {
+            libc::recvfrom(fd, self.bufs.as_mut_ptr().cast(), RECV_BUFFER, libc::MSG_DONTWAIT, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len)
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.lens[0] = n as usize;
+        self.srcs[0] = from_storage(&addr);
+        Ok(1)
+    }
+
+    /// Datagram `i` of the last `recv` and its source (`None`: not IP).
+    pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        (&self.bufs[i * RECV_BUFFER..i * RECV_BUFFER + self.lens[i]], self.srcs[i])
+    }
+}
+
+/// Responses waiting to be sent in one batch.
+pub struct SendBatch {
+    bufs: Vec<Vec<u8>>,
+    dsts: [SocketAddr; BATCH],
+    pub len: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        let unset = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        SendBatch { bufs: (0..BATCH).map(|_| Vec::with_capacity(2048)).collect(), dsts: [unset; BATCH], len: 0 }
+    }
+}
+
+impl SendBatch {
+    /// The buffer for the next response (its caller fills it, then calls
+    /// [`SendBatch::push`]); `None` when the batch is full.
+    pub fn next_buf(&mut self) -> Option<&mut Vec<u8>> {
+        self.bufs.get_mut(self.len)
+    }
+
+    /// Queues the response written into the last `next_buf` for `dst`.
+    pub fn push(&mut self, dst: SocketAddr) {
+        if self.len < BATCH {
+            self.dsts[self.len] = dst;
+            self.len += 1;
+        }
+    }
+
+    /// Response `i` and its destination.
+    pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
+        (&self.bufs[i], self.dsts[i])
+    }
+
+    /// Sends responses `from..len` on `fd` (non-blocking): how many went.
+    #[cfg(target_os = "linux")]
+    pub fn send(&self, fd: RawFd, from: usize) -> io::Result<usize> {
+        // SAFETY: as in RecvBatch::recv; the sockaddrs are built into the
+        // local array from each destination.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut k = 0;
+        for i in from..self.len {
+            let sa = socket2::SockAddr::from(self.dsts[i]);
+            // SAFETY: `sa` is a valid socket address of `sa.len()` bytes,
+            // which fits in a sockaddr_storage.
+            unsafe {
+                std::ptr::copy_nonoverlapping(sa.as_ptr().cast::<u8>(), (&mut addrs[k] as *mut libc::sockaddr_storage).cast::<u8>(), sa.len() as usize)
+            };
+            iovs[k].iov_base = self.bufs[i].as_ptr() as *mut libc::c_void;
+            iovs[k].iov_len = self.bufs[i].len();
+            hdrs[k].msg_hdr.msg_iov = &mut iovs[k];
+            hdrs[k].msg_hdr.msg_iovlen = 1;
+            hdrs[k].msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_storage).cast();
+            hdrs[k].msg_hdr.msg_namelen = sa.len();
+            k += 1;
+        }
+        if k == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `hdrs[..k]` are initialised headers (see above).
+        let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), k as libc::c_uint, libc::MSG_DONTWAIT) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn send(&self, fd: RawFd, from: usize) -> io::Result<usize> {
+        let sa = socket2::SockAddr::from(self.dsts[from]);
+        // SAFETY: buffer and address are valid for the lengths given.
+        let n = unsafe { libc::sendto(fd, self.bufs[from].as_ptr().cast(), self.bufs[from].len(), libc::MSG_DONTWAIT, sa.as_ptr().cast(), sa.len()) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(1) }
+    }
+}
