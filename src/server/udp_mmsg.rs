@@ -80,7 +80,14 @@ impl RecvBatch {
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: the buffer and address outlive the call, lengths match.
         let n = unsafe {
-            libc::recvfrom(fd, self.bufs.as_mut_ptr().cast(), RECV_BUFFER, libc::MSG_DONTWAIT, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len)
+            libc::recvfrom(
+                fd,
+                self.bufs.as_mut_ptr().cast(),
+                RECV_BUFFER,
+                libc::MSG_DONTWAIT,
+                (&mut addr as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -144,7 +151,11 @@ impl SendBatch {
             // SAFETY: `sa` is a valid socket address of `sa.len()` bytes,
             // which fits in a sockaddr_storage.
             unsafe {
-                std::ptr::copy_nonoverlapping(sa.as_ptr().cast::<u8>(), (&mut addrs[k] as *mut libc::sockaddr_storage).cast::<u8>(), sa.len() as usize)
+                std::ptr::copy_nonoverlapping(
+                    sa.as_ptr().cast::<u8>(),
+                    (&mut addrs[k] as *mut libc::sockaddr_storage).cast::<u8>(),
+                    sa.len() as usize,
+                )
             };
             iovs[k].iov_base = self.bufs[i].as_ptr() as *mut libc::c_void;
             iovs[k].iov_len = self.bufs[i].len();
@@ -166,7 +177,9 @@ impl SendBatch {
     pub fn send(&self, fd: RawFd, from: usize) -> io::Result<usize> {
         let sa = socket2::SockAddr::from(self.dsts[from]);
         // SAFETY: buffer and address are valid for the lengths given.
-        let n = unsafe { libc::sendto(fd, self.bufs[from].as_ptr().cast(), self.bufs[from].len(), libc::MSG_DONTWAIT, sa.as_ptr().cast(), sa.len()) };
+        let n = unsafe {
+            libc::sendto(fd, self.bufs[from].as_ptr().cast(), self.bufs[from].len(), libc::MSG_DONTWAIT, sa.as_ptr().cast(), sa.len())
+        };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(1) }
     }
 }
