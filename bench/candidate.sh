@@ -14,7 +14,11 @@
 # ecs.cn-hangzhou.aliyuncs.com (the apex CNAME, whose target goes upstream).
 # PZDNS_BENCH_MODE=forwarder loads no zone and forwards everything to the
 # loopback NSD that CANDIDATE_UPSTREAM=1 starts on 127.0.0.1:5311 (the
-# cache-hit scenario, beside unbound-fwd).
+# cache-hit scenario, beside unbound-fwd). In every mode the only upstream
+# is that loopback NSD, so nothing ever leaves the machine (with
+# PZDNS_BENCH_ECS_ZONE=ecs.cn-hangzhou.aliyuncs.com and CANDIDATE_UPSTREAM=1
+# it is the mixed profile: local answers, apex CNAMEs whose target comes
+# from the cache, NXDOMAIN).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
@@ -26,9 +30,8 @@ vpcs:
   - { id: vpc-bench-2, cidrs: [127.0.0.2/32] }
   - { id: vpc-bench-3, cidrs: [127.0.0.3/32] }
 YAML
-upstream=()
+upstream=(--upstream 127.0.0.1:5311)
 if [ "${PZDNS_BENCH_MODE:-auth}" = forwarder ]; then
-    upstream=(--upstream 127.0.0.1:5311)
     exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"
 fi
 for zone in privatelink.aliyuncs.com "${PZDNS_BENCH_ECS_ZONE:-cn-hangzhou.aliyuncs.com}"; do
@@ -38,4 +41,4 @@ vpcs: [vpc-bench-1, vpc-bench-2, vpc-bench-3]
 master_file: $BENCH_DATA/$zone.zone
 YAML
 done
-exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}"
+exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"

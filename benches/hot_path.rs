@@ -118,6 +118,25 @@ fn request_path(c: &mut Criterion) {
     c.bench_function("request_path/local_answer", |b| {
         b.iter(|| rt.block_on(pzdns::server::handler::answer_raw(&shared, 0, black_box(&bytes), src)).map(|r| r.len()))
     });
+    // The UDP fast path: parse, view, walk, encode into a reused buffer.
+    let snap = shared.snapshot.load_full();
+    let mut out = Vec::with_capacity(1232);
+    c.bench_function("fast_path/local_answer", |b| {
+        b.iter(|| pzdns::server::fast_path::answer(&shared, &snap, 0, src.ip(), black_box(&bytes), &mut out).map(|a| a.len))
+    });
+    // Encoding alone: a response of two A records from precomputed bytes.
+    let plain = pzdns::wire::query::PlainQuery::parse(&bytes).expect("a plain query");
+    let zone = snap.zones.iter().find(|z| z.nodes.len() > 3).expect("a zone with records");
+    let rrset = zone.nodes.values().flat_map(|n| n.rrsets.iter()).find(|r| r.rtype == RecordType::A).expect("an A RRset");
+    c.bench_function("encode/answer", |b| {
+        b.iter(|| {
+            let mut w = pzdns::wire::response::ResponseWriter::new(&mut out, &plain, 1232);
+            for t in pzdns::wire::tails(&rrset.wire) {
+                w.record_at(pzdns::wire::response::Section::Answer, 12, t);
+            }
+            w.finish(&plain, true, true, 0)
+        })
+    });
 }
 
 criterion_group!(benches, selection, resolving, request_path);
