@@ -57,18 +57,31 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
     let mut rx = RecvBatch::default();
     let mut tx = SendBatch::default();
     let shared = handler.shared.clone();
+    // Made once: a new shutdown future per wake-up registers and drops a
+    // watch notification each time.
+    let stop = super::tcp::stopped(&mut shutdown);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
                 debug!(error = %e, "UDP socket not readable");
                 continue;
             },
-            _ = super::tcp::stopped(&mut shutdown) => break,
+            _ = &mut stop => break,
         };
         // One batch, then back through `readable()`: tokio's budget lets
-        // the other tasks of this worker run between batches.
-        let n = match socket.try_io(Interest::READABLE, || rx.recv(fd)) {
+        // the other tasks of this worker run between batches. A short
+        // batch means the socket is drained: it is reported to tokio as
+        // WouldBlock so readiness is cleared now (tokio keeps any newer
+        // arrival), instead of costing one more empty recvmmsg per wake-up.
+        let mut got = 0;
+        let r = socket.try_io(Interest::READABLE, || {
+            got = rx.recv(fd)?;
+            if got < BATCH { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
+        });
+        let n = match r {
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => got,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 // ICMP errors surface here on some systems; keep serving.
@@ -96,7 +109,7 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
             }
             general(&handler, &socket, bytes, src);
         }
-        send_all(&socket, fd, &tx);
+        send_all(&socket, fd, &mut tx);
         let took = started.elapsed().as_secs_f64();
         for (view, rcode, source) in &answered[..tx.len] {
             shared.metrics.query_duration.observe(took);
@@ -107,7 +120,7 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
 
 /// Sends the batch's responses; what the socket cannot take now is sent
 /// by a task of its own once there is room.
-fn send_all(socket: &Arc<UdpSocket>, fd: std::os::fd::RawFd, tx: &SendBatch) {
+fn send_all(socket: &Arc<UdpSocket>, fd: std::os::fd::RawFd, tx: &mut SendBatch) {
     let mut sent = 0;
     while sent < tx.len {
         match socket.try_io(Interest::WRITABLE, || tx.send(fd, sent)) {
