@@ -26,6 +26,8 @@ peers=$shared/bench/peers.sh
 out=${OUT:-/tmp/pzdns-bench}
 mkdir -p "$out"
 export DURATION=${DURATION:-5} REPS=${REPS:-1} WARMUP=${WARMUP:-2} LAT_DURATION=${LAT_DURATION:-5}
+# The fixed offered rate for CPU per query and latency (the issue's "say, 50k qps").
+export LAT_QPS=${LAT_QPS:-50000}
 export WORK=${WORK:-/tmp/dnsbench} RESULTS_DIR=$out
 
 (cd "$root" && cargo build --release --locked -q)
@@ -54,7 +56,7 @@ echo "== 7/7 micro-benchmarks"
 
 # Columns of peers.sh's table: 2 label, 5 median QPS, 10 avg latency ms @10k, 15 CPU µs/query saturated, 16 at 10k, 18 bytes.
 python3 - "$out" <<'PY'
-import sys, re
+import os, sys, re
 out = sys.argv[1]
 def rows(path):
     r = {}
@@ -67,13 +69,19 @@ local, cache, mixed = rows(f"{out}/local.txt"), rows(f"{out}/cache.txt"), rows(f
 def table(rs, me_prefix):
     mine = [k for k in rs if k.startswith(me_prefix)]
     peers = [k for k in rs if not k.startswith(me_prefix) and k != 'ceiling']
-    print(f"| pzdns run | peer | pzdns QPS | peer QPS | QPS ratio | pzdns CPU µs/q | peer CPU µs/q | CPU ratio (target ≤ 1.0) | bytes pzdns/peer |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    rate = os.environ.get('LAT_QPS', '50000')
+    print(f"| pzdns run | peer | pzdns QPS | peer QPS | QPS ratio | CPU µs/q saturated pzdns/peer | ratio | CPU µs/q @ {rate} qps pzdns/peer | ratio (target ≤ 1.0) | avg latency ms @ {rate} pzdns/peer | bytes pzdns/peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    def ratio(x, y):
+        try:
+            return f"{float(x)/float(y):.2f}×"
+        except (TypeError, ValueError, ZeroDivisionError):
+            return "-"
     for m in mine:
         for p in peers:
             a, b = rs[m], rs[p]
-            cr = f"{a['cpu']/b['cpu']:.2f}×" if a['cpu'] and b['cpu'] else "-"
-            print(f"| {m} | {p} | {a['qps']:.0f} | {b['qps']:.0f} | {a['qps']/b['qps']:.2f}× | {a['cpu']} | {b['cpu']} | {cr} | {a['bytes']}/{b['bytes']} |")
+            print(f"| {m} | {p} | {a['qps']:.0f} | {b['qps']:.0f} | {a['qps']/b['qps']:.2f}× | {a['cpu']}/{b['cpu']} | {ratio(a['cpu'], b['cpu'])} | "
+                  f"{a['cpu10k']}/{b['cpu10k']} | {ratio(a['cpu10k'], b['cpu10k'])} | {a['lat']}/{b['lat']} | {a['bytes']}/{b['bytes']} |")
 print("## Local answers\n"); table(local, 'pzdns')
 print("\n## Cache hits\n"); table(cache, 'pzdns')
 print("\n## Mixed profile (pzdns: 90% local, 5% apex CNAME + cached target, 5% NXDOMAIN; Unbound: all from its cache)\n"); table(mixed, 'pzdns')
