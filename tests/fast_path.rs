@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, SOA};
@@ -159,7 +159,7 @@ fn fast_path_answers_as_the_general_path_does() {
                         total += 1;
                         let q = query(total as u16, n, u16::from(t), edns);
                         let ctx = format!("{n} {t} from {src} on listener {listener}, EDNS {edns:?}");
-                        let Some(a) = fast_path::answer(&shared, &snap, listener, src.ip(), &q, &mut out) else { continue };
+                        let Some(a) = fast_path::answer(&shared, &snap, listener, src.ip(), &q, &mut out, Instant::now()) else { continue };
                         fast_count += 1;
                         let general = rt.block_on(answer_raw(&shared, listener, &q, src)).expect("general path answers");
                         let limit = edns.map_or(512, |(p, _)| p.clamp(512, 1232)) as usize;
@@ -195,7 +195,7 @@ fn fast_path_declines_what_it_does_not_cover() {
     let mut out = Vec::new();
     let www = Name::from_ascii("www.example.test.").unwrap();
     let plain = query(1, &www, 1, None);
-    assert!(fast_path::answer(&shared, &snap, 0, src, &plain, &mut out).is_some());
+    assert!(fast_path::answer(&shared, &snap, 0, src, &plain, &mut out, Instant::now()).is_some());
     let mut two_questions = plain.clone();
     two_questions[5] = 2;
     let mut chaos = plain.clone();
@@ -217,6 +217,6 @@ fn fast_path_declines_what_it_does_not_cover() {
         ("AXFR", query(1, &www, 252, None)),
         ("uncached upstream question", query(1, &Name::from_ascii("nowhere.example.org.").unwrap(), 28, None)),
     ] {
-        assert!(fast_path::answer(&shared, &snap, 0, src, &q, &mut out).is_none(), "{what} takes the general path");
+        assert!(fast_path::answer(&shared, &snap, 0, src, &q, &mut out, Instant::now()).is_none(), "{what} takes the general path");
     }
 }

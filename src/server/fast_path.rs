@@ -37,8 +37,17 @@ pub struct Answered {
 }
 
 /// Answers `msg` from `src` on `listener` into `out`, or `None` for the
-/// general path (then `out` holds nothing of use).
-pub fn answer(shared: &Shared, snap: &Snapshot, listener: usize, src: IpAddr, msg: &[u8], out: &mut Vec<u8>) -> Option<Answered> {
+/// general path (then `out` holds nothing of use). `now` ages cached
+/// answers (the socket loop reads the clock once per batch).
+pub fn answer(
+    shared: &Shared,
+    snap: &Snapshot,
+    listener: usize,
+    src: IpAddr,
+    msg: &[u8],
+    out: &mut Vec<u8>,
+    now: Instant,
+) -> Option<Answered> {
     let q = PlainQuery::parse(msg)?;
     let (view, _) = snap.view_for(Some(listener), src);
     let key = KeyBuf::from_wire(q.qname);
@@ -55,8 +64,7 @@ pub fn answer(shared: &Shared, snap: &Snapshot, listener: usize, src: IpAddr, ms
                 LinkName::Question => key_bytes(&mut kb, key.key(), qtype, dnssec_ok, route_id),
                 LinkName::Target(n) => key_bytes(&mut kb, KeyBuf::new(n).key(), qtype, dnssec_ok, route_id),
             };
-            let e = shared.forwarder.cache.get(name_key)?;
-            let now = Instant::now();
+            let e = shared.forwarder.cache.get(name_key, now)?;
             if !e.is_fresh(now) || e.wire.is_none() {
                 return None;
             }

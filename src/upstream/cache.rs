@@ -208,11 +208,11 @@ impl Cache {
         Cache { inner: Arc::new(quick_cache::sync::Cache::new(n)) }
     }
 
-    /// The entry for a key laid out by [`key_bytes`], unless it is past
-    /// its TTL and stale window (then it is dropped).
-    pub fn get(&self, k: &[u8]) -> Option<Arc<Entry>> {
+    /// The entry for a key laid out by [`key_bytes`], unless at `now` it
+    /// is past its TTL and stale window (then it is dropped).
+    pub fn get(&self, k: &[u8], now: Instant) -> Option<Arc<Entry>> {
         let e = self.inner.get(k)?;
-        if e.stored.elapsed() >= Duration::from_secs(e.ttl as u64) + e.stale_for {
+        if now.saturating_duration_since(e.stored) >= Duration::from_secs(e.ttl as u64) + e.stale_for {
             self.inner.remove(k);
             return None;
         }

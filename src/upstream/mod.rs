@@ -119,7 +119,7 @@ impl Forwarder {
         let mut buf = [0u8; cache::MAX_KEY_LEN];
         let raw = cache::key_bytes(&mut buf, crate::snapshot::names::KeyBuf::new(name).key(), qtype, dnssec_ok, route);
         let now = Instant::now();
-        let cached = self.cache.get(raw);
+        let cached = self.cache.get(raw, now);
         if let Some(e) = &cached
             && e.is_fresh(now)
         {
