@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The performance table in one command (SPEC.md §6, docs/PERFORMANCE.md):
 #
-#   bench/run.sh                    # ~10 min on 2 cores; installs the peers it needs
+#   bench/run.sh                    # ~9 min on 2 cores once built and installed; installs the peers it needs
 #   DURATION=15 REPS=3 bench/run.sh # the shared benchmark's own defaults (~30 min)
 #
 # 1. local answers: pzdns (from two VPC source addresses) beside NSD, Knot,
