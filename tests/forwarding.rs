@@ -288,6 +288,18 @@ fn nsd_as_the_public_authority() {
     }
     let s = TestServer::start_default(Path::new(ZONES), "vpc-b", &format!("upstreams: [{up}]\n"));
     let r = ask(&s, A_VPC, "ecs.cn-hangzhou.aliyuncs.com.", RecordType::A);
+    // Minimal responses: NSD sends its NS and their address with a
+    // positive answer; pzdns relays them only to a DO=1 query (a
+    // validator may need what the authority sent), never otherwise, and
+    // the same from its cache.
+    let from_nsd = Message::from_vec(&udp_raw_timeout(up, &probe).unwrap()).unwrap();
+    let with_do = {
+        let mut q = query("popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A, Some(1232));
+        q.edns.as_mut().unwrap().set_dnssec_ok(true);
+        udp(s.addrs[0], A_VPC, &q)
+    };
+    let plain = ask(&s, A_VPC, "popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A);
+    let cached = ask(&s, A_VPC, "popunify-vpc.cn-hangzhou.aliyuncs.com.", RecordType::A);
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -300,6 +312,12 @@ fn nsd_as_the_public_authority() {
             "popunify-vpc.cn-hangzhou.aliyuncs.com. A 100.100.80.2"
         ]
     );
+    assert!(!from_nsd.authorities.is_empty() && !from_nsd.additionals.is_empty(), "NSD sends NS and glue: {from_nsd:?}");
+    assert_eq!((with_do.authorities.len(), with_do.additionals.len()), (from_nsd.authorities.len(), from_nsd.additionals.len()));
+    for r in [&plain, &cached] {
+        assert_eq!(r.answers.len(), 2);
+        assert!(r.authorities.is_empty() && r.additionals.is_empty(), "minimal response: {r:?}");
+    }
 }
 
 fn which(cmd: &str) -> Option<std::path::PathBuf> {

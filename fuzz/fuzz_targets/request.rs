@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
     // limit with a message that decodes.
     let mut out = Vec::new();
     let snap = shared.snapshot.load();
-    if let Some(a) = pzdns::server::fast_path::answer(shared, &snap, data.len() % 2, src.ip(), data, &mut out, std::time::Instant::now()) {
-        assert!(a.len <= 1232 && a.len == out.len());
+    if pzdns::server::fast_path::answer(shared, &snap, data.len() % 2, src.ip(), data, &mut out, std::time::Instant::now()).is_some() {
+        assert!(out.len() <= 1232, "within the UDP limit");
         assert_eq!(out[..2], data[..2], "the id is echoed");
         hickory_proto::op::Message::from_vec(&out).expect("fast-path response decodes");
     }

@@ -27,10 +27,10 @@ use crate::wire::query::PlainQuery;
 use crate::wire::response::{ResponseWriter, Section};
 use crate::wire::tails;
 
-/// A response the fast path wrote, and what metrics need of it.
+/// What metrics need of a response the fast path wrote (the response
+/// itself is the caller's buffer).
 #[derive(Debug, Clone, Copy)]
 pub struct Answered {
-    pub len: usize,
     pub rcode: ResponseCode,
     pub view: View,
     pub source: &'static str,
@@ -125,6 +125,6 @@ pub fn answer(
         (_, s) => s.as_str(),
     };
     let ra = w.source != Source::Refused;
-    let len = rw.finish(&q, w.authoritative, ra, u16::from(rcode) as u8);
-    Some(Answered { len, rcode, view, source })
+    rw.finish(&q, w.authoritative, ra, u16::from(rcode) as u8);
+    Some(Answered { rcode, view, source })
 }

@@ -93,7 +93,7 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
         };
         let started = Instant::now();
         let snap = shared.snapshot.load();
-        tx.len = 0;
+        tx.clear();
         for i in 0..n {
             let (bytes, src) = rx.get(i);
             // Nothing can be answered to port 0 or an unspecified address, and

@@ -153,6 +153,11 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
+    /// Empties the batch (its buffers are kept for the next).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// The buffer for the next response (its caller fills it, then calls
     /// [`SendBatch::push`]); `None` when the batch is full.
     pub fn next_buf(&mut self) -> Option<&mut Vec<u8>> {

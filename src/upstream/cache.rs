@@ -93,8 +93,9 @@ pub struct Entry {
     pub ttl: u32,
     /// How long the cache keeps it after it goes stale.
     pub stale_for: Duration,
-    /// `answers` and `authorities` in wire form; `None` if a record could
-    /// not be encoded (then only the general path serves the entry).
+    /// `answers` and `authorities` in wire form, for the UDP fast path;
+    /// `None` when an additional section is kept (DO=1) or a record could
+    /// not be encoded: then only the general path serves the entry.
     pub wire: Option<(Vec<WireRecord>, Vec<WireRecord>)>,
 }
 

@@ -230,11 +230,6 @@ impl<'b> ResponseWriter<'b> {
         pos
     }
 
-    /// The message so far.
-    pub fn bytes(&self) -> &[u8] {
-        self.buf
-    }
-
     /// Whether a record was left out for want of room.
     pub fn truncated(&self) -> bool {
         self.truncated
@@ -243,7 +238,7 @@ impl<'b> ResponseWriter<'b> {
     /// Completes the header (flags from the query's RD and CD) and the
     /// OPT record, and returns the message length. A truncated response
     /// keeps only the question, with TC set (RFC 2181 §9).
-    pub fn finish(self, q: &PlainQuery<'_>, aa: bool, ra: bool, rcode: u8) -> usize {
+    pub fn finish(self, q: &PlainQuery<'_>, aa: bool, ra: bool, rcode: u8) {
         let mut flags = QR | (q.flags & (RD | CD)) | (rcode as u16 & 0x0f);
         if aa {
             flags |= AA;
@@ -270,6 +265,5 @@ impl<'b> ResponseWriter<'b> {
             self.buf.extend_from_slice(&[0, 0]);
             self.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
         }
-        self.buf.len()
     }
 }
