@@ -4,7 +4,7 @@
 //! batch the same way. Elsewhere than Linux a batch is one datagram.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 /// Datagrams per system call.
@@ -66,21 +66,13 @@ impl Default for RecvBatch {
     }
 }
 
-fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
-            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
-        }
-        _ => None,
-    }
+/// The source address the kernel wrote into `ss` (`len` bytes), read by
+/// socket2 (`None`: not IPv4 or IPv6).
+fn from_storage(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    // SAFETY: socket2's storage is a transparent wrapper of the same
+    // sockaddr_storage, and the kernel initialised `len` bytes of it.
+    let sa = unsafe { socket2::SockAddr::new(std::ptr::read((ss as *const libc::sockaddr_storage).cast()), len) };
+    sa.as_socket()
 }
 
 impl RecvBatch {
@@ -103,7 +95,7 @@ impl RecvBatch {
         self.used = n;
         for i in 0..n {
             self.lens[i] = (self.h.hdrs[i].msg_len as usize).min(RECV_BUFFER);
-            self.srcs[i] = from_storage(&self.h.addrs[i]);
+            self.srcs[i] = from_storage(&self.h.addrs[i], self.h.hdrs[i].msg_hdr.msg_namelen);
         }
         Ok(n)
     }
@@ -127,7 +119,7 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         self.lens[0] = n as usize;
-        self.srcs[0] = from_storage(&addr);
+        self.srcs[0] = from_storage(&addr, len);
         Ok(1)
     }
 
