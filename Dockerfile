@@ -16,9 +16,12 @@ FROM rust:1-bookworm AS build
 
 WORKDIR /src
 # Only what `cargo build` reads, so edits to zones/, tests/ or docs do not
-# invalidate this stage. (Add build.rs here if the crate ever grows one.)
+# invalidate this stage. Cargo parses every target the manifest declares, the
+# [[bench]] too, so benches/ must be here even though it is not built.
+# (Add build.rs here if the crate ever grows one.)
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 
 # The registry and target/ are cache mounts, so a rebuild recompiles only what
 # changed; the binary is copied out of the cache mount in the same step.
