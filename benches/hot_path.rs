@@ -4,7 +4,7 @@
 //! - view selection (CIDR → VPC) with 1 and 100 VPCs
 //! - zone selection (longest suffix among a VPC's zones) with 1 and 1,000 zones
 //! - resolve: a local answer, a wildcard, NXDOMAIN, the apex CNAME
-//! - the whole request path, bytes in → bytes out (decode, resolve, encode)
+//! - the whole answer path, bytes in → bytes out (read, view, walk, write)
 
 use std::hint::black_box;
 use std::str::FromStr;
@@ -13,15 +13,17 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
 use pzdns::config::zones_dir::{RecordDef, VpcDef, ZoneDef, ZoneOrigin, ZonesData};
 use pzdns::config::{Located, Pos, ServerConfig};
+use pzdns::dns::names::KeyBuf;
+use pzdns::dns::record::tails;
+use pzdns::dns::writer::{Flags, ResponseWriter, Section};
 use pzdns::resolve::resolve;
-use pzdns::snapshot::Snapshot;
-use pzdns::snapshot::names::KeyBuf;
 
 /// `vpcs` VPCs on 10.v.0.0/16; `zones` zones z<i>.bench.internal, each with
 /// 10 A records, a wildcard and an apex-CNAME zone, all bound to every VPC.
-fn snapshot(vpcs: usize, zones: usize) -> Snapshot {
+fn snapshot(vpcs: usize, zones: usize) -> pzdns::snapshot::Snapshot {
     let vpc_defs: Vec<VpcDef> = (0..vpcs)
         .map(|v| VpcDef {
             id: format!("vpc-{v}"),
@@ -69,7 +71,7 @@ fn snapshot(vpcs: usize, zones: usize) -> Snapshot {
     });
     let mut cfg = ServerConfig::defaults();
     cfg.upstreams = vec![];
-    Snapshot::build(&cfg, ZonesData { vpcs: vpc_defs, zones: zone_defs, ..Default::default() }, 1).unwrap()
+    pzdns::loader::build(&cfg, ZonesData { vpcs: vpc_defs, zones: zone_defs, ..Default::default() }, 1).unwrap()
 }
 
 fn selection(c: &mut Criterion) {
@@ -77,14 +79,14 @@ fn selection(c: &mut Criterion) {
         let s = snapshot(vpcs, zones);
         let src = format!("10.0.{}.7", (vpcs - 1) % 256).parse().unwrap();
         if zones == 1 {
-            c.bench_function(&format!("view_for/{vpcs}vpcs"), |b| b.iter(|| s.view_for(None, black_box(src))));
+            c.bench_function(&format!("select_view/{vpcs}vpcs"), |b| b.iter(|| s.select_view(None, black_box(src))));
         }
         let name = Name::from_str(&format!("h3.z{}.bench.internal.", zones - 1)).unwrap();
         let vpc = s.vpc_index(&format!("vpc-{}", vpcs - 1)).unwrap();
-        c.bench_function(&format!("find_zone/{vpcs}vpcs/{zones}zones"), |b| {
+        c.bench_function(&format!("select_zone/{vpcs}vpcs/{zones}zones"), |b| {
             b.iter(|| {
                 let k = KeyBuf::new(black_box(&name));
-                black_box(s.find_zone(vpc, &k).is_some())
+                black_box(s.select_zone(vpc, &k).is_some())
             })
         });
     }
@@ -92,7 +94,7 @@ fn selection(c: &mut Criterion) {
 
 fn resolving(c: &mut Criterion) {
     let s = snapshot(100, 1000);
-    let (view, _) = s.view_for(None, "10.0.5.7".parse().unwrap());
+    let (view, _) = s.select_view(None, "10.0.5.7".parse().unwrap());
     for (label, q) in [
         ("answer", "h3.z500.bench.internal."),
         ("wildcard", "x.w.z500.bench.internal."),
@@ -109,35 +111,37 @@ fn resolving(c: &mut Criterion) {
 fn request_path(c: &mut Criterion) {
     let mut cfg = ServerConfig::defaults();
     cfg.upstreams = vec![];
-    let shared = pzdns::server::Shared::new(cfg, snapshot(100, 1000), Arc::new(pzdns::metrics::Metrics::new()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let shared = pzdns::state::Shared::new(cfg, snapshot(100, 1000), Arc::new(pzdns::metrics::Metrics::new()));
     let mut q = hickory_proto::op::Message::query();
     q.add_query(hickory_proto::op::Query::query(Name::from_str("h3.z500.bench.internal.").unwrap(), RecordType::A));
     let bytes = q.to_vec().unwrap();
-    let src = "10.0.5.7:5300".parse().unwrap();
-    c.bench_function("request_path/local_answer", |b| {
-        b.iter(|| rt.block_on(pzdns::server::handler::answer_raw(&shared, 0, black_box(&bytes), src)).map(|r| r.len()))
-    });
-    // The UDP fast path: parse, view, walk, encode into a reused buffer.
+    let client = Client { listener: 0, src: "10.0.5.7".parse().unwrap(), transport: Transport::Udp };
+    // The answer path as the UDP loop runs it: read, view, walk, write
+    // into a reused buffer.
     let snap = shared.snapshot.load_full();
     let mut out = Vec::with_capacity(1232);
-    c.bench_function("fast_path/local_answer", |b| {
+    c.bench_function("answer/local_answer", |b| {
         b.iter(|| {
-            pzdns::server::fast_path::answer(&shared, &snap, 0, src.ip(), black_box(&bytes), &mut out, std::time::Instant::now())
-                .map(|_| out.len())
+            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+            match answer(&ctx, &client, black_box(&bytes), &mut out) {
+                Outcome::Done(_) => out.len(),
+                _ => 0,
+            }
         })
     });
-    // Encoding alone: a response of two A records from precomputed bytes.
-    let plain = pzdns::wire::query::PlainQuery::parse(&bytes).expect("a plain query");
+    // Writing alone: a response of two A records from precomputed bytes.
+    let question = &bytes[12..];
     let zone = snap.zones.iter().find(|z| z.nodes.len() > 3).expect("a zone with records");
     let rrset = zone.nodes.values().flat_map(|n| n.rrsets.iter()).find(|r| r.rtype == RecordType::A).expect("an A RRset");
+    let flags = Flags { copied: 0, aa: true, ra: true, rcode: 0 };
     c.bench_function("encode/answer", |b| {
         b.iter(|| {
-            let mut w = pzdns::wire::response::ResponseWriter::new(&mut out, &plain, 1232);
-            for t in pzdns::wire::tails(&rrset.wire) {
-                w.record_at(pzdns::wire::response::Section::Answer, 12, t);
+            let mut w = ResponseWriter::new(std::mem::take(&mut out), 1, Some(question), 1232, false);
+            for t in tails(&rrset.wire) {
+                w.record_at(Section::Answer, 12, t);
             }
-            w.finish(&plain, true, true, 0)
+            out = w.finish(flags, None);
+            out.len()
         })
     });
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::config::zones_dir::ZoneOrigin;
 use crate::explain::{Asker, explain};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The OpenMetrics text format that prometheus-client writes.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -10,7 +10,6 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::{Diagnostics, ServerConfig};
 use crate::explain::{Asker, explain};
-use crate::snapshot::Snapshot;
 
 /// Exit code: invalid data (`check`).
 pub const EXIT_INVALID: u8 = 1;
@@ -126,7 +125,7 @@ fn check(a: &CheckArgs) -> ExitCode {
         }
     };
     let started = std::time::Instant::now();
-    match Snapshot::load(&cfg, 1) {
+    match crate::loader::load(&cfg, 1) {
         Ok(s) => {
             let st = s.stats;
             println!(
@@ -153,7 +152,7 @@ fn check(a: &CheckArgs) -> ExitCode {
 }
 
 fn run_explain(a: &ExplainArgs) -> ExitCode {
-    let loaded = load_config(&a.data).and_then(|cfg| Snapshot::load(&cfg, 1));
+    let loaded = load_config(&a.data).and_then(|cfg| crate::loader::load(&cfg, 1));
     let snap = match loaded {
         Ok(s) => s,
         Err(d) => {
@@ -242,8 +241,7 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
 fn init_tracing(format: crate::config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     // hickory logs two INFO lines per request; keep them out unless asked.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,notify=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn,notify=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
@@ -280,7 +278,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
     };
-    let result = rt.block_on(crate::server::serve(cfg, workers, a.ready_file.clone()));
+    let result = rt.block_on(crate::app::run(cfg, workers, a.ready_file.clone()));
     drop(rt);
     // Flush the logs first, so the one-line reason is the last line.
     drop(log_guard);

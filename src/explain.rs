@@ -29,7 +29,7 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
                 return Err(format!("unknown VPC `{id}`; known VPCs: {}", known.join(", ")));
             }
         },
-        Asker::From(ip) => snap.view_for(None, *ip),
+        Asker::From(ip) => snap.select_view(None, *ip),
     };
     let _ = writeln!(out, "query:    {name} {qtype}");
     match (view, &reason) {

@@ -1,24 +1,31 @@
 //! pzdns: a DNS server for private zones bound to VPCs.
 //!
-//! Data flows one way:
+//! Data flows one way, and so do the modules' dependencies (each module
+//! uses only those listed before it; `tests/it/layers.rs` checks it):
 //! ```text
-//! files ─► config (strict serde mirror, every problem with path:line:col)
-//!       ─► snapshot (immutable indexes: CIDR→VPC, apex→zone per VPC, nodes)
-//!       ─► resolve (SPEC.md §3 as a pure function) ◄─ query
-//!       ─► response
+//! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► upstream
+//!     ─► answer ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
-//! `config` reads and checks files, `snapshot` builds what a query reads,
-//! `resolve` answers, `explain` puts an answer into words, `server` puts
-//! it on the wire with hickory-server, `cli` is the command line.
+//! `dns` reads and writes the wire format, `config` reads and checks
+//! files, `snapshot` holds the indexes a query reads, `resolve` applies
+//! the answering rules, `loader` builds a checked snapshot, `upstream`
+//! forwards and caches, `answer` turns a query into response bytes,
+//! `state` is what the listeners share, `server` owns the sockets, `app`
+//! runs start-up and shutdown, `cli` is the command line.
+//! docs/ARCHITECTURE.md has the whole picture.
 
 pub mod admin;
+pub mod answer;
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod explain;
+pub mod loader;
 pub mod metrics;
 pub mod reload;
 pub mod resolve;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod upstream;
-pub mod wire;

@@ -3,11 +3,13 @@
 //! Label values are bounded: VPC ids come from `vpcs.yaml` (plus `unknown`),
 //! rcodes and sources from fixed lists, upstreams from the config. A query
 //! name is never a label.
+//!
+//! A leaf: it takes plain numbers and enums, never the snapshot or the
+//! server's types, so every module may count.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use hickory_proto::op::ResponseCode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -94,25 +96,57 @@ pub struct BuildLabels {
     pub version: &'static str,
 }
 
-/// The rcode as dig prints it, for labels and logs.
-pub fn rcode_label(rc: ResponseCode) -> &'static str {
-    match rc {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::Refused => "REFUSED",
-        r if u16::from(r) == 16 => "BADVERS",
-        _ => "OTHER",
+/// Where an answer came from: a label of `pzdns_queries_total` and of
+/// the query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Zone,
+    Endpoint,
+    Upstream,
+    Cache,
+    Stale,
+    Refused,
+    Failure,
+    /// Header rules (FORMERR, NOTIMP, BADVERS): no data was read.
+    Error,
+}
+
+impl Source {
+    pub const ALL: [Source; 8] =
+        [Source::Zone, Source::Endpoint, Source::Upstream, Source::Cache, Source::Stale, Source::Refused, Source::Failure, Source::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Zone => "zone",
+            Source::Endpoint => "endpoint",
+            Source::Upstream => "upstream",
+            Source::Cache => "cache",
+            Source::Stale => "stale",
+            Source::Refused => "refused",
+            Source::Failure => "failure",
+            Source::Error => "error",
+        }
     }
 }
 
-/// The rcodes and sources `pzdns_queries_total` is counted by.
+/// The rcodes `pzdns_queries_total` is counted by, as dig prints them.
 const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER"];
-const SOURCES: [&str; 9] = ["zone", "endpoint", "upstream", "cache", "stale", "refused", "failure", "error", "other"];
 
-type CounterRow = [std::sync::OnceLock<Counter>; RCODES.len() * SOURCES.len()];
+/// The column of a 12-bit rcode in [`RCODES`].
+fn rcode_index(rc: u16) -> usize {
+    match rc {
+        0..=5 => rc as usize,
+        16 => 6,
+        _ => 7,
+    }
+}
+
+/// The rcode as dig prints it, for labels and logs.
+pub fn rcode_label(rc: u16) -> &'static str {
+    RCODES[rcode_index(rc)]
+}
+
+type CounterRow = [std::sync::OnceLock<Counter>; RCODES.len() * Source::ALL.len()];
 
 /// Handles on `pzdns_queries_total`'s series, one row per VPC of a
 /// snapshot (plus one for clients in no VPC), each filled on first use:
@@ -131,17 +165,26 @@ impl QueryCounters {
 
     /// Counts one query; `row` is the VPC index (or the VPC count for
     /// none), `vpc` its label.
-    pub fn inc(&self, metrics: &Metrics, row: usize, vpc: &Arc<str>, rcode: &'static str, source: &'static str) {
-        let labels = || QueryLabels { vpc: VpcLabel(vpc.clone()), rcode, source };
-        let (Some(slot), Some(r), Some(s)) =
-            (self.rows.get(row), RCODES.iter().position(|x| *x == rcode), SOURCES.iter().position(|x| *x == source))
-        else {
+    pub fn inc(&self, metrics: &Metrics, row: usize, vpc: &Arc<str>, rcode: u16, source: Source) {
+        let r = rcode_index(rcode);
+        let labels = || QueryLabels { vpc: VpcLabel(vpc.clone()), rcode: RCODES[r], source: source.as_str() };
+        let Some(slot) = self.rows.get(row) else {
             metrics.queries.get_or_create(&labels()).inc();
             return;
         };
         let row = slot.get_or_init(|| Box::new(std::array::from_fn(|_| std::sync::OnceLock::new())));
-        row[r * SOURCES.len() + s].get_or_init(|| metrics.queries.get_or_create(&labels()).clone()).inc();
+        row[r * Source::ALL.len() + source as usize].get_or_init(|| metrics.queries.get_or_create(&labels()).clone()).inc();
     }
+}
+
+/// The data in force, as `set_data` records it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DataCounts {
+    pub zones: usize,
+    pub records: usize,
+    pub vpcs: usize,
+    pub endpoints: usize,
+    pub generation: u64,
 }
 
 pub struct Metrics {
@@ -248,12 +291,12 @@ impl Metrics {
     }
 
     /// Records the data now in force.
-    pub fn set_data(&self, s: &crate::snapshot::Snapshot) {
-        self.zones.set(s.stats.zones as i64);
-        self.records.set(s.stats.records as i64);
-        self.vpcs.set(s.stats.vpcs as i64);
-        self.endpoints.set(s.stats.endpoints as i64);
-        self.generation.set(s.generation as i64);
+    pub fn set_data(&self, d: DataCounts) {
+        self.zones.set(d.zones as i64);
+        self.records.set(d.records as i64);
+        self.vpcs.set(d.vpcs as i64);
+        self.endpoints.set(d.endpoints as i64);
+        self.generation.set(d.generation as i64);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         self.last_reload_success.set(now);
     }

@@ -1,4 +1,4 @@
-//! Reload (SPEC.md §4): a file watch on `zones_dir`, SIGHUP and
+//! Reload (docs/REFERENCE.md, "Operating it"): a file watch on `zones_dir`, SIGHUP and
 //! `POST /reload` all come here. The new snapshot is built off the query
 //! path (a blocking thread), checked whole, and swapped in with one atomic
 //! pointer store; queries in flight finish on the snapshot they loaded.
@@ -14,9 +14,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Diagnostics;
+use crate::metrics::DataCounts;
 use crate::metrics::ResultLabels;
-use crate::server::Shared;
-use crate::snapshot::Snapshot;
+use crate::state::{Failure, Shared};
 
 /// Quiet time after the last file event before reloading: editors write
 /// in several steps and `git pull` touches many files at once.
@@ -24,33 +24,13 @@ pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Longest a stream of events can delay a reload.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// What `/readyz` and `/zones` report about loading.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadStatus {
-    /// Generation in force (0: nothing loaded yet).
-    pub generation: u64,
-    pub loaded_at: Option<SystemTime>,
-    pub load_ms: u64,
-    /// The git commit of the zones directory, when it is in a checkout.
-    pub git_commit: Option<String>,
-    /// The last failed attempt, if it is more recent than the last success.
-    pub last_failure: Option<Failure>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub at: SystemTime,
-    pub trigger: &'static str,
-    pub problems: Vec<String>,
-}
-
 /// Loads the zones directory anew and swaps it in; reloads are serialised.
 pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, Diagnostics> {
     let _one_at_a_time = shared.reload_lock.lock().await;
     let next_gen = shared.snapshot.load().generation + 1;
     let cfg = shared.config.clone();
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || Snapshot::load(&cfg, next_gen)).await;
+    let built = tokio::task::spawn_blocking(move || crate::loader::load(&cfg, next_gen)).await;
     let built = match built {
         Ok(r) => r,
         Err(e) => {
@@ -68,7 +48,13 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             // thread that answers queries. (Queries still holding it keep it
             // alive until they finish; the last one frees it.)
             tokio::task::spawn_blocking(move || drop(old));
-            shared.metrics.set_data(&snap);
+            shared.metrics.set_data(DataCounts {
+                zones: snap.stats.zones,
+                records: snap.stats.records,
+                vpcs: snap.stats.vpcs,
+                endpoints: snap.stats.endpoints,
+                generation: snap.generation,
+            });
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
             let commit = git_commit(&shared.config.zones_dir);
             shared.metrics.set_commit(commit.as_deref());

@@ -1,7 +1,7 @@
-//! SPEC.md §3 as a pure function: (snapshot, view, question) → what to
-//! answer from local data and what, if anything, must go upstream. No I/O:
-//! the server and `pzdns explain` both call it, and it is unit-tested
-//! without sockets.
+//! The answering rules (docs/REFERENCE.md, "Answering rules") as a pure
+//! function: (snapshot, view, question) → what to answer from local data
+//! and what, if anything, must go upstream. No I/O: the answer writer and
+//! `pzdns explain` both call it, and it is unit-tested without sockets.
 //!
 //! ```text
 //! view ─► zone (longest suffix among the VPC's zones) ─► node / wildcard
@@ -16,21 +16,14 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::UnknownClients;
-use crate::snapshot::names::{KeyBuf, key_to_name};
-use crate::snapshot::zone::{NO_AZ, NodeMatch, RRset};
+use crate::dns::names::{KeyBuf, key_to_name};
+pub use crate::metrics::Source;
+pub use crate::snapshot::Route;
+use crate::snapshot::zone::{NO_AZ, NodeMatch, RRset, Zone};
 use crate::snapshot::{Snapshot, View, ZoneIdx};
 
-/// Most CNAME links followed for one question (SPEC.md §3).
+/// Most CNAME links followed for one question (rule 3).
 pub const MAX_CNAME_LINKS: usize = 8;
-
-/// Where an upstream question goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// A `forward_zones` entry (index into `Snapshot::forward_zones`).
-    ForwardZone(u32),
-    /// The default `upstreams`.
-    Default,
-}
 
 /// Why a question goes upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,28 +44,6 @@ pub struct UpstreamQuery {
     pub qtype: RecordType,
     pub route: Route,
     pub reason: UpstreamReason,
-}
-
-/// Where the answer comes from, for metrics and the query log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Zone,
-    Endpoint,
-    Upstream,
-    Refused,
-    Failure,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Zone => "zone",
-            Source::Endpoint => "endpoint",
-            Source::Upstream => "upstream",
-            Source::Refused => "refused",
-            Source::Failure => "failure",
-        }
-    }
 }
 
 /// One step of the reasoning, recorded only when tracing (for `explain`).
@@ -171,8 +142,8 @@ pub enum End<'s> {
     Refused,
 }
 
-/// SPEC.md §3 for one question, as references into the snapshot: what
-/// both the general response path and the UDP fast path encode. Builds
+/// The answering rules for one question, as references into the
+/// snapshot: what the answer writer encodes. Builds
 /// nothing on the heap.
 #[derive(Debug, Clone)]
 pub struct Walk<'s> {
@@ -213,7 +184,9 @@ pub fn cname_target(rrset: &RRset) -> Option<&Name> {
     }
 }
 
-/// Walks the chain for the question `q` (its name as a key) in `view`.
+/// Walks the chain for the question `q` (its name as a key) in `view`:
+/// rule 1 for clients in no VPC, then per link rule 2 (zone selection),
+/// rule 3 (in a zone) or rule 4 (no zone: upstream routing).
 pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -> Walk<'s> {
     let mut w =
         Walk { links: [NO_LINK; MAX_CNAME_LINKS + 1], len: 0, end: End::TooLong, authoritative: false, source: Source::Zone, az: NO_AZ };
@@ -222,24 +195,22 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
             w.az = az;
             Some(vpc)
         }
-        View::Unknown => match snap.unknown_clients {
-            UnknownClients::Refuse => {
-                w.end = End::Refused;
+        View::Unknown => match unknown_client(snap) {
+            Some(refused) => {
+                w.end = refused;
                 w.source = Source::Refused;
                 return w;
             }
-            UnknownClients::Forward => None,
+            None => None,
         },
     };
     let mut target_key;
     let mut key = q;
     for link in 0..=MAX_CNAME_LINKS {
         w.len = link + 1;
-        let zone = vpc.and_then(|v| snap.find_zone(v, key));
-        let Some((zi, zone)) = zone else {
-            let route = snap.find_forward(view, key).map_or(Route::Default, Route::ForwardZone);
+        let Some((zi, zone)) = vpc.and_then(|v| snap.select_zone(v, key)) else {
             let reason = if link == 0 { UpstreamReason::OutsideZones } else { UpstreamReason::CnameTarget };
-            w.end = End::Upstream { route, reason };
+            w.end = End::Upstream { route: snap.route_upstream(view, key), reason };
             if link == 0 {
                 w.source = Source::Upstream;
             }
@@ -248,8 +219,7 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
         w.links[link].zone = Some(zi);
         if link == 0 {
             w.authoritative = true;
-            let endpoint = matches!(zone.kind, crate::config::zones_dir::ZoneOrigin::Endpoint(_));
-            w.source = if endpoint { Source::Endpoint } else { Source::Zone };
+            w.source = if zone.is_endpoint_names() { Source::Endpoint } else { Source::Zone };
         }
         let hit = zone.lookup(key, qtype);
         w.links[link].wildcard = hit.wildcard;
@@ -260,44 +230,75 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
             }
             NodeMatch::Cname(rrset) => {
                 w.links[link].cname = Some(rrset);
-                let Some(target) = cname_target(rrset) else {
-                    w.end = End::Loop;
-                    w.source = Source::Failure;
-                    return w;
-                };
-                target_key = KeyBuf::new(target);
-                // A loop: the target is already a name of the chain.
-                let seen =
-                    target_key.key() == q.key() || w.links[1..=link].iter().any(|l| matches!(l.name, LinkName::Target(n) if n == target));
-                if seen || link == MAX_CNAME_LINKS {
-                    w.end = if seen { End::Loop } else { End::TooLong };
-                    w.source = Source::Failure;
-                    return w;
+                match chase_cname(&w, q, link, rrset) {
+                    Ok(target) => {
+                        target_key = KeyBuf::new(target);
+                        w.links[link + 1].name = LinkName::Target(target);
+                        key = &target_key;
+                    }
+                    Err(end) => {
+                        w.end = end;
+                        w.source = Source::Failure;
+                        return w;
+                    }
                 }
-                w.links[link + 1].name = LinkName::Target(target);
-                key = &target_key;
             }
             NodeMatch::NoData => {
                 w.end = End::NoData(&zone.negative_soa);
                 return w;
             }
-            NodeMatch::NxDomain => {
-                if zone.recursive_proxy {
-                    if link == 0 {
-                        // The public answer replaces NXDOMAIN: not ours, so no AA.
-                        w.authoritative = false;
-                        w.source = Source::Upstream;
-                    }
-                    let route = snap.find_forward(view, key).map_or(Route::Default, Route::ForwardZone);
-                    w.end = End::Upstream { route, reason: UpstreamReason::MissingInProxyZone(zi) };
-                    return w;
+            NodeMatch::NxDomain if zone.recursive_proxy => {
+                w.end = recursive_proxy(snap, view, key, zi);
+                if link == 0 {
+                    // The public answer replaces NXDOMAIN: not ours, so no AA.
+                    w.authoritative = false;
+                    w.source = Source::Upstream;
                 }
-                w.end = End::NxDomain(&zone.negative_soa);
+                return w;
+            }
+            NodeMatch::NxDomain => {
+                w.end = nxdomain(zone);
                 return w;
             }
         }
     }
     w
+}
+
+/// Rule 1 for a source in no VPC: `refuse` ends the walk with REFUSED;
+/// `forward` goes on without private data (no zone is visible).
+fn unknown_client(snap: &Snapshot) -> Option<End<'static>> {
+    match snap.unknown_clients {
+        UnknownClients::Refuse => Some(End::Refused),
+        UnknownClients::Forward => None,
+    }
+}
+
+/// Rule 3, CNAME chase: the next link's name, unless the target is
+/// already a name of the chain (a loop) or the chain is at its limit.
+fn chase_cname<'s>(w: &Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset) -> Result<&'s Name, End<'s>> {
+    let target = cname_target(rrset).ok_or(End::Loop)?;
+    let seen =
+        KeyBuf::new(target).key() == q.key() || w.links[1..=link].iter().any(|l| matches!(l.name, LinkName::Target(n) if n == target));
+    if seen {
+        return Err(End::Loop);
+    }
+    if link == MAX_CNAME_LINKS {
+        return Err(End::TooLong);
+    }
+    Ok(target)
+}
+
+/// Rule 3, a name missing from a `recursive_proxy` zone: the public
+/// answer, through the forward zones and upstreams as in rule 4.
+fn recursive_proxy<'s>(snap: &Snapshot, view: View, key: &KeyBuf, zone: ZoneIdx) -> End<'s> {
+    End::Upstream { route: snap.route_upstream(view, key), reason: UpstreamReason::MissingInProxyZone(zone) }
+}
+
+/// Rule 3, a name missing from its zone: NXDOMAIN with the zone's SOA
+/// (NODATA, a name without the type, is `End::NoData` likewise).
+fn nxdomain(zone: &Zone) -> End<'_> {
+    End::NxDomain(&zone.negative_soa)
 }
 
 /// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records

@@ -1,7 +1,6 @@
-//! The whole request path: any bytes in, a well-formed response (or
-//! nothing) out, from any of the fixture's views. No upstreams are
-//! configured, so nothing leaves the process. Both the UDP fast path and
-//! the general path.
+//! The whole answer path: any bytes in, a well-formed response (or
+//! nothing) out, from any of the fixture's views, over UDP and TCP. No
+//! upstreams are configured, so nothing leaves the process.
 #![no_main]
 
 use std::path::PathBuf;
@@ -10,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use pzdns::config::ServerConfig;
 use pzdns::metrics::Metrics;
-use pzdns::server::Shared;
-use pzdns::snapshot::Snapshot;
+use pzdns::answer::{Client, Transport};
+use pzdns::state::Shared;
 
 fn state() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
     static S: OnceLock<(tokio::runtime::Runtime, Arc<Shared>)> = OnceLock::new();
@@ -19,7 +18,7 @@ fn state() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
         let mut cfg = ServerConfig::defaults();
         cfg.zones_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rules/zones");
         cfg.upstreams = Vec::new();
-        let snap = Snapshot::load(&cfg, 1).expect("fixture loads");
+        let snap = pzdns::loader::load(&cfg, 1).expect("fixture loads");
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         (rt, Shared::new(cfg, snap, Arc::new(Metrics::new())))
     })
@@ -30,19 +29,19 @@ const SOURCES: [&str; 4] = ["127.1.0.5:53000", "127.2.0.5:53000", "127.130.0.5:5
 fuzz_target!(|data: &[u8]| {
     let (rt, shared) = state();
     let src: std::net::SocketAddr = SOURCES[data.len() % SOURCES.len()].parse().unwrap();
-    // The UDP fast path: whatever it takes, it answers within the UDP
-    // limit with a message that decodes.
-    let mut out = Vec::new();
-    let snap = shared.snapshot.load();
-    if pzdns::server::fast_path::answer(shared, &snap, data.len() % 2, src.ip(), data, &mut out, std::time::Instant::now()).is_some() {
-        assert!(out.len() <= 1232, "within the UDP limit");
-        assert_eq!(out[..2], data[..2], "the id is echoed");
-        hickory_proto::op::Message::from_vec(&out).expect("fast-path response decodes");
-    }
-    if let Some(resp) = rt.block_on(pzdns::server::handler::answer_raw(shared, 0, data, src)) {
-        assert!(resp.len() >= 12, "a response has a header");
-        assert_eq!(resp[..2], data[..2], "the id is echoed");
-        assert_ne!(resp[2] & 0x80, 0, "QR is set");
-        hickory_proto::op::Message::from_vec(&resp).expect("our response decodes");
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let client = Client { listener: data.len() % 2, src: src.ip(), transport };
+        if let Some(resp) = rt.block_on(shared.answer_bytes(client, data)) {
+            if transport == Transport::Udp {
+                assert!(resp.len() <= 1232, "within the UDP limit");
+            }
+            assert!(resp.len() >= 12, "a response has a header");
+            assert_eq!(resp[..2], data[..2], "the id is echoed");
+            assert_ne!(resp[2] & 0x80, 0, "QR is set");
+            assert_eq!(data[2] & 0x80, 0, "a response is never answered");
+            let mut d = hickory_proto::serialize::binary::BinDecoder::new(&resp);
+            <hickory_proto::op::Message as hickory_proto::serialize::binary::BinDecodable>::read(&mut d).expect("our response decodes");
+            assert!(d.is_empty(), "no bytes after the last record");
+        }
     }
 });

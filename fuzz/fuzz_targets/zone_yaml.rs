@@ -8,7 +8,6 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use pzdns::config::zones_dir::{ZonesData, VpcDef, load_zone_text};
 use pzdns::config::{Diagnostics, ServerConfig};
-use pzdns::snapshot::Snapshot;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -25,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|(i, id)| VpcDef { id: id.to_string(), region: None, cidrs: vec![format!("10.{i}.0.0/16").parse().unwrap()], vswitches: vec![] })
             .collect();
         let data = ZonesData { vpcs, zones: vec![z], ..Default::default() };
-        let _ = Snapshot::build(&ServerConfig::defaults(), data, 1);
+        let _ = pzdns::loader::build(&ServerConfig::defaults(), data, 1);
     }
     for p in d.items() {
         let _ = p.to_string();

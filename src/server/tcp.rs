@@ -1,8 +1,4 @@
-//! DNS over TCP (RFC 7766), served here rather than by hickory-server's
-//! TCP loop, which has no bound on connections and answers the queries of
-//! one connection one after another (a slow upstream answer holds up every
-//! query behind it). hickory-proto still decodes and encodes; the request
-//! handler is the same as for UDP.
+//! DNS over TCP (RFC 7766), answered through the same answer path as UDP.
 //!
 //! - at most `max_connections` at once; one more is closed at once;
 //! - a connection idle for `idle_timeout` is closed, and so is one that
@@ -12,22 +8,17 @@
 //!   answered concurrently, each as soon as it is ready (RFC 7766 §6.2.1.1
 //!   allows answers out of order; the message IDs pair them).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::{DnsHandler, Sink};
+use crate::answer::{Client, Transport};
+use crate::state::Shared;
 
 /// Queries of one connection answered at once; more wait (back-pressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
@@ -41,7 +32,14 @@ pub struct TcpLimits {
 
 /// Accepts connections on `listener` until `shutdown` turns true, then
 /// waits (at most `grace`) for the connections' queries in flight.
-pub async fn serve(listener: TcpListener, handler: DnsHandler, limits: TcpLimits, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    limits: TcpLimits,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut conns = JoinSet::new();
     loop {
@@ -60,16 +58,17 @@ pub async fn serve(listener: TcpListener, handler: DnsHandler, limits: TcpLimits
         // Reap finished connections so the set does not grow.
         while conns.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            handler.shared.metrics.tcp_refused.inc();
+            shared.metrics.tcp_refused.inc();
             debug!(%src, "TCP connection limit reached: closing");
             drop(stream);
             continue;
         };
-        let (handler, stop) = (handler.clone(), shutdown.clone());
+        let (shared, stop) = (shared.clone(), shutdown.clone());
         conns.spawn(async move {
-            let m = handler.shared.metrics.clone();
+            let m = shared.metrics.clone();
             m.tcp_connections.inc();
-            connection(stream, src, handler, limits.idle_timeout, stop).await;
+            let client = Client { listener: index, src: src.ip(), transport: Transport::Tcp };
+            connection(stream, client, shared, limits.idle_timeout, stop).await;
             m.tcp_connections.dec();
             drop(slot);
         });
@@ -78,7 +77,7 @@ pub async fn serve(listener: TcpListener, handler: DnsHandler, limits: TcpLimits
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-async fn connection(stream: TcpStream, src: SocketAddr, handler: DnsHandler, idle: Duration, mut stop: watch::Receiver<bool>) {
+async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, idle: Duration, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
@@ -110,48 +109,20 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DnsHandler, idl
             Ok(Ok(_)) => {}
             _ => break,
         }
-        if len < 12 {
-            // Not even a header: nothing to answer to (as over UDP).
-            continue;
-        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
         while queries.try_join_next().is_some() {}
-        let responder = Sink::Tcp(tx.clone());
-        match Request::from_bytes(buf.clone(), src, Protocol::Tcp) {
-            Ok(req) => {
-                let h = handler.clone();
-                queries.spawn(async move {
-                    h.handle_request::<Sink, TokioTime>(&req, responder).await;
-                    drop(permit);
-                });
+        let (shared, tx) = (shared.clone(), tx.clone());
+        queries.spawn(async move {
+            if let Some(bytes) = shared.answer_bytes(client, &buf).await {
+                let _ = tx.send(bytes).await;
             }
-            Err(e) => {
-                debug!(%src, error = %e, "undecodable TCP message: FORMERR");
-                let _ = tx.send(formerr(&buf)).await;
-            }
-        }
+            drop(permit);
+        });
     }
     // Let the queries already read finish, then close.
     while queries.join_next().await.is_some() {}
     drop(tx);
     let _ = writer.await;
-}
-
-/// A bare FORMERR for a message whose header could be read.
-pub(crate) fn formerr(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12);
-    let header = Header::read(&mut BinDecoder::new(msg)).ok();
-    let meta = header.map(|h| {
-        let mut m = Metadata::response_from_request(&h.metadata);
-        m.response_code = ResponseCode::FormErr;
-        m
-    });
-    if let Some(metadata) = meta {
-        let h = Header { metadata, counts: HeaderCounts::default() };
-        let mut enc = BinEncoder::new(&mut out);
-        let _ = h.emit(&mut enc);
-    }
-    out
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

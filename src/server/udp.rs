@@ -1,68 +1,39 @@
-//! DNS over UDP, served here rather than by hickory-server's UDP loop,
-//! which spawns a task for every datagram and routes each response through
-//! a channel back to the socket's task (docs/PERFORMANCE.md: 9.3–10.1
-//! µs of CPU per query with this loop against 11.2–11.3 with hickory's,
-//! before the fast path and batching below brought it to ~6.5).
-//!
-//! Here each worker socket's task receives datagrams in batches
-//! (`udp_mmsg`: recvmmsg/sendmmsg) and first offers each
-//! to the fast path (`fast_path`: plain queries answered from local data
-//! or a fresh cache entry, written straight into this loop's buffer).
-//! Anything else is decoded with hickory-proto and runs the same handler
-//! as TCP: answered inline when it completes without waiting, or on a
-//! task of its own when it must wait (an upstream question, a full send
-//! buffer), so the socket never stalls behind it.
+//! DNS over UDP, served by pzdns's own loop: each worker socket's task
+//! receives datagrams in batches (`udp_mmsg`: recvmmsg/sendmmsg) and
+//! answers each through the one answer path (`answer`) into the batch's
+//! send buffer. A question that must wait on an upstream goes to a task of
+//! its own with its half-written response, so the socket never stalls
+//! behind it (docs/PERFORMANCE.md has what each step bought).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Waker};
 use std::time::Instant;
 
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::debug;
 
 use super::udp_mmsg::{BATCH, RecvBatch, SendBatch};
-use super::{DnsHandler, Sink};
-use crate::metrics::rcode_label;
-
-/// One query from decode to sent response; owns everything so it can move
-/// to a task if it has to wait.
-async fn respond(handler: DnsHandler, socket: Arc<UdpSocket>, req: Request) {
-    let dst = req.src();
-    handler.handle_request::<Sink, TokioTime>(&req, Sink::Udp { socket, dst }).await;
-}
-
-/// Whether answering `req` involves an upstream (or the cache in front of
-/// it): a resolve of ~200 ns, done again by the handler.
-fn goes_upstream(handler: &DnsHandler, req: &Request) -> bool {
-    let Some(q) = req.queries.queries().first() else { return false };
-    let snap = handler.shared.snapshot.load();
-    let (view, _) = snap.view_for(Some(handler.listener), req.src().ip());
-    crate::resolve::resolve(&snap, view, &q.name().into(), q.query_type(), false).upstream.is_some()
-}
+use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
+use crate::state::Shared;
 
 /// Serves one UDP socket until `shutdown` turns true.
-pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let socket = Arc::new(socket);
     let fd = socket.as_raw_fd();
     let mut rx = RecvBatch::default();
     let mut tx = SendBatch::default();
-    let shared = handler.shared.clone();
     // Made once: a new shutdown future per wake-up registers and drops a
     // watch notification each time.
     let stop = super::tcp::stopped(&mut shutdown);
     tokio::pin!(stop);
-    // (view, rcode, source) of each fast-path answer of a batch, counted
-    // once the batch is sent; only the first `tx.len` are read.
-    let mut answered: [(Option<crate::snapshot::View>, &'static str, &'static str); BATCH] = [(None, "", ""); BATCH];
+    // Each answer of a batch, recorded once the batch is sent; only the
+    // first `tx.len` are read.
+    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error };
+    let mut answered: [(Answered, Client, usize); BATCH] =
+        [(none, Client { listener, src: std::net::Ipv4Addr::UNSPECIFIED.into(), transport: Transport::Udp }, 0); BATCH];
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
@@ -93,30 +64,46 @@ pub async fn serve(socket: UdpSocket, handler: DnsHandler, mut shutdown: watch::
         };
         let started = Instant::now();
         let snap = shared.snapshot.load();
+        let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: started };
         tx.clear();
         for i in 0..n {
             let (bytes, src) = rx.get(i);
-            // Nothing can be answered to port 0 or an unspecified address, and
-            // under 12 bytes there is no header to answer to.
-            let Some(src) = src.filter(|s| bytes.len() >= 12 && s.port() != 0 && !s.ip().is_unspecified()) else { continue };
-            if !shared.config.query_log
-                && let Some(out) = tx.next_buf()
-                && let Some(a) = super::fast_path::answer(&shared, &snap, handler.listener, src.ip(), bytes, out, started)
-            {
-                answered[tx.len] = (Some(a.view), rcode_label(a.rcode), a.source);
-                tx.push(src);
-                continue;
+            // Nothing can be answered to port 0 or an unspecified address.
+            let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else { continue };
+            let client = Client { listener, src: src.ip(), transport: Transport::Udp };
+            let Some(out) = tx.next_buf() else { break };
+            match answer(&ctx, &client, bytes, out) {
+                Outcome::Done(a) => {
+                    answered[tx.len] = (a, client, i);
+                    tx.push(src);
+                }
+                Outcome::Drop => {}
+                Outcome::Wait(p) => wait_upstream(&shared, &socket, p, client, src, bytes),
             }
-            general(&handler, &socket, bytes, src);
         }
         send_all(&socket, fd, &mut tx);
-        // A fast-path query's time is its batch's, receipt to responses sent.
-        let took = started.elapsed().as_secs_f64();
-        for (view, rcode, source) in &answered[..tx.len] {
-            shared.metrics.query_duration.observe(took);
-            snap.count_query(&shared.metrics, *view, rcode, source);
+        // A query's time is its batch's, receipt to responses sent.
+        let took = started.elapsed();
+        for (a, client, i) in &answered[..tx.len] {
+            shared.record(&snap, client, rx.get(*i).0, a, took);
         }
     }
+}
+
+/// Completes a question that waits on an upstream on a task of its own.
+fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>, client: Client, dst: SocketAddr, query: &[u8]) {
+    let (shared, socket) = (shared.clone(), socket.clone());
+    // The query is kept only for the query log.
+    let query = if shared.config.query_log { query.to_vec() } else { Vec::new() };
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let (bytes, a) = shared.waiting_on(p.finish(&shared.forwarder)).await;
+        if let Err(e) = socket.send_to(&bytes, dst).await {
+            debug!(%dst, error = %e, "failed to send response");
+        }
+        let snap = shared.snapshot.load();
+        shared.record(&snap, &client, &query, &a, started.elapsed());
+    });
 }
 
 /// Sends the batch's responses; what the socket cannot take now is sent
@@ -142,36 +129,5 @@ fn send_all(socket: &Arc<UdpSocket>, fd: std::os::fd::RawFd, tx: &mut SendBatch)
                 sent += 1;
             }
         }
-    }
-}
-
-/// The general path for one datagram: decoded by hickory-proto, answered
-/// by the handler shared with TCP.
-fn general(handler: &DnsHandler, socket: &Arc<UdpSocket>, bytes: &[u8], src: SocketAddr) {
-    let req = match Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) {
-        Ok(r) => r,
-        Err(e) => {
-            debug!(%src, error = %e, "undecodable UDP message: FORMERR");
-            let _ = socket.try_send_to(&super::tcp::formerr(bytes), src);
-            return;
-        }
-    };
-    // Never answer a response (reflection loops).
-    if req.metadata.message_type != hickory_proto::op::MessageType::Query {
-        return;
-    }
-    // A question that goes upstream does socket work before it first
-    // waits: straight to a task, so a flood of them cannot slow the
-    // local answers queued behind it on this socket.
-    if goes_upstream(handler, &req) {
-        tokio::spawn(respond(handler.clone(), socket.clone(), req));
-        return;
-    }
-    let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(respond(handler.clone(), socket.clone(), req));
-    // Local answers finish on the first poll; whatever would still wait
-    // (a full send buffer) continues on its own task, which polls it
-    // again with a real waker.
-    if fut.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
-        tokio::spawn(fut);
     }
 }

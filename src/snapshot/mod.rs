@@ -4,7 +4,6 @@
 //! (file zones and the names generated from endpoints) indexed by apex for
 //! longest-suffix choice per VPC, and the forward zones.
 
-pub mod names;
 pub mod views;
 pub mod zone;
 
@@ -18,9 +17,9 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustc_hash::FxHashMap;
 
-use crate::config::zones_dir::{self, VpcDef, ZoneDef, ZoneOrigin, ZonesData};
+use crate::config::zones_dir::{VpcDef, ZoneDef, ZoneOrigin, ZonesData};
 use crate::config::{Diagnostics, ForwardZone, Pos, ServerConfig, UnknownClients};
-use names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
+use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
 use views::CidrTable;
 use zone::{NO_AZ, Node, RRset, Zone};
 
@@ -46,6 +45,15 @@ pub struct Stats {
     pub vpcs: usize,
     pub endpoints: usize,
     pub files: usize,
+}
+
+/// Where an upstream question goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A `forward_zones` entry (index into `Snapshot::forward_zones`).
+    ForwardZone(u32),
+    /// The default `upstreams`.
+    Default,
 }
 
 /// Who is asking, once the view is chosen.
@@ -108,32 +116,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
-    pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
-        let t0 = std::time::Instant::now();
-        let (data, mut diags) = zones_dir::load(cfg);
-        let t1 = t0.elapsed();
-        let built = Self::build(cfg, data, generation);
-        if std::env::var_os("PZDNS_TIMING").is_some() {
-            eprintln!("timing: read+parse {:?}, build {:?}", t1, t0.elapsed() - t1);
-        }
-        match built {
-            Ok(s) if diags.is_empty() => Ok(s),
-            Ok(_) => {
-                diags.sort();
-                Err(diags)
-            }
-            Err(more) => {
-                diags.extend(more);
-                diags.sort();
-                Err(diags)
-            }
-        }
-    }
-
     /// Builds the indexes from checked data, and runs the checks that need
-    /// records grouped by name or zones grouped by VPC.
-    pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<Snapshot, Diagnostics> {
+    /// records grouped by name or zones grouped by VPC. CNAME chains are
+    /// checked above, by the loader (they need the answering rules): their
+    /// owners are returned for that.
+    pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<(Snapshot, Vec<CnameSite>), Diagnostics> {
         let mut diags = Diagnostics::new();
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let mut snap = Snapshot {
@@ -187,7 +174,7 @@ impl Snapshot {
 
         // Where each zone name was first bound to each VPC, for the duplicate check.
         let mut bound: FxHashMap<(NameKey, VpcIdx), (PathBuf, Pos)> = FxHashMap::default();
-        let mut cnames: Vec<(ZoneIdx, Name, PathBuf, Pos)> = Vec::new();
+        let mut cnames: Vec<CnameSite> = Vec::new();
         let mut jobs: Vec<Job> = Vec::with_capacity(data.zones.len());
         for def in data.zones {
             let vpcs: Vec<VpcIdx> = {
@@ -255,9 +242,8 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
-        check_cname_chains(&snap, &cnames, &mut diags);
         if diags.is_empty() {
-            Ok(snap)
+            Ok((snap, cnames))
         } else {
             diags.sort();
             Err(diags)
@@ -265,7 +251,11 @@ impl Snapshot {
     }
 }
 
-type Built = (Option<Zone>, Vec<(ZoneIdx, Name, PathBuf, Pos)>, Diagnostics);
+/// A CNAME's owner, its zone and where it was written: what the loader
+/// follows to find loops and over-long chains.
+pub type CnameSite = (ZoneIdx, Name, PathBuf, Pos);
+
+type Built = (Option<Zone>, Vec<CnameSite>, Diagnostics);
 /// A zone to build: its definition and the VPCs it is bound to.
 type Job = Option<(ZoneDef, Vec<VpcIdx>)>;
 
@@ -485,7 +475,7 @@ fn build_zone(
         kind: def.kind,
         path: def.path,
         recursive_proxy: def.recursive_proxy,
-        negative_soa_wire: crate::wire::record_tail(&negative_soa).into_boxed_slice(),
+        negative_soa_wire: crate::dns::record::record_tail(&negative_soa).into_boxed_slice(),
         negative_soa,
         nodes,
         has_wildcards,
@@ -498,40 +488,20 @@ fn unreachable_soa() -> Record {
     synth_soa(&Name::root(), 60, 1)
 }
 
-/// Follows every CNAME in the view of every VPC that sees its zone: a loop
-/// or a chain over the limit would SERVFAIL at query time, so it is an
-/// error now.
-fn check_cname_chains(snap: &Snapshot, cnames: &[(ZoneIdx, Name, PathBuf, Pos)], diags: &mut Diagnostics) {
-    for (zi, owner, path, pos) in cnames {
-        if owner.is_wildcard() {
-            continue;
-        }
-        let zone = &snap.zones[*zi as usize];
-        for vpc in &zone.vpcs {
-            let view = View::Vpc { vpc: *vpc, az: NO_AZ };
-            let r = crate::resolve::resolve(snap, view, owner, RecordType::A, true);
-            if let Some(problem) = r.chain_problem() {
-                diags.push(path, *pos, format!("{problem} in the view of VPC `{}`", snap.vpcs[*vpc as usize].id));
-                break;
-            }
-        }
-    }
-}
-
 impl Snapshot {
     /// The upstreams a route goes to, with their cache-key id.
-    pub fn upstreams_for(&self, route: crate::resolve::Route) -> (&[SocketAddr], u64) {
+    pub fn upstreams_for(&self, route: Route) -> (&[SocketAddr], u64) {
         match route {
-            crate::resolve::Route::ForwardZone(i) => match self.forward_zones.get(i as usize) {
+            Route::ForwardZone(i) => match self.forward_zones.get(i as usize) {
                 Some(f) => (&f.upstreams, self.forward_routes[i as usize]),
                 None => (&[], 0),
             },
-            crate::resolve::Route::Default => (&self.upstreams, self.default_route),
+            Route::Default => (&self.upstreams, self.default_route),
         }
     }
 
     /// Counts one answered query in `pzdns_queries_total`.
-    pub fn count_query(&self, metrics: &crate::metrics::Metrics, view: Option<View>, rcode: &'static str, source: &'static str) {
+    pub fn count_query(&self, metrics: &crate::metrics::Metrics, view: Option<View>, rcode: u16, source: crate::metrics::Source) {
         match view {
             Some(View::Vpc { vpc, .. }) if (vpc as usize) < self.vpc_labels.len() => {
                 self.counters.inc(metrics, vpc as usize, &self.vpc_labels[vpc as usize], rcode, source)
@@ -544,9 +514,9 @@ impl Snapshot {
         self.vpc_by_id.get(id).copied()
     }
 
-    /// SPEC.md §3 rule 1: the listener's VPC, else the VPC whose CIDR holds
-    /// the source most specifically, else none.
-    pub fn view_for(&self, listener: Option<usize>, src: IpAddr) -> (View, ViewReason) {
+    /// Answering rule 1, view selection: the listener's VPC, else the VPC
+    /// whose CIDR holds the source most specifically, else none.
+    pub fn select_view(&self, listener: Option<usize>, src: IpAddr) -> (View, ViewReason) {
         let az_for = |vpc: VpcIdx| match self.vswitch_table.lookup(src) {
             Some((v, az)) if v == vpc => az,
             _ => NO_AZ,
@@ -560,9 +530,9 @@ impl Snapshot {
         }
     }
 
-    /// SPEC.md §3 rule 2: of the zones visible to `vpc`, the one whose apex
-    /// is the longest suffix of the name.
-    pub fn find_zone(&self, vpc: VpcIdx, q: &KeyBuf) -> Option<(ZoneIdx, &Zone)> {
+    /// Answering rule 2, zone selection: of the zones visible to `vpc`, the
+    /// one whose apex is the longest suffix of the name.
+    pub fn select_zone(&self, vpc: VpcIdx, q: &KeyBuf) -> Option<(ZoneIdx, &Zone)> {
         let n = q.labels();
         let start = n.saturating_sub(self.max_zone_labels);
         for skip in start..n {
@@ -576,9 +546,14 @@ impl Snapshot {
         None
     }
 
-    /// SPEC.md §3 rule 4: the most specific forward zone visible to the
-    /// view (for unknown clients, only those bound to no VPC list).
-    pub fn find_forward(&self, view: View, q: &KeyBuf) -> Option<u32> {
+    /// Answering rule 4, forward-zone routing: the most specific forward
+    /// zone visible to the view (for unknown clients, only those bound to
+    /// no VPC list), else the default upstreams.
+    pub fn route_upstream(&self, view: View, q: &KeyBuf) -> Route {
+        self.forward_zone_for(view, q).map_or(Route::Default, Route::ForwardZone)
+    }
+
+    fn forward_zone_for(&self, view: View, q: &KeyBuf) -> Option<u32> {
         let n = q.labels();
         let start = n.saturating_sub(self.max_forward_labels);
         for skip in start..=n {

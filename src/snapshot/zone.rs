@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use hickory_proto::rr::{Name, Record, RecordType};
 use rustc_hash::FxHashMap;
 
-use super::names::{KeyBuf, MAX_NAME_WIRE_LEN, NameKey};
 use crate::config::zones_dir::ZoneOrigin;
+use crate::dns::names::{KeyBuf, MAX_NAME_WIRE_LEN, NameKey};
 
 /// No vSwitch zone attached to a record.
 pub const NO_AZ: u32 = u32::MAX;
@@ -23,14 +23,14 @@ pub struct RRset {
     /// each address lives in, parallel to `records`; empty otherwise.
     pub azs: Box<[u32]>,
     /// The records in wire form without owner (TYPE, CLASS, TTL,
-    /// RDLENGTH, RDATA), concatenated in `records` order: what the UDP
-    /// fast path copies into a response.
+    /// RDLENGTH, RDATA), concatenated in `records` order: what the answer
+    /// writer copies into a response.
     pub wire: Box<[u8]>,
 }
 
 impl RRset {
     pub fn new(rtype: RecordType, records: Box<[Record]>, azs: Box<[u32]>) -> Self {
-        let wire: Vec<u8> = records.iter().flat_map(crate::wire::record_tail).collect();
+        let wire: Vec<u8> = records.iter().flat_map(crate::dns::record::record_tail).collect();
         RRset { rtype, records, azs, wire: wire.into_boxed_slice() }
     }
 }
@@ -90,31 +90,37 @@ pub struct Hit<'z> {
 }
 
 impl Zone {
-    /// Looks `q` (a name at or below this zone's apex) up for `qtype`.
+    /// Looks `q` (a name at or below this zone's apex) up for `qtype`:
+    /// the name's own node, else a wildcard, else NXDOMAIN.
     pub fn lookup<'z>(&'z self, q: &KeyBuf, qtype: RecordType) -> Hit<'z> {
         if let Some(node) = self.nodes.get(q.key()) {
             return Hit { matched: match_node(node, qtype, q.labels() == self.labels), wildcard: None };
         }
-        if self.has_wildcards {
-            // Closest encloser: the longest existing ancestor (the apex always exists).
-            let below = q.labels().saturating_sub(self.labels);
-            for skip in 1..=below {
-                if self.nodes.contains_key(q.suffix(skip)) {
-                    let mut buf = [0u8; MAX_NAME_WIRE_LEN];
-                    if let Some(wkey) = q.wildcard_of(skip, &mut buf)
-                        && let Some((k, node)) = self.nodes.get_key_value(wkey)
-                    {
-                        return Hit { matched: match_node(node, qtype, false), wildcard: Some(k) };
-                    }
-                    break;
-                }
-            }
+        self.match_wildcard(q, qtype).unwrap_or(Hit { matched: NodeMatch::NxDomain, wildcard: None })
+    }
+
+    /// Rule 3, wildcard (RFC 4592): `*.` under the closest encloser (the
+    /// longest existing ancestor; the apex always exists) covers a name
+    /// that does not exist.
+    fn match_wildcard<'z>(&'z self, q: &KeyBuf, qtype: RecordType) -> Option<Hit<'z>> {
+        if !self.has_wildcards {
+            return None;
         }
-        Hit { matched: NodeMatch::NxDomain, wildcard: None }
+        let below = q.labels().saturating_sub(self.labels);
+        let skip = (1..=below).find(|&skip| self.nodes.contains_key(q.suffix(skip)))?;
+        let mut buf = [0u8; MAX_NAME_WIRE_LEN];
+        let wkey = q.wildcard_of(skip, &mut buf)?;
+        let (k, node) = self.nodes.get_key_value(wkey)?;
+        Some(Hit { matched: match_node(node, qtype, false), wildcard: Some(k) })
+    }
+
+    /// Whether this zone holds generated PrivateLink endpoint names.
+    pub fn is_endpoint_names(&self) -> bool {
+        matches!(self.kind, ZoneOrigin::Endpoint(_))
     }
 }
 
-/// SPEC.md §3 rule 3 at one node. At an apex that holds a CNAME, SOA and NS
+/// Rule 3 at one node (records, CNAME, NODATA). At an apex that holds a CNAME, SOA and NS
 /// are answered from the (synthesised) apex records and everything else
 /// with the CNAME.
 fn match_node(node: &Node, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {

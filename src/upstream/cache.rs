@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record, RecordType};
 
-use crate::snapshot::names::MAX_NAME_WIRE_LEN;
+use crate::dns::names::MAX_NAME_WIRE_LEN;
 
 /// Longest time anything is cached (RFC 2181 §8 allows more; resolvers cap it).
 pub const MAX_CACHE_TTL: u32 = 86_400;
@@ -66,8 +66,8 @@ pub struct WireRecord {
 
 impl WireRecord {
     fn new(r: &Record) -> Option<Self> {
-        let bytes = crate::wire::record_wire(r);
-        let owner_len = crate::wire::name_len(&bytes);
+        let bytes = crate::dns::record::record_wire(r);
+        let owner_len = crate::dns::record::name_len(&bytes);
         (bytes.len() >= owner_len + 10).then(|| WireRecord { bytes: bytes.into_boxed_slice(), owner_len, ttl: r.ttl })
     }
 
@@ -93,10 +93,9 @@ pub struct Entry {
     pub ttl: u32,
     /// How long the cache keeps it after it goes stale.
     pub stale_for: Duration,
-    /// `answers` and `authorities` in wire form, for the UDP fast path;
-    /// `None` when an additional section is kept (DO=1) or a record could
-    /// not be encoded: then only the general path serves the entry.
-    pub wire: Option<(Vec<WireRecord>, Vec<WireRecord>)>,
+    /// The three sections in wire form: what the answer writer copies.
+    /// A record that cannot be encoded is left out.
+    pub wire: (Vec<WireRecord>, Vec<WireRecord>, Vec<WireRecord>),
 }
 
 impl Entry {
@@ -126,12 +125,8 @@ impl Entry {
             }
         }
         let ttl = cache_ttl(rcode, &answers, &authorities);
-        let wire = if additionals.is_empty() {
-            let enc = |rs: &[Record]| rs.iter().map(WireRecord::new).collect::<Option<Vec<_>>>();
-            enc(&answers).zip(enc(&authorities))
-        } else {
-            None
-        };
+        let enc = |rs: &[Record]| rs.iter().filter_map(WireRecord::new).collect::<Vec<_>>();
+        let wire = (enc(&answers), enc(&authorities), enc(&additionals));
         Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for, wire }
     }
 

@@ -117,7 +117,7 @@ impl Forwarder {
         recursion_desired: bool,
     ) -> Lookup {
         let mut buf = [0u8; cache::MAX_KEY_LEN];
-        let raw = cache::key_bytes(&mut buf, crate::snapshot::names::KeyBuf::new(name).key(), qtype, dnssec_ok, route);
+        let raw = cache::key_bytes(&mut buf, crate::dns::names::KeyBuf::new(name).key(), qtype, dnssec_ok, route);
         let now = Instant::now();
         let cached = self.cache.get(raw, now);
         if let Some(e) = &cached

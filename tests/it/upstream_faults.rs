@@ -2,15 +2,13 @@
 //! correct answer or SERVFAIL within 3 s, nothing is cached from a bad
 //! reply, and stale data covers for a failing upstream.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::{Behavior, FakeUpstream};
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::upstream::{Behavior, FakeUpstream};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";

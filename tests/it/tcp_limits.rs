@@ -1,16 +1,14 @@
 //! TCP under pressure (SPEC.md §5, RFC 7766): the connection bound, idle
 //! and slowloris timeouts, and answers that do not wait for each other.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::{Behavior, FakeUpstream};
+use crate::support::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
-use support::upstream::{Behavior, FakeUpstream};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";

@@ -13,11 +13,11 @@ use pzdns::snapshot::{Snapshot, View};
 
 fn snap() -> Snapshot {
     let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).expect("fixture config loads");
-    Snapshot::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
+    pzdns::loader::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
 }
 
 fn view(s: &Snapshot, from: &str) -> View {
-    s.view_for(None, IpAddr::from_str(from).unwrap()).0
+    s.select_view(None, IpAddr::from_str(from).unwrap()).0
 }
 
 fn name(s: &str) -> Name {
@@ -542,7 +542,7 @@ fn views_and_routes() {
     assert_eq!(vpc_of("::1"), None);
     assert_eq!(vpc_of("::ffff:127.2.0.1").as_deref(), Some("vpc-b"));
     // The listener bound to vpc-b wins over the source address.
-    let (v, _) = s.view_for(Some(1), "127.1.0.5".parse().unwrap());
+    let (v, _) = s.select_view(Some(1), "127.1.0.5".parse().unwrap());
     assert!(matches!(v, View::Vpc { vpc, .. } if s.vpcs[vpc as usize].id == "vpc-b"));
     // Unknown client under `refuse`: REFUSED, no data at all.
     let r = resolve(&s, View::Unknown, &name("www.example.test."), A, false);
@@ -569,7 +569,7 @@ fn views_and_routes() {
 fn unknown_clients_forward_never_sees_private_data() {
     let mut cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).unwrap();
     cfg.unknown_clients = pzdns::config::UnknownClients::Forward;
-    let s = Snapshot::load(&cfg, 1).unwrap();
+    let s = pzdns::loader::load(&cfg, 1).unwrap();
     for q in ["www.example.test.", "ecs.cn-hangzhou.aliyuncs.com.", "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com."] {
         let r = resolve(&s, View::Unknown, &name(q), A, false);
         assert!(r.answers.is_empty() && r.authority.is_empty() && !r.authoritative, "{q}");

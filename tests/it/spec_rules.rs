@@ -1,15 +1,13 @@
 //! SPEC.md rules that no other test pins down: the command line (§1), the
 //! endpoint name templates (§2), graceful SIGTERM (§4), long names (§5).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::{Behavior, FakeUpstream};
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::upstream::{Behavior, FakeUpstream};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 

@@ -1,18 +1,16 @@
 //! RFC conformance of every response, one rule per test, each with the
 //! text it checks. Raw packets where a library would hide the bytes.
 
-mod support;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::FakeUpstream;
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, RecordType};
-use support::upstream::FakeUpstream;
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";

@@ -109,7 +109,7 @@ fn layout(specs: &[ZoneSpec], unknown: UnknownClients) -> Option<Snapshot> {
     cfg.unknown_clients = unknown;
     // Invalid layouts (two same-named zones in one VPC, CNAME beside data,
     // loops) are rejected by the loader; they are not what this checks.
-    Snapshot::build(&cfg, ZonesData { vpcs, zones, ..Default::default() }, 1).ok()
+    pzdns::loader::build(&cfg, ZonesData { vpcs, zones, ..Default::default() }, 1).ok()
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn answers_come_only_from_zones_bound_to_the_askers_vpc() {
         for (vpc, origin, label, deeper, qt) in questions {
             // vpc == VPCS plays a client in no VPC.
             let from = if vpc == VPCS { "127.200.0.1".to_string() } else { format!("127.{}.9.9", vpc + 1) };
-            let (view, _) = snap.view_for(None, from.parse().unwrap());
+            let (view, _) = snap.select_view(None, from.parse().unwrap());
             let l = LABELS[label].replace('*', "q");
             let qname = if deeper { Name::from_str(&format!("z.{l}.{}", ORIGINS[origin])).unwrap() } else { name(&l, ORIGINS[origin]) };
             let qtype = [RecordType::A, RecordType::CNAME, RecordType::ANY, RecordType::TXT][qt];

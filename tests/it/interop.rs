@@ -4,17 +4,15 @@
 //! PID. .ci/run installs them and sets PZDNS_REQUIRE_TOOLS=1, so that a
 //! missing peer fails there instead of skipping.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::FakeUpstream;
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::upstream::FakeUpstream;
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 

@@ -1,14 +1,12 @@
 //! The real binary on loopback, queried over UDP and TCP from the sources
 //! of different VPCs (SPEC.md §3 and its Protocol paragraph).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::support::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";
@@ -179,7 +177,7 @@ fn answers_per_vpc_over_udp_and_tcp() {
 /// with no upstreams at all it is still SERVFAIL, with no private data in it.
 #[test]
 fn names_that_go_upstream_get_the_upstream_answer() {
-    let up = support::upstream::FakeUpstream::start("127.0.0.1");
+    let up = crate::support::upstream::FakeUpstream::start("127.0.0.1");
     let srv = TestServer::start_default(Path::new(ZONES), "vpc-b", &format!("upstreams: [{}]\n", up.addr));
     let s = srv.addrs[0];
     let r = udp(s, A_VPC, &query("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A, None));

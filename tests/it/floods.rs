@@ -2,17 +2,15 @@
 //! is bounded in packets and time, stays on loopback, and stops by itself.
 //! Resident memory is read from /proc/PID/status while it runs.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::{Behavior, FakeUpstream};
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::upstream::{Behavior, FakeUpstream};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";

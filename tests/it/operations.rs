@@ -1,8 +1,6 @@
 //! Operating pzdns (SPEC.md §4): live reload under load, the admin API,
 //! metrics, readiness and the query log, against the real binary.
 
-mod support;
-
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -10,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::*;
 
 const VPCS: &str = "vpcs:\n  - { id: vpc-one, cidrs: [127.10.1.0/24] }\n  - { id: vpc-two, cidrs: [127.10.2.0/24] }\n";
 

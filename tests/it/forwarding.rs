@@ -1,15 +1,13 @@
 //! Forwarding (SPEC.md §3 rules 3–5, §5): the real binary with test
 //! authorities on loopback as its upstreams.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::upstream::{Behavior, FakeUpstream};
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::upstream::{Behavior, FakeUpstream};
-use support::*;
 
 const ZONES: &str = "tests/fixtures/rules/zones";
 const A_VPC: &str = "127.1.0.5";

@@ -1,16 +1,5 @@
-//! DNS wire format read and written by pzdns itself, for the UDP fast
-//! path (`server::fast_path`): the header and question of a plain query,
-//! and responses assembled from record bytes precomputed at load time.
-//!
-//! Why not hickory-proto here: decoding a query into a `Message` and
-//! encoding the response through `MessageResponse` cost ~1.5 µs and
-//! several allocations per query, most of pzdns's user-space time under
-//! load (docs/PERFORMANCE.md, "Profiles"). Everything the fast path does
-//! not understand goes to the general path, which hickory-proto decodes
-//! and encodes as before.
-
-pub mod query;
-pub mod response;
+//! Records in wire form: what the snapshot and the cache store so that
+//! answering is copying bytes, never encoding a hickory `Record` per query.
 
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pzdns::answer::{Client, Transport};
 use pzdns::config::ServerConfig;
 use pzdns::metrics::Metrics;
-use pzdns::server::Shared;
-use pzdns::snapshot::Snapshot;
+use pzdns::state::Shared;
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
@@ -20,14 +20,15 @@ async fn request_inputs_get_well_formed_responses() {
     let mut cfg = ServerConfig::defaults();
     cfg.zones_dir = Path::new("tests/fixtures/rules/zones").into();
     cfg.upstreams = Vec::new();
-    let snap = Snapshot::load(&cfg, 1).unwrap();
+    let snap = pzdns::loader::load(&cfg, 1).unwrap();
     let shared = Shared::new(cfg, snap, Arc::new(Metrics::new()));
     let inputs = files("tests/fixtures/regressions/request");
     assert!(!inputs.is_empty());
     for f in inputs {
         let data = std::fs::read(&f).unwrap();
-        for src in ["127.1.0.5:53000", "127.0.0.1:53000"] {
-            if let Some(resp) = pzdns::server::handler::answer_raw(&shared, 0, &data, src.parse().unwrap()).await {
+        for (src, transport) in [("127.1.0.5", Transport::Tcp), ("127.0.0.1", Transport::Udp)] {
+            let client = Client { listener: 0, src: src.parse().unwrap(), transport };
+            if let Some(resp) = shared.answer_bytes(client, &data).await {
                 assert_eq!(resp[..2], data[..2], "{}", f.display());
                 hickory_proto::op::Message::from_vec(&resp).unwrap_or_else(|e| panic!("{}: response does not decode: {e}", f.display()));
             }

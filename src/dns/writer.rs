@@ -1,59 +1,101 @@
-//! A response assembled into a caller's buffer: header, the question as
-//! received, then records whose bytes were precomputed, with owner names
-//! compressed (RFC 1035 §4.1.4) against names already in the message.
+//! A response assembled from record bytes: header, the question as
+//! received, then records whose bytes were precomputed (at load, or when
+//! an upstream answer was cached), with names compressed (RFC 1035
+//! §4.1.4) against names already in the message, truncation, and OPT.
+//! The one place where pzdns writes DNS messages.
 
-use super::query::{AA, CD, PlainQuery, QR, RA, RD, TC};
+use super::{OPT_LEN, QR, TC, TYPE_OPT};
 
 /// Most name positions remembered for compression; later names are
 /// written in full (still correct, only longer).
 const MAX_NAMES: usize = 48;
 /// Offsets past this cannot be the target of a compression pointer.
 const MAX_POINTER: usize = 0x3fff;
-/// The OPT record pzdns sends: root owner, TYPE, CLASS, TTL, RDLENGTH.
-pub const OPT_LEN: usize = 11;
 
 /// Section counts, in header order after QDCOUNT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Answer = 0,
     Authority = 1,
+    /// Optional data (RFC 2181 §9): left out without TC when it does not fit.
+    Additional = 2,
 }
 
-pub struct ResponseWriter<'b> {
-    buf: &'b mut Vec<u8>,
+/// The OPT record of a response (RFC 6891 §6.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opt {
+    pub payload: u16,
+    pub dnssec_ok: bool,
+    /// The upper 8 bits of a 12-bit rcode (BADVERS is 1 here).
+    pub rcode_high: u8,
+}
+
+/// The header of a response, apart from the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    /// Opcode and the query flags the rules copy (RD, CD), already masked.
+    pub copied: u16,
+    pub aa: bool,
+    pub ra: bool,
+    /// The low 4 bits of the rcode.
+    pub rcode: u8,
+}
+
+pub struct ResponseWriter {
+    buf: Vec<u8>,
     /// Largest message allowed (the UDP payload), OPT included.
     limit: usize,
     /// Bytes reserved at the end for the OPT record.
     reserve: usize,
     /// Length of header and question: what a truncated response keeps.
     question_end: usize,
-    counts: [u16; 2],
+    counts: [u16; 3],
     truncated: bool,
     /// Positions of label starts already in the message.
     names: [u16; MAX_NAMES],
     n_names: usize,
 }
 
-impl<'b> ResponseWriter<'b> {
-    /// Starts the response to `q` in `buf` (cleared), at most `limit` bytes.
-    pub fn new(buf: &'b mut Vec<u8>, q: &PlainQuery<'_>, limit: usize) -> Self {
+impl ResponseWriter {
+    /// Starts a response with message id `id` in `buf` (cleared; its
+    /// capacity is reused), echoing `question` (QNAME QTYPE QCLASS as
+    /// received, or none), at most `limit` bytes, room kept for an OPT
+    /// record when `edns`.
+    pub fn new(mut buf: Vec<u8>, id: u16, question: Option<&[u8]>, limit: usize, edns: bool) -> Self {
         buf.clear();
-        buf.extend_from_slice(&q.id.to_be_bytes());
-        buf.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-        buf.extend_from_slice(q.question);
+        buf.extend_from_slice(&id.to_be_bytes());
+        buf.extend_from_slice(&[0, 0, 0, question.is_some() as u8, 0, 0, 0, 0, 0, 0]);
+        if let Some(q) = question {
+            buf.extend_from_slice(q);
+        }
         let question_end = buf.len();
         let mut w = ResponseWriter {
             buf,
             limit,
-            reserve: if q.edns.is_some() { OPT_LEN } else { 0 },
+            reserve: if edns { OPT_LEN } else { 0 },
             question_end,
-            counts: [0; 2],
+            counts: [0; 3],
             truncated: false,
             names: [0; MAX_NAMES],
             n_names: 0,
         };
-        w.remember(12);
+        if question.is_some() {
+            w.remember(12);
+        }
         w
+    }
+
+    /// Drops every record written so far (an answer that turned into a
+    /// failure), keeping header and question.
+    pub fn clear_records(&mut self) {
+        self.buf.truncate(self.question_end);
+        self.counts = [0; 3];
+        self.truncated = false;
+        let question = self.question_end > 12;
+        self.n_names = 0;
+        if question {
+            self.remember(12);
+        }
     }
 
     /// Records the label starts of the uncompressed name at `pos`.
@@ -123,10 +165,16 @@ impl<'b> ResponseWriter<'b> {
         self.counts[section as usize] += 1;
     }
 
-    fn fits(&mut self, start: usize) -> bool {
+    fn fits(&mut self, section: Section, start: usize) -> bool {
         if self.buf.len() + self.reserve > self.limit {
             self.buf.truncate(start);
-            self.truncated = true;
+            // Names remembered inside the dropped bytes must not be pointed at.
+            while self.n_names > 0 && self.names[self.n_names - 1] as usize >= start {
+                self.n_names -= 1;
+            }
+            if section != Section::Additional {
+                self.truncated = true;
+            }
             return false;
         }
         true
@@ -138,9 +186,9 @@ impl<'b> ResponseWriter<'b> {
         let rtype = u16::from_be_bytes([tail[0], tail[1]]);
         // (fixed bytes before the names, number of names)
         let (before, names) = match rtype {
-            2 | 5 | 12 => (0, 1),
-            15 => (2, 1),
-            6 => (0, 2),
+            super::TYPE_NS | super::TYPE_CNAME | super::TYPE_PTR => (0, 1),
+            super::TYPE_MX => (2, 1),
+            super::TYPE_SOA => (0, 2),
             _ => (0, 0),
         };
         if names == 0 || tail.len() < 10 + before {
@@ -151,7 +199,7 @@ impl<'b> ResponseWriter<'b> {
         self.buf.extend_from_slice(&tail[..10 + before]);
         let mut at = 10 + before;
         for _ in 0..names {
-            let n = super::name_len(&tail[at..]);
+            let n = super::record::name_len(&tail[at..]);
             self.put_name(&tail[at..at + n]);
             at += n;
         }
@@ -170,7 +218,7 @@ impl<'b> ResponseWriter<'b> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&(0xc000 | owner_pos as u16).to_be_bytes());
         self.put_tail(tail);
-        if !self.fits(start) {
+        if !self.fits(section, start) {
             return None;
         }
         self.bump(section);
@@ -188,7 +236,7 @@ impl<'b> ResponseWriter<'b> {
         let t = self.buf.len();
         self.put_tail(tail);
         self.buf[t + 4..t + 8].copy_from_slice(&ttl.to_be_bytes());
-        if !self.fits(start) {
+        if !self.fits(section, start) {
             return None;
         }
         self.bump(section);
@@ -235,35 +283,37 @@ impl<'b> ResponseWriter<'b> {
         self.truncated
     }
 
-    /// Completes the header (flags from the query's RD and CD) and the
-    /// OPT record, and returns the message length. A truncated response
-    /// keeps only the question, with TC set (RFC 2181 §9).
-    pub fn finish(self, q: &PlainQuery<'_>, aa: bool, ra: bool, rcode: u8) {
-        let mut flags = QR | (q.flags & (RD | CD)) | (rcode as u16 & 0x0f);
-        if aa {
-            flags |= AA;
+    /// Completes the header and the OPT record and returns the message.
+    /// A truncated response keeps only the question, with TC set (RFC
+    /// 2181 §9).
+    pub fn finish(mut self, flags: Flags, opt: Option<Opt>) -> Vec<u8> {
+        let mut bits = QR | flags.copied | (flags.rcode as u16 & 0x0f);
+        if flags.aa {
+            bits |= super::AA;
         }
-        if ra {
-            flags |= RA;
+        if flags.ra {
+            bits |= super::RA;
         }
         let mut counts = self.counts;
         if self.truncated {
-            flags |= TC;
+            bits |= TC;
             self.buf.truncate(self.question_end);
-            counts = [0, 0];
+            counts = [0; 3];
         }
-        self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
-        self.buf[6..8].copy_from_slice(&counts[0].to_be_bytes());
-        self.buf[8..10].copy_from_slice(&counts[1].to_be_bytes());
-        if let Some(e) = q.edns {
-            let payload = e.payload.clamp(512, crate::server::MAX_UDP_PAYLOAD);
-            let ttl: u32 = if e.dnssec_ok { 0x8000 } else { 0 };
+        self.buf[2..4].copy_from_slice(&bits.to_be_bytes());
+        for (i, c) in counts.iter().enumerate() {
+            self.buf[6 + 2 * i..8 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        if let Some(o) = opt {
+            let ttl: u32 = (o.rcode_high as u32) << 24 | if o.dnssec_ok { super::DO_BIT } else { 0 };
             self.buf.push(0);
-            self.buf.extend_from_slice(&41u16.to_be_bytes());
-            self.buf.extend_from_slice(&payload.to_be_bytes());
+            self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            self.buf.extend_from_slice(&o.payload.to_be_bytes());
             self.buf.extend_from_slice(&ttl.to_be_bytes());
             self.buf.extend_from_slice(&[0, 0]);
-            self.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
+            let ar = counts[2] + 1;
+            self.buf[10..12].copy_from_slice(&ar.to_be_bytes());
         }
+        self.buf
     }
 }

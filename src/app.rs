@@ -1,0 +1,103 @@
+//! Running the server: start-up in fixed phases (admin up, data loaded,
+//! sockets bound, watch started), then serving until SIGTERM or SIGINT,
+//! then the drain. A bad config or a busy port fails before a single query
+//! is answered (exit 2).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::ServerConfig;
+use crate::config::zones_dir::ZonesData;
+use crate::metrics::Metrics;
+use crate::server::{self, BindError, tcp, udp};
+use crate::state::Shared;
+
+/// How long SIGTERM waits for queries in flight before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot write ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{problems} problem(s) in {}; run `pzdns check`", dir.display())]
+    Data { problems: usize, dir: PathBuf },
+}
+
+/// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
+/// data loaded (ready), DNS sockets bound, file watch started. SIGHUP,
+/// the watch and `POST /reload` reload the zones directory.
+pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>) -> Result<(), ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let data_error = |d: crate::config::Diagnostics| ServeError::Data { problems: d.len(), dir: cfg.zones_dir.clone() };
+    let empty = crate::loader::build(&cfg, ZonesData::default(), 0).map_err(data_error)?;
+    let shared = Shared::new(cfg.clone(), empty, metrics);
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let mut admin_addr = None;
+    if let Some(addr) = cfg.admin_listen {
+        let l = crate::admin::bind(addr).await.map_err(|source| BindError { proto: "HTTP", addr, source })?;
+        let actual = l.local_addr().unwrap_or(addr);
+        admin_addr = Some(actual);
+        info!(address = %actual, "admin HTTP listening (/metrics /healthz /readyz /zones /explain, POST /reload)");
+        let mut rx = admin_stopped.clone();
+        tokio::spawn(crate::admin::serve(l, shared.clone(), async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+    }
+    crate::reload::reload(&shared, "start").await.map_err(data_error)?;
+
+    let mut bound = server::bind(&cfg, workers)?;
+    if let Some(path) = &ready_file {
+        let mut text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
+        if let Some(a) = admin_addr {
+            text.push_str(&format!("admin={a}\n"));
+        }
+        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
+    }
+    let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
+    let limits = tcp::TcpLimits { max_connections: cfg.tcp_max_connections, idle_timeout: cfg.tcp_idle_timeout };
+    let mut tcp_tasks = tokio::task::JoinSet::new();
+    for (l, listener) in bound.tcp.drain(..) {
+        tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), limits, dns_stopped.clone(), SHUTDOWN_GRACE));
+    }
+    let mut udp_tasks = tokio::task::JoinSet::new();
+    for (sock, listener) in bound.udp.drain(..) {
+        udp_tasks.spawn(udp::serve(sock, listener, shared.clone(), dns_stopped.clone()));
+    }
+    crate::reload::spawn_watcher(shared.clone());
+    info!(generation = shared.snapshot.load().generation, "serving");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => { let _ = crate::reload::reload(&shared, "sighup").await; }
+        }
+    }
+    info!("shutting down: no new queries, finishing those in flight");
+    let _ = stop_dns.send(true);
+    while udp_tasks.join_next().await.is_some() {}
+    // UDP queries still waiting on an upstream finish, within the grace time.
+    let mut waiting = shared.waiting.subscribe();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tcp_tasks.join_next().await.is_some() {}
+        let _ = waiting.wait_for(|n| *n == 0).await;
+    })
+    .await;
+    if drained.is_err() {
+        warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    let _ = stop_admin.send(true);
+    info!("stopped");
+    Ok(())
+}

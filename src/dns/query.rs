@@ -1,0 +1,263 @@
+//! A query message read in place: header, the first question as received,
+//! and the OPT record. Every other record is walked for structure only
+//! (a query carries none that pzdns acts on). One reader for every
+//! transport; nothing is allocated.
+
+use super::{CD, OPCODE, QR, RD, TYPE_OPT};
+
+/// The EDNS part of a query (RFC 6891).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryEdns {
+    pub payload: u16,
+    pub dnssec_ok: bool,
+    pub version: u8,
+}
+
+/// The question as it stands in the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionPart<'a> {
+    /// QDCOUNT is not 1 (no question, or several).
+    NotOne,
+    /// The one question's name uses a compression pointer: echoing it
+    /// verbatim would point into pzdns's response, not the query.
+    Compressed,
+    /// QNAME (uncompressed wire), QTYPE, QCLASS, and the bytes to echo.
+    One { question: &'a [u8], qname: &'a [u8], qtype: u16, qclass: u16 },
+}
+
+/// A query, as far as the answering rules need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub id: u16,
+    pub flags: u16,
+    pub question: QuestionPart<'a>,
+    pub edns: Option<QueryEdns>,
+}
+
+/// Why a message cannot be read as a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Nothing may be sent back: under 12 bytes (no header to answer to)
+    /// or a response (QR=1; answering responses makes reflection loops).
+    Drop,
+    /// The header reads but the rest does not: FORMERR, header only.
+    FormErr { id: u16, flags: u16 },
+}
+
+impl<'a> Query<'a> {
+    pub fn opcode(&self) -> u8 {
+        ((self.flags & OPCODE) >> 11) as u8
+    }
+
+    /// The header bits a response copies from this query.
+    pub fn copied_flags(&self) -> u16 {
+        copied_flags(self.flags)
+    }
+
+    pub fn recursion_desired(&self) -> bool {
+        self.flags & RD != 0
+    }
+
+    /// The one question, if there is exactly one and it can be echoed.
+    pub fn one(&self) -> Option<(&'a [u8], &'a [u8], u16, u16)> {
+        match self.question {
+            QuestionPart::One { question, qname, qtype, qclass } => Some((question, qname, qtype, qclass)),
+            _ => None,
+        }
+    }
+
+    pub fn parse(msg: &'a [u8]) -> Result<Self, Unreadable> {
+        if msg.len() < 12 {
+            return Err(Unreadable::Drop);
+        }
+        let be = |i: usize| msg.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let (id, flags) = (be(0).unwrap_or(0), be(2).unwrap_or(0));
+        if flags & QR != 0 {
+            return Err(Unreadable::Drop);
+        }
+        let bad = Unreadable::FormErr { id, flags };
+        let count = |i| be(i).unwrap_or(0) as usize;
+        let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+        let mut r = Reader { msg, pos: 12 };
+        let mut question = QuestionPart::NotOne;
+        for i in 0..qd {
+            let start = r.pos;
+            let compressed = r.skip_name().ok_or(bad)?;
+            let name_end = r.pos;
+            let (qtype, qclass) = (r.u16().ok_or(bad)?, r.u16().ok_or(bad)?);
+            if qd == 1 && i == 0 {
+                question = if compressed {
+                    QuestionPart::Compressed
+                } else {
+                    QuestionPart::One { question: &msg[start..r.pos], qname: &msg[start..name_end], qtype, qclass }
+                };
+            }
+        }
+        for _ in 0..an + ns {
+            r.skip_record().ok_or(bad)?;
+        }
+        let mut edns = None;
+        for _ in 0..ar {
+            let owner = r.pos;
+            r.skip_name().ok_or(bad)?;
+            let root = r.pos == owner + 1 && msg[owner] == 0;
+            let rtype = r.u16().ok_or(bad)?;
+            let class = r.u16().ok_or(bad)?;
+            let ttl = r.u32().ok_or(bad)?;
+            let rdlen = r.u16().ok_or(bad)? as usize;
+            let rdata = r.take(rdlen).ok_or(bad)?;
+            if rtype == TYPE_OPT {
+                // RFC 6891 §6.1.1: one OPT, owned by the root, or FORMERR.
+                if edns.is_some() || !root {
+                    return Err(bad);
+                }
+                let _ = rdata;
+                let version = (ttl >> 16) as u8;
+                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version });
+            }
+        }
+        // Bytes after the last record are ignored, as BIND and NSD do.
+        Ok(Query { id, flags, question, edns })
+    }
+}
+
+/// The header bits a response copies from a query's: the opcode always;
+/// RD and CD only for opcode QUERY, the one they are defined for (RFC
+/// 1035, RFC 4035), as BIND, NSD and Knot do.
+pub fn copied_flags(flags: u16) -> u16 {
+    let opcode = flags & OPCODE;
+    if opcode == 0 { flags & (RD | CD) } else { opcode }
+}
+
+struct Reader<'a> {
+    msg: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.msg.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Skips a name; `Some(true)` if it ends in a compression pointer.
+    /// Plain labels may make at most 255 bytes (RFC 1035 §2.3.4).
+    fn skip_name(&mut self) -> Option<bool> {
+        let start = self.pos;
+        loop {
+            let len = *self.msg.get(self.pos)?;
+            match len & 0xc0 {
+                0 => {
+                    self.pos += 1 + len as usize;
+                    if self.pos - start > super::names::MAX_NAME_WIRE_LEN || self.pos > self.msg.len() {
+                        return None;
+                    }
+                    if len == 0 {
+                        return Some(false);
+                    }
+                }
+                0xc0 => {
+                    self.take(2)?;
+                    return Some(true);
+                }
+                // 0x40 and 0x80: extended and reserved label types (RFC 6891 §5).
+                _ => return None,
+            }
+        }
+    }
+
+    fn skip_record(&mut self) -> Option<()> {
+        self.skip_name()?;
+        self.take(8)?;
+        let rdlen = self.u16()? as usize;
+        self.take(rdlen).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(flags: u16, qd: u16, an: u16, tail: &[u8], arcount: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&qd.to_be_bytes());
+        m.extend_from_slice(&an.to_be_bytes());
+        m.extend_from_slice(&[0, 0]);
+        m.extend_from_slice(&arcount.to_be_bytes());
+        for _ in 0..qd {
+            m.extend_from_slice(b"\x03WwW\x07example\x00\x00\x01\x00\x01");
+        }
+        m.extend_from_slice(tail);
+        m
+    }
+
+    const OPT: [u8; 15] = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0];
+
+    #[test]
+    fn a_plain_query_reads_in_place() {
+        let m = q(RD, 1, 0, &[], 0);
+        let p = Query::parse(&m).unwrap();
+        assert_eq!(p.id, 0x1234);
+        let (question, qname, qtype, qclass) = p.one().unwrap();
+        assert_eq!((qname, qtype, qclass), (&b"\x03WwW\x07example\x00"[..], 1, 1));
+        assert_eq!(question.len(), qname.len() + 4);
+        assert_eq!(p.edns, None);
+        let m = q(RD, 1, 0, &OPT, 1);
+        let p = Query::parse(&m).unwrap();
+        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0 }));
+    }
+
+    #[test]
+    fn responses_and_runts_are_dropped() {
+        assert_eq!(Query::parse(&q(QR, 1, 0, &[], 0)).unwrap_err(), Unreadable::Drop);
+        assert_eq!(Query::parse(&[0; 11]).unwrap_err(), Unreadable::Drop);
+        // A response that does not even decode: still nothing back.
+        assert_eq!(Query::parse(&[0, 0, 0x80, 0, 0, 9, 0, 0, 0, 0, 0, 0]).unwrap_err(), Unreadable::Drop);
+    }
+
+    #[test]
+    fn shapes_the_rules_answer() {
+        assert_eq!(Query::parse(&q(RD, 2, 0, &[], 0)).unwrap().question, QuestionPart::NotOne);
+        assert_eq!(Query::parse(&q(RD, 0, 0, &[], 0)).unwrap().question, QuestionPart::NotOne);
+        let mut m = q(RD, 1, 0, &[], 0);
+        m.truncate(12);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(Query::parse(&m).unwrap().question, QuestionPart::Compressed);
+        let v1 = [0, 0, 41, 4, 0xd0, 0, 1, 0, 0, 0, 0];
+        assert_eq!(Query::parse(&q(RD, 1, 0, &v1, 1)).unwrap().edns.unwrap().version, 1);
+        let m = q(0x2800 | RD | CD, 1, 0, &[], 0);
+        let update = Query::parse(&m).unwrap();
+        assert_eq!((update.opcode(), update.copied_flags()), (5, 0x2800), "opcode kept, RD and CD clear");
+        // A record in the answer section is walked, not refused.
+        let rec = [0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4];
+        assert!(Query::parse(&q(RD, 1, 1, &rec, 0)).is_ok());
+        // Trailing bytes are ignored.
+        assert!(Query::parse(&q(RD, 1, 0, &[0], 0)).is_ok());
+    }
+
+    #[test]
+    fn broken_structure_is_formerr() {
+        let formerr = Unreadable::FormErr { id: 0x1234, flags: RD };
+        assert_eq!(Query::parse(&q(RD, 1, 0, &OPT[..10], 1)).unwrap_err(), formerr, "cut OPT");
+        let two: Vec<u8> = OPT.iter().chain(OPT.iter()).copied().collect();
+        assert_eq!(Query::parse(&q(RD, 1, 0, &two, 2)).unwrap_err(), formerr, "two OPTs");
+        assert_eq!(Query::parse(&q(RD, 1, 1, &[], 0)).unwrap_err(), formerr, "a missing answer record");
+        let full = q(RD, 1, 0, &OPT, 1);
+        for cut in 12..full.len() {
+            assert_eq!(Query::parse(&full[..cut]).unwrap_err(), formerr, "cut at {cut}");
+        }
+        let mut m = q(RD, 1, 0, &[], 0);
+        m[12] = 0x40;
+        assert_eq!(Query::parse(&m).unwrap_err(), formerr, "extended label type");
+    }
+}

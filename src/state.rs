@@ -1,0 +1,128 @@
+//! State shared by every listener, the admin server and reload: the data
+//! in force, the forwarder and its cache, metrics, the configuration and
+//! the reload status. Also the one place an answered query is recorded
+//! (metrics and the query log), whatever transport it came by.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use tracing::info;
+
+use crate::answer::{Answered, Client, Ctx, Outcome, answer};
+use crate::config::ServerConfig;
+use crate::dns::query::Query;
+use crate::metrics::{Metrics, rcode_label};
+use crate::snapshot::{Snapshot, View};
+use crate::upstream::Forwarder;
+
+/// What `/readyz` and `/zones` report about loading.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Generation in force (0: nothing loaded yet).
+    pub generation: u64,
+    pub loaded_at: Option<SystemTime>,
+    pub load_ms: u64,
+    /// The git commit of the zones directory, when it is in a checkout.
+    pub git_commit: Option<String>,
+    /// The last failed attempt, if it is more recent than the last success.
+    pub last_failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub at: SystemTime,
+    pub trigger: &'static str,
+    pub problems: Vec<String>,
+}
+
+pub struct Shared {
+    /// The data in force; swapped whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Upstream client and cache; they survive reloads.
+    pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+    /// The configuration the server started with (reload re-reads zones/).
+    pub config: ServerConfig,
+    pub status: Mutex<ReloadStatus>,
+    /// Serialises reloads from the watch, SIGHUP and the admin API.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// Upstream questions still being answered (the drain waits on them).
+    pub waiting: tokio::sync::watch::Sender<usize>,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        let forwarder = Forwarder::new(config.cache_max_entries, config.serve_stale, metrics.clone());
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            forwarder,
+            metrics,
+            config,
+            status: Mutex::new(ReloadStatus::default()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            waiting: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// Counts one answered query and, with `query_log`, logs it.
+    pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
+        self.metrics.query_duration.observe(took.as_secs_f64());
+        snap.count_query(&self.metrics, a.view, a.rcode, a.source);
+        if self.config.query_log {
+            log_query(snap, client, query, a, took);
+        }
+    }
+
+    /// A whole query, in process: bytes in, response bytes out (`None`
+    /// where nothing is sent back). For tests, benchmarks and fuzzing;
+    /// the servers drive [`answer`] themselves.
+    pub async fn answer_bytes(&self, client: Client, query: &[u8]) -> Option<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let snap = self.snapshot.load_full();
+        let ctx = Ctx { snap: &snap, cache: &self.forwarder.cache, metrics: &self.metrics, now: started };
+        let mut out = Vec::new();
+        let (bytes, a) = match answer(&ctx, &client, query, &mut out) {
+            Outcome::Drop => return None,
+            Outcome::Done(a) => (out, a),
+            Outcome::Wait(p) => p.finish(&self.forwarder).await,
+        };
+        self.record(&snap, &client, query, &a, started.elapsed());
+        Some(bytes)
+    }
+
+    /// Runs `f` counted as a question waiting on an upstream: shutdown
+    /// waits for these (within its grace time).
+    pub async fn waiting_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.waiting.send_modify(|n| *n += 1);
+        let out = f.await;
+        self.waiting.send_modify(|n| *n -= 1);
+        out
+    }
+}
+
+fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
+    let vpc = match a.view {
+        Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).unwrap_or(&snap.unknown_label),
+        _ => &snap.unknown_label,
+    };
+    let (name, qtype) = match Query::parse(query).ok().and_then(|q| q.one()) {
+        Some((_, qname, qtype, _)) => {
+            (Name::read(&mut BinDecoder::new(qname)).map(|n| n.to_string()).unwrap_or_default(), RecordType::from(qtype))
+        }
+        None => (String::new(), RecordType::NULL),
+    };
+    info!(
+        target: "pzdns::query",
+        vpc = &**vpc,
+        client = %client.src,
+        protocol = client.transport.as_str(),
+        name = %name,
+        qtype = %qtype,
+        rcode = rcode_label(a.rcode),
+        source = a.source.as_str(),
+        us = took.as_micros() as u64,
+    );
+}
