@@ -1,4 +1,4 @@
-//! Admin HTTP (SPEC.md §4), loopback by default: `/metrics` (Prometheus
+//! Admin HTTP (docs/REFERENCE.md#admin-http), loopback by default: `/metrics` (Prometheus
 //! text), `/healthz`, `/readyz`, `/zones` (JSON), `/explain`, `POST /reload`.
 //! It starts before the data is loaded, so `/readyz` can say "not yet".
 

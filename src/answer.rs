@@ -13,7 +13,7 @@
 //! 6604), endpoint addresses ordered by the client's zone, the negative
 //! SOA, truncation, OPT, name compression and the answer's source.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
@@ -53,7 +53,7 @@ impl Transport {
 pub struct Client {
     /// Index of the listener (in `listen` order) the query reached.
     pub listener: usize,
-    pub src: IpAddr,
+    pub src: SocketAddr,
     pub transport: Transport,
 }
 
@@ -141,7 +141,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
     let Some((question, qname, qtype, qclass)) = q.one() else {
         return reply(out, None, rcode::FORMERR, None, Source::Error);
     };
-    let (view, _) = ctx.snap.select_view(Some(client.listener), client.src);
+    let (view, _) = ctx.snap.select_view(Some(client.listener), client.src.ip());
     if refuse_transfers_and_other_classes(qtype, qclass) {
         return reply(out, Some(question), rcode::REFUSED, Some(view), Source::Refused);
     }

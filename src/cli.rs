@@ -1,4 +1,4 @@
-//! The command line (SPEC.md §1): `serve`, `check`, `explain`.
+//! The command line (docs/REFERENCE.md#command-line): `serve`, `check`, `explain`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -195,7 +195,7 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
     }
 }
 
-/// A one-line reason on stderr and exit 2 (SPEC.md §1).
+/// A one-line reason on stderr and exit 2 (docs/REFERENCE.md#exit-codes).
 fn cannot_start(reason: impl std::fmt::Display) -> ExitCode {
     eprintln!("pzdns: cannot start: {reason}");
     ExitCode::from(EXIT_CANNOT_START)

@@ -1,7 +1,8 @@
 //! pzdns: a DNS server for private zones bound to VPCs.
 //!
-//! Data flows one way, and so do the modules' dependencies (each module
-//! uses only those listed before it; `tests/it/layers.rs` checks it):
+//! Data flows one way, and so do the modules' dependencies: each module
+//! uses only those before it in this order (docs/ARCHITECTURE.md keeps the
+//! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
 //! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► upstream
 //!     ─► answer ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli

@@ -37,8 +37,7 @@ pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics
 
 /// Builds a snapshot from data already read, and checks its CNAME chains.
 pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<Snapshot, Diagnostics> {
-    let (snap, cnames) = Snapshot::build(cfg, data, generation)?;
-    let mut diags = Diagnostics::new();
+    let (snap, cnames, mut diags) = Snapshot::build(cfg, data, generation);
     check_cname_chains(&snap, &cnames, &mut diags);
     if diags.is_empty() {
         Ok(snap)

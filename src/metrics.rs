@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC.md §4), served on the admin port's `/metrics`.
+//! Prometheus metrics (docs/REFERENCE.md#metrics), served on the admin port's `/metrics`.
 //!
 //! Label values are bounded: VPC ids come from `vpcs.yaml` (plus `unknown`),
 //! rcodes and sources from fixed lists, upstreams from the config. A query

@@ -1,4 +1,4 @@
-//! Reload (docs/REFERENCE.md, "Operating it"): a file watch on `zones_dir`, SIGHUP and
+//! Reload (docs/REFERENCE.md#reload): a file watch on `zones_dir`, SIGHUP and
 //! `POST /reload` all come here. The new snapshot is built off the query
 //! path (a blocking thread), checked whole, and swapped in with one atomic
 //! pointer store; queries in flight finish on the snapshot they loaded.

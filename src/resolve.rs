@@ -1,4 +1,4 @@
-//! The answering rules (docs/REFERENCE.md, "Answering rules") as a pure
+//! The answering rules (docs/REFERENCE.md#answering-rules) as a pure
 //! function: (snapshot, view, question) → what to answer from local data
 //! and what, if anything, must go upstream. No I/O: the answer writer and
 //! `pzdns explain` both call it, and it is unit-tested without sockets.
@@ -244,7 +244,7 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
                 }
             }
             NodeMatch::NoData => {
-                w.end = End::NoData(&zone.negative_soa);
+                w.end = nodata(zone);
                 return w;
             }
             NodeMatch::NxDomain if zone.recursive_proxy => {
@@ -295,10 +295,15 @@ fn recursive_proxy<'s>(snap: &Snapshot, view: View, key: &KeyBuf, zone: ZoneIdx)
     End::Upstream { route: snap.route_upstream(view, key), reason: UpstreamReason::MissingInProxyZone(zone) }
 }
 
-/// Rule 3, a name missing from its zone: NXDOMAIN with the zone's SOA
-/// (NODATA, a name without the type, is `End::NoData` likewise).
+/// Rule 3, a name missing from its zone: NXDOMAIN with the zone's SOA.
 fn nxdomain(zone: &Zone) -> End<'_> {
     End::NxDomain(&zone.negative_soa)
+}
+
+/// Rule 3, a name that exists without the asked type: NOERROR, no
+/// answer, the zone's SOA.
+fn nodata(zone: &Zone) -> End<'_> {
+    End::NoData(&zone.negative_soa)
 }
 
 /// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records

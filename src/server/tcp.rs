@@ -23,7 +23,7 @@ use crate::state::Shared;
 /// Queries of one connection answered at once; more wait (back-pressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 
-/// Limits for TCP (SPEC.md §5).
+/// Limits for TCP (docs/REFERENCE.md#limits).
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
     pub max_connections: usize,
@@ -67,7 +67,7 @@ pub async fn serve(
         conns.spawn(async move {
             let m = shared.metrics.clone();
             m.tcp_connections.inc();
-            let client = Client { listener: index, src: src.ip(), transport: Transport::Tcp };
+            let client = Client { listener: index, src, transport: Transport::Tcp };
             connection(stream, client, shared, limits.idle_timeout, stop).await;
             m.tcp_connections.dec();
             drop(slot);

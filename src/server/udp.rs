@@ -33,7 +33,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
     // first `tx.len` are read.
     let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error };
     let mut answered: [(Answered, Client, usize); BATCH] =
-        [(none, Client { listener, src: std::net::Ipv4Addr::UNSPECIFIED.into(), transport: Transport::Udp }, 0); BATCH];
+        [(none, Client { listener, src: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(), transport: Transport::Udp }, 0); BATCH];
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
@@ -70,7 +70,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let (bytes, src) = rx.get(i);
             // Nothing can be answered to port 0 or an unspecified address.
             let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else { continue };
-            let client = Client { listener, src: src.ip(), transport: Transport::Udp };
+            let client = Client { listener, src, transport: Transport::Udp };
             let Some(out) = tx.next_buf() else { break };
             match answer(&ctx, &client, bytes, out) {
                 Outcome::Done(a) => {

@@ -119,8 +119,9 @@ impl Snapshot {
     /// Builds the indexes from checked data, and runs the checks that need
     /// records grouped by name or zones grouped by VPC. CNAME chains are
     /// checked above, by the loader (they need the answering rules): their
-    /// owners are returned for that.
-    pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<(Snapshot, Vec<CnameSite>), Diagnostics> {
+    /// owners are returned for that, with the snapshot as far as it could
+    /// be built and every problem found (usable only when there is none).
+    pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> (Snapshot, Vec<CnameSite>, Diagnostics) {
         let mut diags = Diagnostics::new();
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let mut snap = Snapshot {
@@ -144,8 +145,8 @@ impl Snapshot {
             listener_vpcs: Vec::new(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
-            default_route: crate::upstream::route_id(&cfg.upstreams),
-            forward_routes: cfg.forward_zones.iter().map(|f| crate::upstream::route_id(&f.upstreams)).collect(),
+            default_route: route_id(&cfg.upstreams),
+            forward_routes: cfg.forward_zones.iter().map(|f| route_id(&f.upstreams)).collect(),
             unknown_clients: cfg.unknown_clients,
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
             counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
@@ -242,13 +243,17 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
-        if diags.is_empty() {
-            Ok((snap, cnames))
-        } else {
-            diags.sort();
-            Err(diags)
-        }
+        (snap, cnames, diags)
     }
+}
+
+/// Identifies an upstream set in cache keys (computed once per snapshot,
+/// see `Snapshot::upstreams_for`), so two routes never share an entry.
+fn route_id(upstreams: &[SocketAddr]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    upstreams.hash(&mut h);
+    h.finish()
 }
 
 /// A CNAME's owner, its zone and where it was written: what the loader

@@ -1,4 +1,4 @@
-//! The cache of upstream answers (SPEC.md §2 `cache`): keyed by name, type,
+//! The cache of upstream answers (docs/REFERENCE.md#cache): keyed by name, type,
 //! DO bit and the upstream set asked, bounded by `max_entries`, kept past
 //! expiry for the RFC 8767 stale window.
 //!

@@ -1,4 +1,4 @@
-//! Forwarding to the public authority (SPEC.md §3 rules 3–5, §5): an
+//! Forwarding to the public authority (docs/REFERENCE.md#rule-4-no-zone, #upstream-failures): an
 //! upstream client and the cache in front of it.
 //!
 //! ```text
@@ -14,7 +14,6 @@
 pub mod cache;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use crate::metrics::{Metrics, UpstreamLabels};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
-/// (SPEC.md §5: "tried once more on the next upstream") stay under the
+/// (docs/REFERENCE.md#upstreams: "tried once more on the next upstream") stay under the
 /// 3 s in which a client must hear SERVFAIL at the latest.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1200);
 /// Attempts per question: the first upstream, then the next one.
@@ -83,14 +82,6 @@ pub struct Forwarder {
     serve_stale: Duration,
     down_until: Mutex<HashMap<SocketAddr, Instant>>,
     pub metrics: Arc<Metrics>,
-}
-
-/// Identifies an upstream set for the cache key (computed once per
-/// snapshot, see `Snapshot::upstreams_for`).
-pub fn route_id(upstreams: &[SocketAddr]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    upstreams.hash(&mut h);
-    h.finish()
 }
 
 impl Forwarder {

@@ -26,7 +26,7 @@ async fn request_inputs_get_well_formed_responses() {
     assert!(!inputs.is_empty());
     for f in inputs {
         let data = std::fs::read(&f).unwrap();
-        for (src, transport) in [("127.1.0.5", Transport::Tcp), ("127.0.0.1", Transport::Udp)] {
+        for (src, transport) in [("127.1.0.5:53000", Transport::Tcp), ("127.0.0.1:53000", Transport::Udp)] {
             let client = Client { listener: 0, src: src.parse().unwrap(), transport };
             if let Some(resp) = shared.answer_bytes(client, &data).await {
                 assert_eq!(resp[..2], data[..2], "{}", f.display());

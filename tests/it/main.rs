@@ -12,6 +12,7 @@ mod forwarding;
 mod fuzz_regressions;
 mod interop;
 mod isolation_props;
+mod layers;
 mod operations;
 mod resolve_rules;
 mod serve;
