@@ -317,3 +317,78 @@ impl ResponseWriter {
         self.buf
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `www.example.` A IN, as a question.
+    const Q: &[u8] = b"\x03www\x07example\x00\x00\x01\x00\x01";
+
+    /// TYPE A, CLASS IN, TTL 60, RDLENGTH 4, 192.0.2.1.
+    const A_TAIL: [u8; 14] = [0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
+
+    fn flags() -> Flags {
+        Flags { copied: crate::dns::RD, aa: true, ra: false, rcode: 0 }
+    }
+
+    #[test]
+    fn owners_and_names_in_rdata_point_at_the_question() {
+        let mut w = ResponseWriter::new(Vec::new(), 0x1234, Some(Q), 512, false);
+        // A CNAME owned by the question, pointing to mail.example.
+        let mut cname = vec![0, 5, 0, 1, 0, 0, 0, 60, 0, 14];
+        cname.extend_from_slice(b"\x04mail\x07example\x00");
+        let at = w.record_at(Section::Answer, 12, &cname).unwrap();
+        // Its target: `mail` then a pointer to `example.` in the question.
+        assert_eq!(&w.buf[at + 10..], b"\x04mail\xc0\x10");
+        assert_eq!(u16::from_be_bytes([w.buf[at + 8], w.buf[at + 9]]), 7, "RDLENGTH rewritten");
+        w.record_named(Section::Answer, b"\x04MAIL\x07example\x00", &A_TAIL, 30).unwrap();
+        let m = w.finish(flags(), None);
+        assert_eq!(&m[..4], &[0x12, 0x34, 0x85, 0x00], "id, QR AA RD, NOERROR");
+        assert_eq!(&m[4..12], &[0, 1, 0, 2, 0, 0, 0, 0]);
+        let a = m.len() - 16;
+        assert_eq!(&m[a..a + 2], &[0xc0, (at + 10) as u8], "owner compressed case-insensitively against the CNAME target");
+        assert_eq!(&m[a + 6..a + 10], &30u32.to_be_bytes(), "TTL replaced");
+    }
+
+    #[test]
+    fn what_does_not_fit_truncates_to_the_question() {
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16 + crate::dns::OPT_LEN, true);
+        assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
+        assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_none(), "the second does not fit beside OPT");
+        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0 }));
+        assert_eq!(m[2] & 0x02, 0x02, "TC");
+        assert_eq!(&m[6..12], &[0, 0, 0, 0, 0, 1], "no records but OPT");
+        assert_eq!(m.len(), 12 + Q.len() + crate::dns::OPT_LEN);
+        assert_eq!(&m[m.len() - 11..], &[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0], "OPT: payload, DO");
+    }
+
+    #[test]
+    fn additional_data_is_left_out_without_tc() {
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16, false);
+        assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
+        assert!(w.record_named(Section::Additional, b"\x02ns\x07example\x00", &A_TAIL, 60).is_none());
+        let m = w.finish(flags(), None);
+        assert_eq!(m[2] & 0x02, 0, "no TC for optional data");
+        assert_eq!(&m[6..12], &[0, 1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn extended_rcodes_carry_their_high_bits_in_opt() {
+        let w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, true);
+        let f = Flags { copied: 0, aa: false, ra: false, rcode: 0 };
+        let m = w.finish(f, Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1 }));
+        assert_eq!(m[3] & 0x0f, 0);
+        assert_eq!(m[m.len() - 6], 1, "BADVERS = 16: 1 in the OPT's extended rcode");
+    }
+
+    #[test]
+    fn clearing_keeps_header_and_question() {
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, false);
+        w.record_at(Section::Answer, 12, &A_TAIL);
+        w.clear_records();
+        let m = w.finish(Flags { rcode: 2, ..flags() }, None);
+        assert_eq!(m.len(), 12 + Q.len());
+        assert_eq!((m[3] & 0x0f, &m[6..8]), (2, &[0u8, 0][..]));
+    }
+}

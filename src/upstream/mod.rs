@@ -44,7 +44,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 /// Receive buffer per upstream UDP exchange.
 pub const UDP_REPLY_BUFFER: usize = 4096;
 /// EDNS payload size asked of upstreams.
-pub const UPSTREAM_PAYLOAD: u16 = 1232;
+pub const UPSTREAM_PAYLOAD: u16 = crate::dns::MAX_UDP_PAYLOAD;
 
 /// Why an upstream question failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

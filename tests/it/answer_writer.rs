@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,17 +17,13 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
-use pzdns::config::ServerConfig;
 use pzdns::dns::names::{KeyBuf, key_to_name};
-use pzdns::metrics::Metrics;
 use pzdns::resolve::{Source, resolve};
 use pzdns::state::Shared;
 use pzdns::upstream::cache::{Entry, Key, MAX_KEY_LEN, key_bytes};
 
 fn shared() -> Arc<Shared> {
-    let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).expect("fixture config loads");
-    let snap = pzdns::loader::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"));
-    Shared::new(cfg, snap, Arc::new(Metrics::new()))
+    crate::support::rules_shared(crate::support::rules_config())
 }
 
 /// A query with RD and CD set, the name's letters in alternating case

@@ -12,7 +12,7 @@ use crate::support::upstream::{Behavior, FakeUpstream};
 use crate::support::*;
 use hickory_proto::rr::RecordType;
 
-const ZONES: &str = "tests/fixtures/rules/zones";
+const ZONES: &str = RULES_ZONES;
 const A_VPC: &str = "127.1.0.5";
 
 fn rss_kib(pid: i32) -> u64 {

@@ -2,12 +2,9 @@
 //! entry points, with the same checks, on every `cargo test`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use pzdns::answer::{Client, Transport};
 use pzdns::config::ServerConfig;
-use pzdns::metrics::Metrics;
-use pzdns::state::Shared;
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
@@ -18,10 +15,9 @@ fn files(dir: &str) -> Vec<PathBuf> {
 #[tokio::test]
 async fn request_inputs_get_well_formed_responses() {
     let mut cfg = ServerConfig::defaults();
-    cfg.zones_dir = Path::new("tests/fixtures/rules/zones").into();
+    cfg.zones_dir = Path::new(crate::support::RULES_ZONES).into();
     cfg.upstreams = Vec::new();
-    let snap = pzdns::loader::load(&cfg, 1).unwrap();
-    let shared = Shared::new(cfg, snap, Arc::new(Metrics::new()));
+    let shared = crate::support::rules_shared(cfg);
     let inputs = files("tests/fixtures/regressions/request");
     assert!(!inputs.is_empty());
     for f in inputs {

@@ -14,7 +14,7 @@ use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-const ZONES: &str = "tests/fixtures/rules/zones";
+const ZONES: &str = RULES_ZONES;
 
 fn tool(name: &str) -> Option<PathBuf> {
     let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());

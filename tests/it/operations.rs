@@ -186,7 +186,7 @@ fn reload_under_load_never_fails_a_query() {
 #[test]
 fn metrics_move_with_traffic_and_reloads() {
     let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\n";
-    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
+    let srv = TestServer::start(Path::new(RULES_ZONES), cfg);
     let admin: SocketAddr = srv.admin.unwrap();
     let (code, body) = http(admin, "GET", "/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -275,7 +275,7 @@ fn readyz_is_false_until_the_first_load() {
 #[test]
 fn query_log_writes_one_json_line_per_query() {
     let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: \"off\"\nquery_log: true\nlog_format: json\n";
-    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
+    let srv = TestServer::start(Path::new(RULES_ZONES), cfg);
     udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
     let t = Instant::now();
     let line = loop {
@@ -300,7 +300,7 @@ fn query_log_writes_one_json_line_per_query() {
 #[test]
 fn sighup_reloads() {
     let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\n";
-    let srv = TestServer::start(Path::new("tests/fixtures/rules/zones"), cfg);
+    let srv = TestServer::start(Path::new(RULES_ZONES), cfg);
     let admin = srv.admin.unwrap();
     let generation = || metric(&http(admin, "GET", "/metrics").1, "pzdns_data_generation");
     assert_eq!(generation(), 1.0);

@@ -2,18 +2,15 @@
 //! tests/fixtures/rules (no sockets: `resolve` is a pure function).
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use pzdns::config::ServerConfig;
 use pzdns::resolve::{Route, Source, UpstreamReason, resolve};
 use pzdns::snapshot::{Snapshot, View};
 
 fn load() -> Snapshot {
-    let cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).expect("fixture config loads");
-    pzdns::loader::load(&cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
+    crate::support::rules_snapshot(&crate::support::rules_config())
 }
 
 /// The fixture, loaded once for all the cases.
@@ -579,7 +576,7 @@ fn views_and_routes() {
 
 #[test]
 fn unknown_clients_forward_never_sees_private_data() {
-    let mut cfg = ServerConfig::load_file(Path::new("tests/fixtures/rules/pzdns.yaml")).unwrap();
+    let mut cfg = crate::support::rules_config();
     cfg.unknown_clients = pzdns::config::UnknownClients::Forward;
     let s = &pzdns::loader::load(&cfg, 1).unwrap();
     for q in ["www.example.test.", "ecs.cn-hangzhou.aliyuncs.com.", "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com."] {

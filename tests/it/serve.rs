@@ -8,7 +8,7 @@ use crate::support::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
-const ZONES: &str = "tests/fixtures/rules/zones";
+const ZONES: &str = RULES_ZONES;
 const A_VPC: &str = "127.1.0.5";
 const B_VPC: &str = "127.2.0.5";
 const C_VPC: &str = "127.130.0.5";

@@ -9,7 +9,7 @@ use crate::support::upstream::{Behavior, FakeUpstream};
 use crate::support::*;
 use hickory_proto::rr::RecordType;
 
-const ZONES: &str = "tests/fixtures/rules/zones";
+const ZONES: &str = RULES_ZONES;
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pzdns-spec-{tag}-{}", std::process::id()));

@@ -10,7 +10,7 @@ use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-const ZONES: &str = "tests/fixtures/rules/zones";
+const ZONES: &str = RULES_ZONES;
 const A_VPC: &str = "127.1.0.5";
 const BOUND: Duration = Duration::from_secs(3);
 

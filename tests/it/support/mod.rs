@@ -18,6 +18,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The rules fixture: zones every rule of the reference has a case in.
+pub const RULES_ZONES: &str = "tests/fixtures/rules/zones";
+/// Its server config (two listeners, one bound to a VPC; forward zones).
+pub const RULES_CONFIG: &str = "tests/fixtures/rules/pzdns.yaml";
+
+/// The rules fixture's config, for in-process tests.
+pub fn rules_config() -> pzdns::config::ServerConfig {
+    pzdns::config::ServerConfig::load_file(Path::new(RULES_CONFIG)).expect("fixture config loads")
+}
+
+/// The rules fixture loaded with `cfg`, for in-process tests.
+pub fn rules_snapshot(cfg: &pzdns::config::ServerConfig) -> pzdns::snapshot::Snapshot {
+    pzdns::loader::load(cfg, 1).unwrap_or_else(|d| panic!("fixture loads:\n{d}"))
+}
+
+/// The rules fixture as a server's shared state, answering in process.
+pub fn rules_shared(cfg: pzdns::config::ServerConfig) -> std::sync::Arc<pzdns::state::Shared> {
+    let snap = rules_snapshot(&cfg);
+    pzdns::state::Shared::new(cfg, snap, std::sync::Arc::new(pzdns::metrics::Metrics::new()))
+}
+
 /// A running pzdns, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct TestServer {
     child: Option<Child>,
