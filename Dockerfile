@@ -12,7 +12,9 @@
 ############################################################################
 # Build: the same command as on a developer's machine.
 ############################################################################
-FROM rust:1-bookworm AS build
+# Pinned to a Rust minor version (patch releases only), bumped on purpose; the
+# crates are pinned by Cargo.lock (--locked). For digests, see deploy/README.md.
+FROM rust:1.95-bookworm AS build
 
 WORKDIR /src
 # Only what building the binary reads, so edits to zones/, tests/, benches/ or

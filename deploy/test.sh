@@ -20,7 +20,7 @@
 # listens, and the checks query with RD=0, so no query leaves 127.0.0.0/8.
 # Every container this script starts is removed on exit.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 repo=$PWD
 
 dns_port=${PZDNS_TEST_PORT:-15353}
@@ -67,13 +67,18 @@ command -v ss >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }; then
         die "apt-get install ${need[*]} failed"
+    fi
 fi
 
 work=$(mktemp -d /tmp/pzdns-deploy-test.XXXXXX)
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-    podman rm -f -v -t 0 "$name" >/dev/null 2>&1
+    local ids
+    ids=$(podman ps -aq --filter "label=pzdns-test=$$" 2>/dev/null)
+    # shellcheck disable=SC2086 # one id a word
+    [ -n "$ids" ] && podman rm -f -v -t 0 $ids >/dev/null 2>&1
     [ -n "$break_kind" ] && podman rmi -f "$image" >/dev/null 2>&1
     rm -rf "$work"
 }
@@ -167,10 +172,27 @@ make_debian() { # IMAGE
 }
 
 make_rust() { # IMAGE
-    local dir=$work/rootfs-rust sysroot version f
+    local dir=$work/rootfs-rust want sysroot version f v
+    # The Rust version the tag asks for (rust:1.95-bookworm: 1.95.x): this
+    # machine's stable toolchain if it matches, else another installed one
+    # that does, else stable anyway (said so).
+    want=${1#rust:}
+    want=${want%%-*}
     sysroot=$(rustup run stable rustc --print sysroot 2>/dev/null || rustc --print sysroot) ||
         die "no Rust toolchain on this machine to copy into the $1 stand-in"
     version=$("$sysroot/bin/rustc" --version | awk '{print $2}')
+    if [ "$version" != "$want" ] && [[ "$version" != "$want".* ]]; then
+        for f in "$sysroot" "${RUSTUP_HOME:-$HOME/.rustup}"/toolchains/*; do
+            [ -x "$f/bin/rustc" ] || continue
+            v=$("$f/bin/rustc" --version | awk '{print $2}')
+            if [ "$v" = "$want" ] || [[ "$v" == "$want".* && "$v" != *-* ]]; then
+                sysroot=$f version=$v
+                break
+            fi
+        done
+        [ "$version" = "$want" ] || [[ "$version" == "$want".* ]] ||
+            info "note: the Dockerfile asks for Rust $want, this machine has no such toolchain: the stand-in holds $version"
+    fi
     debootstrap_into "$dir" --include=build-essential,ca-certificates
     echo "      + Rust $version from $sysroot (without its HTML docs)"
     mkdir -p "$dir/usr/local/rust" "$dir/usr/local/cargo/bin"
@@ -216,6 +238,7 @@ if [ "$pinned" -gt 0 ] || [ -n "$break_kind" ]; then
     # cannot have them), or a deliberately broken image for PZDNS_TEST_BREAK.
     dockerfile=$work/Dockerfile
     sed -E 's/^(FROM[[:space:]].*)@sha256:[0-9a-f]+/\1/I' "$repo/Dockerfile" >"$dockerfile"
+    # shellcheck disable=SC2016 # ${PZDNS_UID} is the Dockerfile's ARG
     case "$break_kind" in
         binary) printf '%s\n' "" "# PZDNS_TEST_BREAK=binary: an image without its binary" \
             "USER 0" "RUN rm /usr/local/bin/pzdns" 'USER ${PZDNS_UID}:${PZDNS_GID}' >>"$dockerfile" ;;
@@ -276,8 +299,10 @@ ln -s .worktrees/rev1 "$git_root/zones"
 chmod -R a+rX "$git_root"
 
 run_args=(
-    --name "$name" --network host
-    --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE --security-opt no-new-privileges
+    --name "$name" --label "pzdns-test=$$" --network host
+    # read-only as Kubernetes' readOnlyRootFilesystem: without podman's tmpfs on /tmp, /run
+    --read-only --read-only-tmpfs=false
+    --cap-drop ALL --cap-add NET_BIND_SERVICE --security-opt no-new-privileges
     -v "$git_root:/git:ro"
     # the admin port moved off 9153, so the health check is told where it is
     --health-cmd "[\"/usr/local/bin/pzdns-healthcheck\",\"/healthz\",\"127.0.0.1\",\"$admin_port\"]"
@@ -289,7 +314,8 @@ run_args=(
 echo "== run: podman run -d ${run_args[*]}"
 if ! podman run -d "${run_args[@]}" >/dev/null 2>"$work/run.err"; then
     bad "the container did not start: $(grep -v 'systemd connection' "$work/run.err" | tail -n1)"
-    for c in "DNS from two VPCs" /readyz "health check" "non-root process" reload SIGTERM; do
+    for c in "DNS from two VPCs" /readyz "health check" "non-root process" reload SIGTERM \
+        "port 53: file capability" "port 53: no-new-privileges + sysctl" "port 53: --cap-drop ALL"; do
         skip "$c (no container)"
     done
     finish
@@ -424,5 +450,68 @@ else
 fi
 info "the container's last log lines:"
 logs 4
+
+############################################################################
+# The image's own defaults: its config (listen 0.0.0.0:53, admin 0.0.0.0:9153),
+# its HEALTHCHECK unchanged, the zones mounted over /etc/pzdns/zones as in
+# deploy/README.md. Port 53 as uid 10053, the three ways deploy/README.md
+# describes. Each in a network namespace of its own (--network none: loopback
+# only), queried from the host through nsenter: port 53 of the machine is not
+# touched. (Podman gives a non-root process the capabilities of --cap-add as
+# ambient ones, Docker and Kubernetes do not: so these runs add none, and the
+# capability bounding set keeps NET_BIND_SERVICE from podman's default set.)
+############################################################################
+runs=0
+zones_copy=$work/zones
+cp -r zones "$zones_copy"
+chmod -R a+rX "$zones_copy"
+
+defaults() { # LABEL CAPEFF [PODMAN RUN OPTIONS...]: run, health check, dig on port 53
+    local what=$1 want_eff=$2 health='' pid eff amb got
+    shift 2
+    runs=$((runs + 1))
+    name=pzdns-test-$$-$runs
+    echo "== run: podman run -d --name $name --network none --read-only --read-only-tmpfs=false $* -v $zones_copy:/etc/pzdns/zones:ro $image"
+    if ! podman run -d --name "$name" --label "pzdns-test=$$" --network none \
+        --read-only --read-only-tmpfs=false "$@" \
+        -v "$zones_copy:/etc/pzdns/zones:ro" "$image" >/dev/null 2>"$work/run.err"; then
+        bad "$what: the container did not start: $(grep -v 'systemd connection' "$work/run.err" | tail -n1)"
+        return
+    fi
+    for _ in $(seq 1 30); do
+        health=$(timeout 10 podman healthcheck run "$name" 2>&1) && break
+        running || break
+        sleep 0.5
+    done
+    pid=$(podman inspect --format '{{.State.Pid}}' "$name")
+    eff=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    amb=$(awk '/^CapAmb:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    got=$(nsenter -t "$pid" -n dig -b $hz @127.0.0.1 -p 53 +time=2 +tries=1 +norecurse +short \
+        www.svc.hz.internal A 2>&1 | sort | tr '\n' ' ')
+    if [ "${health:-healthy}" = healthy ] && [ "$got" = "10.0.0.1 10.0.0.2 " ] &&
+        [ "$eff" = "$want_eff" ] && [ "$amb" = 0000000000000000 ]; then
+        ok "$what: port 53 as uid $(awk '/^Uid:/ {print $2}' "/proc/$pid/status"), CapEff $eff, HEALTHCHECK healthy, www.svc.hz.internal ${got% }"
+    else
+        bad "$what: HEALTHCHECK '${health:-?}', www.svc.hz.internal '${got% }', CapEff ${eff:-?} (expected $want_eff), CapAmb ${amb:-?}"
+        logs
+    fi
+    podman rm -f -t 0 "$name" >/dev/null 2>&1
+}
+
+# Docker's way: the file capability cap_net_bind_service+ep set in the image.
+defaults "file capability (no option)" 0000000000000400
+# Kubernetes' way: no_new_privs (allowPrivilegeEscalation: false) ignores the
+# file capability; the namespaced sysctl lets uid 10053 bind port 53.
+defaults "no-new-privileges + sysctl (as the Kubernetes pod)" 0000000000000000 \
+    --security-opt no-new-privileges --sysctl net.ipv4.ip_unprivileged_port_start=53
+# Without NET_BIND_SERVICE in the bounding set the kernel refuses to exec a
+# binary that carries it as a file capability: deploy/README.md says so.
+if out=$(podman run --rm --label "pzdns-test=$$" --network none --cap-drop ALL "$image" --version 2>&1); then
+    bad "--cap-drop ALL: pzdns started ('$out'): deploy/README.md says exec is refused"
+elif [[ "$out" == *"ermission denied"* || "$out" == *"not permitted"* ]]; then
+    ok "--cap-drop ALL without --cap-add NET_BIND_SERVICE: exec refused, as deploy/README.md says"
+else
+    bad "--cap-drop ALL: failed otherwise than deploy/README.md says: $(echo "$out" | grep -v 'systemd connection' | tail -n1)"
+fi
 
 finish
