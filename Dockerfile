@@ -2,12 +2,14 @@
 #
 # pzdns container image.
 #
-#   docker build -t pzdns .
+#   docker build -t pzdns .                   # or: podman build --format docker -t pzdns .
 #   docker run -d --name pzdns -p 53:53/udp -p 53:53/tcp -p 127.0.0.1:9153:9153 \
 #       -v /srv/zones:/etc/pzdns/zones:ro pzdns
 #
-# Needs BuildKit (the default builder since Docker 23) for the RUN --mount lines.
-# deploy/README.md has the run options (capabilities, config, reload).
+# Needs BuildKit (the default builder since Docker 23) or podman/buildah for the
+# RUN --mount lines; podman needs --format docker, or the image loses HEALTHCHECK.
+# deploy/README.md has the run options (capabilities, config, reload);
+# deploy/test.sh builds this file and runs the image for real.
 
 ############################################################################
 # Build: the same command as on a developer's machine.

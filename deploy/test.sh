@@ -305,13 +305,13 @@ run_args=(
     --cap-drop ALL --cap-add NET_BIND_SERVICE --security-opt no-new-privileges
     -v "$git_root:/git:ro"
     # the admin port moved off 9153, so the health check is told where it is
-    --health-cmd "[\"/usr/local/bin/pzdns-healthcheck\",\"/healthz\",\"127.0.0.1\",\"$admin_port\"]"
+    --health-cmd "pzdns-healthcheck /healthz 127.0.0.1 $admin_port"
     "$image"
     serve --config /etc/pzdns/pzdns.yaml --zones /git/zones
     --listen "127.0.0.1:$dns_port" --admin "127.0.0.1:$admin_port"
     --upstream "127.0.0.1:$upstream_port"
 )
-echo "== run: podman run -d ${run_args[*]}"
+echo "== run: podman run -d $(printf '%q ' "${run_args[@]}")"
 if ! podman run -d "${run_args[@]}" >/dev/null 2>"$work/run.err"; then
     bad "the container did not start: $(grep -v 'systemd connection' "$work/run.err" | tail -n1)"
     for c in "DNS from two VPCs" /readyz "health check" "non-root process" reload SIGTERM \
