@@ -14,13 +14,14 @@
 //! SOA, truncation, OPT, name compression and the answer's source.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::dns::names::KeyBuf;
+use crate::dns::names::{KeyBuf, key_to_name};
 use crate::dns::query::{Query, QuestionPart, Unreadable, copied_flags};
 use crate::dns::record::tails;
 use crate::dns::writer::{Flags, Opt, ResponseWriter, Section};
@@ -28,7 +29,7 @@ use crate::dns::{self, rcode};
 use crate::metrics::{Metrics, Source};
 use crate::resolve::{End, LinkName, Walk, walk};
 use crate::snapshot::zone::{NO_AZ, RRset};
-use crate::snapshot::{Snapshot, View};
+use crate::snapshot::{Route, Snapshot, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
 use crate::upstream::{Forwarder, Lookup};
 
@@ -79,7 +80,7 @@ pub enum Outcome {
 
 /// What the answer path reads besides the query.
 pub struct Ctx<'a> {
-    pub snap: &'a Snapshot,
+    pub snap: &'a Arc<Snapshot>,
     pub cache: &'a Cache,
     pub metrics: &'a Metrics,
     /// Ages cached answers (the UDP loop reads the clock once per batch).
@@ -142,7 +143,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         return reply(out, None, rcode::FORMERR, None, Source::Error);
     };
     let (view, _) = ctx.snap.select_view(Some(client.listener), client.src.ip());
-    if refuse_transfers_and_other_classes(qtype, qclass) {
+    if refuse_transfers_and_other_classes(qtype, qclass) || refuse_cache_snooping(view, &q) {
         return reply(out, Some(question), rcode::REFUSED, Some(view), Source::Refused);
     }
 
@@ -150,102 +151,201 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
     let qtype = RecordType::from(qtype);
     let wk = walk(ctx.snap, view, &key, qtype);
     let mut w = ResponseWriter::new(std::mem::take(out), q.id, Some(question), limit, frame.opt.is_some());
-    write_local(&mut w, ctx.snap, &wk);
-    let ra = wk.source != Source::Refused;
-    let mut rc = u16::from(wk.rcode());
-    let mut source = wk.source;
-    if let End::Upstream { route, .. } = wk.end {
-        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
-        let (upstreams, route_id) = ctx.snap.upstreams_for(route);
+    let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+    let chain = Chain { snap: ctx.snap, view, qtype };
+    let mut st = State {
+        rc: u16::from(wk.rcode()),
+        aa: wk.authoritative,
+        ra: wk.source != Source::Refused,
+        source: wk.source,
+        question_upstream: wk.source == Source::Upstream,
+        upstream_parts: 0,
+        view,
+    };
+    let mut next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
+    while let Some(ask) = next {
+        if st.upstream_parts >= MAX_UPSTREAM_PARTS {
+            st.fail(&mut w);
+            break;
+        }
+        let (upstreams, route_id) = ctx.snap.upstreams_for(ask.route);
         let mut kb = [0u8; MAX_KEY_LEN];
-        let cache_key = match wk.last().name {
-            LinkName::Question => key_bytes(&mut kb, key.key(), qtype, dnssec_ok, route_id),
-            LinkName::Target(n) => key_bytes(&mut kb, KeyBuf::new(n).key(), qtype, dnssec_ok, route_id),
-        };
+        let cache_key = key_bytes(&mut kb, ask.key.key(), qtype, dnssec_ok, route_id);
         match ctx.cache.get(cache_key, ctx.now).filter(|e| e.is_fresh(ctx.now)) {
             Some(e) => {
                 ctx.metrics.cache_hits.inc();
-                rc = write_upstream(&mut w, &e, ctx.now);
-                if source == Source::Upstream {
-                    source = Source::Cache;
-                }
+                st.add_upstream_part(true, false);
+                next = chain.after_upstream(&mut w, &e, ctx.now, &mut st);
             }
             // RD=0: local and cached data only (rule 5).
-            None if !q.recursion_desired() => {}
+            None if !q.recursion_desired() => next = None,
             None => {
-                let name = match wk.last().name {
-                    LinkName::Question => {
-                        Name::read(&mut BinDecoder::new(qname)).unwrap_or_else(|_| crate::dns::names::key_to_name(key.key()))
-                    }
-                    LinkName::Target(n) => n.clone(),
+                let name = if ask.pos == dns::HEADER_LEN {
+                    Name::read(&mut BinDecoder::new(qname)).unwrap_or_else(|_| key_to_name(ask.key.key()))
+                } else {
+                    key_to_name(ask.key.key())
                 };
                 return Outcome::Wait(Box::new(Pending {
                     w,
                     frame,
+                    snap: ctx.snap.clone(),
                     name,
-                    qtype,
-                    dnssec_ok,
                     upstreams: upstreams.to_vec(),
                     route_id,
-                    aa: wk.authoritative,
-                    ra,
-                    view,
-                    source,
+                    qtype,
+                    dnssec_ok,
+                    st,
                 }));
             }
         }
     }
-    *out = w.finish(frame.flags(wk.authoritative, ra, rc), frame.opt(rc));
-    Outcome::Done(Answered { rcode: rc, view: Some(view), source })
+    *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
+    Outcome::Done(Answered { rcode: st.rc, view: Some(view), source: st.source })
+}
+
+/// Upstream parts one answer may hold: local data and upstream answers
+/// may send a chain back and forth, but not forever.
+const MAX_UPSTREAM_PARTS: u8 = 4;
+
+/// A name that must be asked upstream: its key, where it stands in the
+/// response (the owner of what comes next), and where to ask.
+pub struct Ask {
+    key: KeyBuf,
+    pos: usize,
+    route: Route,
+}
+
+/// How the answer stands so far.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    rc: u16,
+    aa: bool,
+    ra: bool,
+    source: Source,
+    /// The question itself went upstream (not only a CNAME target).
+    question_upstream: bool,
+    upstream_parts: u8,
+    view: View,
+}
+
+impl State {
+    /// An upstream part was appended: the answer is no longer ours alone
+    /// (AA=0). The source says so when the question itself went upstream.
+    fn add_upstream_part(&mut self, from_cache: bool, stale: bool) {
+        self.upstream_parts += 1;
+        self.aa = false;
+        if self.question_upstream {
+            let this = if stale {
+                Source::Stale
+            } else if from_cache {
+                Source::Cache
+            } else {
+                Source::Upstream
+            };
+            // Of several upstream parts, the least fresh names the answer.
+            let rank = |s: Source| [Source::Cache, Source::Upstream, Source::Stale].iter().position(|x| *x == s);
+            if self.upstream_parts == 1 || rank(this) > rank(self.source) {
+                self.source = this;
+            }
+        }
+    }
+
+    /// SERVFAIL with no records.
+    fn fail(&mut self, w: &mut ResponseWriter) {
+        w.clear_records();
+        self.rc = rcode::SERVFAIL;
+        self.aa = false;
+        self.source = Source::Failure;
+    }
+}
+
+/// The asker's view of a chain: every link of it is answered by the rules
+/// in that view, whether it came from local data or from an upstream.
+struct Chain<'s> {
+    snap: &'s Snapshot,
+    view: View,
+    qtype: RecordType,
+}
+
+impl Chain<'_> {
+    /// Appends an upstream answer (as cached: the chain of the name asked
+    /// and its final RRset, `upstream::contain`) until a link's name lies
+    /// in a zone visible to the asker: from there on the chain is answered
+    /// from local data, by the rules, never from upstream.
+    fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State) -> Option<Ask> {
+        // RFC 6604: the rcode is that of the last link.
+        st.rc = u16::from(e.rcode);
+        let (key, at) = write_upstream_until_private(w, self.snap, self.view, e, now)?;
+        self.local(w, &key, at, st)
+    }
+
+    /// The rules from the name `key`, written at `pos`.
+    fn local(&self, w: &mut ResponseWriter, key: &KeyBuf, pos: usize, st: &mut State) -> Option<Ask> {
+        let wk = walk(self.snap, self.view, key, self.qtype);
+        st.rc = u16::from(wk.rcode());
+        if matches!(wk.end, End::Loop | End::TooLong) {
+            st.fail(w);
+            return None;
+        }
+        write_local(w, self.snap, &wk, pos, key)
+    }
 }
 
 /// A question waiting on an upstream: the response so far (header,
-/// question, the local links of the chain) and what to ask.
+/// question, the links already answered) and what to ask.
 pub struct Pending {
     w: ResponseWriter,
     frame: Frame,
+    snap: Arc<Snapshot>,
     pub name: Name,
-    pub qtype: RecordType,
-    dnssec_ok: bool,
     upstreams: Vec<SocketAddr>,
     route_id: u64,
-    aa: bool,
-    ra: bool,
-    view: View,
-    /// `Upstream` when the question itself goes upstream; the local
-    /// source when only a CNAME target does.
-    source: Source,
+    pub qtype: RecordType,
+    dnssec_ok: bool,
+    st: State,
 }
 
 impl Pending {
-    /// Asks the upstreams (through the cache) and completes the response.
+    /// The cache-key id of the upstreams it will ask (for tests that put
+    /// an upstream's answer in the cache themselves).
+    pub fn route_id(&self) -> u64 {
+        self.route_id
+    }
+
+    /// Asks the upstreams (through the cache), appends their answer, and
+    /// goes on by the rules until the response is complete.
     pub async fn finish(self, forwarder: &Forwarder) -> (Vec<u8>, Answered) {
-        let Pending { mut w, frame, name, qtype, dnssec_ok, upstreams, route_id, aa, ra, view, mut source } = self;
-        let question_is_upstream = source == Source::Upstream;
-        let got = forwarder.lookup(&name, qtype, dnssec_ok, &upstreams, route_id, true).await;
-        let now = Instant::now();
-        let (rc, aa) = match got {
-            Lookup::Fresh(e, from_cache) => {
-                if question_is_upstream && from_cache {
-                    source = Source::Cache;
+        let Pending { mut w, frame, snap, mut name, mut upstreams, mut route_id, qtype, dnssec_ok, mut st } = self;
+        let chain = Chain { snap: &snap, view: st.view, qtype };
+        loop {
+            if st.upstream_parts >= MAX_UPSTREAM_PARTS {
+                st.fail(&mut w);
+                break;
+            }
+            let got = forwarder.lookup(&name, qtype, dnssec_ok, &upstreams, route_id, true).await;
+            let now = Instant::now();
+            let next = match got {
+                Lookup::Fresh(e, from_cache) => {
+                    st.add_upstream_part(from_cache, false);
+                    chain.after_upstream(&mut w, &e, now, &mut st)
                 }
-                (write_upstream(&mut w, &e, now), aa)
-            }
-            Lookup::Stale(e, _) => {
-                if question_is_upstream {
-                    source = Source::Stale;
+                Lookup::Stale(e, _) => {
+                    st.add_upstream_part(true, true);
+                    chain.after_upstream(&mut w, &e, now, &mut st)
                 }
-                (write_upstream(&mut w, &e, now), aa)
-            }
-            Lookup::NotCached => (rcode::NOERROR, aa),
-            Lookup::Failed(_) => {
-                w.clear_records();
-                source = Source::Failure;
-                (rcode::SERVFAIL, false)
-            }
-        };
-        let bytes = w.finish(frame.flags(aa, ra, rc), frame.opt(rc));
-        (bytes, Answered { rcode: rc, view: Some(view), source })
+                Lookup::NotCached => None,
+                Lookup::Failed(_) => {
+                    st.fail(&mut w);
+                    None
+                }
+            };
+            let Some(n) = next else { break };
+            let (ups, id) = snap.upstreams_for(n.route);
+            (upstreams, route_id) = (ups.to_vec(), id);
+            name = key_to_name(n.key.key());
+        }
+        let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
+        (bytes, Answered { rcode: st.rc, view: Some(st.view), source: st.source })
     }
 }
 
@@ -269,22 +369,37 @@ fn refuse_transfers_and_other_classes(qtype: u16, qclass: u16) -> bool {
     matches!(qtype, dns::TYPE_AXFR | dns::TYPE_IXFR) || qclass != dns::CLASS_IN
 }
 
-/// Writes the local part of a walk: each CNAME link, then the last link's
-/// records or negative SOA.
-fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>) {
-    // Where the current link's name is in the message: the question,
+/// Rule 5 for a source in no VPC: RD=0 reads only cached data, which
+/// VPC clients put there; it is not theirs to read (cache snooping).
+fn refuse_cache_snooping(view: View, q: &Query<'_>) -> bool {
+    view == View::Unknown && !q.recursion_desired()
+}
+
+/// Writes the local part of a walk whose first name is `key`, written at
+/// `pos`: each CNAME link, then the last link's records or negative SOA.
+/// Returns the question for an upstream when the walk ends there.
+fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usize, key: &KeyBuf) -> Option<Ask> {
+    // Where the current link's name is in the message: the first name,
     // then each CNAME's target.
-    let mut name_pos = dns::HEADER_LEN;
+    let mut name_pos = pos;
     for l in wk.links() {
         let Some(c) = l.cname else { continue };
-        let Some(at) = w.record_at(Section::Answer, name_pos, &c.wire) else { break };
+        let at = w.record_at(Section::Answer, name_pos, &c.wire)?;
         name_pos = at + 10;
     }
     match wk.end {
         End::Answer(rrset) => write_rrset_in_client_zone_order(w, name_pos, rrset, wk.az),
         End::NoData(_) | End::NxDomain(_) => write_negative_soa(w, snap, wk, name_pos),
-        End::Upstream { .. } | End::Loop | End::TooLong | End::Refused => {}
+        End::Upstream { route, .. } => {
+            let key = match wk.last().name {
+                LinkName::Question => key.clone(),
+                LinkName::Target(n) => KeyBuf::new(n),
+            };
+            return Some(Ask { key, pos: name_pos, route });
+        }
+        End::Loop | End::TooLong | End::Refused => {}
     }
+    None
 }
 
 /// An RRset owned by the name at `name_pos`; endpoint addresses in the
@@ -310,15 +425,40 @@ fn write_negative_soa(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, na
     w.record_at(Section::Authority, apex, &zone.negative_soa_wire);
 }
 
-/// Appends an upstream answer as cached, TTLs aged to `now`; returns its
-/// rcode, which becomes the response's (RFC 6604: that of the last link).
-fn write_upstream(w: &mut ResponseWriter, e: &Entry, now: Instant) -> u16 {
-    for (section, records) in [(Section::Answer, &e.wire.0), (Section::Authority, &e.wire.1), (Section::Additional, &e.wire.2)] {
+/// Appends an upstream answer as cached, TTLs aged to `now`, link by
+/// link. A link whose name lies in a zone visible to the asker is not
+/// taken from upstream: its key and position are returned, for the rules
+/// to answer from local data.
+fn write_upstream_until_private(w: &mut ResponseWriter, snap: &Snapshot, view: View, e: &Entry, now: Instant) -> Option<(KeyBuf, usize)> {
+    let mut link: Option<&[u8]> = None;
+    let mut target_pos = None;
+    for r in &e.wire.0 {
+        let owner = r.owner();
+        if link.is_some_and(|l| !same_name(l, owner))
+            && let (View::Vpc { vpc, .. }, Some(pos)) = (view, target_pos)
+        {
+            let key = KeyBuf::from_wire(owner);
+            if snap.select_zone(vpc, &key).is_some() {
+                return Some((key, pos));
+            }
+        }
+        link = Some(owner);
+        let t = w.record_named(Section::Answer, owner, r.tail(), e.aged_ttl(now, r.ttl))?;
+        if r.tail().get(..2) == Some(&dns::TYPE_CNAME.to_be_bytes()) {
+            target_pos = Some(t + 10);
+        }
+    }
+    for (section, records) in [(Section::Authority, &e.wire.1), (Section::Additional, &e.wire.2)] {
         for r in records {
             w.record_named(section, r.owner(), r.tail(), e.aged_ttl(now, r.ttl));
         }
     }
-    u16::from(e.rcode)
+    None
+}
+
+/// Two uncompressed wire names are the same name (ASCII case folded).
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// The rcode as a hickory value, for callers that print it.

@@ -15,6 +15,7 @@ pub type NameKey = Box<[u8]>;
 
 /// A query name laid out as a key, with the offset of every label so that
 /// suffixes (ancestors) can be taken without re-parsing.
+#[derive(Clone)]
 pub struct KeyBuf {
     bytes: [u8; MAX_NAME_WIRE_LEN],
     len: u8,

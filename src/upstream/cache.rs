@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::dns::names::MAX_NAME_WIRE_LEN;
 
@@ -130,6 +130,22 @@ impl Entry {
         Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for, wire }
     }
 
+    /// What pzdns keeps of an upstream reply to `name`/`qtype` (see
+    /// [`contain`]): never an additional section, never a record for a
+    /// name that was not asked.
+    pub fn from_reply(
+        name: &Name,
+        qtype: RecordType,
+        rcode: ResponseCode,
+        answers: Vec<Record>,
+        authorities: Vec<Record>,
+        dnssec_ok: bool,
+        stale_for: Duration,
+    ) -> Self {
+        let (answers, authorities) = contain(name, qtype, dnssec_ok, answers, authorities);
+        Self::new(rcode, answers, authorities, Vec::new(), dnssec_ok, stale_for)
+    }
+
     /// A record's TTL as served `now`: decremented by the entry's age
     /// (never to 0 while fresh), [`STALE_TTL`] once stale, 0 stays 0.
     pub fn aged_ttl(&self, now: Instant, ttl: u32) -> u32 {
@@ -166,6 +182,85 @@ impl Entry {
             })
             .collect()
     }
+}
+
+/// Longest chain of CNAMEs taken from one upstream reply.
+const MAX_REPLY_CHAIN: usize = 16;
+
+/// From an upstream reply, only what answers the question asked: the
+/// CNAME chain that starts at `name` and the RRset of `qtype` at its end
+/// (with DO=1, the RRSIGs of those RRsets), in chain order. When the chain
+/// ends without that RRset (NXDOMAIN, NODATA), the SOA of a zone that
+/// holds its last name (with DO=1, the NSEC/NSEC3 proofs under it and
+/// their RRSIGs). Anything else an upstream sends (records of other names,
+/// NS, glue, out-of-bailiwick data) is dropped: it answers nothing asked.
+pub fn contain(
+    name: &Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+) -> (Vec<Record>, Vec<Record>) {
+    let mut kept: Vec<Record> = Vec::new();
+    let mut seen: Vec<Name> = Vec::new();
+    let mut current = name.clone();
+    let sigs_of = |owner: &Name, covered: RecordType| -> Vec<Record> {
+        let sig = |r: &&Record| r.record_type() == RecordType::RRSIG && &r.name == owner && rrsig_covers(r) == Some(covered);
+        if dnssec_ok { answers.iter().filter(sig).cloned().collect() } else { Vec::new() }
+    };
+    let mut complete = false;
+    for _ in 0..MAX_REPLY_CHAIN {
+        let at = || answers.iter().filter(|r| r.name == current);
+        let wanted = |r: &&Record| match qtype {
+            RecordType::ANY => r.record_type() != RecordType::RRSIG,
+            t => r.record_type() == t,
+        };
+        if at().any(|r| wanted(&r)) {
+            let types: Vec<RecordType> = at().filter(wanted).map(|r| r.record_type()).collect();
+            kept.extend(at().filter(wanted).cloned());
+            for t in types {
+                kept.extend(sigs_of(&current, t));
+            }
+            complete = true;
+            break;
+        }
+        let Some(cname) = at().find(|r| r.record_type() == RecordType::CNAME) else { break };
+        let RData::CNAME(target) = &cname.data else { break };
+        let target = target.0.clone();
+        kept.push(cname.clone());
+        kept.extend(sigs_of(&current, RecordType::CNAME));
+        seen.push(current.clone());
+        if seen.contains(&target) {
+            break;
+        }
+        current = target;
+    }
+    // RRSIGs of one RRset appear once even if several types matched.
+    kept.dedup();
+    let mut proof = Vec::new();
+    if !complete {
+        let soa = authorities.iter().find(|r| r.record_type() == RecordType::SOA && r.name.zone_of(&current));
+        if let Some(soa) = soa {
+            let zone = soa.name.clone();
+            proof.push(soa.clone());
+            if dnssec_ok {
+                let dnssec = [RecordType::NSEC, RecordType::NSEC3, RecordType::RRSIG];
+                proof.extend(
+                    authorities
+                        .iter()
+                        .filter(|r| dnssec.contains(&r.record_type()) && zone.zone_of(&r.name) && !std::ptr::eq(*r, soa))
+                        .cloned(),
+                );
+            }
+        }
+    }
+    (kept, proof)
+}
+
+/// The type an RRSIG covers (the first two bytes of its RDATA).
+fn rrsig_covers(r: &Record) -> Option<RecordType> {
+    let tail = crate::dns::record::record_tail(r);
+    tail.get(10..12).map(|b| RecordType::from(u16::from_be_bytes([b[0], b[1]])))
 }
 
 /// RFC 2308: positive answers live for their smallest TTL; NXDOMAIN and

@@ -180,11 +180,12 @@ impl Forwarder {
                     self.count(*up, "ok");
                     self.mark_up(*up);
                     let mut msg = msg;
-                    let entry = Arc::new(Entry::new(
+                    let entry = Arc::new(Entry::from_reply(
+                        name,
+                        qtype,
                         msg.metadata.response_code,
                         std::mem::take(&mut msg.answers),
                         std::mem::take(&mut msg.authorities),
-                        std::mem::take(&mut msg.additionals),
                         dnssec_ok,
                         self.serve_stale,
                     ));

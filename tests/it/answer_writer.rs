@@ -140,6 +140,8 @@ fn expected(shared: &Shared, listener: usize, src: SocketAddr, name: &Name, t: R
         e.authorities.extend(entry.aged(now, &entry.authorities));
         e.additionals = entry.aged(now, &entry.additionals);
         e.rcode = entry.rcode;
+        // Only answers wholly from local data are authoritative.
+        e.aa = false;
     }
     e
 }

@@ -164,3 +164,127 @@ fn answers_come_only_from_zones_bound_to_the_askers_vpc() {
     // Not vacuous: most layouts load and many questions are answered.
     assert!(b > 900 && a > 1200 && c > 3000, "{b} layouts, {a} answers, {c} records");
 }
+
+/// Upstream containment as a property: over random layouts, a random
+/// upstream answers every question with a random CNAME chain (into
+/// private zones too) and records for other names. Every record of every
+/// answer is local data of a zone visible to the asker, or an upstream
+/// record for a name the rules themselves send upstream in that view; no
+/// answer holding an upstream record has AA=1.
+#[test]
+fn upstream_data_never_stands_for_private_data() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
+    use pzdns::dns::names::KeyBuf;
+    use pzdns::resolve::{End, walk};
+    use pzdns::upstream::cache::{Cache, Entry, Key, MAX_KEY_LEN, key_bytes};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::time::{Duration, Instant};
+
+    /// The names a hostile upstream points at: private ones and public ones.
+    fn pool(i: usize) -> Name {
+        let n = ORIGINS.len() * LABELS.len();
+        if i.is_multiple_of(3) {
+            Name::from_str(&format!("p{}.pub.example.", i % 7)).unwrap()
+        } else {
+            let k = i % n;
+            name(&LABELS[k % LABELS.len()].replace('*', "q"), ORIGINS[k / LABELS.len()])
+        }
+    }
+    /// Upstream records carry TTL 7: that is how they are told apart.
+    const UP_TTL: u32 = 7;
+    fn reply(q: &Name, seed: usize) -> Vec<Record> {
+        let mut recs = Vec::new();
+        let mut at = q.clone();
+        for hop in 0..(seed % 4) {
+            let to = pool(seed / 4 + hop * 5);
+            recs.push(Record::from_rdata(at.clone(), UP_TTL, RData::CNAME(CNAME(to.clone()))));
+            at = to;
+        }
+        recs.push(Record::from_rdata(at, UP_TTL, RData::A(A::new(6, 6, (seed % 250) as u8, 1))));
+        for extra in 0..(seed % 3) {
+            recs.push(Record::from_rdata(pool(seed + extra * 11), UP_TTL, RData::A(A::new(6, 6, 6, 6))));
+        }
+        recs
+    }
+
+    let (answered, upstream_records) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let strategy = (
+        prop::collection::vec(zone_spec(), 1..7),
+        prop::collection::vec((0..VPCS, 0..ORIGINS.len() * LABELS.len() * 3, 0..10_000usize), 1..20),
+    );
+    let mut runner = TestRunner::new(Config { cases: 400, ..Config::default() });
+    let result = runner.run(&strategy, |(mut specs, questions)| {
+        make_valid(&mut specs);
+        let Some(snap) = layout(&specs, UnknownClients::Refuse) else { return Ok(()) };
+        let snap = Arc::new(snap);
+        let metrics = pzdns::metrics::Metrics::new();
+        for (vpc, q, seed) in questions {
+            let cache = Cache::new(1000);
+            let src: std::net::SocketAddr = format!("127.{}.9.9:5300", vpc + 1).parse().unwrap();
+            let (view, _) = snap.select_view(None, src.ip());
+            let qname = pool(q);
+            let mut msg = hickory_proto::op::Message::query();
+            msg.metadata.recursion_desired = true;
+            msg.add_query(hickory_proto::op::Query::query(qname.clone(), RecordType::A));
+            let bytes = msg.to_vec().unwrap();
+            let client = Client { listener: 0, src, transport: Transport::Tcp };
+            let mut out = Vec::new();
+            let mut asked = 0;
+            let resp = loop {
+                let ctx = Ctx { snap: &snap, cache: &cache, metrics: &metrics, now: Instant::now() };
+                match answer(&ctx, &client, &bytes, &mut out) {
+                    Outcome::Done(_) => break out.clone(),
+                    Outcome::Drop => return Err(TestCaseError::fail("dropped")),
+                    Outcome::Wait(p) => {
+                        // What the hostile upstream says, cached as pzdns keeps it.
+                        asked += 1;
+                        assert!(asked < 10, "{qname}: asked upstream again and again");
+                        let recs = reply(&p.name, seed + asked);
+                        let e = Entry::from_reply(
+                            &p.name,
+                            RecordType::A,
+                            hickory_proto::op::ResponseCode::NoError,
+                            recs,
+                            vec![],
+                            false,
+                            Duration::ZERO,
+                        );
+                        let mut kb = [0u8; MAX_KEY_LEN];
+                        let key = key_bytes(&mut kb, KeyBuf::new(&p.name).key(), RecordType::A, false, p.route_id());
+                        cache.insert(Key::from(key), Arc::new(e));
+                    }
+                }
+            };
+            let m = hickory_proto::op::Message::from_vec(&resp).unwrap();
+            if !m.answers.is_empty() {
+                answered.fetch_add(1, Relaxed);
+            }
+            let mut from_upstream = false;
+            for rec in &m.answers {
+                if rec.ttl != UP_TTL {
+                    continue;
+                }
+                from_upstream = true;
+                upstream_records.fetch_add(1, Relaxed);
+                // The rules must send this very name upstream in this view.
+                let wk = walk(&snap, view, &KeyBuf::new(&rec.name), RecordType::A);
+                let goes_up = wk.len == 1 && matches!(wk.end, End::Upstream { .. });
+                if !goes_up {
+                    return Err(TestCaseError::fail(format!("{qname} A from vpc-{vpc}: upstream record {rec} stands for private data")));
+                }
+            }
+            if from_upstream && m.metadata.authoritative {
+                return Err(TestCaseError::fail(format!("{qname} from vpc-{vpc}: AA=1 with upstream records")));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let (a, u) = (answered.load(Relaxed), upstream_records.load(Relaxed));
+    eprintln!("{a} answers, {u} upstream records checked");
+    assert!(a > 1000 && u > 1000, "not vacuous: {a} answers, {u} upstream records");
+}

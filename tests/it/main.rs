@@ -6,6 +6,7 @@ mod support;
 mod answer_writer;
 mod check_cli;
 mod conformance;
+mod containment;
 mod data_bounds;
 mod floods;
 mod forwarding;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, SOA, TXT};
+use hickory_proto::rr::rdata::{A, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,21 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
             (ResponseCode::NoError, vec![a(&owner, [192, 0, 2, 53])], vec![])
         }
         ("nodata.public.example.", _) => (ResponseCode::NoError, vec![], vec![soa()]),
+        // A hostile upstream: its answer leads into a private zone
+        // (svc.hz.internal) and carries data for it and for names nobody asked.
+        ("cnpriv.up.example.", RecordType::A) => {
+            let private = n("www.svc.hz.internal.");
+            (
+                ResponseCode::NoError,
+                vec![
+                    Record::from_rdata(owner, ttl, RData::CNAME(CNAME(private.clone()))),
+                    a(&private, [6, 6, 6, 6]),
+                    a(&n("stray.up.example."), [6, 6, 6, 6]),
+                ],
+                vec![Record::from_rdata(n("svc.hz.internal."), ttl, RData::NS(NS(n("ns.evil.example."))))],
+            )
+        }
+        ("strayonly.up.example.", RecordType::A) => (ResponseCode::NoError, vec![a(&n("www.svc.hz.internal."), [6, 6, 6, 6])], vec![]),
         _ => (ResponseCode::NXDomain, vec![], vec![soa()]),
     }
 }
@@ -102,6 +117,8 @@ fn respond(query: &Message, ttl: u32) -> Message {
         r.metadata.response_code = rcode;
         r.answers = ans;
         r.authorities = auth;
+        // Glue nobody asked for, for every answer.
+        r.additionals = vec![Record::from_rdata(n("ns.evil.example."), ttl, RData::A(A::new(6, 6, 6, 6)))];
     }
     if let Some(e) = &query.edns {
         let mut re = hickory_proto::op::Edns::new();
