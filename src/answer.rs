@@ -385,7 +385,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
     for l in wk.links() {
         let Some(c) = l.cname else { continue };
         let at = w.record_at(Section::Answer, name_pos, &c.wire)?;
-        name_pos = at + 10;
+        name_pos = at + dns::RR_FIXED_LEN;
     }
     match wk.end {
         End::Answer(rrset) => write_rrset_in_client_zone_order(w, name_pos, rrset, wk.az),
@@ -445,7 +445,7 @@ fn write_upstream_until_private(w: &mut ResponseWriter, snap: &Snapshot, view: V
         link = Some(owner);
         let t = w.record_named(Section::Answer, owner, r.tail(), e.aged_ttl(now, r.ttl))?;
         if r.tail().get(..2) == Some(&dns::TYPE_CNAME.to_be_bytes()) {
-            target_pos = Some(t + 10);
+            target_pos = Some(t + dns::RR_FIXED_LEN);
         }
     }
     for (section, records) in [(Section::Authority, &e.wire.1), (Section::Additional, &e.wire.2)] {

@@ -24,6 +24,11 @@ pub const CD: u16 = 0x0010;
 
 /// Length of the header; the question starts here.
 pub const HEADER_LEN: usize = 12;
+/// A record after its owner name: TYPE, CLASS, TTL, RDLENGTH; RDATA follows.
+pub const RR_FIXED_LEN: usize = 10;
+/// Where TTL and RDLENGTH sit in those fixed bytes.
+pub const RR_TTL: std::ops::Range<usize> = 4..8;
+pub const RR_RDLENGTH: std::ops::Range<usize> = 8..10;
 
 /// Record types pzdns treats specially, by number.
 pub const TYPE_NS: u16 = 2;

@@ -42,10 +42,10 @@ pub fn record_tail(rec: &Record) -> Vec<u8> {
 /// Splits concatenated tails (TYPE CLASS TTL RDLENGTH RDATA, repeated).
 pub fn tails(mut wire: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
-        if wire.len() < 10 {
+        if wire.len() < super::RR_FIXED_LEN {
             return None;
         }
-        let n = (10 + u16::from_be_bytes([wire[8], wire[9]]) as usize).min(wire.len());
+        let n = (super::RR_FIXED_LEN + u16::from_be_bytes([wire[8], wire[9]]) as usize).min(wire.len());
         let (t, rest) = wire.split_at(n);
         wire = rest;
         Some(t)

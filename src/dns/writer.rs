@@ -4,7 +4,7 @@
 //! §4.1.4) against names already in the message, truncation, and OPT.
 //! The one place where pzdns writes DNS messages.
 
-use super::{OPT_LEN, QR, TC, TYPE_OPT};
+use super::{OPT_LEN, QR, RR_FIXED_LEN, RR_RDLENGTH, RR_TTL, TC, TYPE_OPT};
 
 /// Most name positions remembered for compression; later names are
 /// written in full (still correct, only longer).
@@ -191,28 +191,28 @@ impl ResponseWriter {
             super::TYPE_SOA => (0, 2),
             _ => (0, 0),
         };
-        if names == 0 || tail.len() < 10 + before {
+        if names == 0 || tail.len() < RR_FIXED_LEN + before {
             self.buf.extend_from_slice(tail);
             return;
         }
         let start = self.buf.len();
-        self.buf.extend_from_slice(&tail[..10 + before]);
-        let mut at = 10 + before;
+        self.buf.extend_from_slice(&tail[..RR_FIXED_LEN + before]);
+        let mut at = RR_FIXED_LEN + before;
         for _ in 0..names {
             let n = super::record::name_len(&tail[at..]);
             self.put_name(&tail[at..at + n]);
             at += n;
         }
         self.buf.extend_from_slice(&tail[at..]);
-        let rdlen = (self.buf.len() - start - 10) as u16;
-        self.buf[start + 8..start + 10].copy_from_slice(&rdlen.to_be_bytes());
+        let rdlen = (self.buf.len() - start - RR_FIXED_LEN) as u16;
+        self.buf[start + RR_RDLENGTH.start..start + RR_RDLENGTH.end].copy_from_slice(&rdlen.to_be_bytes());
     }
 
     /// Adds a record whose owner is the name at `owner_pos` (a pointer)
     /// and whose TYPE..RDATA are `tail`; returns where TYPE starts (a
     /// CNAME's target is at +10), or `None` once the response is truncated.
     pub fn record_at(&mut self, section: Section, owner_pos: usize, tail: &[u8]) -> Option<usize> {
-        if self.truncated || tail.len() < 10 {
+        if self.truncated || tail.len() < RR_FIXED_LEN {
             return None;
         }
         let start = self.buf.len();
@@ -228,14 +228,14 @@ impl ResponseWriter {
     /// Adds a record with owner `owner` (uncompressed wire, compressed
     /// here) and its TTL replaced by `ttl`.
     pub fn record_named(&mut self, section: Section, owner: &[u8], tail: &[u8], ttl: u32) -> Option<usize> {
-        if self.truncated || tail.len() < 10 {
+        if self.truncated || tail.len() < RR_FIXED_LEN {
             return None;
         }
         let start = self.buf.len();
         self.put_name(owner);
         let t = self.buf.len();
         self.put_tail(tail);
-        self.buf[t + 4..t + 8].copy_from_slice(&ttl.to_be_bytes());
+        self.buf[t + RR_TTL.start..t + RR_TTL.end].copy_from_slice(&ttl.to_be_bytes());
         if !self.fits(section, start) {
             return None;
         }
