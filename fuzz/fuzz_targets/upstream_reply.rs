@@ -1,6 +1,7 @@
 //! Upstream replies: the first two bytes are the id we "sent"; the rest is
 //! what came back. Anything is rejected or accepted and cached without a
-//! panic, and an accepted reply answers exactly our question.
+//! panic, an accepted reply answers exactly our question, and what is
+//! kept of it (`upstream::contain`) holds records of the asked chain only.
 #![no_main]
 
 use std::str::FromStr;
@@ -19,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
     if let Some(m) = accept_reply(&data[2..], id, &name, RecordType::A) {
         assert_eq!(m.metadata.id, id);
         assert_eq!(m.queries.len(), 1);
-        let e = Entry::new(m.metadata.response_code, m.answers, m.authorities, m.additionals, data[0] & 1 == 1, Duration::from_secs(60));
+        let dnssec_ok = data[0] & 1 == 1;
+        let e = Entry::from_reply(&name, RecordType::A, m.metadata.response_code, m.answers, m.authorities, dnssec_ok, Duration::from_secs(60));
+        assert!(e.additionals.is_empty(), "no additional section is kept");
+        if let Some(first) = e.answers.first() {
+            assert_eq!(first.name, name, "the chain starts at the name asked");
+        }
         let later = Instant::now() + Duration::from_secs(u64::from(e.ttl) + 1);
         let _ = (e.aged(Instant::now(), &e.answers), e.aged(later, &e.authorities), e.is_fresh(later));
     }
