@@ -18,11 +18,14 @@ use crate::metrics::DataCounts;
 use crate::metrics::ResultLabels;
 use crate::state::{Failure, Shared};
 
-/// Quiet time after the last file event before reloading: editors write
-/// in several steps and `git pull` touches many files at once.
+/// Settle time: the tree must be quiet this long after the last file
+/// event before it is loaded. Editors that rewrite a file in place do it
+/// in several steps, and `git pull` touches many files at once; a load in
+/// between would serve a half-written file.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
-/// Longest a stream of events can delay a reload.
-pub const MAX_DELAY: Duration = Duration::from_secs(1);
+/// Longest a stream of events can delay a reload (a writer that never
+/// pauses is loaded anyway, at this bound).
+pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// Loads the zones directory anew and swaps it in; reloads are serialised.
 pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, Diagnostics> {

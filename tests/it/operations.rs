@@ -318,3 +318,69 @@ fn sighup_reloads() {
     let r = udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
     assert_eq!(r.answers.len(), 2);
 }
+
+/// An editor that truncates a zone file and writes it again in two steps,
+/// with a pause shorter than the settle time between them: the watch waits
+/// for the tree to be quiet, so no query ever sees the half-written file.
+#[test]
+fn a_file_caught_mid_write_is_never_served() {
+    let dir = std::env::temp_dir().join(format!("pzdns-midwrite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vpcs.yaml"), VPCS).unwrap();
+    let names: Vec<String> = (0..6).map(|i| format!("h{i}")).collect();
+    let zone = |n: usize, version: u32| {
+        let mut t = String::from("zone: mid.test\nvpcs: [vpc-one]\nrecords:\n");
+        for name in &names[..n] {
+            t.push_str(&format!("  - {{ name: {name}, type: A, value: 10.0.{version}.1 }}\n"));
+        }
+        t
+    };
+    let file = dir.join("mid.test.yaml");
+    std::fs::write(&file, zone(6, 1)).unwrap();
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: \"off\"\n";
+    let srv = TestServer::start(&dir, cfg);
+    let addr = srv.addrs[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let asker = {
+        let (stop, seen, bad, names) = (stop.clone(), seen.clone(), bad.clone(), names.clone());
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(20) {
+                for n in &names {
+                    let r = udp(addr, "127.10.1.5", &query(&format!("{n}.mid.test."), RecordType::A, None));
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    if r.metadata.response_code != ResponseCode::NoError || r.answers.is_empty() {
+                        bad.lock().unwrap().push(format!("{n}: {:?}", r.metadata.response_code));
+                    }
+                }
+            }
+        })
+    };
+    for version in 2..5u32 {
+        // In place, as some editors do: truncate and write half, pause, write the rest.
+        let full = zone(6, version);
+        let half = zone(1, version);
+        std::fs::write(&file, &half).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::write(&file, &full).unwrap();
+        // Until this version answers.
+        let t = Instant::now();
+        loop {
+            let r = udp(addr, "127.10.1.5", &query("h5.mid.test.", RecordType::A, None));
+            if lines(&r.answers).iter().any(|l| l.ends_with(&format!("10.0.{version}.1"))) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "version {version} never loaded: {}", srv.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    asker.join().unwrap();
+    let bad = bad.lock().unwrap();
+    assert!(seen.load(Ordering::Relaxed) > 100, "queries were asked throughout");
+    assert!(bad.is_empty(), "{} answers saw the partial file: {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
