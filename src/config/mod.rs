@@ -18,7 +18,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Pos};
-use schema::{Scalar, ServerFile};
+use schema::ServerFile;
 use yaml::{Spanned, pos};
 
 /// Default UDP/TCP listen address when neither file nor flag sets one.
@@ -141,13 +141,8 @@ impl ServerConfig {
             return Err(diags);
         };
         // An empty file means "all defaults".
-        let file: ServerFile = if text.trim().is_empty() {
-            ServerFile::default()
-        } else {
-            match yaml::parse(path, &text, &mut diags) {
-                Some(f) => f,
-                None => return Err(diags),
-            }
+        let Some(file) = yaml::parse_tree(path, &text, &mut diags).and_then(|n| ServerFile::read(&n, path, &mut diags)) else {
+            return Err(diags);
         };
         let cfg = Self::from_file(path, file, &mut diags);
         if diags.is_empty() { Ok(cfg) } else { Err(diags) }
@@ -160,10 +155,10 @@ impl ServerConfig {
 
         if let Some(listen) = f.listen {
             cfg.listen.clear();
-            if listen.is_empty() {
-                diags.push(path, Pos::new(1, 1), "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
+            if listen.value.is_empty() {
+                diags.push(path, listen.pos, "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
             }
-            for l in listen {
+            for l in listen.value {
                 let Some(address) = parse_socket_addr(&l.address.value, None) else {
                     diags.push(
                         path,
@@ -212,21 +207,19 @@ impl ServerConfig {
         }
         if let Some(c) = f.cache {
             if let Some(m) = c.max_entries {
-                if m.value == 0 || m.value > 100_000_000 {
+                if m.value <= 0 || m.value > 100_000_000 {
                     diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
                 } else {
-                    cfg.cache_max_entries = m.value;
+                    cfg.cache_max_entries = m.value as u64;
                 }
             }
             if let Some(s) = c.serve_stale {
-                match parse_duration(&s.value.0) {
+                match parse_duration(&s.value) {
                     Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
                     Some(_) => diags.push(path, pos(&s), "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most"),
-                    None => diags.push(
-                        path,
-                        pos(&s),
-                        format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value.0),
-                    ),
+                    None => {
+                        diags.push(path, pos(&s), format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value))
+                    }
                 }
             }
         }
@@ -242,16 +235,16 @@ impl ServerConfig {
         }
         if let Some(t) = f.tcp {
             if let Some(m) = t.max_connections {
-                if m.value == 0 || m.value > 1_000_000 {
+                if m.value <= 0 || m.value > 1_000_000 {
                     diags.push(path, pos(&m), "tcp.max_connections must be from 1 to 1000000");
                 } else {
                     cfg.tcp_max_connections = m.value as usize;
                 }
             }
             if let Some(i) = t.idle_timeout {
-                match parse_duration(&i.value.0) {
+                match parse_duration(&i.value) {
                     Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_idle_timeout = d,
-                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value.0)),
+                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
                 }
             }
         }
@@ -280,12 +273,12 @@ fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
     Located { pos: pos(&s), value: s.value, path: path.to_path_buf() }
 }
 
-fn parse_upstreams(path: &Path, ups: &[Spanned<Scalar>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
+fn parse_upstreams(path: &Path, ups: &[Spanned<String>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for u in ups {
-        match parse_socket_addr(&u.value.0, Some(53)) {
+        match parse_socket_addr(&u.value, Some(53)) {
             Some(a) => out.push(a),
-            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value.0)),
+            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value)),
         }
     }
     out

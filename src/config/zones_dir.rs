@@ -224,7 +224,7 @@ fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
     let Some(text) = yaml::read_file(path, diags) else {
         return;
     };
-    let Some(file) = yaml::parse::<VpcsFile>(path, &text, diags) else {
+    let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| VpcsFile::read(&n, path, diags)) else {
         return;
     };
     let mut ids: HashMap<String, Pos> = HashMap::new();
@@ -337,7 +337,7 @@ fn load_zone_file(path: &Path, known: &HashSet<String>, diags: &mut Diagnostics)
 /// Parses and checks one zone file's text (`path` names it in messages
 /// and anchors a relative `master_file`). Never panics, whatever the text.
 pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let file = yaml::parse::<ZoneFile>(path, text, diags)?;
+    let file = yaml::parse_tree(path, text, diags).and_then(|n| ZoneFile::read(&n, path, diags))?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
             diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");
@@ -419,7 +419,7 @@ fn parse_record_entry(
             return;
         }
     };
-    let owner = match owner_name(&r.name.value.0, origin) {
+    let owner = match owner_name(&r.name.value, origin) {
         Ok(n) => n,
         Err(e) => {
             diags.push(path, pos(&r.name), e);
@@ -452,7 +452,7 @@ fn parse_record_entry(
                 return;
             }
             for v in list {
-                push(&v.value.0, pos(v), out, diags);
+                push(&v.value, pos(v), out, diags);
             }
         }
     }
@@ -533,7 +533,7 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, data: &mut ZonesData, di
     let Some(text) = yaml::read_file(path, diags) else {
         return;
     };
-    let Some(file) = yaml::parse::<EndpointsFile>(path, &text, diags) else {
+    let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| EndpointsFile::read(&n, path, diags)) else {
         return;
     };
     let dir = zones_dir_of(path);
