@@ -8,6 +8,7 @@ use std::str::FromStr;
 use hickory_proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
 use pzdns::config::Diagnostics;
+use pzdns::config::files::FileAccess;
 use pzdns::config::master_file::parse_text;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,5 +18,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut d = Diagnostics::new();
-    let _ = parse_text(Path::new("/nonexistent/fuzz.zone"), text, &Name::from_str("example.test.").unwrap(), &mut d);
+    let access = FileAccess::new(Path::new("/nonexistent"), &[]);
+    let _ = parse_text(Path::new("/nonexistent/fuzz.zone"), text, &Name::from_str("example.test.").unwrap(), &access, &mut d);
 });

@@ -11,17 +11,18 @@ use hickory_proto::rr::{Name, Record};
 use hickory_proto::serialize::txt::Parser;
 
 use super::diagnostics::{Diagnostics, Pos};
-use super::yaml;
+use super::files::FileAccess;
 
-/// Reads and parses `path` with `origin` as the default `$ORIGIN`.
-pub fn load(path: &Path, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
-    let text = yaml::read_file(path, diags)?;
-    parse_text(path, &text, origin, diags)
+/// Reads and parses `path` with `origin` as the default `$ORIGIN`; a file
+/// that cannot be read is reported at `named_at` (the `master_file:` key).
+pub fn load(path: &Path, origin: &Name, access: &FileAccess, named_at: (&Path, Pos), diags: &mut Diagnostics) -> Option<Vec<Record>> {
+    let text = access.read_text_at(path, named_at.0, named_at.1, diags)?;
+    parse_text(path, &text, origin, access, diags)
 }
 
 /// Parses master-file text; `path` anchors relative `$INCLUDE`s.
-pub fn parse_text(path: &Path, text: &str, origin: &Name, diags: &mut Diagnostics) -> Option<Vec<Record>> {
-    if !check_includes(path, text, diags) {
+pub fn parse_text(path: &Path, text: &str, origin: &Name, access: &FileAccess, diags: &mut Diagnostics) -> Option<Vec<Record>> {
+    if !check_includes(path, text, access, diags) {
         return None;
     }
     match Parser::new(text, Some(path.to_path_buf()), Some(origin.clone())).parse() {
@@ -46,7 +47,7 @@ pub fn parse_text(path: &Path, text: &str, origin: &Name, diags: &mut Diagnostic
 
 /// `$INCLUDE` may name only regular files under the size limit: a device,
 /// a FIFO or a huge file would hang or exhaust a reload.
-fn check_includes(path: &Path, text: &str, diags: &mut Diagnostics) -> bool {
+fn check_includes(path: &Path, text: &str, access: &FileAccess, diags: &mut Diagnostics) -> bool {
     let mut ok = true;
     for (i, line) in text.lines().enumerate() {
         let mut words = line.split_whitespace();
@@ -55,13 +56,8 @@ fn check_includes(path: &Path, text: &str, diags: &mut Diagnostics) -> bool {
         }
         let Some(target) = words.next() else { continue };
         let full = path.parent().unwrap_or(Path::new(".")).join(target.trim_matches('"'));
-        let good = std::fs::metadata(&full).is_ok_and(|m| m.is_file() && m.len() <= yaml::MAX_FILE_BYTES);
-        if !good {
-            diags.push(
-                path,
-                Pos::new(i as u32 + 1, 1),
-                format!("$INCLUDE {}: not a regular file of at most {} MiB", full.display(), yaml::MAX_FILE_BYTES >> 20),
-            );
+        if let Err(e) = access.read(&full) {
+            diags.push(path, Pos::new(i as u32 + 1, 1), format!("$INCLUDE: {e}"));
             ok = false;
         }
     }
@@ -99,8 +95,9 @@ mod tests {
     fn include_of_a_device_is_refused() {
         let mut d = Diagnostics::new();
         let text = "$TTL 60\n$INCLUDE /dev/zero\n";
-        assert!(parse_text(Path::new("/tmp/x.zone"), text, &Name::from_str("example.com.").unwrap(), &mut d).is_none());
-        assert!(d.items()[0].message.contains("not a regular file"), "{d}");
+        let a = FileAccess::new(Path::new("/tmp"), &[]);
+        assert!(parse_text(Path::new("/tmp/x.zone"), text, &Name::from_str("example.com.").unwrap(), &a, &mut d).is_none());
+        assert!(d.items()[0].message.contains("outside the zones directory"), "{d}");
         assert_eq!(d.items()[0].pos.line, 2);
     }
 
@@ -111,7 +108,8 @@ mod tests {
         let p = dir.join("z.zone");
         std::fs::write(&p, "$TTL 60\n@ IN SOA ns hm 1 2 3 4 5\nwww IN A 10.0.0.1\nbad IN A 10.0.0.999\nok IN A 10.0.0.2\n").unwrap();
         let mut d = Diagnostics::new();
-        assert!(load(&p, &Name::from_str("example.com.").unwrap(), &mut d).is_none());
+        let a = FileAccess::new(&dir, &[]);
+        assert!(load(&p, &Name::from_str("example.com.").unwrap(), &a, (&p, Pos::UNKNOWN), &mut d).is_none());
         assert_eq!(d.items()[0].pos.line, 4, "{d}");
         std::fs::remove_dir_all(&dir).ok();
     }

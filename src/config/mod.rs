@@ -5,6 +5,7 @@
 //! collected into [`Diagnostics`] so that `pzdns check` can show them all.
 
 pub mod diagnostics;
+pub mod files;
 pub mod master_file;
 pub mod rdata;
 pub mod schema;
@@ -100,6 +101,9 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     pub log_format: LogFormat,
     pub query_log: bool,
+    /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
+    /// may read from (and zone files may link into). Default: none.
+    pub allow_paths_outside: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -120,6 +124,7 @@ impl ServerConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             log_format: LogFormat::Text,
             query_log: false,
+            allow_paths_outside: Vec::new(),
         }
     }
 
@@ -137,7 +142,7 @@ impl ServerConfig {
     /// Loads a configuration file; relative paths in it are relative to it.
     pub fn load_file(path: &Path) -> Result<Self, Diagnostics> {
         let mut diags = Diagnostics::new();
-        let Some(text) = yaml::read_file(path, &mut diags) else {
+        let Some(text) = files::FileAccess::anywhere().read_text(path, &mut diags) else {
             return Err(diags);
         };
         // An empty file means "all defaults".
@@ -256,6 +261,14 @@ impl ServerConfig {
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
+        }
+        for a in f.allow_paths_outside {
+            let dir = base.join(&a.value);
+            if a.value.trim().is_empty() || !dir.is_dir() {
+                diags.push(path, pos(&a), format!("allow_paths_outside `{}` is not a directory", a.value));
+            } else {
+                cfg.allow_paths_outside.push(dir);
+            }
         }
         cfg
     }

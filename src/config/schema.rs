@@ -23,6 +23,8 @@ pub struct ServerFile {
     pub tcp: Option<TcpEntry>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
+    /// One directory, or a list of them.
+    pub allow_paths_outside: Vec<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -199,8 +201,25 @@ impl ServerFile {
         });
         let log_format = m.text("log_format", d);
         let query_log = m.bool("query_log", d);
+        let allow_paths_outside = match m.get("allow_paths_outside") {
+            Some(Node::Seq { items, .. }) => each(items, |x| yaml::text(x, "allow_paths_outside", path, d)),
+            Some(n) => yaml::text(n, "allow_paths_outside", path, d).into_iter().collect(),
+            None => Vec::new(),
+        };
         m.finish(d);
-        Some(ServerFile { listen, upstreams, forward_zones, zones_dir, unknown_clients, cache, admin, tcp, log_format, query_log })
+        Some(ServerFile {
+            listen,
+            upstreams,
+            forward_zones,
+            zones_dir,
+            unknown_clients,
+            cache,
+            admin,
+            tcp,
+            log_format,
+            query_log,
+            allow_paths_outside,
+        })
     }
 }
 

@@ -23,9 +23,6 @@ use granit_parser::{Event, Parser, ScalarStyle, Span};
 
 use super::diagnostics::{Diagnostics, Pos};
 
-/// Largest file pzdns reads: larger ones are rejected before reading, so a
-/// stray multi-gigabyte file cannot exhaust memory.
-pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 /// Deepest nesting of lists and mappings in a data file.
 pub const MAX_DEPTH: usize = 32;
 /// Most aliases (`*name`) in one file: data files need none; a few are fine.
@@ -118,44 +115,6 @@ fn shorten(s: &str) -> Cow<'_, str> {
 
 fn marker_pos(span: &Span) -> Pos {
     Pos::new(span.start.line() as u32, span.start.col() as u32 + 1)
-}
-
-/// Reads a file as UTF-8, refusing files over [`MAX_FILE_BYTES`].
-pub fn read_file(path: &Path, diags: &mut Diagnostics) -> Option<String> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-            diags.push(
-                path,
-                Pos::UNKNOWN,
-                format!(
-                    "file is {} bytes, over the {} MiB limit; split the zone into smaller files",
-                    meta.len(),
-                    MAX_FILE_BYTES / 1024 / 1024
-                ),
-            );
-            return None;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            diags.push(path, Pos::UNKNOWN, format!("cannot read: {e}"));
-            return None;
-        }
-    }
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-                let line = upto.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-                diags.push(path, Pos::new(line, 1), "file is not valid UTF-8; save it as UTF-8");
-                None
-            }
-        },
-        Err(e) => {
-            diags.push(path, Pos::UNKNOWN, format!("cannot read: {e}"));
-            None
-        }
-    }
 }
 
 /// Parses `text` (the contents of `path`) into a tree of nodes as written.

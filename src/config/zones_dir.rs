@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
+use super::files::FileAccess;
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
 use super::{Located, ServerConfig, rdata};
@@ -118,11 +119,12 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     }
     files.sort();
     data.files_read = files.len();
+    let access = FileAccess::new(dir, &cfg.allow_paths_outside);
 
     // VPCs first: every other file refers to them.
     let vpcs_path = dir.join(VPCS_FILE);
     if vpcs_path.exists() {
-        load_vpcs(&vpcs_path, &mut data, &mut diags);
+        load_vpcs(&vpcs_path, &access, &mut data, &mut diags);
     }
     let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
     let check_vpc = |l: &Located<String>, diags: &mut Diagnostics| {
@@ -156,7 +158,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(f) = zone_files.get(i) else { break };
                         let mut d = Diagnostics::new();
-                        let z = load_zone_file(f, &known, &mut d);
+                        let z = load_zone_file(f, &known, &access, &mut d);
                         out.push((i, z, d));
                     }
                     out
@@ -171,7 +173,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         data.zones.extend(z);
     }
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
-        load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &mut data, &mut diags);
+        load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
     }
     (data, diags)
 }
@@ -220,8 +222,8 @@ fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &
     }
 }
 
-fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let Some(text) = yaml::read_file(path, diags) else {
+fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let Some(text) = access.read_text(path, diags) else {
         return;
     };
     let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| VpcsFile::read(&n, path, diags)) else {
@@ -329,14 +331,15 @@ fn zones_dir_of(path: &Path) -> PathBuf {
 }
 
 /// Reads one zone file. Returns `None` only when nothing useful could be read.
-fn load_zone_file(path: &Path, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let text = yaml::read_file(path, diags)?;
-    load_zone_text(path, &text, known, diags)
+fn load_zone_file(path: &Path, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
+    let text = access.read_text(path, diags)?;
+    load_zone_text(path, &text, known, access, diags)
 }
 
 /// Parses and checks one zone file's text (`path` names it in messages
-/// and anchors a relative `master_file`). Never panics, whatever the text.
-pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
+/// and anchors a relative `master_file`, which is read through `access`).
+/// Never panics, whatever the text.
+pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
     let file = yaml::parse_tree(path, text, diags).and_then(|n| ZoneFile::read(&n, path, diags))?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
@@ -369,9 +372,9 @@ pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &
         (None, Some(m)) => {
             let mf = path.parent().unwrap_or(Path::new(".")).join(&m.value);
             zone.records_path = mf.clone();
-            if !mf.is_file() {
+            if !mf.exists() {
                 diags.push(path, pos(m), format!("master_file {} does not exist", mf.display()));
-            } else if let Some(recs) = super::master_file::load(&mf, &origin, diags) {
+            } else if let Some(recs) = super::master_file::load(&mf, &origin, access, (path, pos(m)), diags) {
                 for r in recs {
                     if !rdata::SUPPORTED_TYPES.contains(&r.record_type()) {
                         diags.push(
@@ -529,8 +532,8 @@ fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostic
 /// Reads `endpoints.yaml` and generates, for each Connected endpoint, one
 /// zone per published name (endpoint domain, zonal domains, private DNS
 /// names), each holding A/AAAA at its apex (SPEC.md §2).
-fn load_endpoints(path: &Path, known: &HashSet<String>, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let Some(text) = yaml::read_file(path, diags) else {
+fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let Some(text) = access.read_text(path, diags) else {
         return;
     };
     let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| EndpointsFile::read(&n, path, diags)) else {
