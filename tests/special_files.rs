@@ -172,3 +172,54 @@ fn a_reload_that_meets_a_fifo_is_rejected_and_the_old_data_serves() {
     drop(s);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn nested_includes_of_a_fifo_or_dev_zero_are_refused_at_once() {
+    let d = scratch("include");
+    let z = d.join("zones");
+    std::fs::write(z.join("m.yaml"), "zone: m.test\nvpcs: [vpc-a]\nmaster_file: m.zone\n").unwrap();
+    std::fs::write(z.join("m.zone"), "$TTL 60\nwww IN A 10.0.0.1\n$INCLUDE level1.zone\n").unwrap();
+    std::fs::write(z.join("level1.zone"), "a IN A 10.0.0.2\n$INCLUDE pipe.zone\n$INCLUDE zero.zone\n$INCLUDE /dev/zero\n").unwrap();
+    mkfifo(&z.join("pipe.zone"));
+    std::os::unix::fs::symlink("/dev/zero", z.join("zero.zone")).unwrap();
+    let (code, out, took) = pzdns(&args(&check_zones(&d)));
+    assert!(took < Duration::from_secs(1), "check took {took:?}: {out}");
+    assert_eq!(code, 1, "{out}");
+    let l1 = z.join("level1.zone").display().to_string();
+    for (line, words) in [
+        (2, format!("$INCLUDE: {} is a FIFO (named pipe)", z.join("pipe.zone").display())),
+        (3, format!("$INCLUDE: {} (resolves to /dev/zero) is outside the zones directory", z.join("zero.zone").display())),
+        (4, "$INCLUDE: /dev/zero is outside the zones directory".to_string()),
+    ] {
+        let want = format!("{l1}:{line}:1: {words}");
+        assert!(out.lines().any(|l| l.starts_with(&want)), "missing `{want}`:\n{out}");
+    }
+    // With /dev allowed, a device is still not a regular file.
+    let cfg = d.join("pzdns.yaml");
+    std::fs::write(&cfg, "zones_dir: zones\nallow_paths_outside: [/dev]\nupstreams: []\n").unwrap();
+    let (code, out, took) = pzdns(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{l1}:4:1: $INCLUDE: /dev/zero is a character device")), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn include_depth_at_the_limit_loads_over_it_is_refused() {
+    // MAX_INCLUDE_DEPTH = 8: a chain of 8 nested includes loads, 9 does not.
+    for (depth, ok) in [(7, true), (8, true), (9, false)] {
+        let d = scratch(&format!("depth{depth}"));
+        let z = d.join("zones");
+        std::fs::write(z.join("m.yaml"), "zone: m.test\nvpcs: [vpc-a]\nmaster_file: f0.zone\n").unwrap();
+        for i in 0..=depth {
+            let next = if i < depth { format!("$INCLUDE f{}.zone\n", i + 1) } else { String::new() };
+            std::fs::write(z.join(format!("f{i}.zone")), format!("$TTL 60\nh{i} IN A 10.0.0.{}\n{next}", i + 1)).unwrap();
+        }
+        let (code, out, _) = pzdns(&args(&check_zones(&d)));
+        assert_eq!(code == 0, ok, "depth {depth}: {out}");
+        if !ok {
+            assert!(out.contains("$INCLUDE nested deeper than 8 files"), "{out}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

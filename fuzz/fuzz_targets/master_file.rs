@@ -13,8 +13,9 @@ use pzdns::config::master_file::parse_text;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    // $INCLUDE would read arbitrary files from the disk.
-    if text.to_ascii_uppercase().contains("$INCLUDE") || text.len() > 4096 {
+    // $INCLUDE goes through FileAccess rooted at a directory that does not
+    // exist, so every include is refused without touching the disk.
+    if text.len() > 4096 {
         return;
     }
     let mut d = Diagnostics::new();

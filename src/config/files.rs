@@ -130,8 +130,8 @@ impl FileAccess {
         Ok(())
     }
 
-    /// Reads `path` as UTF-8 text (a leading byte-order mark is dropped),
-    /// reporting any problem against `path` itself.
+    /// Reads `path` as UTF-8 text, reporting any problem against `path`
+    /// itself.
     pub fn read_text(&self, path: &Path, diags: &mut Diagnostics) -> Option<String> {
         self.read_text_at(path, path, Pos::UNKNOWN, diags)
     }
@@ -153,12 +153,7 @@ impl FileAccess {
             }
         };
         match String::from_utf8(bytes) {
-            Ok(mut s) => {
-                if s.starts_with('\u{feff}') {
-                    s.drain(..3);
-                }
-                Some(s)
-            }
+            Ok(s) => Some(s),
             Err(e) => {
                 let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = upto.iter().filter(|b| **b == b'\n').count() as u32 + 1;
@@ -190,7 +185,7 @@ mod tests {
         let d = scratch("kinds");
         let zones = d.join("zones");
         std::fs::create_dir_all(&zones).unwrap();
-        std::fs::write(zones.join("ok.yaml"), "\u{feff}zone: a\n").unwrap();
+        std::fs::write(zones.join("ok.yaml"), "zone: a\n").unwrap();
         std::fs::write(d.join("outside.zone"), "x").unwrap();
         std::os::unix::fs::symlink("/dev/zero", zones.join("zero.yaml")).unwrap();
         std::os::unix::fs::symlink(d.join("outside.zone"), zones.join("out.yaml")).unwrap();

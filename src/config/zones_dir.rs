@@ -376,23 +376,25 @@ pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, access: 
                 diags.push(path, pos(m), format!("master_file {} does not exist", mf.display()));
             } else if let Some(recs) = super::master_file::load(&mf, &origin, access, (path, pos(m)), diags) {
                 for r in recs {
-                    if !rdata::SUPPORTED_TYPES.contains(&r.record_type()) {
+                    let rt = r.record.record_type();
+                    if !(MIN_TTL..=MAX_TTL).contains(&(r.record.ttl as i64)) {
                         diags.push(
-                            &mf,
-                            Pos::UNKNOWN,
-                            format!("{} {}: record type not supported by pzdns; remove it", r.name, r.record_type()),
+                            &r.path,
+                            r.pos,
+                            format!(
+                                "{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds",
+                                r.record.name,
+                                super::presentation::type_name(rt),
+                                r.record.ttl
+                            ),
                         );
                         continue;
                     }
-                    if !(MIN_TTL..=MAX_TTL).contains(&(r.ttl as i64)) {
-                        diags.push(
-                            &mf,
-                            Pos::UNKNOWN,
-                            format!("{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", r.name, r.record_type(), r.ttl),
-                        );
+                    if rt == RecordType::SOA && r.record.name != origin {
+                        diags.push(&r.path, r.pos, format!("an SOA record belongs at the apex {origin} only, not at {}", r.record.name));
                         continue;
                     }
-                    zone.records.push(RecordDef { record: r, pos: Pos::UNKNOWN, az: None });
+                    zone.records.push(RecordDef { record: r.record, pos: r.top_pos, az: None });
                 }
             }
         }
@@ -465,16 +467,10 @@ fn parse_record_entry(
 /// must lie inside the zone, anything else is relative to the zone.
 fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
     let t = name.trim();
-    if t == "@" || t.is_empty() {
+    if t == "@" {
         return Ok(origin.clone());
     }
-    let n = rdata::parse_name(t)?;
-    let full = if n.is_fqdn() {
-        n
-    } else {
-        n.append_domain(origin).map_err(|e| format!("`{t}` + zone `{origin}` is not a valid name: {e} (names are at most 255 bytes)"))?
-    };
-    let full = full.to_lowercase();
+    let full = rdata::parse_relative_name(t, origin)?.to_lowercase();
     if !origin.zone_of(&full) {
         return Err(format!("`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"));
     }
