@@ -184,6 +184,8 @@ impl ServerConfig {
         if let Some(ups) = f.upstreams {
             cfg.upstreams = parse_upstreams(path, &ups, diags);
         }
+        // (domain, its VPCs or None for all, line) of each forward zone so far.
+        let mut seen: Vec<(Name, Option<Vec<String>>, u32)> = Vec::new();
         for fz in f.forward_zones {
             let domain = match rdata::parse_absolute_name(&fz.domain.value) {
                 Ok(n) => n,
@@ -196,6 +198,25 @@ impl ServerConfig {
                 diags.push(path, pos(&fz.upstreams), format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"));
             }
             let upstreams = parse_upstreams(path, &fz.upstreams.value, diags);
+            let vpc_ids: Option<Vec<String>> = fz.vpcs.as_ref().map(|v| v.iter().map(|s| s.value.clone()).collect());
+            let overlap = seen.iter().find(|(d, v, _)| {
+                *d == domain
+                    && match (v, &vpc_ids) {
+                        (Some(a), Some(b)) => a.iter().any(|x| b.contains(x)),
+                        _ => true,
+                    }
+            });
+            if let Some((_, _, line)) = overlap {
+                diags.push(
+                    path,
+                    pos(&fz.domain),
+                    format!(
+                        "forward zone {domain} is given twice for the same VPCs (first at line {line}); merge the entries, or give each its own `vpcs`"
+                    ),
+                );
+                continue;
+            }
+            seen.push((domain.clone(), vpc_ids, pos(&fz.domain).line));
             let vpcs = fz.vpcs.map(|v| v.into_iter().map(|s| located(path, s)).collect());
             cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs });
         }
@@ -291,11 +312,29 @@ fn parse_upstreams(path: &Path, ups: &[Spanned<String>], diags: &mut Diagnostics
     let mut out = Vec::new();
     for u in ups {
         match parse_socket_addr(&u.value, Some(53)) {
-            Some(a) => out.push(a),
+            Some(a) => match upstream_problem(&a) {
+                None => out.push(a),
+                Some(why) => diags.push(path, pos(u), format!("upstream `{}` {why}", u.value)),
+            },
             None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value)),
         }
     }
     out
+}
+
+/// Why queries cannot be sent to `a`, if they cannot.
+pub fn upstream_problem(a: &SocketAddr) -> Option<&'static str> {
+    let ip = a.ip();
+    if a.port() == 0 {
+        return Some("has port 0, which no resolver listens on; use its real port (53 by default)");
+    }
+    if ip.is_unspecified() {
+        return Some("is the unspecified address (0.0.0.0 or ::), not a resolver; give the resolver's address");
+    }
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Some("is a broadcast or multicast address, not one resolver; give the resolver's own address");
+    }
+    None
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or (with a default port) a bare IP.

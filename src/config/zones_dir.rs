@@ -112,9 +112,9 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         return (data, diags);
     }
     let mut files = Vec::new();
-    collect_yaml_files(dir, 0, &mut files, &mut diags);
-    if files.len() >= MAX_FILES {
-        // Over the limit: reading them all is what the limit prevents.
+    if !collect_yaml_files(dir, 0, MAX_FILES, &mut files, &mut diags) {
+        // Over the limit (reported): reading them all is what the limit
+        // prevents, and the load fails on that problem.
         return (data, diags);
     }
     files.sort();
@@ -129,7 +129,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
     let check_vpc = |l: &Located<String>, diags: &mut Diagnostics| {
         if !known.contains(&l.value) {
-            diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir));
+            diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir, &known));
         }
     };
     for l in &cfg.listen {
@@ -178,20 +178,31 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     (data, diags)
 }
 
-fn unknown_vpc_msg(id: &str, dir: &Path) -> String {
-    format!("unknown VPC id `{id}`; define it in {}", dir.join(VPCS_FILE).display())
+fn unknown_vpc_msg(id: &str, dir: &Path, known: &HashSet<String>) -> String {
+    let vpcs = dir.join(VPCS_FILE);
+    match yaml::did_you_mean(id, known.iter().map(String::as_str)) {
+        Some(s) => format!("unknown VPC id `{id}`; did you mean `{s}`? (VPCs are defined in {})", vpcs.display()),
+        None => format!("unknown VPC id `{id}`; define it in {}", vpcs.display()),
+    }
 }
 
-fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+/// Words that cannot be VPC ids: `unknown` labels clients in no VPC (in
+/// metrics, logs and /explain), so a VPC of that name would be ambiguous.
+pub const RESERVED_VPC_IDS: &[&str] = &["unknown"];
+
+/// Collects the YAML files under `dir` (at most `limit`). Returns `false`
+/// when there are more than `limit` (reported once): the load must then
+/// fail with that reason, never go on with part of the data or none.
+fn collect_yaml_files(dir: &Path, depth: usize, limit: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) -> bool {
     if depth > MAX_DEPTH {
         diags.push(dir, Pos::UNKNOWN, format!("directory nesting is deeper than {MAX_DEPTH} levels"));
-        return;
+        return true;
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             diags.push(dir, Pos::UNKNOWN, format!("cannot read directory: {e}"));
-            return;
+            return true;
         }
     };
     for entry in entries.flatten() {
@@ -207,19 +218,22 @@ fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &
             continue;
         };
         if meta.is_dir() {
-            collect_yaml_files(&path, depth + 1, out, diags);
+            if !collect_yaml_files(&path, depth + 1, limit, out, diags) {
+                return false;
+            }
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            if out.len() >= MAX_FILES {
+            if out.len() >= limit {
                 diags.push(
                     dir,
                     Pos::UNKNOWN,
-                    format!("more than {MAX_FILES} YAML files under the zones directory; pzdns reads at most that many"),
+                    format!("more than {limit} YAML files under the zones directory; pzdns reads at most that many, so nothing was loaded"),
                 );
-                return;
+                return false;
             }
             out.push(path);
         }
     }
+    true
 }
 
 fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
@@ -239,6 +253,14 @@ fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut
         }
         if let Some(first) = ids.get(&id) {
             diags.push(path, pos(&v.id), format!("VPC id `{id}` is defined twice (first at line {})", first.line));
+            continue;
+        }
+        if RESERVED_VPC_IDS.iter().any(|r| r.eq_ignore_ascii_case(&id)) {
+            diags.push(
+                path,
+                pos(&v.id),
+                format!("`{id}` cannot be a VPC id: pzdns uses it for clients in no VPC (metrics, logs, explain); choose another id"),
+            );
             continue;
         }
         ids.insert(id.clone(), pos(&v.id));
@@ -284,6 +306,20 @@ fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut
 fn parse_cidr(s: &str, path: &Path, p: Pos, diags: &mut Diagnostics) -> Option<IpNet> {
     let s = s.trim();
     match s.parse::<IpNet>() {
+        Ok(IpNet::V6(net)) if net.addr().to_ipv4_mapped().is_some() => {
+            let hint = match (net.addr().to_ipv4_mapped(), net.prefix_len().checked_sub(96)) {
+                (Some(v4), Some(p)) => {
+                    format!("write it as {}", IpNet::new(v4.into(), p).map(|n| n.trunc().to_string()).unwrap_or_default())
+                }
+                _ => "write the IPv4 range itself".to_string(),
+            };
+            diags.push(
+                path,
+                p,
+                format!("`{s}` is an IPv4-mapped IPv6 range: IPv4 clients arrive with IPv4 addresses, so it can never match; {hint}"),
+            );
+            None
+        }
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
             diags.push(path, p, format!("`{s}` is not a network address: host bits are set; did you mean {}?", net.trunc()));
@@ -316,7 +352,7 @@ fn check_vpc_list(
     let mut out = Vec::new();
     for v in list {
         if !known.contains(&v.value) {
-            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir));
+            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir, known));
         } else if !seen.insert(v.value.clone()) {
             diags.push(path, pos(v), format!("VPC `{}` is listed twice", v.value));
         } else {
@@ -675,5 +711,32 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         for n in private_names {
             make(n.to_string(), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_limit_at_under_and_over() {
+        let d = std::env::temp_dir().join(format!("pzdns-limit-{}", std::process::id()));
+        for (n, ok) in [(4, true), (5, true), (6, false)] {
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(d.join("sub")).unwrap();
+            for i in 0..n {
+                let at = if i % 2 == 0 { d.join(format!("f{i}.yaml")) } else { d.join("sub").join(format!("f{i}.yaml")) };
+                std::fs::write(at, "").unwrap();
+            }
+            let (mut files, mut diags) = (Vec::new(), Diagnostics::new());
+            assert_eq!(collect_yaml_files(&d, 0, 5, &mut files, &mut diags), ok, "{n} files");
+            if ok {
+                assert!(diags.is_empty() && files.len() == n, "{n}: {diags}");
+            } else {
+                assert_eq!(diags.len(), 1, "reported once: {diags}");
+                assert!(diags.items()[0].message.starts_with("more than 5 YAML files"), "{diags}");
+            }
+        }
+        std::fs::remove_dir_all(&d).ok();
     }
 }
