@@ -281,7 +281,10 @@ pub fn parse_name(raw: &str, origin: Option<&Name>) -> Result<Name, String> {
     while i < b.len() {
         match b[i] {
             b'\\' => {
-                let len = if b.get(i + 1).is_some_and(u8::is_ascii_digit) { 4 } else { 1 + b.get(i + 1).map_or(0, |c| utf8_len(*c)) };
+                // `\DDD` (only ASCII digits: a short one is reported by
+                // unescape) or `\X` with X a whole character.
+                let digits = b[i + 1..].iter().take(3).take_while(|c| c.is_ascii_digit()).count();
+                let len = if digits > 0 { 1 + digits } else { 1 + b.get(i + 1).map_or(0, |c| utf8_len(*c)) };
                 let end = (i + len).min(b.len());
                 cur.push_str(&raw[i..end]);
                 i = end;
@@ -937,6 +940,8 @@ mod tests {
         assert_eq!(parse_name("\\065", None).unwrap().iter().next().unwrap(), b"A");
         assert_eq!(parse_name("~.+1.1:20", None).unwrap().num_labels(), 3);
         assert!(parse_name("a..b", None).is_err());
+        assert!(parse_name("\\13Ϙn", None).unwrap_err().contains("three digits"));
+        assert!(parse_name("a\\Ϙ.b", None).is_ok());
         assert!(parse_name(&"a".repeat(64), None).unwrap_err().contains("label bytes exceed 63"));
         let long = vec!["a".repeat(63); 4].join(".");
         assert!(parse_name(&long, None).unwrap_err().contains("at most 255"));
