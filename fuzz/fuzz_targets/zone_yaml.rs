@@ -7,6 +7,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use pzdns::config::zones_dir::{ZonesData, VpcDef, load_zone_text};
+use pzdns::config::files::FileAccess;
 use pzdns::config::{Diagnostics, ServerConfig};
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let known: HashSet<String> = ["vpc-a".to_string(), "vpc-b".to_string()].into();
     let mut d = Diagnostics::new();
-    if let Some(z) = load_zone_text(Path::new("fuzz.yaml"), text, &known, &mut d) {
+    let access = FileAccess::new(Path::new("/nonexistent"), &[]);
+    if let Some(z) = load_zone_text(Path::new("fuzz.yaml"), text, &known, &access, &mut d) {
         let vpcs = ["vpc-a", "vpc-b"]
             .iter()
             .enumerate()

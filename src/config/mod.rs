@@ -5,7 +5,9 @@
 //! collected into [`Diagnostics`] so that `pzdns check` can show them all.
 
 pub mod diagnostics;
+pub mod files;
 pub mod master_file;
+pub mod presentation;
 pub mod rdata;
 pub mod schema;
 pub mod yaml;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Pos};
-use schema::{Scalar, ServerFile};
+use schema::ServerFile;
 use yaml::{Spanned, pos};
 
 /// Default UDP/TCP listen address when neither file nor flag sets one.
@@ -100,6 +102,9 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     pub log_format: LogFormat,
     pub query_log: bool,
+    /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
+    /// may read from (and zone files may link into). Default: none.
+    pub allow_paths_outside: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -120,6 +125,7 @@ impl ServerConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             log_format: LogFormat::Text,
             query_log: false,
+            allow_paths_outside: Vec::new(),
         }
     }
 
@@ -137,17 +143,12 @@ impl ServerConfig {
     /// Loads a configuration file; relative paths in it are relative to it.
     pub fn load_file(path: &Path) -> Result<Self, Diagnostics> {
         let mut diags = Diagnostics::new();
-        let Some(text) = yaml::read_file(path, &mut diags) else {
+        let Some(text) = files::FileAccess::anywhere().read_text(path, &mut diags) else {
             return Err(diags);
         };
         // An empty file means "all defaults".
-        let file: ServerFile = if text.trim().is_empty() {
-            ServerFile::default()
-        } else {
-            match yaml::parse(path, &text, &mut diags) {
-                Some(f) => f,
-                None => return Err(diags),
-            }
+        let Some(file) = yaml::parse_tree(path, &text, &mut diags).and_then(|n| ServerFile::read(&n, path, &mut diags)) else {
+            return Err(diags);
         };
         let cfg = Self::from_file(path, file, &mut diags);
         if diags.is_empty() { Ok(cfg) } else { Err(diags) }
@@ -160,10 +161,10 @@ impl ServerConfig {
 
         if let Some(listen) = f.listen {
             cfg.listen.clear();
-            if listen.is_empty() {
-                diags.push(path, Pos::new(1, 1), "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
+            if listen.value.is_empty() {
+                diags.push(path, listen.pos, "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
             }
-            for l in listen {
+            for l in listen.value {
                 let Some(address) = parse_socket_addr(&l.address.value, None) else {
                     diags.push(
                         path,
@@ -183,6 +184,8 @@ impl ServerConfig {
         if let Some(ups) = f.upstreams {
             cfg.upstreams = parse_upstreams(path, &ups, diags);
         }
+        // (domain, its VPCs or None for all, line) of each forward zone so far.
+        let mut seen: Vec<(Name, Option<Vec<String>>, u32)> = Vec::new();
         for fz in f.forward_zones {
             let domain = match rdata::parse_absolute_name(&fz.domain.value) {
                 Ok(n) => n,
@@ -195,6 +198,25 @@ impl ServerConfig {
                 diags.push(path, pos(&fz.upstreams), format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"));
             }
             let upstreams = parse_upstreams(path, &fz.upstreams.value, diags);
+            let vpc_ids: Option<Vec<String>> = fz.vpcs.as_ref().map(|v| v.iter().map(|s| s.value.clone()).collect());
+            let overlap = seen.iter().find(|(d, v, _)| {
+                *d == domain
+                    && match (v, &vpc_ids) {
+                        (Some(a), Some(b)) => a.iter().any(|x| b.contains(x)),
+                        _ => true,
+                    }
+            });
+            if let Some((_, _, line)) = overlap {
+                diags.push(
+                    path,
+                    pos(&fz.domain),
+                    format!(
+                        "forward zone {domain} is given twice for the same VPCs (first at line {line}); merge the entries, or give each its own `vpcs`"
+                    ),
+                );
+                continue;
+            }
+            seen.push((domain.clone(), vpc_ids, pos(&fz.domain).line));
             let vpcs = fz.vpcs.map(|v| v.into_iter().map(|s| located(path, s)).collect());
             cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs });
         }
@@ -212,21 +234,19 @@ impl ServerConfig {
         }
         if let Some(c) = f.cache {
             if let Some(m) = c.max_entries {
-                if m.value == 0 || m.value > 100_000_000 {
+                if m.value <= 0 || m.value > 100_000_000 {
                     diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
                 } else {
-                    cfg.cache_max_entries = m.value;
+                    cfg.cache_max_entries = m.value as u64;
                 }
             }
             if let Some(s) = c.serve_stale {
-                match parse_duration(&s.value.0) {
+                match parse_duration(&s.value) {
                     Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
                     Some(_) => diags.push(path, pos(&s), "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most"),
-                    None => diags.push(
-                        path,
-                        pos(&s),
-                        format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value.0),
-                    ),
+                    None => {
+                        diags.push(path, pos(&s), format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value))
+                    }
                 }
             }
         }
@@ -242,16 +262,16 @@ impl ServerConfig {
         }
         if let Some(t) = f.tcp {
             if let Some(m) = t.max_connections {
-                if m.value == 0 || m.value > 1_000_000 {
+                if m.value <= 0 || m.value > 1_000_000 {
                     diags.push(path, pos(&m), "tcp.max_connections must be from 1 to 1000000");
                 } else {
                     cfg.tcp_max_connections = m.value as usize;
                 }
             }
             if let Some(i) = t.idle_timeout {
-                match parse_duration(&i.value.0) {
+                match parse_duration(&i.value) {
                     Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_idle_timeout = d,
-                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value.0)),
+                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
                 }
             }
         }
@@ -263,6 +283,14 @@ impl ServerConfig {
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
+        }
+        for a in f.allow_paths_outside {
+            let dir = base.join(&a.value);
+            if a.value.trim().is_empty() || !dir.is_dir() {
+                diags.push(path, pos(&a), format!("allow_paths_outside `{}` is not a directory", a.value));
+            } else {
+                cfg.allow_paths_outside.push(dir);
+            }
         }
         cfg
     }
@@ -280,15 +308,33 @@ fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
     Located { pos: pos(&s), value: s.value, path: path.to_path_buf() }
 }
 
-fn parse_upstreams(path: &Path, ups: &[Spanned<Scalar>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
+fn parse_upstreams(path: &Path, ups: &[Spanned<String>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for u in ups {
-        match parse_socket_addr(&u.value.0, Some(53)) {
-            Some(a) => out.push(a),
-            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value.0)),
+        match parse_socket_addr(&u.value, Some(53)) {
+            Some(a) => match upstream_problem(&a) {
+                None => out.push(a),
+                Some(why) => diags.push(path, pos(u), format!("upstream `{}` {why}", u.value)),
+            },
+            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value)),
         }
     }
     out
+}
+
+/// Why queries cannot be sent to `a`, if they cannot.
+pub fn upstream_problem(a: &SocketAddr) -> Option<&'static str> {
+    let ip = a.ip();
+    if a.port() == 0 {
+        return Some("has port 0, which no resolver listens on; use its real port (53 by default)");
+    }
+    if ip.is_unspecified() {
+        return Some("is the unspecified address (0.0.0.0 or ::), not a resolver; give the resolver's address");
+    }
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Some("is a broadcast or multicast address, not one resolver; give the resolver's own address");
+    }
+    None
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or (with a default port) a bare IP.

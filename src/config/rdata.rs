@@ -1,39 +1,32 @@
-//! Record values in YAML: master-file presentation syntax, except that a
-//! domain name inside a value is always absolute, with or without its final
-//! dot, as in the PrivateZone console (SPEC.md §2).
+//! Record values in YAML: master-file presentation syntax (read by
+//! [`presentation`], as in master files), except that a domain name inside
+//! a value is always absolute, with or without its final dot, as in the
+//! PrivateZone console (SPEC.md §2).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
-
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SRV, TXT};
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
 
-/// The record types a zone may hold (SPEC.md §2), plus SOA at the apex.
-pub const SUPPORTED_TYPES: &[RecordType] = &[
-    RecordType::A,
-    RecordType::AAAA,
-    RecordType::CNAME,
-    RecordType::MX,
-    RecordType::TXT,
-    RecordType::PTR,
-    RecordType::SRV,
-    RecordType::CAA,
-    RecordType::NS,
-    RecordType::SOA,
-];
+use super::presentation;
 
-/// Parses a record type name, case-insensitively, limited to [`SUPPORTED_TYPES`].
+/// The types written by name in YAML (any other type that is not refused
+/// is written `TYPEnnn` with an RFC 3597 `\# len hex` value).
+pub const NAMED_TYPES: &str = "A, AAAA, CNAME, MX, TXT, PTR, SRV, CAA, NS, HTTPS, SVCB, TLSA, SSHFP, NAPTR, HINFO (SOA at the apex)";
+
+/// Parses a record type: a mnemonic (any case) or `TYPEnnn`. Types pzdns
+/// does not give their meaning (DNAME, DNSSEC types, meta types) are
+/// refused with the reason.
 pub fn parse_type(s: &str) -> Result<RecordType, String> {
-    let upper = s.trim().to_ascii_uppercase();
-    match RecordType::from_str(&upper) {
-        Ok(t) if SUPPORTED_TYPES.contains(&t) => Ok(t),
-        _ => Err(format!("unsupported record type `{s}`; use one of A, AAAA, CNAME, MX, TXT, PTR, SRV, CAA, NS (SOA at the apex)")),
+    let t = presentation::parse_type(s.trim())
+        .ok_or_else(|| format!("unsupported record type `{s}`; use one of {NAMED_TYPES}, or TYPEnnn (RFC 3597)"))?;
+    match presentation::refused_type(t) {
+        Some(why) => Err(why),
+        None => Ok(t),
     }
 }
 
-/// Parses a domain name given by a user, checking label and name lengths.
-/// Non-ASCII names are converted to their IDNA (punycode) form.
-pub fn parse_name(s: &str) -> Result<Name, String> {
+/// A user's name text, IDNA-converted to its ASCII form when it is not
+/// ASCII; white space is refused.
+fn ascii_form(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty domain name".into());
@@ -41,134 +34,57 @@ pub fn parse_name(s: &str) -> Result<Name, String> {
     if t.contains(char::is_whitespace) {
         return Err(format!("`{t}` is not a domain name: it contains white space"));
     }
-    if t.contains("..") {
-        return Err(format!("`{t}` is not a domain name: it has an empty label (`..`)"));
+    if t.is_ascii() {
+        return Ok(t.to_string());
     }
-    let parsed = if t.is_ascii() { Name::from_ascii(t) } else { Name::from_utf8(t) };
-    match parsed {
-        Ok(n) => {
-            for label in n.iter() {
-                if label.len() > 63 {
-                    return Err(format!("label `{}` is {} bytes; labels are at most 63", String::from_utf8_lossy(label), label.len()));
-                }
-            }
-            if n.len() > 255 {
-                return Err(format!("`{t}` is {} bytes long; names are at most 255", n.len()));
-            }
-            Ok(n)
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            if msg.contains("label") && msg.contains("exceed") || msg.contains("too long") {
-                Err(format!("`{t}` is not a valid domain name: {msg} (labels are at most 63 bytes, names at most 255)"))
-            } else {
-                Err(format!("`{t}` is not a valid domain name: {msg}"))
-            }
-        }
-    }
+    Name::from_utf8(t).map(|n| n.to_ascii()).map_err(|e| format!("`{t}` is not a valid domain name: {e}"))
 }
 
-/// A name inside a record value: always absolute.
+/// A name relative to `origin` (a record's `name`): `\DDD`, `\.` and any
+/// byte as in master files; non-ASCII names become their IDNA form.
+pub fn parse_relative_name(s: &str, origin: &Name) -> Result<Name, String> {
+    presentation::parse_name(&ascii_form(s)?, Some(origin))
+}
+
+/// A name inside a record value or a zone name: always absolute.
 pub fn parse_absolute_name(s: &str) -> Result<Name, String> {
-    let t = s.trim();
-    if t == "@" {
-        return Err("`@` is not allowed in a value: write the full name (values are always absolute)".into());
-    }
-    if t == "." {
-        return Ok(Name::root());
-    }
-    let mut n = parse_name(t)?;
-    n.set_fqdn(true);
-    Ok(n)
-}
-
-fn parse_u16(field: &str, s: &str) -> Result<u16, String> {
-    s.parse::<u16>().map_err(|_| format!("{field} `{s}` is not a number from 0 to 65535"))
+    presentation::parse_name(&ascii_form(s)?, None)
 }
 
 /// Parses one value of type `rtype`.
 pub fn parse_value(rtype: RecordType, text: &str) -> Result<RData, String> {
     let t = text.trim();
     if t.is_empty() {
-        return Err(format!("empty {rtype} value"));
+        return Err(format!("empty {} value", presentation::type_name(rtype)));
     }
-    let fields: Vec<&str> = t.split_whitespace().collect();
-    let want = |n: usize, shape: &str| -> Result<(), String> {
-        if fields.len() == n { Ok(()) } else { Err(format!("{rtype} value `{t}` must be `{shape}`")) }
-    };
-    match rtype {
-        RecordType::A => {
-            Ipv4Addr::from_str(t).map(|ip| RData::A(A(ip))).map_err(|_| format!("`{t}` is not an IPv4 address (write it like 192.0.2.1)"))
-        }
-        RecordType::AAAA => Ipv6Addr::from_str(t)
-            .map(|ip| RData::AAAA(AAAA(ip)))
-            .map_err(|_| format!("`{t}` is not an IPv6 address (write it like 2001:db8::1)")),
-        RecordType::CNAME => {
-            want(1, "target.name")?;
-            parse_absolute_name(t).map(|n| RData::CNAME(CNAME(n)))
-        }
-        RecordType::NS => {
-            want(1, "nameserver.name")?;
-            parse_absolute_name(t).map(|n| RData::NS(NS(n)))
-        }
-        RecordType::PTR => {
-            want(1, "target.name")?;
-            parse_absolute_name(t).map(|n| RData::PTR(PTR(n)))
-        }
-        RecordType::MX => {
-            want(2, "PREFERENCE exchange.name")?;
-            Ok(RData::MX(MX::new(parse_u16("MX preference", fields[0])?, parse_absolute_name(fields[1])?)))
-        }
-        RecordType::SRV => {
-            want(4, "PRIORITY WEIGHT PORT target.name")?;
-            Ok(RData::SRV(SRV::new(
-                parse_u16("SRV priority", fields[0])?,
-                parse_u16("SRV weight", fields[1])?,
-                parse_u16("SRV port", fields[2])?,
-                parse_absolute_name(fields[3])?,
-            )))
-        }
-        RecordType::TXT => parse_txt(t),
-        RecordType::CAA => RData::try_from_str(RecordType::CAA, t)
-            .map_err(|e| format!("CAA value `{t}` must be `FLAGS TAG \"VALUE\"` (e.g. 0 issue \"letsencrypt.org\"): {e}")),
-        RecordType::SOA => {
-            want(7, "mname rname SERIAL REFRESH RETRY EXPIRE MINIMUM")?;
-            match RData::try_from_str(RecordType::SOA, t) {
-                Ok(RData::SOA(mut soa)) => {
-                    soa.mname.set_fqdn(true);
-                    soa.rname.set_fqdn(true);
-                    Ok(RData::SOA(soa))
-                }
-                Ok(_) => Err("not an SOA value".into()),
-                Err(e) => Err(format!("SOA value `{t}`: {e}")),
-            }
-        }
-        other => Err(format!("unsupported record type {other}")),
+    if rtype == RecordType::TXT && !t.starts_with('"') {
+        return Ok(plain_txt(t));
     }
+    let toks = presentation::lex_value(t)?;
+    presentation::rdata(rtype, &toks, None).map_err(|(_, e)| e)
 }
 
-/// TXT: a value that starts with `"` is a list of quoted character-strings;
-/// anything else is one string, split into 255-byte pieces as RFC 1035 needs.
-fn parse_txt(t: &str) -> Result<RData, String> {
-    if t.starts_with('"') {
-        return RData::try_from_str(RecordType::TXT, t).map_err(|e| format!("TXT value {t}: {e}"));
-    }
-    let mut parts = Vec::new();
-    let mut rest = t;
+/// TXT: a value that does not start with `"` is one string, exactly as
+/// written, split into 255-byte pieces as RFC 1035 needs.
+fn plain_txt(t: &str) -> RData {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut rest = t.as_bytes();
     while !rest.is_empty() {
         let mut cut = rest.len().min(255);
-        while !rest.is_char_boundary(cut) {
+        // Cut on a character boundary.
+        while cut < rest.len() && (rest[cut] & 0xC0) == 0x80 {
             cut -= 1;
         }
-        parts.push(rest[..cut].to_string());
+        parts.push(&rest[..cut]);
         rest = &rest[cut..];
     }
-    Ok(RData::TXT(TXT::new(parts)))
+    RData::TXT(TXT::from_bytes(parts))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     #[test]
     fn names_in_values_are_absolute() {
@@ -178,6 +94,9 @@ mod tests {
         assert_eq!(r.to_string(), "10 mx1.example.com.");
         let r = parse_value(RecordType::SRV, "10 60 5060 sip.example.com").unwrap();
         assert_eq!(r.to_string(), "10 60 5060 sip.example.com.");
+        let o = Name::from_str("z.test.").unwrap();
+        assert_eq!(parse_relative_name("www", &o).unwrap().to_string(), "www.z.test.");
+        assert_eq!(parse_relative_name("bücher", &o).unwrap().to_ascii(), "xn--bcher-kva.z.test.");
     }
 
     #[test]
@@ -187,24 +106,34 @@ mod tests {
         assert!(parse_value(RecordType::MX, "mx1.example.com").unwrap_err().contains("PREFERENCE"));
         assert!(parse_value(RecordType::SRV, "1 2 70000 x.example").unwrap_err().contains("port"));
         assert!(parse_type("AAA").unwrap_err().contains("unsupported"));
+        assert!(parse_type("DNAME").unwrap_err().contains("DNAME redirection"));
+        assert!(parse_type("rrsig").unwrap_err().contains("DNSSEC"));
         assert_eq!(parse_type("aaaa").unwrap(), RecordType::AAAA);
+        assert_eq!(parse_type("TYPE65280").unwrap(), RecordType::Unknown(65280));
         let long = "a".repeat(64);
-        assert!(parse_name(&format!("{long}.example.com")).is_err());
+        assert!(parse_absolute_name(&format!("{long}.example.com")).is_err());
     }
 
     #[test]
     fn txt_plain_and_quoted() {
-        let r = parse_value(RecordType::TXT, "v=spf1 include:x -all").unwrap();
+        let r = parse_value(RecordType::TXT, "v=spf1 include:x -all; more").unwrap();
         match r {
             RData::TXT(t) => assert_eq!(t.txt_data.len(), 1),
             _ => panic!(),
         }
-        let r = parse_value(RecordType::TXT, "\"a b\" \"c\"").unwrap();
+        let r = parse_value(RecordType::TXT, "\"a b\" \"c\" \"\\065\"").unwrap();
         match r {
-            RData::TXT(t) => assert_eq!(t.txt_data.len(), 2),
+            RData::TXT(t) => {
+                assert_eq!(t.txt_data.iter().map(|s| s.to_vec()).collect::<Vec<_>>(), [b"a b".to_vec(), b"c".to_vec(), b"A".to_vec()])
+            }
             _ => panic!(),
         }
         let r = parse_value(RecordType::CAA, "0 issue \"letsencrypt.org\"").unwrap();
         assert_eq!(r.record_type(), RecordType::CAA);
+        let long = "é".repeat(200);
+        match parse_value(RecordType::TXT, &long).unwrap() {
+            RData::TXT(t) => assert!(t.txt_data.iter().all(|s| std::str::from_utf8(s).is_ok())),
+            _ => panic!(),
+        }
     }
 }

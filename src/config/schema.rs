@@ -1,21 +1,20 @@
-//! A serde mirror of the YAML files of SPEC.md §2. Every struct denies unknown
-//! keys, and every value that validation can complain about is [`Spanned`] so
-//! the complaint carries its line and column.
+//! The YAML files of SPEC.md §2, read from the tree of [`yaml::Node`]s.
+//!
+//! Every text field is the scalar exactly as written (`name: no` is the
+//! name `no`); typed fields accept only their type. Readers never stop at
+//! the first problem: each reports what is wrong with its own keys and
+//! keeps going, and every unknown key is reported with a suggestion.
 
-use std::fmt;
+use std::path::Path;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-
-use super::yaml::Spanned;
+use super::diagnostics::Diagnostics;
+use super::yaml::{self, MapReader, Node, Spanned};
 
 /// `pzdns.yaml`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct ServerFile {
-    pub listen: Option<Vec<ListenEntry>>,
-    pub upstreams: Option<Vec<Spanned<Scalar>>>,
-    #[serde(default)]
+    pub listen: Option<Spanned<Vec<ListenEntry>>>,
+    pub upstreams: Option<Vec<Spanned<String>>>,
     pub forward_zones: Vec<ForwardZoneEntry>,
     pub zones_dir: Option<Spanned<String>>,
     pub unknown_clients: Option<Spanned<String>>,
@@ -24,63 +23,55 @@ pub struct ServerFile {
     pub tcp: Option<TcpEntry>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
+    /// One directory, or a list of them.
+    pub allow_paths_outside: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ListenEntry {
     pub address: Spanned<String>,
     pub vpc: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ForwardZoneEntry {
     pub domain: Spanned<String>,
-    pub upstreams: Spanned<Vec<Spanned<Scalar>>>,
+    pub upstreams: Spanned<Vec<Spanned<String>>>,
     pub vpcs: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct CacheEntry {
-    pub max_entries: Option<Spanned<u64>>,
-    pub serve_stale: Option<Spanned<Scalar>>,
+    pub max_entries: Option<Spanned<i64>>,
+    pub serve_stale: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct TcpEntry {
-    pub max_connections: Option<Spanned<u64>>,
-    pub idle_timeout: Option<Spanned<Scalar>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct AdminEntry {
     pub listen: Option<Spanned<String>>,
 }
 
 /// `zones/vpcs.yaml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct VpcsFile {
-    #[serde(default)]
     pub vpcs: Vec<VpcEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct VpcEntry {
     pub id: Spanned<String>,
     pub region: Option<Spanned<String>>,
     pub cidrs: Spanned<Vec<Spanned<String>>>,
-    #[serde(default)]
     pub vswitches: Vec<VswitchEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct VswitchEntry {
     pub id: Spanned<String>,
     pub zone: Spanned<String>,
@@ -88,8 +79,7 @@ pub struct VswitchEntry {
 }
 
 /// One zone file, `zones/<zone>.yaml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ZoneFile {
     pub zone: Spanned<String>,
     pub vpcs: Spanned<Vec<Spanned<String>>>,
@@ -99,35 +89,29 @@ pub struct ZoneFile {
     pub master_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RecordEntry {
-    pub name: Spanned<Scalar>,
-    #[serde(rename = "type")]
+    pub name: Spanned<String>,
     pub rtype: Spanned<String>,
     pub value: Spanned<Values>,
     pub ttl: Option<Spanned<i64>>,
 }
 
 /// `zones/endpoints.yaml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct EndpointsFile {
     pub names: Option<NamesEntry>,
     pub ttl: Option<Spanned<i64>>,
-    #[serde(default)]
     pub endpoints: Vec<EndpointEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct NamesEntry {
     pub endpoint: Option<Spanned<String>>,
     pub zonal: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct EndpointEntry {
     pub id: Spanned<String>,
     pub service: Spanned<String>,
@@ -135,14 +119,11 @@ pub struct EndpointEntry {
     pub vpc: Spanned<String>,
     pub status: Option<Spanned<String>>,
     pub zones: Spanned<Vec<EndpointZoneEntry>>,
-    #[serde(default)]
     pub private_dns_names: Vec<Spanned<String>>,
-    #[serde(default)]
     pub visible_to: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct EndpointZoneEntry {
     pub zone: Spanned<String>,
     pub ip: Option<Spanned<String>>,
@@ -150,86 +131,231 @@ pub struct EndpointZoneEntry {
     pub status: Option<Spanned<String>>,
 }
 
-/// A scalar read as its text whatever YAML thinks its type is: `1h`, `60`
-/// and `10.0.0.1:53` are all just text to the validator, which then says
-/// exactly what is wrong with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scalar(pub String);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor).map(Scalar)
-    }
-}
-
-struct ScalarVisitor;
-
-impl Visitor<'_> for ScalarVisitor {
-    type Value = String;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a single value (text or number)")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-}
-
 /// A record's `value`: one value, or a list of them (one record each).
 #[derive(Debug)]
 pub enum Values {
     One(String),
-    Many(Vec<Spanned<Scalar>>),
+    Many(Vec<Spanned<String>>),
 }
 
-impl<'de> Deserialize<'de> for Values {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Values;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a value or a list of values")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Values, E> {
-                Ok(Values::One(v.to_string()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Values, E> {
-                Ok(Values::One(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Values, E> {
-                Ok(Values::One(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Values, E> {
-                Ok(Values::One(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Values, E> {
-                Ok(Values::One(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Values, E> {
-                Ok(Values::One(v.to_string()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(2));
-                while let Some(v) = seq.next_element::<Spanned<Scalar>>()? {
-                    out.push(v);
-                }
-                Ok(Values::Many(out))
-            }
+/// Reads each item of a list with `f`, keeping those that read.
+fn each<T>(items: &[Node], mut f: impl FnMut(&Node) -> Option<T>) -> Vec<T> {
+    items.iter().filter_map(&mut f).collect()
+}
+
+impl ServerFile {
+    /// `None` only when the top level is not a mapping; an empty file is
+    /// all defaults.
+    pub fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+        if matches!(node, Node::Empty { .. }) {
+            return Some(Self::default());
         }
-        d.deserialize_any(V)
+        let mut m = MapReader::new(node, "pzdns.yaml", path, d)?;
+        let listen = m.list("listen", d).map(|l| {
+            let items = each(l.value, |n| {
+                let mut e = MapReader::new(n, "a `listen` entry", path, d)?;
+                let address = e.req_text("address", " (e.g. `address: 0.0.0.0:53`)", d);
+                let vpc = e.text("vpc", d);
+                e.finish(d);
+                Some(ListenEntry { address: address?, vpc })
+            });
+            Spanned::new(items, l.pos)
+        });
+        let upstreams = m.texts("upstreams", d).map(|l| l.value);
+        let forward_zones = m
+            .list("forward_zones", d)
+            .map(|l| {
+                each(l.value, |n| {
+                    let mut e = MapReader::new(n, "a `forward_zones` entry", path, d)?;
+                    let domain = e.req_text("domain", "", d);
+                    let upstreams = match e.require("upstreams", " (e.g. `upstreams: [10.1.1.53:53]`)", d) {
+                        Some(n) => yaml::list(n, "upstreams", path, d)
+                            .map(|l| Spanned::new(each(l.value, |x| yaml::text(x, "upstreams", path, d)), l.pos)),
+                        None => None,
+                    };
+                    let vpcs = e.texts("vpcs", d).map(|v| v.value);
+                    e.finish(d);
+                    Some(ForwardZoneEntry { domain: domain?, upstreams: upstreams?, vpcs })
+                })
+            })
+            .unwrap_or_default();
+        let zones_dir = m.text("zones_dir", d);
+        let unknown_clients = m.text("unknown_clients", d);
+        let cache = m.get("cache").and_then(|n| {
+            let mut c = MapReader::new(n, "`cache`", path, d)?;
+            let out = CacheEntry { max_entries: c.int("max_entries", d), serve_stale: c.text("serve_stale", d) };
+            c.finish(d);
+            Some(out)
+        });
+        let admin = m.get("admin").and_then(|n| {
+            let mut a = MapReader::new(n, "`admin`", path, d)?;
+            let out = AdminEntry { listen: a.text("listen", d) };
+            a.finish(d);
+            Some(out)
+        });
+        let tcp = m.get("tcp").and_then(|n| {
+            let mut t = MapReader::new(n, "`tcp`", path, d)?;
+            let out = TcpEntry { max_connections: t.int("max_connections", d), idle_timeout: t.text("idle_timeout", d) };
+            t.finish(d);
+            Some(out)
+        });
+        let log_format = m.text("log_format", d);
+        let query_log = m.bool("query_log", d);
+        let allow_paths_outside = match m.get("allow_paths_outside") {
+            Some(Node::Seq { items, .. }) => each(items, |x| yaml::text(x, "allow_paths_outside", path, d)),
+            Some(n) => yaml::text(n, "allow_paths_outside", path, d).into_iter().collect(),
+            None => Vec::new(),
+        };
+        m.finish(d);
+        Some(ServerFile {
+            listen,
+            upstreams,
+            forward_zones,
+            zones_dir,
+            unknown_clients,
+            cache,
+            admin,
+            tcp,
+            log_format,
+            query_log,
+            allow_paths_outside,
+        })
+    }
+}
+
+impl VpcsFile {
+    pub fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+        if matches!(node, Node::Empty { .. }) {
+            return Some(Self::default());
+        }
+        let mut m = MapReader::new(node, "vpcs.yaml", path, d)?;
+        let vpcs =
+            m.list("vpcs", d)
+                .map(|l| {
+                    each(l.value, |n| {
+                        let mut v = MapReader::new(n, "a VPC", path, d)?;
+                        let id = v.req_text("id", " (e.g. `id: vpc-hz-prod`)", d);
+                        let region = v.text("region", d);
+                        let cidrs = match v.require("cidrs", " (e.g. `cidrs: [192.168.0.0/16]`)", d) {
+                            Some(n) => yaml::list(n, "cidrs", path, d)
+                                .map(|l| Spanned::new(each(l.value, |x| yaml::text(x, "cidrs", path, d)), l.pos)),
+                            None => None,
+                        };
+                        let vswitches = v
+                            .list("vswitches", d)
+                            .map(|l| {
+                                each(l.value, |n| {
+                                    let mut s = MapReader::new(n, "a vSwitch", path, d)?;
+                                    let id = s.req_text("id", "", d);
+                                    let zone = s.req_text("zone", " (e.g. `zone: cn-hangzhou-b`)", d);
+                                    let cidr = s.req_text("cidr", "", d);
+                                    s.finish(d);
+                                    Some(VswitchEntry { id: id?, zone: zone?, cidr: cidr? })
+                                })
+                            })
+                            .unwrap_or_default();
+                        v.finish(d);
+                        Some(VpcEntry { id: id?, region, cidrs: cidrs?, vswitches })
+                    })
+                })
+                .unwrap_or_default();
+        m.finish(d);
+        Some(VpcsFile { vpcs })
+    }
+}
+
+impl ZoneFile {
+    pub fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+        if matches!(node, Node::Empty { .. }) {
+            d.push(path, node.pos(), "the file is empty; a zone file needs at least `zone:` and `vpcs:`");
+            return None;
+        }
+        let mut m = MapReader::new(node, "a zone file", path, d)?;
+        let zone = m.req_text("zone", " (the zone's name, e.g. `zone: example.internal`)", d);
+        let vpcs = m.req_list("vpcs", " (the VPCs that see this zone, e.g. `vpcs: [vpc-hz-prod]`)", d);
+        let vpcs = vpcs.map(|l| Spanned::new(each(l.value, |x| yaml::text(x, "vpcs", path, d)), l.pos));
+        let recursive_proxy = m.bool("recursive_proxy", d);
+        let ttl = m.int("ttl", d);
+        let records = m.list("records", d).map(|l| Spanned::new(each(l.value, |n| RecordEntry::read(n, path, d)), l.pos));
+        let master_file = m.text("master_file", d);
+        m.finish(d);
+        Some(ZoneFile { zone: zone?, vpcs: vpcs?, recursive_proxy, ttl, records, master_file })
+    }
+}
+
+impl RecordEntry {
+    fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+        let mut r = MapReader::new(node, "a record", path, d)?;
+        let name = r.req_text("name", " (relative to the zone; `@` is the apex)", d);
+        let rtype = r.req_text("type", " (e.g. `type: A`)", d);
+        let value = match r.require("value", "", d) {
+            Some(Node::Seq { items, pos }) => Some(Spanned::new(Values::Many(each(items, |x| yaml::text(x, "value", path, d))), *pos)),
+            Some(n) => yaml::text(n, "value", path, d).map(|t| Spanned::new(Values::One(t.value), t.pos)),
+            None => None,
+        };
+        let ttl = r.int("ttl", d);
+        r.finish(d);
+        Some(RecordEntry { name: name?, rtype: rtype?, value: value?, ttl })
+    }
+}
+
+impl EndpointsFile {
+    pub fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+        if matches!(node, Node::Empty { .. }) {
+            return Some(Self::default());
+        }
+        let mut m = MapReader::new(node, "endpoints.yaml", path, d)?;
+        let names = m.get("names").and_then(|n| {
+            let mut t = MapReader::new(n, "`names`", path, d)?;
+            let out = NamesEntry { endpoint: t.text("endpoint", d), zonal: t.text("zonal", d) };
+            t.finish(d);
+            Some(out)
+        });
+        let ttl = m.int("ttl", d);
+        let endpoints = m
+            .list("endpoints", d)
+            .map(|l| {
+                each(l.value, |n| {
+                    let mut e = MapReader::new(n, "an endpoint", path, d)?;
+                    let id = e.req_text("id", " (e.g. `id: ep-bp191ac9cdad00430b3`)", d);
+                    let service = e.req_text("service", "", d);
+                    let region = e.req_text("region", "", d);
+                    let vpc = e.req_text("vpc", "", d);
+                    let status = e.text("status", d);
+                    let zones = e.req_list("zones", " (each zone with its ip)", d).map(|l| {
+                        Spanned::new(
+                            each(l.value, |n| {
+                                let mut z = MapReader::new(n, "an endpoint zone", path, d)?;
+                                let zone = z.req_text("zone", " (e.g. `zone: cn-hangzhou-b`)", d);
+                                let out = EndpointZoneEntry {
+                                    zone: zone?,
+                                    ip: z.text("ip", d),
+                                    ipv6: z.text("ipv6", d),
+                                    status: z.text("status", d),
+                                };
+                                z.finish(d);
+                                Some(out)
+                            }),
+                            l.pos,
+                        )
+                    });
+                    let private_dns_names = e.texts("private_dns_names", d).map(|v| v.value).unwrap_or_default();
+                    let visible_to = e.texts("visible_to", d).map(|v| v.value).unwrap_or_default();
+                    e.finish(d);
+                    Some(EndpointEntry {
+                        id: id?,
+                        service: service?,
+                        region: region?,
+                        vpc: vpc?,
+                        status,
+                        zones: zones?,
+                        private_dns_names,
+                        visible_to,
+                    })
+                })
+            })
+            .unwrap_or_default();
+        m.finish(d);
+        Some(EndpointsFile { names, ttl, endpoints })
     }
 }

@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
+use super::files::FileAccess;
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
 use super::{Located, ServerConfig, rdata};
@@ -111,23 +112,24 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         return (data, diags);
     }
     let mut files = Vec::new();
-    collect_yaml_files(dir, 0, &mut files, &mut diags);
-    if files.len() >= MAX_FILES {
-        // Over the limit: reading them all is what the limit prevents.
+    if !collect_yaml_files(dir, 0, MAX_FILES, &mut files, &mut diags) {
+        // Over the limit (reported): reading them all is what the limit
+        // prevents, and the load fails on that problem.
         return (data, diags);
     }
     files.sort();
     data.files_read = files.len();
+    let access = FileAccess::new(dir, &cfg.allow_paths_outside);
 
     // VPCs first: every other file refers to them.
     let vpcs_path = dir.join(VPCS_FILE);
     if vpcs_path.exists() {
-        load_vpcs(&vpcs_path, &mut data, &mut diags);
+        load_vpcs(&vpcs_path, &access, &mut data, &mut diags);
     }
     let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
     let check_vpc = |l: &Located<String>, diags: &mut Diagnostics| {
         if !known.contains(&l.value) {
-            diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir));
+            diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir, &known));
         }
     };
     for l in &cfg.listen {
@@ -156,7 +158,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(f) = zone_files.get(i) else { break };
                         let mut d = Diagnostics::new();
-                        let z = load_zone_file(f, &known, &mut d);
+                        let z = load_zone_file(f, &known, &access, &mut d);
                         out.push((i, z, d));
                     }
                     out
@@ -171,25 +173,36 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         data.zones.extend(z);
     }
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
-        load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &mut data, &mut diags);
+        load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
     }
     (data, diags)
 }
 
-fn unknown_vpc_msg(id: &str, dir: &Path) -> String {
-    format!("unknown VPC id `{id}`; define it in {}", dir.join(VPCS_FILE).display())
+fn unknown_vpc_msg(id: &str, dir: &Path, known: &HashSet<String>) -> String {
+    let vpcs = dir.join(VPCS_FILE);
+    match yaml::did_you_mean(id, known.iter().map(String::as_str)) {
+        Some(s) => format!("unknown VPC id `{id}`; did you mean `{s}`? (VPCs are defined in {})", vpcs.display()),
+        None => format!("unknown VPC id `{id}`; define it in {}", vpcs.display()),
+    }
 }
 
-fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+/// Words that cannot be VPC ids: `unknown` labels clients in no VPC (in
+/// metrics, logs and /explain), so a VPC of that name would be ambiguous.
+pub const RESERVED_VPC_IDS: &[&str] = &["unknown"];
+
+/// Collects the YAML files under `dir` (at most `limit`). Returns `false`
+/// when there are more than `limit` (reported once): the load must then
+/// fail with that reason, never go on with part of the data or none.
+fn collect_yaml_files(dir: &Path, depth: usize, limit: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) -> bool {
     if depth > MAX_DEPTH {
         diags.push(dir, Pos::UNKNOWN, format!("directory nesting is deeper than {MAX_DEPTH} levels"));
-        return;
+        return true;
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             diags.push(dir, Pos::UNKNOWN, format!("cannot read directory: {e}"));
-            return;
+            return true;
         }
     };
     for entry in entries.flatten() {
@@ -205,26 +218,29 @@ fn collect_yaml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diags: &
             continue;
         };
         if meta.is_dir() {
-            collect_yaml_files(&path, depth + 1, out, diags);
+            if !collect_yaml_files(&path, depth + 1, limit, out, diags) {
+                return false;
+            }
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            if out.len() >= MAX_FILES {
+            if out.len() >= limit {
                 diags.push(
                     dir,
                     Pos::UNKNOWN,
-                    format!("more than {MAX_FILES} YAML files under the zones directory; pzdns reads at most that many"),
+                    format!("more than {limit} YAML files under the zones directory; pzdns reads at most that many, so nothing was loaded"),
                 );
-                return;
+                return false;
             }
             out.push(path);
         }
     }
+    true
 }
 
-fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let Some(text) = yaml::read_file(path, diags) else {
+fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let Some(text) = access.read_text(path, diags) else {
         return;
     };
-    let Some(file) = yaml::parse::<VpcsFile>(path, &text, diags) else {
+    let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| VpcsFile::read(&n, path, diags)) else {
         return;
     };
     let mut ids: HashMap<String, Pos> = HashMap::new();
@@ -237,6 +253,14 @@ fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
         }
         if let Some(first) = ids.get(&id) {
             diags.push(path, pos(&v.id), format!("VPC id `{id}` is defined twice (first at line {})", first.line));
+            continue;
+        }
+        if RESERVED_VPC_IDS.iter().any(|r| r.eq_ignore_ascii_case(&id)) {
+            diags.push(
+                path,
+                pos(&v.id),
+                format!("`{id}` cannot be a VPC id: pzdns uses it for clients in no VPC (metrics, logs, explain); choose another id"),
+            );
             continue;
         }
         ids.insert(id.clone(), pos(&v.id));
@@ -282,6 +306,20 @@ fn load_vpcs(path: &Path, data: &mut ZonesData, diags: &mut Diagnostics) {
 fn parse_cidr(s: &str, path: &Path, p: Pos, diags: &mut Diagnostics) -> Option<IpNet> {
     let s = s.trim();
     match s.parse::<IpNet>() {
+        Ok(IpNet::V6(net)) if net.addr().to_ipv4_mapped().is_some() => {
+            let hint = match (net.addr().to_ipv4_mapped(), net.prefix_len().checked_sub(96)) {
+                (Some(v4), Some(p)) => {
+                    format!("write it as {}", IpNet::new(v4.into(), p).map(|n| n.trunc().to_string()).unwrap_or_default())
+                }
+                _ => "write the IPv4 range itself".to_string(),
+            };
+            diags.push(
+                path,
+                p,
+                format!("`{s}` is an IPv4-mapped IPv6 range: IPv4 clients arrive with IPv4 addresses, so it can never match; {hint}"),
+            );
+            None
+        }
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
             diags.push(path, p, format!("`{s}` is not a network address: host bits are set; did you mean {}?", net.trunc()));
@@ -314,7 +352,7 @@ fn check_vpc_list(
     let mut out = Vec::new();
     for v in list {
         if !known.contains(&v.value) {
-            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir));
+            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir, known));
         } else if !seen.insert(v.value.clone()) {
             diags.push(path, pos(v), format!("VPC `{}` is listed twice", v.value));
         } else {
@@ -329,15 +367,16 @@ fn zones_dir_of(path: &Path) -> PathBuf {
 }
 
 /// Reads one zone file. Returns `None` only when nothing useful could be read.
-fn load_zone_file(path: &Path, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let text = yaml::read_file(path, diags)?;
-    load_zone_text(path, &text, known, diags)
+fn load_zone_file(path: &Path, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
+    let text = access.read_text(path, diags)?;
+    load_zone_text(path, &text, known, access, diags)
 }
 
 /// Parses and checks one zone file's text (`path` names it in messages
-/// and anchors a relative `master_file`). Never panics, whatever the text.
-pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let file = yaml::parse::<ZoneFile>(path, text, diags)?;
+/// and anchors a relative `master_file`, which is read through `access`).
+/// Never panics, whatever the text.
+pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
+    let file = yaml::parse_tree(path, text, diags).and_then(|n| ZoneFile::read(&n, path, diags))?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
             diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");
@@ -369,27 +408,29 @@ pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, diags: &
         (None, Some(m)) => {
             let mf = path.parent().unwrap_or(Path::new(".")).join(&m.value);
             zone.records_path = mf.clone();
-            if !mf.is_file() {
+            if !mf.exists() {
                 diags.push(path, pos(m), format!("master_file {} does not exist", mf.display()));
-            } else if let Some(recs) = super::master_file::load(&mf, &origin, diags) {
+            } else if let Some(recs) = super::master_file::load(&mf, &origin, access, (path, pos(m)), diags) {
                 for r in recs {
-                    if !rdata::SUPPORTED_TYPES.contains(&r.record_type()) {
+                    let rt = r.record.record_type();
+                    if !(MIN_TTL..=MAX_TTL).contains(&(r.record.ttl as i64)) {
                         diags.push(
-                            &mf,
-                            Pos::UNKNOWN,
-                            format!("{} {}: record type not supported by pzdns; remove it", r.name, r.record_type()),
+                            &r.path,
+                            r.pos,
+                            format!(
+                                "{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds",
+                                r.record.name,
+                                super::presentation::type_name(rt),
+                                r.record.ttl
+                            ),
                         );
                         continue;
                     }
-                    if !(MIN_TTL..=MAX_TTL).contains(&(r.ttl as i64)) {
-                        diags.push(
-                            &mf,
-                            Pos::UNKNOWN,
-                            format!("{} {}: TTL {} is outside {MIN_TTL}..{MAX_TTL} seconds", r.name, r.record_type(), r.ttl),
-                        );
+                    if rt == RecordType::SOA && r.record.name != origin {
+                        diags.push(&r.path, r.pos, format!("an SOA record belongs at the apex {origin} only, not at {}", r.record.name));
                         continue;
                     }
-                    zone.records.push(RecordDef { record: r, pos: Pos::UNKNOWN, az: None });
+                    zone.records.push(RecordDef { record: r.record, pos: r.top_pos, az: None });
                 }
             }
         }
@@ -419,7 +460,7 @@ fn parse_record_entry(
             return;
         }
     };
-    let owner = match owner_name(&r.name.value.0, origin) {
+    let owner = match owner_name(&r.name.value, origin) {
         Ok(n) => n,
         Err(e) => {
             diags.push(path, pos(&r.name), e);
@@ -452,7 +493,7 @@ fn parse_record_entry(
                 return;
             }
             for v in list {
-                push(&v.value.0, pos(v), out, diags);
+                push(&v.value, pos(v), out, diags);
             }
         }
     }
@@ -462,16 +503,10 @@ fn parse_record_entry(
 /// must lie inside the zone, anything else is relative to the zone.
 fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
     let t = name.trim();
-    if t == "@" || t.is_empty() {
+    if t == "@" {
         return Ok(origin.clone());
     }
-    let n = rdata::parse_name(t)?;
-    let full = if n.is_fqdn() {
-        n
-    } else {
-        n.append_domain(origin).map_err(|e| format!("`{t}` + zone `{origin}` is not a valid name: {e} (names are at most 255 bytes)"))?
-    };
-    let full = full.to_lowercase();
+    let full = rdata::parse_relative_name(t, origin)?.to_lowercase();
     if !origin.zone_of(&full) {
         return Err(format!("`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"));
     }
@@ -529,11 +564,11 @@ fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostic
 /// Reads `endpoints.yaml` and generates, for each Connected endpoint, one
 /// zone per published name (endpoint domain, zonal domains, private DNS
 /// names), each holding A/AAAA at its apex (SPEC.md §2).
-fn load_endpoints(path: &Path, known: &HashSet<String>, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let Some(text) = yaml::read_file(path, diags) else {
+fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let Some(text) = access.read_text(path, diags) else {
         return;
     };
-    let Some(file) = yaml::parse::<EndpointsFile>(path, &text, diags) else {
+    let Some(file) = yaml::parse_tree(path, &text, diags).and_then(|n| EndpointsFile::read(&n, path, diags)) else {
         return;
     };
     let dir = zones_dir_of(path);
@@ -676,5 +711,32 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, data: &mut ZonesData, di
         for n in private_names {
             make(n.to_string(), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_limit_at_under_and_over() {
+        let d = std::env::temp_dir().join(format!("pzdns-limit-{}", std::process::id()));
+        for (n, ok) in [(4, true), (5, true), (6, false)] {
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(d.join("sub")).unwrap();
+            for i in 0..n {
+                let at = if i % 2 == 0 { d.join(format!("f{i}.yaml")) } else { d.join("sub").join(format!("f{i}.yaml")) };
+                std::fs::write(at, "").unwrap();
+            }
+            let (mut files, mut diags) = (Vec::new(), Diagnostics::new());
+            assert_eq!(collect_yaml_files(&d, 0, 5, &mut files, &mut diags), ok, "{n} files");
+            if ok {
+                assert!(diags.is_empty() && files.len() == n, "{n}: {diags}");
+            } else {
+                assert_eq!(diags.len(), 1, "reported once: {diags}");
+                assert!(diags.items()[0].message.starts_with("more than 5 YAML files"), "{diags}");
+            }
+        }
+        std::fs::remove_dir_all(&d).ok();
     }
 }

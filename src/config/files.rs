@@ -1,0 +1,230 @@
+//! Reading a data file safely: no file can hang or exhaust a load.
+//!
+//! Every file pzdns reads (the config, `vpcs.yaml`, `endpoints.yaml`, zone
+//! YAML, master files and each nested `$INCLUDE`) goes through
+//! [`FileAccess::read`], which
+//!
+//! 1. resolves the path (symbolic links included, as git-sync and
+//!    Kubernetes ConfigMap volumes use them) and, for data files, requires
+//!    the result to lie inside the zones directory or a directory named by
+//!    `allow_paths_outside`;
+//! 2. `stat`s it and refuses anything but a regular file before opening it
+//!    (a FIFO would block `open`, a device would never end);
+//! 3. opens it with `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`, so that a file
+//!    swapped for a FIFO or a link in between cannot block either, and
+//!    checks again with `fstat` on what was opened;
+//! 4. reads at most [`MAX_FILE_BYTES`], however much the file grows.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::diagnostics::{Diagnostics, Pos};
+
+/// Largest file pzdns reads: larger ones are rejected before reading, so a
+/// stray multi-gigabyte file cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Where data files may be read from.
+#[derive(Debug, Clone, Default)]
+pub struct FileAccess {
+    /// The zones directory, resolved; `None`: anywhere (the config file).
+    root: Option<PathBuf>,
+    /// `allow_paths_outside`, resolved.
+    allowed: Vec<PathBuf>,
+    /// The size limit (tests lower it).
+    max_bytes: u64,
+}
+
+impl FileAccess {
+    /// Files inside `zones_dir` (after resolving links) or inside one of
+    /// `allowed`.
+    pub fn new(zones_dir: &Path, allowed: &[PathBuf]) -> Self {
+        let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        FileAccess { root: Some(resolve(zones_dir)), allowed: allowed.iter().map(|p| resolve(p)).collect(), max_bytes: MAX_FILE_BYTES }
+    }
+
+    /// Any path (the configuration file, named on the command line).
+    pub fn anywhere() -> Self {
+        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES }
+    }
+
+    /// The same rules with another size limit.
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Reads `path` as bytes, or says why not (the message names the path,
+    /// as resolved when that differs, and how to fix it).
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        self.read_as(path, false)
+    }
+
+    /// As [`Self::read`]; with `self_named` the message says "file" instead
+    /// of the path, for a problem reported against the path itself.
+    fn read_as(&self, path: &Path, self_named: bool) -> Result<Vec<u8>, String> {
+        let named = if self_named { "file".to_string() } else { path.display().to_string() };
+        let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {named}: {e}"))?;
+        let shown = if real == path { named } else { format!("{named} (resolves to {})", real.display()) };
+        if let Some(root) = &self.root
+            && !real.starts_with(root)
+            && !self.allowed.iter().any(|a| real.starts_with(a))
+        {
+            return Err(format!(
+                "{shown} is outside the zones directory {}; move it inside, or name its directory in `allow_paths_outside` in pzdns.yaml",
+                root.display()
+            ));
+        }
+        // Refuse before opening: opening a FIFO or a device is itself the
+        // danger (it blocks, or has effects).
+        let meta = std::fs::metadata(&real).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        self.check_meta(&meta, &shown)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+            .open(&real)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        // What was opened may not be what was looked at.
+        let meta = file.metadata().map_err(|e| format!("cannot read {shown}: {e}"))?;
+        self.check_meta(&meta, &shown)?;
+        let mut out = Vec::with_capacity(meta.len() as usize);
+        file.take(self.max_bytes + 1).read_to_end(&mut out).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if out.len() as u64 > self.max_bytes {
+            return Err(format!("{shown} grew over the {} limit while being read", limit_text(self.max_bytes)));
+        }
+        Ok(out)
+    }
+
+    fn check_meta(&self, meta: &std::fs::Metadata, shown: &str) -> Result<(), String> {
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            None
+        } else if ft.is_dir() {
+            Some("a directory")
+        } else if ft.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if ft.is_char_device() {
+            Some("a character device")
+        } else if ft.is_block_device() {
+            Some("a block device")
+        } else if ft.is_socket() {
+            Some("a socket")
+        } else {
+            Some("not a regular file")
+        };
+        if let Some(kind) = kind {
+            return Err(format!("{shown} is {kind}; pzdns reads only regular files"));
+        }
+        if meta.len() > self.max_bytes {
+            return Err(format!(
+                "{shown} is {} bytes, over the {} limit; split the zone into smaller files",
+                meta.len(),
+                limit_text(self.max_bytes)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `path` as UTF-8 text, reporting any problem against `path`
+    /// itself.
+    pub fn read_text(&self, path: &Path, diags: &mut Diagnostics) -> Option<String> {
+        self.read_text_at(path, path, Pos::UNKNOWN, diags)
+    }
+
+    /// Reads `path` as UTF-8 for a caller that reports problems itself.
+    pub fn read_string(&self, path: &Path) -> Result<String, String> {
+        let bytes = self.read(path)?;
+        String::from_utf8(bytes).map_err(|_| format!("{} is not valid UTF-8; save it as UTF-8", path.display()))
+    }
+
+    /// As [`Self::read_text`], reporting a problem at `at:pos` (the line
+    /// that names the file: a `master_file:` key, an `$INCLUDE`).
+    pub fn read_text_at(&self, path: &Path, at: &Path, pos: Pos, diags: &mut Diagnostics) -> Option<String> {
+        let bytes = match self.read_as(path, at == path) {
+            Ok(b) => b,
+            Err(e) => {
+                diags.push(at, pos, e);
+                return None;
+            }
+        };
+        match String::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = upto.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+                let col = upto.iter().rev().take_while(|b| **b != b'\n').count() as u32 + 1;
+                diags.push(path, Pos::new(line, col), "file is not valid UTF-8; save it as UTF-8");
+                None
+            }
+        }
+    }
+}
+
+fn limit_text(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) { format!("{} MiB", n >> 20) } else { format!("{n}-byte") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pzdns-files-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn regular_files_inside_are_read_others_refused() {
+        let d = scratch("kinds");
+        let zones = d.join("zones");
+        std::fs::create_dir_all(&zones).unwrap();
+        std::fs::write(zones.join("ok.yaml"), "zone: a\n").unwrap();
+        std::fs::write(d.join("outside.zone"), "x").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", zones.join("zero.yaml")).unwrap();
+        std::os::unix::fs::symlink(d.join("outside.zone"), zones.join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink("ok.yaml", zones.join("link.yaml")).unwrap();
+        let fifo = zones.join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let a = FileAccess::new(&zones, &[]);
+        let mut diags = Diagnostics::new();
+        assert_eq!(a.read_text(&zones.join("ok.yaml"), &mut diags).as_deref(), Some("zone: a\n"));
+        assert_eq!(a.read_text(&zones.join("link.yaml"), &mut diags).as_deref(), Some("zone: a\n"));
+        assert!(diags.is_empty());
+        let t = std::time::Instant::now();
+        assert!(a.read(&fifo).unwrap_err().contains("is a FIFO (named pipe); pzdns reads only regular files"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        let e = a.read(&zones.join("zero.yaml")).unwrap_err();
+        assert!(e.contains("is outside the zones directory"), "{e}");
+        let e = FileAccess::new(&zones, &[PathBuf::from("/dev")]).read(&zones.join("zero.yaml")).unwrap_err();
+        assert!(e.contains("(resolves to /dev/zero) is a character device"), "{e}");
+        let e = a.read(&zones.join("out.yaml")).unwrap_err();
+        assert!(e.contains("allow_paths_outside"), "{e}");
+        assert_eq!(FileAccess::new(&zones, std::slice::from_ref(&d)).read(&zones.join("out.yaml")).unwrap(), b"x");
+        assert!(a.read(&zones).unwrap_err().contains("is a directory"));
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn size_limit_at_under_and_over() {
+        let d = scratch("size");
+        let a = FileAccess::new(&d, &[]).with_max_bytes(100);
+        for (n, ok) in [(99, true), (100, true), (101, false)] {
+            let p = d.join(format!("f{n}"));
+            std::fs::write(&p, vec![b'a'; n]).unwrap();
+            let r = a.read(&p);
+            assert_eq!(r.is_ok(), ok, "{n}: {r:?}");
+            if !ok {
+                assert!(r.unwrap_err().contains("is 101 bytes, over the 100-byte limit"));
+            }
+        }
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
