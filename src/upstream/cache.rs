@@ -124,6 +124,15 @@ impl Entry {
                 r.ttl = 0;
             }
         }
+        // RFC 2308 §5: the SOA of a negative answer says how long the
+        // answer lives, min(its TTL, MINIMUM), and counts down from there.
+        if rcode == ResponseCode::NXDomain || (rcode == ResponseCode::NoError && answers.is_empty()) {
+            for r in authorities.iter_mut() {
+                if let RData::SOA(soa) = &r.data {
+                    r.ttl = r.ttl.min(soa.minimum);
+                }
+            }
+        }
         let ttl = cache_ttl(rcode, &answers, &authorities);
         let enc = |rs: &[Record]| rs.iter().filter_map(WireRecord::new).collect::<Vec<_>>();
         let wire = (enc(&answers), enc(&authorities), enc(&additionals));

@@ -59,10 +59,7 @@ fn local_negative_answers_carry_min_of_soa_ttl_and_minimum() {
 
 /// The fake public authority answers NXDOMAIN with an SOA of TTL 3600 and
 /// MINIMUM 30: relayed (and from the cache) the SOA must say at most 30.
-/// Needs a change in src/upstream/cache.rs (Entry::new keeps the SOA's own
-/// TTL and ages it), outside this change's files: ignored until then.
 #[test]
-#[ignore = "issue 13 item 6: cached negative answers relay the SOA's own TTL (src/upstream/cache.rs)"]
 fn forwarded_negative_answers_count_down_from_the_negative_ttl() {
     let up = FakeUpstream::start("127.0.0.1");
     let d = scratch("upstream");
