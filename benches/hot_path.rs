@@ -115,7 +115,7 @@ fn request_path(c: &mut Criterion) {
     let mut q = hickory_proto::op::Message::query();
     q.add_query(hickory_proto::op::Query::query(Name::from_str("h3.z500.bench.internal.").unwrap(), RecordType::A));
     let bytes = q.to_vec().unwrap();
-    let client = Client { listener: 0, src: "10.0.5.7:5300".parse().unwrap(), transport: Transport::Udp };
+    let client = Client { listener: 0, src: "10.0.5.7:5300".parse().unwrap(), proxy: None, transport: Transport::Udp };
     // The answer path as the UDP loop runs it: read, view, walk, write
     // into a reused buffer.
     let snap = shared.snapshot.load_full();
@@ -136,7 +136,7 @@ fn request_path(c: &mut Criterion) {
     let flags = Flags { copied: 0, aa: true, ra: true, rcode: 0 };
     c.bench_function("encode/answer", |b| {
         b.iter(|| {
-            let mut w = ResponseWriter::new(std::mem::take(&mut out), 1, Some(question), 1232, false);
+            let mut w = ResponseWriter::new(std::mem::take(&mut out), 1, Some(question), 1232, 0);
             for t in tails(&rrset.wire) {
                 w.record_at(Section::Answer, 12, t);
             }

@@ -13,7 +13,7 @@
 //! 6604), endpoint addresses ordered by the client's zone, the negative
 //! SOA, truncation, OPT, name compression and the answer's source.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ use crate::dns::{self, rcode};
 use crate::metrics::{Metrics, Source};
 use crate::resolve::{End, LinkName, Walk, walk};
 use crate::snapshot::zone::{NO_AZ, RRset};
-use crate::snapshot::{Route, Snapshot, View};
+use crate::snapshot::{Claims, Identity, Route, Snapshot, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
 use crate::upstream::{Forwarder, Lookup};
 
@@ -55,6 +55,8 @@ pub struct Client {
     /// Index of the listener (in `listen` order) the query reached.
     pub listener: usize,
     pub src: SocketAddr,
+    /// The client address of a PROXY v2 header the packet came with.
+    pub proxy: Option<IpAddr>,
     pub transport: Transport,
 }
 
@@ -66,6 +68,8 @@ pub struct Answered {
     /// `None` where the header rules answered before a view was chosen.
     pub view: Option<View>,
     pub source: Source,
+    /// The client a trusted forwarder spoke for, when it picked the view.
+    pub claimed: Option<IpAddr>,
 }
 
 /// The outcome of [`answer`].
@@ -110,18 +114,19 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         Ok(q) => q,
         Err(Unreadable::Drop) => return Outcome::Drop,
         Err(Unreadable::FormErr { id, flags }) => {
-            let w = ResponseWriter::new(std::mem::take(out), id, None, usize::MAX, false);
+            let w = ResponseWriter::new(std::mem::take(out), id, None, usize::MAX, 0);
             let flags = Flags { copied: copied_flags(flags), aa: false, ra: false, rcode: rcode::FORMERR as u8 };
             *out = w.finish(flags, None);
-            return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error });
+            return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None });
         }
     };
-    let frame = Frame {
+    let mut frame = Frame {
         copied: q.copied_flags(),
         opt: q.edns.map(|e| Opt {
             payload: e.payload.clamp(dns::CLASSIC_UDP_PAYLOAD, dns::MAX_UDP_PAYLOAD),
             dnssec_ok: e.dnssec_ok,
             rcode_high: 0,
+            subnet: None,
         }),
     };
     let limit = match client.transport {
@@ -130,27 +135,30 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         }
         Transport::Tcp => dns::MAX_TCP_MESSAGE,
     };
-    let reply = |out: &mut Vec<u8>, question: Option<&[u8]>, rc: u16, view: Option<View>, source: Source| {
-        let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, frame.opt.is_some());
+    let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, view: Option<View>, source: Source| {
+        let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, frame.opt.map_or(0, |o| o.wire_len()));
         *out = w.finish(frame.flags(false, false, rc), frame.opt(rc));
-        Outcome::Done(Answered { rcode: rc, view, source })
+        Outcome::Done(Answered { rcode: rc, view, source, claimed: None })
     };
     if let Some((rc, echo)) = header_rules(&q) {
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
-        return reply(out, question, rc, None, Source::Error);
+        return reply(out, &frame, question, rc, None, Source::Error);
     }
     let Some((question, qname, qtype, qclass)) = q.one() else {
-        return reply(out, None, rcode::FORMERR, None, Source::Error);
+        return reply(out, &frame, None, rcode::FORMERR, None, Source::Error);
     };
-    let (view, _) = ctx.snap.select_view(Some(client.listener), client.src.ip());
+    let id = identify_client(ctx, client, &q, &mut frame);
+    let view = id.view;
+    let claimed = (id.client != client.src.ip()).then_some(id.client);
     if refuse_transfers_and_other_classes(qtype, qclass) || refuse_cache_snooping(view, &q) {
-        return reply(out, Some(question), rcode::REFUSED, Some(view), Source::Refused);
+        let Outcome::Done(a) = reply(out, &frame, Some(question), rcode::REFUSED, Some(view), Source::Refused) else { unreachable!() };
+        return Outcome::Done(Answered { claimed, ..a });
     }
 
     let key = KeyBuf::from_wire(qname);
     let qtype = RecordType::from(qtype);
     let wk = walk(ctx.snap, view, &key, qtype);
-    let mut w = ResponseWriter::new(std::mem::take(out), q.id, Some(question), limit, frame.opt.is_some());
+    let mut w = ResponseWriter::new(std::mem::take(out), q.id, Some(question), limit, frame.opt.map_or(0, |o| o.wire_len()));
     let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
     let chain = Chain { snap: ctx.snap, view, qtype };
     let mut st = State {
@@ -195,12 +203,30 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
                     qtype,
                     dnssec_ok,
                     st,
+                    claimed,
                 }));
             }
         }
     }
     *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
-    Outcome::Done(Answered { rcode: st.rc, view: Some(view), source: st.source })
+    Outcome::Done(Answered { rcode: st.rc, view: Some(view), source: st.source, claimed })
+}
+
+/// Rule 1: the view, by the listener, the claims of a trusted forwarder
+/// (PROXY v2, then ECS) or the source address. An ECS the view was chosen
+/// by is echoed with the scope that decided it; a claim that is not
+/// believed is counted.
+fn identify_client(ctx: &Ctx<'_>, client: &Client, q: &Query<'_>, frame: &mut Frame) -> Identity {
+    let subnet = q.edns.and_then(|e| e.subnet);
+    let claims = Claims { proxy: client.proxy, subnet: subnet.map(|s| (s.ip(), s.source_prefix)) };
+    let id = ctx.snap.select_identity(Some(client.listener), client.src.ip(), claims);
+    if id.ignored_claim {
+        ctx.metrics.claims_ignored.inc();
+    }
+    if let (Some(scope), Some(sub), Some(opt)) = (id.scope, subnet, frame.opt.as_mut()) {
+        opt.subnet = Some((sub, scope));
+    }
+    id
 }
 
 /// Upstream parts one answer may hold: local data and upstream answers
@@ -303,6 +329,7 @@ pub struct Pending {
     pub qtype: RecordType,
     dnssec_ok: bool,
     st: State,
+    claimed: Option<IpAddr>,
 }
 
 impl Pending {
@@ -315,7 +342,7 @@ impl Pending {
     /// Asks the upstreams (through the cache), appends their answer, and
     /// goes on by the rules until the response is complete.
     pub async fn finish(self, forwarder: &Forwarder) -> (Vec<u8>, Answered) {
-        let Pending { mut w, frame, snap, mut name, mut upstreams, mut route_id, qtype, dnssec_ok, mut st } = self;
+        let Pending { mut w, frame, snap, mut name, mut upstreams, mut route_id, qtype, dnssec_ok, mut st, claimed } = self;
         let chain = Chain { snap: &snap, view: st.view, qtype };
         loop {
             if st.upstream_parts >= MAX_UPSTREAM_PARTS {
@@ -345,7 +372,7 @@ impl Pending {
             name = key_to_name(n.key.key());
         }
         let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
-        (bytes, Answered { rcode: st.rc, view: Some(st.view), source: st.source })
+        (bytes, Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed })
     }
 }
 

@@ -208,11 +208,7 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
         cfg.listen = a
             .listen
             .iter()
-            .map(|l| {
-                parse_socket_addr(l, None)
-                    .map(|address| Listener { address, vpc: None })
-                    .ok_or_else(|| format!("--listen `{l}` must be IP:PORT"))
-            })
+            .map(|l| parse_socket_addr(l, None).map(Listener::new).ok_or_else(|| format!("--listen `{l}` must be IP:PORT")))
             .collect::<Result<_, _>>()?;
     }
     if !a.upstream.is_empty() {

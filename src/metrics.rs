@@ -189,6 +189,10 @@ pub struct DataCounts {
 
 pub struct Metrics {
     registry: Registry,
+    /// Claims about the client (PROXY v2, ECS) not believed: untrusted source.
+    pub claims_ignored: Counter,
+    /// Packets dropped on a `proxy_protocol: required` listener: no valid header.
+    pub proxy_dropped: Counter,
     pub queries: Family<QueryLabels, Counter>,
     pub query_duration: Histogram,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
@@ -246,7 +250,19 @@ impl Metrics {
             upstream_in_flight: Gauge::default(),
             upstream_overloaded: Counter::default(),
             registry: Registry::default(),
+            claims_ignored: Counter::default(),
+            proxy_dropped: Counter::default(),
         };
+        registry.register(
+            "pzdns_client_claims_ignored",
+            "Claims about the client (PROXY v2 source, EDNS Client Subnet) ignored: the sender is not a trusted forwarder",
+            m.claims_ignored.clone(),
+        );
+        registry.register(
+            "pzdns_proxy_dropped",
+            "Packets dropped on a proxy_protocol: required listener for want of a valid PROXY v2 header",
+            m.proxy_dropped.clone(),
+        );
         registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
         registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
         registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());

@@ -118,6 +118,8 @@ fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took:
         target: "pzdns::query",
         vpc = &**vpc,
         client = %client.src,
+        // The client a trusted forwarder spoke for, when it picked the view.
+        for_client = a.claimed.map(|c| c.to_string()).unwrap_or_default(),
         protocol = client.transport.as_str(),
         name = %name,
         qtype = %qtype,

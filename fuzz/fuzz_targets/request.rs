@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let (rt, shared) = state();
     let src: std::net::SocketAddr = SOURCES[data.len() % SOURCES.len()].parse().unwrap();
     for transport in [Transport::Udp, Transport::Tcp] {
-        let client = Client { listener: data.len() % 2, src, transport };
+        let client = Client { listener: data.len() % 2, src, proxy: None, transport };
         if let Some(resp) = rt.block_on(shared.answer_bytes(client, data)) {
             if transport == Transport::Udp {
                 assert!(resp.len() <= 1232, "within the UDP limit");

@@ -61,6 +61,34 @@ pub struct Listener {
     /// An "inbound endpoint": every query arriving here is answered as if it
     /// came from this VPC, whatever its source address.
     pub vpc: Option<Located<String>>,
+    pub proxy_protocol: ProxyProtocol,
+}
+
+impl Listener {
+    pub fn new(address: SocketAddr) -> Self {
+        Listener { address, vpc: None, proxy_protocol: ProxyProtocol::Off }
+    }
+}
+
+/// Whether a listener's packets start with a PROXY protocol v2 header
+/// (HAProxy's spec; dnsdist's `useProxyProtocol`, kdig's `+proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyProtocol {
+    /// Never: a packet is a DNS message.
+    #[default]
+    Off,
+    /// A packet may carry a header.
+    Optional,
+    /// Every packet must: one without a valid header is dropped and counted.
+    Required,
+}
+
+/// Whether EDNS Client Subnet (RFC 7871) from trusted forwarders picks the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientSubnet {
+    #[default]
+    Off,
+    Trusted,
 }
 
 /// A `forward_zones` entry.
@@ -105,6 +133,9 @@ pub struct ServerConfig {
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
     /// may read from (and zone files may link into). Default: none.
     pub allow_paths_outside: Vec<PathBuf>,
+    /// Sources whose claims about the client (PROXY v2, ECS) are believed.
+    pub trusted_forwarders: Vec<ipnet::IpNet>,
+    pub client_subnet: ClientSubnet,
 }
 
 impl ServerConfig {
@@ -113,7 +144,7 @@ impl ServerConfig {
     pub fn defaults() -> Self {
         ServerConfig {
             source: None,
-            listen: vec![Listener { address: DEFAULT_LISTEN, vpc: None }],
+            listen: vec![Listener::new(DEFAULT_LISTEN)],
             upstreams: system_resolvers(Path::new("/etc/resolv.conf")),
             forward_zones: Vec::new(),
             zones_dir: PathBuf::from("zones"),
@@ -126,6 +157,8 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
+            trusted_forwarders: Vec::new(),
+            client_subnet: ClientSubnet::Off,
         }
     }
 
@@ -178,7 +211,17 @@ impl ServerConfig {
                     continue;
                 }
                 let vpc = l.vpc.map(|v| located(path, v));
-                cfg.listen.push(Listener { address, vpc });
+                let proxy_protocol = match l.proxy_protocol.as_ref().map(|p| p.value.as_str()) {
+                    None | Some("off") => ProxyProtocol::Off,
+                    Some("optional") => ProxyProtocol::Optional,
+                    Some("required") => ProxyProtocol::Required,
+                    Some(other) => {
+                        let at = l.proxy_protocol.as_ref().map_or(Pos::new(1, 1), pos);
+                        diags.push(path, at, format!("proxy_protocol `{other}` must be `off`, `optional` or `required`"));
+                        ProxyProtocol::Off
+                    }
+                };
+                cfg.listen.push(Listener { address, vpc, proxy_protocol });
             }
         }
         if let Some(ups) = f.upstreams {
@@ -280,6 +323,30 @@ impl ServerConfig {
                 Some(v) => cfg.log_format = v,
                 None => diags.push(path, pos(&l), format!("log_format `{}` must be `text` or `json`", l.value)),
             }
+        }
+        for t in f.trusted_forwarders.unwrap_or_default() {
+            let net = t.value.parse::<ipnet::IpNet>().or_else(|_| t.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) if n.trunc() == n => cfg.trusted_forwarders.push(n),
+                Ok(n) => {
+                    diags.push(path, pos(&t), format!("trusted_forwarders `{}` has host bits set; did you mean {}?", t.value, n.trunc()))
+                }
+                Err(_) => diags.push(
+                    path,
+                    pos(&t),
+                    format!("trusted_forwarders `{}` must be an IP address or a CIDR, e.g. 172.20.0.53/32", t.value),
+                ),
+            }
+        }
+        if let Some(c) = f.client_subnet {
+            match c.value.as_str() {
+                "off" => cfg.client_subnet = ClientSubnet::Off,
+                "trusted" => cfg.client_subnet = ClientSubnet::Trusted,
+                other => diags.push(path, pos(&c), format!("client_subnet `{other}` must be `off` or `trusted`")),
+            }
+        }
+        if cfg.client_subnet == ClientSubnet::Trusted && cfg.trusted_forwarders.is_empty() {
+            diags.push(path, Pos::new(1, 1), "client_subnet: trusted needs trusted_forwarders (the sources whose ECS is believed)");
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;

@@ -25,12 +25,15 @@ pub struct ServerFile {
     pub query_log: Option<Spanned<bool>>,
     /// One directory, or a list of them.
     pub allow_paths_outside: Vec<Spanned<String>>,
+    pub trusted_forwarders: Option<Vec<Spanned<String>>>,
+    pub client_subnet: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
 pub struct ListenEntry {
     pub address: Spanned<String>,
     pub vpc: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -156,8 +159,9 @@ impl ServerFile {
                 let mut e = MapReader::new(n, "a `listen` entry", path, d)?;
                 let address = e.req_text("address", " (e.g. `address: 0.0.0.0:53`)", d);
                 let vpc = e.text("vpc", d);
+                let proxy_protocol = e.text("proxy_protocol", d);
                 e.finish(d);
-                Some(ListenEntry { address: address?, vpc })
+                Some(ListenEntry { address: address?, vpc, proxy_protocol })
             });
             Spanned::new(items, l.pos)
         });
@@ -206,6 +210,8 @@ impl ServerFile {
             Some(n) => yaml::text(n, "allow_paths_outside", path, d).into_iter().collect(),
             None => Vec::new(),
         };
+        let trusted_forwarders = m.texts("trusted_forwarders", d).map(|l| l.value);
+        let client_subnet = m.text("client_subnet", d);
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -219,6 +225,8 @@ impl ServerFile {
             log_format,
             query_log,
             allow_paths_outside,
+            trusted_forwarders,
+            client_subnet,
         })
     }
 }

@@ -11,7 +11,59 @@ pub struct QueryEdns {
     pub payload: u16,
     pub dnssec_ok: bool,
     pub version: u8,
+    /// The EDNS Client Subnet option (RFC 7871), if one was sent well formed.
+    pub subnet: Option<ClientSubnet>,
+    /// An ECS option was sent but is malformed (RFC 7871 §7.1.1: FORMERR
+    /// from a server that uses it).
+    pub bad_subnet: bool,
 }
+
+/// An EDNS Client Subnet option as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSubnet {
+    /// 1 for IPv4, 2 for IPv6.
+    pub family: u16,
+    pub source_prefix: u8,
+    /// The address bytes as sent: `ceil(source_prefix / 8)` of them.
+    pub addr: [u8; 16],
+    pub addr_len: u8,
+}
+
+impl ClientSubnet {
+    /// The client subnet's address (host bits zero).
+    pub fn ip(&self) -> std::net::IpAddr {
+        let a = self.addr;
+        if self.family == 1 { std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into() } else { std::net::Ipv6Addr::from(a).into() }
+    }
+
+    /// Reads an ECS option's data (after code and length).
+    fn read(data: &[u8]) -> Option<Self> {
+        let (family, source_prefix) = (u16::from_be_bytes([*data.first()?, *data.get(1)?]), *data.get(2)?);
+        let addr = data.get(4..)?;
+        let max = match family {
+            1 => 32,
+            2 => 128,
+            _ => return None,
+        };
+        let addr_len = (source_prefix as usize).div_ceil(8);
+        if source_prefix > max || addr.len() != addr_len {
+            return None;
+        }
+        // Bits past the prefix must be zero (RFC 7871 §6).
+        if let Some(&last) = addr.last()
+            && source_prefix % 8 != 0
+            && last & (0xff >> (source_prefix % 8)) != 0
+        {
+            return None;
+        }
+        let mut a = [0u8; 16];
+        a[..addr_len].copy_from_slice(addr);
+        Some(ClientSubnet { family, source_prefix, addr: a, addr_len: addr_len as u8 })
+    }
+}
+
+/// The EDNS option code of Client Subnet.
+pub const OPTION_CLIENT_SUBNET: u16 = 8;
 
 /// The question as it stands in the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,9 +163,19 @@ impl<'a> Query<'a> {
                 if edns.is_some() || !root {
                     return Err(bad);
                 }
-                let _ = rdata;
                 let version = (ttl >> 16) as u8;
-                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version });
+                let (mut subnet, mut bad_subnet) = (None, false);
+                let mut opts = rdata;
+                while opts.len() >= 4 {
+                    let (code, len) = (u16::from_be_bytes([opts[0], opts[1]]), u16::from_be_bytes([opts[2], opts[3]]) as usize);
+                    let Some(data) = opts.get(4..4 + len) else { break };
+                    if code == OPTION_CLIENT_SUBNET {
+                        subnet = ClientSubnet::read(data);
+                        bad_subnet = subnet.is_none();
+                    }
+                    opts = &opts[4 + len..];
+                }
+                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version, subnet, bad_subnet });
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
@@ -214,7 +276,7 @@ mod tests {
         assert_eq!(p.edns, None);
         let m = q(RD, 1, 0, &OPT, 1);
         let p = Query::parse(&m).unwrap();
-        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0 }));
+        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0, subnet: None, bad_subnet: false }));
     }
 
     #[test]
@@ -259,5 +321,27 @@ mod tests {
         let mut m = q(RD, 1, 0, &[], 0);
         m[12] = 0x40;
         assert_eq!(Query::parse(&m).unwrap_err(), formerr, "extended label type");
+    }
+
+    #[test]
+    fn client_subnet_is_read_and_checked() {
+        let ecs = |data: &[u8]| {
+            let mut opt = vec![0, 0, 41, 4, 0xd0, 0, 0, 0, 0];
+            opt.extend_from_slice(&((data.len() + 4) as u16).to_be_bytes());
+            opt.extend_from_slice(&[0, 8]);
+            opt.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            opt.extend_from_slice(data);
+            let m = q(RD, 1, 0, &opt, 1);
+            Query::parse(&m).unwrap().edns.unwrap()
+        };
+        let e = ecs(&[0, 1, 24, 0, 127, 1, 0]);
+        let s = e.subnet.unwrap();
+        assert_eq!((s.source_prefix, s.ip()), (24, "127.1.0.0".parse().unwrap()));
+        let e = ecs(&[0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 0xa]);
+        assert_eq!(e.subnet.unwrap().ip(), "2001:db8:a::".parse::<std::net::IpAddr>().unwrap());
+        for bad in [&[0, 1, 24, 0, 127, 1][..], &[0, 1, 33, 0, 1, 2, 3, 4, 5], &[0, 3, 8, 0, 1], &[0, 1, 23, 0, 127, 1, 1]] {
+            let e = ecs(bad);
+            assert!(e.subnet.is_none() && e.bad_subnet, "{bad:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! §4.1.4) against names already in the message, truncation, and OPT.
 //! The one place where pzdns writes DNS messages.
 
+use super::query::{ClientSubnet, OPTION_CLIENT_SUBNET};
 use super::{OPT_LEN, QR, RR_FIXED_LEN, RR_RDLENGTH, RR_TTL, TC, TYPE_OPT};
 
 /// Most name positions remembered for compression; later names are
@@ -28,6 +29,16 @@ pub struct Opt {
     pub dnssec_ok: bool,
     /// The upper 8 bits of a 12-bit rcode (BADVERS is 1 here).
     pub rcode_high: u8,
+    /// The client subnet echoed with the scope prefix length that decided
+    /// the answer (RFC 7871 §7.2.1).
+    pub subnet: Option<(ClientSubnet, u8)>,
+}
+
+impl Opt {
+    /// Bytes the record takes.
+    pub fn wire_len(&self) -> usize {
+        OPT_LEN + self.subnet.map_or(0, |(s, _)| 8 + s.addr_len as usize)
+    }
 }
 
 /// The header of a response, apart from the counts.
@@ -60,8 +71,8 @@ impl ResponseWriter {
     /// Starts a response with message id `id` in `buf` (cleared; its
     /// capacity is reused), echoing `question` (QNAME QTYPE QCLASS as
     /// received, or none), at most `limit` bytes, room kept for an OPT
-    /// record when `edns`.
-    pub fn new(mut buf: Vec<u8>, id: u16, question: Option<&[u8]>, limit: usize, edns: bool) -> Self {
+    /// record of `opt_len` bytes (0: none).
+    pub fn new(mut buf: Vec<u8>, id: u16, question: Option<&[u8]>, limit: usize, opt_len: usize) -> Self {
         buf.clear();
         buf.extend_from_slice(&id.to_be_bytes());
         buf.extend_from_slice(&[0, 0, 0, question.is_some() as u8, 0, 0, 0, 0, 0, 0]);
@@ -72,7 +83,7 @@ impl ResponseWriter {
         let mut w = ResponseWriter {
             buf,
             limit,
-            reserve: if edns { OPT_LEN } else { 0 },
+            reserve: opt_len,
             question_end,
             counts: [0; 3],
             truncated: false,
@@ -310,7 +321,18 @@ impl ResponseWriter {
             self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
             self.buf.extend_from_slice(&o.payload.to_be_bytes());
             self.buf.extend_from_slice(&ttl.to_be_bytes());
-            self.buf.extend_from_slice(&[0, 0]);
+            match o.subnet {
+                Some((sub, scope)) => {
+                    let n = sub.addr_len as usize;
+                    self.buf.extend_from_slice(&((8 + n) as u16).to_be_bytes());
+                    self.buf.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
+                    self.buf.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+                    self.buf.extend_from_slice(&sub.family.to_be_bytes());
+                    self.buf.extend_from_slice(&[sub.source_prefix, scope]);
+                    self.buf.extend_from_slice(&sub.addr[..n]);
+                }
+                None => self.buf.extend_from_slice(&[0, 0]),
+            }
             let ar = counts[2] + 1;
             self.buf[10..12].copy_from_slice(&ar.to_be_bytes());
         }
@@ -334,7 +356,7 @@ mod tests {
 
     #[test]
     fn owners_and_names_in_rdata_point_at_the_question() {
-        let mut w = ResponseWriter::new(Vec::new(), 0x1234, Some(Q), 512, false);
+        let mut w = ResponseWriter::new(Vec::new(), 0x1234, Some(Q), 512, 0);
         // A CNAME owned by the question, pointing to mail.example.
         let mut cname = vec![0, 5, 0, 1, 0, 0, 0, 60, 0, 14];
         cname.extend_from_slice(b"\x04mail\x07example\x00");
@@ -353,10 +375,10 @@ mod tests {
 
     #[test]
     fn what_does_not_fit_truncates_to_the_question() {
-        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16 + crate::dns::OPT_LEN, true);
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16 + crate::dns::OPT_LEN, crate::dns::OPT_LEN);
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_none(), "the second does not fit beside OPT");
-        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0 }));
+        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0, subnet: None }));
         assert_eq!(m[2] & 0x02, 0x02, "TC");
         assert_eq!(&m[6..12], &[0, 0, 0, 0, 0, 1], "no records but OPT");
         assert_eq!(m.len(), 12 + Q.len() + crate::dns::OPT_LEN);
@@ -365,7 +387,7 @@ mod tests {
 
     #[test]
     fn additional_data_is_left_out_without_tc() {
-        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16, false);
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16, 0);
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
         assert!(w.record_named(Section::Additional, b"\x02ns\x07example\x00", &A_TAIL, 60).is_none());
         let m = w.finish(flags(), None);
@@ -375,16 +397,16 @@ mod tests {
 
     #[test]
     fn extended_rcodes_carry_their_high_bits_in_opt() {
-        let w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, true);
+        let w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, crate::dns::OPT_LEN);
         let f = Flags { copied: 0, aa: false, ra: false, rcode: 0 };
-        let m = w.finish(f, Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1 }));
+        let m = w.finish(f, Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1, subnet: None }));
         assert_eq!(m[3] & 0x0f, 0);
         assert_eq!(m[m.len() - 6], 1, "BADVERS = 16: 1 in the OPT's extended rcode");
     }
 
     #[test]
     fn clearing_keeps_header_and_question() {
-        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, false);
+        let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, 0);
         w.record_at(Section::Answer, 12, &A_TAIL);
         w.clear_records();
         let m = w.finish(Flags { rcode: 2, ..flags() }, None);

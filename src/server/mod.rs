@@ -2,6 +2,7 @@
 //! worker, plus TCP) and serves them through the answer path. Start-up,
 //! signals and the drain are `app`'s.
 
+pub mod proxy;
 pub mod tcp;
 pub mod udp;
 pub mod udp_mmsg;

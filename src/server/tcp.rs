@@ -8,6 +8,7 @@
 //!   answered concurrently, each as soon as it is ready (RFC 7766 §6.2.1.1
 //!   allows answers out of order; the message IDs pair them).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use super::proxy::{self, Claim, Framing};
 use crate::answer::{Client, Transport};
+use crate::config::ProxyProtocol;
 use crate::state::Shared;
 
 /// Queries of one connection answered at once; more wait (back-pressure).
@@ -67,14 +70,60 @@ pub async fn serve(
         conns.spawn(async move {
             let m = shared.metrics.clone();
             m.tcp_connections.inc();
-            let client = Client { listener: index, src, transport: Transport::Tcp };
-            connection(stream, client, shared, limits.idle_timeout, stop).await;
+            let mode = shared.snapshot.load().listener_proxy.get(index).copied().unwrap_or_default();
+            let mut stream = stream;
+            if let Some(proxy) = read_proxy_header(&mut stream, mode, limits.idle_timeout, &shared).await {
+                let client = Client { listener: index, src, proxy, transport: Transport::Tcp };
+                connection(stream, client, shared, limits.idle_timeout, stop).await;
+            }
             m.tcp_connections.dec();
             drop(slot);
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+/// Reads the PROXY v2 header a connection starts with, by the listener's
+/// mode: the client it names (`Some(None)`: no header, or a LOCAL one), or
+/// `None` to close the connection (counted): a malformed header, none
+/// where one is required, or one not complete within `idle`.
+async fn read_proxy_header(stream: &mut TcpStream, mode: ProxyProtocol, idle: Duration, shared: &Shared) -> Option<Option<IpAddr>> {
+    if mode == ProxyProtocol::Off {
+        return Some(None);
+    }
+    let work = async {
+        let mut first = [0u8; proxy::HEADER_MIN];
+        // Peek until the fixed part is here (or the stream shows it is no header).
+        loop {
+            let n = stream.peek(&mut first).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            match proxy::split(&first[..n]) {
+                Framing::Bare => return Some(None),
+                Framing::Malformed => return Some(Some(Err(()))),
+                _ if n == first.len() => break,
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        let mut header = vec![0u8; proxy::header_len(&first)];
+        stream.read_exact(&mut header).await.ok()?;
+        Some(Some(match proxy::split(&header) {
+            Framing::Proxied(Claim::Client(c), _) => Ok(Some(c.ip())),
+            Framing::Proxied(Claim::Local, _) => Ok(None),
+            _ => Err(()),
+        }))
+    };
+    let outcome = tokio::time::timeout(idle, work).await.ok().flatten();
+    match outcome {
+        Some(Some(Ok(claim))) => Some(claim),
+        Some(None) if mode == ProxyProtocol::Optional => Some(None),
+        _ => {
+            shared.metrics.proxy_dropped.inc();
+            None
+        }
+    }
 }
 
 async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, idle: Duration, mut stop: watch::Receiver<bool>) {

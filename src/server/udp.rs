@@ -15,8 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::debug;
 
+use super::proxy::{Claim, Framing};
 use super::udp_mmsg::{BATCH, RecvBatch, SendBatch};
 use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
+use crate::config::ProxyProtocol;
 use crate::state::Shared;
 
 /// Serves one UDP socket until `shutdown` turns true.
@@ -31,9 +33,10 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
     tokio::pin!(stop);
     // Each answer of a batch, recorded once the batch is sent; only the
     // first `tx.len` are read.
-    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error };
-    let mut answered: [(Answered, Client, usize); BATCH] =
-        [(none, Client { listener, src: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(), transport: Transport::Udp }, 0); BATCH];
+    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error, claimed: None };
+    let nobody = Client { listener, src: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(), proxy: None, transport: Transport::Udp };
+    // (answer, client, datagram, where its DNS message starts)
+    let mut answered: [(Answered, Client, usize, usize); BATCH] = [(none, nobody, 0, 0); BATCH];
     loop {
         tokio::select! {
             r = socket.readable() => if let Err(e) = r {
@@ -70,11 +73,15 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let (bytes, src) = rx.get(i);
             // Nothing can be answered to port 0 or an unspecified address.
             let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else { continue };
-            let client = Client { listener, src, transport: Transport::Udp };
+            let mode = snap.listener_proxy.get(listener).copied().unwrap_or_default();
+            let whole = bytes.len();
+            let Some((bytes, proxy)) = unwrap_proxy(mode, bytes, &shared) else { continue };
+            let at = whole - bytes.len();
+            let client = Client { listener, src, proxy, transport: Transport::Udp };
             let Some(out) = tx.next_buf() else { break };
             match answer(&ctx, &client, bytes, out) {
                 Outcome::Done(a) => {
-                    answered[tx.len] = (a, client, i);
+                    answered[tx.len] = (a, client, i, at);
                     tx.push(src);
                 }
                 Outcome::Drop => {}
@@ -84,8 +91,26 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         send_all(&socket, fd, &mut tx);
         // A query's time is its batch's, receipt to responses sent.
         let took = started.elapsed();
-        for (a, client, i) in &answered[..tx.len] {
-            shared.record(&snap, client, rx.get(*i).0, a, took);
+        for (a, client, i, at) in &answered[..tx.len] {
+            shared.record(&snap, client, &rx.get(*i).0[*at..], a, took);
+        }
+    }
+}
+
+/// The DNS message of a datagram and the client its PROXY v2 header
+/// names, by the listener's mode; `None` drops the datagram (counted):
+/// a malformed header, or none where one is required.
+fn unwrap_proxy<'a>(mode: ProxyProtocol, bytes: &'a [u8], shared: &Shared) -> Option<(&'a [u8], Option<std::net::IpAddr>)> {
+    if mode == ProxyProtocol::Off {
+        return Some((bytes, None));
+    }
+    match super::proxy::split(bytes) {
+        Framing::Proxied(Claim::Client(c), rest) => Some((rest, Some(c.ip()))),
+        Framing::Proxied(Claim::Local, rest) => Some((rest, None)),
+        Framing::Bare if mode == ProxyProtocol::Optional => Some((bytes, None)),
+        Framing::Bare | Framing::Malformed | Framing::Incomplete => {
+            shared.metrics.proxy_dropped.inc();
+            None
         }
     }
 }

@@ -18,9 +18,9 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustc_hash::FxHashMap;
 
 use crate::config::zones_dir::{VpcDef, ZoneDef, ZoneOrigin, ZonesData};
-use crate::config::{Diagnostics, ForwardZone, Pos, ServerConfig, UnknownClients};
+use crate::config::{ClientSubnet, Diagnostics, ForwardZone, Pos, ProxyProtocol, ServerConfig, UnknownClients};
 use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
-use views::CidrTable;
+use views::{CidrTable, ScopeIndex};
 use zone::{NO_AZ, Node, RRset, Zone};
 
 /// The MNAME and NS target of synthesised SOA/NS records. `.invalid` (RFC
@@ -67,12 +67,38 @@ pub enum View {
 }
 
 /// How the view was chosen, for `explain` and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewReason {
     Listener,
     SourceCidr,
+    /// The client address of a trusted forwarder's PROXY v2 header.
+    ProxyClaim,
+    /// The client subnet (ECS) of a trusted forwarder's query.
+    SubnetClaim,
     Named,
     NoMatch,
+}
+
+/// What a packet says about the client beyond its source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Claims {
+    /// The source address of a PROXY v2 header (PROXY command).
+    pub proxy: Option<IpAddr>,
+    /// The address and source prefix length of an ECS option.
+    pub subnet: Option<(IpAddr, u8)>,
+}
+
+/// Rule 1's outcome: the view, why, and for an ECS-chosen view the scope
+/// prefix length that decided it (echoed to the forwarder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub view: View,
+    pub reason: ViewReason,
+    /// The address the view was chosen by.
+    pub client: IpAddr,
+    pub scope: Option<u8>,
+    /// A claim was made but not believed (untrusted source, or ECS off).
+    pub ignored_claim: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +129,13 @@ pub struct Snapshot {
     max_forward_labels: usize,
     /// VPC bound to each configured listener, in `listen` order.
     pub listener_vpcs: Vec<Option<VpcIdx>>,
+    /// Each listener's PROXY protocol mode, in `listen` order.
+    pub listener_proxy: Vec<ProxyProtocol>,
+    /// Sources whose claims about the client are believed.
+    trusted: CidrTable<()>,
+    client_subnet: ClientSubnet,
+    /// ECS scope prefix lengths (RFC 7871) from the VPC and vSwitch CIDRs.
+    scopes: ScopeIndex,
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
     /// Cache-key ids of the default upstreams and of each forward zone's,
@@ -143,6 +176,16 @@ impl Snapshot {
             forward_index: FxHashMap::default(),
             max_forward_labels: 0,
             listener_vpcs: Vec::new(),
+            listener_proxy: cfg.listen.iter().map(|l| l.proxy_protocol).collect(),
+            trusted: {
+                let mut t = CidrTable::default();
+                for n in &cfg.trusted_forwarders {
+                    t.insert(*n, ());
+                }
+                t
+            },
+            client_subnet: cfg.client_subnet,
+            scopes: ScopeIndex::default(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
             default_route: route_id(&cfg.upstreams),
@@ -163,6 +206,7 @@ impl Snapshot {
                 snap.vswitch_table.insert(s.cidr, (idx, az));
             }
         }
+        snap.scopes = ScopeIndex::new(data.vpcs.iter().flat_map(|v| v.cidrs.iter().copied().chain(v.vswitches.iter().map(|s| s.cidr))));
         snap.vpcs = data.vpcs;
         snap.listener_vpcs = cfg.listen.iter().map(|l| l.vpc.as_ref().and_then(|v| snap.vpc_by_id.get(&v.value).copied())).collect();
         for fz in &cfg.forward_zones {
@@ -498,6 +542,38 @@ impl Snapshot {
 
     pub fn vpc_index(&self, id: &str) -> Option<VpcIdx> {
         self.vpc_by_id.get(id).copied()
+    }
+
+    /// Answering rule 1 with the claims a packet makes: the listener's
+    /// VPC; else, from a trusted forwarder, the PROXY v2 client address,
+    /// then the ECS client subnet (when `client_subnet: trusted`); else the
+    /// source address. From any other source a claim is ignored (and said
+    /// so, to be counted).
+    pub fn select_identity(&self, listener: Option<usize>, src: IpAddr, claims: Claims) -> Identity {
+        let claimed = claims.proxy.is_some() || claims.subnet.is_some();
+        let trusted = claimed && self.trusted.lookup(src).is_some();
+        let by = |addr: IpAddr, reason| {
+            let (view, r) = self.select_view(listener, addr);
+            let reason = if r == ViewReason::SourceCidr || r == ViewReason::NoMatch { reason } else { r };
+            (view, reason)
+        };
+        if let (true, Some(p)) = (trusted, claims.proxy) {
+            let (view, reason) = by(p, ViewReason::ProxyClaim);
+            return Identity { view, reason, client: p, scope: None, ignored_claim: false };
+        }
+        if let (true, ClientSubnet::Trusted, Some((addr, _))) = (trusted, self.client_subnet, claims.subnet) {
+            let (view, reason) = by(addr, ViewReason::SubnetClaim);
+            let scope = if reason == ViewReason::Listener {
+                0
+            } else {
+                let decided = self.vpc_table.matched_len(addr).unwrap_or(0).max(self.vswitch_table.matched_len(addr).unwrap_or(0));
+                self.scopes.scope(addr, decided)
+            };
+            return Identity { view, reason, client: addr, scope: Some(scope), ignored_claim: false };
+        }
+        let (view, reason) = self.select_view(listener, src);
+        let ignored_claim = claims.proxy.is_some() || (claims.subnet.is_some() && self.client_subnet == ClientSubnet::Trusted);
+        Identity { view, reason, client: src, scope: None, ignored_claim }
     }
 
     /// Answering rule 1, view selection: the listener's VPC, else the VPC

@@ -76,14 +76,7 @@ impl<T: Copy> CidrTable<T> {
     /// IPv4-mapped IPv6 address (a v4 client on a dual-stack socket) is
     /// matched as the IPv4 address it is.
     pub fn lookup(&self, ip: IpAddr) -> Option<T> {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            },
-            v4 => v4,
-        };
-        match ip {
+        match unmap(ip) {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
                 self.v4.iter().find_map(|(len, m)| m.get(&mask4(a, *len)).copied())
@@ -95,12 +88,100 @@ impl<T: Copy> CidrTable<T> {
         }
     }
 
+    /// The prefix length of the most specific network containing `ip`.
+    pub fn matched_len(&self, ip: IpAddr) -> Option<u8> {
+        match unmap(ip) {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().find(|(len, m)| m.contains_key(&mask4(a, *len))).map(|(len, _)| *len)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().find(|(len, m)| m.contains_key(&mask6(a, *len))).map(|(len, _)| *len)
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.v4.iter().map(|(_, m)| m.len()).sum::<usize>() + self.v6.iter().map(|(_, m)| m.len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// For EDNS Client Subnet answers: how long a prefix of the client's
+/// address decided its view, so that a forwarder's cache keeps one answer
+/// per block that answers alike (RFC 7871 SCOPE PREFIX-LENGTH) rather
+/// than one per client. Built from every network that can change an
+/// answer (VPC and vSwitch CIDRs).
+#[derive(Debug, Default, Clone)]
+pub struct ScopeIndex {
+    /// The prefix lengths in use, shortest first, per family.
+    lens4: Vec<u8>,
+    lens6: Vec<u8>,
+    /// (length L, block) pairs whose /L block holds a network longer than
+    /// L: a block that does not answer alike.
+    split4: rustc_hash::FxHashSet<(u8, u32)>,
+    split6: rustc_hash::FxHashSet<(u8, u128)>,
+}
+
+impl ScopeIndex {
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        let nets: Vec<IpNet> = nets.into_iter().collect();
+        let mut ix = ScopeIndex::default();
+        for n in &nets {
+            match n {
+                IpNet::V4(n) => ix.lens4.push(n.prefix_len()),
+                IpNet::V6(n) => ix.lens6.push(n.prefix_len()),
+            }
+        }
+        for v in [&mut ix.lens4, &mut ix.lens6] {
+            v.push(0);
+            v.sort_unstable();
+            v.dedup();
+        }
+        for n in &nets {
+            match n {
+                IpNet::V4(n) => {
+                    for &l in ix.lens4.iter().filter(|l| **l < n.prefix_len()) {
+                        ix.split4.insert((l, mask4(u32::from(n.network()), l)));
+                    }
+                }
+                IpNet::V6(n) => {
+                    for &l in ix.lens6.iter().filter(|l| **l < n.prefix_len()) {
+                        ix.split6.insert((l, mask6(u128::from(n.network()), l)));
+                    }
+                }
+            }
+        }
+        ix
+    }
+
+    /// The shortest prefix of `ip`, at least `decided` long (the network
+    /// that matched), whose block holds no longer network.
+    pub fn scope(&self, ip: IpAddr, decided: u8) -> u8 {
+        match unmap(ip) {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                let mut lens = self.lens4.iter().copied().filter(|l| *l >= decided);
+                lens.find(|l| !self.split4.contains(&(*l, mask4(a, *l)))).unwrap_or(32)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                let mut lens = self.lens6.iter().copied().filter(|l| *l >= decided);
+                lens.find(|l| !self.split6.contains(&(*l, mask6(a, *l)))).unwrap_or(128)
+            }
+        }
     }
 }
 
@@ -131,5 +212,26 @@ mod tests {
         t.insert("0.0.0.0/0".parse().unwrap(), 7);
         assert_eq!(t.lookup("203.0.113.9".parse().unwrap()), Some(7));
         assert_eq!(t.lookup("::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn scope_is_the_block_that_answers_alike() {
+        let nets = ["10.0.0.0/16", "10.0.5.0/24", "2001:db8::/32"].map(|n| n.parse::<IpNet>().unwrap());
+        let ix = ScopeIndex::new(nets);
+        let scope = |ip: &str, decided| ix.scope(ip.parse().unwrap(), decided);
+        assert_eq!(scope("10.0.1.7", 16), 24, "the /16 holds a /24 of another VPC");
+        assert_eq!(scope("10.0.5.9", 24), 24);
+        assert_eq!(scope("10.1.2.3", 0), 16, "no VPC in all of 10.1/16");
+        assert_eq!(scope("192.0.2.1", 0), 16);
+        assert_eq!(scope("2001:db8::1", 32), 32);
+        let t = {
+            let mut t = CidrTable::default();
+            for n in nets {
+                t.insert(n, ());
+            }
+            t
+        };
+        assert_eq!(t.matched_len("10.0.5.1".parse().unwrap()), Some(24));
+        assert_eq!(t.matched_len("10.9.5.1".parse().unwrap()), None);
     }
 }

@@ -227,7 +227,7 @@ fn every_answer_is_what_the_rules_and_the_cache_say() {
                         total += 1;
                         let q = query(total as u16, n, u16::from(t), edns);
                         let exp = expected(&shared, listener, src, n, t, edns.is_some_and(|e| e.1), now);
-                        let tcp = Client { listener, src, transport: Transport::Tcp };
+                        let tcp = Client { listener, src, proxy: None, transport: Transport::Tcp };
                         let full = ask(&shared, &tcp, &q, now).expect("answered over TCP");
                         let ctx = format!("{n} {t} from {src} on listener {listener}, EDNS {edns:?}, TCP");
                         compare(&q, &full, &full, &exp, edns, 65535, &ctx);
@@ -252,7 +252,7 @@ fn every_answer_is_what_the_rules_and_the_cache_say() {
 }
 
 fn udp(src: &str) -> Client {
-    Client { listener: 0, src: format!("{src}:5300").parse().unwrap(), transport: Transport::Udp }
+    Client { listener: 0, src: format!("{src}:5300").parse().unwrap(), proxy: None, transport: Transport::Udp }
 }
 
 /// Bytes of the OPT record `query` adds.

@@ -23,7 +23,7 @@ async fn request_inputs_get_well_formed_responses() {
     for f in inputs {
         let data = std::fs::read(&f).unwrap();
         for (src, transport) in [("127.1.0.5:53000", Transport::Tcp), ("127.0.0.1:53000", Transport::Udp)] {
-            let client = Client { listener: 0, src: src.parse().unwrap(), transport };
+            let client = Client { listener: 0, src: src.parse().unwrap(), proxy: None, transport };
             if let Some(resp) = shared.answer_bytes(client, &data).await {
                 assert_eq!(resp[..2], data[..2], "{}", f.display());
                 hickory_proto::op::Message::from_vec(&resp).unwrap_or_else(|e| panic!("{}: response does not decode: {e}", f.display()));

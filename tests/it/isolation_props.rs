@@ -229,7 +229,7 @@ fn upstream_data_never_stands_for_private_data() {
             msg.metadata.recursion_desired = true;
             msg.add_query(hickory_proto::op::Query::query(qname.clone(), RecordType::A));
             let bytes = msg.to_vec().unwrap();
-            let client = Client { listener: 0, src, transport: Transport::Tcp };
+            let client = Client { listener: 0, src, proxy: None, transport: Transport::Tcp };
             let mut out = Vec::new();
             let mut asked = 0;
             let resp = loop {

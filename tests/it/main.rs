@@ -14,6 +14,7 @@ mod data_fidelity;
 mod floods;
 mod forwarding;
 mod fuzz_regressions;
+mod identity;
 mod interop;
 mod isolation_props;
 mod layers;

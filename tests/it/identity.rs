@@ -1,0 +1,171 @@
+//! The asker's VPC survives the forwarding hop: a trusted forwarder's
+//! PROXY v2 header, or its EDNS Client Subnet, picks the view as a direct
+//! query from that client would; from any other source the claim is
+//! ignored (and counted). kdig speaks both (`+proxy`, `+subnet`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use proptest::prelude::*;
+use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
+
+use crate::support::*;
+
+/// vpc-a (127.1/16) sees a.test, vpc-b (127.2/16, and a /24 of vpc-c
+/// inside it) sees b.test; the forwarder 127.0.0.53 is in no VPC.
+fn zones(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pzdns-identity-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let w = |f: &str, t: &str| std::fs::write(d.join(f), t).unwrap();
+    w(
+        "vpcs.yaml",
+        "vpcs:\n  - { id: vpc-a, cidrs: [127.1.0.0/16, \"2001:db8:a::/48\"] }\n  - { id: vpc-b, cidrs: [127.2.0.0/16] }\n  - { id: vpc-c, cidrs: [127.2.9.0/24] }\n",
+    );
+    w("a.yaml", "zone: a.test\nvpcs: [vpc-a]\nrecords:\n  - { name: www, type: A, value: 10.1.1.1 }\n");
+    w("b.yaml", "zone: b.test\nvpcs: [vpc-b]\nrecords:\n  - { name: www, type: A, value: 10.2.2.2 }\n");
+    d
+}
+
+const FORWARDER: &str = "127.0.0.53";
+const STRANGER: &str = "127.0.0.77";
+
+fn server(zones: &Path) -> TestServer {
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\n    proxy_protocol: optional\n  - address: 127.0.0.2:0\n    proxy_protocol: required\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\ntrusted_forwarders: [{FORWARDER}/32]\nclient_subnet: trusted\n"
+    );
+    TestServer::start(zones, &cfg)
+}
+
+/// kdig's answer lines and its status, asked from `from`.
+fn kdig(kdig: &Path, server: SocketAddr, from: &str, extra: &[&str], name: &str, tcp: bool) -> String {
+    let mut c = Command::new(kdig);
+    c.args(["-b", from, "-p", &server.port().to_string(), &format!("@{}", server.ip()), name, "A", "+retry=0", "+time=2"]);
+    if tcp {
+        c.arg("+tcp");
+    }
+    c.args(extra);
+    let out = c.output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kdig_tool() -> Option<PathBuf> {
+    let p = Path::new("/usr/bin/kdig");
+    if p.is_file() {
+        return Some(p.to_path_buf());
+    }
+    assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "kdig is required here (see .ci/run)");
+    None
+}
+
+#[test]
+fn kdig_proxy_and_subnet_pick_the_claimed_vpc_only_from_a_trusted_forwarder() {
+    let Some(kd) = kdig_tool() else { return };
+    let z = zones("kdig");
+    let srv = server(&z);
+    let (opt, req) = (srv.addrs[0], srv.addrs[1]);
+    let admin = srv.admin.unwrap();
+    for tcp in [false, true] {
+        // PROXY v2 from the trusted forwarder: the claimed client's view.
+        let out = kdig(&kd, opt, FORWARDER, &["+proxy=127.1.0.5-127.0.0.1"], "www.a.test.", tcp);
+        assert!(out.contains("NOERROR") && out.contains("10.1.1.1"), "tcp={tcp}: {out}");
+        let out = kdig(&kd, req, FORWARDER, &["+proxy=127.2.0.5-127.0.0.2"], "www.b.test.", tcp);
+        assert!(out.contains("10.2.2.2"), "required listener, tcp={tcp}: {out}");
+        // The same claim from a stranger: its own view (no VPC: refused).
+        let out = kdig(&kd, opt, STRANGER, &["+proxy=127.1.0.5-127.0.0.1"], "www.a.test.", tcp);
+        assert!(out.contains("REFUSED") && !out.contains("10.1.1.1"), "untrusted PROXY, tcp={tcp}: {out}");
+    }
+    // ECS from the trusted forwarder; the scope says how much of the
+    // address decided (vpc-b's /16, or vpc-c's /24 inside it).
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=127.2.0.0/24"], "www.b.test.", false);
+    assert!(out.contains("10.2.2.2") && out.contains("127.2.0.0/24/24"), "ECS: {out}");
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=127.1.0.0/24"], "www.a.test.", false);
+    assert!(out.contains("10.1.1.1") && out.contains("127.1.0.0/24/16"), "ECS, scope 16: {out}");
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=2001:db8:a::/56"], "www.a.test.", true);
+    assert!(out.contains("10.1.1.1"), "ECS IPv6 over TCP: {out}");
+    // ECS from a stranger: ignored for the view and not echoed.
+    let out = kdig(&kd, opt, STRANGER, &["+subnet=127.1.0.0/24"], "www.a.test.", false);
+    assert!(out.contains("REFUSED") && !out.contains("CLIENT-SUBNET"), "untrusted ECS: {out}");
+    let ignored = metric(&http(admin, "GET", "/metrics").1, "pzdns_client_claims_ignored_total");
+    assert!(ignored >= 3.0, "claims ignored are counted: {ignored}");
+    // The required listener drops a bare query and garbage after the signature.
+    let before = metric(&http(admin, "GET", "/metrics").1, "pzdns_proxy_dropped_total");
+    let q = query("www.a.test.", RecordType::A, None).to_vec().unwrap();
+    assert!(udp_raw(req, FORWARDER.parse().unwrap(), &q).is_none(), "no header on a required listener: no answer");
+    let mut garbage = b"\r\n\r\n\0\r\nQUIT\n\x39\x11\x00\x0c".to_vec();
+    garbage.extend_from_slice(&[0; 12]);
+    garbage.extend_from_slice(&q);
+    assert!(udp_raw(opt, FORWARDER.parse().unwrap(), &garbage).is_none(), "a malformed header: no answer");
+    let after = metric(&http(admin, "GET", "/metrics").1, "pzdns_proxy_dropped_total");
+    assert!(after >= before + 2.0, "drops counted: {before} -> {after}");
+    // A LOCAL header (dnsdist's health check): the forwarder speaks for itself.
+    let mut local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    local.extend_from_slice(&q);
+    let r = Message::from_vec(&udp_raw(req, FORWARDER.parse().unwrap(), &local).expect("LOCAL answered")).unwrap();
+    assert_eq!(r.metadata.response_code, hickory_proto::op::ResponseCode::Refused, "answered as the forwarder (in no VPC)");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&z);
+}
+
+/// In process: for random clients and names, a query claiming client C
+/// through the trusted forwarder gets exactly the answer a direct query
+/// from C gets; through an untrusted source, exactly what that source
+/// itself gets.
+#[test]
+fn a_claim_through_a_trusted_forwarder_answers_as_the_client_itself() {
+    let z = zones("props");
+    let mut cfg = pzdns::config::ServerConfig::defaults();
+    cfg.zones_dir = z.clone();
+    cfg.upstreams = vec![];
+    cfg.trusted_forwarders = vec![format!("{FORWARDER}/32").parse().unwrap()];
+    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
+    let shared = rules_shared_with(cfg);
+    let snap = shared.snapshot.load_full();
+    // The answer, or the name it would ask upstream (no upstreams here).
+    let ask = |client: &Client, bytes: &[u8]| -> Result<Message, String> {
+        let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: Instant::now() };
+        let mut out = Vec::new();
+        match answer(&ctx, client, bytes, &mut out) {
+            Outcome::Done(_) => Ok(Message::from_vec(&out).unwrap()),
+            Outcome::Wait(p) => Err(p.name.to_string()),
+            Outcome::Drop => Err("dropped".into()),
+        }
+    };
+    let sections = |m: &Result<Message, String>| {
+        m.as_ref().map(|m| (m.metadata.response_code, m.metadata.authoritative, m.answers.clone(), m.authorities.clone())).map_err(Clone::clone)
+    };
+    // Names in local zones: outside them a question would go upstream.
+    let names = ["www.a.test.", "www.b.test.", "nope.a.test.", "b.test.", "x.www.b.test."];
+    let clients = ["127.1.0.5", "127.1.200.1", "127.2.0.9", "127.2.9.1", "127.3.0.1", "2001:db8:a::5"];
+    proptest!(ProptestConfig::with_cases(300), |(ci in 0..clients.len(), ni in 0..names.len(), via_trusted: bool, use_ecs: bool, tcp: bool)| {
+        let c: std::net::IpAddr = clients[ci].parse().unwrap();
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let q = query(names[ni], RecordType::A, Some(1232));
+        let plain = q.to_vec().unwrap();
+        let direct = ask(&Client { listener: 0, src: SocketAddr::new(c, 5300), proxy: None, transport }, &plain);
+        let via: std::net::IpAddr = if via_trusted { FORWARDER } else { STRANGER }.parse().unwrap();
+        let own = ask(&Client { listener: 0, src: SocketAddr::new(via, 5300), proxy: None, transport }, &plain);
+        let claimed = if use_ecs {
+            let mut q = q.clone();
+            let prefix = if c.is_ipv4() { 32 } else { 128 };
+            let subnet = hickory_proto::rr::rdata::opt::ClientSubnet::new(c, prefix, 0);
+            q.edns.as_mut().unwrap().options_mut().insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet));
+            ask(&Client { listener: 0, src: SocketAddr::new(via, 5300), proxy: None, transport }, &q.to_vec().unwrap())
+        } else {
+            ask(&Client { listener: 0, src: SocketAddr::new(via, 5300), proxy: Some(c), transport }, &plain)
+        };
+        let want = if via_trusted { sections(&direct) } else { sections(&own) };
+        prop_assert_eq!(sections(&claimed), want, "{} from {} via {} (ecs {})", names[ni], c, via, use_ecs);
+    });
+    let _ = std::fs::remove_dir_all(&z);
+}
+
+fn rules_shared_with(cfg: pzdns::config::ServerConfig) -> Arc<pzdns::state::Shared> {
+    let snap = pzdns::loader::load(&cfg, 1).unwrap_or_else(|d| panic!("loads:\n{d}"));
+    pzdns::state::Shared::new(cfg, snap, Arc::new(pzdns::metrics::Metrics::new()))
+}
