@@ -15,6 +15,7 @@
 //! [`MAX_INCLUDE_DEPTH`] deep.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, Record};
 
@@ -33,8 +34,9 @@ pub const MAX_PROBLEMS: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct MasterRecord {
     pub record: Record,
-    /// The file it is in (the master file, or an `$INCLUDE`d file).
-    pub path: PathBuf,
+    /// The file it is in (the master file, or an `$INCLUDE`d file),
+    /// shared by all the records of that file.
+    pub path: Arc<Path>,
     pub pos: Pos,
     /// Where it sits in the master file named by the zone: its own
     /// position, or that of the `$INCLUDE` line that brought it in.
@@ -60,6 +62,7 @@ pub fn parse_text(path: &Path, text: &str, zone: &Name, access: &FileAccess, dia
         last_ttl: None,
         out: Vec::new(),
         stack: vec![path.to_path_buf()],
+        current: Arc::from(path),
     };
     let mut st = FileState { origin: zone.clone(), owner: None };
     r.file(path, text, &mut st, None);
@@ -78,6 +81,8 @@ struct Reader<'a> {
     out: Vec<MasterRecord>,
     /// Files being read, outermost first (for include loops and depth).
     stack: Vec<PathBuf>,
+    /// The file being read, as records keep it.
+    current: Arc<Path>,
 }
 
 /// What an `$INCLUDE` restores when it returns.
@@ -269,7 +274,7 @@ impl Reader<'_> {
         };
         self.out.push(MasterRecord {
             record: Record::from_rdata(owner, ttl, data),
-            path: path.to_path_buf(),
+            path: self.current.clone(),
             pos,
             top_pos: top.unwrap_or(pos),
         });
@@ -341,7 +346,9 @@ impl Reader<'_> {
             return;
         };
         self.stack.push(full.clone());
+        let outer = std::mem::replace(&mut self.current, Arc::from(full.as_path()));
         self.file(&full, &text, &mut inner, Some(top.unwrap_or(at)));
+        self.current = outer;
         self.stack.pop();
     }
 
@@ -623,7 +630,7 @@ mod tests {
                 "x.c.example. 77 10.0.0.3"
             ]
         );
-        assert_eq!(r[2].path, d.join("inc.zone"));
+        assert_eq!(&*r[2].path, d.join("inc.zone"));
         assert_eq!((r[2].pos, r[2].top_pos), (Pos::new(3, 1), Pos::new(3, 1)));
         let probs: Vec<String> = diags.items().iter().map(|x| x.to_string()).collect();
         assert_eq!(probs.len(), 2, "{probs:#?}");
