@@ -137,7 +137,9 @@ fn a_claim_through_a_trusted_forwarder_answers_as_the_client_itself() {
         }
     };
     let sections = |m: &Result<Message, String>| {
-        m.as_ref().map(|m| (m.metadata.response_code, m.metadata.authoritative, m.answers.clone(), m.authorities.clone())).map_err(Clone::clone)
+        m.as_ref()
+            .map(|m| (m.metadata.response_code, m.metadata.authoritative, m.answers.clone(), m.authorities.clone()))
+            .map_err(Clone::clone)
     };
     // Names in local zones: outside them a question would go upstream.
     let names = ["www.a.test.", "www.b.test.", "nope.a.test.", "b.test.", "x.www.b.test."];

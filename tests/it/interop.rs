@@ -337,3 +337,147 @@ fn dig_and_kdig_option_sweep() {
         }
     }
 }
+
+/// Zones for the forwarding-hop tests: vpc-a (127.1/16) sees a.test,
+/// vpc-b (127.2/16) sees b.test.
+fn hop_zones(tag: &str) -> PathBuf {
+    let d = scratch(&format!("hop-zones-{tag}"));
+    std::fs::write(d.join("vpcs.yaml"), "vpcs:\n  - { id: vpc-a, cidrs: [127.1.0.0/16] }\n  - { id: vpc-b, cidrs: [127.2.0.0/16] }\n")
+        .unwrap();
+    std::fs::write(d.join("a.yaml"), "zone: a.test\nvpcs: [vpc-a]\nrecords:\n  - { name: www, type: A, value: 10.1.1.1 }\n").unwrap();
+    std::fs::write(d.join("b.yaml"), "zone: b.test\nvpcs: [vpc-b]\nrecords:\n  - { name: www, type: A, value: 10.2.2.2 }\n").unwrap();
+    d
+}
+
+/// A DNS query from `from` through `server` by kdig (it can bind any
+/// loopback source): the answer lines and the status line.
+fn kdig_from(kdig: &Path, server: SocketAddr, from: &str, name: &str, tcp: bool) -> String {
+    let mut c = Command::new(kdig);
+    c.args(["-b", from, "-p", &server.port().to_string(), &format!("@{}", server.ip()), name, "A", "+retry=1", "+time=3"]);
+    if tcp {
+        c.arg("+tcp");
+    }
+    String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+}
+
+fn queries_by_vpc(admin: SocketAddr, vpc: &str) -> f64 {
+    let text = http(admin, "GET", "/metrics").1;
+    text.lines()
+        .filter(|l| l.starts_with("pzdns_queries_total{") && l.contains(&format!("vpc=\"{vpc}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Unbound as the on-premises forwarder, with its subnetcache module and
+/// `send-client-subnet` for pzdns: clients of two VPCs asking Unbound get
+/// their own VPC's views, and Unbound's cache keeps them apart (pzdns is
+/// asked once per VPC, not once per client).
+#[test]
+fn unbound_with_client_subnet_keeps_each_vpcs_view() {
+    let (Some(unbound), Some(kdig)) = (tool("unbound"), tool("kdig")) else { return };
+    let z = hop_zones("unbound");
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\ntrusted_forwarders: [127.0.0.61/32]\nclient_subnet: trusted\n";
+    let pz = TestServer::start(&z, cfg);
+    let admin = pz.admin.unwrap();
+    let dir = scratch("unbound-ecs");
+    let port = free_udp_port("127.0.0.60");
+    let d = dir.display();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.60
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    access-control: 127.0.0.0/8 allow
+    outgoing-interface: 127.0.0.61
+    do-not-query-localhost: no
+    module-config: "subnetcache iterator"
+    # Unbound serves test. itself by default (RFC 6761); these are pzdns's.
+    local-zone: "test." nodefault
+    send-client-subnet: {ip}
+    max-client-subnet-ipv4: 24
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: {ip}@{pzport}
+"#,
+        ip = pz.addrs[0].ip(),
+        pzport = pz.addrs[0].port()
+    );
+    std::fs::write(dir.join("unbound.conf"), conf).unwrap();
+    let unb: SocketAddr = format!("127.0.0.60:{port}").parse().unwrap();
+    let peer = Peer::start(Command::new(unbound).arg("-d").arg("-c").arg(dir.join("unbound.conf")), dir, unb);
+    for round in 0..2 {
+        for (client, name, want) in
+            [("127.1.0.5", "www.a.test.", "10.1.1.1"), ("127.2.0.5", "www.b.test.", "10.2.2.2"), ("127.1.7.9", "www.a.test.", "10.1.1.1")]
+        {
+            let out = kdig_from(&kdig, unb, client, name, false);
+            assert!(out.contains(want), "round {round}, {client} asks {name} through Unbound: {out}\n{}", peer.log());
+        }
+        // vpc-b's client does not see vpc-a's zone through the hop either.
+        let out = kdig_from(&kdig, unb, "127.2.0.5", "www.a.test.", false);
+        assert!(!out.contains("10.1.1.1"), "vpc-b must not get a.test: {out}");
+    }
+    // Unbound cached one answer per VPC block (scope /16), not per client.
+    let (a, b) = (queries_by_vpc(admin, "vpc-a"), queries_by_vpc(admin, "vpc-b"));
+    assert!(a >= 1.0 && b >= 1.0, "pzdns saw both VPCs through Unbound: a={a} b={b}");
+    assert!(a <= 2.0, "vpc-a's three client queries in two rounds reached pzdns {a} times");
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&z);
+}
+
+/// dnsdist as a load balancer with `useProxyProtocol` in front of two pzdns
+/// processes: clients of two VPCs get their own views over UDP and TCP;
+/// dnsdist's health checks (PROXY v2 LOCAL) are answered.
+#[test]
+fn dnsdist_with_proxy_protocol_in_front_of_two_replicas() {
+    let (Some(dnsdist), Some(kdig)) = (tool("dnsdist"), tool("kdig")) else { return };
+    let z = hop_zones("dnsdist");
+    let cfg = "listen:\n  - address: 127.0.0.1:0\n    proxy_protocol: required\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\ntrusted_forwarders: [127.0.0.1/32]\n";
+    let (r1, r2) = (TestServer::start(&z, cfg), TestServer::start(&z, cfg));
+    let dir = scratch("dnsdist");
+    let port = free_udp_port("127.0.0.70");
+    let conf = format!(
+        r#"setSecurityPollSuffix("")
+setLocal("127.0.0.70:{port}")
+setACL({{"127.0.0.0/8"}})
+newServer({{address="{a1}", useProxyProtocol=true, checkInterval=1}})
+newServer({{address="{a2}", useProxyProtocol=true, checkInterval=1}})
+setServerPolicy(roundrobin)
+"#,
+        a1 = r1.addrs[0],
+        a2 = r2.addrs[0]
+    );
+    std::fs::write(dir.join("dnsdist.conf"), conf).unwrap();
+    let dd: SocketAddr = format!("127.0.0.70:{port}").parse().unwrap();
+    let peer = Peer::start(Command::new(dnsdist).args(["--supervised", "--disable-syslog", "-C"]).arg(dir.join("dnsdist.conf")), dir, dd);
+    for tcp in [false, true] {
+        for _ in 0..2 {
+            let out = kdig_from(&kdig, dd, "127.1.0.5", "www.a.test.", tcp);
+            assert!(out.contains("10.1.1.1"), "vpc-a client through dnsdist (tcp={tcp}): {out}\n{}", peer.log());
+            let out = kdig_from(&kdig, dd, "127.2.0.5", "www.b.test.", tcp);
+            assert!(out.contains("10.2.2.2"), "vpc-b client through dnsdist (tcp={tcp}): {out}");
+            let out = kdig_from(&kdig, dd, "127.2.0.5", "www.a.test.", tcp);
+            assert!(!out.contains("10.1.1.1"), "vpc-b client must not get a.test (tcp={tcp}): {out}");
+        }
+    }
+    // Both replicas served clients (round robin), and neither dropped a header.
+    for r in [&r1, &r2] {
+        let m = http(r.admin.unwrap(), "GET", "/metrics").1;
+        assert!(metric(&m, "pzdns_proxy_dropped_total") == 0.0, "no drops: {m}");
+        let vpc_a: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("pzdns_queries_total{") && l.contains("vpc=\"vpc-a\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(vpc_a >= 1.0, "each replica answered vpc-a clients: {vpc_a}");
+    }
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&z);
+}
