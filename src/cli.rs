@@ -86,6 +86,10 @@ pub struct ExplainArgs {
     /// Ask from this source address (the view is chosen as for a real query).
     #[arg(long, value_name = "IP")]
     pub from: Option<IpAddr>,
+    /// With --from: the query comes through this forwarder, which claims
+    /// the --from address (PROXY v2 or ECS); shows whether it is believed.
+    #[arg(long, value_name = "FORWARDER", requires = "from")]
+    pub via: Option<IpAddr>,
     /// The name asked.
     pub name: String,
     /// The type asked (default A).
@@ -180,6 +184,7 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
     };
     let asker = match (&a.vpc, a.from) {
         (Some(v), _) => Asker::Vpc(v.clone()),
+        (None, Some(client)) if a.via.is_some() => Asker::Via { client, forwarder: a.via.unwrap_or(client) },
         (None, Some(ip)) => Asker::From(ip),
         (None, None) => unreachable!("clap requires --vpc or --from"),
     };

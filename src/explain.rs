@@ -9,13 +9,15 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::zones_dir::ZoneOrigin;
 use crate::resolve::{Route, Step, resolve};
-use crate::snapshot::{Snapshot, View, ViewReason};
+use crate::snapshot::{Claims, Snapshot, View, ViewReason};
 
-/// Who is asking: a VPC by id, or a source address.
+/// Who is asking: a VPC by id, a source address, or a client a forwarder
+/// speaks for (PROXY v2 or ECS).
 #[derive(Debug, Clone)]
 pub enum Asker {
     Vpc(String),
     From(IpAddr),
+    Via { client: IpAddr, forwarder: IpAddr },
 }
 
 /// Explains `name`/`qtype` from `asker`; `Err` when the VPC id is unknown.
@@ -30,6 +32,10 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
             }
         },
         Asker::From(ip) => snap.select_view(None, *ip),
+        Asker::Via { client, forwarder } => {
+            let id = snap.select_identity(None, *forwarder, Claims { proxy: Some(*client), subnet: None });
+            (id.view, id.reason)
+        }
     };
     let _ = writeln!(out, "query:    {name} {qtype}");
     match (view, &reason) {
@@ -39,6 +45,16 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
                 (ViewReason::SourceCidr, Asker::From(ip)) => {
                     let cidr = v.cidrs.iter().filter(|c| c.contains(ip)).max_by_key(|c| c.prefix_len());
                     format!("source {ip} is in {}", cidr.map(|c| c.to_string()).unwrap_or_default())
+                }
+                (ViewReason::ProxyClaim, Asker::Via { client, forwarder }) => {
+                    let cidr = v.cidrs.iter().filter(|c| c.contains(client)).max_by_key(|c| c.prefix_len());
+                    format!(
+                        "client {client}, claimed by trusted forwarder {forwarder} (PROXY v2 or ECS), is in {}",
+                        cidr.map(|c| c.to_string()).unwrap_or_default()
+                    )
+                }
+                (ViewReason::SourceCidr, Asker::Via { client, forwarder }) => {
+                    format!("{forwarder} is not in trusted_forwarders: its claim for {client} is ignored; its own address is in this VPC")
                 }
                 _ => "named with --vpc".to_string(),
             };
@@ -53,7 +69,16 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
                 crate::config::UnknownClients::Refuse => "refuse",
                 crate::config::UnknownClients::Forward => "forward (forwarding only, no private data)",
             };
-            let _ = writeln!(out, "view:     none (the source maps to no VPC; unknown_clients: {policy})");
+            if let Asker::Via { client, forwarder } = asker {
+                let why = if reason == ViewReason::ProxyClaim {
+                    format!("client {client}, claimed by trusted forwarder {forwarder}, maps to no VPC")
+                } else {
+                    format!("{forwarder} is not in trusted_forwarders: its claim for {client} is ignored, and it maps to no VPC")
+                };
+                let _ = writeln!(out, "view:     none ({why}; unknown_clients: {policy})");
+            } else {
+                let _ = writeln!(out, "view:     none (the source maps to no VPC; unknown_clients: {policy})");
+            }
         }
     }
     let res = resolve(snap, view, name, qtype, true);

@@ -171,3 +171,25 @@ fn rules_shared_with(cfg: pzdns::config::ServerConfig) -> Arc<pzdns::state::Shar
     let snap = pzdns::loader::load(&cfg, 1).unwrap_or_else(|d| panic!("loads:\n{d}"));
     pzdns::state::Shared::new(cfg, snap, Arc::new(pzdns::metrics::Metrics::new()))
 }
+
+#[test]
+fn explain_via_says_whose_identity_is_used_and_why() {
+    let z = zones("explain");
+    let cfg = z.with_extension("yaml");
+    std::fs::write(&cfg, format!("zones_dir: {}\nupstreams: []\ntrusted_forwarders: [{FORWARDER}/32]\n", z.display())).unwrap();
+    let run = |via: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+            .args(["explain", "--config", cfg.to_str().unwrap(), "--from", "127.1.0.5", "--via", via, "www.a.test."])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let trusted = run(FORWARDER);
+    assert!(trusted.contains("view:     vpc-a") && trusted.contains("claimed by trusted forwarder 127.0.0.53"), "{trusted}");
+    assert!(trusted.contains("10.1.1.1"), "{trusted}");
+    let stranger = run(STRANGER);
+    assert!(stranger.contains("127.0.0.77 is not in trusted_forwarders"), "{stranger}");
+    assert!(!stranger.contains("10.1.1.1"), "{stranger}");
+    let _ = std::fs::remove_dir_all(&z);
+    let _ = std::fs::remove_file(&cfg);
+}
