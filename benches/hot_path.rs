@@ -71,6 +71,9 @@ fn snapshot(vpcs: usize, zones: usize) -> pzdns::snapshot::Snapshot {
     });
     let mut cfg = ServerConfig::defaults();
     cfg.upstreams = vec![];
+    // 10.255.0.53 speaks for its clients (PROXY v2, ECS).
+    cfg.trusted_forwarders = vec!["10.255.0.53/32".parse().unwrap()];
+    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
     pzdns::loader::build(&cfg, ZonesData { vpcs: vpc_defs, zones: zone_defs, ..Default::default() }, 1).unwrap()
 }
 
@@ -128,6 +131,45 @@ fn request_path(c: &mut Criterion) {
                 _ => 0,
             }
         })
+    });
+    // The same answer for a client a trusted forwarder speaks for: by a
+    // PROXY v2 header (already split off by the socket loop), and by ECS.
+    let forwarder = "10.255.0.53:5300".parse().unwrap();
+    let proxied = Client { listener: 0, src: forwarder, proxy: Some("10.0.5.7".parse().unwrap()), transport: Transport::Udp };
+    c.bench_function("answer/local_answer_proxy_v2", |b| {
+        b.iter(|| {
+            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+            match answer(&ctx, &proxied, black_box(&bytes), &mut out) {
+                Outcome::Done(_) => out.len(),
+                _ => 0,
+            }
+        })
+    });
+    let mut qe = q.clone();
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.options_mut().insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(hickory_proto::rr::rdata::opt::ClientSubnet::new(
+        "10.0.5.0".parse().unwrap(),
+        24,
+        0,
+    )));
+    qe.set_edns(edns);
+    let ecs_bytes = qe.to_vec().unwrap();
+    let via = Client { listener: 0, src: forwarder, proxy: None, transport: Transport::Udp };
+    c.bench_function("answer/local_answer_ecs", |b| {
+        b.iter(|| {
+            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+            match answer(&ctx, &via, black_box(&ecs_bytes), &mut out) {
+                Outcome::Done(_) => out.len(),
+                _ => 0,
+            }
+        })
+    });
+    // The PROXY v2 header split itself (the UDP loop does it per datagram).
+    let mut framed = b"\r\n\r\n\0\r\nQUIT\n\x21\x12\x00\x0c".to_vec();
+    framed.extend_from_slice(&[10, 0, 5, 7, 10, 255, 0, 1, 0x30, 0x39, 0, 53]);
+    framed.extend_from_slice(&bytes);
+    c.bench_function("proxy_v2/split", |b| {
+        b.iter(|| matches!(pzdns::server::proxy::split(black_box(&framed)), pzdns::server::proxy::Framing::Proxied(..)))
     });
     // Writing alone: a response of two A records from precomputed bytes.
     let question = &bytes[12..];
