@@ -280,7 +280,9 @@ fn serve(a: &ServeArgs) -> ExitCode {
         Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
     };
     let result = rt.block_on(crate::app::run(cfg, workers, a.ready_file.clone()));
-    drop(rt);
+    // Not `drop`: that would wait for every blocking thread, and a load
+    // that hangs must not keep SIGTERM from ending the process.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     // Flush the logs first, so the one-line reason is the last line.
     drop(log_guard);
     match result {

@@ -27,20 +27,28 @@ pub const DEBOUNCE: Duration = Duration::from_millis(250);
 /// pauses is loaded anyway, at this bound).
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
+/// Longest a load may take before it is abandoned: the files are refused
+/// before they could block (FIFOs, devices), so only something unforeseen
+/// (a hung network file system) gets here; the old data keeps serving.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Loads the zones directory anew and swaps it in; reloads are serialised.
 pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, Diagnostics> {
     let _one_at_a_time = shared.reload_lock.lock().await;
     let next_gen = shared.snapshot.load().generation + 1;
     let cfg = shared.config.clone();
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || crate::loader::load(&cfg, next_gen)).await;
-    let built = match built {
-        Ok(r) => r,
-        Err(e) => {
-            let mut d = Diagnostics::new();
-            d.push(&shared.config.zones_dir, crate::config::Pos::UNKNOWN, format!("loader thread failed: {e}"));
-            Err(d)
-        }
+    let load = tokio::task::spawn_blocking(move || crate::loader::load(&cfg, next_gen));
+    let failed = |why: String| {
+        let mut d = Diagnostics::new();
+        d.push(&shared.config.zones_dir, crate::config::Pos::UNKNOWN, why);
+        Err(d)
+    };
+    let built = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => failed(format!("loader thread failed: {e}")),
+        // The thread cannot be stopped; its result, if it ever comes, is dropped.
+        Err(_) => failed(format!("loading took over {}s and was abandoned; is a file on a hung file system?", LOAD_TIMEOUT.as_secs())),
     };
     let ms = started.elapsed().as_millis() as u64;
     match built {
@@ -59,7 +67,12 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 generation: snap.generation,
             });
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-            let commit = git_commit(&shared.config.zones_dir);
+            let dir = shared.config.zones_dir.clone();
+            let commit = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || git_commit(&dir)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
             shared.metrics.set_commit(commit.as_deref());
             {
                 let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,8 +115,12 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
 }
 
 /// The commit checked out in the git work tree holding `dir`, read from
-/// `.git` directly (no git binary needed in the container).
+/// `.git` directly (no git binary needed in the container). Each file is
+/// read as the zone files are: regular files only, bounded, never blocking
+/// on a FIFO.
 pub fn git_commit(dir: &Path) -> Option<String> {
+    let files = crate::config::files::FileAccess::anywhere().with_max_bytes(4 << 20);
+    let read = |p: &Path| files.read_string(p).ok();
     let dir = std::fs::canonicalize(dir).ok()?;
     let mut cur = Some(dir.as_path());
     while let Some(d) = cur {
@@ -111,23 +128,23 @@ pub fn git_commit(dir: &Path) -> Option<String> {
         if dotgit.exists() {
             let gitdir = if dotgit.is_file() {
                 // A linked worktree (git-sync uses them): "gitdir: <path>".
-                let text = std::fs::read_to_string(&dotgit).ok()?;
+                let text = read(&dotgit)?;
                 let p = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
                 if p.is_absolute() { p } else { d.join(p) }
             } else {
                 dotgit
             };
-            let head = std::fs::read_to_string(gitdir.join("HEAD")).ok()?;
+            let head = read(&gitdir.join("HEAD"))?;
             let head = head.trim();
             let Some(r) = head.strip_prefix("ref:") else { return Some(head.to_string()) };
             let r = r.trim();
             // Refs live in the common dir for worktrees.
-            let common = std::fs::read_to_string(gitdir.join("commondir")).ok().map(|c| gitdir.join(c.trim())).unwrap_or(gitdir.clone());
+            let common = read(&gitdir.join("commondir")).map(|c| gitdir.join(c.trim())).unwrap_or(gitdir.clone());
             for base in [&gitdir, &common] {
-                if let Ok(c) = std::fs::read_to_string(base.join(r)) {
+                if let Some(c) = read(&base.join(r)) {
                     return Some(c.trim().to_string());
                 }
-                if let Ok(packed) = std::fs::read_to_string(base.join("packed-refs")) {
+                if let Some(packed) = read(&base.join("packed-refs")) {
                     for line in packed.lines() {
                         if let Some((sha, name)) = line.split_once(' ')
                             && name == r

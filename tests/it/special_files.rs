@@ -221,3 +221,22 @@ fn include_depth_at_the_limit_loads_over_it_is_refused() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// The git commit shown in `/readyz` is read from `.git` in the zones
+/// directory: a FIFO there (as HEAD) must not hang the load; the server
+/// becomes ready and serves, without a commit.
+#[test]
+fn a_fifo_in_the_git_metadata_does_not_hang_a_load() {
+    let d = scratch("git-fifo");
+    let z = d.join("zones");
+    std::fs::create_dir_all(z.join(".git")).unwrap();
+    mkfifo(&z.join(".git/HEAD"));
+    let t = std::time::Instant::now();
+    let srv = TestServer::start_default(&z, "vpc-a", "");
+    assert!(t.elapsed() < Duration::from_secs(10), "ready in {:?}", t.elapsed());
+    // Listener 1 is bound to vpc-a, which sees good.test.
+    let r = udp(srv.addrs[1], "127.0.0.9", &query("www.good.test.", hickory_proto::rr::RecordType::A, None));
+    assert_eq!(r.answers.len(), 1, "{:?}", r);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&d);
+}
