@@ -31,7 +31,7 @@ use crate::resolve::{End, LinkName, Walk, walk};
 use crate::snapshot::zone::{NO_AZ, RRset};
 use crate::snapshot::{Claims, Identity, Route, Snapshot, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
-use crate::upstream::{Forwarder, Lookup};
+use crate::upstream::{Forwarder, Lookup, UpstreamError};
 
 /// How the query arrived: it sets the size limit of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +103,8 @@ impl Frame {
         Flags { copied: self.copied, aa, ra, rcode: (rc & 0x0f) as u8 }
     }
 
-    fn opt(&self, rc: u16) -> Option<Opt> {
-        self.opt.map(|o| Opt { rcode_high: (rc >> 4) as u8, ..o })
+    fn opt(&self, rc: u16, ede: Option<Ede>) -> Option<Opt> {
+        self.opt.map(|o| Opt { rcode_high: (rc >> 4) as u8, ede, ..o })
     }
 }
 
@@ -127,6 +127,9 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             dnssec_ok: e.dnssec_ok,
             rcode_high: 0,
             subnet: None,
+            ede: None,
+            // RFC 5001: only when asked, only when configured.
+            nsid: if e.nsid { ctx.snap.nsid } else { None },
         }),
     };
     let limit = match client.transport {
@@ -135,29 +138,41 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         }
         Transport::Tcp => dns::MAX_TCP_MESSAGE,
     };
-    let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, view: Option<View>, source: Source| {
-        let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, frame.opt.map_or(0, |o| o.wire_len()));
-        *out = w.finish(frame.flags(false, false, rc), frame.opt(rc));
+    let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, view: Option<View>, source: Source, ede| {
+        let opt = frame.opt(rc, ede);
+        let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, opt.map_or(0, |o| o.wire_len()));
+        *out = w.finish(frame.flags(false, false, rc), opt);
         Outcome::Done(Answered { rcode: rc, view, source, claimed: None })
     };
     if let Some((rc, echo)) = header_rules(&q) {
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
-        return reply(out, &frame, question, rc, None, Source::Error);
+        return reply(out, &frame, question, rc, None, Source::Error, None);
     }
     let Some((question, qname, qtype, qclass)) = q.one() else {
-        return reply(out, &frame, None, rcode::FORMERR, None, Source::Error);
+        return reply(out, &frame, None, rcode::FORMERR, None, Source::Error, None);
     };
     let id = identify_client(ctx, client, &q, &mut frame);
     let view = id.view;
     let claimed = (id.client != client.src.ip()).then_some(id.client);
-    if refuse_transfers_and_other_classes(qtype, qclass) || refuse_cache_snooping(view, &q) {
-        let Outcome::Done(a) = reply(out, &frame, Some(question), rcode::REFUSED, Some(view), Source::Refused) else { unreachable!() };
+    let refused = if refuse_transfers_and_other_classes(qtype, qclass) {
+        Some((ede::NOT_SUPPORTED, "zone transfers and classes other than IN are not served"))
+    } else if refuse_cache_snooping(view, &q) {
+        Some((ede::PROHIBITED, "the source is in no VPC; RD=0 would read other clients' cache"))
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        let Outcome::Done(a) = reply(out, &frame, Some(question), rcode::REFUSED, Some(view), Source::Refused, Some(why)) else {
+            unreachable!("reply is always done")
+        };
         return Outcome::Done(Answered { claimed, ..a });
     }
 
     let key = KeyBuf::from_wire(qname);
     let qtype = RecordType::from(qtype);
     let wk = walk(ctx.snap, view, &key, qtype);
+    // Room for OPT as the query asked; an EDE added later is left out
+    // by the writer if the answer leaves no room for it.
     let mut w = ResponseWriter::new(std::mem::take(out), q.id, Some(question), limit, frame.opt.map_or(0, |o| o.wire_len()));
     let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
     let chain = Chain { snap: ctx.snap, view, qtype };
@@ -169,11 +184,16 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         question_upstream: wk.source == Source::Upstream,
         upstream_parts: 0,
         view,
+        ede: match wk.end {
+            End::Refused => Some((ede::PROHIBITED, "the source is in no VPC")),
+            End::Loop | End::TooLong => Some((ede::OTHER, "the CNAME chain loops or is too long")),
+            _ => None,
+        },
     };
     let mut next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
     while let Some(ask) = next {
         if st.upstream_parts >= MAX_UPSTREAM_PARTS {
-            st.fail(&mut w);
+            st.fail(&mut w, (ede::OTHER, "the chain goes between local and upstream data too often"));
             break;
         }
         let (upstreams, route_id) = ctx.snap.upstreams_for(ask.route);
@@ -208,7 +228,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             }
         }
     }
-    *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
+    *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
     Outcome::Done(Answered { rcode: st.rc, view: Some(view), source: st.source, claimed })
 }
 
@@ -252,6 +272,8 @@ struct State {
     question_upstream: bool,
     upstream_parts: u8,
     view: View,
+    /// The Extended DNS Error the response carries, if any.
+    ede: Option<Ede>,
 }
 
 impl State {
@@ -276,12 +298,13 @@ impl State {
         }
     }
 
-    /// SERVFAIL with no records.
-    fn fail(&mut self, w: &mut ResponseWriter) {
+    /// SERVFAIL with no records, and why.
+    fn fail(&mut self, w: &mut ResponseWriter, why: Ede) {
         w.clear_records();
         self.rc = rcode::SERVFAIL;
         self.aa = false;
         self.source = Source::Failure;
+        self.ede = Some(why);
     }
 }
 
@@ -310,7 +333,7 @@ impl Chain<'_> {
         let wk = walk(self.snap, self.view, key, self.qtype);
         st.rc = u16::from(wk.rcode());
         if matches!(wk.end, End::Loop | End::TooLong) {
-            st.fail(w);
+            st.fail(w, (ede::OTHER, "the CNAME chain loops or is too long"));
             return None;
         }
         write_local(w, self.snap, &wk, pos, key)
@@ -346,7 +369,7 @@ impl Pending {
         let chain = Chain { snap: &snap, view: st.view, qtype };
         loop {
             if st.upstream_parts >= MAX_UPSTREAM_PARTS {
-                st.fail(&mut w);
+                st.fail(&mut w, (ede::OTHER, "the chain goes between local and upstream data too often"));
                 break;
             }
             let got = forwarder.lookup(&name, qtype, dnssec_ok, &upstreams, route_id, true).await;
@@ -358,11 +381,12 @@ impl Pending {
                 }
                 Lookup::Stale(e, _) => {
                     st.add_upstream_part(true, true);
+                    st.ede = Some((ede::STALE_ANSWER, "the upstreams did not answer; served from the cache past its TTL"));
                     chain.after_upstream(&mut w, &e, now, &mut st)
                 }
                 Lookup::NotCached => None,
-                Lookup::Failed(_) => {
-                    st.fail(&mut w);
+                Lookup::Failed(e) => {
+                    st.fail(&mut w, upstream_failure(&e));
                     None
                 }
             };
@@ -371,8 +395,32 @@ impl Pending {
             (upstreams, route_id) = (ups.to_vec(), id);
             name = key_to_name(n.key.key());
         }
-        let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc));
+        let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
         (bytes, Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed })
+    }
+}
+
+/// An Extended DNS Error: INFO-CODE and EXTRA-TEXT (RFC 8914).
+type Ede = (u16, &'static str);
+
+/// The INFO-CODEs pzdns sends (RFC 8914 §4).
+mod ede {
+    pub const OTHER: u16 = 0;
+    pub const STALE_ANSWER: u16 = 3;
+    pub const PROHIBITED: u16 = 18;
+    pub const NOT_SUPPORTED: u16 = 21;
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+    pub const NETWORK_ERROR: u16 = 23;
+}
+
+/// Why an upstream question failed, as an Extended DNS Error.
+fn upstream_failure(e: &UpstreamError) -> Ede {
+    match e {
+        UpstreamError::NoUpstreams => (ede::NO_REACHABLE_AUTHORITY, "no upstreams are configured for this name"),
+        UpstreamError::Timeout(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams did not answer in time"),
+        UpstreamError::Rcode(..) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams answered SERVFAIL or REFUSED"),
+        UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
+        UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),
     }
 }
 

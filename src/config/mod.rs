@@ -136,6 +136,8 @@ pub struct ServerConfig {
     /// Sources whose claims about the client (PROXY v2, ECS) are believed.
     pub trusted_forwarders: Vec<ipnet::IpNet>,
     pub client_subnet: ClientSubnet,
+    /// This replica's NSID (RFC 5001), sent to queries that ask; off by default.
+    pub nsid: Option<String>,
 }
 
 impl ServerConfig {
@@ -159,6 +161,7 @@ impl ServerConfig {
             allow_paths_outside: Vec::new(),
             trusted_forwarders: Vec::new(),
             client_subnet: ClientSubnet::Off,
+            nsid: None,
         }
     }
 
@@ -347,6 +350,17 @@ impl ServerConfig {
         }
         if cfg.client_subnet == ClientSubnet::Trusted && cfg.trusted_forwarders.is_empty() {
             diags.push(path, Pos::new(1, 1), "client_subnet: trusted needs trusted_forwarders (the sources whose ECS is believed)");
+        }
+        if let Some(n) = f.nsid {
+            match n.value.as_str() {
+                "" | "off" => cfg.nsid = None,
+                v if v.len() > crate::dns::writer::Nsid::MAX => diags.push(
+                    path,
+                    pos(&n),
+                    format!("nsid is {} bytes; at most {} (a replica's name, e.g. pzdns-hz-1)", v.len(), crate::dns::writer::Nsid::MAX),
+                ),
+                v => cfg.nsid = Some(v.to_string()),
+            }
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;

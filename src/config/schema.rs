@@ -27,6 +27,7 @@ pub struct ServerFile {
     pub allow_paths_outside: Vec<Spanned<String>>,
     pub trusted_forwarders: Option<Vec<Spanned<String>>>,
     pub client_subnet: Option<Spanned<String>>,
+    pub nsid: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -212,6 +213,7 @@ impl ServerFile {
         };
         let trusted_forwarders = m.texts("trusted_forwarders", d).map(|l| l.value);
         let client_subnet = m.text("client_subnet", d);
+        let nsid = m.text("nsid", d);
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -227,6 +229,7 @@ impl ServerFile {
             allow_paths_outside,
             trusted_forwarders,
             client_subnet,
+            nsid,
         })
     }
 }

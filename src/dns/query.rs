@@ -13,9 +13,10 @@ pub struct QueryEdns {
     pub version: u8,
     /// The EDNS Client Subnet option (RFC 7871), if one was sent well formed.
     pub subnet: Option<ClientSubnet>,
-    /// An ECS option was sent but is malformed (RFC 7871 §7.1.1: FORMERR
-    /// from a server that uses it).
+    /// An ECS option was sent but is malformed; it is ignored.
     pub bad_subnet: bool,
+    /// The query asks for the server's NSID (RFC 5001).
+    pub nsid: bool,
 }
 
 /// An EDNS Client Subnet option as sent.
@@ -64,6 +65,8 @@ impl ClientSubnet {
 
 /// The EDNS option code of Client Subnet.
 pub const OPTION_CLIENT_SUBNET: u16 = 8;
+/// The EDNS option code of NSID.
+pub const OPTION_NSID: u16 = 3;
 
 /// The question as it stands in the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +167,7 @@ impl<'a> Query<'a> {
                     return Err(bad);
                 }
                 let version = (ttl >> 16) as u8;
-                let (mut subnet, mut bad_subnet) = (None, false);
+                let (mut subnet, mut bad_subnet, mut nsid) = (None, false, false);
                 let mut opts = rdata;
                 while opts.len() >= 4 {
                     let (code, len) = (u16::from_be_bytes([opts[0], opts[1]]), u16::from_be_bytes([opts[2], opts[3]]) as usize);
@@ -173,9 +176,10 @@ impl<'a> Query<'a> {
                         subnet = ClientSubnet::read(data);
                         bad_subnet = subnet.is_none();
                     }
+                    nsid |= code == OPTION_NSID;
                     opts = &opts[4 + len..];
                 }
-                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version, subnet, bad_subnet });
+                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version, subnet, bad_subnet, nsid });
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
@@ -276,7 +280,7 @@ mod tests {
         assert_eq!(p.edns, None);
         let m = q(RD, 1, 0, &OPT, 1);
         let p = Query::parse(&m).unwrap();
-        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0, subnet: None, bad_subnet: false }));
+        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0, subnet: None, bad_subnet: false, nsid: false }));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! §4.1.4) against names already in the message, truncation, and OPT.
 //! The one place where pzdns writes DNS messages.
 
-use super::query::{ClientSubnet, OPTION_CLIENT_SUBNET};
+use super::query::{ClientSubnet, OPTION_CLIENT_SUBNET, OPTION_NSID};
 use super::{OPT_LEN, QR, RR_FIXED_LEN, RR_RDLENGTH, RR_TTL, TC, TYPE_OPT};
 
 /// Most name positions remembered for compression; later names are
@@ -32,12 +32,44 @@ pub struct Opt {
     /// The client subnet echoed with the scope prefix length that decided
     /// the answer (RFC 7871 §7.2.1).
     pub subnet: Option<(ClientSubnet, u8)>,
+    /// An Extended DNS Error (RFC 8914): INFO-CODE and EXTRA-TEXT.
+    pub ede: Option<(u16, &'static str)>,
+    /// This server's NSID (RFC 5001), when the query asked for it.
+    pub nsid: Option<Nsid>,
 }
+
+/// An NSID payload, kept inline so that an `Opt` is plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nsid {
+    bytes: [u8; Nsid::MAX],
+    len: u8,
+}
+
+impl Nsid {
+    /// Longest NSID accepted (the config says so when it is longer).
+    pub const MAX: usize = 64;
+
+    pub fn new(id: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; Nsid::MAX];
+        bytes.get_mut(..id.len())?.copy_from_slice(id);
+        Some(Nsid { bytes, len: id.len() as u8 })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// The EDNS option code of Extended DNS Errors.
+const OPTION_EDE: u16 = 15;
 
 impl Opt {
     /// Bytes the record takes.
     pub fn wire_len(&self) -> usize {
-        OPT_LEN + self.subnet.map_or(0, |(s, _)| 8 + s.addr_len as usize)
+        OPT_LEN
+            + self.subnet.map_or(0, |(s, _)| 8 + s.addr_len as usize)
+            + self.ede.map_or(0, |(_, t)| 6 + t.len())
+            + self.nsid.map_or(0, |n| 4 + n.len as usize)
     }
 }
 
@@ -294,6 +326,12 @@ impl ResponseWriter {
         self.truncated
     }
 
+    /// An EDNS option's code and length.
+    fn option(&mut self, code: u16, len: usize) {
+        self.buf.extend_from_slice(&code.to_be_bytes());
+        self.buf.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+
     /// Completes the header and the OPT record and returns the message.
     /// A truncated response keeps only the question, with TC set (RFC
     /// 2181 §9).
@@ -315,23 +353,34 @@ impl ResponseWriter {
         for (i, c) in counts.iter().enumerate() {
             self.buf[6 + 2 * i..8 + 2 * i].copy_from_slice(&c.to_be_bytes());
         }
-        if let Some(o) = opt {
+        if let Some(mut o) = opt {
+            // An Extended DNS Error is information, not data: left out
+            // when the message has no room for it.
+            if self.buf.len() + o.wire_len() > self.limit {
+                o.ede = None;
+            }
             let ttl: u32 = (o.rcode_high as u32) << 24 | if o.dnssec_ok { super::DO_BIT } else { 0 };
             self.buf.push(0);
             self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
             self.buf.extend_from_slice(&o.payload.to_be_bytes());
             self.buf.extend_from_slice(&ttl.to_be_bytes());
-            match o.subnet {
-                Some((sub, scope)) => {
-                    let n = sub.addr_len as usize;
-                    self.buf.extend_from_slice(&((8 + n) as u16).to_be_bytes());
-                    self.buf.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
-                    self.buf.extend_from_slice(&((4 + n) as u16).to_be_bytes());
-                    self.buf.extend_from_slice(&sub.family.to_be_bytes());
-                    self.buf.extend_from_slice(&[sub.source_prefix, scope]);
-                    self.buf.extend_from_slice(&sub.addr[..n]);
-                }
-                None => self.buf.extend_from_slice(&[0, 0]),
+            let rdlen = (o.wire_len() - OPT_LEN) as u16;
+            self.buf.extend_from_slice(&rdlen.to_be_bytes());
+            if let Some((sub, scope)) = o.subnet {
+                let n = sub.addr_len as usize;
+                self.option(OPTION_CLIENT_SUBNET, 4 + n);
+                self.buf.extend_from_slice(&sub.family.to_be_bytes());
+                self.buf.extend_from_slice(&[sub.source_prefix, scope]);
+                self.buf.extend_from_slice(&sub.addr[..n]);
+            }
+            if let Some(n) = o.nsid {
+                self.option(OPTION_NSID, n.len as usize);
+                self.buf.extend_from_slice(n.as_bytes());
+            }
+            if let Some((code, text)) = o.ede {
+                self.option(OPTION_EDE, 2 + text.len());
+                self.buf.extend_from_slice(&code.to_be_bytes());
+                self.buf.extend_from_slice(text.as_bytes());
             }
             let ar = counts[2] + 1;
             self.buf[10..12].copy_from_slice(&ar.to_be_bytes());
@@ -378,7 +427,7 @@ mod tests {
         let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16 + crate::dns::OPT_LEN, crate::dns::OPT_LEN);
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_none(), "the second does not fit beside OPT");
-        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0, subnet: None }));
+        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0, subnet: None, ede: None, nsid: None }));
         assert_eq!(m[2] & 0x02, 0x02, "TC");
         assert_eq!(&m[6..12], &[0, 0, 0, 0, 0, 1], "no records but OPT");
         assert_eq!(m.len(), 12 + Q.len() + crate::dns::OPT_LEN);
@@ -399,9 +448,16 @@ mod tests {
     fn extended_rcodes_carry_their_high_bits_in_opt() {
         let w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, crate::dns::OPT_LEN);
         let f = Flags { copied: 0, aa: false, ra: false, rcode: 0 };
-        let m = w.finish(f, Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1, subnet: None }));
+        let m = w.finish(
+            f,
+            Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1, subnet: None, ede: Some((21, "no")), nsid: Nsid::new(b"a1") }),
+        );
         assert_eq!(m[3] & 0x0f, 0);
-        assert_eq!(m[m.len() - 6], 1, "BADVERS = 16: 1 in the OPT's extended rcode");
+        let opt = 12 + Q.len();
+        assert_eq!(m[opt + 5], 1, "BADVERS = 16: 1 in the OPT's extended rcode");
+        // Options: NSID (3) "a1", then EDE (15) 21 "no".
+        assert_eq!(&m[opt + 9..opt + 11], &[0, 14], "RDLENGTH");
+        assert_eq!(&m[opt + 11..], &[0, 3, 0, 2, b'a', b'1', 0, 15, 0, 4, 0, 21, b'n', b'o']);
     }
 
     #[test]

@@ -134,6 +134,8 @@ pub struct Snapshot {
     /// Sources whose claims about the client are believed.
     trusted: CidrTable<()>,
     client_subnet: ClientSubnet,
+    /// This replica's NSID (RFC 5001), if one is configured.
+    pub nsid: Option<crate::dns::writer::Nsid>,
     /// ECS scope prefix lengths (RFC 7871) from the VPC and vSwitch CIDRs.
     scopes: ScopeIndex,
     pub listen: Vec<SocketAddr>,
@@ -185,6 +187,7 @@ impl Snapshot {
                 t
             },
             client_subnet: cfg.client_subnet,
+            nsid: cfg.nsid.as_deref().and_then(|n| crate::dns::writer::Nsid::new(n.as_bytes())),
             scopes: ScopeIndex::default(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),

@@ -11,6 +11,7 @@ mod containment;
 mod corpus;
 mod data_bounds;
 mod data_fidelity;
+mod ede_nsid;
 mod floods;
 mod forwarding;
 mod fuzz_regressions;
