@@ -123,28 +123,23 @@ fn request_path(c: &mut Criterion) {
     // into a reused buffer.
     let snap = shared.snapshot.load_full();
     let mut out = Vec::with_capacity(1232);
-    c.bench_function("answer/local_answer", |b| {
-        b.iter(|| {
-            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
-            match answer(&ctx, &client, black_box(&bytes), &mut out) {
-                Outcome::Done(_) => out.len(),
-                _ => 0,
-            }
-        })
-    });
+    let mut answer_bench = |name: &str, client: &Client, query: &[u8]| {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+                match answer(&ctx, client, black_box(query), &mut out) {
+                    Outcome::Done(_) => out.len(),
+                    _ => 0,
+                }
+            })
+        });
+    };
+    answer_bench("answer/local_answer", &client, &bytes);
     // The same answer for a client a trusted forwarder speaks for: by a
     // PROXY v2 header (already split off by the socket loop), and by ECS.
     let forwarder = "10.255.0.53:5300".parse().unwrap();
     let proxied = Client { listener: 0, src: forwarder, proxy: Some("10.0.5.7".parse().unwrap()), transport: Transport::Udp };
-    c.bench_function("answer/local_answer_proxy_v2", |b| {
-        b.iter(|| {
-            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
-            match answer(&ctx, &proxied, black_box(&bytes), &mut out) {
-                Outcome::Done(_) => out.len(),
-                _ => 0,
-            }
-        })
-    });
+    answer_bench("answer/local_answer_proxy_v2", &proxied, &bytes);
     let mut qe = q.clone();
     let mut edns = hickory_proto::op::Edns::new();
     edns.options_mut().insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(hickory_proto::rr::rdata::opt::ClientSubnet::new(
@@ -155,15 +150,7 @@ fn request_path(c: &mut Criterion) {
     qe.set_edns(edns);
     let ecs_bytes = qe.to_vec().unwrap();
     let via = Client { listener: 0, src: forwarder, proxy: None, transport: Transport::Udp };
-    c.bench_function("answer/local_answer_ecs", |b| {
-        b.iter(|| {
-            let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
-            match answer(&ctx, &via, black_box(&ecs_bytes), &mut out) {
-                Outcome::Done(_) => out.len(),
-                _ => 0,
-            }
-        })
-    });
+    answer_bench("answer/local_answer_ecs", &via, &ecs_bytes);
     // The PROXY v2 header split itself (the UDP loop does it per datagram).
     let mut framed = b"\r\n\r\n\0\r\nQUIT\n\x21\x12\x00\x0c".to_vec();
     framed.extend_from_slice(&[10, 0, 5, 7, 10, 255, 0, 1, 0x30, 0x39, 0, 53]);

@@ -73,6 +73,35 @@ fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// An Unbound config listening on `iface:port`, asking from `outgoing`,
+/// forwarding everything to pzdns at `to`, with `extra` server lines.
+fn unbound_conf(dir: &Path, iface: &str, port: u16, outgoing: &str, to: SocketAddr, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"server:
+    interface: {iface}
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    access-control: 127.0.0.0/8 allow
+    outgoing-interface: {outgoing}
+    do-not-query-localhost: no
+{extra}remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: {ip}@{pzport}
+"#,
+        ip = to.ip(),
+        pzport = to.port()
+    )
+}
+
 fn free_udp_port(ip: &str) -> u16 {
     // The same port free on TCP too, for peers that bind both.
     loop {
@@ -206,32 +235,8 @@ fn unbound_forwarding_with_0x20_from_another_vpc() {
     let pz = pzdns(&up);
     let dir = scratch("unbound");
     let port = free_udp_port("127.0.0.51");
-    let d = dir.display();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.51
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    access-control: 127.0.0.0/8 allow
-    outgoing-interface: 127.2.0.77
-    do-not-query-localhost: no
-    use-caps-for-id: yes
-    module-config: "iterator"
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: {ip}@{pzport}
-"#,
-        ip = pz.addrs[0].ip(),
-        pzport = pz.addrs[0].port()
-    );
+    let conf =
+        unbound_conf(&dir, "127.0.0.51", port, "127.2.0.77", pz.addrs[0], "    use-caps-for-id: yes\n    module-config: \"iterator\"\n");
     std::fs::write(dir.join("unbound.conf"), conf).unwrap();
     let unb: SocketAddr = format!("127.0.0.51:{port}").parse().unwrap();
     let _peer = Peer::start(Command::new(unbound).arg("-d").arg("-c").arg(dir.join("unbound.conf")), dir, unb);
@@ -381,35 +386,11 @@ fn unbound_with_client_subnet_keeps_each_vpcs_view() {
     let admin = pz.admin.unwrap();
     let dir = scratch("unbound-ecs");
     let port = free_udp_port("127.0.0.60");
-    let d = dir.display();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.60
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    access-control: 127.0.0.0/8 allow
-    outgoing-interface: 127.0.0.61
-    do-not-query-localhost: no
-    module-config: "subnetcache iterator"
-    # Unbound serves test. itself by default (RFC 6761); these are pzdns's.
-    local-zone: "test." nodefault
-    send-client-subnet: {ip}
-    max-client-subnet-ipv4: 24
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: {ip}@{pzport}
-"#,
-        ip = pz.addrs[0].ip(),
-        pzport = pz.addrs[0].port()
+    let extra = format!(
+        "    module-config: \"subnetcache iterator\"\n    # Unbound serves test. itself by default (RFC 6761); these are pzdns's.\n    local-zone: \"test.\" nodefault\n    send-client-subnet: {}\n    max-client-subnet-ipv4: 24\n",
+        pz.addrs[0].ip()
     );
+    let conf = unbound_conf(&dir, "127.0.0.60", port, "127.0.0.61", pz.addrs[0], &extra);
     std::fs::write(dir.join("unbound.conf"), conf).unwrap();
     let unb: SocketAddr = format!("127.0.0.60:{port}").parse().unwrap();
     let peer = Peer::start(Command::new(unbound).arg("-d").arg("-c").arg(dir.join("unbound.conf")), dir, unb);
