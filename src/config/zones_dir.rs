@@ -613,8 +613,7 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         if ep.zones.value.is_empty() {
             diags.push(path, pos(&ep.zones), format!("endpoint `{id}` has no zones; list each zone with its ip"));
         }
-        // (zone id, ipv4, ipv6, connected)
-        let mut zones: Vec<(String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool)> = Vec::new();
+        let mut zones: Vec<EndpointZone> = Vec::new();
         for z in &ep.zones.value {
             let zid = z.zone.value.trim().to_string();
             if zid.is_empty() || !zid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -659,58 +658,96 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         if connected != Some(true) {
             continue;
         }
-        let svc = ep.service.value.trim();
-        let region = ep.region.value.trim();
-        let mut make = |name_text: String, zone_filter: Option<&str>| {
-            let name = match rdata::parse_absolute_name(&name_text) {
-                Ok(n) => n.to_lowercase(),
-                Err(e) => {
-                    diags.push(path, pos(&ep.id), format!("endpoint `{id}` generates an invalid name: {e}"));
-                    return;
-                }
-            };
-            let mut records = Vec::new();
-            for (zid, ip, ip6, zc) in &zones {
-                if !zc || zone_filter.is_some_and(|f| f != zid) {
-                    continue;
-                }
-                if let Some(ip) = ip {
-                    records.push(RecordDef {
-                        record: Record::from_rdata(name.clone(), ttl, RData::A((*ip).into())),
-                        pos: pos(&ep.id),
-                        az: Some(zid.clone()),
-                    });
-                }
-                if let Some(ip6) = ip6 {
-                    records.push(RecordDef {
-                        record: Record::from_rdata(name.clone(), ttl, RData::AAAA((*ip6).into())),
-                        pos: pos(&ep.id),
-                        az: Some(zid.clone()),
-                    });
-                }
-            }
-            if records.is_empty() {
+        let spec = EndpointSpec {
+            id,
+            service: ep.service.value.trim(),
+            region: ep.region.value.trim(),
+            templates: (&ep_t, &zonal_t),
+            zones: &zones,
+            private_names: &private_names,
+            ttl,
+            vpcs: &vpcs,
+            path,
+            at: pos(&ep.id),
+        };
+        generate_endpoint_names(&spec, data, diags);
+    }
+}
+
+/// One zone of an endpoint: (zone id, IPv4, IPv6, Connected).
+type EndpointZone = (String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool);
+
+/// A Connected endpoint, checked, as the names it generates need it.
+struct EndpointSpec<'a> {
+    id: &'a str,
+    service: &'a str,
+    region: &'a str,
+    /// The `names.endpoint` and `names.zonal` templates.
+    templates: (&'a str, &'a str),
+    zones: &'a [EndpointZone],
+    private_names: &'a [Name],
+    ttl: u32,
+    vpcs: &'a [Located<String>],
+    path: &'a Path,
+    at: Pos,
+}
+
+/// PrivateLink endpoint name generation: the endpoint domain with the
+/// addresses of every Connected zone, each zonal domain with its zone's,
+/// each private DNS name with every Connected zone's; A from `ip`, AAAA
+/// from `ipv6`. Each name becomes a zone of its own, visible to the
+/// endpoint's VPC and `visible_to`.
+fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &mut Diagnostics) {
+    let mut make = |name_text: String, zone_filter: Option<&str>| {
+        let name = match rdata::parse_absolute_name(&name_text) {
+            Ok(n) => n.to_lowercase(),
+            Err(e) => {
+                diags.push(ep.path, ep.at, format!("endpoint `{}` generates an invalid name: {e}", ep.id));
                 return;
             }
-            data.zones.push(ZoneDef {
-                origin: name,
-                kind: ZoneOrigin::Endpoint(id.to_string()),
-                path: path.to_path_buf(),
-                pos: pos(&ep.id),
-                vpcs: vpcs.clone(),
-                recursive_proxy: false,
-                ttl,
-                records_path: path.to_path_buf(),
-                records,
-            });
         };
-        make(render(&ep_t, id, svc, region, ""), None);
-        for (zid, ..) in zones.clone() {
-            make(render(&zonal_t, id, svc, region, &zid), Some(&zid));
+        let mut records = Vec::new();
+        for (zid, ip, ip6, connected) in ep.zones {
+            if !connected || zone_filter.is_some_and(|f| f != zid) {
+                continue;
+            }
+            if let Some(ip) = ip {
+                records.push(RecordDef {
+                    record: Record::from_rdata(name.clone(), ep.ttl, RData::A((*ip).into())),
+                    pos: ep.at,
+                    az: Some(zid.clone()),
+                });
+            }
+            if let Some(ip6) = ip6 {
+                records.push(RecordDef {
+                    record: Record::from_rdata(name.clone(), ep.ttl, RData::AAAA((*ip6).into())),
+                    pos: ep.at,
+                    az: Some(zid.clone()),
+                });
+            }
         }
-        for n in private_names {
-            make(n.to_string(), None);
+        if records.is_empty() {
+            return;
         }
+        data.zones.push(ZoneDef {
+            origin: name,
+            kind: ZoneOrigin::Endpoint(ep.id.to_string()),
+            path: ep.path.to_path_buf(),
+            pos: ep.at,
+            vpcs: ep.vpcs.to_vec(),
+            recursive_proxy: false,
+            ttl: ep.ttl,
+            records_path: ep.path.to_path_buf(),
+            records,
+        });
+    };
+    let (ep_t, zonal_t) = ep.templates;
+    make(render(ep_t, ep.id, ep.service, ep.region, ""), None);
+    for (zid, ..) in ep.zones {
+        make(render(zonal_t, ep.id, ep.service, ep.region, zid), Some(zid));
+    }
+    for n in ep.private_names {
+        make(n.to_string(), None);
     }
 }
 
