@@ -145,30 +145,20 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
 
     let is_top = |f: &Path, n: &str| f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n);
     let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
-    // Zone files are independent: parse them on every core. Results are
-    // put back in file order so that output is deterministic.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(zone_files.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut parsed: Vec<(usize, Option<ZoneDef>, Diagnostics)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = zone_files.get(i) else { break };
-                        let mut d = Diagnostics::new();
-                        let z = load_zone_file(f, &known, &access, &mut d);
-                        out.push((i, z, d));
-                    }
-                    out
-                })
+    // Zone files are independent: parse them on rayon's pool (every core).
+    // Results come back in file order, so output is deterministic.
+    let parsed: Vec<(Option<ZoneDef>, Diagnostics)> = {
+        use rayon::prelude::*;
+        zone_files
+            .par_iter()
+            .map(|f| {
+                let mut d = Diagnostics::new();
+                let z = load_zone_file(f, &known, &access, &mut d);
+                (z, d)
             })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    });
-    parsed.sort_by_key(|(i, ..)| *i);
-    for (_, z, d) in parsed {
+            .collect()
+    };
+    for (z, d) in parsed {
         diags.extend(d);
         data.zones.extend(z);
     }
