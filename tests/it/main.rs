@@ -19,6 +19,7 @@ mod identity;
 mod interop;
 mod isolation_props;
 mod layers;
+mod limits;
 mod master_files;
 mod negative_ttl;
 mod operations;
