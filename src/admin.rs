@@ -142,10 +142,10 @@ async fn explain_handler(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<S
         }
         Err(e) => return bad(format!("name=`{name}`: {e}")),
     };
-    let qtype = match q.get("type").map(|t| RecordType::from_str(&t.to_ascii_uppercase())) {
+    let qtype = match q.get("type").map(|t| crate::explain::parse_type(t)) {
         None => RecordType::A,
-        Some(Ok(t)) => t,
-        Some(Err(_)) => return bad("type= is not a record type".into()),
+        Some(Some(t)) => t,
+        Some(None) => return bad("type= is not a record type (e.g. A, AAAA, TXT, TYPE65)".into()),
     };
     let snap = s.snapshot.load_full();
     match explain(&snap, &asker, &name, qtype) {

@@ -98,6 +98,10 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
+    // The ready file says the server is up: not any more.
+    if let Some(path) = &ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     info!("stopped");
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::Name;
 
 use crate::config::{Diagnostics, ServerConfig};
 use crate::explain::{Asker, explain};
@@ -61,8 +61,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
     /// Worker threads and UDP sockets per listener (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Once every socket is bound, write the bound addresses here, one per
     /// line, then `admin=IP:PORT` (for supervisors and tests that bind port 0).
     #[arg(long, value_name = "FILE")]
@@ -175,9 +175,9 @@ fn run_explain(a: &ExplainArgs) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_START);
         }
     };
-    let qtype = match RecordType::from_str(&a.qtype.to_ascii_uppercase()) {
-        Ok(t) => t,
-        Err(_) => {
+    let qtype = match crate::explain::parse_type(&a.qtype) {
+        Some(t) => t,
+        None => {
             eprintln!("pzdns: `{}` is not a record type (e.g. A, AAAA, CNAME, TXT)", a.qtype);
             return ExitCode::from(EXIT_CANNOT_START);
         }
@@ -274,7 +274,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
         }
     }
     raise_fd_limit(cfg.tcp_max_connections + crate::upstream::DEFAULT_MAX_IN_FLIGHT + 256);
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let workers = a.workers.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),

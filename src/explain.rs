@@ -20,6 +20,15 @@ pub enum Asker {
     Via { client: IpAddr, forwarder: IpAddr },
 }
 
+/// A record type by name (`A`, `txt`) or in RFC 3597 form (`TYPE65`).
+pub fn parse_type(s: &str) -> Option<RecordType> {
+    let upper = s.to_ascii_uppercase();
+    match upper.strip_prefix("TYPE").map(str::parse::<u16>) {
+        Some(Ok(n)) => Some(RecordType::from(n)),
+        _ => std::str::FromStr::from_str(&upper).ok(),
+    }
+}
+
 /// Explains `name`/`qtype` from `asker`; `Err` when the VPC id is unknown.
 pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -> Result<String, String> {
     let mut out = String::new();
@@ -80,6 +89,10 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
                 let _ = writeln!(out, "view:     none (the source maps to no VPC; unknown_clients: {policy})");
             }
         }
+    }
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        let _ = writeln!(out, "answer:   rcode REFUSED: zone transfers are not served (Extended DNS Error 21)");
+        return Ok(out);
     }
     let res = resolve(snap, view, name, qtype, true);
     for step in &res.steps {

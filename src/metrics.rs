@@ -44,6 +44,10 @@ pub const RELOADS: &str = "pzdns_reloads";
 pub const GENERATION: &str = "pzdns_data_generation";
 /// `pzdns_last_reload_success_timestamp_seconds`.
 pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_seconds";
+/// `pzdns_last_reload_failure_timestamp_seconds` (0: none since start).
+pub const LAST_RELOAD_FAILURE: &str = "pzdns_last_reload_failure_timestamp_seconds";
+/// `pzdns_last_reload_succeeded`: 1 when the last reload attempt loaded, 0 when it failed.
+pub const LAST_RELOAD_OK: &str = "pzdns_last_reload_succeeded";
 /// `pzdns_upstream_in_flight`: questions waiting on an upstream now.
 pub const UPSTREAM_IN_FLIGHT: &str = "pzdns_upstream_in_flight";
 /// `pzdns_upstream_overloaded_total`: questions answered SERVFAIL at once, over the in-flight bound.
@@ -209,6 +213,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub generation: Gauge,
     pub last_reload_success: Gauge,
+    pub last_reload_failure: Gauge,
+    pub last_reload_ok: Gauge,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
     pub data_commit: Family<CommitLabels, Gauge>,
@@ -227,9 +233,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             queries: Family::default(),
-            // 25 µs to ~0.8 s: local answers sit in the first buckets,
-            // upstream ones in the later.
-            query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            // 25 µs to ~6.5 s: local answers sit in the first buckets,
+            // upstream ones (an attempt may take 1.2 s, SERVFAIL 2.4 s) in the later.
+            query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             upstream_requests: Family::default(),
             cache_entries: Gauge::default(),
             cache_hits: Counter::default(),
@@ -244,6 +250,8 @@ impl Metrics {
             reloads: Family::default(),
             generation: Gauge::default(),
             last_reload_success: Gauge::default(),
+            last_reload_failure: Gauge::default(),
+            last_reload_ok: Gauge::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
             data_commit: Family::default(),
@@ -279,6 +287,13 @@ impl Metrics {
         registry.register(RELOADS, "Reloads, by result", m.reloads.clone());
         registry.register(GENERATION, "Generation of the data in force", m.generation.clone());
         registry.register(LAST_RELOAD_SUCCESS, "Unix time of the last successful load", m.last_reload_success.clone());
+        registry.register(LAST_RELOAD_FAILURE, "Unix time of the last failed load (0: none since start)", m.last_reload_failure.clone());
+        registry.register(LAST_RELOAD_OK, "1 when the last load attempt succeeded, 0 when it failed", m.last_reload_ok.clone());
+        // Both results exist from the start, so that an alert on an
+        // increase fires on the first failure too.
+        for result in ["success", "failure"] {
+            let _ = m.reloads.get_or_create(&ResultLabels { result });
+        }
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
         registry.register(UPSTREAM_IN_FLIGHT, "Questions waiting on an upstream", m.upstream_in_flight.clone());
@@ -298,6 +313,13 @@ impl Metrics {
         out
     }
 
+    /// Records a failed load.
+    pub fn set_reload_failed(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        self.last_reload_failure.set(now);
+        self.last_reload_ok.set(0);
+    }
+
     /// Records the git commit in force (one series at a time).
     pub fn set_commit(&self, commit: Option<&str>) {
         self.data_commit.clear();
@@ -315,5 +337,6 @@ impl Metrics {
         self.generation.set(d.generation as i64);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         self.last_reload_success.set(now);
+        self.last_reload_ok.set(1);
     }
 }

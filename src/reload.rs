@@ -101,6 +101,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 error!("{d}");
             }
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+            shared.metrics.set_reload_failed();
             let problems: Vec<String> = diags.items().iter().map(|d| d.to_string()).collect();
             shared.status.lock().unwrap_or_else(|p| p.into_inner()).last_failure =
                 Some(Failure { at: SystemTime::now(), trigger, problems });

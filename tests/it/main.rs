@@ -30,4 +30,5 @@ mod serve;
 mod spec_rules;
 mod special_files;
 mod tcp_limits;
+mod toolbox;
 mod upstream_faults;
