@@ -149,7 +149,8 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
         "answer:   rcode {}{}, AA={}, source {}",
         rcode_name(res.rcode),
         if res.upstream.is_some() { " (before the upstream part; the upstream's rcode then applies)" } else { "" },
-        u8::from(res.authoritative),
+        // Only an answer wholly from local data is authoritative.
+        u8::from(res.authoritative && res.upstream.is_none()),
         res.source.as_str()
     );
     if !res.answers.is_empty() {
