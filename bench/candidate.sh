@@ -35,10 +35,12 @@ if [ "${PZDNS_BENCH_MODE:-auth}" = forwarder ]; then
     exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"
 fi
 for zone in privatelink.aliyuncs.com "${PZDNS_BENCH_ECS_ZONE:-cn-hangzhou.aliyuncs.com}"; do
+    # Master files are read only from inside the zones directory.
+    cp "$BENCH_DATA/$zone.zone" "$z/$zone.zone"
     cat > "$z/$zone.yaml" <<YAML
 zone: $zone
 vpcs: [vpc-bench-1, vpc-bench-2, vpc-bench-3]
-master_file: $BENCH_DATA/$zone.zone
+master_file: $zone.zone
 YAML
 done
 exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"
