@@ -25,6 +25,8 @@ pub const QUERY_DURATION: &str = "pzdns_query_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "pzdns_upstream_requests";
 /// `pzdns_cache_entries`: answers held in the cache.
 pub const CACHE_ENTRIES: &str = "pzdns_cache_entries";
+/// `pzdns_cache_bytes`: what the cached answers take in memory (`cache.max_bytes` bounds it).
+pub const CACHE_BYTES: &str = "pzdns_cache_bytes";
 /// `pzdns_cache_hits_total`, `pzdns_cache_misses_total`, `pzdns_cache_stale_served_total`.
 pub const CACHE_HITS: &str = "pzdns_cache_hits";
 pub const CACHE_MISSES: &str = "pzdns_cache_misses";
@@ -193,6 +195,7 @@ pub struct Metrics {
     pub query_duration: Histogram,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub cache_entries: Gauge,
+    pub cache_bytes: Gauge,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_stale: Counter,
@@ -228,6 +231,7 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             upstream_requests: Family::default(),
             cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_stale: Counter::default(),
@@ -251,6 +255,7 @@ impl Metrics {
         registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
         registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
+        registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());
         registry.register(CACHE_MISSES, "Questions that had to go upstream", m.cache_misses.clone());
         registry.register(CACHE_STALE, "Stale answers served because upstreams failed (RFC 8767)", m.cache_stale.clone());

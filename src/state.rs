@@ -55,7 +55,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
-        let forwarder = Forwarder::new(config.cache_max_entries, config.serve_stale, metrics.clone());
+        let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,

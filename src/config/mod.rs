@@ -29,6 +29,13 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCA
 pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
 /// Default cache size, in entries.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
+/// Default cache budget in bytes: what the entries really take, keys,
+/// record vectors and allocator overhead included.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+/// Smallest and largest `cache.max_bytes` (one shard of the cache must
+/// hold a 64 KiB answer).
+pub const MIN_CACHE_BYTES: u64 = 1 << 20;
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
 /// Default RFC 8767 stale window.
 pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
 /// Default bound on TCP connections at once (BIND's tcp-clients is 150;
@@ -92,6 +99,8 @@ pub struct ServerConfig {
     pub zones_dir: PathBuf,
     pub unknown_clients: UnknownClients,
     pub cache_max_entries: u64,
+    /// The cache's memory budget in bytes (`cache.max_bytes`).
+    pub cache_max_bytes: u64,
     pub serve_stale: Duration,
     /// `None` turns the admin HTTP server off.
     pub admin_listen: Option<SocketAddr>,
@@ -119,6 +128,7 @@ impl ServerConfig {
             zones_dir: PathBuf::from("zones"),
             unknown_clients: UnknownClients::Refuse,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
+            cache_max_bytes: DEFAULT_CACHE_BYTES,
             serve_stale: DEFAULT_SERVE_STALE,
             admin_listen: Some(DEFAULT_ADMIN),
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
@@ -238,6 +248,16 @@ impl ServerConfig {
                     diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
                 } else {
                     cfg.cache_max_entries = m.value as u64;
+                }
+            }
+            if let Some(b) = c.max_bytes {
+                match parse_size(&b.value) {
+                    Some(n) if (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&n) => cfg.cache_max_bytes = n,
+                    _ => diags.push(
+                        path,
+                        pos(&b),
+                        format!("cache.max_bytes `{}` must be a size from 1MiB to 1TiB, like 256MiB, 2GiB or 500000000", b.value),
+                    ),
                 }
             }
             if let Some(s) = c.serve_stale {
@@ -366,6 +386,27 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(mult).map(Duration::from_secs)
 }
 
+/// A size in bytes: `500000`, `512KiB`, `256MiB`, `2GiB`, `1TiB` (powers of
+/// 1024), or `500kB`, `300MB`, `2GB` (powers of 1000).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..i].parse().ok()?;
+    let mult: u64 = match s[i..].trim_start() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// The `nameserver` lines of a resolv.conf, on port 53.
 pub fn system_resolvers(path: &Path) -> Vec<SocketAddr> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -394,6 +435,18 @@ mod tests {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1w"), None);
         assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Some(256 << 20));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("300MB"), Some(300_000_000));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("2mb"), None);
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
+        assert_eq!(parse_size("20000000TiB"), None);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct ForwardZoneEntry {
 #[derive(Debug, Default)]
 pub struct CacheEntry {
     pub max_entries: Option<Spanned<i64>>,
+    pub max_bytes: Option<Spanned<String>>,
     pub serve_stale: Option<Spanned<String>>,
 }
 
@@ -183,7 +184,11 @@ impl ServerFile {
         let unknown_clients = m.text("unknown_clients", d);
         let cache = m.get("cache").and_then(|n| {
             let mut c = MapReader::new(n, "`cache`", path, d)?;
-            let out = CacheEntry { max_entries: c.int("max_entries", d), serve_stale: c.text("serve_stale", d) };
+            let out = CacheEntry {
+                max_entries: c.int("max_entries", d),
+                max_bytes: c.text("max_bytes", d),
+                serve_stale: c.text("serve_stale", d),
+            };
             c.finish(d);
             Some(out)
         });

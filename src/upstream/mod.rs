@@ -85,9 +85,9 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(max_entries: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(max_entries: u64, max_bytes: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
         Forwarder {
-            cache: Cache::new(max_entries),
+            cache: Cache::with_budget(max_entries, max_bytes),
             inflight: Mutex::new(HashMap::new()),
             limit: Semaphore::new(DEFAULT_MAX_IN_FLIGHT),
             serve_stale,

@@ -18,6 +18,7 @@ mod interop;
 mod isolation_props;
 mod layers;
 mod master_files;
+mod memory_bounds;
 mod negative_ttl;
 mod operations;
 mod reader_replay;
