@@ -76,6 +76,17 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         udp_tasks.spawn(udp::serve(sock, listener, shared.clone(), dns_stopped.clone()));
     }
     crate::reload::spawn_watcher(shared.clone());
+    // Events counted but not yet logged get their line once their interval is over.
+    let flusher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                shared.metrics.events.flush();
+            }
+        })
+    };
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
         tokio::select! {
@@ -98,6 +109,8 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
+    flusher.abort();
+    shared.metrics.events.flush();
     info!("stopped");
     Ok(())
 }

@@ -13,8 +13,8 @@ use tracing::info;
 
 use crate::answer::{Answered, Client, Ctx, Outcome, answer};
 use crate::config::ServerConfig;
-use crate::dns::query::Query;
-use crate::metrics::{Metrics, rcode_label};
+use crate::dns::query::{Query, has_malformed_edns_options};
+use crate::metrics::{Event, Metrics, Source, rcode_label};
 use crate::snapshot::{Snapshot, View};
 use crate::upstream::Forwarder;
 
@@ -74,6 +74,31 @@ impl Shared {
         if self.config.query_log {
             log_query(snap, client, query, a, took);
         }
+        match a.source {
+            Source::Error => self.metrics.events.note(Event::BadQuery, || {
+                format!("{} query from {} answered {}", client.transport.as_str(), client.src, rcode_label(a.rcode))
+            }),
+            Source::Refused => self.metrics.events.note(Event::Refused, || {
+                let why = if a.view == Some(View::Unknown) { "a source in no VPC" } else { "a transfer or a class other than IN" };
+                format!("{} query from {} REFUSED: {why}", client.transport.as_str(), client.src)
+            }),
+            _ => {}
+        }
+    }
+
+    /// Counts what a packet as received makes pzdns note: dropped
+    /// unanswered, or an OPT with malformed options (see [`Event`]).
+    pub fn note_received(&self, client: &Client, msg: &[u8], dropped: bool) {
+        if dropped {
+            self.metrics.events.note(Event::Dropped, || {
+                let why = if msg.len() < crate::dns::HEADER_LEN { "shorter than a DNS header" } else { "a response (QR=1)" };
+                format!("{} message of {} bytes from {} dropped: {why}", client.transport.as_str(), msg.len(), client.src)
+            });
+        } else if has_malformed_edns_options(msg) {
+            self.metrics.events.note(Event::MalformedOption, || {
+                format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
+            });
+        }
     }
 
     /// A whole query, in process: bytes in, response bytes out (`None`
@@ -84,7 +109,9 @@ impl Shared {
         let snap = self.snapshot.load_full();
         let ctx = Ctx { snap: &snap, cache: &self.forwarder.cache, metrics: &self.metrics, now: started };
         let mut out = Vec::new();
-        let (bytes, a) = match answer(&ctx, &client, query, &mut out) {
+        let outcome = answer(&ctx, &client, query, &mut out);
+        self.note_received(&client, query, matches!(outcome, Outcome::Drop));
+        let (bytes, a) = match outcome {
             Outcome::Drop => return None,
             Outcome::Done(a) => (out, a),
             Outcome::Wait(p) => p.finish(&self.forwarder).await,

@@ -11,6 +11,10 @@ pub struct QueryEdns {
     pub payload: u16,
     pub dnssec_ok: bool,
     pub version: u8,
+    /// The options do not fill the RDATA exactly (a length overruns it,
+    /// or bytes are left over). The query is still answered, the options
+    /// ignored, as they are anyway; it is counted (`Event::MalformedOption`).
+    pub malformed_options: bool,
 }
 
 /// The question as it stands in the query.
@@ -111,14 +115,35 @@ impl<'a> Query<'a> {
                 if edns.is_some() || !root {
                     return Err(bad);
                 }
-                let _ = rdata;
                 let version = (ttl >> 16) as u8;
-                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version });
+                let malformed_options = options_malformed(rdata);
+                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version, malformed_options });
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
         Ok(Query { id, flags, question, edns })
     }
+}
+
+/// Whether OPT RDATA is not a whole number of options (RFC 6891 §6.1.2:
+/// CODE, LENGTH, LENGTH bytes, repeated).
+fn options_malformed(mut rdata: &[u8]) -> bool {
+    while !rdata.is_empty() {
+        let Some(len) = rdata.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) else { return true };
+        let Some(rest) = rdata.get(4 + len..) else { return true };
+        rdata = rest;
+    }
+    false
+}
+
+/// Whether `msg` reads as a query whose OPT options are malformed (see
+/// [`QueryEdns::malformed_options`]). Cheap for the usual query: without
+/// an additional record nothing is read past the header.
+pub fn has_malformed_edns_options(msg: &[u8]) -> bool {
+    if msg.get(10..12).is_none_or(|ar| ar == [0, 0]) {
+        return false;
+    }
+    Query::parse(msg).ok().and_then(|q| q.edns).is_some_and(|e| e.malformed_options)
 }
 
 /// The header bits a response copies from a query's: the opcode always;
@@ -214,7 +239,31 @@ mod tests {
         assert_eq!(p.edns, None);
         let m = q(RD, 1, 0, &OPT, 1);
         let p = Query::parse(&m).unwrap();
-        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0 }));
+        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0, malformed_options: false }));
+    }
+
+    #[test]
+    fn malformed_options_are_seen_and_the_query_still_reads() {
+        let opt = |rdata: &[u8]| {
+            let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0];
+            o.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            o.extend_from_slice(rdata);
+            o
+        };
+        for (rdata, bad) in [
+            (&[][..], false),
+            (&[0, 10, 0, 2, 1, 2][..], false),
+            (&[0, 10, 0, 2, 1, 2, 0, 8, 0, 0][..], false),
+            (&[0, 10, 0, 40, 1, 2, 3, 4, 5, 6, 7, 8][..], true),
+            (&[0, 10, 0][..], true),
+            (&[0, 10, 0, 0, 9][..], true),
+        ] {
+            let m = q(RD, 1, 0, &opt(rdata), 1);
+            assert_eq!(Query::parse(&m).unwrap().edns.unwrap().malformed_options, bad, "{rdata:?}");
+            assert_eq!(has_malformed_edns_options(&m), bad, "{rdata:?}");
+        }
+        assert!(!has_malformed_edns_options(&q(RD, 1, 0, &[], 0)));
+        assert!(!has_malformed_edns_options(&[0; 5]));
     }
 
     #[test]

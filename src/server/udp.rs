@@ -72,7 +72,9 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else { continue };
             let client = Client { listener, src, transport: Transport::Udp };
             let Some(out) = tx.next_buf() else { break };
-            match answer(&ctx, &client, bytes, out) {
+            let outcome = answer(&ctx, &client, bytes, out);
+            shared.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
+            match outcome {
                 Outcome::Done(a) => {
                     answered[tx.len] = (a, client, i);
                     tx.push(src);

@@ -27,7 +27,7 @@ use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
 
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::{Event, Metrics, UpstreamLabels};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -166,6 +166,9 @@ impl Forwarder {
         }
         let Ok(_permit) = self.limit.try_acquire() else {
             self.metrics.upstream_overloaded.inc();
+            self.metrics.events.note(Event::Overloaded, || {
+                format!("{DEFAULT_MAX_IN_FLIGHT} upstream questions in flight: {name} {qtype} answered SERVFAIL")
+            });
             return Err(UpstreamError::Overloaded);
         };
         self.metrics.upstream_in_flight.inc();
@@ -198,6 +201,7 @@ impl Forwarder {
             self.count(*up, outcome_label(&last));
             self.mark_down(*up);
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
+            self.metrics.events.note(Event::UpstreamFailure, || format!("{last} (asked {name} {qtype})"));
         }
         Err(last)
     }

@@ -6,6 +6,7 @@ mod support;
 mod answer_writer;
 mod check_cli;
 mod check_problems;
+mod client_abuse;
 mod conformance;
 mod containment;
 mod corpus;

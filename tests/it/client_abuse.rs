@@ -1,0 +1,99 @@
+//! What one hostile client can do, and what it can no longer do: fill the
+//! log, take every TCP slot, hold admin HTTP connections open.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::support::*;
+use hickory_proto::rr::RecordType;
+
+const ZONES: &str = RULES_ZONES;
+/// In no VPC of the rules fixture.
+const NO_VPC: &str = "127.0.0.1";
+
+fn config_with_admin(extra: &str) -> String {
+    format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n{extra}")
+}
+
+/// A query whose OPT carries a cookie option claiming 40 bytes with 8 there.
+fn malformed_option_query(id: u16) -> Vec<u8> {
+    let mut m = query("www.example.test.", RecordType::A, None).to_vec().unwrap();
+    m[0..2].copy_from_slice(&id.to_be_bytes());
+    m[11] = 1; // ARCOUNT
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 40, 1, 2, 3, 4, 5, 6, 7, 8]);
+    m
+}
+
+/// A flood of packets that each make pzdns note something (a malformed
+/// EDNS option, REFUSED to a source in no VPC, a response dropped) logs a
+/// handful of lines, and counts every one of them.
+#[test]
+fn a_flood_of_client_events_logs_a_few_lines_and_counts_every_one() {
+    let srv = TestServer::start(Path::new(ZONES), &config_with_admin(""));
+    let (s, admin) = (srv.addrs[0], srv.admin.unwrap());
+    let lines_before = srv.stderr().lines().count();
+    let (sent, answered, responses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs: Vec<_> = (0..3)
+        .map(|_| {
+            let (sent, answered, stop) = (sent.clone(), answered.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind((NO_VPC, 0)).unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                let mut buf = [0u8; 1500];
+                let mut id = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    id = id.wrapping_add(1);
+                    if sock.send_to(&malformed_option_query(id), s).is_err() {
+                        continue;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if sock.recv_from(&mut buf).is_ok() {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Responses (QR=1) at a steady rate: dropped, never answered.
+    hs.push({
+        let (responses, stop) = (responses.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind((NO_VPC, 0)).unwrap();
+            let mut r = query("www.example.test.", RecordType::A, None).to_vec().unwrap();
+            r[2] |= 0x80;
+            while !stop.load(Ordering::Relaxed) {
+                if sock.send_to(&r, s).is_ok() {
+                    responses.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let m = http(admin, "GET", "/metrics").1;
+    let event = |e: &str| metric(&m, &format!("pzdns_events_total{{event=\"{e}\"}}")) as u64;
+    let (malformed, refused, dropped) = (event("malformed_option"), event("refused"), event("dropped"));
+    let (sent, answered, responses) = (sent.load(Ordering::Relaxed), answered.load(Ordering::Relaxed), responses.load(Ordering::Relaxed));
+    let log = srv.stderr();
+    let lines: Vec<&str> = log.lines().skip(lines_before).collect();
+    eprintln!(
+        "5 s flood: {sent} malformed-option queries from a source in no VPC ({answered} answered REFUSED), {responses} responses sent; counted: malformed_option {malformed}, refused {refused}, dropped {dropped}; {} log lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(sent > 5_000, "a flood: {sent}");
+    assert!((answered..=sent).contains(&malformed), "every malformed query counted: {malformed} of {sent} ({answered} answered)");
+    assert!((answered..=sent).contains(&refused), "every refusal counted: {refused}");
+    assert!(dropped > 0 && dropped <= responses, "responses dropped and counted: {dropped} of {responses}");
+    assert!(lines.len() < 100, "{} log lines", lines.len());
+    assert!(lines.iter().any(|l| l.contains("malformed EDNS options")), "the first one is logged in full");
+}
