@@ -52,6 +52,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     s.metrics.cache_entries.set(s.forwarder.cache.entry_count() as i64);
     s.metrics.cache_bytes.set(s.forwarder.cache.bytes() as i64);
+    s.metrics.upstream_waiters.set(s.forwarder.waiting() as i64);
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.metrics.encode()).into_response()
 }
 

@@ -48,7 +48,10 @@ pub const GENERATION: &str = "pzdns_data_generation";
 pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_seconds";
 /// `pzdns_upstream_in_flight`: questions waiting on an upstream now.
 pub const UPSTREAM_IN_FLIGHT: &str = "pzdns_upstream_in_flight";
-/// `pzdns_upstream_overloaded_total`: questions answered SERVFAIL at once, over the in-flight bound.
+/// `pzdns_upstream_waiters`: clients waiting on upstream questions now.
+pub const UPSTREAM_WAITERS: &str = "pzdns_upstream_waiters";
+/// `pzdns_upstream_overloaded_total`: questions answered at once (stale, else SERVFAIL): too many
+/// upstream questions in flight, or clients waiting on them.
 pub const UPSTREAM_OVERLOADED: &str = "pzdns_upstream_overloaded";
 /// `pzdns_tcp_connections`: TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
@@ -379,6 +382,7 @@ pub struct Metrics {
     pub tcp_refused: Counter,
     pub data_commit: Family<CommitLabels, Gauge>,
     pub upstream_in_flight: Gauge,
+    pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
 }
 
@@ -416,6 +420,7 @@ impl Metrics {
             tcp_refused: Counter::default(),
             data_commit: Family::default(),
             upstream_in_flight: Gauge::default(),
+            upstream_waiters: Gauge::default(),
             upstream_overloaded: Counter::default(),
             events: Events::registered(&event_family),
             registry: Registry::default(),
@@ -440,7 +445,16 @@ impl Metrics {
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
         registry.register(UPSTREAM_IN_FLIGHT, "Questions waiting on an upstream", m.upstream_in_flight.clone());
-        registry.register(UPSTREAM_OVERLOADED, "Questions answered SERVFAIL at once: too many in flight", m.upstream_overloaded.clone());
+        registry.register(
+            UPSTREAM_WAITERS,
+            "Clients waiting on upstream questions (updated when /metrics is read)",
+            m.upstream_waiters.clone(),
+        );
+        registry.register(
+            UPSTREAM_OVERLOADED,
+            "Questions answered at once (stale or SERVFAIL): too many questions in flight or clients waiting",
+            m.upstream_overloaded.clone(),
+        );
         registry.register(
             EVENTS,
             "Events a client or an upstream can cause at will, counted (the log has a line per interval)",

@@ -130,6 +130,17 @@ impl Shared {
     }
 }
 
+/// Polls `fut` once, with a waker that does nothing: its output if it is
+/// ready at once, else `None` (then it is polled again where it is
+/// spawned or awaited, which registers a real waker).
+pub fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(fut).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
     let vpc = match a.view {
         Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).unwrap_or(&snap.unknown_label),

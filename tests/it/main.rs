@@ -26,6 +26,7 @@ mod reader_replay;
 mod record_types;
 mod resolve_rules;
 mod serve;
+mod serve_stale;
 mod spec_rules;
 mod special_files;
 mod tcp_limits;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::upstream::FakeUpstream;
+use crate::support::upstream::{Behavior, FakeUpstream};
 use crate::support::*;
 use hickory_proto::rr::RecordType;
 
@@ -95,4 +95,77 @@ fn cache_stays_within_max_bytes_under_a_unique_name_flood() {
         peak <= before + (BUDGET_MIB + OVERHEAD_MIB) * 1024,
         "peak RSS {peak} KiB over {before} KiB + {BUDGET_MIB} MiB + {OVERHEAD_MIB} MiB"
     );
+}
+
+/// Clients flood four names whose upstream never answers. Every client
+/// used to wait (a task and its half-written response each) for as long
+/// as the upstream question lasted; now at most MAX_WAITERS_PER_QUESTION
+/// wait on one question, and the rest get SERVFAIL at once, counted.
+#[test]
+fn a_waiter_flood_on_a_dead_upstream_stays_bounded() {
+    // Waiters beyond what was there before the flood: 4 questions × 512
+    // waiters, a few KiB each, plus the socket buffers' worth of queries.
+    const BOUND_MIB: u64 = 32;
+    let up = FakeUpstream::start("127.0.0.1");
+    up.set(Behavior::Silent);
+    let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n", up.addr);
+    let srv = TestServer::start(Path::new(ZONES), &cfg);
+    let (s, pid, admin) = (srv.addrs[0], srv.pid(), srv.admin.unwrap());
+    let before = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let most_waiting = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut max = 0.0f64;
+            while !stop.load(Ordering::Relaxed) {
+                max = max.max(metric(&http(admin, "GET", "/metrics").1, "pzdns_upstream_waiters"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        })
+    };
+    let queries: Vec<Vec<u8>> = (0..4).map(|i| query(&format!("w{i}.dead.example."), RecordType::A, None).to_vec().unwrap()).collect();
+    let sent = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let senders: Vec<_> = (0..2)
+        .map(|k| {
+            let (queries, sent) = (queries.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind((A_VPC, 0)).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(8);
+                let mut i = k;
+                while Instant::now() < deadline {
+                    if sock.send_to(&queries[i % 4], s).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for h in senders {
+        h.join().unwrap();
+    }
+    let took = t.elapsed();
+    // The queries still queued are answered or refused within the
+    // upstream timeout; measure through it.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let most_waiting = most_waiting.join().unwrap();
+    let m = http(admin, "GET", "/metrics").1;
+    let overloaded = metric(&m, "pzdns_upstream_overloaded_total");
+    let asked = up.queries();
+    let sent = sent.load(Ordering::Relaxed);
+    eprintln!(
+        "waiter flood: {sent} queries for 4 names in {took:?}; most waiting {most_waiting}; {overloaded} answered SERVFAIL at once; upstream saw {asked}; RSS before {before} KiB, peak {peak} KiB (+{} KiB)",
+        peak.saturating_sub(before)
+    );
+    assert!(sent > 100_000, "a flood: {sent}");
+    // 512 per question; a question's waiters are counted until their
+    // tasks have run after its end, as the next question's come in.
+    assert!(most_waiting <= 8192.0, "waiters bounded: {most_waiting}");
+    assert!(overloaded > 10_000.0, "the rest answered at once: {overloaded}");
+    assert!(peak <= before + BOUND_MIB * 1024, "peak RSS {peak} KiB over {before} KiB + {BOUND_MIB} MiB");
 }
