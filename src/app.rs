@@ -66,7 +66,12 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
     }
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
-    let limits = tcp::TcpLimits { max_connections: cfg.tcp_max_connections, idle_timeout: cfg.tcp_idle_timeout };
+    let limits = tcp::TcpLimits {
+        max_connections: cfg.tcp_max_connections,
+        max_per_source: cfg.tcp_per_source(),
+        idle_timeout: cfg.tcp_idle_timeout,
+        write_timeout: cfg.tcp_write_timeout,
+    };
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
         tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), limits, dns_stopped.clone(), SHUTDOWN_GRACE));

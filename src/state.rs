@@ -11,7 +11,7 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::info;
 
-use crate::answer::{Answered, Client, Ctx, Outcome, answer};
+use crate::answer::{Answered, Client, Ctx, Outcome, Pending, answer};
 use crate::config::ServerConfig;
 use crate::dns::query::{Query, has_malformed_edns_options};
 use crate::metrics::{Event, Metrics, Source, rcode_label};
@@ -103,21 +103,36 @@ impl Shared {
 
     /// A whole query, in process: bytes in, response bytes out (`None`
     /// where nothing is sent back). For tests, benchmarks and fuzzing;
-    /// the servers drive [`answer`] themselves.
+    /// UDP drives [`answer`] itself, TCP [`Shared::answer_start`].
     pub async fn answer_bytes(&self, client: Client, query: &[u8]) -> Option<Vec<u8>> {
+        match self.answer_start(client, query) {
+            Started::Done(bytes) => Some(bytes),
+            Started::Drop => None,
+            Started::Wait(w) => Some(w.finish(self).await),
+        }
+    }
+
+    /// Answers `query` as far as can be done now: the response (recorded),
+    /// nothing, or the question that must wait on an upstream.
+    pub fn answer_start(&self, client: Client, query: &[u8]) -> Started {
         let started = std::time::Instant::now();
         let snap = self.snapshot.load_full();
         let ctx = Ctx { snap: &snap, cache: &self.forwarder.cache, metrics: &self.metrics, now: started };
         let mut out = Vec::new();
         let outcome = answer(&ctx, &client, query, &mut out);
         self.note_received(&client, query, matches!(outcome, Outcome::Drop));
-        let (bytes, a) = match outcome {
-            Outcome::Drop => return None,
-            Outcome::Done(a) => (out, a),
-            Outcome::Wait(p) => p.finish(&self.forwarder).await,
-        };
-        self.record(&snap, &client, query, &a, started.elapsed());
-        Some(bytes)
+        match outcome {
+            Outcome::Drop => Started::Drop,
+            Outcome::Done(a) => {
+                self.record(&snap, &client, query, &a, started.elapsed());
+                Started::Done(out)
+            }
+            Outcome::Wait(pending) => {
+                // The query is kept only for the query log.
+                let query = if self.config.query_log { query.to_vec() } else { Vec::new() };
+                Started::Wait(Waiting { pending, snap, client, query, started })
+            }
+        }
     }
 
     /// Runs `f` counted as a question waiting on an upstream: shutdown
@@ -127,6 +142,33 @@ impl Shared {
         let out = f.await;
         self.waiting.send_modify(|n| *n -= 1);
         out
+    }
+}
+
+/// How far [`Shared::answer_start`] got.
+pub enum Started {
+    /// The response, recorded.
+    Done(Vec<u8>),
+    /// Nothing is sent back.
+    Drop,
+    Wait(Waiting),
+}
+
+/// A query waiting on an upstream, with what recording it needs.
+pub struct Waiting {
+    pending: Box<Pending>,
+    snap: Arc<Snapshot>,
+    client: Client,
+    query: Vec<u8>,
+    started: std::time::Instant,
+}
+
+impl Waiting {
+    /// Asks the upstream, records the answer, returns the response.
+    pub async fn finish(self, shared: &Shared) -> Vec<u8> {
+        let (bytes, a) = self.pending.finish(&shared.forwarder).await;
+        shared.record(&self.snap, &self.client, &self.query, &a, self.started.elapsed());
+        bytes
     }
 }
 

@@ -43,6 +43,12 @@ pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
 /// Default TCP idle timeout (RFC 7766 §6.2.3: seconds, not minutes).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a TCP response may take to be written before the
+/// connection is closed (a client that does not read).
+pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Without `tcp.max_connections_per_source`, one source may hold this
+/// fraction of `tcp.max_connections` (a source in no VPC a quarter of that).
+pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
 /// The configuration file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 
@@ -109,6 +115,11 @@ pub struct ServerConfig {
     /// A TCP connection idle this long, or that starts a message and does
     /// not finish it this long, is closed.
     pub tcp_idle_timeout: Duration,
+    /// TCP connections one source in a VPC may hold (`None`: an eighth of
+    /// `tcp_max_connections`); a source in no VPC, a quarter of that.
+    pub tcp_max_connections_per_source: Option<usize>,
+    /// A TCP response not written within this closes its connection.
+    pub tcp_write_timeout: Duration,
     pub log_format: LogFormat,
     pub query_log: bool,
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
@@ -133,6 +144,8 @@ impl ServerConfig {
             admin_listen: Some(DEFAULT_ADMIN),
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            tcp_max_connections_per_source: None,
+            tcp_write_timeout: DEFAULT_TCP_WRITE_TIMEOUT,
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
@@ -294,6 +307,23 @@ impl ServerConfig {
                     _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
                 }
             }
+            if let Some(w) = t.write_timeout {
+                match parse_duration(&w.value) {
+                    Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_write_timeout = d,
+                    _ => diags.push(path, pos(&w), format!("tcp.write_timeout `{}` must be a duration from 1s to 5m", w.value)),
+                }
+            }
+            if let Some(m) = t.max_connections_per_source {
+                if m.value <= 0 || m.value as u64 > cfg.tcp_max_connections as u64 {
+                    diags.push(
+                        path,
+                        pos(&m),
+                        format!("tcp.max_connections_per_source must be from 1 to tcp.max_connections ({})", cfg.tcp_max_connections),
+                    );
+                } else {
+                    cfg.tcp_max_connections_per_source = Some(m.value as usize);
+                }
+            }
         }
         if let Some(l) = f.log_format {
             match parse_log_format(&l.value) {
@@ -313,6 +343,14 @@ impl ServerConfig {
             }
         }
         cfg
+    }
+}
+
+impl ServerConfig {
+    /// TCP connections one source in a VPC may hold: the configured
+    /// number, or an eighth of `tcp_max_connections` (at least one).
+    pub fn tcp_per_source(&self) -> usize {
+        self.tcp_max_connections_per_source.unwrap_or(self.tcp_max_connections / DEFAULT_TCP_SOURCE_SHARE).max(1)
     }
 }
 
@@ -447,6 +485,29 @@ mod tests {
         assert_eq!(parse_size("MiB"), None);
         assert_eq!(parse_size("99999999999999999999"), None);
         assert_eq!(parse_size("20000000TiB"), None);
+    }
+
+    #[test]
+    fn memory_and_tcp_limits() {
+        let p = std::env::temp_dir().join(format!("pzdns-limits-{}.yaml", std::process::id()));
+        std::fs::write(
+            &p,
+            "cache:\n  max_bytes: 64MiB\ntcp:\n  max_connections: 100\n  max_connections_per_source: 10\n  write_timeout: 3s\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        assert_eq!((c.cache_max_bytes, c.tcp_per_source(), c.tcp_write_timeout), (64 << 20, 10, Duration::from_secs(3)));
+        assert_eq!(ServerConfig::defaults().tcp_per_source(), DEFAULT_TCP_MAX_CONNECTIONS / 8);
+        std::fs::write(
+            &p,
+            "cache:\n  max_bytes: 10kB\ntcp:\n  max_connections: 100\n  max_connections_per_source: 101\n  write_timeout: 0s\n",
+        )
+        .unwrap();
+        let d = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).ok();
+        assert!(d.contains("cache.max_bytes `10kB` must be a size from 1MiB to 1TiB"), "{d}");
+        assert!(d.contains("tcp.max_connections_per_source must be from 1 to tcp.max_connections (100)"), "{d}");
+        assert!(d.contains("tcp.write_timeout `0s` must be a duration from 1s to 5m"), "{d}");
     }
 
     #[test]

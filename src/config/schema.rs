@@ -51,6 +51,8 @@ pub struct CacheEntry {
 pub struct TcpEntry {
     pub max_connections: Option<Spanned<i64>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_connections_per_source: Option<Spanned<i64>>,
+    pub write_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -200,7 +202,12 @@ impl ServerFile {
         });
         let tcp = m.get("tcp").and_then(|n| {
             let mut t = MapReader::new(n, "`tcp`", path, d)?;
-            let out = TcpEntry { max_connections: t.int("max_connections", d), idle_timeout: t.text("idle_timeout", d) };
+            let out = TcpEntry {
+                max_connections: t.int("max_connections", d),
+                idle_timeout: t.text("idle_timeout", d),
+                max_connections_per_source: t.int("max_connections_per_source", d),
+                write_timeout: t.text("write_timeout", d),
+            };
             t.finish(d);
             Some(out)
         });

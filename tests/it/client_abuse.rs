@@ -97,3 +97,47 @@ fn a_flood_of_client_events_logs_a_few_lines_and_counts_every_one() {
     assert!(lines.len() < 100, "{} log lines", lines.len());
     assert!(lines.iter().any(|l| l.contains("malformed EDNS options")), "the first one is logged in full");
 }
+
+/// 64 connections from one source in no VPC, with 64 slots in all, used
+/// to take every one of them: every other client was closed at once.
+/// Now that source may hold a quarter of an eighth of the slots.
+#[test]
+fn one_source_cannot_take_every_tcp_slot() {
+    use std::io::Read;
+    let cfg = config_with_admin("tcp:\n  max_connections: 64\n  idle_timeout: 30s\n");
+    let srv = TestServer::start(Path::new(ZONES), &cfg);
+    let (s, admin) = (srv.addrs[0], srv.admin.unwrap());
+    let flood: Vec<std::net::TcpStream> = (0..64).map(|_| tcp_connect(s, NO_VPC.parse().unwrap())).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The flooding source's connections past its share are closed at once.
+    let closed = flood
+        .iter()
+        .filter(|c| {
+            let mut c: &std::net::TcpStream = c;
+            c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let mut b = [0u8; 8];
+            match c.read(&mut b) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    let m = http(admin, "GET", "/metrics").1;
+    let (open, refused) = (metric(&m, "pzdns_tcp_connections"), metric(&m, "pzdns_events_total{event=\"tcp_source_limit\"}"));
+    // Another client, in a VPC, and another source in no VPC are served.
+    let t = std::time::Instant::now();
+    let r = tcp(s, "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+    let other_vpc_client = t.elapsed();
+    let r2 = tcp(s, "127.0.0.2", &query("www.example.test.", RecordType::A, None));
+    eprintln!(
+        "64 connections from {NO_VPC} (no VPC), 64 slots: {open} kept open, {refused} closed at once ({closed} seen closed); a VPC client answered in {other_vpc_client:?} ({} records), another source in no VPC answered {}",
+        r.answers.len(),
+        r2.metadata.response_code
+    );
+    assert_eq!(open, 2.0, "a source in no VPC holds 64 / 8 / 4 = 2");
+    assert_eq!((refused, closed), (62.0, 62));
+    assert_eq!(r.answers.len(), 2, "the VPC client is served");
+    assert_eq!(r2.metadata.response_code, hickory_proto::op::ResponseCode::Refused, "another source in no VPC gets its answer");
+    drop(flood);
+}

@@ -169,3 +169,72 @@ fn a_waiter_flood_on_a_dead_upstream_stays_bounded() {
     assert!(overloaded > 10_000.0, "the rest answered at once: {overloaded}");
     assert!(peak <= before + BOUND_MIB * 1024, "peak RSS {peak} KiB over {before} KiB + {BOUND_MIB} MiB");
 }
+
+/// 60 TCP clients pipeline queries for ~52 KB answers and never read.
+/// pzdns used to queue answers for them without end and keep the
+/// connections as long as the clients did; now each connection holds at
+/// most MAX_QUEUED_OUTPUT bytes of responses (no new query is read past
+/// that) and is closed once a write has not completed in
+/// tcp.write_timeout.
+#[test]
+fn tcp_clients_that_never_read_are_bounded_and_closed() {
+    const CLIENTS: usize = 60;
+    const PIPELINED: usize = 300;
+    // 60 × (64 KiB queued + the ~52 KB response being written + buffers).
+    const BOUND_MIB: u64 = 24;
+    let write_timeout = Duration::from_secs(2);
+    let up = FakeUpstream::start("127.0.0.1");
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\ntcp:\n  write_timeout: {}s\n",
+        up.addr,
+        write_timeout.as_secs()
+    );
+    let srv = TestServer::start(Path::new(ZONES), &cfg);
+    let (s, pid, admin) = (srv.addrs[0], srv.pid(), srv.admin.unwrap());
+    let q = query("huge.public.example.", RecordType::TXT, None);
+    let warm = tcp(s, A_VPC, &q);
+    assert_eq!(warm.answers.len(), 200, "the big answer is cached");
+    let one = q.to_vec().unwrap();
+    let mut framed = Vec::new();
+    for _ in 0..PIPELINED {
+        framed.extend_from_slice(&(one.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&one);
+    }
+    let before = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let t = Instant::now();
+    let clients: Vec<std::net::TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = tcp_connect(s, format!("127.1.3.{}", i + 1).parse().unwrap());
+            std::io::Write::write_all(&mut c, &framed).unwrap();
+            c
+        })
+        .collect();
+    let sent = t.elapsed();
+    // Every connection closed by the server, while the clients still hold theirs.
+    let mut open = f64::MAX;
+    let mut most_open = 0.0f64;
+    while t.elapsed() < sent + write_timeout + Duration::from_secs(8) {
+        open = metric(&http(admin, "GET", "/metrics").1, "pzdns_tcp_connections");
+        most_open = most_open.max(open);
+        if open == 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed_after = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let m = http(admin, "GET", "/metrics").1;
+    let timeouts = metric(&m, "pzdns_events_total{event=\"tcp_write_timeout\"}");
+    eprintln!(
+        "{CLIENTS} TCP clients × {PIPELINED} pipelined ~52 KB answers, never read: most open {most_open}, all closed after {closed_after:?} (sent in {sent:?}, write timeout {write_timeout:?}); {timeouts} write timeouts; RSS before {before} KiB, peak {peak} KiB (+{} KiB)",
+        peak.saturating_sub(before)
+    );
+    assert_eq!(open, 0.0, "every connection closed by the server");
+    assert_eq!(timeouts, CLIENTS as f64, "each closed by the write timeout");
+    assert!(closed_after < sent + write_timeout + Duration::from_secs(4), "closed after {closed_after:?}");
+    assert!(peak <= before + BOUND_MIB * 1024, "peak RSS {peak} KiB over {before} KiB + {BOUND_MIB} MiB");
+    drop(clients);
+}
