@@ -22,6 +22,7 @@ mod master_files;
 mod memory_bounds;
 mod negative_ttl;
 mod operations;
+mod port_ownership;
 mod reader_replay;
 mod record_types;
 mod resolve_rules;
