@@ -141,3 +141,66 @@ fn one_source_cannot_take_every_tcp_slot() {
     assert_eq!(r2.metadata.response_code, hickory_proto::op::ResponseCode::Refused, "another source in no VPC gets its answer");
     drop(flood);
 }
+
+/// 1,000 requests whose headers never finish used to hold 1,000 admin
+/// connections open for as long as their clients liked. Now at most 64
+/// are served at once (the rest are closed at once) and each is closed
+/// once it has not sent its headers within 5 s; then the admin port
+/// answers again.
+#[test]
+fn half_sent_admin_requests_are_closed_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    let srv = TestServer::start(Path::new(ZONES), &config_with_admin(""));
+    let admin = srv.admin.unwrap();
+    let t = std::time::Instant::now();
+    let mut conns: Vec<Option<std::net::TcpStream>> = (0..1_000)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect_timeout(&admin, IO_TIMEOUT).unwrap();
+            let _ = c.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nX-Slow: ").as_bytes());
+            c.set_nonblocking(true).unwrap();
+            Some(c)
+        })
+        .collect();
+    let opened = t.elapsed();
+    let (mut closed_at_once, mut closed_later, mut last_close) = (0, 0, Duration::ZERO);
+    let mut b = [0u8; 256];
+    while t.elapsed() < opened + HEADER_TIMEOUT + Duration::from_secs(5) && conns.iter().any(Option::is_some) {
+        for slot in conns.iter_mut() {
+            let Some(c) = slot else { continue };
+            let gone = match c.read(&mut b) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if gone {
+                *slot = None;
+                last_close = t.elapsed();
+                if last_close < Duration::from_secs(1) + opened {
+                    closed_at_once += 1;
+                } else {
+                    closed_later += 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let still_open = conns.iter().filter(|c| c.is_some()).count();
+    let (status, body) = http(admin, "GET", "/healthz");
+    eprintln!(
+        "1000 half-sent admin requests (opened in {opened:?}): {closed_at_once} closed at once, {closed_later} closed later, the last after {last_close:?}; {still_open} still open; then /healthz: {status} {}",
+        body.trim()
+    );
+    assert_eq!(still_open, 0, "none stays open past the header timeout");
+    assert!(closed_later <= 64, "at most 64 held at once: {closed_later}");
+    assert!(last_close < opened + HEADER_TIMEOUT + Duration::from_secs(2), "the last one closed after {last_close:?}");
+    assert_eq!(status, 200, "the admin port answers again");
+    // A body over the limit is refused unread.
+    let mut c = std::net::TcpStream::connect_timeout(&admin, IO_TIMEOUT).unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.write_all(format!("POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+}
