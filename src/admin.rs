@@ -6,15 +6,20 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hickory_proto::rr::{Name, RecordType};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::config::zones_dir::ZoneOrigin;
 use crate::explain::{Asker, explain};
@@ -34,15 +39,73 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Serves the admin router on `listener` until `shutdown` resolves.
+/// Time a client has to send a request's headers, from the connection's
+/// start or the end of its previous response (so an idle kept-alive
+/// connection is closed after it too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin connections at once; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Largest request body (no endpoint takes one); larger is 413.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Read buffer of a connection: the longest request head (hyper's least).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// A connection is asked to close after this long (once its request in
+/// hand is answered), and closed [`CLOSE_GRACE`] later whatever it does:
+/// a client that does not read its response cannot keep the slot.
+pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(60);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the admin router on `listener` until `shutdown` resolves, with
+/// the limits above.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
-        tracing::error!(error = %e, "admin server stopped");
+    let app = router(shared).layer(from_fn(refuse_large_bodies)).layer(DefaultBodyLimit::max(MAX_BODY));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        conns.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEAD);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            if tokio::time::timeout(MAX_CONNECTION_LIFE, conn.as_mut()).await.is_err() {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+            }
+            drop(slot);
+        });
     }
+}
+
+/// 413 for a request that says its body is over [`MAX_BODY`] (a body
+/// that does not say is never read: no endpoint reads one).
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let len = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if len.is_some_and(|n| n > MAX_BODY as u64) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {MAX_BODY} bytes\n")).into_response();
+    }
+    next.run(req).await
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -51,6 +114,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     s.metrics.cache_entries.set(s.forwarder.cache.entry_count() as i64);
+    s.metrics.cache_bytes.set(s.forwarder.cache.bytes() as i64);
+    s.metrics.upstream_waiters.set(s.forwarder.waiting() as i64);
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.metrics.encode()).into_response()
 }
 

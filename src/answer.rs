@@ -420,6 +420,7 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::Timeout(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams did not answer in time"),
         UpstreamError::Rcode(..) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams answered SERVFAIL or REFUSED"),
         UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
+        UpstreamError::KnownDown => (ede::NO_REACHABLE_AUTHORITY, "the upstreams are known to be down"),
         UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),
     }
 }

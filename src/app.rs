@@ -66,7 +66,12 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
     }
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
-    let limits = tcp::TcpLimits { max_connections: cfg.tcp_max_connections, idle_timeout: cfg.tcp_idle_timeout };
+    let limits = tcp::TcpLimits {
+        max_connections: cfg.tcp_max_connections,
+        max_per_source: cfg.tcp_per_source(),
+        idle_timeout: cfg.tcp_idle_timeout,
+        write_timeout: cfg.tcp_write_timeout,
+    };
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
         tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), limits, dns_stopped.clone(), SHUTDOWN_GRACE));
@@ -76,6 +81,17 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         udp_tasks.spawn(udp::serve(sock, listener, shared.clone(), dns_stopped.clone()));
     }
     crate::reload::spawn_watcher(shared.clone());
+    // Events counted but not yet logged get their line once their interval is over.
+    let flusher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                shared.metrics.events.flush();
+            }
+        })
+    };
     info!(generation = shared.snapshot.load().generation, "serving");
     loop {
         tokio::select! {
@@ -98,6 +114,8 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
+    flusher.abort();
+    shared.metrics.events.flush();
     // The ready file says the server is up: not any more.
     if let Some(path) = &ready_file {
         let _ = std::fs::remove_file(path);

@@ -241,8 +241,11 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String
 /// counted by tracing-appender). The guard flushes on exit.
 fn init_tracing(format: crate::config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
-    // hickory logs two INFO lines per request; keep them out unless asked.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn,notify=warn"));
+    // hickory logs a line per packet it finds fault with (an upstream's
+    // malformed OPT, for one), at WARN: anyone who can get a packet to
+    // pzdns could fill the log. pzdns counts such things itself
+    // (`Event`), with a line per interval.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=error,notify=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);

@@ -25,6 +25,8 @@ pub const QUERY_DURATION: &str = "pzdns_query_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "pzdns_upstream_requests";
 /// `pzdns_cache_entries`: answers held in the cache.
 pub const CACHE_ENTRIES: &str = "pzdns_cache_entries";
+/// `pzdns_cache_bytes`: what the cached answers take in memory (`cache.max_bytes` bounds it).
+pub const CACHE_BYTES: &str = "pzdns_cache_bytes";
 /// `pzdns_cache_hits_total`, `pzdns_cache_misses_total`, `pzdns_cache_stale_served_total`.
 pub const CACHE_HITS: &str = "pzdns_cache_hits";
 pub const CACHE_MISSES: &str = "pzdns_cache_misses";
@@ -50,7 +52,10 @@ pub const LAST_RELOAD_FAILURE: &str = "pzdns_last_reload_failure_timestamp_secon
 pub const LAST_RELOAD_OK: &str = "pzdns_last_reload_succeeded";
 /// `pzdns_upstream_in_flight`: questions waiting on an upstream now.
 pub const UPSTREAM_IN_FLIGHT: &str = "pzdns_upstream_in_flight";
-/// `pzdns_upstream_overloaded_total`: questions answered SERVFAIL at once, over the in-flight bound.
+/// `pzdns_upstream_waiters`: clients waiting on upstream questions now.
+pub const UPSTREAM_WAITERS: &str = "pzdns_upstream_waiters";
+/// `pzdns_upstream_overloaded_total`: questions answered at once (stale, else SERVFAIL): too many
+/// upstream questions in flight, or clients waiting on them.
 pub const UPSTREAM_OVERLOADED: &str = "pzdns_upstream_overloaded";
 /// `pzdns_tcp_connections`: TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
@@ -59,6 +64,9 @@ pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
 /// `pzdns_data_commit_info{commit}`: 1 for the git commit of the zones
 /// directory in force (absent when it is not a git checkout).
 pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
+/// `pzdns_events_total{event}`: what clients (and upstreams) can make
+/// happen at will, each one counted; the log gets a line per interval.
+pub const EVENTS: &str = "pzdns_events";
 /// `pzdns_build_info{version}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
 
@@ -93,6 +101,11 @@ pub struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommitLabels {
     pub commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -191,16 +204,176 @@ pub struct DataCounts {
     pub generation: u64,
 }
 
+/// What a client, or an upstream, can make happen as often as it likes.
+/// Each is counted in `pzdns_events_total{event}`; the log gets at most
+/// one line per kind per [`LOG_INTERVAL`] (the first one in full, then a
+/// count), so that a flood of bad packets never becomes a flood of log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// Answered FORMERR, NOTIMP or BADVERS: the query does not decode or
+    /// is not one pzdns answers.
+    BadQuery,
+    /// Dropped unanswered: under 12 bytes, or a response (QR=1).
+    Dropped,
+    /// An OPT whose options do not fill its RDATA (answered, options ignored).
+    MalformedOption,
+    /// Answered REFUSED: a source in no VPC, AXFR/IXFR, a class other than IN.
+    Refused,
+    /// A TCP connection closed at once: `tcp.max_connections` reached.
+    TcpConnectionLimit,
+    /// A TCP connection closed at once: its source has all it may have.
+    TcpSourceLimit,
+    /// A TCP connection closed: a write did not complete in `tcp.write_timeout`.
+    TcpWriteTimeout,
+    /// An upstream attempt failed: timeout, I/O error, or an rcode other
+    /// than NOERROR and NXDOMAIN.
+    UpstreamFailure,
+    /// Answered SERVFAIL at once: too many upstream questions in flight,
+    /// or too many clients waiting on them.
+    Overloaded,
+}
+
+impl Event {
+    pub const ALL: [Event; 9] = [
+        Event::BadQuery,
+        Event::Dropped,
+        Event::MalformedOption,
+        Event::Refused,
+        Event::TcpConnectionLimit,
+        Event::TcpSourceLimit,
+        Event::TcpWriteTimeout,
+        Event::UpstreamFailure,
+        Event::Overloaded,
+    ];
+
+    /// The `event` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::BadQuery => "bad_query",
+            Event::Dropped => "dropped",
+            Event::MalformedOption => "malformed_option",
+            Event::Refused => "refused",
+            Event::TcpConnectionLimit => "tcp_connection_limit",
+            Event::TcpSourceLimit => "tcp_source_limit",
+            Event::TcpWriteTimeout => "tcp_write_timeout",
+            Event::UpstreamFailure => "upstream_failure",
+            Event::Overloaded => "overloaded",
+        }
+    }
+
+    /// Server-side limits and upstream trouble are warnings; a client's
+    /// bad packet is information.
+    fn is_warning(self) -> bool {
+        matches!(self, Event::TcpConnectionLimit | Event::TcpSourceLimit | Event::UpstreamFailure | Event::Overloaded)
+    }
+}
+
+/// Log lines per event kind: at most one per interval.
+pub const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Milliseconds since the first call, for the log intervals.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// The counter and the log state of one event kind.
+#[derive(Debug, Default)]
+struct EventSlot {
+    counter: Counter,
+    /// No line before this (ms, [`now_ms`]).
+    next_line_ms: std::sync::atomic::AtomicU64,
+    /// Events since the last line.
+    unlogged: std::sync::atomic::AtomicU64,
+}
+
+/// Counts [`Event`]s and logs them at a bounded rate.
+#[derive(Debug)]
+pub struct Events {
+    slots: [EventSlot; Event::ALL.len()],
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events { slots: std::array::from_fn(|_| EventSlot::default()) }
+    }
+}
+
+impl Events {
+    /// Events counted in `family`, one series per kind (all present from the start).
+    fn registered(family: &Family<EventLabels, Counter>) -> Self {
+        Events {
+            slots: std::array::from_fn(|i| EventSlot {
+                counter: family.get_or_create_owned(&EventLabels { event: Event::ALL[i].as_str() }),
+                ..EventSlot::default()
+            }),
+        }
+    }
+
+    /// Counts one `event`. Logs it, with `detail()` (who, what), if no
+    /// line of its kind was logged in the last [`LOG_INTERVAL`]; then the
+    /// line also says how many came since the last line.
+    pub fn note(&self, event: Event, detail: impl FnOnce() -> String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = &self.slots[event as usize];
+        slot.counter.inc();
+        let now = now_ms();
+        let next = slot.next_line_ms.load(Relaxed);
+        if now < next || slot.next_line_ms.compare_exchange(next, now + LOG_INTERVAL.as_millis() as u64, Relaxed, Relaxed).is_err() {
+            slot.unlogged.fetch_add(1, Relaxed);
+            return;
+        }
+        let before = slot.unlogged.swap(0, Relaxed);
+        let detail = detail();
+        let what = event.as_str();
+        if event.is_warning() {
+            tracing::warn!(target: "pzdns::events", event = what, unlogged_before = before, "{detail} (more are counted, not logged, for {LOG_INTERVAL:?})");
+        } else {
+            tracing::info!(target: "pzdns::events", event = what, unlogged_before = before, "{detail} (more are counted, not logged, for {LOG_INTERVAL:?})");
+        }
+    }
+
+    /// Logs, for each kind with events since its last line and whose
+    /// interval is over, how many there were. Run every second or so.
+    pub fn flush(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = now_ms();
+        for (event, slot) in Event::ALL.iter().zip(&self.slots) {
+            let next = slot.next_line_ms.load(Relaxed);
+            if now < next || slot.unlogged.load(Relaxed) == 0 {
+                continue;
+            }
+            if slot.next_line_ms.compare_exchange(next, now + LOG_INTERVAL.as_millis() as u64, Relaxed, Relaxed).is_err() {
+                continue;
+            }
+            let n = slot.unlogged.swap(0, Relaxed);
+            let what = event.as_str();
+            if event.is_warning() {
+                tracing::warn!(target: "pzdns::events", event = what, count = n, "{n} more {what} events since the last line");
+            } else {
+                tracing::info!(target: "pzdns::events", event = what, count = n, "{n} more {what} events since the last line");
+            }
+        }
+    }
+
+    /// How many `event`s were counted.
+    pub fn count(&self, event: Event) -> u64 {
+        self.slots[event as usize].counter.get()
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Claims about the client (PROXY v2, ECS) not believed: untrusted source.
     pub claims_ignored: Counter,
     /// Packets dropped on a `proxy_protocol: required` listener: no valid header.
     pub proxy_dropped: Counter,
+    pub events: Events,
     pub queries: Family<QueryLabels, Counter>,
     pub query_duration: Histogram,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub cache_entries: Gauge,
+    pub cache_bytes: Gauge,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_stale: Counter,
@@ -219,6 +392,7 @@ pub struct Metrics {
     pub tcp_refused: Counter,
     pub data_commit: Family<CommitLabels, Gauge>,
     pub upstream_in_flight: Gauge,
+    pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
 }
 
@@ -231,6 +405,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let event_family: Family<EventLabels, Counter> = Family::default();
         let m = Metrics {
             queries: Family::default(),
             // 25 µs to ~6.5 s: local answers sit in the first buckets,
@@ -238,6 +413,7 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             upstream_requests: Family::default(),
             cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_stale: Counter::default(),
@@ -256,7 +432,9 @@ impl Metrics {
             tcp_refused: Counter::default(),
             data_commit: Family::default(),
             upstream_in_flight: Gauge::default(),
+            upstream_waiters: Gauge::default(),
             upstream_overloaded: Counter::default(),
+            events: Events::registered(&event_family),
             registry: Registry::default(),
             claims_ignored: Counter::default(),
             proxy_dropped: Counter::default(),
@@ -275,6 +453,7 @@ impl Metrics {
         registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
         registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
+        registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());
         registry.register(CACHE_MISSES, "Questions that had to go upstream", m.cache_misses.clone());
         registry.register(CACHE_STALE, "Stale answers served because upstreams failed (RFC 8767)", m.cache_stale.clone());
@@ -297,7 +476,21 @@ impl Metrics {
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
         registry.register(UPSTREAM_IN_FLIGHT, "Questions waiting on an upstream", m.upstream_in_flight.clone());
-        registry.register(UPSTREAM_OVERLOADED, "Questions answered SERVFAIL at once: too many in flight", m.upstream_overloaded.clone());
+        registry.register(
+            UPSTREAM_WAITERS,
+            "Clients waiting on upstream questions (updated when /metrics is read)",
+            m.upstream_waiters.clone(),
+        );
+        registry.register(
+            UPSTREAM_OVERLOADED,
+            "Questions answered at once (stale or SERVFAIL): too many questions in flight or clients waiting",
+            m.upstream_overloaded.clone(),
+        );
+        registry.register(
+            EVENTS,
+            "Events a client or an upstream can cause at will, counted (the log has a line per interval)",
+            event_family,
+        );
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -338,5 +531,37 @@ impl Metrics {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         self.last_reload_success.set(now);
         self.last_reload_ok.set(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_has_its_slot_and_series() {
+        for (i, e) in Event::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i, "{e:?}: Event::ALL is in declaration order");
+        }
+        let m = Metrics::new();
+        m.events.note(Event::MalformedOption, String::new);
+        let text = m.encode();
+        assert!(text.contains("pzdns_events_total{event=\"malformed_option\"} 1"), "{text}");
+        assert!(text.contains("pzdns_events_total{event=\"tcp_write_timeout\"} 0"), "{text}");
+    }
+
+    #[test]
+    fn every_event_is_counted_and_few_are_detailed() {
+        let e = Events::default();
+        let mut detailed = 0;
+        for _ in 0..10_000 {
+            e.note(Event::Dropped, || {
+                detailed += 1;
+                String::new()
+            });
+        }
+        e.flush();
+        assert_eq!(e.count(Event::Dropped), 10_000);
+        assert_eq!(detailed, 1, "one line in the interval, with its detail");
     }
 }

@@ -11,10 +11,10 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::info;
 
-use crate::answer::{Answered, Client, Ctx, Outcome, answer};
+use crate::answer::{Answered, Client, Ctx, Outcome, Pending, answer};
 use crate::config::ServerConfig;
-use crate::dns::query::Query;
-use crate::metrics::{Metrics, rcode_label};
+use crate::dns::query::{Query, has_malformed_edns_options};
+use crate::metrics::{Event, Metrics, Source, rcode_label};
 use crate::snapshot::{Snapshot, View};
 use crate::upstream::Forwarder;
 
@@ -55,7 +55,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
-        let forwarder = Forwarder::new(config.cache_max_entries, config.serve_stale, metrics.clone());
+        let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
@@ -74,23 +74,65 @@ impl Shared {
         if self.config.query_log {
             log_query(snap, client, query, a, took);
         }
+        match a.source {
+            Source::Error => self.metrics.events.note(Event::BadQuery, || {
+                format!("{} query from {} answered {}", client.transport.as_str(), client.src, rcode_label(a.rcode))
+            }),
+            Source::Refused => self.metrics.events.note(Event::Refused, || {
+                let why = if a.view == Some(View::Unknown) { "a source in no VPC" } else { "a transfer or a class other than IN" };
+                format!("{} query from {} REFUSED: {why}", client.transport.as_str(), client.src)
+            }),
+            _ => {}
+        }
+    }
+
+    /// Counts what a packet as received makes pzdns note: dropped
+    /// unanswered, or an OPT with malformed options (see [`Event`]).
+    pub fn note_received(&self, client: &Client, msg: &[u8], dropped: bool) {
+        if dropped {
+            self.metrics.events.note(Event::Dropped, || {
+                let why = if msg.len() < crate::dns::HEADER_LEN { "shorter than a DNS header" } else { "a response (QR=1)" };
+                format!("{} message of {} bytes from {} dropped: {why}", client.transport.as_str(), msg.len(), client.src)
+            });
+        } else if has_malformed_edns_options(msg) {
+            self.metrics.events.note(Event::MalformedOption, || {
+                format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
+            });
+        }
     }
 
     /// A whole query, in process: bytes in, response bytes out (`None`
     /// where nothing is sent back). For tests, benchmarks and fuzzing;
-    /// the servers drive [`answer`] themselves.
+    /// UDP drives [`answer`] itself, TCP [`Shared::answer_start`].
     pub async fn answer_bytes(&self, client: Client, query: &[u8]) -> Option<Vec<u8>> {
+        match self.answer_start(client, query) {
+            Started::Done(bytes) => Some(bytes),
+            Started::Drop => None,
+            Started::Wait(w) => Some(w.finish(self).await),
+        }
+    }
+
+    /// Answers `query` as far as can be done now: the response (recorded),
+    /// nothing, or the question that must wait on an upstream.
+    pub fn answer_start(&self, client: Client, query: &[u8]) -> Started {
         let started = std::time::Instant::now();
         let snap = self.snapshot.load_full();
         let ctx = Ctx { snap: &snap, cache: &self.forwarder.cache, metrics: &self.metrics, now: started };
         let mut out = Vec::new();
-        let (bytes, a) = match answer(&ctx, &client, query, &mut out) {
-            Outcome::Drop => return None,
-            Outcome::Done(a) => (out, a),
-            Outcome::Wait(p) => p.finish(&self.forwarder).await,
-        };
-        self.record(&snap, &client, query, &a, started.elapsed());
-        Some(bytes)
+        let outcome = answer(&ctx, &client, query, &mut out);
+        self.note_received(&client, query, matches!(outcome, Outcome::Drop));
+        match outcome {
+            Outcome::Drop => Started::Drop,
+            Outcome::Done(a) => {
+                self.record(&snap, &client, query, &a, started.elapsed());
+                Started::Done(out)
+            }
+            Outcome::Wait(pending) => {
+                // The query is kept only for the query log.
+                let query = if self.config.query_log { query.to_vec() } else { Vec::new() };
+                Started::Wait(Waiting { pending, snap, client, query, started })
+            }
+        }
     }
 
     /// Runs `f` counted as a question waiting on an upstream: shutdown
@@ -100,6 +142,44 @@ impl Shared {
         let out = f.await;
         self.waiting.send_modify(|n| *n -= 1);
         out
+    }
+}
+
+/// How far [`Shared::answer_start`] got.
+pub enum Started {
+    /// The response, recorded.
+    Done(Vec<u8>),
+    /// Nothing is sent back.
+    Drop,
+    Wait(Waiting),
+}
+
+/// A query waiting on an upstream, with what recording it needs.
+pub struct Waiting {
+    pending: Box<Pending>,
+    snap: Arc<Snapshot>,
+    client: Client,
+    query: Vec<u8>,
+    started: std::time::Instant,
+}
+
+impl Waiting {
+    /// Asks the upstream, records the answer, returns the response.
+    pub async fn finish(self, shared: &Shared) -> Vec<u8> {
+        let (bytes, a) = self.pending.finish(&shared.forwarder).await;
+        shared.record(&self.snap, &self.client, &self.query, &a, self.started.elapsed());
+        bytes
+    }
+}
+
+/// Polls `fut` once, with a waker that does nothing: its output if it is
+/// ready at once, else `None` (then it is polled again where it is
+/// spawned or awaited, which registers a real waker).
+pub fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(fut).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }
 

@@ -22,11 +22,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(m.queries.len(), 1);
         let dnssec_ok = data[0] & 1 == 1;
         let e = Entry::from_reply(&name, RecordType::A, m.metadata.response_code, m.answers, m.authorities, dnssec_ok, Duration::from_secs(60));
-        assert!(e.additionals.is_empty(), "no additional section is kept");
-        if let Some(first) = e.answers.first() {
+        assert!(e.additionals().is_empty(), "no additional section is kept");
+        if let Some(first) = e.answers().first() {
             assert_eq!(first.name, name, "the chain starts at the name asked");
         }
         let later = Instant::now() + Duration::from_secs(u64::from(e.ttl) + 1);
-        let _ = (e.aged(Instant::now(), &e.answers), e.aged(later, &e.authorities), e.is_fresh(later));
+        let _ = (e.aged(Instant::now(), &e.answers()), e.aged(later, &e.authorities()), e.is_fresh(later));
     }
 });

@@ -29,6 +29,13 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCA
 pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
 /// Default cache size, in entries.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
+/// Default cache budget in bytes: what the entries really take, keys,
+/// record vectors and allocator overhead included.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+/// Smallest and largest `cache.max_bytes` (one shard of the cache must
+/// hold a 64 KiB answer).
+pub const MIN_CACHE_BYTES: u64 = 1 << 20;
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
 /// Default RFC 8767 stale window.
 pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
 /// Default bound on TCP connections at once (BIND's tcp-clients is 150;
@@ -36,6 +43,12 @@ pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
 /// Default TCP idle timeout (RFC 7766 §6.2.3: seconds, not minutes).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a TCP response may take to be written before the
+/// connection is closed (a client that does not read).
+pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Without `tcp.max_connections_per_source`, one source may hold this
+/// fraction of `tcp.max_connections` (a source in no VPC a quarter of that).
+pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
 /// The configuration file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 
@@ -120,6 +133,8 @@ pub struct ServerConfig {
     pub zones_dir: PathBuf,
     pub unknown_clients: UnknownClients,
     pub cache_max_entries: u64,
+    /// The cache's memory budget in bytes (`cache.max_bytes`).
+    pub cache_max_bytes: u64,
     pub serve_stale: Duration,
     /// `None` turns the admin HTTP server off.
     pub admin_listen: Option<SocketAddr>,
@@ -128,6 +143,11 @@ pub struct ServerConfig {
     /// A TCP connection idle this long, or that starts a message and does
     /// not finish it this long, is closed.
     pub tcp_idle_timeout: Duration,
+    /// TCP connections one source in a VPC may hold (`None`: an eighth of
+    /// `tcp_max_connections`); a source in no VPC, a quarter of that.
+    pub tcp_max_connections_per_source: Option<usize>,
+    /// A TCP response not written within this closes its connection.
+    pub tcp_write_timeout: Duration,
     pub log_format: LogFormat,
     pub query_log: bool,
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
@@ -152,10 +172,13 @@ impl ServerConfig {
             zones_dir: PathBuf::from("zones"),
             unknown_clients: UnknownClients::Refuse,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
+            cache_max_bytes: DEFAULT_CACHE_BYTES,
             serve_stale: DEFAULT_SERVE_STALE,
             admin_listen: Some(DEFAULT_ADMIN),
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            tcp_max_connections_per_source: None,
+            tcp_write_timeout: DEFAULT_TCP_WRITE_TIMEOUT,
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
@@ -286,6 +309,16 @@ impl ServerConfig {
                     cfg.cache_max_entries = m.value as u64;
                 }
             }
+            if let Some(b) = c.max_bytes {
+                match parse_size(&b.value) {
+                    Some(n) if (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&n) => cfg.cache_max_bytes = n,
+                    _ => diags.push(
+                        path,
+                        pos(&b),
+                        format!("cache.max_bytes `{}` must be a size from 1MiB to 1TiB, like 256MiB, 2GiB or 500000000", b.value),
+                    ),
+                }
+            }
             if let Some(s) = c.serve_stale {
                 match parse_duration(&s.value) {
                     Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
@@ -318,6 +351,23 @@ impl ServerConfig {
                 match parse_duration(&i.value) {
                     Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_idle_timeout = d,
                     _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
+                }
+            }
+            if let Some(w) = t.write_timeout {
+                match parse_duration(&w.value) {
+                    Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_write_timeout = d,
+                    _ => diags.push(path, pos(&w), format!("tcp.write_timeout `{}` must be a duration from 1s to 5m", w.value)),
+                }
+            }
+            if let Some(m) = t.max_connections_per_source {
+                if m.value <= 0 || m.value as u64 > cfg.tcp_max_connections as u64 {
+                    diags.push(
+                        path,
+                        pos(&m),
+                        format!("tcp.max_connections_per_source must be from 1 to tcp.max_connections ({})", cfg.tcp_max_connections),
+                    );
+                } else {
+                    cfg.tcp_max_connections_per_source = Some(m.value as usize);
                 }
             }
         }
@@ -374,6 +424,14 @@ impl ServerConfig {
             }
         }
         cfg
+    }
+}
+
+impl ServerConfig {
+    /// TCP connections one source in a VPC may hold: the configured
+    /// number, or an eighth of `tcp_max_connections` (at least one).
+    pub fn tcp_per_source(&self) -> usize {
+        self.tcp_max_connections_per_source.unwrap_or(self.tcp_max_connections / DEFAULT_TCP_SOURCE_SHARE).max(1)
     }
 }
 
@@ -447,6 +505,27 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(mult).map(Duration::from_secs)
 }
 
+/// A size in bytes: `500000`, `512KiB`, `256MiB`, `2GiB`, `1TiB` (powers of
+/// 1024), or `500kB`, `300MB`, `2GB` (powers of 1000).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..i].parse().ok()?;
+    let mult: u64 = match s[i..].trim_start() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// The `nameserver` lines of a resolv.conf, on port 53.
 pub fn system_resolvers(path: &Path) -> Vec<SocketAddr> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -475,6 +554,41 @@ mod tests {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1w"), None);
         assert_eq!(parse_duration("h"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Some(256 << 20));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("300MB"), Some(300_000_000));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("2mb"), None);
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
+        assert_eq!(parse_size("20000000TiB"), None);
+    }
+
+    #[test]
+    fn memory_and_tcp_limits() {
+        let p = std::env::temp_dir().join(format!("pzdns-limits-{}.yaml", std::process::id()));
+        std::fs::write(
+            &p,
+            "cache:\n  max_bytes: 64MiB\ntcp:\n  max_connections: 100\n  max_connections_per_source: 10\n  write_timeout: 3s\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        assert_eq!((c.cache_max_bytes, c.tcp_per_source(), c.tcp_write_timeout), (64 << 20, 10, Duration::from_secs(3)));
+        assert_eq!(ServerConfig::defaults().tcp_per_source(), DEFAULT_TCP_MAX_CONNECTIONS / 8);
+        std::fs::write(
+            &p,
+            "cache:\n  max_bytes: 10kB\ntcp:\n  max_connections: 100\n  max_connections_per_source: 101\n  write_timeout: 0s\n",
+        )
+        .unwrap();
+        let d = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).ok();
+        assert!(d.contains("cache.max_bytes `10kB` must be a size from 1MiB to 1TiB"), "{d}");
+        assert!(d.contains("tcp.max_connections_per_source must be from 1 to tcp.max_connections (100)"), "{d}");
+        assert!(d.contains("tcp.write_timeout `0s` must be a duration from 1s to 5m"), "{d}");
     }
 
     #[test]

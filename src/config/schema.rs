@@ -47,6 +47,7 @@ pub struct ForwardZoneEntry {
 #[derive(Debug, Default)]
 pub struct CacheEntry {
     pub max_entries: Option<Spanned<i64>>,
+    pub max_bytes: Option<Spanned<String>>,
     pub serve_stale: Option<Spanned<String>>,
 }
 
@@ -54,6 +55,8 @@ pub struct CacheEntry {
 pub struct TcpEntry {
     pub max_connections: Option<Spanned<i64>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_connections_per_source: Option<Spanned<i64>>,
+    pub write_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +191,11 @@ impl ServerFile {
         let unknown_clients = m.text("unknown_clients", d);
         let cache = m.get("cache").and_then(|n| {
             let mut c = MapReader::new(n, "`cache`", path, d)?;
-            let out = CacheEntry { max_entries: c.int("max_entries", d), serve_stale: c.text("serve_stale", d) };
+            let out = CacheEntry {
+                max_entries: c.int("max_entries", d),
+                max_bytes: c.text("max_bytes", d),
+                serve_stale: c.text("serve_stale", d),
+            };
             c.finish(d);
             Some(out)
         });
@@ -200,7 +207,12 @@ impl ServerFile {
         });
         let tcp = m.get("tcp").and_then(|n| {
             let mut t = MapReader::new(n, "`tcp`", path, d)?;
-            let out = TcpEntry { max_connections: t.int("max_connections", d), idle_timeout: t.text("idle_timeout", d) };
+            let out = TcpEntry {
+                max_connections: t.int("max_connections", d),
+                idle_timeout: t.text("idle_timeout", d),
+                max_connections_per_source: t.int("max_connections_per_source", d),
+                write_timeout: t.text("write_timeout", d),
+            };
             t.finish(d);
             Some(out)
         });

@@ -17,6 +17,10 @@ pub struct QueryEdns {
     pub bad_subnet: bool,
     /// The query asks for the server's NSID (RFC 5001).
     pub nsid: bool,
+    /// The options do not fill the RDATA exactly (a length overruns it,
+    /// or bytes are left over). The query is still answered, the options
+    /// ignored, as they are anyway; it is counted (`Event::MalformedOption`).
+    pub malformed_options: bool,
 }
 
 /// An EDNS Client Subnet option as sent.
@@ -168,6 +172,7 @@ impl<'a> Query<'a> {
                 }
                 let version = (ttl >> 16) as u8;
                 let (mut subnet, mut bad_subnet, mut nsid) = (None, false, false);
+                let malformed_options = options_malformed(rdata);
                 let mut opts = rdata;
                 while opts.len() >= 4 {
                     let (code, len) = (u16::from_be_bytes([opts[0], opts[1]]), u16::from_be_bytes([opts[2], opts[3]]) as usize);
@@ -179,12 +184,41 @@ impl<'a> Query<'a> {
                     nsid |= code == OPTION_NSID;
                     opts = &opts[4 + len..];
                 }
-                edns = Some(QueryEdns { payload: class, dnssec_ok: ttl & super::DO_BIT != 0, version, subnet, bad_subnet, nsid });
+                edns = Some(QueryEdns {
+                    payload: class,
+                    dnssec_ok: ttl & super::DO_BIT != 0,
+                    version,
+                    subnet,
+                    bad_subnet,
+                    nsid,
+                    malformed_options,
+                });
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
         Ok(Query { id, flags, question, edns })
     }
+}
+
+/// Whether OPT RDATA is not a whole number of options (RFC 6891 §6.1.2:
+/// CODE, LENGTH, LENGTH bytes, repeated).
+fn options_malformed(mut rdata: &[u8]) -> bool {
+    while !rdata.is_empty() {
+        let Some(len) = rdata.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) else { return true };
+        let Some(rest) = rdata.get(4 + len..) else { return true };
+        rdata = rest;
+    }
+    false
+}
+
+/// Whether `msg` reads as a query whose OPT options are malformed (see
+/// [`QueryEdns::malformed_options`]). Cheap for the usual query: without
+/// an additional record nothing is read past the header.
+pub fn has_malformed_edns_options(msg: &[u8]) -> bool {
+    if msg.get(10..12).is_none_or(|ar| ar == [0, 0]) {
+        return false;
+    }
+    Query::parse(msg).ok().and_then(|q| q.edns).is_some_and(|e| e.malformed_options)
 }
 
 /// The header bits a response copies from a query's: the opcode always;
@@ -280,7 +314,42 @@ mod tests {
         assert_eq!(p.edns, None);
         let m = q(RD, 1, 0, &OPT, 1);
         let p = Query::parse(&m).unwrap();
-        assert_eq!(p.edns, Some(QueryEdns { payload: 1232, dnssec_ok: true, version: 0, subnet: None, bad_subnet: false, nsid: false }));
+        assert_eq!(
+            p.edns,
+            Some(QueryEdns {
+                payload: 1232,
+                dnssec_ok: true,
+                version: 0,
+                subnet: None,
+                bad_subnet: false,
+                nsid: false,
+                malformed_options: false
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_options_are_seen_and_the_query_still_reads() {
+        let opt = |rdata: &[u8]| {
+            let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0];
+            o.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            o.extend_from_slice(rdata);
+            o
+        };
+        for (rdata, bad) in [
+            (&[][..], false),
+            (&[0, 10, 0, 2, 1, 2][..], false),
+            (&[0, 10, 0, 2, 1, 2, 0, 8, 0, 0][..], false),
+            (&[0, 10, 0, 40, 1, 2, 3, 4, 5, 6, 7, 8][..], true),
+            (&[0, 10, 0][..], true),
+            (&[0, 10, 0, 0, 9][..], true),
+        ] {
+            let m = q(RD, 1, 0, &opt(rdata), 1);
+            assert_eq!(Query::parse(&m).unwrap().edns.unwrap().malformed_options, bad, "{rdata:?}");
+            assert_eq!(has_malformed_edns_options(&m), bad, "{rdata:?}");
+        }
+        assert!(!has_malformed_edns_options(&q(RD, 1, 0, &[], 0)));
+        assert!(!has_malformed_edns_options(&[0; 5]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Sockets: binds every listener (UDP with one SO_REUSEPORT socket per
-//! worker, plus TCP) and serves them through the answer path. Start-up,
-//! signals and the drain are `app`'s.
+//! worker, plus TCP) and serves them through the answer path. A port that
+//! another socket holds already, SO_REUSEPORT or not, fails the bind.
+//! Start-up, signals and the drain are `app`'s.
 
 pub mod proxy;
 pub mod tcp;
@@ -38,9 +39,17 @@ pub struct Bound {
     pub addrs: Vec<SocketAddr>,
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// A UDP socket bound to `addr`. The first socket of a listener is bound
+/// without SO_REUSEPORT, so that its bind fails if any other socket holds
+/// the port, even one with SO_REUSEPORT of another process of the same
+/// user (which the kernel would otherwise let share the port and its
+/// queries); SO_REUSEPORT is set once it is bound, and the workers'
+/// sockets join it.
+fn udp_socket(addr: SocketAddr, first: bool) -> std::io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_port(true)?;
+    if !first {
+        s.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         s.set_only_v6(false).ok();
     }
@@ -48,6 +57,9 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     s.set_recv_buffer_size(UDP_RECV_BUFFER).ok();
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
+    if first {
+        s.set_reuse_port(true)?;
+    }
     Ok(s.into())
 }
 
@@ -71,11 +83,11 @@ fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(SocketAddr, Vec<std::n
     let tries = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let first = udp_socket(addr).map_err(|e| bind_err("UDP", addr, e))?;
+        let first = udp_socket(addr, true).map_err(|e| bind_err("UDP", addr, e))?;
         let actual = first.local_addr().map_err(|e| bind_err("UDP", addr, e))?;
         let mut udp = vec![first];
         for _ in 1..workers.max(1) {
-            udp.push(udp_socket(actual).map_err(|e| bind_err("UDP", actual, e))?);
+            udp.push(udp_socket(actual, false).map_err(|e| bind_err("UDP", actual, e))?);
         }
         match tcp_listener(actual) {
             Ok(tcp) => return Ok((actual, udp, tcp)),

@@ -1,18 +1,27 @@
 //! DNS over TCP (RFC 7766), answered through the same answer path as UDP.
 //!
-//! - at most `max_connections` at once; one more is closed at once;
+//! - at most `max_connections` at once, and at most `max_per_source` from
+//!   one source (fewer from a source in no VPC); one more is closed at
+//!   once, so that no one source can take the slots of the others;
 //! - a connection idle for `idle_timeout` is closed, and so is one that
 //!   starts a message and does not finish it within the same time
 //!   (slowloris);
+//! - a response that cannot be written within `write_timeout` (the client
+//!   does not read) closes the connection;
 //! - up to [`MAX_IN_FLIGHT_PER_CONNECTION`] queries of one connection are
 //!   answered concurrently, each as soon as it is ready (RFC 7766 §6.2.1.1
-//!   allows answers out of order; the message IDs pair them).
+//!   allows answers out of order; the message IDs pair them);
+//! - while [`MAX_QUEUED_OUTPUT`] bytes of responses wait to be written, no
+//!   new query is read: a client that does not read cannot make pzdns
+//!   hold more than that (and the responses of the queries in flight).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -21,16 +30,81 @@ use tracing::debug;
 use super::proxy::{self, Claim, Framing};
 use crate::answer::{Client, Transport};
 use crate::config::ProxyProtocol;
-use crate::state::Shared;
+use crate::metrics::Event;
+use crate::snapshot::View;
+use crate::state::{Shared, Started, ready_now};
 
 /// Queries of one connection answered at once; more wait (back-pressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
+/// Bytes of responses waiting to be written on one connection past which
+/// no new query is read until the client reads.
+pub const MAX_QUEUED_OUTPUT: usize = 64 * 1024;
+/// A source in no VPC may hold this fraction of `max_per_source`.
+pub const UNKNOWN_SOURCE_SHARE: usize = 4;
 
 /// Limits for TCP (docs/REFERENCE.md#limits).
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
     pub max_connections: usize,
+    /// Connections from one source (see [`source_key`]) in a VPC; a
+    /// source in no VPC gets a quarter of it, at least one.
+    pub max_per_source: usize,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl TcpLimits {
+    /// How many connections a source with this view may hold.
+    pub fn per_source(&self, view: View) -> usize {
+        match view {
+            View::Vpc { .. } => self.max_per_source.max(1),
+            View::Unknown => (self.max_per_source / UNKNOWN_SOURCE_SHARE).max(1),
+        }
+    }
+}
+
+/// What connections are counted by: the address; for an IPv6 source in
+/// no VPC its /64, which one host may hold whole. An IPv4-mapped address
+/// counts as the IPv4 address.
+pub fn source_key(ip: IpAddr, view: View) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if view == View::Unknown => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        other => other,
+    }
+}
+
+/// Connections open per source key.
+type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its source until dropped.
+struct SourceSlot {
+    sources: Sources,
+    key: IpAddr,
+}
+
+impl SourceSlot {
+    /// Counts one more connection for `key`, unless it has `limit` already.
+    fn take(sources: &Sources, key: IpAddr, limit: usize) -> Option<SourceSlot> {
+        let mut m = sources.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { sources: sources.clone(), key })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, then
@@ -44,6 +118,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let sources: Sources = Arc::default();
     let mut conns = JoinSet::new();
     loop {
         let (stream, src) = tokio::select! {
@@ -62,7 +137,20 @@ pub async fn serve(
         while conns.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             shared.metrics.tcp_refused.inc();
-            debug!(%src, "TCP connection limit reached: closing");
+            shared.metrics.events.note(Event::TcpConnectionLimit, || {
+                format!("TCP connection from {src} closed at once: {} connections open (tcp.max_connections)", limits.max_connections)
+            });
+            drop(stream);
+            continue;
+        };
+        let view = shared.snapshot.load().select_view(Some(index), src.ip()).0;
+        let limit = limits.per_source(view);
+        let Some(source_slot) = SourceSlot::take(&sources, source_key(src.ip(), view), limit) else {
+            shared.metrics.tcp_refused.inc();
+            shared.metrics.events.note(Event::TcpSourceLimit, || {
+                let whose = if view == View::Unknown { "a source in no VPC" } else { "a source" };
+                format!("TCP connection from {src} closed at once: {whose} may hold {limit} (tcp.max_connections_per_source)")
+            });
             drop(stream);
             continue;
         };
@@ -74,9 +162,10 @@ pub async fn serve(
             let mut stream = stream;
             if let Some(proxy) = read_proxy_header(&mut stream, mode, limits.idle_timeout, &shared).await {
                 let client = Client { listener: index, src, proxy, transport: Transport::Tcp };
-                connection(stream, client, shared, limits.idle_timeout, stop).await;
+                connection(stream, client, shared, limits, stop).await;
             }
             m.tcp_connections.dec();
+            drop(source_slot);
             drop(slot);
         });
     }
@@ -126,24 +215,78 @@ async fn read_proxy_header(stream: &mut TcpStream, mode: ProxyProtocol, idle: Du
     }
 }
 
-async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, idle: Duration, mut stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let mut framed = Vec::with_capacity(msg.len() + 2);
-            framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-            framed.extend_from_slice(&msg);
-            if wr.write_all(&framed).await.is_err() {
-                break;
+/// Responses of one connection not yet written.
+#[derive(Debug, Default, Clone, Copy)]
+struct Queued {
+    bytes: usize,
+    /// The writer gave up (a write timed out or failed): close.
+    closed: bool,
+}
+
+/// Queues a response for the writer, framed (RFC 1035 §4.2.2) in a buffer
+/// of its exact size.
+fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: &[u8]) {
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    framed.extend_from_slice(msg);
+    queued.send_modify(|q| q.bytes += framed.len());
+    // Fails only once the writer is gone, when the connection is closing.
+    let _ = tx.send(framed);
+}
+
+/// Writes queued responses, each within `timeout`; on a timeout or an
+/// error, marks the connection closed and stops.
+async fn write_responses(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: watch::Sender<Queued>,
+    timeout: Duration,
+    client: Client,
+    shared: Arc<Shared>,
+) {
+    while let Some(framed) = rx.recv().await {
+        match tokio::time::timeout(timeout, wr.write_all(&framed)).await {
+            Ok(Ok(())) => queued.send_modify(|q| q.bytes -= framed.len()),
+            Ok(Err(e)) => {
+                debug!(src = %client.src, error = %e, "TCP write failed: closing");
+                queued.send_modify(|q| q.closed = true);
+                return;
+            }
+            Err(_) => {
+                shared.metrics.events.note(Event::TcpWriteTimeout, || {
+                    format!("TCP connection from {} closed: a response was not taken within {timeout:?} (tcp.write_timeout)", client.src)
+                });
+                queued.send_modify(|q| q.closed = true);
+                return;
             }
         }
-        let _ = wr.shutdown().await;
-    });
+    }
+    let _ = tokio::time::timeout(timeout, wr.shutdown()).await;
+}
+
+async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limits: TcpLimits, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let idle = limits.idle_timeout;
+    let (mut rd, wr) = stream.into_split();
+    // Unbounded in type only: the reader stops while MAX_QUEUED_OUTPUT
+    // bytes wait, and at most MAX_IN_FLIGHT_PER_CONNECTION queries in
+    // flight add theirs.
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let queued = watch::Sender::new(Queued::default());
+    let writer = tokio::spawn(write_responses(wr, rx, queued.clone(), limits.write_timeout, client, shared.clone()));
+    let mut state = queued.subscribe();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
     let mut queries = JoinSet::new();
     loop {
+        // Back-pressure: while the client does not read, read nothing
+        // more from it (the writer closes it if it never reads).
+        let ready = tokio::select! {
+            r = state.wait_for(|q| q.closed || q.bytes < MAX_QUEUED_OUTPUT) => r.map(|q| !q.closed).unwrap_or(false),
+            _ = stopped(&mut stop) => false,
+        };
+        if !ready {
+            break;
+        }
         // Idle: waiting for the next message to start.
         let len = tokio::select! {
             r = tokio::time::timeout(idle, rd.read_u16()) => match r {
@@ -151,6 +294,7 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, idle
                 _ => break,
             },
             _ = stopped(&mut stop) => break,
+            _ = state.wait_for(|q| q.closed) => break,
         };
         // Started: the whole message must follow within the same time.
         let mut buf = vec![0u8; len];
@@ -158,15 +302,39 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, idle
             Ok(Ok(_)) => {}
             _ => break,
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
         while queries.try_join_next().is_some() {}
-        let (shared, tx) = (shared.clone(), tx.clone());
-        queries.spawn(async move {
-            if let Some(bytes) = shared.answer_bytes(client, &buf).await {
-                let _ = tx.send(bytes).await;
+        match shared.answer_start(client, &buf) {
+            Started::Done(bytes) => queue(&tx, &queued, &bytes),
+            Started::Drop => {}
+            Started::Wait(w) => {
+                let permit = tokio::select! {
+                    p = in_flight.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = state.wait_for(|q| q.closed) => break,
+                };
+                let mut finish = Box::pin({
+                    let shared = shared.clone();
+                    async move { w.finish(&shared).await }
+                });
+                // What is answered at once needs no task.
+                if let Some(bytes) = ready_now(&mut finish) {
+                    queue(&tx, &queued, &bytes);
+                    continue;
+                }
+                let (tx, queued) = (tx.clone(), queued.clone());
+                queries.spawn(async move {
+                    let bytes = finish.await;
+                    queue(&tx, &queued, &bytes);
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+        }
+    }
+    if state.borrow().closed {
+        // The client does not read: nothing more will reach it.
+        queries.abort_all();
     }
     // Let the queries already read finish, then close.
     while queries.join_next().await.is_some() {}
@@ -183,5 +351,37 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_in_no_vpc_count_by_their_slash_64_and_get_a_quarter() {
+        let vpc = View::Vpc { vpc: 0, az: 0 };
+        let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(source_key(a, View::Unknown), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(source_key(a, vpc), a);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(source_key(mapped, View::Unknown), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let l = TcpLimits { max_connections: 1024, max_per_source: 128, idle_timeout: Duration::ZERO, write_timeout: Duration::ZERO };
+        assert_eq!((l.per_source(vpc), l.per_source(View::Unknown)), (128, 32));
+        let one = TcpLimits { max_per_source: 1, ..l };
+        assert_eq!(one.per_source(View::Unknown), 1);
+    }
+
+    #[test]
+    fn a_source_slot_is_given_back() {
+        let s: Sources = Arc::default();
+        let k: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = SourceSlot::take(&s, k, 2).unwrap();
+        let b = SourceSlot::take(&s, k, 2).unwrap();
+        assert!(SourceSlot::take(&s, k, 2).is_none());
+        drop(a);
+        let c = SourceSlot::take(&s, k, 2).unwrap();
+        drop((b, c));
+        assert!(s.lock().unwrap().is_empty(), "no entry left behind");
     }
 }

@@ -79,7 +79,9 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let at = whole - bytes.len();
             let client = Client { listener, src, proxy, transport: Transport::Udp };
             let Some(out) = tx.next_buf() else { break };
-            match answer(&ctx, &client, bytes, out) {
+            let outcome = answer(&ctx, &client, bytes, out);
+            shared.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
+            match outcome {
                 Outcome::Done(a) => {
                     answered[tx.len] = (a, client, i, at);
                     tx.push(src);
@@ -115,14 +117,30 @@ fn unwrap_proxy<'a>(mode: ProxyProtocol, bytes: &'a [u8], shared: &Shared) -> Op
     }
 }
 
-/// Completes a question that waits on an upstream on a task of its own.
+/// Completes a question that waits on an upstream. It is polled once
+/// here: what is answered at once (a stale answer while the upstreams are
+/// known down, SERVFAIL over the waiter bounds) needs no task, so that a
+/// flood can never queue more tasks than the waiter bounds allow; the
+/// rest goes on on a task of its own, already counted as a waiter.
 fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>, client: Client, dst: SocketAddr, query: &[u8]) {
+    let started = Instant::now();
+    let mut finish = Box::pin({
+        let shared = shared.clone();
+        async move { p.finish(&shared.forwarder).await }
+    });
+    if let Some((bytes, a)) = crate::state::ready_now(&mut finish) {
+        if let Err(e) = socket.try_send_to(&bytes, dst) {
+            debug!(%dst, error = %e, "failed to send response");
+        }
+        let snap = shared.snapshot.load();
+        shared.record(&snap, &client, query, &a, started.elapsed());
+        return;
+    }
     let (shared, socket) = (shared.clone(), socket.clone());
     // The query is kept only for the query log.
     let query = if shared.config.query_log { query.to_vec() } else { Vec::new() };
-    let started = Instant::now();
     tokio::spawn(async move {
-        let (bytes, a) = shared.waiting_on(p.finish(&shared.forwarder)).await;
+        let (bytes, a) = shared.waiting_on(finish).await;
         if let Err(e) = socket.send_to(&bytes, dst).await {
             debug!(%dst, error = %e, "failed to send response");
         }

@@ -1,6 +1,7 @@
 //! The cache of upstream answers (docs/REFERENCE.md#cache): keyed by name, type,
-//! DO bit and the upstream set asked, bounded by `max_entries`, kept past
-//! expiry for the RFC 8767 stale window.
+//! DO bit and the upstream set asked, bounded by `max_bytes` (what the
+//! entries really take in memory) and `max_entries`, kept past expiry for
+//! the RFC 8767 stale window.
 //!
 //! quick_cache is used (it replaced moka): a lookup is a hash and a probe
 //! in one shard, where moka also records every read for its eviction
@@ -8,7 +9,8 @@
 //! (docs/PERFORMANCE.md). hickory-resolver's own cache cannot serve stale
 //! data and clones a whole Message per hit.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -80,13 +82,12 @@ impl WireRecord {
     }
 }
 
-/// An upstream answer as cached.
+/// An upstream answer as cached: the records in wire form only, since
+/// that is all the answer writer copies (decoded records would cost
+/// about three times the wire bytes again, for nothing).
 #[derive(Debug)]
 pub struct Entry {
     pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
     pub stored: Instant,
     /// Seconds it is fresh: the smallest answer TTL, or for a negative
     /// answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). 0: not cacheable.
@@ -96,7 +97,40 @@ pub struct Entry {
     /// The three sections in wire form: what the answer writer copies.
     /// A record that cannot be encoded is left out.
     pub wire: (Vec<WireRecord>, Vec<WireRecord>, Vec<WireRecord>),
+    /// What it takes in memory, allocator overhead included ([`Entry::bytes`]).
+    bytes: usize,
+    /// Set once it is stored: the cache's byte count it is counted in,
+    /// and by how much (its weight). Given back when it is dropped, so
+    /// the count is exact whatever evicts, replaces or removes it.
+    counted: OnceLock<(Arc<AtomicU64>, u64)>,
 }
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some((total, w)) = self.counted.get() {
+            total.fetch_sub(*w, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What glibc's malloc takes for a request of `n` bytes: an 8-byte header,
+/// rounded up to 16, at least 32 (Rust's allocator is malloc here).
+pub const fn heap_bytes(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        let c = (n + 8).div_ceil(16) * 16;
+        if c < 32 { 32 } else { c }
+    }
+}
+
+/// What one stored entry costs quick_cache besides the entry itself: its
+/// slot (key and `Arc` pointer, state, list links), its hash-table slot at
+/// the load factor, and a share of the ghost list (hashes of evicted keys).
+/// quick_cache's own accounting comes to less when the cache is full
+/// (`tests::slot_overhead_covers_quick_cache`); the rest is room for its
+/// vectors growing by doubling.
+pub const SLOT_BYTES: usize = 96;
 
 impl Entry {
     /// An upstream reply as served again. Without DNSSEC (DO=0) the
@@ -136,7 +170,32 @@ impl Entry {
         let ttl = cache_ttl(rcode, &answers, &authorities);
         let enc = |rs: &[Record]| rs.iter().filter_map(WireRecord::new).collect::<Vec<_>>();
         let wire = (enc(&answers), enc(&authorities), enc(&additionals));
-        Entry { rcode, answers, authorities, additionals, stored: Instant::now(), ttl, stale_for, wire }
+        let sections = [&wire.0, &wire.1, &wire.2];
+        let bytes = heap_bytes(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Entry>())
+            + sections.iter().map(|v| heap_bytes(v.capacity() * std::mem::size_of::<WireRecord>())).sum::<usize>()
+            + sections.iter().flat_map(|v| v.iter()).map(|r| heap_bytes(r.bytes.len())).sum::<usize>();
+        Entry { rcode, stored: Instant::now(), ttl, stale_for, wire, bytes, counted: OnceLock::new() }
+    }
+
+    /// What the entry takes in memory: the `Arc` allocation holding it,
+    /// its three record vectors and each record's bytes, each with what
+    /// malloc adds. The cache adds its key and [`SLOT_BYTES`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The records of each section, decoded from the wire form (for
+    /// tests and tools; answers are written from the wire form).
+    pub fn answers(&self) -> Vec<Record> {
+        decode(&self.wire.0)
+    }
+
+    pub fn authorities(&self) -> Vec<Record> {
+        decode(&self.wire.1)
+    }
+
+    pub fn additionals(&self) -> Vec<Record> {
+        decode(&self.wire.2)
     }
 
     /// What pzdns keeps of an upstream reply to `name`/`qtype` (see
@@ -191,6 +250,11 @@ impl Entry {
             })
             .collect()
     }
+}
+
+fn decode(section: &[WireRecord]) -> Vec<Record> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    section.iter().filter_map(|r| Record::read(&mut BinDecoder::new(&r.bytes)).ok()).collect()
 }
 
 /// Longest chain of CNAMEs taken from one upstream reply.
@@ -294,18 +358,52 @@ pub fn cache_ttl(rcode: ResponseCode, answers: &[Record], authorities: &[Record]
     ttl.min(MAX_CACHE_TTL)
 }
 
+/// How much an entry counts against the byte budget: its real size
+/// ([`real_size`]), or `floor` (max_bytes / max_entries) if that is more,
+/// which is how `max_entries` is kept with the one budget quick_cache has.
+#[derive(Debug, Clone, Copy)]
+struct Weigher {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<Key, Arc<Entry>> for Weigher {
+    fn weight(&self, k: &Key, e: &Arc<Entry>) -> u64 {
+        real_size(k, e).max(self.floor)
+    }
+}
+
+/// What a stored entry takes: the entry, its key, its slot in quick_cache.
+fn real_size(k: &Key, e: &Entry) -> u64 {
+    (e.bytes() + heap_bytes(k.0.len()) + SLOT_BYTES) as u64
+}
+
 /// A bounded concurrent cache. quick_cache (sharded, CLOCK-PRO-style
-/// eviction) bounds the entry count; expiry is checked on lookup, since an
-/// entry lives for its TTL plus the stale window.
+/// eviction) keeps the weight of what it holds under `max_bytes`, each
+/// entry weighed by what it really takes in memory; expiry is checked on
+/// lookup, since an entry lives for its TTL plus the stale window.
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<quick_cache::sync::Cache<Key, Arc<Entry>>>,
+    inner: Arc<quick_cache::sync::Cache<Key, Arc<Entry>, Weigher>>,
+    /// The real size of the entries stored and still alive (evicted ones
+    /// still being written into a response included).
+    bytes: Arc<AtomicU64>,
 }
 
 impl Cache {
+    /// A cache of at most `max_entries` entries and the default byte budget.
     pub fn new(max_entries: u64) -> Self {
-        let n = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
-        Cache { inner: Arc::new(quick_cache::sync::Cache::new(n)) }
+        Self::with_budget(max_entries, crate::config::DEFAULT_CACHE_BYTES)
+    }
+
+    /// At most `max_entries` entries and `max_bytes` of them in memory.
+    pub fn with_budget(max_entries: u64, max_bytes: u64) -> Self {
+        let (entries, max_bytes) = (max_entries.max(1), max_bytes.max(1));
+        let floor = (max_bytes / entries).max(1);
+        // quick_cache sizes its shards and its ghost list from this
+        // estimate; answers are rarely under 512 bytes all told.
+        let estimated = entries.min(max_bytes / 512).max(1);
+        let inner = quick_cache::sync::Cache::with_weighter(usize::try_from(estimated).unwrap_or(usize::MAX), max_bytes, Weigher { floor });
+        Cache { inner: Arc::new(inner), bytes: Arc::default() }
     }
 
     /// The entry for a key laid out by [`key_bytes`], unless at `now` it
@@ -322,8 +420,22 @@ impl Cache {
     /// Stores `e` if it may be cached at all.
     pub fn insert(&self, k: Key, e: Arc<Entry>) {
         if e.ttl > 0 {
+            let w = real_size(&k, &e);
+            if e.counted.set((self.bytes.clone(), w)).is_ok() {
+                self.bytes.fetch_add(w, Ordering::Relaxed);
+            }
             self.inner.insert(k, e);
         }
+    }
+
+    /// The real size in bytes of the entries held (`pzdns_cache_bytes`).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The weight held, as counted against `max_bytes` (at least `bytes`).
+    pub fn weight(&self) -> u64 {
+        self.inner.weight()
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -360,19 +472,97 @@ mod tests {
     #[test]
     fn ttl_with_top_bit_set_is_zero() {
         let e = Entry::new(ResponseCode::NoError, vec![a(0x8000_0001)], vec![], vec![], false, Duration::ZERO);
-        assert_eq!(e.answers[0].ttl, 0);
+        assert_eq!(e.answers()[0].ttl, 0);
         assert_eq!(e.ttl, 0, "not cached");
-        assert_eq!(e.aged(e.stored, &e.answers)[0].ttl, 0);
+        assert_eq!(e.aged(e.stored, &e.answers())[0].ttl, 0);
     }
 
     #[test]
     fn aged_ttls_decrement_then_go_stale() {
         let mut e = Entry::new(ResponseCode::NoError, vec![a(60)], vec![], vec![], false, Duration::from_secs(3600));
         let now = e.stored;
-        assert_eq!(e.aged(now + Duration::from_secs(15), &e.answers)[0].ttl, 45);
+        assert_eq!(e.aged(now + Duration::from_secs(15), &e.answers())[0].ttl, 45);
         assert!(e.is_fresh(now + Duration::from_secs(59)));
         e.stored = now - Duration::from_secs(61);
         assert!(!e.is_fresh(now));
-        assert_eq!(e.aged(now, &e.answers)[0].ttl, STALE_TTL);
+        assert_eq!(e.aged(now, &e.answers())[0].ttl, STALE_TTL);
+    }
+
+    fn txt_answer(i: usize, records: usize) -> (Key, Arc<Entry>) {
+        use hickory_proto::rr::rdata::TXT;
+        let owner = Name::from_str(&format!("u{i}.big.example.")).unwrap();
+        let recs = (0..records)
+            .map(|j| Record::from_rdata(owner.clone(), 300, RData::TXT(TXT::new(vec![format!("{j:03}{}", "x".repeat(240))]))))
+            .collect();
+        let mut kb = [0u8; MAX_KEY_LEN];
+        let key = Key::from(key_bytes(&mut kb, crate::dns::names::KeyBuf::new(&owner).key(), RecordType::TXT, false, 0));
+        (key, Arc::new(Entry::new(ResponseCode::NoError, recs, vec![], vec![], false, Duration::from_secs(60))))
+    }
+
+    #[test]
+    fn an_entry_weighs_at_least_its_wire_bytes() {
+        let (k, e) = txt_answer(1, 40);
+        let wire: usize = e.wire.0.iter().map(|r| r.bytes.len()).sum();
+        let size = real_size(&k, &e) as usize;
+        assert!(size > wire && size < wire + 40 * 64 + 1024, "{size} bytes for {wire} wire bytes");
+    }
+
+    #[test]
+    fn the_byte_budget_holds_and_the_count_is_exact() {
+        let budget = 4 << 20;
+        let c = Cache::with_budget(100_000, budget);
+        for i in 0..2_000 {
+            let (k, e) = txt_answer(i, 40);
+            c.insert(k, e);
+        }
+        assert!(c.weight() <= budget, "weight {} over {budget}", c.weight());
+        assert!(c.bytes() <= budget && c.bytes() > budget / 2, "bytes {}", c.bytes());
+        assert!(c.entry_count() < 2_000 && c.entry_count() > 100, "{} entries", c.entry_count());
+        drop(c);
+        // The count is given back as entries go (nothing else holds them).
+    }
+
+    #[test]
+    fn max_entries_still_bounds_small_entries() {
+        let c = Cache::with_budget(100, 256 << 20);
+        for i in 0..1_000 {
+            let (k, e) = txt_answer(i, 1);
+            c.insert(k, e);
+        }
+        assert!(c.entry_count() <= 100, "{} entries", c.entry_count());
+        let held = c.entry_count();
+        // Real bytes: far under the floor-weighted total.
+        assert!(c.bytes() < c.weight(), "{} real, {} weighed", c.bytes(), c.weight());
+        assert!(c.bytes() >= held * 300, "{} bytes for {held} entries", c.bytes());
+    }
+
+    #[test]
+    fn bytes_are_given_back_when_entries_go() {
+        let c = Cache::with_budget(100_000, 64 << 20);
+        let (k, e) = txt_answer(7, 10);
+        let weak = Arc::downgrade(&e);
+        c.insert(k.clone(), e.clone());
+        c.insert(k.clone(), e);
+        let one = c.bytes();
+        assert!(one > 0);
+        let (_, e2) = txt_answer(7, 3);
+        c.insert(k, e2);
+        assert!(weak.upgrade().is_none(), "the replaced entry is gone");
+        assert!(c.bytes() < one, "replaced: {} then {}", one, c.bytes());
+    }
+
+    /// quick_cache's own accounting of its slots and table, per entry,
+    /// is within what [`SLOT_BYTES`] says (the key and entry are counted
+    /// apart).
+    #[test]
+    fn slot_overhead_covers_quick_cache() {
+        let c = Cache::with_budget(20_000, 1 << 30);
+        for i in 0..20_000 {
+            let (k, e) = txt_answer(i, 1);
+            c.insert(k, e);
+        }
+        let used = c.inner.memory_used();
+        let per = (used.entries + used.map) / c.entry_count() as usize;
+        assert!(per <= SLOT_BYTES, "quick_cache takes {per} bytes per entry");
     }
 }

@@ -2,9 +2,11 @@
 //! upstream client and the cache in front of it.
 //!
 //! ```text
-//! lookup ─► cache (fresh?) ─► coalesce identical questions in flight
-//!        ─► upstream 1 ─(timeout, SERVFAIL, REFUSED)─► upstream 2 ─► SERVFAIL
-//!                                                     └► stale cache entry (RFC 8767)
+//! lookup ─► cache (fresh?) ─► stale, and the upstreams known down? ─► stale now,
+//!        │                                                            refresh (rate-bounded)
+//!        └► join the question in flight, or start it on a task (bounded: in flight, waiters)
+//!           ─► upstream 1 ─(timeout, SERVFAIL, REFUSED)─► upstream 2 ─► SERVFAIL
+//!           └► with a stale entry: at most 1.8 s, or until known down ─► stale (RFC 8767)
 //! ```
 //! Each query goes out from a new UDP socket (random source port) with a
 //! random id; the socket is connected, so the kernel drops datagrams from
@@ -15,6 +17,7 @@ pub mod cache;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +25,12 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{Semaphore, watch};
 use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
 
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::{Event, Metrics, UpstreamLabels};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -59,6 +62,8 @@ pub enum UpstreamError {
     Rcode(SocketAddr, ResponseCode),
     #[error("upstream {0}: {1}")]
     Io(SocketAddr, String),
+    #[error("every upstream failed its last attempt")]
+    KnownDown,
 }
 
 /// The outcome of [`Forwarder::lookup`].
@@ -75,29 +80,102 @@ pub enum Lookup {
 
 type Fetched = Result<Arc<Entry>, UpstreamError>;
 
+/// Most clients waiting on one upstream question; more get a stale answer
+/// if there is one, else SERVFAIL at once (counted as overload). Each
+/// waiter holds its half-written response and a task.
+pub const MAX_WAITERS_PER_QUESTION: usize = 512;
+/// Most clients waiting on upstream questions in all, however many
+/// questions (the first asker of each included).
+pub const MAX_WAITERS: usize = 2 * DEFAULT_MAX_IN_FLIGHT;
+/// RFC 8767's client response timer: a client with a stale answer to fall
+/// back on waits at most this long for a fresh one (the question goes on
+/// in the background and fills the cache when it is answered).
+pub const STALE_ANSWER_AFTER: Duration = Duration::from_millis(1800);
+/// While every upstream of a route is known down, stale answers go out at
+/// once and at most one question per this long is sent to refresh one
+/// (RFC 8767's failure recheck, per route rather than per name, so that
+/// a dead upstream sees a trickle, whatever the clients ask).
+pub const STALE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How an upstream question stands, as its waiters see it.
+#[derive(Debug, Clone)]
+enum Progress {
+    Asking,
+    /// An attempt failed and every upstream of the route is now known
+    /// down: a waiter with a stale answer need not wait for the rest.
+    Failing,
+    Done(Fetched),
+}
+
+/// One upstream question in flight, shared by every client asking it.
+struct Flight {
+    progress: watch::Sender<Progress>,
+    waiters: AtomicUsize,
+}
+
+/// A client counted as waiting until dropped (on every return path).
+struct Waiter<'a> {
+    flight: &'a Flight,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.flight.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub struct Forwarder {
     pub cache: Cache,
-    inflight: Mutex<HashMap<Key, Arc<OnceCell<Fetched>>>>,
-    limit: Semaphore,
-    serve_stale: Duration,
-    down_until: Mutex<HashMap<SocketAddr, Instant>>,
+    core: Arc<Core>,
+    /// Clients waiting on upstream questions, in all ([`MAX_WAITERS`]).
+    waiters: Semaphore,
     pub metrics: Arc<Metrics>,
 }
 
+/// What a question asked in the background needs: the forwarder less
+/// what only waiting clients use.
+struct Core {
+    cache: Cache,
+    metrics: Arc<Metrics>,
+    serve_stale: Duration,
+    inflight: Mutex<HashMap<Key, Arc<Flight>>>,
+    /// Upstream questions in flight ([`DEFAULT_MAX_IN_FLIGHT`]).
+    limit: Arc<Semaphore>,
+    /// Upstreams whose last attempt failed, and until when they are tried
+    /// last. An entry stays until an attempt succeeds: while every
+    /// upstream of a route has one, the route is known down.
+    down_until: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Per route: no refresh of a stale answer before this, while the
+    /// route is known down.
+    next_refresh: Mutex<HashMap<u64, Instant>>,
+}
+
 impl Forwarder {
-    pub fn new(max_entries: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
-        Forwarder {
-            cache: Cache::new(max_entries),
-            inflight: Mutex::new(HashMap::new()),
-            limit: Semaphore::new(DEFAULT_MAX_IN_FLIGHT),
+    pub fn new(max_entries: u64, max_bytes: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::with_budget(max_entries, max_bytes);
+        let core = Core {
+            cache: cache.clone(),
+            metrics: metrics.clone(),
             serve_stale,
+            inflight: Mutex::new(HashMap::new()),
+            limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             down_until: Mutex::new(HashMap::new()),
-            metrics,
-        }
+            next_refresh: Mutex::new(HashMap::new()),
+        };
+        Forwarder { cache, core: Arc::new(core), waiters: Semaphore::new(MAX_WAITERS), metrics }
     }
 
     /// Answers `name`/`qtype` from the cache or `upstreams`. With
     /// `recursion_desired` false, only the cache is consulted.
+    ///
+    /// With a stale answer in the cache (RFC 8767): when every upstream
+    /// of the route is known down, it is served at once and a refresh
+    /// goes out in the background (at most one per route per
+    /// [`STALE_REFRESH_INTERVAL`]); otherwise the client waits for the
+    /// upstream at most [`STALE_ANSWER_AFTER`], or until the upstreams
+    /// are known down, then gets the stale answer while the question
+    /// goes on.
     pub async fn lookup(
         &self,
         name: &Name,
@@ -121,53 +199,147 @@ impl Forwarder {
             return Lookup::NotCached;
         }
         self.metrics.cache_misses.inc();
+        let core = &self.core;
+        let stale = cached.filter(|e| core.within_stale_window(e, now));
+        let serve_stale = |e: Arc<Entry>, why: UpstreamError| {
+            self.metrics.cache_stale.inc();
+            debug!(%name, %qtype, error = %why, "stale answer");
+            Lookup::Stale(e, why)
+        };
+        if upstreams.is_empty() {
+            return match stale {
+                Some(e) => serve_stale(e, UpstreamError::NoUpstreams),
+                None => Lookup::Failed(UpstreamError::NoUpstreams),
+            };
+        }
         let key = Key::from(raw);
-        // Identical questions in flight share one upstream query.
-        let (cell, leader) = {
-            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&key) {
-                Some(c) => (c.clone(), false),
-                None => {
-                    let c = Arc::new(OnceCell::new());
-                    map.insert(key.clone(), c.clone());
-                    (c, true)
-                }
+        if let Some(e) = stale.clone()
+            && core.known_down(upstreams)
+        {
+            if core.refresh_due(route, now) {
+                let _ = core.flight(&key, name, qtype, dnssec_ok, upstreams, false);
+            }
+            return serve_stale(e, UpstreamError::KnownDown);
+        }
+        let overloaded = |why: &str| {
+            self.metrics.upstream_overloaded.inc();
+            self.metrics.events.note(Event::Overloaded, || format!("{why}: {name} {qtype} answered at once"));
+            match stale.clone() {
+                Some(e) => serve_stale(e, UpstreamError::Overloaded),
+                None => Lookup::Failed(UpstreamError::Overloaded),
             }
         };
-        if !leader {
-            self.metrics.coalesced.inc();
+        let Ok(permit) = self.waiters.try_acquire() else {
+            return overloaded("too many clients waiting on upstreams");
+        };
+        // Identical questions in flight share one upstream query.
+        let flight = match core.flight(&key, name, qtype, dnssec_ok, upstreams, true) {
+            Some(f) => f,
+            None => return overloaded("too many upstream questions in flight"),
+        };
+        if flight.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS_PER_QUESTION {
+            flight.waiters.fetch_sub(1, Ordering::Relaxed);
+            return overloaded("too many clients waiting on one upstream question");
         }
-        let fetched = cell.get_or_init(|| self.fetch(&key, name, qtype, dnssec_ok, upstreams)).await.clone();
-        {
-            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                map.remove(&key);
-            }
-        }
-        match fetched {
-            Ok(e) => Lookup::Fresh(e, false),
-            Err(err) => match cached {
-                Some(e)
-                    if self.serve_stale > Duration::ZERO
-                        && e.age(now) < e.ttl.saturating_add(self.serve_stale.as_secs().min(u32::MAX as u64) as u32) =>
-                {
-                    self.metrics.cache_stale.inc();
-                    Lookup::Stale(e, err)
-                }
-                _ => Lookup::Failed(err),
+        let _waiter = Waiter { flight: &flight, _permit: permit };
+        let mut rx = flight.progress.subscribe();
+        let got = match &stale {
+            None => rx.wait_for(|p| matches!(p, Progress::Done(_))).await.map(|p| p.clone()),
+            Some(_) => match tokio::time::timeout(STALE_ANSWER_AFTER, rx.wait_for(|p| !matches!(p, Progress::Asking))).await {
+                Ok(r) => r.map(|p| p.clone()),
+                Err(_) => Ok(Progress::Failing),
             },
+        };
+        match (got, stale) {
+            (Ok(Progress::Done(Ok(e))), _) => Lookup::Fresh(e, false),
+            (Ok(Progress::Done(Err(err))), Some(e)) => serve_stale(e, err),
+            (Ok(Progress::Done(Err(err))), None) => Lookup::Failed(err),
+            (_, Some(e)) => serve_stale(e, UpstreamError::KnownDown),
+            // The question's task is gone without an answer (shutdown).
+            (_, None) => Lookup::Failed(UpstreamError::KnownDown),
+        }
+    }
+}
+
+impl Forwarder {
+    /// Clients waiting on upstream questions now.
+    pub fn waiting(&self) -> usize {
+        MAX_WAITERS - self.waiters.available_permits()
+    }
+}
+
+impl Core {
+    /// An expired entry may still be served (RFC 8767's stale window).
+    fn within_stale_window(&self, e: &Entry, now: Instant) -> bool {
+        self.serve_stale > Duration::ZERO && e.age(now) < e.ttl.saturating_add(self.serve_stale.as_secs().min(u32::MAX as u64) as u32)
+    }
+
+    /// Every upstream of the set failed its last attempt.
+    fn known_down(&self, upstreams: &[SocketAddr]) -> bool {
+        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        !upstreams.is_empty() && upstreams.iter().all(|a| down.contains_key(a))
+    }
+
+    /// Whether a stale answer of `route` may be refreshed now (and if so,
+    /// the next one may not before [`STALE_REFRESH_INTERVAL`]).
+    fn refresh_due(&self, route: u64, now: Instant) -> bool {
+        let mut next = self.next_refresh.lock().unwrap_or_else(|p| p.into_inner());
+        match next.get(&route) {
+            Some(t) if *t > now => false,
+            _ => {
+                next.insert(route, now + STALE_REFRESH_INTERVAL);
+                true
+            }
         }
     }
 
-    /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
-    async fn fetch(&self, key: &Key, name: &Name, qtype: RecordType, dnssec_ok: bool, upstreams: &[SocketAddr]) -> Fetched {
-        if upstreams.is_empty() {
-            return Err(UpstreamError::NoUpstreams);
+    /// The question in flight for `key` (a client joining it is counted
+    /// as coalesced), or a new one asked on a task of its own (it goes on
+    /// whoever waits for it); `None` when [`DEFAULT_MAX_IN_FLIGHT`]
+    /// questions are in flight already.
+    fn flight(
+        self: &Arc<Self>,
+        key: &Key,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+        client: bool,
+    ) -> Option<Arc<Flight>> {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(key) {
+            if client {
+                self.metrics.coalesced.inc();
+            }
+            return Some(f.clone());
         }
-        let Ok(_permit) = self.limit.try_acquire() else {
-            self.metrics.upstream_overloaded.inc();
-            return Err(UpstreamError::Overloaded);
-        };
+        let permit = self.limit.clone().try_acquire_owned().ok()?;
+        let flight = Arc::new(Flight { progress: watch::Sender::new(Progress::Asking), waiters: AtomicUsize::new(0) });
+        map.insert(key.clone(), flight.clone());
+        drop(map);
+        let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), name.clone(), upstreams.to_vec());
+        tokio::spawn(async move {
+            let fetched = core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await;
+            drop(permit);
+            f.progress.send_replace(Progress::Done(fetched));
+            let mut map = core.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &f)) {
+                map.remove(&key);
+            }
+        });
+        Some(flight)
+    }
+
+    /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
+    async fn fetch(
+        &self,
+        key: &Key,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+        flight: &Flight,
+    ) -> Fetched {
         self.metrics.upstream_in_flight.inc();
         let _in_flight = InFlight(&self.metrics);
         let order = self.order(upstreams);
@@ -198,6 +370,16 @@ impl Forwarder {
             self.count(*up, outcome_label(&last));
             self.mark_down(*up);
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
+            self.metrics.events.note(Event::UpstreamFailure, || format!("{last} (asked {name} {qtype})"));
+            if self.known_down(upstreams) {
+                flight.progress.send_if_modified(|p| {
+                    let asking = matches!(p, Progress::Asking);
+                    if asking {
+                        *p = Progress::Failing;
+                    }
+                    asking
+                });
+            }
         }
         Err(last)
     }
@@ -244,7 +426,7 @@ fn outcome_label(e: &UpstreamError) -> &'static str {
         UpstreamError::Rcode(_, ResponseCode::Refused) => "refused",
         UpstreamError::Rcode(..) => "rcode",
         UpstreamError::Io(..) => "error",
-        UpstreamError::NoUpstreams | UpstreamError::Overloaded => "error",
+        UpstreamError::NoUpstreams | UpstreamError::Overloaded | UpstreamError::KnownDown => "error",
     }
 }
 

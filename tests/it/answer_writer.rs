@@ -136,9 +136,9 @@ fn expected(shared: &Shared, listener: usize, src: SocketAddr, name: &Name, t: R
         let mut kb = [0u8; MAX_KEY_LEN];
         let key = key_bytes(&mut kb, KeyBuf::new(&up.name).key(), t, dnssec_ok, route);
         let entry = shared.forwarder.cache.get(key, now).expect("seeded");
-        e.answers.extend(entry.aged(now, &entry.answers));
-        e.authorities.extend(entry.aged(now, &entry.authorities));
-        e.additionals = entry.aged(now, &entry.additionals);
+        e.answers.extend(entry.aged(now, &entry.answers()));
+        e.authorities.extend(entry.aged(now, &entry.authorities()));
+        e.additionals = entry.aged(now, &entry.additionals());
         e.rcode = entry.rcode;
         // Only answers wholly from local data are authoritative.
         e.aa = false;

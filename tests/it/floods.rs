@@ -15,26 +15,6 @@ use hickory_proto::rr::RecordType;
 const ZONES: &str = RULES_ZONES;
 const A_VPC: &str = "127.1.0.5";
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// Samples the RSS of `pid` until `stop`; returns the peak.
-fn sample_peak(pid: i32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut peak = 0;
-        while !stop.load(Ordering::Relaxed) {
-            peak = peak.max(rss_kib(pid));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    })
-}
-
 /// `threads` senders, `per_thread` datagrams each, as fast as they go,
 /// never reading a reply; `make(i)` builds datagram i.
 fn blast(

@@ -26,7 +26,7 @@ fn closed_within(t: &mut std::net::TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn connection_bound_holds_and_udp_keeps_serving() {
-    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\ntcp:\n  max_connections: 5\n  idle_timeout: 30s\n";
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\ntcp:\n  max_connections: 5\n  max_connections_per_source: 5\n  idle_timeout: 30s\n";
     let srv = TestServer::start(Path::new(ZONES), cfg);
     let s = srv.addrs[0];
     let from = A_VPC.parse().unwrap();

@@ -72,6 +72,21 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
         ("missing.proxy.test.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [198, 51, 100, 1])], vec![]),
         ("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [47, 1, 1, 1])], vec![]),
         ("db.corp.example.", RecordType::A) => (ResponseCode::NoError, vec![a(&owner, [10, 99, 0, 1])], vec![]),
+        // ~10 KB per name, a new name each time: a cache flood (over TCP,
+        // after a truncated UDP answer).
+        (s, RecordType::TXT) if s.starts_with('u') && s.ends_with(".big.example.") => {
+            let recs = (0..40)
+                .map(|i| Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![format!("{i:03}-{}", "y".repeat(246))]))))
+                .collect();
+            (ResponseCode::NoError, recs, vec![])
+        }
+        // ~52 KB: answers a TCP client that never reads piles up.
+        ("huge.public.example.", RecordType::TXT) => {
+            let recs = (0..200)
+                .map(|i| Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![format!("{i:03}-{}", "z".repeat(246))]))))
+                .collect();
+            (ResponseCode::NoError, recs, vec![])
+        }
         ("big.public.example.", RecordType::TXT) => {
             let recs = (0..20)
                 .map(|i| Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![format!("{i:02}-{}", "x".repeat(60))]))))
@@ -230,37 +245,15 @@ impl FakeUpstream {
         let (count, behavior, stop, ttl) = (f.tcp_queries.clone(), f.behavior.clone(), f.stop.clone(), f.ttl.clone());
         f.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = tcp.accept() else {
+                let Ok((s, _)) = tcp.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut len = [0u8; 2];
-                if s.read_exact(&mut len).is_err() {
-                    continue;
-                }
-                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                if s.read_exact(&mut buf).is_err() {
-                    continue;
-                }
-                count.fetch_add(1, Ordering::Relaxed);
-                let b = *behavior.lock().unwrap();
-                if b == Behavior::Silent {
-                    continue;
-                }
-                let Ok(q) = Message::from_vec(&buf) else {
-                    continue;
-                };
-                let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32).to_vec().unwrap();
-                let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-                framed.extend_from_slice(&bytes);
-                if b == Behavior::TruncateThenCut {
-                    // Half a message, then the connection closes.
-                    let _ = s.write_all(&framed[..framed.len() / 2]);
-                    continue;
-                }
-                let _ = s.write_all(&framed);
+                // One thread per connection (each ends within its read
+                // timeout), so that a flood of fallbacks is not served one
+                // at a time.
+                let (count, behavior, ttl) = (count.clone(), behavior.clone(), ttl.clone());
+                std::thread::spawn(move || serve_tcp(s, &count, &behavior, &ttl));
             }
         }));
         f
@@ -282,4 +275,35 @@ impl Drop for FakeUpstream {
             let _ = t.join();
         }
     }
+}
+
+/// One TCP connection of the fake upstream: one question, one answer.
+fn serve_tcp(mut s: std::net::TcpStream, count: &AtomicUsize, behavior: &Mutex<Behavior>, ttl: &AtomicUsize) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut len = [0u8; 2];
+    if s.read_exact(&mut len).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    if s.read_exact(&mut buf).is_err() {
+        return;
+    }
+    count.fetch_add(1, Ordering::Relaxed);
+    let b = *behavior.lock().unwrap();
+    if b == Behavior::Silent {
+        return;
+    }
+    let Ok(q) = Message::from_vec(&buf) else {
+        return;
+    };
+    let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32).to_vec().unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    if b == Behavior::TruncateThenCut {
+        // Half a message, then the connection closes.
+        let _ = s.write_all(&framed[..framed.len() / 2]);
+        return;
+    }
+    let _ = s.write_all(&framed);
 }
