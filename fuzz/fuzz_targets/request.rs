@@ -1,6 +1,8 @@
 //! The whole answer path: any bytes in, a well-formed response (or
 //! nothing) out, from any of the fixture's views, over UDP and TCP. No
-//! upstreams are configured, so nothing leaves the process.
+//! upstreams are configured, so nothing leaves the process. One source is
+//! a trusted forwarder (PROXY v2 and ECS believed): the bytes may start
+//! with a PROXY v2 header, split off as the UDP loop does.
 #![no_main]
 
 use std::path::PathBuf;
@@ -18,19 +20,26 @@ fn state() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
         let mut cfg = ServerConfig::defaults();
         cfg.zones_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rules/zones");
         cfg.upstreams = Vec::new();
+        cfg.trusted_forwarders = vec!["127.0.0.53/32".parse().unwrap()];
+        cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
         let snap = pzdns::loader::load(&cfg, 1).expect("fixture loads");
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         (rt, Shared::new(cfg, snap, Arc::new(Metrics::new())))
     })
 }
 
-const SOURCES: [&str; 4] = ["127.1.0.5:53000", "127.2.0.5:53000", "127.130.0.5:53000", "127.0.0.1:53000"];
+const SOURCES: [&str; 5] = ["127.1.0.5:53000", "127.2.0.5:53000", "127.130.0.5:53000", "127.0.0.1:53000", "127.0.0.53:53000"];
 
 fuzz_target!(|data: &[u8]| {
     let (rt, shared) = state();
     let src: std::net::SocketAddr = SOURCES[data.len() % SOURCES.len()].parse().unwrap();
+    let (data, proxy) = match pzdns::server::proxy::split(data) {
+        pzdns::server::proxy::Framing::Proxied(pzdns::server::proxy::Claim::Client(c), rest) => (rest, Some(c.ip())),
+        pzdns::server::proxy::Framing::Proxied(_, rest) => (rest, None),
+        _ => (data, None),
+    };
     for transport in [Transport::Udp, Transport::Tcp] {
-        let client = Client { listener: data.len() % 2, src, proxy: None, transport };
+        let client = Client { listener: data.len() % 2, src, proxy, transport };
         if let Some(resp) = rt.block_on(shared.answer_bytes(client, data)) {
             if transport == Transport::Udp {
                 assert!(resp.len() <= 1232, "within the UDP limit");
