@@ -120,6 +120,11 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None });
         }
     };
+    if q.edns.is_some_and(|e| e.malformed_options) {
+        ctx.metrics.events.note(crate::metrics::Event::MalformedOption, || {
+            format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
+        });
+    }
     let mut frame = Frame {
         copied: q.copied_flags(),
         opt: q.edns.map(|e| Opt {

@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::answer::{Answered, Client, Ctx, Outcome, Pending, answer};
 use crate::config::ServerConfig;
-use crate::dns::query::{Query, has_malformed_edns_options};
+use crate::dns::query::Query;
 use crate::metrics::{Event, Metrics, Source, rcode_label};
 use crate::snapshot::{Snapshot, View};
 use crate::upstream::Forwarder;
@@ -86,17 +86,13 @@ impl Shared {
         }
     }
 
-    /// Counts what a packet as received makes pzdns note: dropped
-    /// unanswered, or an OPT with malformed options (see [`Event`]).
+    /// Counts a packet dropped unanswered (see [`Event`]); malformed EDNS
+    /// options are noted by the answer path, which reads them anyway.
     pub fn note_received(&self, client: &Client, msg: &[u8], dropped: bool) {
         if dropped {
             self.metrics.events.note(Event::Dropped, || {
                 let why = if msg.len() < crate::dns::HEADER_LEN { "shorter than a DNS header" } else { "a response (QR=1)" };
                 format!("{} message of {} bytes from {} dropped: {why}", client.transport.as_str(), msg.len(), client.src)
-            });
-        } else if has_malformed_edns_options(msg) {
-            self.metrics.events.note(Event::MalformedOption, || {
-                format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
             });
         }
     }
