@@ -58,13 +58,6 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
     crate::reload::reload(&shared, "start").await.map_err(data_error)?;
 
     let mut bound = server::bind(&cfg, workers)?;
-    if let Some(path) = &ready_file {
-        let mut text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
-        if let Some(a) = admin_addr {
-            text.push_str(&format!("admin={a}\n"));
-        }
-        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
-    }
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
     let limits = tcp::TcpLimits {
         max_connections: cfg.tcp_max_connections,
@@ -81,6 +74,15 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         udp_tasks.spawn(udp::serve(sock, listener, shared.clone(), dns_stopped.clone()));
     }
     crate::reload::spawn_watcher(shared.clone());
+    // Ready once everything serves and the watch is on: a change made as
+    // soon as the ready file appears is seen.
+    if let Some(path) = &ready_file {
+        let mut text: String = bound.addrs.iter().map(|a| format!("{a}\n")).collect();
+        if let Some(a) = admin_addr {
+            text.push_str(&format!("admin={a}\n"));
+        }
+        std::fs::write(path, text).map_err(|source| ServeError::ReadyFile { path: path.clone(), source })?;
+    }
     // Events counted but not yet logged get their line once their interval is over.
     let flusher = {
         let shared = shared.clone();
