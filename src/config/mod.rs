@@ -109,8 +109,12 @@ pub enum ClientSubnet {
 pub struct ForwardZone {
     pub domain: Name,
     pub upstreams: Vec<SocketAddr>,
-    /// `None`: every VPC (and unknown clients under `unknown_clients: forward`).
+    /// `None`: every VPC.
     pub vpcs: Option<Vec<Located<String>>>,
+    /// Whether clients in no VPC (under `unknown_clients: forward`) may use
+    /// it too; off by default, so a forward zone never serves strangers by
+    /// accident.
+    pub unknown_clients: bool,
 }
 
 /// A value with the file position it came from, for diagnostics raised
@@ -287,7 +291,8 @@ impl ServerConfig {
             }
             seen.push((domain.clone(), vpc_ids, pos(&fz.domain).line));
             let vpcs = fz.vpcs.map(|v| v.into_iter().map(|s| located(path, s)).collect());
-            cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs });
+            let unknown_clients = fz.unknown_clients.is_some_and(|u| u.value);
+            cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs, unknown_clients });
         }
         if let Some(z) = f.zones_dir {
             cfg.zones_dir = base.join(&z.value);

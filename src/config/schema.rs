@@ -42,6 +42,7 @@ pub struct ForwardZoneEntry {
     pub domain: Spanned<String>,
     pub upstreams: Spanned<Vec<Spanned<String>>>,
     pub vpcs: Option<Vec<Spanned<String>>>,
+    pub unknown_clients: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default)]
@@ -182,8 +183,9 @@ impl ServerFile {
                         None => None,
                     };
                     let vpcs = e.texts("vpcs", d).map(|v| v.value);
+                    let unknown_clients = e.bool("unknown_clients", d);
                     e.finish(d);
-                    Some(ForwardZoneEntry { domain: domain?, upstreams: upstreams?, vpcs })
+                    Some(ForwardZoneEntry { domain: domain?, upstreams: upstreams?, vpcs, unknown_clients })
                 })
             })
             .unwrap_or_default();

@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub forward_zones: Vec<ForwardZone>,
     /// Per forward zone: the VPCs it applies to (`None`: all).
     forward_vpcs: Vec<Option<Vec<VpcIdx>>>,
+    /// Per forward zone: whether clients in no VPC may use it.
+    forward_unknown: Vec<bool>,
     forward_index: FxHashMap<NameKey, Vec<u32>>,
     max_forward_labels: usize,
     /// VPC bound to each configured listener, in `listen` order.
@@ -175,6 +177,7 @@ impl Snapshot {
             max_zone_labels: 0,
             forward_zones: cfg.forward_zones.clone(),
             forward_vpcs: Vec::new(),
+            forward_unknown: cfg.forward_zones.iter().map(|f| f.unknown_clients).collect(),
             forward_index: FxHashMap::default(),
             max_forward_labels: 0,
             listener_vpcs: Vec::new(),
@@ -612,8 +615,8 @@ impl Snapshot {
     }
 
     /// Answering rule 4, forward-zone routing: the most specific forward
-    /// zone visible to the view (for unknown clients, only those bound to
-    /// no VPC list), else the default upstreams.
+    /// zone visible to the view (for clients in no VPC, only those with
+    /// `unknown_clients: true`), else the default upstreams.
     pub fn route_upstream(&self, view: View, q: &KeyBuf) -> Route {
         self.forward_zone_for(view, q).map_or(Route::Default, Route::ForwardZone)
     }
@@ -625,9 +628,10 @@ impl Snapshot {
             if let Some(list) = self.forward_index.get(q.suffix(skip)) {
                 for &i in list {
                     let ok = match (&self.forward_vpcs[i as usize], view) {
-                        (None, _) => true,
+                        (None, View::Vpc { .. }) => true,
                         (Some(vs), View::Vpc { vpc, .. }) => vs.contains(&vpc),
-                        (Some(_), View::Unknown) => false,
+                        // Strangers only where the entry says so.
+                        (_, View::Unknown) => self.forward_unknown.get(i as usize).copied().unwrap_or(false),
                     };
                     if ok {
                         return Some(i);

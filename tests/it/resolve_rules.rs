@@ -584,9 +584,14 @@ fn unknown_clients_forward_never_sees_private_data() {
         assert!(r.answers.is_empty() && r.authority.is_empty() && !r.authoritative, "{q}");
         assert_eq!(r.upstream.unwrap().route, Route::Default, "{q}");
     }
-    // Forward zones scoped to VPCs are not for unknown clients; unscoped ones are.
+    // Forward zones are not for clients in no VPC, scoped or not...
     let r = resolve(s, View::Unknown, &name("db.corp.example."), A, false);
     assert_eq!(r.upstream.unwrap().route, Route::Default);
+    let r = resolve(s, View::Unknown, &name("db.shared.example."), A, false);
+    assert_eq!(r.upstream.unwrap().route, Route::Default);
+    // ...unless the entry says so.
+    cfg.forward_zones[1].unknown_clients = true;
+    let s = &pzdns::loader::load(&cfg, 1).unwrap();
     let r = resolve(s, View::Unknown, &name("db.shared.example."), A, false);
     assert_eq!(r.upstream.unwrap().route, Route::ForwardZone(1));
 }
