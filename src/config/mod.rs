@@ -52,7 +52,7 @@ pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
 /// The configuration file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 
-/// What to do with a query whose source maps to no VPC (SPEC.md §3 rule 1).
+/// What to do with a query whose source maps to no VPC (docs/REFERENCE.md#rule-1-which-vpc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownClients {
     /// REFUSED to everything: pzdns is not an open resolver.
@@ -165,7 +165,7 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The embedded defaults (SPEC.md §1): loopback port 5353, `./zones`,
+    /// The embedded defaults (docs/REFERENCE.md#command-line): loopback port 5353, `./zones`,
     /// upstreams from `/etc/resolv.conf`.
     pub fn defaults() -> Self {
         ServerConfig {

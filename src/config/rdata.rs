@@ -1,7 +1,7 @@
 //! Record values in YAML: master-file presentation syntax (read by
 //! [`presentation`], as in master files), except that a domain name inside
 //! a value is always absolute, with or without its final dot, as in the
-//! PrivateZone console (SPEC.md §2).
+//! PrivateZone console (docs/REFERENCE.md#records-in-yaml).
 
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};

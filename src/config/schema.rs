@@ -1,4 +1,4 @@
-//! The YAML files of SPEC.md §2, read from the tree of [`yaml::Node`]s.
+//! The YAML files (docs/REFERENCE.md#files), read from the tree of [`yaml::Node`]s.
 //!
 //! Every text field is the scalar exactly as written (`name: no` is the
 //! name `no`); typed fields accept only their type. Readers never stop at

@@ -24,7 +24,7 @@ pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
 pub const MAX_FILES: usize = 100_000;
 /// Deepest subdirectory nesting read.
 pub const MAX_DEPTH: usize = 16;
-/// TTL bounds for every record (SPEC.md §5).
+/// TTL bounds for every record (docs/REFERENCE.md#limits).
 pub const MIN_TTL: i64 = 5;
 pub const MAX_TTL: i64 = 86_400;
 /// PrivateZone's default TTL.
@@ -553,7 +553,7 @@ fn check_status(s: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostic
 
 /// Reads `endpoints.yaml` and generates, for each Connected endpoint, one
 /// zone per published name (endpoint domain, zonal domains, private DNS
-/// names), each holding A/AAAA at its apex (SPEC.md §2).
+/// names), each holding A/AAAA at its apex (docs/REFERENCE.md#endpoints).
 fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
     let Some(text) = access.read_text(path, diags) else {
         return;
