@@ -143,18 +143,20 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         }
         Transport::Tcp => dns::MAX_TCP_MESSAGE,
     };
-    let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, view: Option<View>, source: Source, ede| {
+    // A response without records: header, question (if echoed), OPT.
+    let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, ede| {
         let opt = frame.opt(rc, ede);
         let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, opt.map_or(0, |o| o.wire_len()));
         *out = w.finish(frame.flags(false, false, rc), opt);
-        Outcome::Done(Answered { rcode: rc, view, source, claimed: None })
     };
     if let Some((rc, echo)) = header_rules(&q) {
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
-        return reply(out, &frame, question, rc, None, Source::Error, None);
+        reply(out, &frame, question, rc, None);
+        return Outcome::Done(Answered { rcode: rc, view: None, source: Source::Error, claimed: None });
     }
     let Some((question, qname, qtype, qclass)) = q.one() else {
-        return reply(out, &frame, None, rcode::FORMERR, None, Source::Error, None);
+        reply(out, &frame, None, rcode::FORMERR, None);
+        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None });
     };
     let id = identify_client(ctx, client, &q, &mut frame);
     let view = id.view;
@@ -167,10 +169,8 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         None
     };
     if let Some(why) = refused {
-        let Outcome::Done(a) = reply(out, &frame, Some(question), rcode::REFUSED, Some(view), Source::Refused, Some(why)) else {
-            unreachable!("reply is always done")
-        };
-        return Outcome::Done(Answered { claimed, ..a });
+        reply(out, &frame, Some(question), rcode::REFUSED, Some(why));
+        return Outcome::Done(Answered { rcode: rcode::REFUSED, view: Some(view), source: Source::Refused, claimed });
     }
 
     let key = KeyBuf::from_wire(qname);

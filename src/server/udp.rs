@@ -69,11 +69,12 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         let snap = shared.snapshot.load();
         let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: started };
         tx.clear();
+        // The listener's PROXY mode, once per batch (a reload may change it).
+        let mode = snap.listener_proxy.get(listener).copied().unwrap_or_default();
         for i in 0..n {
             let (bytes, src) = rx.get(i);
             // Nothing can be answered to port 0 or an unspecified address.
             let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else { continue };
-            let mode = snap.listener_proxy.get(listener).copied().unwrap_or_default();
             let whole = bytes.len();
             let Some((bytes, proxy)) = unwrap_proxy(mode, bytes, &shared) else { continue };
             let at = whole - bytes.len();
