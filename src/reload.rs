@@ -53,6 +53,11 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     let ms = started.elapsed().as_millis() as u64;
     match built {
         Ok(snap) => {
+            // Policy hit counters exist (at 0) before the data serves.
+            snap.policy.register(&shared.metrics.policy_hits);
+            for w in &snap.policy.warnings {
+                tracing::warn!(target: "pzdns::reload", "{w}");
+            }
             let snap = Arc::new(snap);
             let old = shared.snapshot.swap(snap.clone());
             // Freeing a large snapshot takes milliseconds: not on a worker

@@ -590,7 +590,7 @@ pub fn parse_rpz(path: &Arc<Path>, text: &str, access: &FileAccess, warnings: &m
             }
             continue;
         }
-        let rel: Vec<Vec<u8>> = owner.iter().take(owner.num_labels() as usize - origin.num_labels() as usize).map(<[u8]>::to_vec).collect();
+        let rel: Vec<Vec<u8>> = owner.iter().take(owner.iter().count() - origin.iter().count()).map(<[u8]>::to_vec).collect();
         let last = rel.last().map(|l| l.as_slice()).unwrap_or(b"");
         let trigger = match last {
             b"rpz-ip" => match rpz_ip(&rel[..rel.len() - 1]) {
