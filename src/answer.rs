@@ -672,7 +672,8 @@ fn note_policy(snap: &Snapshot, wk: &Walk<'_>, st: &mut State) {
             PolicyEnd::Drop => st.drop = true,
             PolicyEnd::Truncate => st.truncate = true,
             PolicyEnd::NxDomain | PolicyEnd::NoData | PolicyEnd::Refused => {
-                if set.ede != 0 {
+                // An override's NODATA (its data lacks the type) is an answer, not a block.
+                if set.ede != 0 && snap.policy.rule(h.rule).action.kind() != ActionKind::Override {
                     st.ede = Some((set.ede, set.label));
                 }
             }

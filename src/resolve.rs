@@ -350,7 +350,7 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
             NodeMatch::Found(rrset) => {
                 w.end = End::Answer(rrset);
                 if policy && !w.passthru {
-                    w.ip_hit = apply_response_ip_policy(snap, row, rrset);
+                    w.ip_hit = match_response_ip_policy(snap, row, rrset);
                 }
                 return w;
             }
@@ -462,7 +462,7 @@ fn apply_policy<'s>(
 /// Rule 1a for answers: an A or AAAA record of `rrset` inside a
 /// response-IP rule's network (of a rule set bound to the view) makes
 /// that rule decide the answer; the first rule set in order wins.
-pub fn apply_response_ip_policy(snap: &Snapshot, row: usize, rrset: &RRset) -> Option<u32> {
+pub fn match_response_ip_policy(snap: &Snapshot, row: usize, rrset: &RRset) -> Option<u32> {
     if !matches!(rrset.rtype, RecordType::A | RecordType::AAAA) || !snap.policy.has_ip_rules(row) {
         return None;
     }

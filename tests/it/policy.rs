@@ -286,3 +286,26 @@ fn check_reports_every_policy_problem_with_its_position() {
     assert!(text.contains("warning: ") && text.contains("on_load_error: open: rule set `bad: lists/gone.txt` is left out"), "{text}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The README's examples (zones/policies) load and do what it says.
+#[test]
+fn the_example_policy_loads_and_explains() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = run(&["check", "--zones", "zones"]);
+    assert!(ok && text.contains("policies: 1 with 6 rule sets, 16 rules") && !text.contains("warning"), "{text}");
+    let (_, text) = run(&["explain", "--zones", "zones", "--from", "127.0.10.1", "x.malware.example", "A"]);
+    assert!(text.contains("rule `*.malware.example.` at zones/policies/lists/block.rpz:8:1") && text.contains("rcode NXDOMAIN"), "{text}");
+    let (_, text) = run(&["explain", "--zones", "zones", "--from", "127.0.10.1", "ok.malware.example", "A"]);
+    assert!(text.contains("allow (passthru)") && text.contains("forwarded upstream") || text.contains("upstream"), "{text}");
+    let (_, text) = run(&["explain", "--zones", "zones", "--from", "127.0.10.1", "s3.example", "A"]);
+    assert!(
+        text.contains("s3.example. 300 IN CNAME www.svc.hz.internal.") && text.contains("www.svc.hz.internal. 300 IN A 10.0.0.1"),
+        "{text}"
+    );
+    // Another VPC: no policy.
+    let (_, text) = run(&["explain", "--zones", "zones", "--from", "127.0.20.1", "x.malware.example", "A"]);
+    assert!(!text.contains("policy") && text.contains("upstream"), "{text}");
+}
