@@ -128,13 +128,15 @@ EOF
 printf '$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 127.0.0.1\nwww A 10.0.0.1\n' >"$work/bench.zone"
 nsd -d -c "$work/nsd.conf" 2>"$work/nsd.err" &
 nsdpid=$!
-trap 'kill $pzpid $nsdpid 2>/dev/null || true' EXIT
+# NSD's children go with it (they are stopped by PID too).
+trap 'kill $pzpid $(pgrep -P $nsdpid) $nsdpid 2>/dev/null || true' EXIT
 for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.1; done
 sleep 1
 echo "www.svc.bench.test A" >"$work/q.txt"
 # utime+stime of a process and its descendants (NSD serves from a grandchild).
 cpu() {
-    local t=$(awk '{print $14 + $15}' "/proc/$1/stat") c
+    # Fields after the `(comm)` one, which may hold spaces ("nsd: server 1").
+    local t=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}') c
     for c in $(pgrep -P "$1"); do t=$((t + $(cpu "$c"))); done
     echo "$t"
 }

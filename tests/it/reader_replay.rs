@@ -116,8 +116,11 @@ fn policy_list_corpus_never_panics() {
             let Ok(text) = std::str::from_utf8(body) else { continue };
             inputs_read += 1;
             let (mut d, mut w) = (Diagnostics::new(), Vec::new());
-            let rules =
-                if rpz { parse_rpz(&path, text, &access, &mut w, &mut d) } else { parse_domain_list(&path, text, Action::NxDomain, &mut d) };
+            let rules = if rpz {
+                parse_rpz(&path, text, &access, &mut w, &mut d)
+            } else {
+                parse_domain_list(&path, text, Action::NxDomain, &mut d)
+            };
             let names: Vec<Name> = rules
                 .iter()
                 .filter_map(|r| match &r.trigger {
@@ -126,10 +129,21 @@ fn policy_list_corpus_never_panics() {
                 })
                 .collect();
             let set = RuleSetDef { label: "r: l".into(), ede: 15, rules, path: "p".into(), pos: pzdns::config::Pos::new(1, 1) };
-            let def = PolicyDef { name: "r".into(), path: "p".into(), pos: pzdns::config::Pos::new(1, 1), vpcs: None, sets: vec![set], warnings: w };
+            let def = PolicyDef {
+                name: "r".into(),
+                path: "p".into(),
+                pos: pzdns::config::Pos::new(1, 1),
+                vpcs: None,
+                sets: vec![set],
+                warnings: w,
+            };
             let p = pzdns::snapshot::policy::Policies::build(vec![def], 1, &|_| Some(0), &mut d);
             for n in names {
-                assert!(p.match_name(0, &pzdns::dns::names::KeyBuf::new(&n)).is_some(), "{}: trigger {n} does not match itself", f.display());
+                assert!(
+                    p.match_name(0, &pzdns::dns::names::KeyBuf::new(&n)).is_some(),
+                    "{}: trigger {n} does not match itself",
+                    f.display()
+                );
             }
         }
     }
