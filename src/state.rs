@@ -3,6 +3,7 @@
 //! the reload status. Also the one place an answered query is recorded
 //! (metrics and the query log), whatever transport it came by.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,7 +13,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::info;
 
 use crate::answer::{Answered, Client, Ctx, Outcome, Pending, answer};
-use crate::config::ServerConfig;
+use crate::config::{Diagnostics, ServerConfig};
 use crate::dns::query::Query;
 use crate::metrics::{Event, Metrics, Source, rcode_label};
 use crate::snapshot::{Snapshot, View};
@@ -29,6 +30,10 @@ pub struct ReloadStatus {
     pub git_commit: Option<String>,
     /// The last failed attempt, if it is more recent than the last success.
     pub last_failure: Option<Failure>,
+    /// Settings changed in the configuration file that the running
+    /// server cannot apply (listeners, admin address, ...): each says
+    /// what changed; a restart applies them.
+    pub restart_needed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,8 +49,16 @@ pub struct Shared {
     /// Upstream client and cache; they survive reloads.
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
-    /// The configuration the server started with (reload re-reads zones/).
-    pub config: ServerConfig,
+    /// The configuration in force: re-read with the data on every reload
+    /// (what needs a restart stays as the server started, see
+    /// `reload::settings_needing_restart`).
+    pub config: ArcSwap<ServerConfig>,
+    /// How to read the configuration again: the file and the command-line
+    /// flags over it. `None`: the configuration is fixed (tests, embedded
+    /// defaults with nothing to re-read).
+    pub config_source: Option<ConfigSource>,
+    /// `query_log` of the configuration in force, read once per query.
+    query_log: AtomicBool,
     pub status: Mutex<ReloadStatus>,
     /// Serialises reloads from the watch, SIGHUP and the admin API.
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -53,25 +66,49 @@ pub struct Shared {
     pub waiting: tokio::sync::watch::Sender<usize>,
 }
 
+/// Reads the configuration anew, as at start (file, then flags).
+pub type ConfigSource = Box<dyn Fn() -> Result<ServerConfig, Diagnostics> + Send + Sync>;
+
 impl Shared {
     pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_source(config, snapshot, metrics, None)
+    }
+
+    /// As [`Shared::new`], with the means to re-read the configuration on reload.
+    pub fn with_source(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>, source: Option<ConfigSource>) -> Arc<Self> {
         let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
             metrics,
-            config,
+            query_log: AtomicBool::new(config.query_log),
+            config: ArcSwap::from_pointee(config),
+            config_source: source,
             status: Mutex::new(ReloadStatus::default()),
             reload_lock: tokio::sync::Mutex::new(()),
             waiting: tokio::sync::watch::Sender::new(0),
         })
     }
 
+    /// Whether each answered query is logged (`query_log`).
+    pub fn query_log(&self) -> bool {
+        self.query_log.load(Ordering::Relaxed)
+    }
+
+    /// Puts a configuration re-read on reload in force: what applies
+    /// without a restart (the snapshot, built from it, is swapped by the
+    /// caller).
+    pub fn apply_config(&self, cfg: Arc<ServerConfig>) {
+        self.query_log.store(cfg.query_log, Ordering::Relaxed);
+        self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
+        self.config.store(cfg);
+    }
+
     /// Counts one answered query and, with `query_log`, logs it.
     pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
         self.metrics.query_duration.observe(took.as_secs_f64());
         snap.count_query(&self.metrics, a.view, a.rcode, a.source);
-        if self.config.query_log {
+        if self.query_log() {
             log_query(snap, client, query, a, took);
         }
         match a.source {
@@ -81,6 +118,13 @@ impl Shared {
             Source::Refused => self.metrics.events.note(Event::Refused, || {
                 let why = if a.view == Some(View::Unknown) { "a source in no VPC" } else { "a transfer or a class other than IN" };
                 format!("{} query from {} REFUSED: {why}", client.transport.as_str(), client.src)
+            }),
+            Source::Stale => self
+                .metrics
+                .events
+                .note(Event::StaleServed, || format!("served a stale answer to {} (RFC 8767): the upstreams failed", client.src)),
+            Source::Failure => self.metrics.events.note(Event::ServFail, || {
+                format!("answered SERVFAIL to {}: an upstream failure or a CNAME chain that cannot end", client.src)
             }),
             _ => {}
         }
@@ -125,7 +169,7 @@ impl Shared {
             }
             Outcome::Wait(pending) => {
                 // The query is kept only for the query log.
-                let query = if self.config.query_log { query.to_vec() } else { Vec::new() };
+                let query = if self.query_log() { query.to_vec() } else { Vec::new() };
                 Started::Wait(Waiting { pending, snap, client, query, started })
             }
         }

@@ -139,7 +139,7 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
     }
     let (shared, socket) = (shared.clone(), socket.clone());
     // The query is kept only for the query log.
-    let query = if shared.config.query_log { query.to_vec() } else { Vec::new() };
+    let query = if shared.query_log() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
         let (bytes, a) = shared.waiting_on(finish).await;
         if let Err(e) = socket.send_to(&bytes, dst).await {

@@ -525,6 +525,17 @@ fn unreachable_soa() -> Record {
 }
 
 impl Snapshot {
+    /// Every upstream some route goes to, each once, in config order.
+    pub fn all_upstreams(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = Vec::new();
+        for a in self.upstreams.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
+            if !all.contains(a) {
+                all.push(*a);
+            }
+        }
+        all
+    }
+
     /// The upstreams a route goes to, with their cache-key id.
     pub fn upstreams_for(&self, route: Route) -> (&[SocketAddr], u64) {
         match route {

@@ -17,7 +17,7 @@ pub mod cache;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
 
-use crate::metrics::{Event, Metrics, UpstreamLabels};
+use crate::metrics::{Event, Metrics, UpstreamLabels, UpstreamOnly};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -138,7 +138,8 @@ pub struct Forwarder {
 struct Core {
     cache: Cache,
     metrics: Arc<Metrics>,
-    serve_stale: Duration,
+    /// `cache.serve_stale` in milliseconds (a configuration reload changes it).
+    serve_stale_ms: AtomicU64,
     inflight: Mutex<HashMap<Key, Arc<Flight>>>,
     /// Upstream questions in flight ([`DEFAULT_MAX_IN_FLIGHT`]).
     limit: Arc<Semaphore>,
@@ -157,13 +158,21 @@ impl Forwarder {
         let core = Core {
             cache: cache.clone(),
             metrics: metrics.clone(),
-            serve_stale,
+            serve_stale_ms: AtomicU64::new(serve_stale.as_millis() as u64),
             inflight: Mutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             down_until: Mutex::new(HashMap::new()),
             next_refresh: Mutex::new(HashMap::new()),
         };
         Forwarder { cache, core: Arc::new(core), waiters: Semaphore::new(MAX_WAITERS), metrics }
+    }
+
+    /// New cache settings (a configuration reload): the budget applies at
+    /// once, the stale window to answers cached from now on and to every
+    /// stale answer served from now on.
+    pub fn reconfigure(&self, max_entries: u64, max_bytes: u64, serve_stale: Duration) {
+        self.cache.resize(max_entries, max_bytes);
+        self.core.serve_stale_ms.store(serve_stale.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Answers `name`/`qtype` from the cache or `upstreams`. With
@@ -271,7 +280,12 @@ impl Forwarder {
 impl Core {
     /// An expired entry may still be served (RFC 8767's stale window).
     fn within_stale_window(&self, e: &Entry, now: Instant) -> bool {
-        self.serve_stale > Duration::ZERO && e.age(now) < e.ttl.saturating_add(self.serve_stale.as_secs().min(u32::MAX as u64) as u32)
+        let stale = self.serve_stale();
+        stale > Duration::ZERO && e.age(now) < e.ttl.saturating_add(stale.as_secs().min(u32::MAX as u64) as u32)
+    }
+
+    fn serve_stale(&self) -> Duration {
+        Duration::from_millis(self.serve_stale_ms.load(Ordering::Relaxed))
     }
 
     /// Every upstream of the set failed its last attempt.
@@ -345,8 +359,10 @@ impl Core {
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
-            let deadline = Instant::now() + ATTEMPT_TIMEOUT;
+            let sent = Instant::now();
+            let deadline = sent + ATTEMPT_TIMEOUT;
             let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies).await;
+            self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
             match res {
                 Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
                     self.count(*up, "ok");
@@ -359,7 +375,7 @@ impl Core {
                         std::mem::take(&mut msg.answers),
                         std::mem::take(&mut msg.authorities),
                         dnssec_ok,
-                        self.serve_stale,
+                        self.serve_stale(),
                     ));
                     self.cache.insert(key.clone(), entry.clone());
                     return Ok(entry);
@@ -370,7 +386,8 @@ impl Core {
             self.count(*up, outcome_label(&last));
             self.mark_down(*up);
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
-            self.metrics.events.note(Event::UpstreamFailure, || format!("{last} (asked {name} {qtype})"));
+            self.metrics.events.count_only(Event::UpstreamFailure);
+            self.metrics.upstream_log.note(*up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
             if self.known_down(upstreams) {
                 flight.progress.send_if_modified(|p| {
                     let asking = matches!(p, Progress::Asking);

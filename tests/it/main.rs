@@ -25,6 +25,7 @@ mod master_files;
 mod memory_bounds;
 mod negative_ttl;
 mod operations;
+mod operator;
 mod port_ownership;
 mod reader_replay;
 mod record_types;
