@@ -691,7 +691,9 @@ impl Metrics {
 /// info and unknown types become gauge and untyped. Samples are the same.
 pub fn openmetrics_to_text(om: &str) -> String {
     let mut out = String::with_capacity(om.len());
-    let mut counters: Vec<&str> = Vec::new();
+    // `# HELP` comes before `# TYPE`: the counters are known first.
+    let counters: std::collections::HashSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     for line in om.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
@@ -699,10 +701,7 @@ pub fn openmetrics_to_text(om: &str) -> String {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
             match kind {
-                "counter" => {
-                    counters.push(name);
-                    out.push_str(&format!("# TYPE {name}_total counter\n"));
-                }
+                "counter" => out.push_str(&format!("# TYPE {name}_total counter\n")),
                 "info" => out.push_str(&format!("# TYPE {name} gauge\n")),
                 "unknown" => out.push_str(&format!("# TYPE {name} untyped\n")),
                 _ => {
@@ -714,7 +713,7 @@ pub fn openmetrics_to_text(om: &str) -> String {
         }
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let name = rest.split(' ').next().unwrap_or("");
-            if counters.last() == Some(&name) {
+            if counters.contains(name) {
                 out.push_str(&format!("# HELP {name}_total{}\n", &rest[name.len()..]));
                 continue;
             }

@@ -28,6 +28,7 @@ mod operations;
 mod operator;
 mod port_ownership;
 mod reader_replay;
+mod readme;
 mod record_types;
 mod resolve_rules;
 mod serve;
