@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod answer_writer;
 mod check_cli;
 mod check_problems;
