@@ -34,8 +34,11 @@ fn samples(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A label matcher: label, negated (`!=`), value.
+type Matcher = (String, bool, String);
+
 /// The metric selectors of the alert expressions: `name{matchers}` or a bare name.
-fn selectors(rules: &str) -> Vec<(String, Vec<(String, bool, String)>)> {
+fn selectors(rules: &str) -> Vec<(String, Vec<Matcher>)> {
     let mut out = Vec::new();
     let mut rest = rules;
     while let Some(i) = rest.find("pzdns_") {
@@ -67,7 +70,7 @@ fn selectors(rules: &str) -> Vec<(String, Vec<(String, bool, String)>)> {
     out
 }
 
-fn matches(series: &str, name: &str, matchers: &[(String, bool, String)]) -> bool {
+fn matches(series: &str, name: &str, matchers: &[Matcher]) -> bool {
     let (n, labels) = series.split_once('{').unwrap_or((series, ""));
     // A histogram is named without its `_bucket`, `_sum`, `_count` in prose.
     (n == name || ["_bucket", "_sum", "_count"].iter().any(|x| n.strip_suffix(x) == Some(name)))
