@@ -44,6 +44,15 @@ impl Stamp {
         Stamp { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) }
     }
 
+    /// A file modified within the last two seconds may be modified again
+    /// within the file system's timestamp granularity, leaving its stamp
+    /// as it was (git's "racily clean" case): its stamp is replaced by one
+    /// nothing matches, so the next load reads it again.
+    fn unless_racy(self) -> Stamp {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+        if now - self.mtime_ns.max(self.ctime_ns) < 2_000_000_000 { Stamp { ino: u64::MAX, dev: u64::MAX, ..self } } else { self }
+    }
+
     /// The stamp of what `path` names now (links followed); `None` if
     /// nothing can be found there.
     pub fn of(path: &Path) -> Option<Stamp> {
@@ -127,7 +136,7 @@ impl FileAccess {
         if self.reads.is_some() {
             // Stamped before the read: a change made while it reads shows
             // as a change at the next load.
-            self.note(path, Stamp::of(path));
+            self.note(path, Stamp::of(path).map(Stamp::unless_racy));
         }
         self.read_checked(path, self_named)
     }
