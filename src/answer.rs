@@ -21,13 +21,15 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use crate::config::policy::ActionKind;
 use crate::dns::names::{KeyBuf, key_to_name};
 use crate::dns::query::{Query, QuestionPart, Unreadable, copied_flags};
 use crate::dns::record::tails;
 use crate::dns::writer::{Flags, Opt, ResponseWriter, Section};
 use crate::dns::{self, rcode};
 use crate::metrics::{Metrics, Source};
-use crate::resolve::{End, LinkName, Walk, walk};
+use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
+use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{NO_AZ, RRset};
 use crate::snapshot::{Claims, Identity, Route, Snapshot, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
@@ -70,6 +72,26 @@ pub struct Answered {
     pub source: Source,
     /// The client a trusted forwarder spoke for, when it picked the view.
     pub claimed: Option<IpAddr>,
+    /// The response-policy rule that decided the answer (or alerted on it).
+    pub policy: Option<PolicyMark>,
+}
+
+impl Answered {
+    /// A policy dropped the query: nothing is sent back (the response
+    /// buffer is empty), but it is counted and logged.
+    pub fn sends_nothing(&self) -> bool {
+        self.policy.is_some_and(|p| p.action == ActionKind::Drop && p.applied)
+    }
+}
+
+/// A response-policy hit, for metrics and the query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyMark {
+    /// The rule (`Snapshot::policy`).
+    pub rule: u32,
+    pub action: ActionKind,
+    /// The action was carried out (a `tcp-only` rule over TCP is not).
+    pub applied: bool,
 }
 
 /// The outcome of [`answer`].
@@ -117,7 +139,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             let w = ResponseWriter::new(std::mem::take(out), id, None, usize::MAX, 0);
             let flags = Flags { copied: copied_flags(flags), aa: false, ra: false, rcode: rcode::FORMERR as u8 };
             *out = w.finish(flags, None);
-            return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None });
+            return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
         }
     };
     if q.edns.is_some_and(|e| e.malformed_options) {
@@ -152,11 +174,11 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
     if let Some((rc, echo)) = header_rules(&q) {
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
         reply(out, &frame, question, rc, None);
-        return Outcome::Done(Answered { rcode: rc, view: None, source: Source::Error, claimed: None });
+        return Outcome::Done(Answered { rcode: rc, view: None, source: Source::Error, claimed: None, policy: None });
     }
     let Some((question, qname, qtype, qclass)) = q.one() else {
         reply(out, &frame, None, rcode::FORMERR, None);
-        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None });
+        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
     };
     let id = identify_client(ctx, client, &q, &mut frame);
     let view = id.view;
@@ -170,12 +192,13 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
     };
     if let Some(why) = refused {
         reply(out, &frame, Some(question), rcode::REFUSED, Some(why));
-        return Outcome::Done(Answered { rcode: rcode::REFUSED, view: Some(view), source: Source::Refused, claimed });
+        return Outcome::Done(Answered { rcode: rcode::REFUSED, view: Some(view), source: Source::Refused, claimed, policy: None });
     }
 
     let key = KeyBuf::from_wire(qname);
     let qtype = RecordType::from(qtype);
-    let wk = walk(ctx.snap, view, &key, qtype);
+    let tcp = client.transport == Transport::Tcp;
+    let wk = walk_opts(ctx.snap, view, &key, qtype, WalkOpts { tcp, policy: true });
     // Room for OPT as the query asked; an EDE added later is left out
     // by the writer if the answer leaves no room for it.
     let mut w = ResponseWriter::new(std::mem::take(out), q.id, Some(question), limit, frame.opt.map_or(0, |o| o.wire_len()));
@@ -194,7 +217,14 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             End::Loop | End::TooLong => Some((ede::OTHER, "the CNAME chain loops or is too long")),
             _ => None,
         },
+        tcp,
+        passthru: false,
+        policy: None,
+        ip_hit: None,
+        drop: false,
+        truncate: false,
     };
+    note_policy(ctx.snap, &wk, &mut st);
     let mut next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
     while let Some(ask) = next {
         if st.upstream_parts >= MAX_UPSTREAM_PARTS {
@@ -233,8 +263,17 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             }
         }
     }
+    apply_response_ip_policy(&mut w, &mut st, ctx.snap, qtype);
+    let a = Answered { rcode: st.rc, view: Some(view), source: st.source, claimed, policy: st.policy };
+    if st.drop {
+        out.clear();
+        return Outcome::Done(a);
+    }
+    if st.truncate {
+        w.truncate();
+    }
     *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
-    Outcome::Done(Answered { rcode: st.rc, view: Some(view), source: st.source, claimed })
+    Outcome::Done(a)
 }
 
 /// Rule 1: the view, by the listener, the claims of a trusted forwarder
@@ -279,6 +318,18 @@ struct State {
     view: View,
     /// The Extended DNS Error the response carries, if any.
     ede: Option<Ede>,
+    /// The query came over TCP (`tcp-only` rules answer normally).
+    tcp: bool,
+    /// An `allow` rule matched: no policy applies to the rest of the answer.
+    passthru: bool,
+    /// The policy rule that decided, else the last that alerted.
+    policy: Option<PolicyMark>,
+    /// A response-IP rule that matched an address of the answer.
+    ip_hit: Option<u32>,
+    /// A policy says: no reply.
+    drop: bool,
+    /// A policy says: TC=1, no records (over UDP).
+    truncate: bool,
 }
 
 impl State {
@@ -329,13 +380,14 @@ impl Chain<'_> {
     fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State) -> Option<Ask> {
         // RFC 6604: the rcode is that of the last link.
         st.rc = u16::from(e.rcode);
-        let (key, at) = write_upstream_until_private(w, self.snap, self.view, e, now)?;
+        let (key, at) = write_upstream_until_private(w, self.snap, self.view, e, now, st)?;
         self.local(w, &key, at, st)
     }
 
     /// The rules from the name `key`, written at `pos`.
     fn local(&self, w: &mut ResponseWriter, key: &KeyBuf, pos: usize, st: &mut State) -> Option<Ask> {
-        let wk = walk(self.snap, self.view, key, self.qtype);
+        let wk = walk_opts(self.snap, self.view, key, self.qtype, WalkOpts { tcp: st.tcp, policy: !st.passthru });
+        note_policy(self.snap, &wk, st);
         st.rc = u16::from(wk.rcode());
         if matches!(wk.end, End::Loop | End::TooLong) {
             st.fail(w, (ede::OTHER, "the CNAME chain loops or is too long"));
@@ -400,8 +452,16 @@ impl Pending {
             (upstreams, route_id) = (ups.to_vec(), id);
             name = key_to_name(n.key.key());
         }
+        apply_response_ip_policy(&mut w, &mut st, &snap, qtype);
+        let a = Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed, policy: st.policy };
+        if st.drop {
+            return (Vec::new(), a);
+        }
+        if st.truncate {
+            w.truncate();
+        }
         let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
-        (bytes, Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed })
+        (bytes, a)
     }
 }
 
@@ -478,7 +538,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
             };
             return Some(Ask { key, pos: name_pos, route });
         }
-        End::Loop | End::TooLong | End::Refused => {}
+        End::Loop | End::TooLong | End::Refused | End::Policy(_) => {}
     }
     None
 }
@@ -510,20 +570,32 @@ fn write_negative_soa(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, na
 /// link. A link whose name lies in a zone visible to the asker is not
 /// taken from upstream: its key and position are returned, for the rules
 /// to answer from local data.
-fn write_upstream_until_private(w: &mut ResponseWriter, snap: &Snapshot, view: View, e: &Entry, now: Instant) -> Option<(KeyBuf, usize)> {
+fn write_upstream_until_private(
+    w: &mut ResponseWriter,
+    snap: &Snapshot,
+    view: View,
+    e: &Entry,
+    now: Instant,
+    st: &mut State,
+) -> Option<(KeyBuf, usize)> {
     let mut link: Option<&[u8]> = None;
     let mut target_pos = None;
+    let row = snap.view_row(view);
     for r in &e.wire.0 {
         let owner = r.owner();
         if link.is_some_and(|l| !same_name(l, owner))
-            && let (View::Vpc { vpc, .. }, Some(pos)) = (view, target_pos)
+            && let Some(pos) = target_pos
         {
             let key = KeyBuf::from_wire(owner);
-            if snap.select_zone(vpc, &key).is_some() {
+            let private = matches!(view, View::Vpc { vpc, .. } if snap.select_zone(vpc, &key).is_some());
+            if private || policy_decides_link(snap, row, &key, st) {
                 return Some((key, pos));
             }
         }
         link = Some(owner);
+        if !st.passthru && st.ip_hit.is_none() && snap.policy.has_ip_rules(row) {
+            st.ip_hit = address_of(r.tail()).and_then(|ip| snap.policy.match_ip(row, ip));
+        }
         let t = w.record_named(Section::Answer, owner, r.tail(), e.aged_ttl(now, r.ttl))?;
         if r.tail().get(..2) == Some(&dns::TYPE_CNAME.to_be_bytes()) {
             target_pos = Some(t + dns::RR_FIXED_LEN);
@@ -535,6 +607,124 @@ fn write_upstream_until_private(w: &mut ResponseWriter, snap: &Snapshot, view: V
         }
     }
     None
+}
+
+/// Rule 1a at a link of an upstream chain: whether a policy rule decides
+/// the name (then the link is answered by the rules, policy first). An
+/// `alert` is counted and the chain goes on; an `allow` ends policy for
+/// the rest of the answer.
+fn policy_decides_link(snap: &Snapshot, row: usize, key: &KeyBuf, st: &mut State) -> bool {
+    if st.passthru || !snap.policy.active(row) {
+        return false;
+    }
+    let Some(hit) = snap.policy.match_name(row, key) else { return false };
+    let action = snap.policy.rule(hit.rule).action;
+    match action {
+        PolicyAction::Alert | PolicyAction::Allow => {
+            snap.policy.count(hit.rule, action.kind());
+            st.passthru |= action == PolicyAction::Allow;
+            if st.policy.is_none() {
+                st.policy = Some(PolicyMark { rule: hit.rule, action: action.kind(), applied: true });
+            }
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The address an A or AAAA record (TYPE..RDATA) holds.
+fn address_of(tail: &[u8]) -> Option<IpAddr> {
+    let rdata = tail.get(dns::RR_FIXED_LEN..)?;
+    match (u16::from_be_bytes([tail[0], tail[1]]), rdata.len()) {
+        (dns::TYPE_A, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+        (dns::TYPE_AAAA, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+        _ => None,
+    }
+}
+
+/// Rule 1a as the answer records it: each link's policy hit is counted,
+/// the deciding one kept for the query log; a block carries its rule
+/// set's Extended DNS Error; drop and TC=1 are noted for the end.
+fn note_policy(snap: &Snapshot, wk: &Walk<'_>, st: &mut State) {
+    st.passthru |= wk.passthru;
+    if st.ip_hit.is_none() {
+        st.ip_hit = wk.ip_hit;
+    }
+    for l in wk.links() {
+        let Some(h) = l.policy else { continue };
+        let action = snap.policy.rule(h.rule).action;
+        let kind = action.kind();
+        snap.policy.count(h.rule, kind);
+        let applied = !(kind == ActionKind::TcpOnly && st.tcp);
+        let decides = !matches!(kind, ActionKind::Alert | ActionKind::Allow) && applied;
+        if decides {
+            // Not the zones' answer.
+            st.aa = false;
+        }
+        if st.policy.is_none() || decides {
+            st.policy = Some(PolicyMark { rule: h.rule, action: kind, applied });
+        }
+    }
+    if let End::Policy(p) = wk.end {
+        let Some(h) = wk.last().policy else { return };
+        let set = snap.policy.set_of(h.rule);
+        match p {
+            PolicyEnd::Drop => st.drop = true,
+            PolicyEnd::Truncate => st.truncate = true,
+            PolicyEnd::NxDomain | PolicyEnd::NoData | PolicyEnd::Refused => {
+                // An override's NODATA (its data lacks the type) is an answer, not a block.
+                if set.ede != 0 && snap.policy.rule(h.rule).action.kind() != ActionKind::Override {
+                    st.ede = Some((set.ede, set.label));
+                }
+            }
+        }
+    }
+}
+
+/// Rule 1a for answers: a response-IP rule that matched an address of the
+/// answer (local or upstream) decides the whole response, unless an
+/// `allow` came first.
+fn apply_response_ip_policy(w: &mut ResponseWriter, st: &mut State, snap: &Snapshot, qtype: RecordType) {
+    let Some(rule) = st.ip_hit else { return };
+    if st.passthru || st.drop || st.truncate || st.source == Source::Failure {
+        return;
+    }
+    let action = snap.policy.rule(rule).action;
+    let kind = action.kind();
+    snap.policy.count(rule, kind);
+    let applied = !(kind == ActionKind::TcpOnly && st.tcp);
+    let decides = !matches!(kind, ActionKind::Alert | ActionKind::Allow) && applied;
+    if st.policy.is_none() || decides {
+        st.policy = Some(PolicyMark { rule, action: kind, applied });
+    }
+    if !decides {
+        return;
+    }
+    st.aa = false;
+    st.source = Source::Policy;
+    let set = snap.policy.set_of(rule);
+    let blocked = (set.ede != 0).then_some((set.ede, set.label));
+    match action {
+        PolicyAction::Alert | PolicyAction::Allow => {}
+        PolicyAction::TcpOnly => st.truncate = true,
+        PolicyAction::Drop => st.drop = true,
+        PolicyAction::NxDomain | PolicyAction::NoData | PolicyAction::Refused => {
+            w.clear_records();
+            st.rc = match action {
+                PolicyAction::NxDomain => rcode::NXDOMAIN,
+                PolicyAction::Refused => rcode::REFUSED,
+                _ => rcode::NOERROR,
+            };
+            st.ede = blocked.or(st.ede);
+        }
+        PolicyAction::Records(i) | PolicyAction::Cname(i) => {
+            w.clear_records();
+            st.rc = rcode::NOERROR;
+            if let Some(rrset) = override_rrset(&snap.policy.data[i as usize], qtype) {
+                write_rrset_in_client_zone_order(w, dns::HEADER_LEN, rrset, NO_AZ);
+            }
+        }
+    }
 }
 
 /// Two uncompressed wire names are the same name (ASCII case folded).

@@ -295,6 +295,12 @@ fn check(a: &CheckArgs) -> ExitCode {
                 cfg.zones_dir.display(),
                 started.elapsed().as_millis()
             );
+            if !s.policy.names.is_empty() {
+                println!("policies: {} with {} rule sets, {} rules", s.policy.names.len(), s.policy.sets.len(), s.policy.rule_count());
+            }
+            for w in &s.policy.warnings {
+                println!("warning: {w}");
+            }
             // The process ends here: freeing a million records one by one
             // would add most of a second to `check` for nothing.
             std::mem::forget(s);

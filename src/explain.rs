@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::zones_dir::ZoneOrigin;
-use crate::resolve::{Route, Step, resolve};
+use crate::resolve::{Route, Step, WalkOpts, resolve, resolve_opts};
+use crate::snapshot::policy::{PolicyAction, TriggerKind};
 use crate::snapshot::{Claims, Snapshot, View, ViewReason};
 
 /// Who is asking: a VPC by id, a source address, or a client a forwarder
@@ -141,8 +142,27 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
             Step::Loop { name } => format!("CNAME loop back to {name}: SERVFAIL"),
             Step::TooLong => format!("more than {} CNAME links: SERVFAIL", crate::resolve::MAX_CNAME_LINKS),
             Step::Refused => "unknown_clients: refuse → REFUSED".to_string(),
+            Step::Policy { name, rule, skip } => policy_line(snap, name, *rule, *skip),
+            Step::PolicyIp { rule } => {
+                let set = snap.policy.set_of(*rule);
+                format!(
+                    "an address of the answer matches response-IP rule at {} (rule set `{}`): {}",
+                    snap.policy.origin(*rule),
+                    set.label,
+                    action_words(snap, *rule)
+                )
+            }
         };
         let _ = writeln!(out, "step:     {line}");
+    }
+    match res.policy_end {
+        Some(crate::resolve::PolicyEnd::Drop) => {
+            let _ = writeln!(out, "answer:   no reply: the policy drops the query (the client times out)");
+        }
+        Some(crate::resolve::PolicyEnd::Truncate) => {
+            let _ = writeln!(out, "answer:   over UDP, TC=1 and no records (the client retries over TCP, where it is answered normally)");
+        }
+        _ => {}
     }
     let _ = writeln!(
         out,
@@ -168,7 +188,66 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
             let _ = writeln!(out, "  {r}");
         }
     }
+    if res.steps.iter().any(|s| matches!(s, Step::Policy { .. } | Step::PolicyIp { .. })) {
+        let without = resolve_opts(snap, view, name, qtype, false, WalkOpts { tcp: false, policy: false });
+        let _ = writeln!(
+            out,
+            "without the policy: rcode {}{}",
+            rcode_name(without.rcode),
+            match &without.upstream {
+                Some(u) => format!(", {} {} forwarded upstream", u.name, u.qtype),
+                None => String::new(),
+            }
+        );
+        for r in &without.answers {
+            let _ = writeln!(out, "  {r}");
+        }
+    }
     Ok(out)
+}
+
+/// A policy rule's match, in words: the rule, its file and line, its rule set and policy.
+fn policy_line(snap: &Snapshot, name: &Name, rule: u32, skip: usize) -> String {
+    let set = snap.policy.set_of(rule);
+    let trigger = if skip == 0 {
+        format!("{name}")
+    } else {
+        let mut n = name.clone();
+        for _ in 0..skip {
+            n = n.base_name();
+        }
+        match snap.policy.rule(rule).trigger {
+            TriggerKind::Domain => format!("{n} (and the names below it)"),
+            _ => format!("*.{n}"),
+        }
+    };
+    format!(
+        "{name} matches policy `{}` rule `{trigger}` at {} (rule set `{}`): {}",
+        snap.policy.names[set.policy as usize],
+        snap.policy.origin(rule),
+        set.label,
+        action_words(snap, rule)
+    )
+}
+
+/// What a rule's action does, in words.
+fn action_words(snap: &Snapshot, rule: u32) -> String {
+    let set = snap.policy.set_of(rule);
+    let ede = if set.ede != 0 { format!(" (Extended DNS Error {} with the rule set's name)", set.ede) } else { String::new() };
+    match snap.policy.rule(rule).action {
+        PolicyAction::NxDomain => format!("NXDOMAIN{ede}"),
+        PolicyAction::NoData => format!("NODATA: NOERROR, no records{ede}"),
+        PolicyAction::Refused => format!("REFUSED{ede}"),
+        PolicyAction::Drop => "drop: no reply at all".to_string(),
+        PolicyAction::TcpOnly => "tcp-only: TC=1 over UDP, answered normally over TCP".to_string(),
+        PolicyAction::Alert => "alert: answered normally, the hit logged and counted".to_string(),
+        PolicyAction::Allow => "allow (passthru): answered normally, no later policy rule applies".to_string(),
+        PolicyAction::Records(_) => "override with local data".to_string(),
+        PolicyAction::Cname(i) => {
+            let t = snap.policy.data[i as usize][0].records.first().map(|r| r.data.to_string()).unwrap_or_default();
+            format!("override with a CNAME to {t}, which is then resolved")
+        }
+    }
 }
 
 fn join_addrs(a: &[std::net::SocketAddr]) -> String {

@@ -67,6 +67,8 @@ pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
 /// `pzdns_events_total{event}`: what clients (and upstreams) can make
 /// happen at will, each one counted; the log gets a line per interval.
 pub const EVENTS: &str = "pzdns_events";
+/// `pzdns_policy_hits_total{policy, rule_set, action}`: response-policy rules that matched.
+pub const POLICY_HITS: &str = "pzdns_policy_hits";
 /// `pzdns_build_info{version, commit, rustc}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
 /// `pzdns_upstream_duration_seconds{upstream}`: time from a question sent
@@ -120,6 +122,13 @@ pub struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+    pub rule_set: String,
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
     pub commit: &'static str,
@@ -149,11 +158,22 @@ pub enum Source {
     Failure,
     /// Header rules (FORMERR, NOTIMP, BADVERS): no data was read.
     Error,
+    /// A response policy rule decided the answer.
+    Policy,
 }
 
 impl Source {
-    pub const ALL: [Source; 8] =
-        [Source::Zone, Source::Endpoint, Source::Upstream, Source::Cache, Source::Stale, Source::Refused, Source::Failure, Source::Error];
+    pub const ALL: [Source; 9] = [
+        Source::Zone,
+        Source::Endpoint,
+        Source::Upstream,
+        Source::Cache,
+        Source::Stale,
+        Source::Refused,
+        Source::Failure,
+        Source::Error,
+        Source::Policy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -165,6 +185,7 @@ impl Source {
             Source::Refused => "refused",
             Source::Failure => "failure",
             Source::Error => "error",
+            Source::Policy => "policy",
         }
     }
 }
@@ -494,6 +515,7 @@ pub struct Metrics {
     pub upstream_in_flight: Gauge,
     pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
+    pub policy_hits: Family<PolicyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -535,6 +557,7 @@ impl Metrics {
             upstream_in_flight: Gauge::default(),
             upstream_waiters: Gauge::default(),
             upstream_overloaded: Counter::default(),
+            policy_hits: Family::default(),
             events: Events::registered(&event_family),
             upstream_log: UpstreamLog::default(),
             registry: Registry::default(),
@@ -594,6 +617,7 @@ impl Metrics {
             "Events a client or an upstream can cause at will, counted (the log has a line per interval)",
             event_family,
         );
+        registry.register(POLICY_HITS, "Response policy rules that matched, by policy, rule set and action", m.policy_hits.clone());
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: COMMIT, rustc: RUSTC }).set(1);

@@ -61,6 +61,11 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     let ms = started.elapsed().as_millis() as u64;
     match built {
         Ok((cfg, restart_needed, snap)) => {
+            // Policy hit counters exist (at 0) before the data serves.
+            snap.policy.register(&shared.metrics.policy_hits);
+            for w in &snap.policy.warnings {
+                tracing::warn!(target: "pzdns::reload", "{w}");
+            }
             let snap = Arc::new(snap);
             // The settings first, then the data built from them: a query
             // that sees the new data sees the new settings too.

@@ -19,6 +19,7 @@ use crate::config::UnknownClients;
 use crate::dns::names::{KeyBuf, key_to_name};
 pub use crate::metrics::Source;
 pub use crate::snapshot::Route;
+use crate::snapshot::policy::{NameHit, PolicyAction, override_rrset};
 use crate::snapshot::zone::{NO_AZ, NodeMatch, RRset, Zone};
 use crate::snapshot::{Snapshot, View, ZoneIdx};
 
@@ -49,17 +50,56 @@ pub struct UpstreamQuery {
 /// One step of the reasoning, recorded only when tracing (for `explain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Zone { name: Name, zone: ZoneIdx },
-    NoZone { name: Name },
-    Answer { name: Name, rtype: RecordType, count: usize, wildcard: Option<Name> },
-    Cname { from: Name, to: Name, wildcard: Option<Name> },
-    NoData { name: Name, zone: ZoneIdx },
-    NxDomain { name: Name, zone: ZoneIdx },
-    ProxyMissing { name: Name, zone: ZoneIdx },
-    Upstream { name: Name, qtype: RecordType, route: Route },
-    Loop { name: Name },
+    Zone {
+        name: Name,
+        zone: ZoneIdx,
+    },
+    NoZone {
+        name: Name,
+    },
+    Answer {
+        name: Name,
+        rtype: RecordType,
+        count: usize,
+        wildcard: Option<Name>,
+    },
+    Cname {
+        from: Name,
+        to: Name,
+        wildcard: Option<Name>,
+    },
+    NoData {
+        name: Name,
+        zone: ZoneIdx,
+    },
+    NxDomain {
+        name: Name,
+        zone: ZoneIdx,
+    },
+    ProxyMissing {
+        name: Name,
+        zone: ZoneIdx,
+    },
+    Upstream {
+        name: Name,
+        qtype: RecordType,
+        route: Route,
+    },
+    Loop {
+        name: Name,
+    },
     TooLong,
     Refused,
+    /// A response-policy rule matched `name` (at the name `skip` labels up).
+    Policy {
+        name: Name,
+        rule: u32,
+        skip: usize,
+    },
+    /// An address of the answer matched a response-IP rule.
+    PolicyIp {
+        rule: u32,
+    },
 }
 
 /// The outcome for one question.
@@ -74,6 +114,9 @@ pub struct Resolution<'s> {
     pub upstream: Option<UpstreamQuery>,
     pub source: Source,
     pub steps: Vec<Step>,
+    /// A policy ended the walk without an answer to send (drop, or TC=1
+    /// over UDP).
+    pub policy_end: Option<PolicyEnd>,
 }
 
 impl<'s> Resolution<'s> {
@@ -86,6 +129,7 @@ impl<'s> Resolution<'s> {
             upstream: None,
             source: Source::Zone,
             steps: Vec::new(),
+            policy_end: None,
         }
     }
 
@@ -119,9 +163,39 @@ pub struct Link<'s> {
     /// The CNAME this link answered with (every link but the last, and
     /// the last one when it closes a loop).
     pub cname: Option<&'s RRset>,
+    /// The response-policy rule that matched this link's name (rule 1a).
+    pub policy: Option<NameHit>,
 }
 
-const NO_LINK: Link<'static> = Link { name: LinkName::Question, zone: None, wildcard: None, cname: None };
+const NO_LINK: Link<'static> = Link { name: LinkName::Question, zone: None, wildcard: None, cname: None, policy: None };
+
+/// How a response-policy rule ends a walk (rule 1a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyEnd {
+    NxDomain,
+    NoData,
+    Refused,
+    /// No reply at all.
+    Drop,
+    /// TC=1 and no records (a `tcp-only` rule, over UDP).
+    Truncate,
+}
+
+/// What the walk is told about the query besides its question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkOpts {
+    /// The query came over TCP (`tcp-only` rules then answer normally).
+    pub tcp: bool,
+    /// Apply response policies (off after an `allow`, and for "what would
+    /// have been answered without the policy").
+    pub policy: bool,
+}
+
+impl Default for WalkOpts {
+    fn default() -> Self {
+        WalkOpts { tcp: false, policy: true }
+    }
+}
 
 /// How the last link ended.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +214,8 @@ pub enum End<'s> {
     TooLong,
     /// A client in no VPC, with `unknown_clients: refuse`.
     Refused,
+    /// A response-policy rule decided (the last link's `policy`).
+    Policy(PolicyEnd),
 }
 
 /// The answering rules for one question, as references into the
@@ -154,6 +230,10 @@ pub struct Walk<'s> {
     pub source: Source,
     /// The client's vSwitch zone (endpoint addresses there come first).
     pub az: u32,
+    /// An `allow` rule matched a link: no policy applies to the rest.
+    pub passthru: bool,
+    /// A response-IP rule matched an address of the local answer.
+    pub ip_hit: Option<u32>,
 }
 
 impl<'s> Walk<'s> {
@@ -171,7 +251,9 @@ impl<'s> Walk<'s> {
             End::Answer(_) | End::NoData(_) | End::Upstream { .. } => ResponseCode::NoError,
             End::NxDomain(_) => ResponseCode::NXDomain,
             End::Loop | End::TooLong => ResponseCode::ServFail,
-            End::Refused => ResponseCode::Refused,
+            End::Refused | End::Policy(PolicyEnd::Refused) => ResponseCode::Refused,
+            End::Policy(PolicyEnd::NxDomain) => ResponseCode::NXDomain,
+            End::Policy(_) => ResponseCode::NoError,
         }
     }
 }
@@ -188,8 +270,24 @@ pub fn cname_target(rrset: &RRset) -> Option<&Name> {
 /// rule 1 for clients in no VPC, then per link rule 2 (zone selection),
 /// rule 3 (in a zone) or rule 4 (no zone: upstream routing).
 pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -> Walk<'s> {
-    let mut w =
-        Walk { links: [NO_LINK; MAX_CNAME_LINKS + 1], len: 0, end: End::TooLong, authoritative: false, source: Source::Zone, az: NO_AZ };
+    walk_opts(snap, view, q, qtype, WalkOpts::default())
+}
+
+/// [`walk`] with the transport and whether policies apply.
+pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType, opts: WalkOpts) -> Walk<'s> {
+    let mut w = Walk {
+        links: [NO_LINK; MAX_CNAME_LINKS + 1],
+        len: 0,
+        end: End::TooLong,
+        authoritative: false,
+        source: Source::Zone,
+        az: NO_AZ,
+        passthru: !opts.policy,
+        ip_hit: None,
+    };
+    let row = snap.view_row(view);
+    // No policy for this view: the one branch it costs.
+    let policy = opts.policy && snap.policy.active(row);
     let vpc = match view {
         View::Vpc { vpc, az } => {
             w.az = az;
@@ -208,6 +306,31 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
     let mut key = q;
     for link in 0..=MAX_CNAME_LINKS {
         w.len = link + 1;
+        if policy && !w.passthru {
+            match apply_policy(snap, &mut w, row, key, link, qtype, opts.tcp) {
+                Applied::Continue => {}
+                Applied::End(end) => {
+                    w.end = end;
+                    return w;
+                }
+                Applied::Cname(rrset) => {
+                    w.links[link].cname = Some(rrset);
+                    match chase_cname(&w, q, link, rrset) {
+                        Ok(target) => {
+                            target_key = KeyBuf::new(target);
+                            w.links[link + 1].name = LinkName::Target(target);
+                            key = &target_key;
+                            continue;
+                        }
+                        Err(end) => {
+                            w.end = end;
+                            w.source = Source::Failure;
+                            return w;
+                        }
+                    }
+                }
+            }
+        }
         let Some((zi, zone)) = vpc.and_then(|v| snap.select_zone(v, key)) else {
             let reason = if link == 0 { UpstreamReason::OutsideZones } else { UpstreamReason::CnameTarget };
             w.end = End::Upstream { route: snap.route_upstream(view, key), reason };
@@ -226,6 +349,9 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
         match hit.matched {
             NodeMatch::Found(rrset) => {
                 w.end = End::Answer(rrset);
+                if policy && !w.passthru {
+                    w.ip_hit = match_response_ip_policy(snap, row, rrset);
+                }
                 return w;
             }
             NodeMatch::Cname(rrset) => {
@@ -263,6 +389,89 @@ pub fn walk<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordType) -
         }
     }
     w
+}
+
+/// What [`apply_policy`] leaves the walk to do.
+enum Applied<'s> {
+    /// No rule decided (none matched, `alert`, `allow`, `tcp-only` over
+    /// TCP): the rules go on.
+    Continue,
+    End(End<'s>),
+    /// A CNAME override: follow it, as a zone's CNAME.
+    Cname(&'s RRset),
+}
+
+/// Rule 1a, response policy: the first rule set bound to the view whose
+/// trigger matches the link's name decides (exact before wildcard, the
+/// more specific wildcard first); `allow` stops every later rule,
+/// `alert` answers normally. Applied to the question and to every CNAME
+/// target. One hash probe per label of the name; no allocation.
+fn apply_policy<'s>(
+    snap: &'s Snapshot,
+    w: &mut Walk<'s>,
+    row: usize,
+    key: &KeyBuf,
+    link: usize,
+    qtype: RecordType,
+    tcp: bool,
+) -> Applied<'s> {
+    let Some(hit) = snap.policy.match_name(row, key) else { return Applied::Continue };
+    w.links[link].policy = Some(hit);
+    let decided = |w: &mut Walk<'s>| {
+        if link == 0 {
+            // Not the zone's answer: no AA, and the policy is the source.
+            w.authoritative = false;
+            w.source = Source::Policy;
+        }
+    };
+    let end = match snap.policy.rule(hit.rule).action {
+        PolicyAction::Alert => return Applied::Continue,
+        PolicyAction::Allow => {
+            w.passthru = true;
+            return Applied::Continue;
+        }
+        PolicyAction::TcpOnly if tcp => {
+            w.passthru = true;
+            return Applied::Continue;
+        }
+        PolicyAction::TcpOnly => PolicyEnd::Truncate,
+        PolicyAction::NxDomain => PolicyEnd::NxDomain,
+        PolicyAction::NoData => PolicyEnd::NoData,
+        PolicyAction::Refused => PolicyEnd::Refused,
+        PolicyAction::Drop => PolicyEnd::Drop,
+        PolicyAction::Records(i) => {
+            decided(w);
+            return match override_rrset(&snap.policy.data[i as usize], qtype) {
+                Some(rrset) => Applied::End(End::Answer(rrset)),
+                None => Applied::End(End::Policy(PolicyEnd::NoData)),
+            };
+        }
+        PolicyAction::Cname(i) => {
+            decided(w);
+            let rrset = &snap.policy.data[i as usize][0];
+            if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+                return Applied::End(End::Answer(rrset));
+            }
+            return Applied::Cname(rrset);
+        }
+    };
+    decided(w);
+    Applied::End(End::Policy(end))
+}
+
+/// Rule 1a for answers: an A or AAAA record of `rrset` inside a
+/// response-IP rule's network (of a rule set bound to the view) makes
+/// that rule decide the answer; the first rule set in order wins.
+pub fn match_response_ip_policy(snap: &Snapshot, row: usize, rrset: &RRset) -> Option<u32> {
+    if !matches!(rrset.rtype, RecordType::A | RecordType::AAAA) || !snap.policy.has_ip_rules(row) {
+        return None;
+    }
+    let ips = rrset.records.iter().filter_map(|r| match &r.data {
+        RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
+        _ => None,
+    });
+    snap.policy.match_ips(row, ips)
 }
 
 /// Rule 1 for a source in no VPC: `refuse` ends the walk with REFUSED;
@@ -309,7 +518,12 @@ fn nodata(zone: &Zone) -> End<'_> {
 /// Answers `qname`/`qtype` for `view` from `snap`. With `trace`, records
 /// each step in `Resolution::steps` (costs allocations; off on the hot path).
 pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordType, trace: bool) -> Resolution<'s> {
-    let w = walk(snap, view, &KeyBuf::new(qname), qtype);
+    resolve_opts(snap, view, qname, qtype, trace, WalkOpts::default())
+}
+
+/// [`resolve`] with the transport and whether policies apply.
+pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordType, trace: bool, opts: WalkOpts) -> Resolution<'s> {
+    let w = walk_opts(snap, view, &KeyBuf::new(qname), qtype, opts);
     let mut res = Resolution::new();
     res.rcode = w.rcode();
     res.authoritative = w.authoritative;
@@ -327,17 +541,28 @@ pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordTy
         };
         let wildcard = if trace { l.wildcard.map(key_to_name) } else { None };
         if trace {
-            res.steps.push(match l.zone {
-                Some(zone) => Step::Zone { name: name.clone(), zone },
-                None => Step::NoZone { name: name.clone() },
-            });
+            if let Some(h) = l.policy {
+                res.steps.push(Step::Policy { name: name.clone(), rule: h.rule, skip: h.skip });
+            }
+            if l.zone.is_some()
+                || l.policy.is_none()
+                || matches!(
+                    l.policy.map(|h| snap.policy.rule(h.rule).action),
+                    Some(PolicyAction::Alert | PolicyAction::Allow | PolicyAction::TcpOnly)
+                )
+            {
+                res.steps.push(match l.zone {
+                    Some(zone) => Step::Zone { name: name.clone(), zone },
+                    None => Step::NoZone { name: name.clone() },
+                });
+            }
         }
         if let Some(c) = l.cname {
             let rec = &c.records[0];
             if trace && let Some(t) = cname_target(c) {
                 res.steps.push(Step::Cname { from: name.clone(), to: t.clone(), wildcard });
             }
-            if l.wildcard.is_some() {
+            if l.wildcard.is_some() || l.policy.is_some() {
                 let mut r = rec.clone();
                 r.name = name;
                 res.answers.push(Cow::Owned(r));
@@ -355,7 +580,16 @@ pub fn resolve<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: RecordTy
                 if trace {
                     res.steps.push(Step::Answer { name: name.clone(), rtype: rrset.rtype, count: rrset.records.len(), wildcard });
                 }
-                push_rrset(&mut res, rrset, l.wildcard.is_some().then_some(&name), w.az);
+                let policy_data = l.policy.is_some() && l.zone.is_none();
+                push_rrset(&mut res, rrset, (l.wildcard.is_some() || policy_data).then_some(&name), w.az);
+                if let (true, Some(rule)) = (trace, w.ip_hit) {
+                    res.steps.push(Step::PolicyIp { rule });
+                }
+            }
+            End::Policy(p) => {
+                if matches!(p, PolicyEnd::Drop | PolicyEnd::Truncate) {
+                    res.policy_end = Some(p);
+                }
             }
             End::NoData(soa) => {
                 if trace {

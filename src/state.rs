@@ -146,9 +146,10 @@ impl Shared {
     /// UDP drives [`answer`] itself, TCP [`Shared::answer_start`].
     pub async fn answer_bytes(&self, client: Client, query: &[u8]) -> Option<Vec<u8>> {
         match self.answer_start(client, query) {
-            Started::Done(bytes) => Some(bytes),
+            // Empty: a policy dropped it.
+            Started::Done(bytes) => Some(bytes).filter(|b| !b.is_empty()),
             Started::Drop => None,
-            Started::Wait(w) => Some(w.finish(self).await),
+            Started::Wait(w) => Some(w.finish(self).await).filter(|b| !b.is_empty()),
         }
     }
 
@@ -245,6 +246,8 @@ fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took:
         qtype = %qtype,
         rcode = rcode_label(a.rcode),
         source = a.source.as_str(),
+        // The response-policy rule that decided (or alerted): `rule set=action`.
+        policy = a.policy.map(|p| format!("{}={}", snap.policy.set_of(p.rule).label, p.action.as_str())).unwrap_or_default(),
         us = took.as_micros() as u64,
     );
 }

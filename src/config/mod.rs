@@ -7,6 +7,7 @@
 pub mod diagnostics;
 pub mod files;
 pub mod master_file;
+pub mod policy;
 pub mod presentation;
 pub mod rdata;
 pub mod schema;

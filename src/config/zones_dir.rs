@@ -93,6 +93,8 @@ pub struct ZonesData {
     /// Number of endpoints in `endpoints.yaml` (all statuses).
     pub endpoints: usize,
     pub files_read: usize,
+    /// Response policies (files with `policy:` instead of `zone:`).
+    pub policies: Vec<super::policy::PolicyDef>,
 }
 
 /// Loads and checks `cfg.zones_dir`, together with the VPC references in
@@ -147,20 +149,24 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
     // Zone files are independent: parse them on rayon's pool (every core).
     // Results come back in file order, so output is deterministic.
-    let parsed: Vec<(Option<ZoneDef>, Diagnostics)> = {
+    let parsed: Vec<(DataFile, Diagnostics)> = {
         use rayon::prelude::*;
         zone_files
             .par_iter()
             .map(|f| {
                 let mut d = Diagnostics::new();
-                let z = load_zone_file(f, &known, &access, &mut d);
+                let z = load_zone_file(f, dir, &known, &access, &mut d);
                 (z, d)
             })
             .collect()
     };
     for (z, d) in parsed {
         diags.extend(d);
-        data.zones.extend(z);
+        match z {
+            DataFile::Zone(z) => data.zones.push(z),
+            DataFile::Policy(p) => data.policies.push(p),
+            DataFile::Nothing => {}
+        }
     }
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
         load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
@@ -356,17 +362,47 @@ fn zones_dir_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Reads one zone file. Returns `None` only when nothing useful could be read.
-fn load_zone_file(path: &Path, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let text = access.read_text(path, diags)?;
-    load_zone_text(path, &text, known, access, diags)
+/// What a YAML file of the zones directory (other than `vpcs.yaml` and
+/// `endpoints.yaml`) holds.
+enum DataFile {
+    Zone(ZoneDef),
+    Policy(super::policy::PolicyDef),
+    Nothing,
+}
+
+/// Reads one zone or policy file; `Nothing` only when nothing useful could be read.
+fn load_zone_file(path: &Path, dir: &Path, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> DataFile {
+    let Some(text) = access.read_text(path, diags) else { return DataFile::Nothing };
+    let Some(node) = yaml::parse_tree(path, &text, diags) else { return DataFile::Nothing };
+    if super::policy::is_policy(&node) {
+        let check = |v: &Spanned<String>, d: &mut Diagnostics| {
+            let ok = known.contains(&v.value);
+            if !ok {
+                d.push(path, v.pos, unknown_vpc_msg(&v.value, dir, known));
+            }
+            ok
+        };
+        return super::policy::read_policy(&node, path, access, &check, diags).map_or(DataFile::Nothing, DataFile::Policy);
+    }
+    zone_from_tree(path, &node, known, access, diags).map_or(DataFile::Nothing, DataFile::Zone)
 }
 
 /// Parses and checks one zone file's text (`path` names it in messages
 /// and anchors a relative `master_file`, which is read through `access`).
 /// Never panics, whatever the text.
 pub fn load_zone_text(path: &Path, text: &str, known: &HashSet<String>, access: &FileAccess, diags: &mut Diagnostics) -> Option<ZoneDef> {
-    let file = yaml::parse_tree(path, text, diags).and_then(|n| ZoneFile::read(&n, path, diags))?;
+    let node = yaml::parse_tree(path, text, diags)?;
+    zone_from_tree(path, &node, known, access, diags)
+}
+
+fn zone_from_tree(
+    path: &Path,
+    node: &yaml::Node,
+    known: &HashSet<String>,
+    access: &FileAccess,
+    diags: &mut Diagnostics,
+) -> Option<ZoneDef> {
+    let file = ZoneFile::read(node, path, diags)?;
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
             diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");

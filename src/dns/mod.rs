@@ -31,11 +31,13 @@ pub const RR_TTL: std::ops::Range<usize> = 4..8;
 pub const RR_RDLENGTH: std::ops::Range<usize> = 8..10;
 
 /// Record types pzdns treats specially, by number.
+pub const TYPE_A: u16 = 1;
 pub const TYPE_NS: u16 = 2;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_PTR: u16 = 12;
 pub const TYPE_MX: u16 = 15;
+pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
 pub const TYPE_IXFR: u16 = 251;
 pub const TYPE_AXFR: u16 = 252;

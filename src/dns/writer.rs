@@ -321,6 +321,12 @@ impl ResponseWriter {
         pos
     }
 
+    /// Marks the response truncated: it keeps only the question, TC=1
+    /// (a `tcp-only` policy over UDP).
+    pub fn truncate(&mut self) {
+        self.truncated = true;
+    }
+
     /// Whether a record was left out for want of room.
     pub fn truncated(&self) -> bool {
         self.truncated

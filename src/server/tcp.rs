@@ -253,6 +253,10 @@ struct Queued {
 /// Queues a response for the writer, framed (RFC 1035 §4.2.2) in a buffer
 /// of its exact size.
 fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: &[u8]) {
+    // Empty: a policy dropped the query; nothing goes back.
+    if msg.is_empty() {
+        return;
+    }
     let mut framed = Vec::with_capacity(msg.len() + 2);
     framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     framed.extend_from_slice(msg);

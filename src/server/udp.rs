@@ -33,7 +33,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
     tokio::pin!(stop);
     // Each answer of a batch, recorded once the batch is sent; only the
     // first `tx.len` are read.
-    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error, claimed: None };
+    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error, claimed: None, policy: None };
     let nobody = Client { listener, src: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(), proxy: None, transport: Transport::Udp };
     // (answer, client, datagram, where its DNS message starts)
     let mut answered: [(Answered, Client, usize, usize); BATCH] = [(none, nobody, 0, 0); BATCH];
@@ -83,6 +83,8 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let outcome = answer(&ctx, &client, bytes, out);
             shared.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
             match outcome {
+                // A policy's drop: recorded, nothing sent.
+                Outcome::Done(a) if a.sends_nothing() => shared.record(&snap, &client, bytes, &a, started.elapsed()),
                 Outcome::Done(a) => {
                     answered[tx.len] = (a, client, i, at);
                     tx.push(src);
@@ -130,7 +132,10 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
         async move { p.finish(&shared.forwarder).await }
     });
     if let Some((bytes, a)) = crate::state::ready_now(&mut finish) {
-        if let Err(e) = socket.try_send_to(&bytes, dst) {
+        // Empty: a policy dropped it.
+        if !bytes.is_empty()
+            && let Err(e) = socket.try_send_to(&bytes, dst)
+        {
             debug!(%dst, error = %e, "failed to send response");
         }
         let snap = shared.snapshot.load();
@@ -142,7 +147,9 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
     let query = if shared.query_log() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
         let (bytes, a) = shared.waiting_on(finish).await;
-        if let Err(e) = socket.send_to(&bytes, dst).await {
+        if !bytes.is_empty()
+            && let Err(e) = socket.send_to(&bytes, dst).await
+        {
             debug!(%dst, error = %e, "failed to send response");
         }
         let snap = shared.snapshot.load();

@@ -4,6 +4,7 @@
 //! (file zones and the names generated from endpoints) indexed by apex for
 //! longest-suffix choice per VPC, and the forward zones.
 
+pub mod policy;
 pub mod views;
 pub mod zone;
 
@@ -150,6 +151,8 @@ pub struct Snapshot {
     pub stats: Stats,
     /// `pzdns_queries_total` series by VPC, for counting without a lookup.
     pub counters: crate::metrics::QueryCounters,
+    /// Response policies, compiled.
+    pub policy: policy::Policies,
 }
 
 impl Snapshot {
@@ -199,6 +202,7 @@ impl Snapshot {
             unknown_clients: cfg.unknown_clients,
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
             counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
+            policy: policy::Policies::default(),
         };
         let mut azs = Interner::default();
         for (i, v) in data.vpcs.iter().enumerate() {
@@ -211,6 +215,10 @@ impl Snapshot {
                 let az = azs.intern(&s.zone);
                 snap.vswitch_table.insert(s.cidr, (idx, az));
             }
+        }
+        {
+            let by_id = |id: &str| snap.vpc_by_id.get(id).copied();
+            snap.policy = policy::Policies::build(data.policies, data.vpcs.len(), &by_id, &mut diags);
         }
         snap.scopes = ScopeIndex::new(data.vpcs.iter().flat_map(|v| v.cidrs.iter().copied().chain(v.vswitches.iter().map(|s| s.cidr))));
         snap.vpcs = data.vpcs;
@@ -554,6 +562,16 @@ impl Snapshot {
                 self.counters.inc(metrics, vpc as usize, &self.vpc_labels[vpc as usize], rcode, source)
             }
             _ => self.counters.inc(metrics, self.vpc_labels.len(), &self.unknown_label, rcode, source),
+        }
+    }
+
+    /// The row of a view in per-view tables (the policy's): the VPC's
+    /// index, or one past the last VPC for sources in no VPC.
+    #[inline]
+    pub fn view_row(&self, view: View) -> usize {
+        match view {
+            View::Vpc { vpc, .. } => vpc as usize,
+            View::Unknown => self.vpcs.len(),
         }
     }
 

@@ -16,7 +16,7 @@ use hickory_proto::rr::RecordType;
 
 const ZONES: &str = RULES_ZONES;
 
-fn tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
     let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
     if found.is_none() {
         assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "{name} is required here (see .ci/run)");
@@ -26,13 +26,13 @@ fn tool(name: &str) -> Option<PathBuf> {
 }
 
 /// A peer process, killed (by PID) when dropped.
-struct Peer {
+pub(crate) struct Peer {
     child: Child,
     dir: PathBuf,
 }
 
 impl Peer {
-    fn start(cmd: &mut Command, dir: PathBuf, probe: SocketAddr) -> Peer {
+    pub(crate) fn start(cmd: &mut Command, dir: PathBuf, probe: SocketAddr) -> Peer {
         let log = std::fs::File::create(dir.join("peer.log")).unwrap();
         let child = cmd.stdout(Stdio::null()).stderr(log).spawn().expect("start peer");
         let mut p = Peer { child, dir };
@@ -66,7 +66,7 @@ impl Drop for Peer {
     }
 }
 
-fn scratch(tag: &str) -> PathBuf {
+pub(crate) fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pzdns-interop-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -102,7 +102,7 @@ forward-zone:
     )
 }
 
-fn free_udp_port(ip: &str) -> u16 {
+pub(crate) fn free_udp_port(ip: &str) -> u16 {
     // The same port free on TCP too, for peers that bind both.
     loop {
         let u = std::net::UdpSocket::bind((ip, 0)).unwrap();

@@ -27,6 +27,7 @@ mod memory_bounds;
 mod negative_ttl;
 mod operations;
 mod operator;
+mod policy;
 mod port_ownership;
 mod reader_replay;
 mod readme;

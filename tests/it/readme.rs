@@ -1,5 +1,6 @@
-//! The README's examples work when copied literally: every YAML block
-//! that names its file (`# zones/vpcs.yaml`) is written to that path and
+//! The README's examples work when copied literally: every block that
+//! names its file in its first line (`# zones/vpcs.yaml`,
+//! `; zones/policies/lists/block.rpz`) is written to that path and
 //! the set is checked with `pzdns check`; every other `pzdns.yaml`
 //! snippet must load on its own beside those zones.
 
@@ -27,7 +28,9 @@ fn blocks(readme: &str) -> Vec<(String, usize, String)> {
 
 /// The file a block names in its first line (`# zones/x.yaml — what it is`).
 fn named_path(block: &str) -> Option<PathBuf> {
-    let first = block.lines().next()?.strip_prefix("# ")?;
+    // `# ` in YAML and domain lists, `; ` in master files (RPZ).
+    let line = block.lines().next()?;
+    let first = line.strip_prefix("# ").or_else(|| line.strip_prefix("; "))?;
     let path = first.split_whitespace().next()?;
     (path.ends_with(".yaml") || path.ends_with(".rpz") || path.ends_with(".txt") || path.ends_with(".zone")).then(|| PathBuf::from(path))
 }
