@@ -43,8 +43,21 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
         let (shared, running) = (shared.clone(), running.clone());
         tokio::task::spawn_blocking(move || {
             let (cfg, restart) = reread_config(&shared, &running)?;
-            let snap = crate::loader::load(&cfg, next_gen)?;
-            Ok((cfg, restart, snap))
+            let prev = shared.snapshot.load_full();
+            // Reloads are serialised: the state is taken and put back.
+            let mut inc = std::mem::take(&mut *shared.incremental.lock().unwrap_or_else(|p| p.into_inner()));
+            let load = || {
+                let r = crate::loader::load_incremental(&cfg, next_gen, Some(&prev), &mut inc);
+                (r, inc)
+            };
+            // The first load has every core; a reload, `reload.threads`.
+            let (loaded, inc) = match (trigger, reload_pool(&shared, cfg.reload_threads)) {
+                ("start", _) | (_, None) => load(),
+                (_, Some(pool)) => pool.install(load),
+            };
+            *shared.incremental.lock().unwrap_or_else(|p| p.into_inner()) = inc;
+            let (snap, reuse) = loaded?;
+            Ok((cfg, restart, snap, reuse))
         })
     };
     let failed = |why: String| {
@@ -60,7 +73,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     };
     let ms = started.elapsed().as_millis() as u64;
     match built {
-        Ok((cfg, restart_needed, snap)) => {
+        Ok((cfg, restart_needed, snap, reuse)) => {
             // Policy hit counters exist (at 0) before the data serves.
             snap.policy.register(&shared.metrics.policy_hits);
             for w in &snap.policy.warnings {
@@ -113,6 +126,8 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 vpcs = s.vpcs,
                 endpoints = s.endpoints,
                 ms,
+                files_read = reuse.read,
+                files_reused = reuse.reused,
                 commit = commit.as_deref().unwrap_or("-"),
                 "data loaded"
             );
@@ -135,6 +150,21 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             Err(diags)
         }
     }
+}
+
+/// The pool reloads build on, of `threads` threads (made again when the
+/// setting changes); `None` if no pool can be made (the global one serves).
+fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((n, pool)) = slot.as_ref()
+        && *n == threads
+    {
+        return Some(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("pzdns-reload-{i}")).build().ok()?;
+    let pool = Arc::new(pool);
+    *slot = Some((threads, pool.clone()));
+    Some(pool)
 }
 
 /// The configuration to load with: the file read again (with the

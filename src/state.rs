@@ -62,6 +62,10 @@ pub struct Shared {
     pub status: Mutex<ReloadStatus>,
     /// Serialises reloads from the watch, SIGHUP and the admin API.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// What the last successful load read, for the next to read only what changed.
+    pub incremental: Mutex<crate::loader::Incremental>,
+    /// The threads reloads build on (`reload.threads`), made on first use.
+    pub reload_pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
     /// Upstream questions still being answered (the drain waits on them).
     pub waiting: tokio::sync::watch::Sender<usize>,
 }
@@ -86,6 +90,8 @@ impl Shared {
             config_source: source,
             status: Mutex::new(ReloadStatus::default()),
             reload_lock: tokio::sync::Mutex::new(()),
+            incremental: Mutex::new(crate::loader::Incremental::default()),
+            reload_pool: Mutex::new(None),
             waiting: tokio::sync::watch::Sender::new(0),
         })
     }

@@ -26,6 +26,9 @@ use super::diagnostics::{Diagnostics, Pos};
 /// stray multi-gigabyte file cannot exhaust memory.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// See [`Stamp::unless_racy`]: well over any file system's timestamp granularity.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What tells a file's content changed without reading it, as make and
 /// ninja judge it: device, inode, size, modification and change time (a
 /// rename over it, a write or a truncation each move one of them).
@@ -50,13 +53,17 @@ impl Stamp {
         }
     }
 
-    /// A file modified within the last two seconds may be modified again
+    /// A file modified within `window` of now may be modified again
     /// within the file system's timestamp granularity, leaving its stamp
     /// as it was (git's "racily clean" case): its stamp is replaced by one
     /// nothing matches, so the next load reads it again.
-    fn unless_racy(self) -> Stamp {
+    fn unless_racy(self, window: std::time::Duration) -> Stamp {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-        if now - self.mtime_ns.max(self.ctime_ns) < 2_000_000_000 { Stamp { ino: u64::MAX, dev: u64::MAX, ..self } } else { self }
+        if now - self.mtime_ns.max(self.ctime_ns) < window.as_nanos() as i128 {
+            Stamp { ino: u64::MAX, dev: u64::MAX, ..self }
+        } else {
+            self
+        }
     }
 
     /// The stamp of what `path` names now (links followed); `None` if
@@ -87,6 +94,9 @@ pub struct FileAccess {
     max_bytes: u64,
     /// Where each file read is noted, when a caller wants to know.
     reads: Option<Reads>,
+    /// Files modified more recently than this before they are read are
+    /// noted with a stamp nothing matches (see [`Stamp::unless_racy`]).
+    racy_window: std::time::Duration,
 }
 
 impl FileAccess {
@@ -99,12 +109,13 @@ impl FileAccess {
             allowed: allowed.iter().map(|p| resolve(p)).collect(),
             max_bytes: MAX_FILE_BYTES,
             reads: None,
+            racy_window: RACY_WINDOW,
         }
     }
 
     /// Any path (the configuration file, named on the command line).
     pub fn anywhere() -> Self {
-        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES, reads: None }
+        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES, reads: None, racy_window: RACY_WINDOW }
     }
 
     /// The same rules with another size limit.
@@ -115,6 +126,13 @@ impl FileAccess {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// The same rules with another racy window (tests that set stamps
+    /// themselves use none).
+    pub fn with_racy_window(mut self, w: std::time::Duration) -> Self {
+        self.racy_window = w;
+        self
     }
 
     /// The same rules, noting every file read (and every one that could
@@ -142,7 +160,7 @@ impl FileAccess {
         if self.reads.is_some() {
             // Stamped before the read: a change made while it reads shows
             // as a change at the next load.
-            self.note(path, Stamp::of(path).map(Stamp::unless_racy));
+            self.note(path, Stamp::of(path).map(|s| s.unless_racy(self.racy_window)));
         }
         self.read_checked(path, self_named)
     }

@@ -47,6 +47,8 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a TCP response may take to be written before the
 /// connection is closed (a client that does not read).
 pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Threads a reload uses: one, so answering keeps the other cores.
+pub const DEFAULT_RELOAD_THREADS: usize = 1;
 /// Without `tcp.max_connections_per_source`, one source may hold this
 /// fraction of `tcp.max_connections` (a source in no VPC a quarter of that).
 pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
@@ -153,6 +155,10 @@ pub struct ServerConfig {
     pub tcp_max_connections_per_source: Option<usize>,
     /// A TCP response not written within this closes its connection.
     pub tcp_write_timeout: Duration,
+    /// Threads a reload reads and builds on (`reload.threads`), so that a
+    /// big rebuild leaves the other cores to answering. The load at start
+    /// uses every core.
+    pub reload_threads: usize,
     pub log_format: LogFormat,
     pub query_log: bool,
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
@@ -184,6 +190,7 @@ impl ServerConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_max_connections_per_source: None,
             tcp_write_timeout: DEFAULT_TCP_WRITE_TIMEOUT,
+            reload_threads: DEFAULT_RELOAD_THREADS,
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
@@ -299,6 +306,13 @@ impl ServerConfig {
             cfg.zones_dir = base.join(&z.value);
         } else {
             cfg.zones_dir = base.join("zones");
+        }
+        if let Some(t) = f.reload_threads {
+            if (1..=256).contains(&t.value) {
+                cfg.reload_threads = t.value as usize;
+            } else {
+                diags.push(path, pos(&t), "reload.threads must be from 1 to 256");
+            }
         }
         if let Some(u) = f.unknown_clients {
             match u.value.as_str() {

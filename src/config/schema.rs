@@ -21,6 +21,8 @@ pub struct ServerFile {
     pub cache: Option<CacheEntry>,
     pub admin: Option<AdminEntry>,
     pub tcp: Option<TcpEntry>,
+    /// `reload: { threads: N }`.
+    pub reload_threads: Option<Spanned<i64>>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
     /// One directory, or a list of them.
@@ -218,6 +220,12 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let reload_threads = m.get("reload").and_then(|n| {
+            let mut r = MapReader::new(n, "`reload`", path, d)?;
+            let threads = r.int("threads", d);
+            r.finish(d);
+            threads
+        });
         let log_format = m.text("log_format", d);
         let query_log = m.bool("query_log", d);
         let allow_paths_outside = match m.get("allow_paths_outside") {
@@ -238,6 +246,7 @@ impl ServerFile {
             cache,
             admin,
             tcp,
+            reload_threads,
             log_format,
             query_log,
             allow_paths_outside,

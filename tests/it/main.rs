@@ -18,6 +18,7 @@ mod floods;
 mod forwarding;
 mod fuzz_regressions;
 mod identity;
+mod incremental;
 mod interop;
 mod isolation_props;
 mod layers;
