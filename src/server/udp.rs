@@ -94,8 +94,8 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         send_all(&socket, fd, &mut tx);
         // A query's time is its batch's, receipt to responses sent.
         let took = started.elapsed();
-        for (a, client, i, at) in &answered[..tx.len] {
-            shared.record(&snap, client, &rx.get(*i).0[*at..], a, took);
+        for (j, (a, client, i, at)) in answered[..tx.len].iter().enumerate() {
+            shared.record(&snap, client, &rx.get(*i).0[*at..], tx.get(j).0, a, took);
         }
     }
 }
@@ -134,19 +134,19 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
             debug!(%dst, error = %e, "failed to send response");
         }
         let snap = shared.snapshot.load();
-        shared.record(&snap, &client, query, &a, started.elapsed());
+        shared.record(&snap, &client, query, &bytes, &a, started.elapsed());
         return;
     }
     let (shared, socket) = (shared.clone(), socket.clone());
-    // The query is kept only for the query log.
-    let query = if shared.config.query_log { query.to_vec() } else { Vec::new() };
+    // The query is kept only for the query log and dnstap.
+    let query = if shared.keeps_query() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
         let (bytes, a) = shared.waiting_on(finish).await;
         if let Err(e) = socket.send_to(&bytes, dst).await {
             debug!(%dst, error = %e, "failed to send response");
         }
         let snap = shared.snapshot.load();
-        shared.record(&snap, &client, &query, &a, started.elapsed());
+        shared.record(&snap, &client, &query, &bytes, &a, started.elapsed());
     });
 }
 
