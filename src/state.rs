@@ -1,7 +1,7 @@
 //! State shared by every listener, the admin server and reload: the data
 //! in force, the forwarder and its cache, metrics, the configuration and
 //! the reload status. Also the one place an answered query is recorded
-//! (metrics and the query log), whatever transport it came by.
+//! (metrics, the query log, dnstap), whatever transport it came by.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -141,12 +141,17 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
     // The query is kept only for the query log and dnstap.
     let query = if shared.keeps_query() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
-        let (bytes, a) = shared.waiting_on(finish).await;
-        if let Err(e) = socket.send_to(&bytes, dst).await {
-            debug!(%dst, error = %e, "failed to send response");
-        }
-        let snap = shared.snapshot.load();
-        shared.record(&snap, &client, &query, &bytes, &a, started.elapsed());
+        // Sent and recorded (dnstap included) before the drain counts it done.
+        shared
+            .waiting_on(async {
+                let (bytes, a) = finish.await;
+                if let Err(e) = socket.send_to(&bytes, dst).await {
+                    debug!(%dst, error = %e, "failed to send response");
+                }
+                let snap = shared.snapshot.load();
+                shared.record(&snap, &client, &query, &bytes, &a, started.elapsed());
+            })
+            .await;
     });
 }
 
