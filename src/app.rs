@@ -17,6 +17,8 @@ use crate::state::Shared;
 
 /// How long SIGTERM waits for queries in flight before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long the exit waits for dnstap to write what is queued and end its stream.
+pub const DNSTAP_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -28,6 +30,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("{problems} problem(s) in {}; run `pzdns check`", dir.display())]
     Data { problems: usize, dir: PathBuf },
+    #[error(transparent)]
+    Dnstap(#[from] crate::dnstap::StartError),
 }
 
 /// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
@@ -48,6 +52,10 @@ pub async fn run(
     let data_error = |d: crate::config::Diagnostics| ServeError::Data { problems: d.len(), dir: cfg.zones_dir.clone() };
     let empty = crate::loader::build(&cfg, ZonesData::default(), 0).map_err(data_error)?;
     let shared = Shared::with_source(cfg.clone(), empty, metrics, source);
+    if let Some(settings) = &cfg.dnstap {
+        shared.set_dnstap(crate::dnstap::Dnstap::start(settings, &shared.metrics)?);
+        info!(output = %settings.output, "dnstap on");
+    }
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let mut admin_addr = None;
     if let Some(addr) = cfg.admin_listen {
@@ -63,6 +71,7 @@ pub async fn run(
     crate::reload::reload(&shared, "start").await.map_err(data_error)?;
 
     let mut bound = server::bind(&cfg, workers)?;
+    let _ = shared.listeners.set(bound.addrs.clone());
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
@@ -116,6 +125,13 @@ pub async fn run(
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
+    if let Some(tap) = shared.dnstap.get().cloned() {
+        // Queued messages are written and the stream ended (STOP).
+        let ended = tokio::task::spawn_blocking(move || tap.shutdown(DNSTAP_GRACE)).await.unwrap_or(false);
+        if !ended {
+            warn!("dnstap: the stream did not end within {DNSTAP_GRACE:?}");
+        }
+    }
     flusher.abort();
     shared.metrics.events.flush();
     shared.metrics.upstream_log.flush();

@@ -82,6 +82,10 @@ pub const PRECREATED_VPCS: usize = 1000;
 pub const COMMIT: &str = env!("PZDNS_COMMIT");
 /// The compiler that built it.
 pub const RUSTC: &str = env!("PZDNS_RUSTC");
+/// `pzdns_dnstap_written_total`, `pzdns_dnstap_dropped_total{reason}`, `pzdns_dnstap_connected`.
+pub const DNSTAP_WRITTEN: &str = "pzdns_dnstap_written";
+pub const DNSTAP_DROPPED: &str = "pzdns_dnstap_dropped";
+pub const DNSTAP_CONNECTED: &str = "pzdns_dnstap_connected";
 
 /// A VPC id as a label value, shared rather than copied per query.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -126,6 +130,41 @@ pub struct PolicyLabels {
     pub policy: String,
     pub rule_set: String,
     pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// dnstap's messages written and dropped, and whether a collector is
+/// connected (all at 0 while dnstap is off).
+#[derive(Debug, Clone, Default)]
+pub struct DnstapMetrics {
+    pub written: Counter,
+    /// The queue was full: the writer falls behind.
+    pub dropped_queue_full: Counter,
+    /// Taken from the queue while no collector was connected, or in a
+    /// write that failed.
+    pub dropped_no_collector: Counter,
+    pub connected: Gauge,
+}
+
+impl DnstapMetrics {
+    /// Registered in `registry`, every series present from the start.
+    fn registered(registry: &mut Registry) -> Self {
+        let dropped: Family<ReasonLabels, Counter> = Family::default();
+        let m = DnstapMetrics {
+            written: Counter::default(),
+            dropped_queue_full: dropped.get_or_create_owned(&ReasonLabels { reason: "queue_full" }),
+            dropped_no_collector: dropped.get_or_create_owned(&ReasonLabels { reason: "no_collector" }),
+            connected: Gauge::default(),
+        };
+        registry.register(DNSTAP_WRITTEN, "dnstap messages written to the collector or file", m.written.clone());
+        registry.register(DNSTAP_DROPPED, "dnstap messages dropped: queue_full (the writer falls behind), no_collector", dropped);
+        registry.register(DNSTAP_CONNECTED, "1 while a dnstap collector is connected", m.connected.clone());
+        m
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -516,6 +555,7 @@ pub struct Metrics {
     pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
     pub policy_hits: Family<PolicyLabels, Counter>,
+    pub dnstap: DnstapMetrics,
 }
 
 impl Default for Metrics {
@@ -563,6 +603,7 @@ impl Metrics {
             registry: Registry::default(),
             claims_ignored: Counter::default(),
             proxy_dropped: Counter::default(),
+            dnstap: DnstapMetrics::registered(&mut registry),
         };
         registry.register(
             "pzdns_client_claims_ignored",

@@ -178,8 +178,8 @@ fn reread_config(shared: &Shared, running: &ServerConfig) -> Result<(ServerConfi
 }
 
 /// Settings the running server cannot change: its sockets (`listen`,
-/// `admin.listen`), its log format, and the zones directory its file
-/// watch is on. Where `new` differs, the running value is put back in it
+/// `admin.listen`), its log format, its dnstap output, and the zones
+/// directory its file watch is on. Where `new` differs, the running value is put back in it
 /// and the change is described.
 pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) -> Vec<String> {
     let mut notes = Vec::new();
@@ -205,6 +205,11 @@ pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) 
     if running.log_format != new.log_format {
         notes.push(format!("log_format changed from {:?} to {:?}", running.log_format, new.log_format).to_lowercase());
         new.log_format = running.log_format;
+    }
+    if running.dnstap != new.dnstap {
+        let show = |d: &Option<crate::dnstap::Settings>| d.as_ref().map_or("off".to_string(), |s| s.output.to_string());
+        notes.push(format!("dnstap changed from {} to {}", show(&running.dnstap), show(&new.dnstap)));
+        new.dnstap = running.dnstap.clone();
     }
     if running.zones_dir != new.zones_dir {
         notes.push(format!("zones_dir changed from {} to {}", running.zones_dir.display(), new.zones_dir.display()));

@@ -30,6 +30,20 @@ pub struct ServerFile {
     pub trusted_forwarders: Option<Vec<Spanned<String>>>,
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
+    pub dnstap: Option<DnstapEntry>,
+}
+
+/// `dnstap:` of pzdns.yaml.
+#[derive(Debug)]
+pub struct DnstapEntry {
+    /// Where the map starts, for problems of the whole entry.
+    pub pos: super::Pos,
+    pub socket: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    pub identity: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+    pub messages: Option<Spanned<Vec<Spanned<String>>>>,
+    pub queue: Option<Spanned<i64>>,
 }
 
 #[derive(Debug)]
@@ -236,6 +250,20 @@ impl ServerFile {
         let trusted_forwarders = m.texts("trusted_forwarders", d).map(|l| l.value);
         let client_subnet = m.text("client_subnet", d);
         let nsid = m.text("nsid", d);
+        let dnstap = m.get("dnstap").and_then(|n| {
+            let mut t = MapReader::new(n, "`dnstap`", path, d)?;
+            let out = DnstapEntry {
+                pos: n.pos(),
+                socket: t.text("socket", d),
+                file: t.text("file", d),
+                identity: t.text("identity", d),
+                version: t.text("version", d),
+                messages: t.texts("messages", d),
+                queue: t.int("queue", d),
+            };
+            t.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -253,6 +281,7 @@ impl ServerFile {
             trusted_forwarders,
             client_subnet,
             nsid,
+            dnstap,
         })
     }
 }

@@ -18,7 +18,7 @@ pub mod cache;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -30,6 +30,7 @@ use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
 
+use crate::dnstap::{Dnstap, Protocol};
 use crate::metrics::{Event, Metrics, UpstreamLabels, UpstreamOnly};
 use prometheus_client::metrics::counter::Counter;
 
@@ -150,6 +151,8 @@ struct Core {
     /// Per route: no refresh of a stale answer before this, while the
     /// route is known down.
     next_refresh: Mutex<HashMap<u64, Instant>>,
+    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
+    dnstap: OnceLock<Arc<Dnstap>>,
 }
 
 impl Forwarder {
@@ -163,6 +166,7 @@ impl Forwarder {
             limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             down_until: Mutex::new(HashMap::new()),
             next_refresh: Mutex::new(HashMap::new()),
+            dnstap: OnceLock::new(),
         };
         Forwarder { cache, core: Arc::new(core), waiters: Semaphore::new(MAX_WAITERS), metrics }
     }
@@ -271,6 +275,11 @@ impl Forwarder {
 }
 
 impl Forwarder {
+    /// Sends every upstream exchange to `tap` from now on.
+    pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
+        let _ = self.core.dnstap.set(tap);
+    }
+
     /// Clients waiting on upstream questions now.
     pub fn waiting(&self) -> usize {
         MAX_WAITERS - self.waiters.available_permits()
@@ -361,7 +370,8 @@ impl Core {
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
             let sent = Instant::now();
             let deadline = sent + ATTEMPT_TIMEOUT;
-            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies).await;
+            let tap = self.dnstap.get().map(|t| &**t);
+            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies, tap).await;
             self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
             match res {
                 Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
@@ -482,6 +492,7 @@ async fn exchange(
     dnssec_ok: bool,
     deadline: Instant,
     rejected: &Counter,
+    tap: Option<&Dnstap>,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
     let bytes = build_query(id, name, qtype, dnssec_ok).to_vec().map_err(|e| UpstreamError::Io(up, e.to_string()))?;
@@ -490,6 +501,10 @@ async fn exchange(
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(up).await.map_err(io)?;
     sock.send(&bytes).await.map_err(io)?;
+    let tapped = tap.map(|t| {
+        let local = sock.local_addr().unwrap_or(local);
+        (t, local, t.forwarder_query(Protocol::Udp, local, up, &bytes))
+    });
     // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
     // truncated and go to TCP. 4 KiB covers servers that overshoot, and
     // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
@@ -508,13 +523,17 @@ async fn exchange(
                 continue;
             }
         };
+        if let Some((t, local, sent)) = tapped {
+            t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+        }
         if reply.metadata.truncation {
-            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected).await;
+            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected, tap).await;
         }
         return Ok(reply);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange_tcp(
     up: SocketAddr,
     query: &[u8],
@@ -523,6 +542,7 @@ async fn exchange_tcp(
     qtype: RecordType,
     deadline: Instant,
     rejected: &Counter,
+    tap: Option<&Dnstap>,
 ) -> Result<Message, UpstreamError> {
     let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
     let work = async {
@@ -531,12 +551,21 @@ async fn exchange_tcp(
         framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
         framed.extend_from_slice(query);
         s.write_all(&framed).await.map_err(io)?;
+        let tapped = tap.and_then(|t| {
+            let local = s.local_addr().ok()?;
+            Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
+        });
         loop {
             let len = s.read_u16().await.map_err(io)? as usize;
             let mut buf = vec![0u8; len];
             s.read_exact(&mut buf).await.map_err(io)?;
             match Message::from_vec(&buf) {
-                Ok(m) if matches(&m, id, name, qtype) => return Ok(m),
+                Ok(m) if matches(&m, id, name, qtype) => {
+                    if let Some((t, local, sent)) = tapped {
+                        t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    }
+                    return Ok(m);
+                }
                 _ => {
                     rejected.inc();
                 }
