@@ -5,7 +5,8 @@
 #
 # 1. load: `pzdns check` on a zones directory without a policy, with a
 #    1,000,000-name domain list, and with a 1,000,000-trigger RPZ file:
-#    wall time and peak RSS (/usr/bin/time), hence bytes per rule;
+#    wall time and peak RSS (/usr/bin/time); then the RSS of a server
+#    holding each, once loaded: the memory per rule;
 # 2. CPU per query: one pzdns serving two VPCs, one bound to the
 #    1,000,000-name policy and one without; dnsperf asks the same local
 #    name from a source of each VPC in turn at a fixed rate, REPS times,
@@ -78,6 +79,21 @@ for c in list rpz; do
     echo "$c: $(( (r - base) * 1024 / rules )) bytes per rule (peak RSS over the no-policy load)"
 done
 
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+serve_rss() { # zones-dir -> RSS (KiB) of a server once it has loaded
+    printf 'listen:\n  - address: 127.0.0.1:5390\nupstreams: []\nzones_dir: %s\nadmin:\n  listen: "off"\n' "$1" >"$work/rss.yaml"
+    rm -f "$work/rss.ready"
+    "$pz" serve --config "$work/rss.yaml" --workers 1 --ready-file "$work/rss.ready" 2>/dev/null &
+    local pid=$!
+    for _ in $(seq 600); do [ -s "$work/rss.ready" ] && break; sleep 0.1; done
+    sleep 1
+    rss_kib $pid
+    kill $pid; wait $pid 2>/dev/null || true
+}
+echo "== serving RSS after the load"
+r0=$(serve_rss none); r1=$(serve_rss list); r2=$(serve_rss rpz)
+echo "no policy: $((r0 / 1024)) MiB; 1M-name list: $((r1 / 1024)) MiB ($(( (r1 - r0) * 1024 / rules )) bytes per rule); 1M-trigger RPZ: $((r2 / 1024)) MiB ($(( (r2 - r0) * 1024 / rules )) bytes per rule)"
+
 echo "== CPU per local answer, with and without the policy, one server, $qps qps x ${secs}s x $reps"
 cat >"$work/pzdns.yaml" <<EOF
 listen:
@@ -102,6 +118,7 @@ server:
   zonelistfile: "$work/zone.list"
   logfile: "$work/nsd.log"
   server-count: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
@@ -115,11 +132,16 @@ trap 'kill $pzpid $nsdpid 2>/dev/null || true' EXIT
 for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.1; done
 sleep 1
 echo "www.svc.bench.test A" >"$work/q.txt"
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime+stime of a process and its descendants (NSD serves from a grandchild).
+cpu() {
+    local t=$(awk '{print $14 + $15}' "/proc/$1/stat") c
+    for c in $(pgrep -P "$1"); do t=$((t + $(cpu "$c"))); done
+    echo "$t"
+}
 run() { # label pid port source
     local t0 t1 n
     t0=$(cpu "$2")
-    n=$(dnsperf -s 127.0.0.1 -p "$3" -x "$4" -d "$work/q.txt" -l "$secs" -Q "$qps" -c 4 2>/dev/null | awk '/Queries completed/ {print $3}')
+    n=$(dnsperf -s 127.0.0.1 -p "$3" -a "$4" -d "$work/q.txt" -l "$secs" -Q "$qps" -c 4 2>/dev/null | awk '/Queries completed/ {print $3}')
     t1=$(cpu "$2")
     local hz; hz=$(getconf CLK_TCK)
     printf '%-22s %10s queries %8.2f us CPU/query\n' "$1" "$n" "$(echo "($t1 - $t0) * 1000000 / $hz / $n" | bc -l)"

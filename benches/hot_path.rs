@@ -198,5 +198,53 @@ fn request_path(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, selection, resolving, request_path);
+/// A local answer from a VPC bound to a 1,000,000-name policy (a miss:
+/// every label probed; and a hit) beside one from a VPC without policy,
+/// on the same snapshot.
+fn policy_path(c: &mut Criterion) {
+    use pzdns::config::policy::{Action, PolicyDef, RuleSetDef, parse_domain_list};
+    let mut data_text = String::new();
+    for i in 0..1_000_000u32 {
+        data_text.push_str(&format!("h{i}.d{}.example\n", i % 50_000));
+    }
+    let path: Arc<std::path::Path> = Arc::from(std::path::Path::new("feed.txt"));
+    let mut d = pzdns::config::Diagnostics::new();
+    let rules = parse_domain_list(&path, &data_text, Action::NxDomain, &mut d);
+    let set = RuleSetDef { label: "feed: feed.txt".into(), ede: 15, rules, path: "p".into(), pos: Pos::UNKNOWN };
+    let policy = PolicyDef {
+        name: "feed".into(),
+        path: "p".into(),
+        pos: Pos::UNKNOWN,
+        vpcs: Some(vec![Located { value: "vpc-0".into(), path: "p".into(), pos: Pos::UNKNOWN }]),
+        sets: vec![set],
+        warnings: vec![],
+    };
+    let mut snap = snapshot(2, 10);
+    snap.policy = pzdns::snapshot::policy::Policies::build(vec![policy], 2, &|id| snap.vpc_index(id), &mut d);
+    let mut cfg = ServerConfig::defaults();
+    cfg.upstreams = vec![];
+    let shared = pzdns::state::Shared::new(cfg, snap, Arc::new(pzdns::metrics::Metrics::new()));
+    let snap = shared.snapshot.load_full();
+    let mut out = Vec::with_capacity(1232);
+    let mut bench = |label: &str, name: &str, src: &str| {
+        let mut q = hickory_proto::op::Message::query();
+        q.add_query(hickory_proto::op::Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        let bytes = q.to_vec().unwrap();
+        let client = Client { listener: 0, src: src.parse().unwrap(), proxy: None, transport: Transport::Udp };
+        c.bench_function(label, |b| {
+            b.iter(|| {
+                let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+                match answer(&ctx, &client, black_box(&bytes), &mut out) {
+                    Outcome::Done(_) => out.len(),
+                    _ => 0,
+                }
+            })
+        });
+    };
+    bench("policy/local_answer_no_policy", "h3.z5.bench.internal.", "10.0.1.7:5300");
+    bench("policy/local_answer_1M_rules_miss", "h3.z5.bench.internal.", "10.0.0.7:5300");
+    bench("policy/blocked_1M_rules_hit", "x.h77.d77.example.", "10.0.0.7:5300");
+}
+
+criterion_group!(benches, selection, resolving, request_path, policy_path);
 criterion_main!(benches);

@@ -643,6 +643,9 @@ fn address_of(tail: &[u8]) -> Option<IpAddr> {
 /// the deciding one kept for the query log; a block carries its rule
 /// set's Extended DNS Error; drop and TC=1 are noted for the end.
 fn note_policy(snap: &Snapshot, wk: &Walk<'_>, st: &mut State) {
+    if !wk.policy_hit {
+        return;
+    }
     st.passthru |= wk.passthru;
     if st.ip_hit.is_none() {
         st.ip_hit = wk.ip_hit;

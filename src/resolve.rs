@@ -234,6 +234,8 @@ pub struct Walk<'s> {
     pub passthru: bool,
     /// A response-IP rule matched an address of the local answer.
     pub ip_hit: Option<u32>,
+    /// Some policy rule matched (a link's `policy`, `passthru` or `ip_hit`).
+    pub policy_hit: bool,
 }
 
 impl<'s> Walk<'s> {
@@ -284,6 +286,7 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
         az: NO_AZ,
         passthru: !opts.policy,
         ip_hit: None,
+        policy_hit: false,
     };
     let row = snap.view_row(view);
     // No policy for this view: the one branch it costs.
@@ -351,6 +354,7 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
                 w.end = End::Answer(rrset);
                 if policy && !w.passthru {
                     w.ip_hit = match_response_ip_policy(snap, row, rrset);
+                    w.policy_hit |= w.ip_hit.is_some();
                 }
                 return w;
             }
@@ -417,6 +421,7 @@ fn apply_policy<'s>(
 ) -> Applied<'s> {
     let Some(hit) = snap.policy.match_name(row, key) else { return Applied::Continue };
     w.links[link].policy = Some(hit);
+    w.policy_hit = true;
     let decided = |w: &mut Walk<'s>| {
         if link == 0 {
             // Not the zone's answer: no AA, and the policy is the source.

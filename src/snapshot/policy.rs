@@ -124,6 +124,10 @@ pub struct Policies {
     trigs: Vec<Trig>,
     /// The most labels of any trigger name: longer suffixes cannot match.
     max_labels: usize,
+    /// Bit `n` set: some trigger name has `n` labels. A suffix of another
+    /// length cannot match, so it is not probed (in a large table each
+    /// probe is a cache miss).
+    label_counts: u128,
     /// Per view row (VPC index; the last row is sources in no VPC): the
     /// rank of each rule set, [`NONE`] when it is not bound there.
     ranks: Vec<Box<[u32]>>,
@@ -256,7 +260,9 @@ impl Policies {
     /// itself (`exact`) and/or the names below it (`wild`). Within a set,
     /// the first trigger of a name wins.
     fn add(&mut self, key: NameKey, si: u32, ri: u32, exact: bool, wild: bool) {
-        self.max_labels = self.max_labels.max(key_labels(&key));
+        let labels = key_labels(&key);
+        self.max_labels = self.max_labels.max(labels);
+        self.label_counts |= 1u128 << labels.min(127);
         let trigs = &mut self.trigs;
         let new = |trigs: &mut Vec<Trig>, next: u32| {
             trigs.push(Trig { set: si, exact: if exact { ri } else { NONE }, wild: if wild { ri } else { NONE }, next });
@@ -302,6 +308,9 @@ impl Policies {
         let n = q.labels();
         let mut best: Option<(u32, NameHit)> = None;
         for skip in n.saturating_sub(self.max_labels)..=n {
+            if self.label_counts & (1u128 << (n - skip).min(127)) == 0 {
+                continue;
+            }
             let Some(&head) = self.index.get(q.suffix(skip)) else { continue };
             let mut at = head;
             while let Some(t) = self.trigs.get(at as usize) {

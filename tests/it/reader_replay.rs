@@ -94,3 +94,44 @@ proptest::proptest! {
         let _ = load_zone_text(Path::new("p.yaml"), &text, &known, &access, &mut d);
     }
 }
+
+/// The response-policy readers over the policy_lists corpus (first byte:
+/// RPZ or domain list) and over every master-file input read as an RPZ
+/// zone: no panic, and what reads compiles and is matched.
+#[test]
+fn policy_list_corpus_never_panics() {
+    use pzdns::config::policy::{Action, PolicyDef, RuleSetDef, Trigger, parse_domain_list, parse_rpz};
+    use std::sync::Arc;
+    let access = FileAccess::new(Path::new("/nonexistent"), &[]);
+    let path: Arc<Path> = Arc::from(Path::new("/nonexistent/list"));
+    let mut inputs_read = 0;
+    for (dir, rpz_only) in [("fuzz/corpus/policy_lists", false), ("fuzz/corpus/master_file", true)] {
+        for f in inputs(dir) {
+            let Ok(bytes) = std::fs::read(&f) else { continue };
+            let (rpz, body) = match (rpz_only, bytes.split_first()) {
+                (true, _) => (true, &bytes[..]),
+                (false, Some((m, rest))) => (m % 2 == 0, rest),
+                (false, None) => continue,
+            };
+            let Ok(text) = std::str::from_utf8(body) else { continue };
+            inputs_read += 1;
+            let (mut d, mut w) = (Diagnostics::new(), Vec::new());
+            let rules =
+                if rpz { parse_rpz(&path, text, &access, &mut w, &mut d) } else { parse_domain_list(&path, text, Action::NxDomain, &mut d) };
+            let names: Vec<Name> = rules
+                .iter()
+                .filter_map(|r| match &r.trigger {
+                    Trigger::Name { name, wildcard: false } | Trigger::Domain(name) => Some(name.clone()),
+                    Trigger::Name { wildcard: true, .. } | Trigger::ResponseIp(_) => None,
+                })
+                .collect();
+            let set = RuleSetDef { label: "r: l".into(), ede: 15, rules, path: "p".into(), pos: pzdns::config::Pos::new(1, 1) };
+            let def = PolicyDef { name: "r".into(), path: "p".into(), pos: pzdns::config::Pos::new(1, 1), vpcs: None, sets: vec![set], warnings: w };
+            let p = pzdns::snapshot::policy::Policies::build(vec![def], 1, &|_| Some(0), &mut d);
+            for n in names {
+                assert!(p.match_name(0, &pzdns::dns::names::KeyBuf::new(&n)).is_some(), "{}: trigger {n} does not match itself", f.display());
+            }
+        }
+    }
+    eprintln!("replayed {inputs_read} policy list inputs");
+}
