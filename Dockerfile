@@ -2,7 +2,8 @@
 #
 # pzdns container image.
 #
-#   docker build -t pzdns .                   # or: podman build --format docker -t pzdns .
+#   docker build --build-arg PZDNS_COMMIT=$(git rev-parse --short=12 HEAD) -t pzdns .
+#                                             # or: podman build --format docker ... -t pzdns .
 #   docker run -d --name pzdns -p 53:53/udp -p 53:53/tcp -p 127.0.0.1:9153:9153 \
 #       -v /srv/zones:/etc/pzdns/zones:ro pzdns
 #
@@ -20,8 +21,12 @@ FROM rust:1.95-bookworm AS build
 
 WORKDIR /src
 # Only what building the binary reads, so edits to zones/, tests/, benches/ or
-# docs do not invalidate this stage. (Add build.rs here if the crate ever grows one.)
-COPY Cargo.toml Cargo.lock ./
+# docs do not invalidate this stage.
+COPY Cargo.toml Cargo.lock build.rs ./
+# The commit `pzdns --version` and pzdns_build_info name: there is no .git in
+# the build context, so pass it: --build-arg PZDNS_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG PZDNS_COMMIT=unknown
+ENV PZDNS_COMMIT=${PZDNS_COMMIT}
 # Cargo checks every target the manifest declares, and stops when a declared
 # file is missing (`[[bench]] hot_path` without benches/hot_path.rs). None of
 # the dev-only targets is built here, so this stage's copy of the manifest drops

@@ -18,7 +18,8 @@
 # is that loopback NSD, so nothing ever leaves the machine (with
 # PZDNS_BENCH_ECS_ZONE=ecs.cn-hangzhou.aliyuncs.com and CANDIDATE_UPSTREAM=1
 # it is the mixed profile: local answers, apex CNAMEs whose target comes
-# from the cache, NXDOMAIN).
+# from the cache, NXDOMAIN). PZDNS_BENCH_DNSTAP=file:PATH or socket:PATH
+# turns dnstap on (bench/dnstap.sh; a relative PATH is in BENCH_RUN).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
@@ -31,6 +32,10 @@ vpcs:
   - { id: vpc-bench-3, cidrs: [127.0.0.3/32] }
 YAML
 upstream=(--upstream 127.0.0.1:5311)
+if [ -n "${PZDNS_BENCH_DNSTAP:-}" ]; then
+    printf 'dnstap:\n  %s: %s\n' "${PZDNS_BENCH_DNSTAP%%:*}" "${PZDNS_BENCH_DNSTAP#*:}" >"$BENCH_RUN/pzdns.yaml"
+    upstream+=(--config "$BENCH_RUN/pzdns.yaml")
+fi
 if [ "${PZDNS_BENCH_MODE:-auth}" = forwarder ]; then
     exec "$bin" serve --zones "$z" --listen "127.0.0.1:$CANDIDATE_PORT" --admin off --workers "${PZDNS_WORKERS:-1}" "${upstream[@]}"
 fi

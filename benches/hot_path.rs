@@ -5,6 +5,7 @@
 //! - zone selection (longest suffix among a VPC's zones) with 1 and 1,000 zones
 //! - resolve: a local answer, a wildcard, NXDOMAIN, the apex CNAME
 //! - the whole answer path, bytes in → bytes out (read, view, walk, write)
+//! - dnstap on: a query's two messages encoded and handed over
 
 use std::hint::black_box;
 use std::str::FromStr;
@@ -173,6 +174,28 @@ fn request_path(c: &mut Criterion) {
             out.len()
         })
     });
+    // dnstap on: one query's CLIENT_QUERY and CLIENT_RESPONSE encoded and
+    // handed to the writer thread (which writes them to /dev/null).
+    use pzdns::dnstap::{Dnstap, Kinds, Output, Protocol, Settings};
+    let settings = Settings {
+        output: Output::File("/dev/null".into()),
+        identity: "bench".into(),
+        version: "pzdns".into(),
+        kinds: Kinds::ALL,
+        queue: 10_000,
+    };
+    let tap = Dnstap::start(&settings, &shared.metrics).expect("dnstap to /dev/null");
+    let (server, took) = ("10.0.0.53:53".parse().unwrap(), std::time::Duration::from_micros(20));
+    c.bench_function("dnstap/client_pair", |b| {
+        b.iter(|| tap.client(Protocol::Udp, client.src, server, black_box(&bytes), black_box(&out), took))
+    });
+    tap.shutdown(std::time::Duration::from_secs(10));
+    let d = &shared.metrics.dnstap;
+    eprintln!(
+        "dnstap/client_pair: {} messages written, {} dropped (queue full)",
+        d.written.get(),
+        d.dropped_queue_full.get() + d.dropped_no_collector.get()
+    );
 }
 
 /// A local answer from a VPC bound to a 1,000,000-name policy (a miss:

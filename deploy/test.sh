@@ -253,7 +253,9 @@ echo "== build: podman build --format docker --pull=never --network host ${docke
 start=$(date +%s.%N)
 # --format docker: an OCI image would drop HEALTHCHECK. --network host and the
 # machine's CA bundle: the build stage fetches crates from crates.io.
+commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if podman build --format docker --pull=never --network host \
+    --build-arg "PZDNS_COMMIT=$commit" \
     -v /etc/ssl/certs:/etc/ssl/certs:ro \
     -f "$dockerfile" -t "$image" "$repo" >"$work/build.log" 2>&1; then
     ok "image builds in $(awk "BEGIN {printf \"%.0f\", $(date +%s.%N) - $start}") s: $image"

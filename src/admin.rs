@@ -26,7 +26,11 @@ use crate::explain::{Asker, explain};
 use crate::state::Shared;
 
 /// The OpenMetrics text format that prometheus-client writes.
-const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus text format, for scrapers that do not ask for OpenMetrics.
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Most cache entries `GET /cache` lists at once (the count says how many there are).
+pub const MAX_CACHE_DUMP: usize = 100_000;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -36,6 +40,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/zones", get(zones))
         .route("/explain", get(explain_handler))
         .route("/reload", post(reload))
+        .route("/cache", get(cache_dump))
+        .route("/cache/flush", post(cache_flush))
         .with_state(shared)
 }
 
@@ -112,15 +118,49 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+/// `/metrics`: OpenMetrics when the scraper accepts it (Prometheus asks
+/// for it first), else the Prometheus text format 0.0.4.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
     s.metrics.cache_entries.set(s.forwarder.cache.entry_count() as i64);
     s.metrics.cache_bytes.set(s.forwarder.cache.bytes() as i64);
     s.metrics.upstream_waiters.set(s.forwarder.waiting() as i64);
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.metrics.encode()).into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accepts_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], s.metrics.encode()).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], s.metrics.encode_text()).into_response()
+    }
+}
+
+/// Whether an Accept header takes OpenMetrics (with a quality above 0).
+pub fn accepts_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let mut it = part.split(';').map(str::trim);
+        let media = it.next().unwrap_or("");
+        let q = it.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+        media.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
+    })
 }
 
 fn unix(t: Option<std::time::SystemTime>) -> Option<u64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
+}
+
+/// A time as RFC 3339 in UTC, to the second (`2026-11-29T23:40:00Z`).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// 200 once data is loaded (a later failed reload does not change that:
@@ -134,17 +174,98 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         };
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
-    let mut body = format!("ready: generation {}\n", st.generation);
+    let mut body = format!("ready: generation {}", st.generation);
+    if let Some(at) = st.loaded_at {
+        body.push_str(&format!(", loaded {} ({} ms)", rfc3339(at), st.load_ms));
+    }
+    if let Some(c) = &st.git_commit {
+        body.push_str(&format!(", commit {c}"));
+    }
+    body.push('\n');
     if let Some(f) = &st.last_failure {
         body.push_str(&format!(
             "last reload failed ({}, at {}): generation {} keeps serving\n{}\n",
             f.trigger,
-            unix(Some(f.at)).unwrap_or(0),
+            rfc3339(f.at),
             st.generation,
             f.problems.join("\n")
         ));
     }
+    for what in &st.restart_needed {
+        body.push_str(&format!("restart needed: {what}\n"));
+    }
     (StatusCode::OK, body).into_response()
+}
+
+/// A name given to `/cache` or `/cache/flush`, as a cache key's name part.
+fn name_key(text: &str) -> Result<crate::dns::names::KeyBuf, String> {
+    let mut n = Name::from_str(text).map_err(|e| format!("`{text}` is not a domain name: {e}"))?;
+    n.set_fqdn(true);
+    Ok(crate::dns::names::KeyBuf::new(&n))
+}
+
+/// `GET /cache[?name=N]`: the cached answers, as master-file lines under a
+/// comment per entry (type asked, DO, rcode, TTL left, stale or not).
+async fn cache_dump(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let only = match q.get("name").map(|n| name_key(n)) {
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e + "\n").into_response(),
+        Some(Ok(k)) => Some(k),
+        None => None,
+    };
+    let now = std::time::Instant::now();
+    let mut entries = s.forwarder.cache.entries();
+    if let Some(k) = &only {
+        entries.retain(|(key, _)| key.name_key() == k.key());
+    }
+    entries.sort_by(|a, b| a.0.name_key().cmp(b.0.name_key()).then(u16::from(a.0.qtype()).cmp(&u16::from(b.0.qtype()))));
+    let total = entries.len();
+    let mut out = format!("; {total} cached answer(s)\n");
+    for (key, e) in entries.iter().take(MAX_CACHE_DUMP) {
+        let name = crate::dns::names::key_to_name(key.name_key());
+        let left = i64::from(e.ttl) - i64::from(e.age(now));
+        let state = if left > 0 { format!("expires in {left}s") } else { format!("stale for {}s", -left) };
+        out.push_str(&format!(
+            "; {name} {} DO={} rcode={} {state}\n",
+            key.qtype(),
+            u8::from(key.dnssec_ok()),
+            crate::answer::response_code(u16::from(e.rcode)),
+        ));
+        for section in [e.answers(), e.authorities(), e.additionals()] {
+            for r in e.aged(now, &section) {
+                out.push_str(&format!("{r}\n"));
+            }
+        }
+    }
+    if total > MAX_CACHE_DUMP {
+        out.push_str(&format!("; … {} more not listed (ask for one name with ?name=)\n", total - MAX_CACHE_DUMP));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+}
+
+/// `POST /cache/flush?name=N | suffix=D | all`: removes those answers.
+async fn cache_flush(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m + "\n").into_response();
+    let picked = [q.contains_key("name"), q.contains_key("suffix"), q.contains_key("all")].iter().filter(|b| **b).count();
+    if picked != 1 {
+        return bad("give exactly one of name=NAME, suffix=DOMAIN or all".into());
+    }
+    let (n, what) = if let Some(name) = q.get("name") {
+        let k = match name_key(name) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        (s.forwarder.cache.flush(|key| key == k.key()), format!("for {name}"))
+    } else if let Some(d) = q.get("suffix") {
+        let k = match name_key(d) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        (s.forwarder.cache.flush(|key| crate::dns::names::key_is_under(key, k.key())), format!("at or under {d}"))
+    } else {
+        (s.forwarder.cache.flush(|_| true), "in all".to_string())
+    };
+    tracing::info!(flushed = n, "cache flushed {what}");
+    (StatusCode::OK, format!("flushed {n} cached answer(s) {what}\n")).into_response()
 }
 
 async fn zones(State(s): State<Arc<Shared>>) -> Response {

@@ -209,7 +209,6 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         aa: wk.authoritative,
         ra: wk.source != Source::Refused,
         source: wk.source,
-        question_upstream: wk.source == Source::Upstream,
         upstream_parts: 0,
         view,
         ede: match wk.end {
@@ -312,8 +311,6 @@ struct State {
     aa: bool,
     ra: bool,
     source: Source,
-    /// The question itself went upstream (not only a CNAME target).
-    question_upstream: bool,
     upstream_parts: u8,
     view: View,
     /// The Extended DNS Error the response carries, if any.
@@ -334,23 +331,23 @@ struct State {
 
 impl State {
     /// An upstream part was appended: the answer is no longer ours alone
-    /// (AA=0). The source says so when the question itself went upstream.
+    /// (AA=0), and its source is upstream's (`upstream`, `cache` or
+    /// `stale`) even where it starts in local data: a local CNAME whose
+    /// target was resolved upstream depends on the upstream.
     fn add_upstream_part(&mut self, from_cache: bool, stale: bool) {
         self.upstream_parts += 1;
         self.aa = false;
-        if self.question_upstream {
-            let this = if stale {
-                Source::Stale
-            } else if from_cache {
-                Source::Cache
-            } else {
-                Source::Upstream
-            };
-            // Of several upstream parts, the least fresh names the answer.
-            let rank = |s: Source| [Source::Cache, Source::Upstream, Source::Stale].iter().position(|x| *x == s);
-            if self.upstream_parts == 1 || rank(this) > rank(self.source) {
-                self.source = this;
-            }
+        let this = if stale {
+            Source::Stale
+        } else if from_cache {
+            Source::Cache
+        } else {
+            Source::Upstream
+        };
+        // Of several upstream parts, the least fresh names the answer.
+        let rank = |s: Source| [Source::Cache, Source::Upstream, Source::Stale].iter().position(|x| *x == s);
+        if self.upstream_parts == 1 || rank(this) > rank(self.source) {
+            self.source = this;
         }
     }
 

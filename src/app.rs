@@ -17,6 +17,8 @@ use crate::state::Shared;
 
 /// How long SIGTERM waits for queries in flight before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long the exit waits for dnstap to write what is queued and end its stream.
+pub const DNSTAP_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -28,12 +30,19 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("{problems} problem(s) in {}; run `pzdns check`", dir.display())]
     Data { problems: usize, dir: PathBuf },
+    #[error(transparent)]
+    Dnstap(#[from] crate::dnstap::StartError),
 }
 
 /// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
 /// data loaded (ready), DNS sockets bound, file watch started. SIGHUP,
 /// the watch and `POST /reload` reload the zones directory.
-pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>) -> Result<(), ServeError> {
+pub async fn run(
+    cfg: ServerConfig,
+    workers: usize,
+    ready_file: Option<PathBuf>,
+    source: Option<crate::state::ConfigSource>,
+) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
@@ -42,14 +51,18 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
     let metrics = Arc::new(Metrics::new());
     let data_error = |d: crate::config::Diagnostics| ServeError::Data { problems: d.len(), dir: cfg.zones_dir.clone() };
     let empty = crate::loader::build(&cfg, ZonesData::default(), 0).map_err(data_error)?;
-    let shared = Shared::new(cfg.clone(), empty, metrics);
+    let shared = Shared::with_source(cfg.clone(), empty, metrics, source);
+    if let Some(settings) = &cfg.dnstap {
+        shared.set_dnstap(crate::dnstap::Dnstap::start(settings, &shared.metrics)?);
+        info!(output = %settings.output, "dnstap on");
+    }
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let mut admin_addr = None;
     if let Some(addr) = cfg.admin_listen {
         let l = crate::admin::bind(addr).await.map_err(|source| BindError { proto: "HTTP", addr, source })?;
         let actual = l.local_addr().unwrap_or(addr);
         admin_addr = Some(actual);
-        info!(address = %actual, "admin HTTP listening (/metrics /healthz /readyz /zones /explain, POST /reload)");
+        info!(address = %actual, "admin HTTP listening (/metrics /healthz /readyz /zones /explain /cache, POST /reload /cache/flush)");
         let mut rx = admin_stopped.clone();
         tokio::spawn(crate::admin::serve(l, shared.clone(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -58,16 +71,11 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
     crate::reload::reload(&shared, "start").await.map_err(data_error)?;
 
     let mut bound = server::bind(&cfg, workers)?;
+    let _ = shared.listeners.set(bound.addrs.clone());
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
-    let limits = tcp::TcpLimits {
-        max_connections: cfg.tcp_max_connections,
-        max_per_source: cfg.tcp_per_source(),
-        idle_timeout: cfg.tcp_idle_timeout,
-        write_timeout: cfg.tcp_write_timeout,
-    };
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
-        tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), limits, dns_stopped.clone(), SHUTDOWN_GRACE));
+        tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), dns_stopped.clone(), SHUTDOWN_GRACE));
     }
     let mut udp_tasks = tokio::task::JoinSet::new();
     for (sock, listener) in bound.udp.drain(..) {
@@ -91,6 +99,7 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
             loop {
                 tick.tick().await;
                 shared.metrics.events.flush();
+                shared.metrics.upstream_log.flush();
             }
         })
     };
@@ -116,8 +125,16 @@ pub async fn run(cfg: ServerConfig, workers: usize, ready_file: Option<PathBuf>)
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
+    if let Some(tap) = shared.dnstap.get().cloned() {
+        // Queued messages are written and the stream ended (STOP).
+        let ended = tokio::task::spawn_blocking(move || tap.shutdown(DNSTAP_GRACE)).await.unwrap_or(false);
+        if !ended {
+            warn!("dnstap: the stream did not end within {DNSTAP_GRACE:?}");
+        }
+    }
     flusher.abort();
     shared.metrics.events.flush();
+    shared.metrics.upstream_log.flush();
     // The ready file says the server is up: not any more.
     if let Some(path) = &ready_file {
         let _ = std::fs::remove_file(path);

@@ -11,13 +11,16 @@ use hickory_proto::rr::Name;
 use crate::config::{Diagnostics, ServerConfig};
 use crate::explain::{Asker, explain};
 
+/// `pzdns --version`: the version, the commit and the compiler.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PZDNS_COMMIT"), ", ", env!("PZDNS_RUSTC"), ")");
+
 /// Exit code: invalid data (`check`).
 pub const EXIT_INVALID: u8 = 1;
 /// Exit code: cannot start (bad config, port in use).
 pub const EXIT_CANNOT_START: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "pzdns", version, about = "A DNS server for private zones bound to VPCs", long_about = None)]
+#[command(name = "pzdns", version = VERSION, about = "A DNS server for private zones bound to VPCs", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +35,53 @@ pub enum Command {
     Check(CheckArgs),
     /// Offline: show how a query would be answered from a VPC.
     Explain(ExplainArgs),
+    /// Look into or flush the running server's cache (through its admin HTTP).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Print the cached answers (all, or those of one name).
+    Dump {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the answers for this name.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Remove cached answers: of one name, of a domain and every name under it, or all.
+    Flush {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(flatten)]
+        what: FlushWhat,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct FlushWhat {
+    /// Every answer for this name (all types).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Every answer for this name and the names under it.
+    #[arg(long, value_name = "DOMAIN")]
+    pub suffix: Option<String>,
+    /// The whole cache.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Which server: its admin address, or the config file that names it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AdminTarget {
+    /// The server's configuration file (its `admin.listen` is used).
+    #[arg(long, value_name = "FILE", conflicts_with = "admin")]
+    pub config: Option<PathBuf>,
+    /// The server's admin address IP:PORT (default: from the config, else 127.0.0.1:9153).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -112,7 +162,109 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve(&a),
         Command::Check(a) => check(&a),
         Command::Explain(a) => run_explain(&a),
+        Command::Cache(c) => run_cache(&c),
     }
+}
+
+/// `pzdns cache dump|flush`: one request to the admin HTTP of the running server.
+fn run_cache(c: &CacheCommand) -> ExitCode {
+    let (target, method, path) = match c {
+        CacheCommand::Dump { target, name } => {
+            let q = name.as_deref().map(|n| format!("?name={}", percent_encode(n))).unwrap_or_default();
+            (target, "GET", format!("/cache{q}"))
+        }
+        CacheCommand::Flush { target, what } => {
+            let q = match (&what.name, &what.suffix) {
+                (Some(n), _) => format!("name={}", percent_encode(n)),
+                (_, Some(d)) => format!("suffix={}", percent_encode(d)),
+                _ => "all".to_string(),
+            };
+            (target, "POST", format!("/cache/flush?{q}"))
+        }
+    };
+    let addr = match admin_address(target) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pzdns: {e}");
+            return ExitCode::from(EXIT_CANNOT_START);
+        }
+    };
+    match http_request(addr, method, &path) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("pzdns: {addr} answered {status}: {body}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("pzdns: cannot reach the admin HTTP at {addr}: {e} (is the server running, with admin.listen there?)");
+            ExitCode::from(EXIT_CANNOT_START)
+        }
+    }
+}
+
+/// The admin address of the server `target` names.
+fn admin_address(target: &AdminTarget) -> Result<std::net::SocketAddr, String> {
+    if let Some(a) = &target.admin {
+        return crate::config::parse_socket_addr(a, None).ok_or_else(|| format!("--admin `{a}` must be IP:PORT"));
+    }
+    let cfg = ServerConfig::load(target.config.as_deref()).map_err(|d| format!("{d}the configuration has {} problem(s)", d.len()))?;
+    let addr = cfg.admin_listen.ok_or("the configuration turns the admin HTTP off (admin.listen: off); nothing to ask")?;
+    // A server listening on every address is reached on loopback.
+    Ok(match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    })
+}
+
+/// A name as a query parameter value (RFC 3986 unreserved kept).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request with no body; the status and the body. The admin
+/// server is local and small: a blocking socket with timeouts will do.
+fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(10);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(bad)?;
+    let chunked =
+        head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }
 
 fn print_problems(d: &Diagnostics) {
@@ -212,8 +364,45 @@ fn cannot_start(reason: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_CANNOT_START)
 }
 
+/// As [`cannot_start`], in the log format asked for: with JSON logs, the
+/// last line is a JSON object too (a log pipeline reads it like the rest).
+fn cannot_start_as(format: crate::config::LogFormat, reason: impl std::fmt::Display) -> ExitCode {
+    if format == crate::config::LogFormat::Json {
+        let line = serde_json::json!({
+            "timestamp": crate::admin::rfc3339(std::time::SystemTime::now()),
+            "level": "ERROR",
+            "fields": {"message": format!("cannot start: {reason}"), "exit_code": EXIT_CANNOT_START},
+            "target": "pzdns",
+        });
+        eprintln!("{line}");
+        return ExitCode::from(EXIT_CANNOT_START);
+    }
+    cannot_start(reason)
+}
+
+/// The flags of `serve` that override the configuration file, kept to be
+/// applied again over the file on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct ServeFlags {
+    pub listen: Vec<String>,
+    pub upstream: Vec<String>,
+    pub admin: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn flags(&self) -> ServeFlags {
+        ServeFlags {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            admin: self.admin.clone(),
+            log_format: self.log_format.clone(),
+        }
+    }
+}
+
 /// Applies the command-line flags over the configuration file.
-fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeArgs) -> Result<(), String> {
+fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeFlags) -> Result<(), String> {
     use crate::config::{Listener, parse_log_format, parse_socket_addr};
     if !a.listen.is_empty() {
         cfg.listen = a
@@ -263,15 +452,31 @@ fn init_tracing(format: crate::config::LogFormat) -> tracing_appender::non_block
 }
 
 fn serve(a: &ServeArgs) -> ExitCode {
-    let mut cfg = match load_config(&a.data) {
+    // The log format the flags ask for, before any file is read: a
+    // config that cannot be read still gets its reason in that format.
+    let asked_format = a.log_format.as_deref().and_then(crate::config::parse_log_format).unwrap_or(crate::config::LogFormat::Text);
+    let read = {
+        let (data, flags) = (a.data.clone(), a.flags());
+        move || -> Result<ServerConfig, Diagnostics> {
+            let mut cfg = load_config(&data)?;
+            if let Err(e) = apply_serve_flags(&mut cfg, &flags) {
+                let mut d = Diagnostics::new();
+                d.push(std::path::Path::new("(command line)"), crate::config::Pos::UNKNOWN, e);
+                return Err(d);
+            }
+            Ok(cfg)
+        }
+    };
+    let cfg = match load_config(&a.data) {
         Ok(c) => c,
         Err(d) => {
             eprint!("{d}");
-            return cannot_start(format!("{} problem(s) in the configuration", d.len()));
+            return cannot_start_as(asked_format, format!("{} problem(s) in the configuration", d.len()));
         }
     };
-    if let Err(e) = apply_serve_flags(&mut cfg, a) {
-        return cannot_start(e);
+    let mut cfg = cfg;
+    if let Err(e) = apply_serve_flags(&mut cfg, &a.flags()) {
+        return cannot_start_as(asked_format, e);
     }
     let log_guard = init_tracing(cfg.log_format);
     if cfg.upstreams.is_empty() {
@@ -284,11 +489,14 @@ fn serve(a: &ServeArgs) -> ExitCode {
     }
     raise_fd_limit(cfg.tcp_max_connections + crate::upstream::DEFAULT_MAX_IN_FLIGHT + 256);
     let workers = a.workers.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let format = cfg.log_format;
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return cannot_start(format!("cannot start the runtime: {e}")),
+        Err(e) => return cannot_start_as(format, format!("cannot start the runtime: {e}")),
     };
-    let result = rt.block_on(crate::app::run(cfg, workers, a.ready_file.clone()));
+    // Embedded defaults have no file to read again.
+    let source: Option<crate::state::ConfigSource> = cfg.source.is_some().then(|| Box::new(read) as crate::state::ConfigSource);
+    let result = rt.block_on(crate::app::run(cfg, workers, a.ready_file.clone(), source));
     // Not `drop`: that would wait for every blocking thread, and a load
     // that hangs must not keep SIGTERM from ending the process.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -296,7 +504,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
     drop(log_guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => cannot_start(e),
+        Err(e) => cannot_start_as(format, e),
     }
 }
 

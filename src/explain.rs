@@ -171,7 +171,8 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
         if res.upstream.is_some() { " (before the upstream part; the upstream's rcode then applies)" } else { "" },
         // Only an answer wholly from local data is authoritative.
         u8::from(res.authoritative && res.upstream.is_none()),
-        res.source.as_str()
+        // An answer with an upstream part is upstream's, as the query log and metrics count it.
+        if res.upstream.is_some() { "upstream" } else { res.source.as_str() }
     );
     if !res.answers.is_empty() {
         out.push_str("ANSWER:\n");

@@ -69,8 +69,23 @@ pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
 pub const EVENTS: &str = "pzdns_events";
 /// `pzdns_policy_hits_total{policy, rule_set, action}`: response-policy rules that matched.
 pub const POLICY_HITS: &str = "pzdns_policy_hits";
-/// `pzdns_build_info{version}`: always 1.
+/// `pzdns_build_info{version, commit, rustc}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
+/// `pzdns_upstream_duration_seconds{upstream}`: time from a question sent
+/// to an upstream to its reply (or to giving up on it).
+pub const UPSTREAM_DURATION: &str = "pzdns_upstream_duration_seconds";
+/// The outcomes `pzdns_upstream_requests_total` is counted by.
+pub const UPSTREAM_OUTCOMES: [&str; 6] = ["ok", "timeout", "servfail", "refused", "rcode", "error"];
+/// VPCs whose usual query series exist from the start (see `Metrics::queries_known`).
+pub const PRECREATED_VPCS: usize = 1000;
+/// The commit pzdns was built from (`unknown` when it was built outside git).
+pub const COMMIT: &str = env!("PZDNS_COMMIT");
+/// The compiler that built it.
+pub const RUSTC: &str = env!("PZDNS_RUSTC");
+/// `pzdns_dnstap_written_total`, `pzdns_dnstap_dropped_total{reason}`, `pzdns_dnstap_connected`.
+pub const DNSTAP_WRITTEN: &str = "pzdns_dnstap_written";
+pub const DNSTAP_DROPPED: &str = "pzdns_dnstap_dropped";
+pub const DNSTAP_CONNECTED: &str = "pzdns_dnstap_connected";
 
 /// A VPC id as a label value, shared rather than copied per query.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -118,8 +133,55 @@ pub struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// dnstap's messages written and dropped, and whether a collector is
+/// connected (all at 0 while dnstap is off).
+#[derive(Debug, Clone, Default)]
+pub struct DnstapMetrics {
+    pub written: Counter,
+    /// The queue was full: the writer falls behind.
+    pub dropped_queue_full: Counter,
+    /// Taken from the queue while no collector was connected, or in a
+    /// write that failed.
+    pub dropped_no_collector: Counter,
+    pub connected: Gauge,
+}
+
+impl DnstapMetrics {
+    /// Registered in `registry`, every series present from the start.
+    fn registered(registry: &mut Registry) -> Self {
+        let dropped: Family<ReasonLabels, Counter> = Family::default();
+        let m = DnstapMetrics {
+            written: Counter::default(),
+            dropped_queue_full: dropped.get_or_create_owned(&ReasonLabels { reason: "queue_full" }),
+            dropped_no_collector: dropped.get_or_create_owned(&ReasonLabels { reason: "no_collector" }),
+            connected: Gauge::default(),
+        };
+        registry.register(DNSTAP_WRITTEN, "dnstap messages written to the collector or file", m.written.clone());
+        registry.register(DNSTAP_DROPPED, "dnstap messages dropped: queue_full (the writer falls behind), no_collector", dropped);
+        registry.register(DNSTAP_CONNECTED, "1 while a dnstap collector is connected", m.connected.clone());
+        m
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
+    pub commit: &'static str,
+    pub rustc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamOnly {
+    pub upstream: String,
+}
+
+fn upstream_histogram() -> Histogram {
+    // From a quarter millisecond to past the per-attempt timeout.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
 }
 
 /// Where an answer came from: a label of `pzdns_queries_total` and of
@@ -252,10 +314,14 @@ pub enum Event {
     /// Answered SERVFAIL at once: too many upstream questions in flight,
     /// or too many clients waiting on them.
     Overloaded,
+    /// A stale answer served (RFC 8767): the upstreams failed.
+    StaleServed,
+    /// A query answered SERVFAIL.
+    ServFail,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 11] = [
         Event::BadQuery,
         Event::Dropped,
         Event::MalformedOption,
@@ -265,6 +331,8 @@ impl Event {
         Event::TcpWriteTimeout,
         Event::UpstreamFailure,
         Event::Overloaded,
+        Event::StaleServed,
+        Event::ServFail,
     ];
 
     /// The `event` label.
@@ -279,13 +347,23 @@ impl Event {
             Event::TcpWriteTimeout => "tcp_write_timeout",
             Event::UpstreamFailure => "upstream_failure",
             Event::Overloaded => "overloaded",
+            Event::StaleServed => "stale_served",
+            Event::ServFail => "servfail",
         }
     }
 
     /// Server-side limits and upstream trouble are warnings; a client's
     /// bad packet is information.
     fn is_warning(self) -> bool {
-        matches!(self, Event::TcpConnectionLimit | Event::TcpSourceLimit | Event::UpstreamFailure | Event::Overloaded)
+        matches!(
+            self,
+            Event::TcpConnectionLimit
+                | Event::TcpSourceLimit
+                | Event::UpstreamFailure
+                | Event::Overloaded
+                | Event::StaleServed
+                | Event::ServFail
+        )
     }
 }
 
@@ -378,13 +456,73 @@ impl Events {
     }
 
     /// How many `event`s were counted.
+    /// Counts an event without a line of its own (another line tells it).
+    pub fn count_only(&self, event: Event) {
+        self.slots[event as usize].counter.inc();
+    }
+
     pub fn count(&self, event: Event) -> u64 {
         self.slots[event as usize].counter.get()
     }
 }
 
+/// Failed upstream attempts, logged at WARN per upstream: the first at
+/// once, then one line per [`LOG_INTERVAL`] with the counts by outcome,
+/// however many questions failed.
+#[derive(Debug, Default)]
+pub struct UpstreamLog {
+    tallies: std::sync::Mutex<std::collections::HashMap<std::net::SocketAddr, Tally>>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    next_line_ms: u64,
+    by_outcome: [u64; UPSTREAM_OUTCOMES.len()],
+    last: String,
+}
+
+impl UpstreamLog {
+    /// A failed attempt at `up`, with `outcome` one of [`UPSTREAM_OUTCOMES`].
+    pub fn note(&self, up: std::net::SocketAddr, outcome: &'static str, detail: impl FnOnce() -> String) {
+        let i = UPSTREAM_OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(UPSTREAM_OUTCOMES.len() - 1);
+        let now = now_ms();
+        let mut map = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let t = map.entry(up).or_default();
+        if now >= t.next_line_ms && t.by_outcome.iter().all(|n| *n == 0) {
+            t.next_line_ms = now + LOG_INTERVAL.as_millis() as u64;
+            drop(map);
+            tracing::warn!(target: "pzdns::upstream", upstream = %up, outcome, "upstream attempt failed: {} (more are counted per upstream, one line per {LOG_INTERVAL:?})", detail());
+            return;
+        }
+        t.by_outcome[i] += 1;
+        t.last = detail();
+    }
+
+    /// Writes the line of every upstream whose interval is over.
+    pub fn flush(&self) {
+        let now = now_ms();
+        let mut map = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|up, t| {
+            let n: u64 = t.by_outcome.iter().sum();
+            if n == 0 {
+                // Quiet for an interval: forgotten, so the next failure is logged at once.
+                return now < t.next_line_ms;
+            }
+            if now < t.next_line_ms {
+                return true;
+            }
+            let counts: Vec<String> =
+                UPSTREAM_OUTCOMES.iter().zip(t.by_outcome).filter(|(_, n)| *n > 0).map(|(o, n)| format!("{o} {n}")).collect();
+            tracing::warn!(target: "pzdns::upstream", upstream = %up, failed = n, "upstream {up}: {n} more failed attempts ({}); last: {}", counts.join(", "), t.last);
+            *t = Tally { next_line_ms: now + LOG_INTERVAL.as_millis() as u64, ..Tally::default() };
+            true
+        });
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub upstream_log: UpstreamLog,
     /// Claims about the client (PROXY v2, ECS) not believed: untrusted source.
     pub claims_ignored: Counter,
     /// Packets dropped on a `proxy_protocol: required` listener: no valid header.
@@ -393,6 +531,7 @@ pub struct Metrics {
     pub queries: Family<QueryLabels, Counter>,
     pub query_duration: Histogram,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub upstream_duration: Family<UpstreamOnly, Histogram, fn() -> Histogram>,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
     pub cache_hits: Counter,
@@ -416,6 +555,7 @@ pub struct Metrics {
     pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
     pub policy_hits: Family<PolicyLabels, Counter>,
+    pub dnstap: DnstapMetrics,
 }
 
 impl Default for Metrics {
@@ -434,6 +574,7 @@ impl Metrics {
             // upstream ones (an attempt may take 1.2 s, SERVFAIL 2.4 s) in the later.
             query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             upstream_requests: Family::default(),
+            upstream_duration: Family::new_with_constructor(upstream_histogram),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
@@ -458,9 +599,11 @@ impl Metrics {
             upstream_overloaded: Counter::default(),
             policy_hits: Family::default(),
             events: Events::registered(&event_family),
+            upstream_log: UpstreamLog::default(),
             registry: Registry::default(),
             claims_ignored: Counter::default(),
             proxy_dropped: Counter::default(),
+            dnstap: DnstapMetrics::registered(&mut registry),
         };
         registry.register(
             "pzdns_client_claims_ignored",
@@ -475,6 +618,7 @@ impl Metrics {
         registry.register(QUERIES, "Queries answered, by VPC, rcode and answer source", m.queries.clone());
         registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
         registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());
+        registry.register(UPSTREAM_DURATION, "Time an upstream took to answer (or to be given up on)", m.upstream_duration.clone());
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
         registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());
@@ -517,17 +661,66 @@ impl Metrics {
         registry.register(POLICY_HITS, "Response policy rules that matched, by policy, rule set and action", m.policy_hits.clone());
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
-        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: COMMIT, rustc: RUSTC }).set(1);
         registry.register(BUILD_INFO, "pzdns build information", build);
+        registry.register_collector(Box::new(process::Process));
         Metrics { registry, ..m }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The Prometheus text format 0.0.4, for scrapers that do not ask for
+    /// OpenMetrics (see [`openmetrics_to_text`]).
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+
+    /// Creates the `pzdns_queries_total` series a VPC's queries usually
+    /// land in, at 0, so that a rate or an alert on them (SERVFAIL from
+    /// upstream failures, say) works before the first such answer. Past
+    /// [`PRECREATED_VPCS`] VPCs, series appear on first use.
+    pub fn queries_known(&self, vpcs: &[Arc<str>], unknown: &Arc<str>) {
+        const USUAL: [(u16, Source); 11] = [
+            (0, Source::Zone),
+            (3, Source::Zone),
+            (0, Source::Endpoint),
+            (0, Source::Upstream),
+            (3, Source::Upstream),
+            (0, Source::Cache),
+            (3, Source::Cache),
+            (0, Source::Stale),
+            (2, Source::Failure),
+            (5, Source::Refused),
+            (1, Source::Error),
+        ];
+        for vpc in vpcs.iter().take(PRECREATED_VPCS).chain(std::iter::once(unknown)) {
+            for (rc, source) in USUAL {
+                let _ = self.queries.get_or_create(&QueryLabels {
+                    vpc: VpcLabel(vpc.clone()),
+                    rcode: rcode_label(rc),
+                    source: source.as_str(),
+                });
+            }
+        }
+    }
+
+    /// Creates the series of upstreams the data in force routes to, at 0,
+    /// so that a rate or an alert on them works before their first
+    /// question.
+    pub fn upstreams_known(&self, upstreams: Vec<std::net::SocketAddr>) {
+        for up in upstreams {
+            let upstream = up.to_string();
+            for outcome in UPSTREAM_OUTCOMES {
+                let _ = self.upstream_requests.get_or_create(&UpstreamLabels { upstream: upstream.clone(), outcome });
+            }
+            let _ = self.upstream_duration.get_or_create(&UpstreamOnly { upstream });
+        }
     }
 
     /// Records a failed load.
@@ -558,9 +751,144 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics text to Prometheus text format 0.0.4: a counter's family
+/// is named with its `_total` suffix, `# UNIT` and `# EOF` lines go, and
+/// info and unknown types become gauge and untyped. Samples are the same.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    // `# HELP` comes before `# TYPE`: the counters are known first.
+    let counters: std::collections::HashSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            match kind {
+                "counter" => out.push_str(&format!("# TYPE {name}_total counter\n")),
+                "info" => out.push_str(&format!("# TYPE {name} gauge\n")),
+                "unknown" => out.push_str(&format!("# TYPE {name} untyped\n")),
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("");
+            if counters.contains(name) {
+                out.push_str(&format!("# HELP {name}_total{}\n", &rest[name.len()..]));
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Process metrics as Prometheus client libraries name them (CPU, memory,
+/// descriptors, threads, start time), read from /proc on each scrape.
+mod process {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    #[derive(Debug)]
+    pub struct Process;
+
+    /// What /proc says of this process; `None` where it cannot be read.
+    #[derive(Debug, Default)]
+    pub struct Stat {
+        pub cpu_seconds: f64,
+        pub rss_bytes: i64,
+        pub virtual_bytes: i64,
+        pub threads: i64,
+        pub start_time: f64,
+        pub open_fds: i64,
+        pub max_fds: i64,
+    }
+
+    pub fn read() -> Option<Stat> {
+        // SAFETY: sysconf only returns a value.
+        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+        let (ticks, page) = (ticks.max(1) as f64, page.max(1));
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command, which is in parentheses and may hold spaces.
+        let f: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let num = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit only writes the struct passed.
+        let max_fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur as i64 } else { 0 };
+        Some(Stat {
+            cpu_seconds: (num(14) + num(15)) / ticks,
+            virtual_bytes: num(23) as i64,
+            rss_bytes: num(24) as i64 * page,
+            threads: num(20) as i64,
+            start_time: boot + num(22) / ticks,
+            open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0),
+            max_fds,
+        })
+    }
+
+    impl Collector for Process {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let Some(s) = read() else { return Ok(()) };
+            let c = ConstCounter::new(s.cpu_seconds);
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+            let gauges: [(&str, &str, i64); 5] = [
+                ("process_resident_memory_bytes", "Resident memory size in bytes", s.rss_bytes),
+                ("process_virtual_memory_bytes", "Virtual memory size in bytes", s.virtual_bytes),
+                ("process_open_fds", "Number of open file descriptors", s.open_fds),
+                ("process_max_fds", "Maximum number of open file descriptors", s.max_fds),
+                ("process_threads", "Number of OS threads in the process", s.threads),
+            ];
+            for (name, help, v) in gauges {
+                let g = ConstGauge::new(v);
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+            let g = ConstGauge::new(s.start_time);
+            g.encode(encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                None,
+                g.metric_type(),
+            )?)?;
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_format_names_counters_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.cache_hits.inc();
+        let text = m.encode_text();
+        assert!(text.contains("# TYPE pzdns_cache_hits_total counter\n"), "{text}");
+        assert!(text.contains("# HELP pzdns_cache_hits_total "), "{text}");
+        assert!(text.contains("pzdns_cache_hits_total 1\n"), "{text}");
+        assert!(text.contains("# TYPE pzdns_build_info gauge\n") || text.contains("# TYPE pzdns_build_info_info gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    }
 
     #[test]
     fn every_event_has_its_slot_and_series() {

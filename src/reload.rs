@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Diagnostics;
+use crate::config::{Diagnostics, ServerConfig};
 use crate::metrics::DataCounts;
 use crate::metrics::ResultLabels;
 use crate::state::{Failure, Shared};
@@ -32,16 +32,37 @@ pub const MAX_DELAY: Duration = Duration::from_secs(5);
 /// (a hung network file system) gets here; the old data keeps serving.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Loads the zones directory anew and swaps it in; reloads are serialised.
+/// Reads the configuration file and the zones directory anew and swaps
+/// them in together; reloads are serialised.
 pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, Diagnostics> {
     let _one_at_a_time = shared.reload_lock.lock().await;
     let next_gen = shared.snapshot.load().generation + 1;
-    let cfg = shared.config.clone();
+    let running = shared.config.load_full();
     let started = Instant::now();
-    let load = tokio::task::spawn_blocking(move || crate::loader::load(&cfg, next_gen));
+    let load = {
+        let (shared, running) = (shared.clone(), running.clone());
+        tokio::task::spawn_blocking(move || {
+            let (cfg, restart) = reread_config(&shared, &running)?;
+            let prev = shared.snapshot.load_full();
+            // Reloads are serialised: the state is taken and put back.
+            let mut inc = std::mem::take(&mut *shared.incremental.lock().unwrap_or_else(|p| p.into_inner()));
+            let load = || {
+                let r = crate::loader::load_incremental(&cfg, next_gen, Some(&prev), &mut inc);
+                (r, inc)
+            };
+            // The first load has every core; a reload, `reload.threads`.
+            let (loaded, inc) = match (trigger, reload_pool(&shared, cfg.reload_threads)) {
+                ("start", _) | (_, None) => load(),
+                (_, Some(pool)) => pool.install(load),
+            };
+            *shared.incremental.lock().unwrap_or_else(|p| p.into_inner()) = inc;
+            let (snap, reuse) = loaded?;
+            Ok((cfg, restart, snap, reuse))
+        })
+    };
     let failed = |why: String| {
         let mut d = Diagnostics::new();
-        d.push(&shared.config.zones_dir, crate::config::Pos::UNKNOWN, why);
+        d.push(&running.zones_dir, crate::config::Pos::UNKNOWN, why);
         Err(d)
     };
     let built = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
@@ -52,13 +73,16 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     };
     let ms = started.elapsed().as_millis() as u64;
     match built {
-        Ok(snap) => {
+        Ok((cfg, restart_needed, snap, reuse)) => {
             // Policy hit counters exist (at 0) before the data serves.
             snap.policy.register(&shared.metrics.policy_hits);
             for w in &snap.policy.warnings {
                 tracing::warn!(target: "pzdns::reload", "{w}");
             }
             let snap = Arc::new(snap);
+            // The settings first, then the data built from them: a query
+            // that sees the new data sees the new settings too.
+            shared.apply_config(Arc::new(cfg));
             let old = shared.snapshot.swap(snap.clone());
             // Freeing a large snapshot takes milliseconds: not on a worker
             // thread that answers queries. (Queries still holding it keep it
@@ -71,8 +95,13 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 endpoints: snap.stats.endpoints,
                 generation: snap.generation,
             });
+            shared.metrics.upstreams_known(snap.all_upstreams());
+            shared.metrics.queries_known(&snap.vpc_labels, &snap.unknown_label);
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-            let dir = shared.config.zones_dir.clone();
+            for what in &restart_needed {
+                warn!(trigger, "{what}: the running server keeps the old setting until it is restarted");
+            }
+            let dir = running.zones_dir.clone();
             let commit = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || git_commit(&dir)))
                 .await
                 .ok()
@@ -86,6 +115,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 st.load_ms = ms;
                 st.git_commit = commit.clone();
                 st.last_failure = None;
+                st.restart_needed = restart_needed;
             }
             let s = snap.stats;
             info!(
@@ -96,6 +126,8 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 vpcs = s.vpcs,
                 endpoints = s.endpoints,
                 ms,
+                files_read = reuse.read,
+                files_reused = reuse.reused,
                 commit = commit.as_deref().unwrap_or("-"),
                 "data loaded"
             );
@@ -118,6 +150,72 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             Err(diags)
         }
     }
+}
+
+/// The pool reloads build on, of `threads` threads (made again when the
+/// setting changes); `None` if no pool can be made (the global one serves).
+fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((n, pool)) = slot.as_ref()
+        && *n == threads
+    {
+        return Some(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("pzdns-reload-{i}")).build().ok()?;
+    let pool = Arc::new(pool);
+    *slot = Some((threads, pool.clone()));
+    Some(pool)
+}
+
+/// The configuration to load with: the file read again (with the
+/// command-line flags over it, as at start), less what only a restart can
+/// change, which stays as the server runs it; and what those changes are.
+fn reread_config(shared: &Shared, running: &ServerConfig) -> Result<(ServerConfig, Vec<String>), Diagnostics> {
+    let Some(source) = &shared.config_source else { return Ok((running.clone(), Vec::new())) };
+    let mut cfg = source()?;
+    let restart = settings_needing_restart(running, &mut cfg);
+    Ok((cfg, restart))
+}
+
+/// Settings the running server cannot change: its sockets (`listen`,
+/// `admin.listen`), its log format, its dnstap output, and the zones
+/// directory its file watch is on. Where `new` differs, the running value is put back in it
+/// and the change is described.
+pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    let listeners = |c: &ServerConfig| -> Vec<String> {
+        c.listen
+            .iter()
+            .map(|l| {
+                let vpc = l.vpc.as_ref().map_or("-", |v| v.value.as_str());
+                format!("{} (vpc {vpc}, proxy_protocol {:?})", l.address, l.proxy_protocol)
+            })
+            .collect()
+    };
+    let (was, now) = (listeners(running), listeners(new));
+    if was != now {
+        notes.push(format!("listen changed from [{}] to [{}]", was.join(", "), now.join(", ")));
+        new.listen = running.listen.clone();
+    }
+    if running.admin_listen != new.admin_listen {
+        let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        notes.push(format!("admin.listen changed from {} to {}", show(running.admin_listen), show(new.admin_listen)));
+        new.admin_listen = running.admin_listen;
+    }
+    if running.log_format != new.log_format {
+        notes.push(format!("log_format changed from {:?} to {:?}", running.log_format, new.log_format).to_lowercase());
+        new.log_format = running.log_format;
+    }
+    if running.dnstap != new.dnstap {
+        let show = |d: &Option<crate::dnstap::Settings>| d.as_ref().map_or("off".to_string(), |s| s.output.to_string());
+        notes.push(format!("dnstap changed from {} to {}", show(&running.dnstap), show(&new.dnstap)));
+        new.dnstap = running.dnstap.clone();
+    }
+    if running.zones_dir != new.zones_dir {
+        notes.push(format!("zones_dir changed from {} to {}", running.zones_dir.display(), new.zones_dir.display()));
+        new.zones_dir = running.zones_dir.clone();
+    }
+    notes
 }
 
 /// The commit checked out in the git work tree holding `dir`, read from
@@ -167,18 +265,25 @@ pub fn git_commit(dir: &Path) -> Option<String> {
     None
 }
 
-/// Watches `zones_dir` (recursively) and its parent (to see a symlink
-/// swapped over it, as git-sync does), and reloads after the events settle.
+/// Watches `zones_dir` (recursively), its parent (to see a symlink
+/// swapped over it, as git-sync does) and the configuration file, and
+/// reloads after the events settle.
 /// The watching task owns the watcher; returns false if nothing could be
 /// watched (then only SIGHUP and `POST /reload` reload).
 pub fn spawn_watcher(shared: Arc<Shared>) -> bool {
-    let dir = shared.config.zones_dir.clone();
+    let dir = shared.config.load().zones_dir.clone();
     let abs = std::path::absolute(&dir).unwrap_or(dir.clone());
     let parent = abs.parent().map(Path::to_path_buf);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let name = abs.file_name().map(|n| n.to_os_string());
     let watch_dir = abs.clone();
     let watch_parent = parent.clone();
+    // The configuration file, when it is read again on reload.
+    let config_file = match (&shared.config_source, &shared.config.load().source) {
+        (Some(_), Some(f)) => std::path::absolute(f).ok(),
+        _ => None,
+    };
+    let watch_config = config_file.clone();
     let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, EventKind::Access(_)) {
@@ -186,7 +291,9 @@ pub fn spawn_watcher(shared: Arc<Shared>) -> bool {
         }
         // In the parent, only the zones directory's own entry matters.
         let relevant = ev.paths.iter().any(|p| {
-            p.starts_with(&watch_dir) || (p.parent() == watch_parent.as_deref() && p.file_name().map(|n| n.to_os_string()) == name)
+            p.starts_with(&watch_dir)
+                || (p.parent() == watch_parent.as_deref() && p.file_name().map(|n| n.to_os_string()) == name)
+                || watch_config.as_deref() == Some(p.as_path())
         });
         if relevant {
             let _ = tx.try_send(());
@@ -202,6 +309,11 @@ pub fn spawn_watcher(shared: Arc<Shared>) -> bool {
         && let Err(e) = watcher.watch(p, RecursiveMode::NonRecursive)
     {
         debug!(error = %e, dir = %p.display(), "cannot watch the parent of the zones directory");
+    }
+    if let Some(dir) = config_file.as_deref().and_then(Path::parent)
+        && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
+    {
+        warn!(error = %e, dir = %dir.display(), "cannot watch the configuration file's directory; reload it with SIGHUP or POST /reload");
     }
     if let Err(e) = watcher.watch(&abs, RecursiveMode::Recursive) {
         warn!(error = %e, dir = %abs.display(), "cannot watch the zones directory; reload with SIGHUP or POST /reload");

@@ -1,9 +1,11 @@
 //! State shared by every listener, the admin server and reload: the data
 //! in force, the forwarder and its cache, metrics, the configuration and
 //! the reload status. Also the one place an answered query is recorded
-//! (metrics and the query log), whatever transport it came by.
+//! (metrics, the query log, dnstap), whatever transport it came by.
 
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -11,9 +13,10 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::info;
 
-use crate::answer::{Answered, Client, Ctx, Outcome, Pending, answer};
-use crate::config::ServerConfig;
+use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
+use crate::config::{Diagnostics, ServerConfig};
 use crate::dns::query::Query;
+use crate::dnstap::{Dnstap, Protocol};
 use crate::metrics::{Event, Metrics, Source, rcode_label};
 use crate::snapshot::{Snapshot, View};
 use crate::upstream::Forwarder;
@@ -29,6 +32,10 @@ pub struct ReloadStatus {
     pub git_commit: Option<String>,
     /// The last failed attempt, if it is more recent than the last success.
     pub last_failure: Option<Failure>,
+    /// Settings changed in the configuration file that the running
+    /// server cannot apply (listeners, admin address, ...): each says
+    /// what changed; a restart applies them.
+    pub restart_needed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,35 +51,107 @@ pub struct Shared {
     /// Upstream client and cache; they survive reloads.
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
-    /// The configuration the server started with (reload re-reads zones/).
-    pub config: ServerConfig,
+    /// The configuration in force: re-read with the data on every reload
+    /// (what needs a restart stays as the server started, see
+    /// `reload::settings_needing_restart`).
+    pub config: ArcSwap<ServerConfig>,
+    /// How to read the configuration again: the file and the command-line
+    /// flags over it. `None`: the configuration is fixed (tests, embedded
+    /// defaults with nothing to re-read).
+    pub config_source: Option<ConfigSource>,
+    /// `query_log` of the configuration in force, read once per query.
+    query_log: AtomicBool,
     pub status: Mutex<ReloadStatus>,
     /// Serialises reloads from the watch, SIGHUP and the admin API.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// What the last successful load read, for the next to read only what changed.
+    pub incremental: Mutex<crate::loader::Incremental>,
+    /// The threads reloads build on (`reload.threads`), made on first use.
+    pub reload_pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
     /// Upstream questions still being answered (the drain waits on them).
     pub waiting: tokio::sync::watch::Sender<usize>,
+    /// dnstap output, when configured (set once at start).
+    pub dnstap: OnceLock<Arc<Dnstap>>,
+    /// The address each listener got (port 0 resolved), set once bound.
+    pub listeners: OnceLock<Vec<SocketAddr>>,
 }
+
+/// Reads the configuration anew, as at start (file, then flags).
+pub type ConfigSource = Box<dyn Fn() -> Result<ServerConfig, Diagnostics> + Send + Sync>;
 
 impl Shared {
     pub fn new(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_source(config, snapshot, metrics, None)
+    }
+
+    /// As [`Shared::new`], with the means to re-read the configuration on reload.
+    pub fn with_source(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>, source: Option<ConfigSource>) -> Arc<Self> {
         let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
             metrics,
-            config,
+            query_log: AtomicBool::new(config.query_log),
+            config: ArcSwap::from_pointee(config),
+            config_source: source,
             status: Mutex::new(ReloadStatus::default()),
             reload_lock: tokio::sync::Mutex::new(()),
+            incremental: Mutex::new(crate::loader::Incremental::default()),
+            reload_pool: Mutex::new(None),
             waiting: tokio::sync::watch::Sender::new(0),
+            dnstap: OnceLock::new(),
+            listeners: OnceLock::new(),
         })
     }
 
-    /// Counts one answered query and, with `query_log`, logs it.
-    pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
+    /// Whether each answered query is logged (`query_log`).
+    pub fn query_log(&self) -> bool {
+        self.query_log.load(Ordering::Relaxed)
+    }
+
+    /// Puts a configuration re-read on reload in force: what applies
+    /// without a restart (the snapshot, built from it, is swapped by the
+    /// caller).
+    pub fn apply_config(&self, cfg: Arc<ServerConfig>) {
+        self.query_log.store(cfg.query_log, Ordering::Relaxed);
+        self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
+        self.config.store(cfg);
+    }
+
+    /// Sends client and forwarder messages to `tap` from now on.
+    pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
+        self.forwarder.set_dnstap(tap.clone());
+        let _ = self.dnstap.set(tap);
+    }
+
+    /// Whether a query waiting on an upstream must be kept for recording
+    /// (the query log, dnstap).
+    pub fn keeps_query(&self) -> bool {
+        self.query_log() || self.dnstap.get().is_some()
+    }
+
+    /// The address of listener `i`: as bound, else as configured.
+    fn listener_addr(&self, i: usize) -> SocketAddr {
+        match self.listeners.get().and_then(|l| l.get(i)) {
+            Some(a) => *a,
+            None => self.config.load().listen.get(i).map_or(crate::config::DEFAULT_LISTEN, |l| l.address),
+        }
+    }
+
+    /// Counts one answered query and, with `query_log`, logs it; with
+    /// dnstap, hands its messages over.
+    pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], response: &[u8], a: &Answered, took: Duration) {
         self.metrics.query_duration.observe(took.as_secs_f64());
         snap.count_query(&self.metrics, a.view, a.rcode, a.source);
-        if self.config.query_log {
-            log_query(snap, client, query, a, took);
+        if self.query_log() {
+            log_query(snap, client, self.listener_addr(client.listener), query, response.len(), a, took);
+        }
+        if let Some(tap) = self.dnstap.get() {
+            let protocol = match client.transport {
+                Transport::Udp => Protocol::Udp,
+                Transport::Tcp => Protocol::Tcp,
+            };
+            tap.client(protocol, client.src, self.listener_addr(client.listener), query, response, took);
         }
         match a.source {
             Source::Error => self.metrics.events.note(Event::BadQuery, || {
@@ -81,6 +160,13 @@ impl Shared {
             Source::Refused => self.metrics.events.note(Event::Refused, || {
                 let why = if a.view == Some(View::Unknown) { "a source in no VPC" } else { "a transfer or a class other than IN" };
                 format!("{} query from {} REFUSED: {why}", client.transport.as_str(), client.src)
+            }),
+            Source::Stale => self
+                .metrics
+                .events
+                .note(Event::StaleServed, || format!("served a stale answer to {} (RFC 8767): the upstreams failed", client.src)),
+            Source::Failure => self.metrics.events.note(Event::ServFail, || {
+                format!("answered SERVFAIL to {}: an upstream failure or a CNAME chain that cannot end", client.src)
             }),
             _ => {}
         }
@@ -121,12 +207,12 @@ impl Shared {
         match outcome {
             Outcome::Drop => Started::Drop,
             Outcome::Done(a) => {
-                self.record(&snap, &client, query, &a, started.elapsed());
+                self.record(&snap, &client, query, &out, &a, started.elapsed());
                 Started::Done(out)
             }
             Outcome::Wait(pending) => {
-                // The query is kept only for the query log.
-                let query = if self.config.query_log { query.to_vec() } else { Vec::new() };
+                // The query is kept only for the query log and dnstap.
+                let query = if self.keeps_query() { query.to_vec() } else { Vec::new() };
                 Started::Wait(Waiting { pending, snap, client, query, started })
             }
         }
@@ -164,7 +250,7 @@ impl Waiting {
     /// Asks the upstream, records the answer, returns the response.
     pub async fn finish(self, shared: &Shared) -> Vec<u8> {
         let (bytes, a) = self.pending.finish(&shared.forwarder).await;
-        shared.record(&self.snap, &self.client, &self.query, &a, self.started.elapsed());
+        shared.record(&self.snap, &self.client, &self.query, &bytes, &a, self.started.elapsed());
         bytes
     }
 }
@@ -180,17 +266,20 @@ pub fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
     }
 }
 
-fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took: Duration) {
+fn log_query(snap: &Snapshot, client: &Client, listener: SocketAddr, query: &[u8], size: usize, a: &Answered, took: Duration) {
     let vpc = match a.view {
         Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).unwrap_or(&snap.unknown_label),
         _ => &snap.unknown_label,
     };
-    let (name, qtype) = match Query::parse(query).ok().and_then(|q| q.one()) {
+    let parsed = Query::parse(query).ok();
+    let (name, qtype) = match parsed.as_ref().and_then(|q| q.one()) {
         Some((_, qname, qtype, _)) => {
             (Name::read(&mut BinDecoder::new(qname)).map(|n| n.to_string()).unwrap_or_default(), RecordType::from(qtype))
         }
         None => (String::new(), RecordType::NULL),
     };
+    // The header as sent, even where the rest did not parse.
+    let word = |i: usize| query.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     info!(
         target: "pzdns::query",
         vpc = &**vpc,
@@ -198,12 +287,68 @@ fn log_query(snap: &Snapshot, client: &Client, query: &[u8], a: &Answered, took:
         // The client a trusted forwarder spoke for, when it picked the view.
         for_client = a.claimed.map(|c| c.to_string()).unwrap_or_default(),
         protocol = client.transport.as_str(),
+        listener = %listener,
+        id = word(0),
+        // Text (quoted in text logs): both may hold a space.
+        flags = HeaderFlags(word(2)).to_string().as_str(),
+        edns = EdnsText(parsed.and_then(|q| q.edns).map(|e| (e.payload, e.dnssec_ok))).to_string().as_str(),
         name = %name,
         qtype = %qtype,
         rcode = rcode_label(a.rcode),
         source = a.source.as_str(),
         // The response-policy rule that decided (or alerted): `rule set=action`.
         policy = a.policy.map(|p| format!("{}={}", snap.policy.set_of(p.rule).label, p.action.as_str())).unwrap_or_default(),
+        size = size,
         us = took.as_micros() as u64,
     );
+}
+
+/// A query's header flags as dig prints them (`rd cd`), or `-`.
+struct HeaderFlags(u16);
+
+impl std::fmt::Display for HeaderFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const FLAGS: [(u16, &str); 7] =
+            [(0x8000, "qr"), (0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0020, "ad"), (0x0010, "cd")];
+        let mut first = true;
+        for (bit, name) in FLAGS {
+            if self.0 & bit != 0 {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first { f.write_str("-") } else { Ok(()) }
+    }
+}
+
+/// A query's EDNS: the UDP payload it offers and `do` when it sets DO, or
+/// `-` without EDNS.
+struct EdnsText(Option<(u16, bool)>);
+
+impl std::fmt::Display for EdnsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("-"),
+            Some((payload, false)) => write!(f, "{payload}"),
+            Some((payload, true)) => write!(f, "{payload} do"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_edns_as_text() {
+        assert_eq!(HeaderFlags(0x0130).to_string(), "rd ad cd");
+        assert_eq!(HeaderFlags(0x0100).to_string(), "rd");
+        assert_eq!(HeaderFlags(0).to_string(), "-");
+        assert_eq!(EdnsText(None).to_string(), "-");
+        assert_eq!(EdnsText(Some((1232, true))).to_string(), "1232 do");
+        assert_eq!(EdnsText(Some((4096, false))).to_string(), "4096");
+    }
 }

@@ -16,14 +16,72 @@
 //! 4. reads at most [`MAX_FILE_BYTES`], however much the file grows.
 
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::diagnostics::{Diagnostics, Pos};
 
 /// Largest file pzdns reads: larger ones are rejected before reading, so a
 /// stray multi-gigabyte file cannot exhaust memory.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// See [`Stamp::unless_racy`]: well over any file system's timestamp granularity.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What tells a file's content changed without reading it, as make and
+/// ninja judge it: device, inode, size, modification and change time (a
+/// rename over it, a write or a truncation each move one of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn from_meta(m: &std::fs::Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// A file modified within `window` of now may be modified again
+    /// within the file system's timestamp granularity, leaving its stamp
+    /// as it was (git's "racily clean" case): its stamp is replaced by one
+    /// nothing matches, so the next load reads it again.
+    fn unless_racy(self, window: std::time::Duration) -> Stamp {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+        if now - self.mtime_ns.max(self.ctime_ns) < window.as_nanos() as i128 {
+            Stamp { ino: u64::MAX, dev: u64::MAX, ..self }
+        } else {
+            self
+        }
+    }
+
+    /// The stamp of what `path` names now (links followed); `None` if
+    /// nothing can be found there.
+    pub fn of(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::from_meta(&m))
+    }
+}
+
+/// The files one reader read, each with its stamp when read (`None`: it
+/// could not be found), so that a later load can tell whether reading
+/// again would give the same.
+pub type Reads = Arc<Mutex<Vec<(PathBuf, Option<Stamp>)>>>;
+
+/// Whether every file of `reads` is still what was read.
+pub fn unchanged(reads: &[(PathBuf, Option<Stamp>)]) -> bool {
+    reads.iter().all(|(p, s)| Stamp::of(p) == *s)
+}
 
 /// Where data files may be read from.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +92,11 @@ pub struct FileAccess {
     allowed: Vec<PathBuf>,
     /// The size limit (tests lower it).
     max_bytes: u64,
+    /// Where each file read is noted, when a caller wants to know.
+    reads: Option<Reads>,
+    /// Files modified more recently than this before they are read are
+    /// noted with a stamp nothing matches (see [`Stamp::unless_racy`]).
+    racy_window: std::time::Duration,
 }
 
 impl FileAccess {
@@ -41,12 +104,18 @@ impl FileAccess {
     /// `allowed`.
     pub fn new(zones_dir: &Path, allowed: &[PathBuf]) -> Self {
         let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        FileAccess { root: Some(resolve(zones_dir)), allowed: allowed.iter().map(|p| resolve(p)).collect(), max_bytes: MAX_FILE_BYTES }
+        FileAccess {
+            root: Some(resolve(zones_dir)),
+            allowed: allowed.iter().map(|p| resolve(p)).collect(),
+            max_bytes: MAX_FILE_BYTES,
+            reads: None,
+            racy_window: RACY_WINDOW,
+        }
     }
 
     /// Any path (the configuration file, named on the command line).
     pub fn anywhere() -> Self {
-        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES }
+        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES, reads: None, racy_window: RACY_WINDOW }
     }
 
     /// The same rules with another size limit.
@@ -59,6 +128,26 @@ impl FileAccess {
         self.max_bytes
     }
 
+    /// The same rules with another racy window (tests that set stamps
+    /// themselves use none).
+    pub fn with_racy_window(mut self, w: std::time::Duration) -> Self {
+        self.racy_window = w;
+        self
+    }
+
+    /// The same rules, noting every file read (and every one that could
+    /// not be found) in the list returned.
+    pub fn recording(&self) -> (FileAccess, Reads) {
+        let reads = Reads::default();
+        (FileAccess { reads: Some(reads.clone()), ..self.clone() }, reads)
+    }
+
+    fn note(&self, path: &Path, stamp: Option<Stamp>) {
+        if let Some(r) = &self.reads {
+            r.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_path_buf(), stamp));
+        }
+    }
+
     /// Reads `path` as bytes, or says why not (the message names the path,
     /// as resolved when that differs, and how to fix it).
     pub fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
@@ -68,6 +157,15 @@ impl FileAccess {
     /// As [`Self::read`]; with `self_named` the message says "file" instead
     /// of the path, for a problem reported against the path itself.
     fn read_as(&self, path: &Path, self_named: bool) -> Result<Vec<u8>, String> {
+        if self.reads.is_some() {
+            // Stamped before the read: a change made while it reads shows
+            // as a change at the next load.
+            self.note(path, Stamp::of(path).map(|s| s.unless_racy(self.racy_window)));
+        }
+        self.read_checked(path, self_named)
+    }
+
+    fn read_checked(&self, path: &Path, self_named: bool) -> Result<Vec<u8>, String> {
         let named = if self_named { "file".to_string() } else { path.display().to_string() };
         let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {named}: {e}"))?;
         let shown = if real == path { named } else { format!("{named} (resolves to {})", real.display()) };

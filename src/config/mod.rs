@@ -47,6 +47,8 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a TCP response may take to be written before the
 /// connection is closed (a client that does not read).
 pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Threads a reload uses: one, so answering keeps the other cores.
+pub const DEFAULT_RELOAD_THREADS: usize = 1;
 /// Without `tcp.max_connections_per_source`, one source may hold this
 /// fraction of `tcp.max_connections` (a source in no VPC a quarter of that).
 pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
@@ -153,6 +155,10 @@ pub struct ServerConfig {
     pub tcp_max_connections_per_source: Option<usize>,
     /// A TCP response not written within this closes its connection.
     pub tcp_write_timeout: Duration,
+    /// Threads a reload reads and builds on (`reload.threads`), so that a
+    /// big rebuild leaves the other cores to answering. The load at start
+    /// uses every core.
+    pub reload_threads: usize,
     pub log_format: LogFormat,
     pub query_log: bool,
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
@@ -163,6 +169,8 @@ pub struct ServerConfig {
     pub client_subnet: ClientSubnet,
     /// This replica's NSID (RFC 5001), sent to queries that ask; off by default.
     pub nsid: Option<String>,
+    /// dnstap output; off by default.
+    pub dnstap: Option<crate::dnstap::Settings>,
 }
 
 impl ServerConfig {
@@ -184,12 +192,14 @@ impl ServerConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_max_connections_per_source: None,
             tcp_write_timeout: DEFAULT_TCP_WRITE_TIMEOUT,
+            reload_threads: DEFAULT_RELOAD_THREADS,
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
             trusted_forwarders: Vec::new(),
             client_subnet: ClientSubnet::Off,
             nsid: None,
+            dnstap: None,
         }
     }
 
@@ -299,6 +309,13 @@ impl ServerConfig {
             cfg.zones_dir = base.join(&z.value);
         } else {
             cfg.zones_dir = base.join("zones");
+        }
+        if let Some(t) = f.reload_threads {
+            if (1..=256).contains(&t.value) {
+                cfg.reload_threads = t.value as usize;
+            } else {
+                diags.push(path, pos(&t), "reload.threads must be from 1 to 256");
+            }
         }
         if let Some(u) = f.unknown_clients {
             match u.value.as_str() {
@@ -418,6 +435,9 @@ impl ServerConfig {
                 v => cfg.nsid = Some(v.to_string()),
             }
         }
+        if let Some(t) = f.dnstap {
+            cfg.dnstap = dnstap_settings(path, &base, t, cfg.nsid.as_deref(), diags);
+        }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
         }
@@ -439,6 +459,88 @@ impl ServerConfig {
     pub fn tcp_per_source(&self) -> usize {
         self.tcp_max_connections_per_source.unwrap_or(self.tcp_max_connections / DEFAULT_TCP_SOURCE_SHARE).max(1)
     }
+}
+
+/// Longest Unix socket path (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// Longest dnstap identity or version.
+const MAX_DNSTAP_TEXT: usize = 255;
+
+/// `dnstap:` checked: one output, known message kinds, a sane queue.
+fn dnstap_settings(
+    path: &Path,
+    base: &Path,
+    t: schema::DnstapEntry,
+    nsid: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Option<crate::dnstap::Settings> {
+    use crate::dnstap::{DEFAULT_QUEUE, Kinds, Output, Settings};
+    let before = diags.len();
+    let output = match (t.socket, t.file) {
+        (Some(s), None) if !s.value.is_empty() => {
+            let p = base.join(&s.value);
+            if p.as_os_str().len() > MAX_SOCKET_PATH {
+                diags.push(
+                    path,
+                    pos(&s),
+                    format!("dnstap.socket is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}", p.as_os_str().len()),
+                );
+            }
+            Some(Output::Socket(p))
+        }
+        (None, Some(f)) if !f.value.is_empty() => Some(Output::File(base.join(&f.value))),
+        (Some(s), Some(_)) => {
+            diags.push(path, pos(&s), "dnstap has both `socket` and `file`; give one: a collector's Unix socket, or a file to write");
+            None
+        }
+        (s, f) => {
+            let at = s.as_ref().or(f.as_ref()).map_or(t.pos, pos);
+            diags.push(
+                path,
+                at,
+                "dnstap needs `socket:` (a collector's Unix socket, e.g. /run/pzdns/dnstap.sock) or `file:` (e.g. /var/log/pzdns/dnstap.fstrm)",
+            );
+            None
+        }
+    };
+    // BIND's defaults: the host name (here the NSID first, which names
+    // the replica the same way) and the server's version; `none` omits them.
+    let text = |v: Option<yaml::Spanned<String>>, key: &str, default: &dyn Fn() -> String, diags: &mut Diagnostics| match v {
+        None => default(),
+        Some(v) if v.value == "none" => String::new(),
+        Some(v) if v.value.len() > MAX_DNSTAP_TEXT => {
+            diags.push(path, pos(&v), format!("dnstap.{key} is {} bytes; at most {MAX_DNSTAP_TEXT}", v.value.len()));
+            String::new()
+        }
+        Some(v) => v.value,
+    };
+    let identity = text(t.identity, "identity", &|| nsid.map(str::to_string).or_else(crate::dnstap::hostname).unwrap_or_default(), diags);
+    let version = text(t.version, "version", &|| format!("pzdns {}", env!("CARGO_PKG_VERSION")), diags);
+    let mut kinds = Kinds::ALL;
+    if let Some(m) = t.messages {
+        kinds = Kinds::NONE;
+        if m.value.is_empty() {
+            diags.push(path, pos(&m), format!("dnstap.messages is empty; list some of {}, or remove `dnstap`", Kinds::NAMES.join(", ")));
+        }
+        for k in &m.value {
+            match Kinds::by_name(&k.value) {
+                Some(kind) => kinds = kinds.with(kind),
+                None => diags.push(path, pos(k), format!("dnstap.messages `{}` must be one of {}", k.value, Kinds::NAMES.join(", "))),
+            }
+        }
+    }
+    let mut queue = DEFAULT_QUEUE;
+    if let Some(q) = t.queue {
+        if (1..=1_000_000).contains(&q.value) {
+            queue = q.value as usize;
+        } else {
+            diags.push(path, pos(&q), "dnstap.queue must be from 1 to 1000000 (messages waiting for the writer)");
+        }
+    }
+    if diags.len() > before {
+        return None;
+    }
+    Some(Settings { output: output?, identity, version, kinds, queue })
 }
 
 pub fn parse_log_format(s: &str) -> Option<LogFormat> {

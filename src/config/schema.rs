@@ -21,6 +21,8 @@ pub struct ServerFile {
     pub cache: Option<CacheEntry>,
     pub admin: Option<AdminEntry>,
     pub tcp: Option<TcpEntry>,
+    /// `reload: { threads: N }`.
+    pub reload_threads: Option<Spanned<i64>>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
     /// One directory, or a list of them.
@@ -28,6 +30,20 @@ pub struct ServerFile {
     pub trusted_forwarders: Option<Vec<Spanned<String>>>,
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
+    pub dnstap: Option<DnstapEntry>,
+}
+
+/// `dnstap:` of pzdns.yaml.
+#[derive(Debug)]
+pub struct DnstapEntry {
+    /// Where the map starts, for problems of the whole entry.
+    pub pos: super::Pos,
+    pub socket: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    pub identity: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+    pub messages: Option<Spanned<Vec<Spanned<String>>>>,
+    pub queue: Option<Spanned<i64>>,
 }
 
 #[derive(Debug)]
@@ -218,6 +234,12 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let reload_threads = m.get("reload").and_then(|n| {
+            let mut r = MapReader::new(n, "`reload`", path, d)?;
+            let threads = r.int("threads", d);
+            r.finish(d);
+            threads
+        });
         let log_format = m.text("log_format", d);
         let query_log = m.bool("query_log", d);
         let allow_paths_outside = match m.get("allow_paths_outside") {
@@ -228,6 +250,20 @@ impl ServerFile {
         let trusted_forwarders = m.texts("trusted_forwarders", d).map(|l| l.value);
         let client_subnet = m.text("client_subnet", d);
         let nsid = m.text("nsid", d);
+        let dnstap = m.get("dnstap").and_then(|n| {
+            let mut t = MapReader::new(n, "`dnstap`", path, d)?;
+            let out = DnstapEntry {
+                pos: n.pos(),
+                socket: t.text("socket", d),
+                file: t.text("file", d),
+                identity: t.text("identity", d),
+                version: t.text("version", d),
+                messages: t.texts("messages", d),
+                queue: t.int("queue", d),
+            };
+            t.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -238,12 +274,14 @@ impl ServerFile {
             cache,
             admin,
             tcp,
+            reload_threads,
             log_format,
             query_log,
             allow_paths_outside,
             trusted_forwarders,
             client_subnet,
             nsid,
+            dnstap,
         })
     }
 }

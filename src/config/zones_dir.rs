@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
-use super::files::FileAccess;
+use super::files::{FileAccess, Stamp, unchanged};
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
 use super::{Located, ServerConfig, rdata};
@@ -95,6 +95,42 @@ pub struct ZonesData {
     pub files_read: usize,
     /// Response policies (files with `policy:` instead of `zone:`).
     pub policies: Vec<super::policy::PolicyDef>,
+    /// Zone files not read again: unchanged since the previous load, whose
+    /// zones stand as that load built them (see [`load_reusing`]).
+    pub reused: Vec<PathBuf>,
+    /// What this load read, for the next one to compare with.
+    pub read: Previous,
+}
+
+/// The zone files a successful load read, each with the files read for it
+/// (the YAML file, its master file, every `$INCLUDE`) and their stamps,
+/// and what every zone file was read against: the next load reads again
+/// only the zone files for which something differs. Policy files,
+/// `vpcs.yaml` and `endpoints.yaml` are read every time.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    basis: Option<Basis>,
+    files: HashMap<PathBuf, Vec<(PathBuf, Option<Stamp>)>>,
+}
+
+/// What reading a zone file depends on besides its own files: where files
+/// may be read from, and the VPC ids in order (a zone holds VPC indices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Basis {
+    dir: PathBuf,
+    allowed: Vec<PathBuf>,
+    vpcs: Vec<String>,
+}
+
+impl Previous {
+    /// Zone files that would be taken as they are.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 /// Loads and checks `cfg.zones_dir`, together with the VPC references in
@@ -102,6 +138,15 @@ pub struct ZonesData {
 /// with every problem found, so that later checks (which need the records
 /// grouped) can still run and report theirs in the same pass.
 pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
+    load_reusing(cfg, None, super::files::RACY_WINDOW)
+}
+
+/// As [`load`], reading again only the zone files for which `prev` (what
+/// the previous successful load read) shows a change: the others are
+/// listed in `reused`, for the snapshot builder to take their zones from
+/// the previous snapshot. Files modified within `racy_window` of being
+/// read are read again next time whatever their stamps say.
+pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: std::time::Duration) -> (ZonesData, Diagnostics) {
     let dir = &cfg.zones_dir;
     let mut diags = Diagnostics::new();
     let mut data = ZonesData { dir: dir.clone(), ..Default::default() };
@@ -121,7 +166,7 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     }
     files.sort();
     data.files_read = files.len();
-    let access = FileAccess::new(dir, &cfg.allow_paths_outside);
+    let access = FileAccess::new(dir, &cfg.allow_paths_outside).with_racy_window(racy_window);
 
     // VPCs first: every other file refers to them.
     let vpcs_path = dir.join(VPCS_FILE);
@@ -129,6 +174,10 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
         load_vpcs(&vpcs_path, &access, &mut data, &mut diags);
     }
     let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
+    let basis =
+        Basis { dir: dir.clone(), allowed: cfg.allow_paths_outside.clone(), vpcs: data.vpcs.iter().map(|v| v.id.clone()).collect() };
+    let prev = prev.filter(|p| p.basis.as_ref() == Some(&basis));
+    data.read.basis = Some(basis);
     let check_vpc = |l: &Located<String>, diags: &mut Diagnostics| {
         if !known.contains(&l.value) {
             diags.push(&l.path, l.pos, unknown_vpc_msg(&l.value, dir, &known));
@@ -149,23 +198,38 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
     let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
     // Zone files are independent: parse them on rayon's pool (every core).
     // Results come back in file order, so output is deterministic.
-    let parsed: Vec<(DataFile, Diagnostics)> = {
+    // Per file: what it holds (`None`: unchanged, not read), its problems,
+    // and the files read for it.
+    type Read = (PathBuf, Option<DataFile>, Diagnostics, Vec<(PathBuf, Option<Stamp>)>);
+    let parsed: Vec<Read> = {
         use rayon::prelude::*;
         zone_files
             .par_iter()
             .map(|f| {
+                if let Some(reads) = prev.and_then(|p| p.files.get(*f)).filter(|r| unchanged(r)) {
+                    return ((*f).clone(), None, Diagnostics::new(), reads.clone());
+                }
                 let mut d = Diagnostics::new();
+                let (access, reads) = access.recording();
                 let z = load_zone_file(f, dir, &known, &access, &mut d);
-                (z, d)
+                let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|p| p.into_inner()));
+                ((*f).clone(), Some(z), d, reads)
             })
             .collect()
     };
-    for (z, d) in parsed {
+    for (path, z, d, reads) in parsed {
         diags.extend(d);
         match z {
-            DataFile::Zone(z) => data.zones.push(z),
-            DataFile::Policy(p) => data.policies.push(p),
-            DataFile::Nothing => {}
+            None => {
+                data.reused.push(path.clone());
+                data.read.files.insert(path, reads);
+            }
+            Some(DataFile::Zone(z)) => {
+                data.zones.push(z);
+                data.read.files.insert(path, reads);
+            }
+            Some(DataFile::Policy(p)) => data.policies.push(p),
+            Some(DataFile::Nothing) => {}
         }
     }
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {

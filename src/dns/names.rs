@@ -124,6 +124,22 @@ pub fn key_to_name(key: &[u8]) -> Name {
     Name::from_labels(labels).unwrap_or_else(|_| Name::root())
 }
 
+/// Whether `key` is `domain` or a name under it (whole labels: a key's
+/// ancestors are its suffixes that start at a label).
+pub fn key_is_under(key: &[u8], domain: &[u8]) -> bool {
+    let mut k = Some(key);
+    while let Some(cur) = k {
+        if cur == domain {
+            return true;
+        }
+        if cur.len() <= domain.len() {
+            return false;
+        }
+        k = parent_key(cur);
+    }
+    false
+}
+
 /// Number of labels in a key.
 pub fn key_labels(key: &[u8]) -> usize {
     let mut n = 0;
@@ -144,6 +160,16 @@ pub fn parent_key(key: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn under_is_by_whole_labels() {
+        let k = |s: &str| name_key(&Name::from_str(s).unwrap());
+        assert!(key_is_under(&k("a.b.example.com."), &k("example.com.")));
+        assert!(key_is_under(&k("example.com."), &k("example.com.")));
+        assert!(!key_is_under(&k("badexample.com."), &k("example.com.")));
+        assert!(!key_is_under(&k("com."), &k("example.com.")));
+        assert!(key_is_under(&k("com."), &k(".")));
+    }
 
     #[test]
     fn suffixes_are_ancestors() {

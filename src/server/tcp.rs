@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,16 @@ pub struct TcpLimits {
 }
 
 impl TcpLimits {
+    /// The limits of a configuration (they change with it on reload).
+    pub fn of(cfg: &crate::config::ServerConfig) -> Self {
+        TcpLimits {
+            max_connections: cfg.tcp_max_connections,
+            max_per_source: cfg.tcp_per_source(),
+            idle_timeout: cfg.tcp_idle_timeout,
+            write_timeout: cfg.tcp_write_timeout,
+        }
+    }
+
     /// How many connections a source with this view may hold.
     pub fn per_source(&self, view: View) -> usize {
         match view {
@@ -107,17 +118,32 @@ impl Drop for SourceSlot {
     }
 }
 
+/// One connection counted as open until dropped.
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: &Arc<AtomicUsize>, limit: usize) -> Option<OpenSlot> {
+        // Only the accept loop takes slots: no other taker can race it.
+        if open.load(Ordering::Relaxed) >= limit {
+            return None;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        Some(OpenSlot(open.clone()))
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` turns true, then
 /// waits (at most `grace`) for the connections' queries in flight.
-pub async fn serve(
-    listener: TcpListener,
-    index: usize,
-    shared: Arc<Shared>,
-    limits: TcpLimits,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+pub async fn serve(listener: TcpListener, index: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    // Connections open on this listener; a count, not a semaphore, since
+    // the limit may change with the configuration.
+    let open = Arc::new(AtomicUsize::new(0));
     let sources: Sources = Arc::default();
     let mut conns = JoinSet::new();
     loop {
@@ -135,7 +161,8 @@ pub async fn serve(
         };
         // Reap finished connections so the set does not grow.
         while conns.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let limits = TcpLimits::of(&shared.config.load());
+        let Some(slot) = OpenSlot::take(&open, limits.max_connections.max(1)) else {
             shared.metrics.tcp_refused.inc();
             shared.metrics.events.note(Event::TcpConnectionLimit, || {
                 format!("TCP connection from {src} closed at once: {} connections open (tcp.max_connections)", limits.max_connections)

@@ -84,7 +84,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             shared.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
             match outcome {
                 // A policy's drop: recorded, nothing sent.
-                Outcome::Done(a) if a.sends_nothing() => shared.record(&snap, &client, bytes, &a, started.elapsed()),
+                Outcome::Done(a) if a.sends_nothing() => shared.record(&snap, &client, bytes, &[], &a, started.elapsed()),
                 Outcome::Done(a) => {
                     answered[tx.len] = (a, client, i, at);
                     tx.push(src);
@@ -96,8 +96,8 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         send_all(&socket, fd, &mut tx);
         // A query's time is its batch's, receipt to responses sent.
         let took = started.elapsed();
-        for (a, client, i, at) in &answered[..tx.len] {
-            shared.record(&snap, client, &rx.get(*i).0[*at..], a, took);
+        for (j, (a, client, i, at)) in answered[..tx.len].iter().enumerate() {
+            shared.record(&snap, client, &rx.get(*i).0[*at..], tx.get(j).0, a, took);
         }
     }
 }
@@ -139,21 +139,27 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>,
             debug!(%dst, error = %e, "failed to send response");
         }
         let snap = shared.snapshot.load();
-        shared.record(&snap, &client, query, &a, started.elapsed());
+        shared.record(&snap, &client, query, &bytes, &a, started.elapsed());
         return;
     }
     let (shared, socket) = (shared.clone(), socket.clone());
-    // The query is kept only for the query log.
-    let query = if shared.config.query_log { query.to_vec() } else { Vec::new() };
+    // The query is kept only for the query log and dnstap.
+    let query = if shared.keeps_query() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
-        let (bytes, a) = shared.waiting_on(finish).await;
-        if !bytes.is_empty()
-            && let Err(e) = socket.send_to(&bytes, dst).await
-        {
-            debug!(%dst, error = %e, "failed to send response");
-        }
-        let snap = shared.snapshot.load();
-        shared.record(&snap, &client, &query, &a, started.elapsed());
+        // Sent and recorded (dnstap included) before the drain counts it done.
+        shared
+            .waiting_on(async {
+                let (bytes, a) = finish.await;
+                // Empty: a response policy drops the query.
+                if !bytes.is_empty()
+                    && let Err(e) = socket.send_to(&bytes, dst).await
+                {
+                    debug!(%dst, error = %e, "failed to send response");
+                }
+                let snap = shared.snapshot.load();
+                shared.record(&snap, &client, &query, &bytes, &a, started.elapsed());
+            })
+            .await;
     });
 }
 

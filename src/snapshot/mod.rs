@@ -10,8 +10,9 @@ pub mod zone;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::rdata::{NS, SOA};
@@ -118,7 +119,9 @@ pub struct Snapshot {
     vswitch_table: CidrTable<(VpcIdx, u32)>,
     /// Zone ids of vSwitches and endpoints (e.g. cn-hangzhou-b), interned.
     pub azs: Vec<String>,
-    pub zones: Vec<Zone>,
+    /// Each zone shared with the snapshots before and after it that did
+    /// not change it (an incremental reload reuses it whole).
+    pub zones: Vec<Arc<Zone>>,
     /// Apex key → (VPC, zone) pairs sorted by VPC.
     zone_index: FxHashMap<NameKey, Vec<(VpcIdx, ZoneIdx)>>,
     /// The most labels any zone apex has: longer suffixes cannot match.
@@ -162,6 +165,19 @@ impl Snapshot {
     /// owners are returned for that, with the snapshot as far as it could
     /// be built and every problem found (usable only when there is none).
     pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> (Snapshot, Vec<CnameSite>, Diagnostics) {
+        Self::build_reusing(cfg, data, generation, None)
+    }
+
+    /// As [`Snapshot::build`]; the zone files named in `data.reused` are
+    /// not built again: their zones are taken from `prev` as they are
+    /// (`zones_dir::load_reusing` judged their files unchanged, read with
+    /// the same VPC ids in the same order, so the zones' VPC indices hold).
+    pub fn build_reusing(
+        cfg: &ServerConfig,
+        data: ZonesData,
+        generation: u64,
+        prev: Option<&Snapshot>,
+    ) -> (Snapshot, Vec<CnameSite>, Diagnostics) {
         let mut diags = Diagnostics::new();
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let mut snap = Snapshot {
@@ -204,7 +220,13 @@ impl Snapshot {
             counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
             policy: policy::Policies::default(),
         };
+        // Reused zones carry indices into the previous interner: start from it.
         let mut azs = Interner::default();
+        if let Some(p) = prev {
+            for a in &p.azs {
+                azs.intern(a);
+            }
+        }
         for (i, v) in data.vpcs.iter().enumerate() {
             let idx = i as VpcIdx;
             snap.vpc_by_id.insert(v.id.clone(), idx);
@@ -232,23 +254,40 @@ impl Snapshot {
         }
 
         // Where each zone name was first bound to each VPC, for the duplicate check.
-        let mut bound: FxHashMap<(NameKey, VpcIdx), (PathBuf, Pos)> = FxHashMap::default();
+        let mut bound_at: FxHashMap<(NameKey, VpcIdx), (PathBuf, Pos)> = FxHashMap::default();
         let mut cnames: Vec<CnameSite> = Vec::new();
-        let mut jobs: Vec<Job> = Vec::with_capacity(data.zones.len());
-        for def in data.zones {
+        // The zones in the order of a full load: zone files by path (reused
+        // or read anew), then the endpoint names.
+        let reused: Vec<Arc<Zone>> = match prev {
+            Some(p) if !data.reused.is_empty() => {
+                let by_path: HashMap<&Path, &Arc<Zone>> =
+                    p.zones.iter().filter(|z| matches!(z.kind, ZoneOrigin::File)).map(|z| (z.path.as_path(), z)).collect();
+                data.reused.iter().filter_map(|f| by_path.get(f.as_path()).map(|z| (*z).clone())).collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut items: Vec<Job> =
+            data.zones.into_iter().map(|d| Job::Build(Box::new(d))).chain(reused.into_iter().map(Job::Reuse)).collect();
+        items.sort_by(|a, b| (a.is_endpoint(), a.path()).cmp(&(b.is_endpoint(), b.path())));
+        let mut jobs: Vec<(Job, Vec<VpcIdx>)> = Vec::with_capacity(items.len());
+        for item in items {
+            let (origin, kind, bound, path, pos) = match &item {
+                Job::Build(def) => (&def.origin, &def.kind, &def.vpcs, &def.path, def.pos),
+                Job::Reuse(z) => (&z.origin, &z.kind, &z.bound, &z.path, z.pos),
+            };
             let vpcs: Vec<VpcIdx> = {
-                let mut v: Vec<VpcIdx> = def.vpcs.iter().filter_map(|l| snap.vpc_by_id.get(&l.value).copied()).collect();
+                let mut v: Vec<VpcIdx> = bound.iter().filter_map(|l| snap.vpc_by_id.get(&l.value).copied()).collect();
                 v.sort_unstable();
                 v.dedup();
                 v
             };
-            let key = name_key(&def.origin);
+            let key = name_key(origin);
             let mut clash = false;
-            for (l, vi) in def.vpcs.iter().zip(vpcs.iter()) {
-                if let Some((p, at)) = bound.get(&(key.clone(), *vi)) {
-                    let what = match &def.kind {
-                        ZoneOrigin::File => format!("zone {}", def.origin),
-                        ZoneOrigin::Endpoint(id) => format!("name {} of endpoint {id}", def.origin),
+            for (l, vi) in bound.iter().zip(vpcs.iter()) {
+                if let Some((p, at)) = bound_at.get(&(key.clone(), *vi)) {
+                    let what = match kind {
+                        ZoneOrigin::File => format!("zone {origin}"),
+                        ZoneOrigin::Endpoint(id) => format!("name {origin} of endpoint {id}"),
                     };
                     diags.push(
                         &l.path,
@@ -262,20 +301,22 @@ impl Snapshot {
                     );
                     clash = true;
                 } else {
-                    bound.insert((key.clone(), *vi), (def.path.clone(), def.pos));
+                    bound_at.insert((key.clone(), *vi), (path.clone(), pos));
                 }
             }
             if clash {
                 continue;
             }
-            for r in &def.records {
-                if let Some(a) = &r.az {
-                    azs.intern(a);
+            if let Job::Build(def) = &item {
+                for r in &def.records {
+                    if let Some(a) = &r.az {
+                        azs.intern(a);
+                    }
                 }
             }
-            jobs.push(Some((def, vpcs)));
+            jobs.push((item, vpcs));
         }
-        // Zones build independently: on every core.
+        // Zones build independently: on every core of the pool this runs on.
         let azs = azs;
         let built = build_zones_parallel(jobs, serial, &azs);
         for (z, mut zone_cnames, d) in built {
@@ -317,21 +358,47 @@ fn route_id(upstreams: &[SocketAddr]) -> u64 {
 /// follows to find loops and over-long chains.
 pub type CnameSite = (ZoneIdx, Name, PathBuf, Pos);
 
-type Built = (Option<Zone>, Vec<CnameSite>, Diagnostics);
+type Built = (Option<Arc<Zone>>, Vec<CnameSite>, Diagnostics);
 /// A zone to build: its definition and the VPCs it is bound to.
-type Job = Option<(ZoneDef, Vec<VpcIdx>)>;
+/// A zone to build from its definition, or one to take as it is.
+enum Job {
+    Build(Box<ZoneDef>),
+    Reuse(Arc<Zone>),
+}
+
+impl Job {
+    fn is_endpoint(&self) -> bool {
+        let kind = match self {
+            Job::Build(d) => &d.kind,
+            Job::Reuse(z) => &z.kind,
+        };
+        matches!(kind, ZoneOrigin::Endpoint(_))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Job::Build(d) => &d.path,
+            Job::Reuse(z) => &z.path,
+        }
+    }
+}
 
 /// Builds every zone on rayon's pool (one thread per core); results in
 /// the order of `jobs`.
-fn build_zones_parallel(jobs: Vec<Job>, serial: u32, azs: &Interner) -> Vec<Built> {
+fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, azs: &Interner) -> Vec<Built> {
     use rayon::prelude::*;
     jobs.into_par_iter()
-        .filter_map(|job| {
-            let (def, vpcs) = job?;
-            let mut diags = Diagnostics::new();
-            let mut cnames = Vec::new();
-            let z = build_zone(def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
-            Some((z, cnames, diags))
+        .map(|(job, vpcs)| match job {
+            Job::Build(def) => {
+                let mut diags = Diagnostics::new();
+                let mut cnames = Vec::new();
+                let z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
+                (z.map(Arc::new), cnames, diags)
+            }
+            Job::Reuse(z) => {
+                let cnames = z.cname_sites.iter().map(|(n, p, pos)| (0, n.clone(), p.clone(), *pos)).collect();
+                (Some(z), cnames, Diagnostics::new())
+            }
         })
         .collect()
 }
@@ -386,6 +453,7 @@ fn build_zone(
     let key = name_key(&def.origin);
     let labels = key_labels(&key);
     let is_endpoint = matches!(def.kind, ZoneOrigin::Endpoint(_));
+    let sites_before = cnames.len();
     // owner key → type → (records, azs, first position)
     type Sets = Vec<(RecordType, Vec<Record>, Vec<u32>, Pos)>;
     let mut by_name: FxHashMap<NameKey, Sets> = FxHashMap::default();
@@ -512,6 +580,7 @@ fn build_zone(
     }
     nodes.shrink_to_fit();
     let negative_soa = negative_soa.unwrap_or_else(unreachable_soa);
+    let cname_sites = cnames[sites_before..].iter().map(|(_, n, p, pos)| (n.clone(), p.clone(), *pos)).collect();
     Some(Zone {
         origin: def.origin,
         key,
@@ -525,6 +594,9 @@ fn build_zone(
         has_wildcards,
         record_count,
         vpcs,
+        bound: def.vpcs,
+        pos: def.pos,
+        cname_sites,
     })
 }
 
@@ -533,6 +605,17 @@ fn unreachable_soa() -> Record {
 }
 
 impl Snapshot {
+    /// Every upstream some route goes to, each once, in config order.
+    pub fn all_upstreams(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = Vec::new();
+        for a in self.upstreams.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
+            if !all.contains(a) {
+                all.push(*a);
+            }
+        }
+        all
+    }
+
     /// The upstreams a route goes to, with their cache-key id.
     pub fn upstreams_for(&self, route: Route) -> (&[SocketAddr], u64) {
         match route {

@@ -66,6 +66,14 @@ pub struct Zone {
     pub record_count: usize,
     /// Index of the VPCs this zone is bound to (sorted).
     pub vpcs: Vec<u32>,
+    /// The `vpcs:` entries as written, and where the zone file's `zone:`
+    /// key is: what the duplicate-zone check reports when the zone is
+    /// reused by a later load rather than built again.
+    pub bound: Vec<crate::config::Located<String>>,
+    pub pos: crate::config::Pos,
+    /// Its CNAME owners (with where each is written), whose chains every
+    /// load checks again, whether the zone was rebuilt or reused.
+    pub cname_sites: Vec<(Name, PathBuf, crate::config::Pos)>,
 }
 
 /// What a zone holds for a name and type.

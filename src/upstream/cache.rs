@@ -39,6 +39,27 @@ impl std::borrow::Borrow<[u8]> for Key {
     }
 }
 
+impl Key {
+    /// The name's part of the key: its lowercased wire form.
+    pub fn name_key(&self) -> &[u8] {
+        &self.0[..self.0.len().saturating_sub(KEY_SUFFIX_LEN)]
+    }
+
+    /// The type asked.
+    pub fn qtype(&self) -> RecordType {
+        let n = self.0.len().saturating_sub(KEY_SUFFIX_LEN);
+        self.0.get(n..n + 2).map_or(RecordType::NULL, |b| RecordType::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    /// The DO bit asked with.
+    pub fn dnssec_ok(&self) -> bool {
+        self.0.get(self.0.len().saturating_sub(KEY_SUFFIX_LEN) + 2).is_some_and(|b| *b != 0)
+    }
+}
+
+/// What follows the name in a key: QTYPE, DO, route id.
+const KEY_SUFFIX_LEN: usize = 2 + 1 + 8;
+
 impl From<&[u8]> for Key {
     fn from(b: &[u8]) -> Self {
         Key(b.into())
@@ -102,12 +123,13 @@ pub struct Entry {
     /// Set once it is stored: the cache's byte count it is counted in,
     /// and by how much (its weight). Given back when it is dropped, so
     /// the count is exact whatever evicts, replaces or removes it.
-    counted: OnceLock<(Arc<AtomicU64>, u64)>,
+    /// The third number is its weight against the budget.
+    counted: OnceLock<(Arc<AtomicU64>, u64, u64)>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some((total, w)) = self.counted.get() {
+        if let Some((total, w, _)) = self.counted.get() {
             total.fetch_sub(*w, Ordering::Relaxed);
         }
     }
@@ -361,14 +383,21 @@ pub fn cache_ttl(rcode: ResponseCode, answers: &[Record], authorities: &[Record]
 /// How much an entry counts against the byte budget: its real size
 /// ([`real_size`]), or `floor` (max_bytes / max_entries) if that is more,
 /// which is how `max_entries` is kept with the one budget quick_cache has.
-#[derive(Debug, Clone, Copy)]
+///
+/// The weight is fixed when the entry is stored (quick_cache weighs an
+/// entry again when it removes it), so that the floor may change on a
+/// configuration reload without the cache's accounting drifting.
+#[derive(Debug, Clone)]
 struct Weigher {
-    floor: u64,
+    floor: Arc<AtomicU64>,
 }
 
 impl quick_cache::Weighter<Key, Arc<Entry>> for Weigher {
     fn weight(&self, k: &Key, e: &Arc<Entry>) -> u64 {
-        real_size(k, e).max(self.floor)
+        match e.counted.get() {
+            Some(c) => c.2,
+            None => real_size(k, e).max(self.floor.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -384,6 +413,8 @@ fn real_size(k: &Key, e: &Entry) -> u64 {
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<quick_cache::sync::Cache<Key, Arc<Entry>, Weigher>>,
+    /// The least weight of an entry: max_bytes / max_entries.
+    floor: Arc<AtomicU64>,
     /// The real size of the entries stored and still alive (evicted ones
     /// still being written into a response included).
     bytes: Arc<AtomicU64>,
@@ -398,12 +429,38 @@ impl Cache {
     /// At most `max_entries` entries and `max_bytes` of them in memory.
     pub fn with_budget(max_entries: u64, max_bytes: u64) -> Self {
         let (entries, max_bytes) = (max_entries.max(1), max_bytes.max(1));
-        let floor = (max_bytes / entries).max(1);
+        let floor = Arc::new(AtomicU64::new((max_bytes / entries).max(1)));
         // quick_cache sizes its shards and its ghost list from this
         // estimate; answers are rarely under 512 bytes all told.
         let estimated = entries.min(max_bytes / 512).max(1);
-        let inner = quick_cache::sync::Cache::with_weighter(usize::try_from(estimated).unwrap_or(usize::MAX), max_bytes, Weigher { floor });
-        Cache { inner: Arc::new(inner), bytes: Arc::default() }
+        let weigher = Weigher { floor: floor.clone() };
+        let inner = quick_cache::sync::Cache::with_weighter(usize::try_from(estimated).unwrap_or(usize::MAX), max_bytes, weigher);
+        Cache { inner: Arc::new(inner), floor, bytes: Arc::default() }
+    }
+
+    /// New limits (a configuration reload): entries stored from now on
+    /// are weighed by them; if the budget shrank, entries are evicted
+    /// until the cache fits it.
+    pub fn resize(&self, max_entries: u64, max_bytes: u64) {
+        let (entries, max_bytes) = (max_entries.max(1), max_bytes.max(1));
+        self.floor.store((max_bytes / entries).max(1), Ordering::Relaxed);
+        if self.inner.capacity() != max_bytes {
+            self.inner.set_capacity(max_bytes);
+        }
+    }
+
+    /// Every entry held, with its key (for `GET /cache`): a copy of the
+    /// handles, taken shard by shard.
+    pub fn entries(&self) -> Vec<(Key, Arc<Entry>)> {
+        self.inner.iter().collect()
+    }
+
+    /// Removes the entries whose name `matches` (given the name's key,
+    /// see [`Key::name_key`]); returns how many.
+    pub fn flush(&self, matches: impl Fn(&[u8]) -> bool) -> usize {
+        let before = self.inner.len();
+        self.inner.retain(|k, _| !matches(k.name_key()));
+        before.saturating_sub(self.inner.len())
     }
 
     /// The entry for a key laid out by [`key_bytes`], unless at `now` it
@@ -421,7 +478,8 @@ impl Cache {
     pub fn insert(&self, k: Key, e: Arc<Entry>) {
         if e.ttl > 0 {
             let w = real_size(&k, &e);
-            if e.counted.set((self.bytes.clone(), w)).is_ok() {
+            let weight = w.max(self.floor.load(Ordering::Relaxed));
+            if e.counted.set((self.bytes.clone(), w, weight)).is_ok() {
                 self.bytes.fetch_add(w, Ordering::Relaxed);
             }
             self.inner.insert(k, e);

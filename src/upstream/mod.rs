@@ -17,8 +17,8 @@ pub mod cache;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -30,7 +30,8 @@ use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
 
-use crate::metrics::{Event, Metrics, UpstreamLabels};
+use crate::dnstap::{Dnstap, Protocol};
+use crate::metrics::{Event, Metrics, UpstreamLabels, UpstreamOnly};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -138,7 +139,8 @@ pub struct Forwarder {
 struct Core {
     cache: Cache,
     metrics: Arc<Metrics>,
-    serve_stale: Duration,
+    /// `cache.serve_stale` in milliseconds (a configuration reload changes it).
+    serve_stale_ms: AtomicU64,
     inflight: Mutex<HashMap<Key, Arc<Flight>>>,
     /// Upstream questions in flight ([`DEFAULT_MAX_IN_FLIGHT`]).
     limit: Arc<Semaphore>,
@@ -149,6 +151,8 @@ struct Core {
     /// Per route: no refresh of a stale answer before this, while the
     /// route is known down.
     next_refresh: Mutex<HashMap<u64, Instant>>,
+    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
+    dnstap: OnceLock<Arc<Dnstap>>,
 }
 
 impl Forwarder {
@@ -157,13 +161,22 @@ impl Forwarder {
         let core = Core {
             cache: cache.clone(),
             metrics: metrics.clone(),
-            serve_stale,
+            serve_stale_ms: AtomicU64::new(serve_stale.as_millis() as u64),
             inflight: Mutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             down_until: Mutex::new(HashMap::new()),
             next_refresh: Mutex::new(HashMap::new()),
+            dnstap: OnceLock::new(),
         };
         Forwarder { cache, core: Arc::new(core), waiters: Semaphore::new(MAX_WAITERS), metrics }
+    }
+
+    /// New cache settings (a configuration reload): the budget applies at
+    /// once, the stale window to answers cached from now on and to every
+    /// stale answer served from now on.
+    pub fn reconfigure(&self, max_entries: u64, max_bytes: u64, serve_stale: Duration) {
+        self.cache.resize(max_entries, max_bytes);
+        self.core.serve_stale_ms.store(serve_stale.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Answers `name`/`qtype` from the cache or `upstreams`. With
@@ -262,6 +275,11 @@ impl Forwarder {
 }
 
 impl Forwarder {
+    /// Sends every upstream exchange to `tap` from now on.
+    pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
+        let _ = self.core.dnstap.set(tap);
+    }
+
     /// Clients waiting on upstream questions now.
     pub fn waiting(&self) -> usize {
         MAX_WAITERS - self.waiters.available_permits()
@@ -271,7 +289,12 @@ impl Forwarder {
 impl Core {
     /// An expired entry may still be served (RFC 8767's stale window).
     fn within_stale_window(&self, e: &Entry, now: Instant) -> bool {
-        self.serve_stale > Duration::ZERO && e.age(now) < e.ttl.saturating_add(self.serve_stale.as_secs().min(u32::MAX as u64) as u32)
+        let stale = self.serve_stale();
+        stale > Duration::ZERO && e.age(now) < e.ttl.saturating_add(stale.as_secs().min(u32::MAX as u64) as u32)
+    }
+
+    fn serve_stale(&self) -> Duration {
+        Duration::from_millis(self.serve_stale_ms.load(Ordering::Relaxed))
     }
 
     /// Every upstream of the set failed its last attempt.
@@ -345,8 +368,11 @@ impl Core {
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
-            let deadline = Instant::now() + ATTEMPT_TIMEOUT;
-            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies).await;
+            let sent = Instant::now();
+            let deadline = sent + ATTEMPT_TIMEOUT;
+            let tap = self.dnstap.get().map(|t| &**t);
+            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies, tap).await;
+            self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
             match res {
                 Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
                     self.count(*up, "ok");
@@ -359,7 +385,7 @@ impl Core {
                         std::mem::take(&mut msg.answers),
                         std::mem::take(&mut msg.authorities),
                         dnssec_ok,
-                        self.serve_stale,
+                        self.serve_stale(),
                     ));
                     self.cache.insert(key.clone(), entry.clone());
                     return Ok(entry);
@@ -370,7 +396,8 @@ impl Core {
             self.count(*up, outcome_label(&last));
             self.mark_down(*up);
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
-            self.metrics.events.note(Event::UpstreamFailure, || format!("{last} (asked {name} {qtype})"));
+            self.metrics.events.count_only(Event::UpstreamFailure);
+            self.metrics.upstream_log.note(*up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
             if self.known_down(upstreams) {
                 flight.progress.send_if_modified(|p| {
                     let asking = matches!(p, Progress::Asking);
@@ -465,6 +492,7 @@ async fn exchange(
     dnssec_ok: bool,
     deadline: Instant,
     rejected: &Counter,
+    tap: Option<&Dnstap>,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
     let bytes = build_query(id, name, qtype, dnssec_ok).to_vec().map_err(|e| UpstreamError::Io(up, e.to_string()))?;
@@ -473,6 +501,10 @@ async fn exchange(
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(up).await.map_err(io)?;
     sock.send(&bytes).await.map_err(io)?;
+    let tapped = tap.map(|t| {
+        let local = sock.local_addr().unwrap_or(local);
+        (t, local, t.forwarder_query(Protocol::Udp, local, up, &bytes))
+    });
     // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
     // truncated and go to TCP. 4 KiB covers servers that overshoot, and
     // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
@@ -491,13 +523,17 @@ async fn exchange(
                 continue;
             }
         };
+        if let Some((t, local, sent)) = tapped {
+            t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+        }
         if reply.metadata.truncation {
-            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected).await;
+            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected, tap).await;
         }
         return Ok(reply);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange_tcp(
     up: SocketAddr,
     query: &[u8],
@@ -506,6 +542,7 @@ async fn exchange_tcp(
     qtype: RecordType,
     deadline: Instant,
     rejected: &Counter,
+    tap: Option<&Dnstap>,
 ) -> Result<Message, UpstreamError> {
     let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
     let work = async {
@@ -514,12 +551,21 @@ async fn exchange_tcp(
         framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
         framed.extend_from_slice(query);
         s.write_all(&framed).await.map_err(io)?;
+        let tapped = tap.and_then(|t| {
+            let local = s.local_addr().ok()?;
+            Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
+        });
         loop {
             let len = s.read_u16().await.map_err(io)? as usize;
             let mut buf = vec![0u8; len];
             s.read_exact(&mut buf).await.map_err(io)?;
             match Message::from_vec(&buf) {
-                Ok(m) if matches(&m, id, name, qtype) => return Ok(m),
+                Ok(m) if matches(&m, id, name, qtype) => {
+                    if let Some((t, local, sent)) = tapped {
+                        t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    }
+                    return Ok(m);
+                }
                 _ => {
                     rejected.inc();
                 }

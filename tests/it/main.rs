@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod answer_writer;
 mod check_cli;
 mod check_problems;
@@ -12,11 +13,13 @@ mod containment;
 mod corpus;
 mod data_bounds;
 mod data_fidelity;
+mod dnstap;
 mod ede_nsid;
 mod floods;
 mod forwarding;
 mod fuzz_regressions;
 mod identity;
+mod incremental;
 mod interop;
 mod isolation_props;
 mod layers;
@@ -25,9 +28,12 @@ mod master_files;
 mod memory_bounds;
 mod negative_ttl;
 mod operations;
+mod operator;
 mod policy;
 mod port_ownership;
+mod query_log;
 mod reader_replay;
+mod readme;
 mod record_types;
 mod resolve_rules;
 mod serve;
