@@ -294,6 +294,8 @@ fn read_rule_set(
         }
         None => DEFAULT_POLICY_TTL,
     };
+    // An action that is there but unknown is reported once, as unknown.
+    let action_written = action.is_some();
     let action = match &action {
         Some(a) => parse_action_word(a, path, diags).map(|x| (x, a.pos)),
         None => None,
@@ -343,7 +345,13 @@ fn read_rule_set(
     if let Some(n) = &name {
         set.label = format!("{policy}: {}", n.value.trim());
         let Some((action, _)) = action else {
-            diags.push(path, at, "a `name:` rule needs an `action:` (nxdomain, nodata, refused, drop, tcp-only, alert, allow or override)");
+            if !action_written {
+                diags.push(
+                    path,
+                    at,
+                    "a `name:` rule needs an `action:` (nxdomain, nodata, refused, drop, tcp-only, alert, allow or override)",
+                );
+            }
             return None;
         };
         let text = n.value.trim();
@@ -368,7 +376,9 @@ fn read_rule_set(
     }
     if let Some(node) = response_ip {
         let Some((action, _)) = action else {
-            diags.push(path, at, "a `response_ip:` rule needs an `action:`");
+            if !action_written {
+                diags.push(path, at, "a `response_ip:` rule needs an `action:`");
+            }
             return None;
         };
         let nets: Vec<Spanned<String>> = match node {
@@ -414,6 +424,9 @@ fn read_rule_set(
     }
     let set_action = action.map(|a| a.0);
     if !is_rpz && set_action.is_none() {
+        if action_written {
+            return None;
+        }
         diags.push(
             path,
             at,

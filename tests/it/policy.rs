@@ -309,3 +309,38 @@ fn the_example_policy_loads_and_explains() {
     let (_, text) = run(&["explain", "--zones", "zones", "--from", "127.0.20.1", "x.malware.example", "A"]);
     assert!(!text.contains("policy") && text.contains("upstream"), "{text}");
 }
+
+/// Reload: a broken policy is rejected whole with its `path:line:col`
+/// (the old policy keeps answering); a changed list applies atomically.
+#[test]
+fn reload_rejects_a_broken_policy_and_applies_a_changed_list() {
+    let d = scratch("policy-reload");
+    let z = d.join("zones");
+    std::fs::create_dir_all(z.join("policies/lists")).unwrap();
+    for f in ["vpcs.yaml", "internal.yaml", "apps.yaml", "policies/egress.yaml", "policies/watch.yaml", "policies/lists/feed.txt"] {
+        std::fs::copy(Path::new(ZONES).join(f), z.join(f)).unwrap();
+    }
+    let up = FakeUpstream::start("127.0.0.1");
+    let s = TestServer::start(
+        &z,
+        &format!("listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n", up.addr),
+    );
+    let rcode = || udp(s.addrs[0], "127.0.1.5", &query("www.public.example.", RecordType::A, None)).metadata.response_code;
+    assert_eq!(rcode(), ResponseCode::NXDomain);
+    let egress = z.join("policies/egress.yaml");
+    let good = std::fs::read_to_string(&egress).unwrap();
+    std::fs::write(&egress, good.replace("action: nodata", "action: nodta")).unwrap();
+    let (code, body) = http(s.admin.unwrap(), "POST", "/reload");
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("egress.yaml:10:41: unknown action `nodta`; did you mean `nodata`?") && !body.contains("needs an `action:`"),
+        "{body}"
+    );
+    assert_eq!(rcode(), ResponseCode::NXDomain, "the old policy keeps answering");
+    std::fs::write(&egress, good).unwrap();
+    std::fs::write(z.join("policies/lists/feed.txt"), "blocked.example.com\n").unwrap();
+    let (code, body) = http(s.admin.unwrap(), "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(rcode(), ResponseCode::NoError, "no longer listed: the public answer");
+    std::fs::remove_dir_all(&d).ok();
+}
