@@ -534,6 +534,9 @@ impl Writer {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+        // Stopping came between two waits: what is still queued is dropped,
+        // and counted like the rest.
+        while !self.drop_for(Duration::ZERO) {}
     }
 }
 
