@@ -43,6 +43,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin pzdns \
  && install -D -m 0755 target/release/pzdns /out/pzdns \
+ && sha256sum /out/pzdns > /out/pzdns.sha256 \
  && /out/pzdns --version
 
 ############################################################################
@@ -61,6 +62,10 @@ ARG PZDNS_GID=10053
 # in the same layer that creates the file, because COPY --from does not carry
 # the security.capability xattr on every builder; libcap2-bin is purged again
 # in the same layer, so the image does not keep it.
+# The binary's checksum is copied first: COPY keys its layer by content, so a
+# new binary invalidates the RUN below on every builder (buildah reuses a RUN
+# whose bind-mounted source changed, and would install a stale binary).
+COPY --from=build /out/pzdns.sha256 /usr/local/share/pzdns/pzdns.sha256
 # hadolint ignore=DL3008
 RUN --mount=type=bind,from=build,source=/out/pzdns,target=/tmp/pzdns \
     set -eux; \
@@ -70,6 +75,7 @@ RUN --mount=type=bind,from=build,source=/out/pzdns,target=/tmp/pzdns \
     apt-get update; \
     apt-get install -y --no-install-recommends libcap2-bin; \
     install -m 0755 /tmp/pzdns /usr/local/bin/pzdns; \
+    sed 's#/out/pzdns#/usr/local/bin/pzdns#' /usr/local/share/pzdns/pzdns.sha256 | sha256sum -c -; \
     setcap cap_net_bind_service=+ep /usr/local/bin/pzdns; \
     setcap -v cap_net_bind_service=+ep /usr/local/bin/pzdns; \
     apt-get purge -y --auto-remove libcap2-bin; \
