@@ -63,6 +63,7 @@ PER_ZONE = RECORDS // ZONES
 SMALL = 10
 RELOADS = int(os.environ.get("RELOADS", "100"))
 WATCH_RELOADS = int(os.environ.get("WATCH_RELOADS", "3"))
+LOAD_REPS = int(os.environ.get("LOAD_REPS", "3"))
 SERVERS = os.environ.get("SERVERS", "pzdns-yaml pzdns-master nsd knot unbound").split()
 CPUS = os.environ.get("SERVER_CPUS", f"0-{os.cpu_count() - 1}")
 WORK = os.environ.get("WORK", "/tmp/pzdns-scale")
@@ -583,63 +584,105 @@ def wait_answer(srv, name, addr, since, timeout=LOAD_TIMEOUT):
     return time.monotonic() - since
 
 
-def run_server(kind, data):
-    setup = Setup(kind, data)
-    res = {"server": kind, "label": setup.label, "version": setup.version(), "records": ZONES * PER_ZONE + SMALL}
-    small_probe = (f"probe.{SMALL_ZONE}", small_addr(0))
-    env = PZDNS_ENV if kind.startswith("pzdns") else None
+SMALL_PROBE = (f"probe.{SMALL_ZONE}", small_addr(0))
 
-    # The same server holding the small zone only: its memory is what the records add to.
-    cmd = setup.prepare(full=False)
-    srv = Server(setup.label, cmd, setup.port, env, os.path.join(setup.dir, "server.log"))
+
+def start(setup, full):
+    cmd = setup.prepare(full)
+    env = PZDNS_ENV if setup.kind.startswith("pzdns") else None
+    return Server(setup.label, cmd, setup.port, env, os.path.join(setup.dir, "server.log"))
+
+
+def measure_empty(setup, res):
+    """The same server holding the small zone only: its memory is what the records add to."""
+    srv = start(setup, full=False)
     try:
-        wait_loaded(srv, [small_probe], 60)
+        wait_loaded(srv, [SMALL_PROBE], 60)
         wait_idle(srv)
         res["empty_kib"] = memory_kib(srv)
     finally:
         srv.stop()
 
-    cmd = setup.prepare(full=True)
-    log(f"{setup.label}: loading {res['records']} records")
-    srv = Server(setup.label, cmd, setup.port, env, os.path.join(setup.dir, "server.log"))
+
+def load(setup, res):
+    """Starts the server on every zone; records one load; returns the running server."""
+    srv = start(setup, full=True)
     try:
-        probes = [probe_of(z) for z in range(ZONES)] + [small_probe]
-        res["load_s"] = wait_loaded(srv, probes, LOAD_TIMEOUT)
-        res["load_cpu_s"] = cpu_ns(srv) / 1e9
+        wall = wait_loaded(srv, [probe_of(z) for z in range(ZONES)] + [SMALL_PROBE], LOAD_TIMEOUT)
+        cpu = cpu_ns(srv) / 1e9
+        busy = os.getloadavg()[0]
         wait_idle(srv)
-        res["loaded_kib"] = memory_kib(srv)
-        res["bytes_per_record"] = (res["loaded_kib"] - res["empty_kib"]) * 1024 / (ZONES * PER_ZONE)
-        log(f"{setup.label}: loaded in {res['load_s']:.2f} s ({res['load_cpu_s']:.2f} s CPU), "
-            f"{res['loaded_kib'] / 1024:.0f} MiB, {res['bytes_per_record']:.0f} bytes per record")
-        if setup.can_reload():
-            res["how"] = setup.how()
-            res["reloads"], res["mem_after"] = [], {}
-            for n in range(1, RELOADS + 1):
-                setup.write_small(n)
+        mem = memory_kib(srv)
+    except BaseException:
+        srv.stop()
+        raise
+    res["loads"].append({"wall_s": wall, "cpu_s": cpu, "kib": mem, "loadavg": busy})
+    log(f"{setup.label}: loaded in {wall:.2f} s ({cpu:.2f} s CPU), {mem / 1024:.0f} MiB, load average {busy:.1f}")
+    return srv
+
+
+def reloads(setup, res):
+    """Loads once more, then changes the small zone RELOADS times (and WATCH_RELOADS through
+    pzdns's file watch)."""
+    srv = load(setup, res)
+    try:
+        res["how"] = setup.how()
+        res["reloads"], res["mem_after"] = [], {}
+        for n in range(1, RELOADS + 1):
+            setup.write_small(n)
+            c0 = cpu_ns(srv)
+            t0 = time.monotonic()
+            setup.trigger()
+            wall = wait_answer(srv, f"probe.{SMALL_ZONE}", small_addr(n), t0)
+            c1 = cpu_ns(srv)
+            c2 = wait_idle(srv)
+            res["reloads"].append({"wall_s": wall, "cpu_to_answer_s": (c1 - c0) / 1e9, "cpu_s": (c2 - c0) / 1e9,
+                                   "loadavg": os.getloadavg()[0]})
+            if n in MEM_AFTER:
+                res["mem_after"][n] = memory_kib(srv)
+                log(f"{setup.label}: reload {n}: {wall * 1000:.1f} ms, {(c2 - c0) / 1e6:.1f} ms CPU, "
+                    f"{res['mem_after'][n] / 1024:.0f} MiB")
+        if setup.kind.startswith("pzdns") and WATCH_RELOADS:
+            res["watch"] = []
+            for n in range(RELOADS + 1, RELOADS + 1 + WATCH_RELOADS):
                 c0 = cpu_ns(srv)
                 t0 = time.monotonic()
-                setup.trigger()
+                setup.rename_small(n)
                 wall = wait_answer(srv, f"probe.{SMALL_ZONE}", small_addr(n), t0)
-                c1 = cpu_ns(srv)
                 c2 = wait_idle(srv)
-                res["reloads"].append({"wall_s": wall, "cpu_to_answer_s": (c1 - c0) / 1e9, "cpu_s": (c2 - c0) / 1e9})
-                if n in MEM_AFTER:
-                    res["mem_after"][n] = memory_kib(srv)
-                    log(f"{setup.label}: reload {n}: {wall * 1000:.1f} ms, {(c2 - c0) / 1e6:.1f} ms CPU, "
-                        f"{res['mem_after'][n] / 1024:.0f} MiB")
-            if kind.startswith("pzdns") and WATCH_RELOADS:
-                res["watch"] = []
-                for n in range(RELOADS + 1, RELOADS + 1 + WATCH_RELOADS):
-                    c0 = cpu_ns(srv)
-                    t0 = time.monotonic()
-                    setup.rename_small(n)
-                    wall = wait_answer(srv, f"probe.{SMALL_ZONE}", small_addr(n), t0)
-                    c2 = wait_idle(srv)
-                    res["watch"].append({"wall_s": wall, "cpu_s": (c2 - c0) / 1e9})
-                log(f"{setup.label}: through the file watch: " + ", ".join(f"{w['wall_s'] * 1000:.0f} ms" for w in res["watch"]))
+                res["watch"].append({"wall_s": wall, "cpu_s": (c2 - c0) / 1e9})
+            log(f"{setup.label}: through the file watch: " + ", ".join(f"{w['wall_s'] * 1000:.0f} ms" for w in res["watch"]))
     finally:
         srv.stop()
-    return res
+
+
+def run_all(data):
+    """Memory baselines, then LOAD_REPS loads of every server taken in turn (so that a busy
+    spell of this machine does not fall on one server only), then each server's reloads."""
+    setups = [Setup(kind, data) for kind in SERVERS]
+    results = [{"server": s.kind, "label": s.label, "version": s.version(), "records": ZONES * PER_ZONE + SMALL,
+                "loads": []} for s in setups]
+
+    def each(step, pick=lambda s: True):
+        for setup, res in zip(setups, results):
+            if "error" in res or not pick(setup):
+                continue
+            try:
+                step(setup, res)
+            except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+                log(f"{setup.label}: FAILED: {e}")
+                res["error"] = str(e)
+    each(measure_empty)
+    for _ in range(LOAD_REPS):
+        each(lambda setup, res: load(setup, res).stop())
+    each(reloads, lambda s: s.can_reload() and RELOADS > 0)
+    for res in results:
+        if res["loads"] and "empty_kib" in res:
+            res["load_s"] = statistics.median(x["wall_s"] for x in res["loads"])
+            res["load_cpu_s"] = statistics.median(x["cpu_s"] for x in res["loads"])
+            res["loaded_kib"] = statistics.median(x["kib"] for x in res["loads"])
+            res["bytes_per_record"] = (res["loaded_kib"] - res["empty_kib"]) * 1024 / (ZONES * PER_ZONE)
+    return results
 
 
 # ---------------------------------------------------------------------------- report
@@ -655,7 +698,7 @@ def fmt_ms(s):
 def table(results):
     n = ZONES * PER_ZONE + SMALL
     mem_cols = " / ".join(str(k) for k in MEM_AFTER)
-    print(f"| server | load {n:,} records: wall (CPU) | memory after load | bytes per record | "
+    print(f"| server | load {n:,} records: median wall (CPU), min–max wall of {LOAD_REPS + 1} | memory after load | bytes per record | "
           f"one small zone changed → answered with the new data: median wall (CPU), min–max wall of {RELOADS} | "
           f"memory after {mem_cols} reloads |")
     print("|---|---|---:|---:|---|---|")
@@ -673,7 +716,8 @@ def table(results):
                 ww = [x["wall_s"] for x in r["watch"]]
                 rel += f"; file watch: {fmt_ms(min(ww))}–{fmt_ms(max(ww))} from the rename"
             mem = " / ".join(f"{r['mem_after'][k] / 1024:.0f}" for k in MEM_AFTER) + " MiB"
-        print(f"| {r['label']} {r['version']} | {fmt_s(r['load_s'])} ({fmt_s(r['load_cpu_s'])}) | "
+        lw = [x["wall_s"] for x in r["loads"]]
+        print(f"| {r['label']} {r['version']} | {fmt_s(r['load_s'])} ({fmt_s(r['load_cpu_s'])}), {fmt_s(min(lw))}–{fmt_s(max(lw))} | "
               f"{r['loaded_kib'] / 1024:.0f} MiB | {r['bytes_per_record']:.0f} | {rel} | {mem} |")
 
     by = {r["server"]: r for r in results if "error" not in r}
@@ -689,7 +733,8 @@ def table(results):
         for r in mine:
             try:
                 v = f(r) / f(by[base])
-                cells.append(f"{v:.2f}× {'met' if v <= limit else f'missed by {v / limit:.2f}×'}")
+                verdict = "" if limit is None else " met" if v <= limit else f" missed by {v / limit:.2f}×"
+                cells.append(f"{v:.2f}×{verdict}")
             except (KeyError, ZeroDivisionError, TypeError, statistics.StatisticsError):
                 cells.append("-")
         return " | ".join(cells)
@@ -699,9 +744,13 @@ def table(results):
     print(f"| one-zone reload CPU ≤ 10× Knot's | {ratio(med_c, 'knot', 10)} |")
     print(f"| bytes per record ≤ 1.0× Knot's | {ratio(lambda r: r['bytes_per_record'], 'knot', 1)} |")
     print(f"| load wall ≤ 1.0× NSD's | {ratio(lambda r: r['load_s'], 'nsd', 1)} |")
+    print(f"| (not a target) load CPU ÷ NSD's | {ratio(lambda r: r['load_cpu_s'], 'nsd', None)} |")
     if RELOADS >= 2:
         cells = []
         for r in mine:
+            if RELOADS not in r.get("mem_after", {}):
+                cells.append("-")
+                continue
             v = r["mem_after"][RELOADS] / r["mem_after"][1]
             cells.append(f"{v:.2f}× {'met' if v <= 1.2 else f'missed by {v / 1.2:.2f}×'}")
         print(f"| memory after {RELOADS} reloads ≤ 1.2× after the first | " + " | ".join(cells) + " |")
@@ -712,23 +761,17 @@ def main():
         sys.exit(f"no pzdns binary at {PZDNS_BIN}: cargo build --release")
     os.makedirs(WORK, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    load0 = os.getloadavg()
     data = gen_data(SERVERS)
-    results = []
-    for kind in SERVERS:
-        try:
-            results.append(run_server(kind, data))
-        except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
-            log(f"{kind}: FAILED: {e}")
-            results.append({"server": kind, "label": kind, "error": str(e)})
+    results = run_all(data)
     with open(os.path.join(WORK, "results.json"), "w") as f:
         json.dump({"started": started, "records": ZONES * PER_ZONE + SMALL, "zones": ZONES, "reloads": RELOADS,
                    "cpus": CPUS, "results": results}, f, indent=1)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
+        busy = [x["loadavg"] for r in results for x in r.get("loads", []) + r.get("reloads", [])]
         print(f"Scale scenario, {started}: {ZONES} zones × {PER_ZONE:,} records + one {SMALL}-record zone; "
-              f"servers pinned to CPUs {CPUS} of {os.cpu_count()}; load average {load0[0]:.2f} at start, "
-              f"{os.getloadavg()[0]:.2f} at the end.\n")
+              f"servers pinned to CPUs {CPUS} of {os.cpu_count()}; this machine's load average during the "
+              f"measurements: {min(busy, default=0):.1f}–{max(busy, default=0):.1f}.\n")
         table(results)
     print(out.getvalue(), end="")
     with open(os.path.join(WORK, "table.md"), "w") as f:
