@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The scale scenario: pzdns beside NSD, Knot and Unbound on the same generated data.
 
-    bash bench/run.sh scale                      # 1,000,010 records, 100 reloads (~20 min on 2 cores)
+    bash bench/run.sh scale                      # 1,000,010 records, 100 reloads (~30 min on 2 busy cores)
     RECORDS=100000 RELOADS=10 bash bench/run.sh scale     # a quick run (~2 min)
     RECORDS=10000000 bash bench/run.sh scale     # 10M records, the same script
     PZDNS_ENV="MALLOC_ARENA_MAX=2" SERVERS="pzdns-yaml" python3 bench/scale.py
@@ -12,7 +12,8 @@ pzdns reads it as YAML zone files (pzdns-yaml) and as the same RFC 1035 master f
 NSD and Knot read, through `master_file:` (pzdns-master); Unbound as local-data.
 
 For each server, started pinned to SERVER_CPUS (default: every CPU) with one query worker:
-  - load: wall and CPU time from exec until a name of every zone is answered;
+  - load: wall and CPU time from exec until a name of every zone is answered (the median of
+    LOAD_REPS + 1 loads);
   - bytes per record: memory once the loaded server is idle, minus the memory of the same
     server holding only the small zone, divided by the records added. Memory is the
     proportional set size summed over the server's processes (RSS for one process; NSD
@@ -32,6 +33,7 @@ subreaper and collects their rusage); threads that exit while their process live
 counted (none of these servers' reload or load threads does).
 
 Knobs (environment): RECORDS [1000000] ZONES [100] RELOADS [100] WATCH_RELOADS [3]
+LOAD_REPS [3] (loads per server, taken in turn with the other servers; one more precedes the reloads)
 SERVERS [pzdns-yaml pzdns-master nsd knot unbound] SERVER_CPUS [all] WORK [/tmp/pzdns-scale]
 PZDNS_BIN [target/release/pzdns] PZDNS_ENV [""] (e.g. "MALLOC_ARENA_MAX=2": for pzdns only)
 PZDNS_LABEL [""] (appended to pzdns's rows) LOAD_TIMEOUT [1800] s.
