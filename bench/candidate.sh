@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# Runs pzdns as the candidate of ../shared/bench/peers.sh:
+# Runs pzdns as the candidate of bench/peers.sh (its default CANDIDATE_CMD):
 #
-#   CANDIDATE_CMD='exec bash /path/to/pzdns/bench/candidate.sh' \
-#   CANDIDATE_NAME=pzdns CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" \
-#   SERVERS="ceiling nsd candidate" ../shared/bench/peers.sh
+#   CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" SERVERS="ceiling nsd candidate" bash bench/peers.sh
 #
 # peers.sh exports BENCH_DATA (master files + queries), BENCH_RUN (scratch)
 # and CANDIDATE_PORT. pzdns loads the bench's master files unchanged through
@@ -23,6 +21,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
+[ -x "$bin" ] || { echo "no pzdns binary at $bin: run cargo build --release first" >&2; exit 1; }
 z=$BENCH_RUN/zones
 mkdir -p "$z"
 cat > "$z/vpcs.yaml" <<YAML

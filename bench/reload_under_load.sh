@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reload time and query latency while a large zones directory is reloaded
-# under load (docs/REFERENCE.md#reload, "reload without loss"):
+# under load (docs/REFERENCE.md#reload: no query lost during a reload):
 #
 #   bench/reload_under_load.sh [RECORDS] [QPS]      # defaults: 100000 20000
 #   CHANGE=all bench/reload_under_load.sh          # every zone file changes (a full rebuild)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The performance table in one command (SPEC.md §6, docs/PERFORMANCE.md):
+# The performance tables of docs/PERFORMANCE.md in one command, from a clone alone:
 #
-#   bench/run.sh                    # ~9 min on 2 cores once built and installed; installs the peers it needs
-#   DURATION=15 REPS=3 bench/run.sh # the shared benchmark's own defaults (~30 min)
+#   bash bench/run.sh                    # ~9 min on 2 cores once built; as root it apt-get installs
+#                                        # the peers and dnsperf when missing (SKIP_INSTALL=1: never)
+#   DURATION=15 REPS=3 bash bench/run.sh # bench/peers.sh's own defaults (~30 min)
+#   bash bench/run.sh scale              # the scale scenario instead (bench/scale.py: load,
+#                                        # bytes per record, one-zone reload; RECORDS=... ZONES=...)
 #
 # 1. local answers: pzdns (from two VPC source addresses) beside NSD, Knot,
-#    Unbound local-data and BIND, through ../shared/bench/peers.sh;
+#    Unbound local-data and BIND, through bench/peers.sh;
 # 2. cache hits: pzdns as a forwarder beside Unbound, same script;
 # 3. mixed profile: pzdns with the apex CNAME zone (local answers, apex
 #    CNAMEs whose target comes from the cache, NXDOMAIN) beside Unbound
@@ -20,9 +23,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-shared=${SHARED:-$root/../shared}
-peers=$shared/bench/peers.sh
-[ -x "$peers" ] || [ -f "$peers" ] || { echo "needs $peers (the shared benchmark)"; exit 1; }
+peers=$here/peers.sh
+bash "$peers" install
+case ${1:-all} in
+    all) ;;
+    scale) (cd "$root" && cargo build --release --locked -q); exec python3 "$here/scale.py" ;;
+    *) echo "usage: bench/run.sh [all|scale]" >&2; exit 2 ;;
+esac
 out=${OUT:-/tmp/pzdns-bench}
 mkdir -p "$out"
 export DURATION=${DURATION:-5} REPS=${REPS:-1} WARMUP=${WARMUP:-2} LAT_DURATION=${LAT_DURATION:-5}
@@ -34,15 +41,15 @@ export WORK=${WORK:-/tmp/dnsbench} RESULTS_DIR=$out
 echo "== 1/7 local answers beside the peers"
 SERVERS="ceiling nsd knot unbound-local bind candidate" \
     CANDIDATE_CMD="exec bash $here/candidate.sh" CANDIDATE_NAME=pzdns CANDIDATE_VERSION="pzdns $(git -C "$root" rev-parse --short HEAD)" \
-    CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" bash "$peers" >"$out/local.txt" 2>&1
+    CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" bash "$peers" >"$out/local.txt" 2>&1 || { tail -5 "$out/local.txt"; exit 1; }
 echo "== 2/7 cache hits beside Unbound"
 SKIP_INSTALL=1 SERVERS="unbound-fwd candidate" CANDIDATE_UPSTREAM=1 PZDNS_BENCH_MODE=forwarder \
     CANDIDATE_CMD="exec bash $here/candidate.sh" CANDIDATE_NAME=pzdns-fwd CANDIDATE_VERSION="pzdns $(git -C "$root" rev-parse --short HEAD)" \
-    bash "$peers" >"$out/cache.txt" 2>&1
+    bash "$peers" >"$out/cache.txt" 2>&1 || { tail -5 "$out/cache.txt"; exit 1; }
 echo "== 3/7 mixed profile beside Unbound"
 SKIP_INSTALL=1 SERVERS="unbound-fwd candidate" CANDIDATE_UPSTREAM=1 PZDNS_BENCH_ECS_ZONE=ecs.cn-hangzhou.aliyuncs.com \
     CANDIDATE_CMD="exec bash $here/candidate.sh" CANDIDATE_NAME=pzdns-mixed CANDIDATE_VERSION="pzdns $(git -C "$root" rev-parse --short HEAD)" \
-    CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" bash "$peers" >"$out/mixed.txt" 2>&1
+    CANDIDATE_SOURCES="127.0.0.1 127.0.0.2" bash "$peers" >"$out/mixed.txt" 2>&1 || { tail -5 "$out/mixed.txt"; exit 1; }
 echo "== 4/7 selection cost and latency"
 OUT="$out/scenarios" bash "$here/scenarios.sh" >"$out/scenarios.txt" 2>&1
 echo "== 5/7 reload under load"
