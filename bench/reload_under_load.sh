@@ -62,7 +62,7 @@ for _ in 1 2 3; do
     reload_ms+=($(( ($(date +%s%N) - t0) / 1000000 )))
 done
 wait $perf
-echo "pzdns $(${bin} --version | awk '{print $2, $3, $4}'), $records records in 10 zone files, $qps qps offered, CHANGE=$change"
+echo "pzdns $(${bin} --version | awk '{print $2, "commit", $4}' | tr -d ,), $records records in 10 zone files, $qps qps offered, CHANGE=$change"
 report quiet
 report reloading
 echo "reload (POST /reload round trip, load + swap): ${reload_ms[*]} ms"

@@ -549,9 +549,11 @@ zone:
     def version(self):
         try:
             if self.kind.startswith("pzdns"):
-                v = subprocess.run([PZDNS_BIN, "--version"], capture_output=True, text=True).stdout.split()[-1]
-                c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-                return f"{v} {c}"
+                # "pzdns 0.1.0 (commit abc, rustc ...)": the version and the commit it was built from.
+                out = subprocess.run([PZDNS_BIN, "--version"], capture_output=True, text=True).stdout.split()
+                v = out[1] if len(out) > 1 else "?"
+                c = out[3].rstrip(",") if len(out) > 3 and out[2] == "(commit" else ""
+                return f"{v} {c}".strip()
             if self.kind == "nsd":
                 return subprocess.run(["nsd", "-v"], capture_output=True, text=True).stderr.split()[2]
             if self.kind == "knot":
