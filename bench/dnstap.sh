@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What dnstap costs (docs/PERFORMANCE.md, "dnstap"), in one invocation:
-# local answers from ../shared/bench/peers.sh's data, CPU per query, for
+# local answers from bench/peers.sh's data, CPU per query, for
 #   NSD; pzdns before dnstap existed (PZDNS_BEFORE: a release binary of
 #   that commit, optional); pzdns with dnstap off; dnstap to a file; dnstap
 #   to an fstrm_capture on a Unix socket (its own process, pinned beside
@@ -12,9 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-shared=${SHARED:-$root/../shared}
-peers=$shared/bench/peers.sh
-[ -f "$peers" ] || { echo "needs $peers (the shared benchmark)"; exit 1; }
+peers=$here/peers.sh
 command -v fstrm_capture >/dev/null || { echo "needs fstrm_capture (apt-get install fstrm-bin)"; exit 1; }
 out=${OUT:-/tmp/pzdns-bench-dnstap}
 rm -rf "$out"
