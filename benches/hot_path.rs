@@ -187,7 +187,7 @@ fn request_path(c: &mut Criterion) {
     let tap = Dnstap::start(&settings, &shared.metrics).expect("dnstap to /dev/null");
     let (server, took) = ("10.0.0.53:53".parse().unwrap(), std::time::Duration::from_micros(20));
     c.bench_function("dnstap/client_pair", |b| {
-        b.iter(|| tap.client(Protocol::Udp, client.src, server, black_box(&bytes), black_box(&out), took))
+        b.iter(|| tap.client(Protocol::Udp, client.src, server, black_box(&bytes), black_box(&out), took, None))
     });
     tap.shutdown(std::time::Duration::from_secs(10));
     let d = &shared.metrics.dnstap;

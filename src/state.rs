@@ -151,7 +151,9 @@ impl Shared {
                 Transport::Udp => Protocol::Udp,
                 Transport::Tcp => Protocol::Tcp,
             };
-            tap.client(protocol, client.src, self.listener_addr(client.listener), query, response, took);
+            let rule_set = a.policy.map(|p| snap.policy.set_of(p.rule).label);
+            let policy = a.policy.zip(rule_set).map(|(p, set)| dnstap_policy(snap, p, set));
+            tap.client(protocol, client.src, self.listener_addr(client.listener), query, response, took, policy);
         }
         match a.source {
             Source::Error => self.metrics.events.note(Event::BadQuery, || {
@@ -264,6 +266,27 @@ pub fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
     }
+}
+
+/// A policy hit as dnstap's `Policy` (type, the rule set as the rule,
+/// action, what matched).
+fn dnstap_policy<'a>(snap: &Snapshot, p: crate::answer::PolicyMark, set: &'a str) -> crate::dnstap::proto::Policy<'a> {
+    use crate::config::policy::ActionKind as A;
+    let action = match p.action {
+        A::NxDomain => Some(1),
+        A::NoData => Some(2),
+        A::Allow | A::Alert => Some(3),
+        A::Drop => Some(4),
+        A::TcpOnly if p.applied => Some(5),
+        A::TcpOnly => Some(3),
+        A::Override => Some(6),
+        A::Refused => None,
+    };
+    let matched = match snap.policy.rule(p.rule).trigger {
+        crate::snapshot::policy::TriggerKind::ResponseIp => 3,
+        _ => 1,
+    };
+    crate::dnstap::proto::Policy { kind: "RPZ", rule: set.as_bytes(), action, matched }
 }
 
 fn log_query(snap: &Snapshot, client: &Client, listener: SocketAddr, query: &[u8], size: usize, a: &Answered, took: Duration) {

@@ -244,7 +244,17 @@ impl Dnstap {
     /// CLIENT_QUERY and CLIENT_RESPONSE of one answered query: `client`
     /// asked `server` (the listener); the response went `took` after the
     /// query came.
-    pub fn client(&self, protocol: Protocol, client: SocketAddr, server: SocketAddr, query: &[u8], response: &[u8], took: Duration) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn client(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: &[u8],
+        response: &[u8],
+        took: Duration,
+        policy: Option<proto::Policy<'_>>,
+    ) {
         let (cq, cr) = (self.wants(Kind::ClientQuery), self.wants(Kind::ClientResponse));
         if !cq && !cr {
             return;
@@ -260,6 +270,7 @@ impl Dnstap {
             query_message: Some(query),
             response_time: None,
             response_message: None,
+            policy: None,
         };
         let mut buf = self.buffer();
         if cq {
@@ -270,6 +281,7 @@ impl Dnstap {
             m.query_message = None;
             m.response_time = Some(now);
             m.response_message = Some(response);
+            m.policy = policy;
             append_frame(&mut buf, &self.identity, &self.version, &m);
         }
         self.hand_over(buf, cq as u32 + cr as u32);
@@ -289,6 +301,7 @@ impl Dnstap {
                 query_message: Some(query),
                 response_time: None,
                 response_message: None,
+                policy: None,
             };
             let mut buf = self.buffer();
             append_frame(&mut buf, &self.identity, &self.version, &m);
@@ -311,6 +324,7 @@ impl Dnstap {
             query_message: None,
             response_time: Some(SystemTime::now()),
             response_message: Some(response),
+            policy: None,
         };
         let mut buf = self.buffer();
         append_frame(&mut buf, &self.identity, &self.version, &m);
@@ -595,7 +609,7 @@ mod tests {
         let t = Dnstap::start(&settings(Output::File(path.clone()), 100), &m).unwrap();
         let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.2:4000".parse().unwrap(), "127.0.0.1:53".parse().unwrap());
         for _ in 0..10 {
-            t.client(Protocol::Udp, a, b, b"query", b"response", Duration::from_micros(50));
+            t.client(Protocol::Udp, a, b, b"query", b"response", Duration::from_micros(50), None);
         }
         let sent = t.forwarder_query(Protocol::Udp, b, a, b"q");
         t.forwarder_response(Protocol::Udp, b, a, sent, b"r");

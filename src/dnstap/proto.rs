@@ -50,6 +50,31 @@ pub struct Msg<'a> {
     pub query_message: Option<&'a [u8]>,
     pub response_time: Option<SystemTime>,
     pub response_message: Option<&'a [u8]>,
+    /// The response policy applied to the answer, if any (`Message.policy`).
+    pub policy: Option<Policy<'a>>,
+}
+
+/// dnstap's `Policy`: the operator policy applied to a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// `type`: "RPZ" for a rule from an RPZ file, "pzdns" for the others.
+    pub kind: &'a str,
+    /// `rule`: which rule matched (pzdns writes its rule set's name).
+    pub rule: &'a [u8],
+    /// `action`: NXDOMAIN 1, NODATA 2, PASS 3, DROP 4, TRUNCATE 5,
+    /// LOCAL_DATA 6 (`None`: none of them, e.g. REFUSED).
+    pub action: Option<u8>,
+    /// `match`: QNAME 1, RESPONSE_IP 3.
+    pub matched: u8,
+}
+
+fn policy_fields(s: &mut impl Sink, p: &Policy<'_>) {
+    bytes(s, 1, p.kind.as_bytes());
+    bytes(s, 2, p.rule);
+    if let Some(a) = p.action {
+        uint(s, 3, a as u64);
+    }
+    uint(s, 4, p.matched as u64);
 }
 
 /// Where encoded bytes go: a counter or a buffer.
@@ -160,6 +185,13 @@ fn message_fields(s: &mut impl Sink, m: &Msg<'_>) {
     if let Some(r) = m.response_message {
         bytes(s, 14, r);
     }
+    if let Some(p) = &m.policy {
+        let mut c = Count(0);
+        policy_fields(&mut c, p);
+        key(s, 15, LEN);
+        varint(s, c.0 as u64);
+        policy_fields(s, p);
+    }
 }
 
 fn dnstap_fields(s: &mut impl Sink, identity: &[u8], version: &[u8], m: &Msg<'_>, message_len: usize) {
@@ -240,6 +272,30 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_is_the_messages_field_15() {
+        let m = Msg {
+            kind: Kind::ClientResponse,
+            protocol: Protocol::Udp,
+            query_addr: "127.0.10.1:5000".parse().unwrap(),
+            response_addr: "127.0.0.1:53".parse().unwrap(),
+            query_time: None,
+            query_message: None,
+            response_time: None,
+            response_message: Some(b"r"),
+            policy: Some(Policy { kind: "RPZ", rule: b"egress: lists/block.rpz", action: Some(1), matched: 1 }),
+        };
+        let mut out = Vec::new();
+        append_frame(&mut out, b"", b"", &m);
+        let top = fields(&out[4..]);
+        let msg = fields(&top[0].2);
+        let policy = fields(&msg.iter().find(|x| x.0 == 15).expect("Message.policy").2);
+        assert_eq!(policy[0], (1, 2, b"RPZ".to_vec()), "Policy.type");
+        assert_eq!(policy[1], (2, 2, b"egress: lists/block.rpz".to_vec()), "Policy.rule");
+        assert_eq!((policy[2].0, num(&policy[2].2)), (3, 1), "Policy.action NXDOMAIN");
+        assert_eq!((policy[3].0, num(&policy[3].2)), (4, 1), "Policy.match QNAME");
+    }
+
+    #[test]
     fn a_client_response_decodes_field_by_field() {
         let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
         let big = vec![7u8; 300];
@@ -252,6 +308,7 @@ mod tests {
             query_message: None,
             response_time: Some(t),
             response_message: Some(&big),
+            policy: None,
         };
         let mut out = vec![0xaa];
         append_frame(&mut out, b"replica-1", b"", &m);
@@ -287,6 +344,7 @@ mod tests {
             query_message: Some(b"q"),
             response_time: None,
             response_message: None,
+            policy: None,
         };
         let mut out = Vec::new();
         append_frame(&mut out, b"", b"v", &m);
