@@ -15,12 +15,18 @@ use crate::snapshot::{CnameSite, Snapshot, View};
 /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
 pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
     let t0 = std::time::Instant::now();
-    let (data, mut diags) = zones_dir::load(cfg);
+    let (data, diags) = zones_dir::load(cfg);
     let t1 = t0.elapsed();
     let built = build(cfg, data, generation);
     if std::env::var_os("PZDNS_TIMING").is_some() {
         eprintln!("timing: read+parse {:?}, build {:?}", t1, t0.elapsed() - t1);
     }
+    with_read_problems(built, diags)
+}
+
+/// A built snapshot, unless reading the files found problems: then those
+/// and the build's, together, sorted.
+fn with_read_problems(built: Result<Snapshot, Diagnostics>, mut diags: Diagnostics) -> Result<Snapshot, Diagnostics> {
     match built {
         Ok(s) if diags.is_empty() => Ok(s),
         Ok(_) => {
@@ -75,25 +81,13 @@ pub fn load_incremental(
     inc: &mut Incremental,
 ) -> Result<(Snapshot, Reuse), Diagnostics> {
     let window = inc.racy_window.unwrap_or(crate::config::files::RACY_WINDOW);
-    let (mut data, mut diags) = zones_dir::load_reusing(cfg, prev.map(|_| &inc.read), window);
+    let (mut data, diags) = zones_dir::load_reusing(cfg, prev.map(|_| &inc.read), window);
     let read = std::mem::take(&mut data.read);
     let reuse =
         Reuse { read: data.zones.iter().filter(|z| matches!(z.kind, zones_dir::ZoneOrigin::File)).count(), reused: data.reused.len() };
-    match build_reusing(cfg, data, generation, prev) {
-        Ok(s) if diags.is_empty() => {
-            inc.read = read;
-            Ok((s, reuse))
-        }
-        Ok(_) => {
-            diags.sort();
-            Err(diags)
-        }
-        Err(more) => {
-            diags.extend(more);
-            diags.sort();
-            Err(diags)
-        }
-    }
+    let snap = with_read_problems(build_reusing(cfg, data, generation, prev), diags)?;
+    inc.read = read;
+    Ok((snap, reuse))
 }
 
 /// Builds a snapshot from data already read, and checks its CNAME chains.
