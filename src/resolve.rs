@@ -317,20 +317,10 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
                     return w;
                 }
                 Applied::Cname(rrset) => {
-                    w.links[link].cname = Some(rrset);
-                    match chase_cname(&w, q, link, rrset) {
-                        Ok(target) => {
-                            target_key = KeyBuf::new(target);
-                            w.links[link + 1].name = LinkName::Target(target);
-                            key = &target_key;
-                            continue;
-                        }
-                        Err(end) => {
-                            w.end = end;
-                            w.source = Source::Failure;
-                            return w;
-                        }
-                    }
+                    let Some(target) = follow_cname(&mut w, q, link, rrset) else { return w };
+                    target_key = KeyBuf::new(target);
+                    key = &target_key;
+                    continue;
                 }
             }
         }
@@ -359,19 +349,9 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
                 return w;
             }
             NodeMatch::Cname(rrset) => {
-                w.links[link].cname = Some(rrset);
-                match chase_cname(&w, q, link, rrset) {
-                    Ok(target) => {
-                        target_key = KeyBuf::new(target);
-                        w.links[link + 1].name = LinkName::Target(target);
-                        key = &target_key;
-                    }
-                    Err(end) => {
-                        w.end = end;
-                        w.source = Source::Failure;
-                        return w;
-                    }
-                }
+                let Some(target) = follow_cname(&mut w, q, link, rrset) else { return w };
+                target_key = KeyBuf::new(target);
+                key = &target_key;
             }
             NodeMatch::NoData => {
                 w.end = nodata(zone);
@@ -490,6 +470,24 @@ fn unknown_client(snap: &Snapshot) -> Option<End<'static>> {
 
 /// Rule 3, CNAME chase: the next link's name, unless the target is
 /// already a name of the chain (a loop) or the chain is at its limit.
+/// A CNAME link, from a zone or a policy override: recorded, and its
+/// target named as the next link; `None` when the chain must end here
+/// (a loop or too long: the walk's end and source are set).
+fn follow_cname<'s>(w: &mut Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset) -> Option<&'s Name> {
+    w.links[link].cname = Some(rrset);
+    match chase_cname(w, q, link, rrset) {
+        Ok(target) => {
+            w.links[link + 1].name = LinkName::Target(target);
+            Some(target)
+        }
+        Err(end) => {
+            w.end = end;
+            w.source = Source::Failure;
+            None
+        }
+    }
+}
+
 fn chase_cname<'s>(w: &Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset) -> Result<&'s Name, End<'s>> {
     let target = cname_target(rrset).ok_or(End::Loop)?;
     let seen =

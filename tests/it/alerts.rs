@@ -5,23 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hickory_proto::rr::RecordType;
 
 use crate::support::upstream::{Behavior, FakeUpstream};
 use crate::support::*;
-
-fn promtool() -> Option<PathBuf> {
-    let p = Path::new("/usr/bin/promtool");
-    if p.is_file() {
-        return Some(p.to_path_buf());
-    }
-    assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "promtool is required here (apt-get install prometheus; see .ci/run)");
-    eprintln!("skipped: promtool not installed");
-    None
-}
 
 /// Samples of a text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, String> {
@@ -96,7 +86,7 @@ fn every_series_the_alerts_select_exists_at_start() {
 
 #[test]
 fn the_alerts_fire_on_real_scrapes() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = tool("promtool") else { return };
     // A writable copy of the zones, to break and reload.
     let dir = std::env::temp_dir().join(format!("pzdns-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -192,7 +182,7 @@ tests:
 
 #[test]
 fn the_shipped_alert_tests_pass() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = tool("promtool") else { return };
     for args in [["check", "rules", "deploy/prometheus/alerts.yaml"], ["test", "rules", "deploy/prometheus/alerts_test.yaml"]] {
         let out = Command::new(&promtool).args(args).output().unwrap();
         assert!(

@@ -15,15 +15,6 @@ use hickory_proto::rr::RecordType;
 use crate::support::upstream::FakeUpstream;
 use crate::support::*;
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let p = Path::new("/usr/bin").join(name);
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "{name} is required here (see .ci/run)");
-    None
-}
-
 fn scratch(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -2,21 +2,12 @@
 //! answered stale; NSID (RFC 5001) says which replica answered. Checked
 //! with dig and kdig, clients nobody here wrote.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::support::upstream::{Behavior, FakeUpstream};
 use crate::support::*;
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let p = Path::new("/usr/bin").join(name);
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "{name} is required here (see .ci/run)");
-    None
-}
 
 /// dig's output for a query from `from`.
 fn dig(dig: &Path, s: &TestServer, listener: usize, from: &str, args: &[&str]) -> String {

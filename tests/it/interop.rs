@@ -16,15 +16,6 @@ use hickory_proto::rr::RecordType;
 
 const ZONES: &str = RULES_ZONES;
 
-pub(crate) fn tool(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
-    if found.is_none() {
-        assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "{name} is required here (see .ci/run)");
-        eprintln!("skipped: {name} not installed");
-    }
-    found
-}
-
 /// A peer process, killed (by PID) when dropped.
 pub(crate) struct Peer {
     child: Child,

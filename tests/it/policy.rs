@@ -12,7 +12,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-use crate::interop::{Peer, free_udp_port, scratch, tool};
+use crate::interop::{Peer, free_udp_port, scratch};
 use crate::support::upstream::FakeUpstream;
 use crate::support::*;
 

@@ -39,6 +39,18 @@ pub fn rules_shared(cfg: pzdns::config::ServerConfig) -> std::sync::Arc<pzdns::s
     pzdns::state::Shared::new(cfg, snap, std::sync::Arc::new(pzdns::metrics::Metrics::new()))
 }
 
+/// An external tool (a peer, a reader) from the system directories. Missing:
+/// skipped with a message, unless PZDNS_REQUIRE_TOOLS is set (.ci/run sets it),
+/// then the test fails.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("PZDNS_REQUIRE_TOOLS").is_none(), "{name} is required here (see .ci/run)");
+        eprintln!("skipped: {name} not installed");
+    }
+    found
+}
+
 /// A running pzdns, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct TestServer {
     child: Option<Child>,
