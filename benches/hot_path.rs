@@ -162,12 +162,12 @@ fn request_path(c: &mut Criterion) {
     // Writing alone: a response of two A records from precomputed bytes.
     let question = &bytes[12..];
     let zone = snap.zones.iter().find(|z| z.nodes.len() > 3).expect("a zone with records");
-    let rrset = zone.nodes.values().flat_map(|n| n.rrsets.iter()).find(|r| r.rtype == RecordType::A).expect("an A RRset");
+    let rrset = zone.nodes.iter().flat_map(|(_, n)| n.rrsets()).find(|r| r.rtype() == RecordType::A).expect("an A RRset");
     let flags = Flags { copied: 0, aa: true, ra: true, rcode: 0 };
     c.bench_function("encode/answer", |b| {
         b.iter(|| {
             let mut w = ResponseWriter::new(std::mem::take(&mut out), 1, Some(question), 1232, 0);
-            for t in tails(&rrset.wire) {
+            for t in tails(rrset.wire()) {
                 w.record_at(Section::Answer, 12, t);
             }
             out = w.finish(flags, None);

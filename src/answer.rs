@@ -24,7 +24,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use crate::config::policy::ActionKind;
 use crate::dns::names::{KeyBuf, key_to_name};
 use crate::dns::query::{Query, QuestionPart, Unreadable, copied_flags};
-use crate::dns::record::tails;
+use crate::dns::record::{address_of, tails};
 use crate::dns::writer::{Flags, Opt, ResponseWriter, Section};
 use crate::dns::{self, rcode};
 use crate::metrics::{Metrics, Source};
@@ -522,7 +522,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
     let mut name_pos = pos;
     for l in wk.links() {
         let Some(c) = l.cname else { continue };
-        let at = w.record_at(Section::Answer, name_pos, &c.wire)?;
+        let at = w.record_at(Section::Answer, name_pos, c.wire())?;
         name_pos = at + dns::RR_FIXED_LEN;
     }
     match wk.end {
@@ -531,7 +531,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
         End::Upstream { route, .. } => {
             let key = match wk.last().name {
                 LinkName::Question => key.clone(),
-                LinkName::Target(n) => KeyBuf::new(n),
+                LinkName::Target(n) => KeyBuf::from_wire(n),
             };
             return Some(Ask { key, pos: name_pos, route });
         }
@@ -542,12 +542,12 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
 
 /// An RRset owned by the name at `name_pos`; endpoint addresses in the
 /// client's own vSwitch zone first, the order otherwise kept.
-fn write_rrset_in_client_zone_order(w: &mut ResponseWriter, name_pos: usize, rrset: &RRset, az: u32) {
-    let reorder = az != NO_AZ && rrset.azs.contains(&az);
-    let own = |i: usize| rrset.azs.get(i).is_some_and(|a| *a == az);
+fn write_rrset_in_client_zone_order(w: &mut ResponseWriter, name_pos: usize, rrset: RRset<'_>, az: u32) {
+    let reorder = az != NO_AZ && rrset.has_az(az);
+    let own = |i: usize| rrset.az(i) == az;
     let passes: &[bool] = if reorder { &[true, false] } else { &[true] };
     for &first in passes {
-        for (i, t) in tails(&rrset.wire).enumerate() {
+        for (i, t) in tails(rrset.wire()).enumerate() {
             if !reorder || own(i) == first {
                 w.record_at(Section::Answer, name_pos, t);
             }
@@ -626,16 +626,6 @@ fn policy_decides_link(snap: &Snapshot, row: usize, key: &KeyBuf, st: &mut State
             false
         }
         _ => true,
-    }
-}
-
-/// The address an A or AAAA record (TYPE..RDATA) holds.
-fn address_of(tail: &[u8]) -> Option<IpAddr> {
-    let rdata = tail.get(dns::RR_FIXED_LEN..)?;
-    match (u16::from_be_bytes([tail[0], tail[1]]), rdata.len()) {
-        (dns::TYPE_A, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
-        (dns::TYPE_AAAA, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
-        _ => None,
     }
 }
 

@@ -245,7 +245,7 @@ fn action_words(snap: &Snapshot, rule: u32) -> String {
         PolicyAction::Allow => "allow (passthru): answered normally, no later policy rule applies".to_string(),
         PolicyAction::Records(_) => "override with local data".to_string(),
         PolicyAction::Cname(i) => {
-            let t = snap.policy.data[i as usize][0].records.first().map(|r| r.data.to_string()).unwrap_or_default();
+            let t = snap.policy.data[i as usize][0].view().records(&Name::root()).first().map(|r| r.data.to_string()).unwrap_or_default();
             format!("override with a CNAME to {t}, which is then resolved")
         }
     }

@@ -10,13 +10,13 @@
 //!       forward zone / upstreams  ◄──────────────────────── upstream
 //! ```
 
-use std::borrow::Cow;
-
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
 
 use crate::config::UnknownClients;
 use crate::dns::names::{KeyBuf, key_to_name};
+use crate::dns::record::{address_of, tails};
 pub use crate::metrics::Source;
 pub use crate::snapshot::Route;
 use crate::snapshot::policy::{NameHit, PolicyAction, override_rrset};
@@ -108,7 +108,7 @@ pub struct Resolution<'s> {
     pub rcode: ResponseCode,
     /// AA: set when the first link was answered from local data.
     pub authoritative: bool,
-    pub answers: Vec<Cow<'s, Record>>,
+    pub answers: Vec<Record>,
     /// SOA for negative answers (RFC 2308).
     pub authority: Vec<&'s Record>,
     pub upstream: Option<UpstreamQuery>,
@@ -148,8 +148,9 @@ impl<'s> Resolution<'s> {
 pub enum LinkName<'s> {
     /// The question's name (link 0).
     Question,
-    /// The target of the previous link's CNAME.
-    Target(&'s Name),
+    /// The target of the previous link's CNAME, as written (an
+    /// uncompressed wire-form name in the snapshot).
+    Target(&'s [u8]),
 }
 
 /// One link of the chain as [`walk`] leaves it.
@@ -162,7 +163,7 @@ pub struct Link<'s> {
     pub wildcard: Option<&'s [u8]>,
     /// The CNAME this link answered with (every link but the last, and
     /// the last one when it closes a loop).
-    pub cname: Option<&'s RRset>,
+    pub cname: Option<RRset<'s>>,
     /// The response-policy rule that matched this link's name (rule 1a).
     pub policy: Option<NameHit>,
 }
@@ -201,7 +202,7 @@ impl Default for WalkOpts {
 #[derive(Debug, Clone, Copy)]
 pub enum End<'s> {
     /// Records of the asked type (owner: the last link's name).
-    Answer(&'s RRset),
+    Answer(RRset<'s>),
     /// The name exists without that type: NOERROR with this SOA.
     NoData(&'s Record),
     /// The name does not exist: NXDOMAIN with this SOA.
@@ -260,12 +261,10 @@ impl<'s> Walk<'s> {
     }
 }
 
-/// The target of a CNAME RRset.
-pub fn cname_target(rrset: &RRset) -> Option<&Name> {
-    match rrset.records.first().map(|r| &r.data) {
-        Some(RData::CNAME(t)) => Some(&t.0),
-        _ => None,
-    }
+/// A wire-form name of the snapshot (a CNAME target) as a hickory
+/// `Name`, for the cold paths.
+pub fn wire_to_name(wire: &[u8]) -> Name {
+    Name::from_bytes(wire).unwrap_or_else(|_| key_to_name(KeyBuf::from_wire(wire).key()))
 }
 
 /// Walks the chain for the question `q` (its name as a key) in `view`:
@@ -318,7 +317,7 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
                 }
                 Applied::Cname(rrset) => {
                     let Some(target) = follow_cname(&mut w, q, link, rrset) else { return w };
-                    target_key = KeyBuf::new(target);
+                    target_key = KeyBuf::from_wire(target);
                     key = &target_key;
                     continue;
                 }
@@ -350,7 +349,7 @@ pub fn walk_opts<'s>(snap: &'s Snapshot, view: View, q: &KeyBuf, qtype: RecordTy
             }
             NodeMatch::Cname(rrset) => {
                 let Some(target) = follow_cname(&mut w, q, link, rrset) else { return w };
-                target_key = KeyBuf::new(target);
+                target_key = KeyBuf::from_wire(target);
                 key = &target_key;
             }
             NodeMatch::NoData => {
@@ -382,7 +381,7 @@ enum Applied<'s> {
     Continue,
     End(End<'s>),
     /// A CNAME override: follow it, as a zone's CNAME.
-    Cname(&'s RRset),
+    Cname(RRset<'s>),
 }
 
 /// Rule 1a, response policy: the first rule set bound to the view whose
@@ -433,7 +432,7 @@ fn apply_policy<'s>(
         }
         PolicyAction::Cname(i) => {
             decided(w);
-            let rrset = &snap.policy.data[i as usize][0];
+            let rrset = snap.policy.data[i as usize][0].view();
             if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
                 return Applied::End(End::Answer(rrset));
             }
@@ -447,16 +446,11 @@ fn apply_policy<'s>(
 /// Rule 1a for answers: an A or AAAA record of `rrset` inside a
 /// response-IP rule's network (of a rule set bound to the view) makes
 /// that rule decide the answer; the first rule set in order wins.
-pub fn match_response_ip_policy(snap: &Snapshot, row: usize, rrset: &RRset) -> Option<u32> {
-    if !matches!(rrset.rtype, RecordType::A | RecordType::AAAA) || !snap.policy.has_ip_rules(row) {
+pub fn match_response_ip_policy(snap: &Snapshot, row: usize, rrset: RRset<'_>) -> Option<u32> {
+    if !matches!(rrset.rtype(), RecordType::A | RecordType::AAAA) || !snap.policy.has_ip_rules(row) {
         return None;
     }
-    let ips = rrset.records.iter().filter_map(|r| match &r.data {
-        RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
-        RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
-        _ => None,
-    });
-    snap.policy.match_ips(row, ips)
+    snap.policy.match_ips(row, tails(rrset.wire()).filter_map(address_of))
 }
 
 /// Rule 1 for a source in no VPC: `refuse` ends the walk with REFUSED;
@@ -473,7 +467,7 @@ fn unknown_client(snap: &Snapshot) -> Option<End<'static>> {
 /// A CNAME link, from a zone or a policy override: recorded, and its
 /// target named as the next link; `None` when the chain must end here
 /// (a loop or too long: the walk's end and source are set).
-fn follow_cname<'s>(w: &mut Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset) -> Option<&'s Name> {
+fn follow_cname<'s>(w: &mut Walk<'s>, q: &KeyBuf, link: usize, rrset: RRset<'s>) -> Option<&'s [u8]> {
     w.links[link].cname = Some(rrset);
     match chase_cname(w, q, link, rrset) {
         Ok(target) => {
@@ -488,10 +482,11 @@ fn follow_cname<'s>(w: &mut Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset)
     }
 }
 
-fn chase_cname<'s>(w: &Walk<'s>, q: &KeyBuf, link: usize, rrset: &'s RRset) -> Result<&'s Name, End<'s>> {
-    let target = cname_target(rrset).ok_or(End::Loop)?;
-    let seen =
-        KeyBuf::new(target).key() == q.key() || w.links[1..=link].iter().any(|l| matches!(l.name, LinkName::Target(n) if n == target));
+fn chase_cname<'s>(w: &Walk<'s>, q: &KeyBuf, link: usize, rrset: RRset<'s>) -> Result<&'s [u8], End<'s>> {
+    let target = rrset.cname_target().ok_or(End::Loop)?;
+    // Wire names compare case-folded: a length byte is never a letter.
+    let seen = KeyBuf::from_wire(target).key() == q.key()
+        || w.links[1..=link].iter().any(|l| matches!(l.name, LinkName::Target(n) if n.eq_ignore_ascii_case(target)));
     if seen {
         return Err(End::Loop);
     }
@@ -540,7 +535,7 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
     for (i, l) in w.links().iter().enumerate() {
         let name = match l.name {
             LinkName::Question => qname.clone(),
-            LinkName::Target(n) => n.clone(),
+            LinkName::Target(n) => wire_to_name(n),
         };
         let wildcard = if trace { l.wildcard.map(key_to_name) } else { None };
         if trace {
@@ -561,17 +556,10 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
             }
         }
         if let Some(c) = l.cname {
-            let rec = &c.records[0];
-            if trace && let Some(t) = cname_target(c) {
-                res.steps.push(Step::Cname { from: name.clone(), to: t.clone(), wildcard });
+            if trace && let Some(t) = c.cname_target() {
+                res.steps.push(Step::Cname { from: name.clone(), to: wire_to_name(t), wildcard });
             }
-            if l.wildcard.is_some() || l.policy.is_some() {
-                let mut r = rec.clone();
-                r.name = name;
-                res.answers.push(Cow::Owned(r));
-            } else {
-                res.answers.push(Cow::Borrowed(rec));
-            }
+            res.answers.extend(c.records(&name));
             continue;
         }
         if i + 1 != w.len {
@@ -581,10 +569,9 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
         match w.end {
             End::Answer(rrset) => {
                 if trace {
-                    res.steps.push(Step::Answer { name: name.clone(), rtype: rrset.rtype, count: rrset.records.len(), wildcard });
+                    res.steps.push(Step::Answer { name: name.clone(), rtype: rrset.rtype(), count: rrset.count(), wildcard });
                 }
-                let policy_data = l.policy.is_some() && l.zone.is_none();
-                push_rrset(&mut res, rrset, (l.wildcard.is_some() || policy_data).then_some(&name), w.az);
+                push_rrset(&mut res, rrset, &name, w.az);
                 if let (true, Some(rule)) = (trace, w.ip_hit) {
                     res.steps.push(Step::PolicyIp { rule });
                 }
@@ -621,8 +608,8 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
     if trace {
         match w.end {
             End::Loop => {
-                if let Some(t) = w.last().cname.and_then(cname_target) {
-                    res.steps.push(Step::Loop { name: t.clone() });
+                if let Some(t) = w.last().cname.and_then(|c| c.cname_target()) {
+                    res.steps.push(Step::Loop { name: wire_to_name(t) });
                 }
             }
             End::TooLong => res.steps.push(Step::TooLong),
@@ -632,25 +619,13 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
     res
 }
 
-/// Appends an RRset; a wildcard's records take the query name as owner, and
-/// endpoint addresses in the client's own zone come first.
-fn push_rrset<'s>(res: &mut Resolution<'s>, rrset: &'s RRset, owner: Option<&Name>, az: u32) {
-    let start = res.answers.len();
-    for rec in rrset.records.iter() {
-        match owner {
-            Some(o) => {
-                let mut r = rec.clone();
-                r.name = o.clone();
-                res.answers.push(Cow::Owned(r));
-            }
-            None => res.answers.push(Cow::Borrowed(rec)),
-        }
+/// Appends an RRset owned by `owner` (the link's name: a wildcard's
+/// records take the query name); endpoint addresses in the client's own
+/// zone come first, the order otherwise kept.
+fn push_rrset(res: &mut Resolution<'_>, rrset: RRset<'_>, owner: &Name, az: u32) {
+    let mut records: Vec<(bool, Record)> = rrset.records(owner).into_iter().enumerate().map(|(i, r)| (rrset.az(i) != az, r)).collect();
+    if az != NO_AZ && rrset.has_az(az) {
+        records.sort_by_key(|(other, _)| *other);
     }
-    if az != NO_AZ && !rrset.azs.is_empty() && rrset.azs.contains(&az) {
-        // Stable partition: own-zone addresses first, order otherwise kept.
-        let mut tagged: Vec<(bool, Cow<'s, Record>)> =
-            res.answers.drain(start..).zip(rrset.azs.iter()).map(|(r, a)| (*a != az, r)).collect();
-        tagged.sort_by_key(|(other, _)| *other);
-        res.answers.extend(tagged.into_iter().map(|(_, r)| r));
-    }
+    res.answers.extend(records.into_iter().map(|(_, r)| r));
 }

@@ -39,6 +39,36 @@ pub fn record_tail(rec: &Record) -> Vec<u8> {
     w
 }
 
+/// Appends [`record_tail`] of `rec` to `out`; `false`, and `out`
+/// unchanged, when the record cannot be encoded. Encodes through one
+/// buffer per thread (hickory's encoder writes from the start of its
+/// buffer and stops at 64 KiB, so it cannot write into a zone's arena).
+pub fn append_tail(rec: &Record, out: &mut Vec<u8>) -> bool {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        let mut enc = BinEncoder::new(buf);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        if rec.emit(&mut enc).is_err() {
+            return false;
+        }
+        out.extend_from_slice(&buf[name_len(buf)..]);
+        true
+    })
+}
+
+/// The address an A or AAAA record (TYPE..RDATA) holds.
+pub fn address_of(tail: &[u8]) -> Option<std::net::IpAddr> {
+    let rdata = tail.get(super::RR_FIXED_LEN..)?;
+    match (u16::from_be_bytes([tail[0], tail[1]]), rdata.len()) {
+        (super::TYPE_A, 4) => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+        (super::TYPE_AAAA, 16) => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+        _ => None,
+    }
+}
+
 /// Splits concatenated tails (TYPE CLASS TTL RDLENGTH RDATA, repeated).
 pub fn tails(mut wire: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {

@@ -23,7 +23,7 @@ use crate::config::zones_dir::{VpcDef, ZoneDef, ZoneOrigin, ZonesData};
 use crate::config::{ClientSubnet, Diagnostics, ForwardZone, Pos, ProxyProtocol, ServerConfig, UnknownClients};
 use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
 use views::{CidrTable, ScopeIndex};
-use zone::{NO_AZ, Node, RRset, Zone};
+use zone::{NO_AZ, NodesBuilder, Zone};
 
 /// The MNAME and NS target of synthesised SOA/NS records. `.invalid` (RFC
 /// 6761) so that nothing ever tries to reach it.
@@ -458,6 +458,8 @@ fn build_zone(
     type Sets = Vec<(RecordType, Vec<Record>, Vec<u32>, Pos)>;
     let mut by_name: FxHashMap<NameKey, Sets> = FxHashMap::default();
     by_name.reserve(def.records.len());
+    // About what the arena will hold: key, headers and record per record.
+    let def_bytes = def.records.len() * 48;
     let count_before = diags.len();
     for r in def.records {
         let k = name_key(&r.record.name);
@@ -487,11 +489,27 @@ fn build_zone(
             None => sets.push((rtype, vec![r.record], vec![az], r.pos)),
         }
     }
-    let mut nodes: FxHashMap<NameKey, Node> = FxHashMap::default();
-    nodes.reserve(by_name.len() + by_name.len() / 4 + 1);
+    // A zone with no records at its apex (none at all, or only deeper
+    // names) still answers SOA and NS there: the apex is a node, and
+    // gets them below.
+    by_name.entry(key.clone()).or_default();
+    // Empty non-terminals: every name between a node and the apex.
+    let mut ents: rustc_hash::FxHashSet<&[u8]> = rustc_hash::FxHashSet::default();
+    for k in by_name.keys() {
+        let mut p = parent_key(k);
+        while let Some(pk) = p {
+            if pk.len() <= key.len() || by_name.contains_key(pk) || !ents.insert(pk) {
+                break;
+            }
+            p = parent_key(pk);
+        }
+    }
+    let ents: Vec<NameKey> = ents.into_iter().map(NameKey::from).collect();
+    let mut nodes = NodesBuilder::with_capacity(by_name.len() + ents.len(), def_bytes);
     let mut record_count = 0usize;
     let mut has_wildcards = false;
     let mut negative_soa = None;
+    let mut too_large = false;
     for (k, mut sets) in by_name {
         let is_apex = k == key;
         if let Some(c) = sets.iter().find(|s| s.0 == RecordType::CNAME) {
@@ -541,44 +559,19 @@ fn build_zone(
             has_wildcards = true;
         }
         record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
-        let rrsets: Box<[RRset]> = sets
-            .into_iter()
-            .map(|(rtype, records, azs, _)| {
-                RRset::new(rtype, records.into_boxed_slice(), if is_endpoint { azs.into_boxed_slice() } else { Box::new([]) })
-            })
-            .collect();
-        // Empty non-terminals between this name and the apex.
-        let mut p = parent_key(&k);
-        while let Some(pk) = p {
-            if pk.len() <= key.len() || nodes.contains_key(pk) {
-                break;
-            }
-            nodes.insert(pk.into(), Node::default());
-            p = parent_key(pk);
-        }
-        match nodes.get_mut(&k) {
-            Some(n) => n.rrsets = rrsets,
-            None => {
-                nodes.insert(k, Node { rrsets });
-            }
-        }
+        let encoded = sets.iter().map(|(rtype, records, azs, _)| (*rtype, &records[..], is_endpoint.then_some(&azs[..])));
+        too_large |= nodes.push(&k, encoded).is_err();
     }
-    // A zone with no records at its apex (none at all, or only deeper
-    // names) still answers SOA and NS there.
-    if nodes.get(&key).is_none_or(|n| n.rrsets.is_empty()) {
-        let soa = synth_soa(&def.origin, def.ttl, serial);
-        negative_soa = Some(soa.clone());
-        record_count += 2;
-        let rrsets = [(RecordType::SOA, soa), (RecordType::NS, synth_ns(&def.origin, def.ttl))]
-            .into_iter()
-            .map(|(rtype, r)| RRset::new(rtype, Box::new([r]), Box::new([])))
-            .collect();
-        nodes.entry(key.clone()).or_default().rrsets = rrsets;
+    for k in &ents {
+        too_large |= nodes.push(k, []).is_err();
+    }
+    if too_large {
+        diags.push(&def.records_path, def.pos, "the zone holds more than 4 GiB of records; split it into several zones");
     }
     if diags.len() > count_before {
         return None;
     }
-    nodes.shrink_to_fit();
+    let nodes = nodes.finish();
     let negative_soa = negative_soa.unwrap_or_else(unreachable_soa);
     let cname_sites = cnames[sites_before..].iter().map(|(_, n, p, pos)| (n.clone(), p.clone(), *pos)).collect();
     Some(Zone {

@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::VpcIdx;
 use super::views::CidrTable;
-use super::zone::RRset;
+use super::zone::{RRset, RRsetBuf};
 use crate::config::policy::{Action, ActionKind, PolicyDef, Trigger};
 use crate::config::{Diagnostics, Pos};
 use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key};
@@ -119,7 +119,7 @@ pub struct Policies {
     pub rules: Vec<Rule>,
     pub files: Vec<Arc<Path>>,
     /// Local data of override rules.
-    pub data: Vec<Box<[RRset]>>,
+    pub data: Vec<Box<[RRsetBuf]>>,
     index: FxHashMap<NameKey, u32>,
     trigs: Vec<Trig>,
     /// The most labels of any trigger name: longer suffixes cannot match.
@@ -209,7 +209,7 @@ impl Policies {
                                 Trigger::ResponseIp(_) => hickory_proto::rr::Name::root(),
                             };
                             let rec = Record::from_rdata(owner, ttl, RData::CNAME(hickory_proto::rr::rdata::CNAME(target)));
-                            p.data.push(Box::new([RRset::new(RecordType::CNAME, Box::new([rec]), Box::new([]))]));
+                            p.data.push(Box::new([RRsetBuf::new(RecordType::CNAME, &[rec])]));
                             PolicyAction::Cname(p.data.len() as u32 - 1)
                         }
                     };
@@ -408,7 +408,7 @@ impl Policies {
 }
 
 /// Local data grouped into RRsets by type, in the order first written.
-fn group(recs: Vec<Record>) -> Box<[RRset]> {
+fn group(recs: Vec<Record>) -> Box<[RRsetBuf]> {
     let mut sets: Vec<(RecordType, Vec<Record>)> = Vec::new();
     for r in recs {
         let t = r.record_type();
@@ -424,18 +424,18 @@ fn group(recs: Vec<Record>) -> Box<[RRset]> {
             for r in &mut v {
                 r.ttl = ttl;
             }
-            RRset::new(t, v.into_boxed_slice(), Box::new([]))
+            RRsetBuf::new(t, &v)
         })
         .collect()
 }
 
 /// The local data of an override for `qtype`: its RRset, `None` when
 /// the data has no RRset of that type (NODATA).
-pub fn override_rrset(data: &[RRset], qtype: RecordType) -> Option<&RRset> {
+pub fn override_rrset(data: &[RRsetBuf], qtype: RecordType) -> Option<RRset<'_>> {
     if qtype == RecordType::ANY {
-        return data.first();
+        return data.first().map(RRsetBuf::view);
     }
-    data.iter().find(|s| s.rtype == qtype)
+    data.iter().map(RRsetBuf::view).find(|s| s.rtype() == qtype)
 }
 
 #[cfg(test)]

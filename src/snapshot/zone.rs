@@ -2,48 +2,311 @@
 //! name, with an explicit node for every empty non-terminal so that "does
 //! this name exist" (NXDOMAIN vs NODATA) and the closest encloser of a
 //! wildcard (RFC 4592) are O(labels) hash lookups, never a scan of the zone.
+//!
+//! Records are held once, in wire form, in one byte arena per zone: the
+//! answer writer copies them as they are, and the cold paths (`explain`,
+//! checks, tests) decode the few they need into hickory `Record`s. The hash
+//! index holds only offsets into the arena.
 
+use std::hash::BuildHasher;
 use std::path::PathBuf;
 
+use hashbrown::HashTable;
 use hickory_proto::rr::{Name, Record, RecordType};
-use rustc_hash::FxHashMap;
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+use rustc_hash::FxBuildHasher;
 
 use crate::config::zones_dir::ZoneOrigin;
 use crate::dns::names::{KeyBuf, MAX_NAME_WIRE_LEN, NameKey};
+use crate::dns::record::tails;
 
 /// No vSwitch zone attached to a record.
 pub const NO_AZ: u32 = u32::MAX;
 
-/// The records of one name and type.
-#[derive(Debug, Clone)]
-pub struct RRset {
-    pub rtype: RecordType,
-    pub records: Box<[Record]>,
-    /// For endpoint records: the index (into `Snapshot::azs`) of the zone
-    /// each address lives in, parallel to `records`; empty otherwise.
-    pub azs: Box<[u32]>,
-    /// The records in wire form without owner (TYPE, CLASS, TTL,
-    /// RDLENGTH, RDATA), concatenated in `records` order: what the answer
-    /// writer copies into a response.
-    pub wire: Box<[u8]>,
+/// Bytes before an RRset's records: TYPE (u16), whether vSwitch zones
+/// follow (u8), the record count (u32) and the records' length (u32).
+const SET_HEADER: usize = 11;
+
+/// The records of one name and type, as stored: a header, the records in
+/// wire form without owner (TYPE, CLASS, TTL, RDLENGTH, RDATA, concatenated:
+/// what the answer writer copies into a response) and, for endpoint
+/// records, the vSwitch zone (index into `Snapshot::azs`) of each.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RRset<'z> {
+    raw: &'z [u8],
 }
 
-impl RRset {
-    pub fn new(rtype: RecordType, records: Box<[Record]>, azs: Box<[u32]>) -> Self {
-        let wire: Vec<u8> = records.iter().flat_map(crate::dns::record::record_tail).collect();
-        RRset { rtype, records, azs, wire: wire.into_boxed_slice() }
+impl std::fmt::Debug for RRset<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RRset({} × {})", self.rtype(), self.count())
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl<'z> RRset<'z> {
+    pub fn rtype(&self) -> RecordType {
+        RecordType::from(u16::from_le_bytes([self.raw[0], self.raw[1]]))
+    }
+
+    /// Records held.
+    pub fn count(&self) -> usize {
+        u32_at(self.raw, 3) as usize
+    }
+
+    /// The records in wire form without owner, concatenated.
+    pub fn wire(&self) -> &'z [u8] {
+        &self.raw[SET_HEADER..SET_HEADER + u32_at(self.raw, 7) as usize]
+    }
+
+    /// The vSwitch zone of record `i`; `NO_AZ` for records without one.
+    pub fn az(&self, i: usize) -> u32 {
+        if self.raw[2] == 0 || i >= self.count() {
+            return NO_AZ;
+        }
+        u32_at(self.raw, SET_HEADER + u32_at(self.raw, 7) as usize + 4 * i)
+    }
+
+    /// Whether some record lives in vSwitch zone `az`.
+    pub fn has_az(&self, az: u32) -> bool {
+        self.raw[2] != 0 && (0..self.count()).any(|i| self.az(i) == az)
+    }
+
+    /// The target of a CNAME RRset, as written (uncompressed wire form).
+    pub fn cname_target(&self) -> Option<&'z [u8]> {
+        if self.rtype() != RecordType::CNAME {
+            return None;
+        }
+        let t = tails(self.wire()).next()?;
+        t.get(crate::dns::RR_FIXED_LEN..)
+    }
+
+    /// The records, decoded with `owner` as their name: for the cold
+    /// paths (`explain`, checks, tests), never for answers.
+    pub fn records(&self, owner: &Name) -> Vec<Record> {
+        let Ok(mut head) = owner.to_bytes() else { return Vec::new() };
+        let n = head.len();
+        tails(self.wire())
+            .filter_map(|t| {
+                head.truncate(n);
+                head.extend_from_slice(t);
+                Record::from_bytes(&head).ok()
+            })
+            .collect()
+    }
+}
+
+/// Appends one RRset in the stored layout: `records` must share one type.
+fn encode_rrset(out: &mut Vec<u8>, rtype: RecordType, records: &[Record], azs: Option<&[u32]>) {
+    let start = out.len();
+    out.extend_from_slice(&u16::from(rtype).to_le_bytes());
+    out.push(u8::from(azs.is_some()));
+    out.extend_from_slice(&[0; 8]);
+    let mut count = 0u32;
+    let mut kept = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        // A record that cannot be encoded (checked at load) is left out.
+        if crate::dns::record::append_tail(r, out) {
+            count += 1;
+            kept.push(i);
+        }
+    }
+    let wlen = (out.len() - start - SET_HEADER) as u32;
+    out[start + 3..start + 7].copy_from_slice(&count.to_le_bytes());
+    out[start + 7..start + 11].copy_from_slice(&wlen.to_le_bytes());
+    if let Some(azs) = azs {
+        for i in kept {
+            out.extend_from_slice(&azs.get(i).copied().unwrap_or(NO_AZ).to_le_bytes());
+        }
+    }
+}
+
+/// Length of the RRset stored at the start of `b`.
+fn rrset_len(b: &[u8]) -> usize {
+    let azs = if b[2] != 0 { 4 * u32_at(b, 3) as usize } else { 0 };
+    SET_HEADER + u32_at(b, 7) as usize + azs
+}
+
+/// RRsets that policies and other non-zone data own (one allocation each).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RRsetBuf(Box<[u8]>);
+
+impl std::fmt::Debug for RRsetBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl RRsetBuf {
+    /// `records` must share the type `rtype`.
+    pub fn new(rtype: RecordType, records: &[Record]) -> Self {
+        let mut out = Vec::new();
+        encode_rrset(&mut out, rtype, records, None);
+        RRsetBuf(out.into_boxed_slice())
+    }
+
+    pub fn view(&self) -> RRset<'_> {
+        RRset { raw: &self.0 }
     }
 }
 
 /// A name in a zone. No RRsets: an empty non-terminal.
-#[derive(Debug, Clone, Default)]
-pub struct Node {
-    pub rrsets: Box<[RRset]>,
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'z> {
+    /// The RRsets, stored one after the other.
+    sets: &'z [u8],
 }
 
-impl Node {
-    pub fn get(&self, rtype: RecordType) -> Option<&RRset> {
-        self.rrsets.iter().find(|s| s.rtype == rtype)
+impl<'z> Node<'z> {
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// The RRsets, in the order they were first written.
+    pub fn rrsets(self) -> impl Iterator<Item = RRset<'z>> + use<'z> {
+        let mut rest = self.sets;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let (set, tail) = rest.split_at(rrset_len(rest));
+            rest = tail;
+            Some(RRset { raw: set })
+        })
+    }
+
+    pub fn get(self, rtype: RecordType) -> Option<RRset<'z>> {
+        self.rrsets().find(|s| s.rtype() == rtype)
+    }
+}
+
+fn hash_key(key: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The key and RRsets of the node stored at `at`: key length (u8), key,
+/// RRsets' length (u32), RRsets.
+fn node_at(data: &[u8], at: u32) -> (&[u8], Node<'_>) {
+    let at = at as usize;
+    let klen = data[at] as usize;
+    let key = &data[at + 1..at + 1 + klen];
+    let slen = u32_at(data, at + 1 + klen) as usize;
+    let s = at + 5 + klen;
+    (key, Node { sets: &data[s..s + slen] })
+}
+
+/// A zone's names: one arena of nodes, and a hash index of their offsets.
+#[derive(Default)]
+pub struct Nodes {
+    data: Box<[u8]>,
+    index: HashTable<u32>,
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nodes({} names, {} bytes)", self.index.len(), self.data.len())
+    }
+}
+
+impl Clone for Nodes {
+    fn clone(&self) -> Self {
+        let data = self.data.clone();
+        let mut index = HashTable::with_capacity(self.index.len());
+        for &at in &self.index {
+            index.insert_unique(hash_key(node_at(&data, at).0), at, |&o| hash_key(node_at(&data, o).0));
+        }
+        Nodes { data, index }
+    }
+}
+
+impl Nodes {
+    pub fn get(&self, key: &[u8]) -> Option<Node<'_>> {
+        self.get_key_value(key).map(|(_, n)| n)
+    }
+
+    /// The node and its key as stored (which lives as long as the zone).
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&[u8], Node<'_>)> {
+        let at = self.index.find(hash_key(key), |&o| node_at(&self.data, o).0 == key)?;
+        Some(node_at(&self.data, *at))
+    }
+
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Names held, empty non-terminals included.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Every name and its node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Node<'_>)> {
+        self.index.iter().map(|&at| node_at(&self.data, at))
+    }
+
+    /// Bytes held (arena and index), for `/zones` and the docs.
+    pub fn heap_bytes(&self) -> usize {
+        self.data.len() + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+/// Writes a zone's nodes, each once: a node's RRsets are given together.
+pub struct NodesBuilder {
+    data: Vec<u8>,
+    index: HashTable<u32>,
+}
+
+/// A zone's data would not fit the 4 GiB a zone's arena can address.
+#[derive(Debug, Clone, Copy)]
+pub struct ZoneTooLarge;
+
+impl NodesBuilder {
+    pub fn with_capacity(names: usize, bytes: usize) -> Self {
+        NodesBuilder { data: Vec::with_capacity(bytes), index: HashTable::with_capacity(names) }
+    }
+
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        let data = &self.data;
+        self.index.find(hash_key(key), |&o| node_at(data, o).0 == key).is_some()
+    }
+
+    /// Adds the node `key` (not yet added) with its RRsets: (type,
+    /// records, vSwitch zones of the records when they have them).
+    pub fn push<'a>(
+        &mut self,
+        key: &[u8],
+        sets: impl IntoIterator<Item = (RecordType, &'a [Record], Option<&'a [u32]>)>,
+    ) -> Result<(), ZoneTooLarge> {
+        let at = u32::try_from(self.data.len()).map_err(|_| ZoneTooLarge)?;
+        debug_assert!(key.len() <= MAX_NAME_WIRE_LEN);
+        self.data.push(key.len() as u8);
+        self.data.extend_from_slice(key);
+        let len_at = self.data.len();
+        self.data.extend_from_slice(&[0; 4]);
+        for (rtype, records, azs) in sets {
+            encode_rrset(&mut self.data, rtype, records, azs);
+        }
+        let slen = self.data.len() - len_at - 4;
+        if self.data.len() > u32::MAX as usize {
+            return Err(ZoneTooLarge);
+        }
+        self.data[len_at..len_at + 4].copy_from_slice(&(slen as u32).to_le_bytes());
+        let data = &self.data;
+        self.index.insert_unique(hash_key(key), at, |&o| hash_key(node_at(data, o).0));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Nodes {
+        let mut index = self.index;
+        let data = self.data.into_boxed_slice();
+        index.shrink_to_fit(|&o| hash_key(node_at(&data, o).0));
+        Nodes { data, index }
     }
 }
 
@@ -60,7 +323,7 @@ pub struct Zone {
     pub negative_soa: Record,
     /// `negative_soa` in wire form without owner (see [`RRset::wire`]).
     pub negative_soa_wire: Box<[u8]>,
-    pub nodes: FxHashMap<NameKey, Node>,
+    pub nodes: Nodes,
     pub has_wildcards: bool,
     /// Records held (not counting empty non-terminals).
     pub record_count: usize,
@@ -80,9 +343,9 @@ pub struct Zone {
 #[derive(Debug, Clone, Copy)]
 pub enum NodeMatch<'z> {
     /// RRset of the asked type (or, for ANY, the one RRset RFC 8482 answers).
-    Found(&'z RRset),
+    Found(RRset<'z>),
     /// The name has a CNAME and the type asked is not CNAME: follow it.
-    Cname(&'z RRset),
+    Cname(RRset<'z>),
     /// The name exists without that type.
     NoData,
     /// The name does not exist.
@@ -131,8 +394,8 @@ impl Zone {
 /// Rule 3 at one node (records, CNAME, NODATA). At an apex that holds a CNAME, SOA and NS
 /// are answered from the (synthesised) apex records and everything else
 /// with the CNAME.
-fn match_node(node: &Node, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {
-    if node.rrsets.is_empty() {
+fn match_node(node: Node<'_>, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {
+    if node.is_empty() {
         return NodeMatch::NoData;
     }
     if let Some(c) = node.get(RecordType::CNAME) {
@@ -147,8 +410,48 @@ fn match_node(node: &Node, qtype: RecordType, is_apex: bool) -> NodeMatch<'_> {
     if qtype == RecordType::ANY {
         // RFC 8482 §4.1: answer with one RRset rather than all of them;
         // prefer data over the apex's SOA/NS.
-        let pick = node.rrsets.iter().find(|s| !matches!(s.rtype, RecordType::SOA | RecordType::NS)).or_else(|| node.rrsets.first());
+        let pick = node.rrsets().find(|s| !matches!(s.rtype(), RecordType::SOA | RecordType::NS)).or_else(|| node.rrsets().next());
         return pick.map_or(NodeMatch::NoData, NodeMatch::Found);
     }
     node.get(qtype).map_or(NodeMatch::NoData, NodeMatch::Found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::{A, CNAME};
+    use std::str::FromStr;
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(Name::from_str(owner).unwrap(), 60, RData::A(A::from(std::net::Ipv4Addr::from(ip))))
+    }
+
+    #[test]
+    fn nodes_round_trip_records_and_zones() {
+        let owner = Name::from_str("www.example.").unwrap();
+        let recs = [a("www.example.", [10, 0, 0, 1]), a("www.example.", [10, 0, 0, 2])];
+        let target = Name::from_ascii("Api.Example.").unwrap();
+        let cname = [Record::from_rdata(Name::from_str("c.example.").unwrap(), 30, RData::CNAME(CNAME(target.clone())))];
+        let mut b = NodesBuilder::with_capacity(4, 0);
+        let k = crate::dns::names::name_key(&owner);
+        b.push(&k, [(RecordType::A, &recs[..], Some(&[7u32, 9][..]))]).unwrap();
+        let ck = crate::dns::names::name_key(&Name::from_str("c.example.").unwrap());
+        b.push(&ck, [(RecordType::CNAME, &cname[..], None)]).unwrap();
+        b.push(b"\x07example\x00", []).unwrap();
+        assert!(b.contains_key(&k));
+        let nodes = b.finish();
+        assert_eq!(nodes.len(), 3);
+        let set = nodes.get(&k).unwrap().get(RecordType::A).unwrap();
+        assert_eq!((set.count(), set.az(0), set.az(1), set.az(2)), (2, 7, 9, NO_AZ));
+        assert!(set.has_az(9) && !set.has_az(8));
+        assert_eq!(set.records(&owner), recs.to_vec());
+        let c = nodes.get(&ck).unwrap().get(RecordType::CNAME).unwrap();
+        assert_eq!(Name::from_bytes(c.cname_target().unwrap()).unwrap().to_string(), "Api.Example.");
+        assert!(nodes.get(b"\x07example\x00").unwrap().is_empty());
+        assert!(nodes.get(b"\x03www\x07example\x00").unwrap().get(RecordType::AAAA).is_none());
+        assert!(nodes.get(b"\x01x\x00").is_none());
+        let clone = nodes.clone();
+        assert_eq!(clone.get(&k).unwrap().get(RecordType::A).unwrap(), set);
+    }
 }

@@ -127,7 +127,7 @@ fn expected(shared: &Shared, listener: usize, src: SocketAddr, name: &Name, t: R
         rcode: res.rcode,
         aa: res.authoritative,
         ra: res.source != Source::Refused,
-        answers: res.answers.iter().map(|r| r.as_ref().clone()).collect(),
+        answers: res.answers.clone(),
         authorities: res.authority.iter().map(|r| (*r).clone()).collect(),
         additionals: vec![],
     };
@@ -187,7 +187,7 @@ fn every_answer_is_what_the_rules_and_the_cache_say() {
     let snap = shared.snapshot.load_full();
     let mut names: BTreeSet<Name> = BTreeSet::new();
     for z in &snap.zones {
-        for k in z.nodes.keys() {
+        for (k, _) in z.nodes.iter() {
             let n = key_to_name(k);
             names.insert(Name::from_ascii(format!("child.{n}")).unwrap());
             if n.is_wildcard() {

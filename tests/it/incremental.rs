@@ -100,7 +100,7 @@ fn record(r: &Record) -> String {
 }
 
 fn render(r: &Resolution<'_>) -> String {
-    let ans: Vec<String> = r.answers.iter().map(|a| record(a)).collect();
+    let ans: Vec<String> = r.answers.iter().map(record).collect();
     let auth: Vec<String> = r.authority.iter().map(|a| record(a)).collect();
     format!(
         "{:?} aa={} src={:?} up={:?} policy={:?} ans={ans:?} auth={auth:?}",

@@ -139,7 +139,7 @@ fn answers_come_only_from_zones_bound_to_the_askers_vpc() {
             if !r.answers.is_empty() {
                 answered.fetch_add(1, Relaxed);
             }
-            for rec in r.answers.iter().map(|c| c.as_ref()).chain(r.authority.iter().copied()) {
+            for rec in r.answers.iter().chain(r.authority.iter().copied()) {
                 checked.fetch_add(1, Relaxed);
                 let zi = (rec.ttl - 100) as usize;
                 let allowed = match view {
