@@ -87,7 +87,16 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             // Freeing a large snapshot takes milliseconds: not on a worker
             // thread that answers queries. (Queries still holding it keep it
             // alive until they finish; the last one frees it.)
-            tokio::task::spawn_blocking(move || drop(old));
+            // A load that read most files again freed as much as it holds
+            // (parse trees, the old zones): give it back. A reload of a few
+            // files frees little, and the pool reuses it on the next one.
+            let pool = (reuse.read * 8 >= reuse.read + reuse.reused).then(|| reload_pool(&shared, shared.config.load().reload_threads));
+            tokio::task::spawn_blocking(move || {
+                drop(old);
+                if let Some(pool) = pool {
+                    release_free_memory(pool.as_deref());
+                }
+            });
             shared.metrics.set_data(DataCounts {
                 zones: snap.stats.zones,
                 records: snap.stats.records,
@@ -154,6 +163,23 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
 
 /// The pool reloads build on, of `threads` threads (made again when the
 /// setting changes); `None` if no pool can be made (the global one serves).
+/// Hands the memory a load freed (its parse trees, the old snapshot) back
+/// to the system: each thread that may have allocated it (the load's pools
+/// and this one) collects its own heap, since mimalloc otherwise keeps a
+/// thread's free pages until that thread allocates again, and the pools'
+/// threads sleep until the next reload.
+fn release_free_memory(reload_pool: Option<&rayon::ThreadPool>) {
+    let collect = || {
+        // SAFETY: mi_collect only walks the calling thread's heap.
+        unsafe { libmimalloc_sys::mi_collect(true) }
+    };
+    rayon::broadcast(|_| collect());
+    if let Some(pool) = reload_pool {
+        pool.broadcast(|_| collect());
+    }
+    collect();
+}
+
 fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((n, pool)) = slot.as_ref()
