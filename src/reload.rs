@@ -90,7 +90,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             // A load that read most files again freed as much as it holds
             // (parse trees, the old zones): give it back. A reload of a few
             // files frees little, and the pool reuses it on the next one.
-            let pool = (reuse.read * 8 >= reuse.read + reuse.reused).then(|| reload_pool(&shared, shared.config.load().reload_threads));
+            let pool = (reuse.read * 8 >= reuse.read + reuse.reused).then(|| reload_pool(shared, shared.config.load().reload_threads));
             tokio::task::spawn_blocking(move || {
                 drop(old);
                 if let Some(pool) = pool {
