@@ -8,8 +8,13 @@ use hickory_proto::rr::RecordType;
 
 use crate::config::zones_dir::{self, Previous, ZonesData};
 use crate::config::{Diagnostics, ServerConfig};
-use crate::resolve::resolve;
-use crate::snapshot::zone::NO_AZ;
+use crate::dns::names::KeyBuf;
+use crate::resolve::{End, resolve, walk};
+use std::sync::{Arc, Weak};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::snapshot::zone::{NO_AZ, Zone};
 use crate::snapshot::{CnameSite, Snapshot, View};
 
 /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
@@ -48,13 +53,14 @@ fn with_read_problems(built: Result<Snapshot, Diagnostics>, mut diags: Diagnosti
 pub struct Incremental {
     read: Previous,
     racy_window: Option<std::time::Duration>,
+    chains: ChainMemo,
 }
 
 impl Incremental {
     /// As [`Incremental::default`], trusting stamps however recent (tests
     /// that set distinct modification times themselves).
     pub fn trusting_recent_stamps() -> Self {
-        Incremental { read: Previous::default(), racy_window: Some(std::time::Duration::ZERO) }
+        Incremental { racy_window: Some(std::time::Duration::ZERO), ..Incremental::default() }
     }
 }
 
@@ -71,9 +77,10 @@ pub struct Reuse {
 /// that changed since `prev` was loaded (with `inc`): every other zone is
 /// the previous snapshot's, shared. The result is what [`load`] gives for
 /// the same files (`tests/it/incremental.rs` compares them), except that
-/// an unchanged zone keeps the serial of its synthesised SOA. Every check
-/// across zones (duplicate zones per VPC, CNAME chains) runs over all of
-/// them again. `inc` is updated only when the load succeeds.
+/// an unchanged zone keeps the serial of its synthesised SOA. The duplicate
+/// check runs over all zones again; a CNAME chain is followed again unless
+/// it went only through zones shared with `prev` (see
+/// [`check_cname_chains`]). `inc` is updated only when the load succeeds.
 pub fn load_incremental(
     cfg: &ServerConfig,
     generation: u64,
@@ -85,44 +92,98 @@ pub fn load_incremental(
     let read = std::mem::take(&mut data.read);
     let reuse =
         Reuse { read: data.zones.iter().filter(|z| matches!(z.kind, zones_dir::ZoneOrigin::File)).count(), reused: data.reused.len() };
-    let snap = with_read_problems(build_reusing(cfg, data, generation, prev), diags)?;
+    let memo = prev.map(|p| (p, &inc.chains));
+    let (built, chains) = build_reusing(cfg, data, generation, memo);
+    let snap = with_read_problems(built, diags)?;
     inc.read = read;
+    inc.chains = chains;
     Ok((snap, reuse))
 }
 
 /// Builds a snapshot from data already read, and checks its CNAME chains.
 pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<Snapshot, Diagnostics> {
-    build_reusing(cfg, data, generation, None)
+    build_reusing(cfg, data, generation, None).0
 }
 
-/// As [`build`], taking the zones of `data.reused` from `prev`.
-fn build_reusing(cfg: &ServerConfig, data: ZonesData, generation: u64, prev: Option<&Snapshot>) -> Result<Snapshot, Diagnostics> {
-    let (snap, cnames, mut diags) = Snapshot::build_reusing(cfg, data, generation, prev);
-    check_cname_chains(&snap, &cnames, &mut diags);
+/// As [`build`], taking the zones of `data.reused` from `prev`, whose
+/// chains were checked as `memo` says.
+fn build_reusing(
+    cfg: &ServerConfig,
+    data: ZonesData,
+    generation: u64,
+    prev: Option<(&Snapshot, &ChainMemo)>,
+) -> (Result<Snapshot, Diagnostics>, ChainMemo) {
+    let (snap, cnames, mut diags) = Snapshot::build_reusing(cfg, data, generation, prev.map(|p| p.0));
+    let memo = check_cname_chains(&snap, &cnames, prev, &mut diags);
     if diags.is_empty() {
-        Ok(snap)
+        (Ok(snap), memo)
     } else {
         diags.sort();
-        Err(diags)
+        (Err(diags), ChainMemo::default())
     }
+}
+
+/// What the CNAME checks of a load saw, so that the next load follows
+/// again only the chains that may have changed.
+#[derive(Debug, Default)]
+struct ChainMemo {
+    /// The snapshot the checks ran on.
+    generation: u64,
+    /// Every zone of that snapshot, weakly: an address recorded below stays
+    /// that zone's (never another zone's) while the memo lives.
+    _held: Vec<Weak<Zone>>,
+    /// Per zone (by address): per CNAME owner, in the zone's order, the
+    /// zones its walks went through, in the view of every VPC that sees it.
+    visited: FxHashMap<usize, Vec<Box<[usize]>>>,
+}
+
+fn zone_addr(z: &Arc<Zone>) -> usize {
+    Arc::as_ptr(z) as usize
 }
 
 /// Follows every CNAME in the view of every VPC that sees its zone: a loop
 /// or a chain over the limit would SERVFAIL at query time, so it is an
-/// error now.
-fn check_cname_chains(snap: &Snapshot, cnames: &[CnameSite], diags: &mut Diagnostics) {
-    for (zi, owner, path, pos) in cnames {
-        if owner.is_wildcard() {
+/// error now. A chain whose walks went only through zones the previous
+/// snapshot shares with this one (the zones chosen the same way, no policy
+/// in either) is as it was, and is not followed again.
+fn check_cname_chains(snap: &Snapshot, cnames: &[CnameSite], prev: Option<(&Snapshot, &ChainMemo)>, diags: &mut Diagnostics) -> ChainMemo {
+    let memo = prev.filter(|(p, m)| {
+        m.generation == p.generation && p.same_zone_layout(snap) && p.policy.rules.is_empty() && snap.policy.rules.is_empty()
+    });
+    let current: FxHashSet<usize> = snap.zones.iter().map(zone_addr).collect();
+    let mut out =
+        ChainMemo { generation: snap.generation, _held: snap.zones.iter().map(Arc::downgrade).collect(), visited: FxHashMap::default() };
+    let mut site = 0;
+    for (i, (zi, owner, path, pos)) in cnames.iter().enumerate() {
+        // Sites come zone by zone, in each zone's order.
+        site = if i > 0 && cnames[i - 1].0 == *zi { site + 1 } else { 0 };
+        let zone = &snap.zones[*zi as usize];
+        let sites = out.visited.entry(zone_addr(zone)).or_default();
+        let before = memo.and_then(|(_, m)| m.visited.get(&zone_addr(zone))).and_then(|v| v.get(site));
+        if let Some(v) = before.filter(|v| v.iter().all(|a| current.contains(a))) {
+            sites.push(v.clone());
             continue;
         }
-        let zone = &snap.zones[*zi as usize];
-        for vpc in &zone.vpcs {
-            let view = View::Vpc { vpc: *vpc, az: NO_AZ };
-            let r = resolve(snap, view, owner, RecordType::A, true);
-            if let Some(problem) = r.chain_problem() {
-                diags.push(path, *pos, format!("{problem} in the view of VPC `{}`", snap.vpcs[*vpc as usize].id));
-                break;
+        let mut went: Vec<usize> = Vec::new();
+        if !owner.is_wildcard() {
+            let key = KeyBuf::new(owner);
+            for vpc in &zone.vpcs {
+                let view = View::Vpc { vpc: *vpc, az: NO_AZ };
+                // The walk alone (no allocation); the words only for a problem.
+                let w = walk(snap, view, &key, RecordType::A);
+                went.extend(w.links().iter().filter_map(|l| l.zone).map(|z| zone_addr(&snap.zones[z as usize])));
+                if !matches!(w.end, End::Loop | End::TooLong) {
+                    continue;
+                }
+                if let Some(problem) = resolve(snap, view, owner, RecordType::A, true).chain_problem() {
+                    diags.push(path, *pos, format!("{problem} in the view of VPC `{}`", snap.vpcs[*vpc as usize].id));
+                    break;
+                }
             }
         }
+        went.sort_unstable();
+        went.dedup();
+        sites.push(went.into_boxed_slice());
     }
+    out
 }

@@ -345,6 +345,20 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Whether `other` chooses zones as this one does (rule 2): the same
+    /// VPCs in the same order, and the same apexes bound to the same VPCs.
+    /// The zones themselves may differ.
+    pub fn same_zone_layout(&self, other: &Snapshot) -> bool {
+        self.vpcs.iter().map(|v| &v.id).eq(other.vpcs.iter().map(|v| &v.id))
+            && self.zone_index.len() == other.zone_index.len()
+            && self
+                .zone_index
+                .iter()
+                .all(|(apex, bound)| other.zone_index.get(apex).is_some_and(|o| o.iter().map(|b| b.0).eq(bound.iter().map(|b| b.0))))
+    }
+}
+
 /// Identifies an upstream set in cache keys (computed once per snapshot,
 /// see `Snapshot::upstreams_for`), so two routes never share an entry.
 fn route_id(upstreams: &[SocketAddr]) -> u64 {

@@ -186,6 +186,12 @@ fn hash_key(key: &[u8]) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// The key of the node stored at `at`.
+fn key_at(data: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    &data[at + 1..at + 1 + data[at] as usize]
+}
+
 /// The key and RRsets of the node stored at `at`: key length (u8), key,
 /// RRsets' length (u32), RRsets.
 fn node_at(data: &[u8], at: u32) -> (&[u8], Node<'_>) {
@@ -215,7 +221,7 @@ impl Clone for Nodes {
         let data = self.data.clone();
         let mut index = HashTable::with_capacity(self.index.len());
         for &at in &self.index {
-            index.insert_unique(hash_key(node_at(&data, at).0), at, |&o| hash_key(node_at(&data, o).0));
+            index.insert_unique(hash_key(key_at(&data, at)), at, |&o| hash_key(key_at(&data, o)));
         }
         Nodes { data, index }
     }
@@ -228,7 +234,7 @@ impl Nodes {
 
     /// The node and its key as stored (which lives as long as the zone).
     pub fn get_key_value(&self, key: &[u8]) -> Option<(&[u8], Node<'_>)> {
-        let at = self.index.find(hash_key(key), |&o| node_at(&self.data, o).0 == key)?;
+        let at = self.index.find(hash_key(key), |&o| key_at(&self.data, o) == key)?;
         Some(node_at(&self.data, *at))
     }
 
@@ -273,7 +279,7 @@ impl NodesBuilder {
 
     pub fn contains_key(&self, key: &[u8]) -> bool {
         let data = &self.data;
-        self.index.find(hash_key(key), |&o| node_at(data, o).0 == key).is_some()
+        self.index.find(hash_key(key), |&o| key_at(data, o) == key).is_some()
     }
 
     /// Adds the node `key` (not yet added) with its RRsets: (type,
@@ -298,14 +304,14 @@ impl NodesBuilder {
         }
         self.data[len_at..len_at + 4].copy_from_slice(&(slen as u32).to_le_bytes());
         let data = &self.data;
-        self.index.insert_unique(hash_key(key), at, |&o| hash_key(node_at(data, o).0));
+        self.index.insert_unique(hash_key(key), at, |&o| hash_key(key_at(data, o)));
         Ok(())
     }
 
     pub fn finish(self) -> Nodes {
         let mut index = self.index;
         let data = self.data.into_boxed_slice();
-        index.shrink_to_fit(|&o| hash_key(node_at(&data, o).0));
+        index.shrink_to_fit(|&o| hash_key(key_at(&data, o)));
         Nodes { data, index }
     }
 }

@@ -322,3 +322,48 @@ fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
     assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// As above, with every zone there from the start, so that the zones are
+/// chosen as before and only the changed zone is built again: the chain of
+/// c0, whose own zone and its file did not change, still has to be followed
+/// again, because it goes through the zone that changed.
+#[test]
+fn a_chain_through_a_changed_zone_is_followed_again_when_no_zone_is_added() {
+    let dir = std::env::temp_dir().join(format!("pzdns-incremental-chain2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut t = Tree { dir: dir.clone(), writes: 0, zones: Vec::new(), vpcs: vec!["vpc-a".into()] };
+    t.write_vpcs();
+    let cfg = ServerConfig { zones_dir: dir.clone(), upstreams: Vec::new(), ..ServerConfig::defaults() };
+    let mut n = 2;
+    loop {
+        write_chain(&mut t, n + 1);
+        if load(&cfg, 1).is_err() {
+            break;
+        }
+        n += 1;
+        assert!(n < 40, "some chain length is refused");
+    }
+    for i in 0..=n + 1 {
+        let _ = std::fs::remove_file(dir.join(format!("c{i}.yaml")));
+    }
+    // The longest accepted chain c0 .. c(n-1), and c(n) beside it, unreached.
+    write_chain(&mut t, n);
+    t.write(&format!("c{n}.yaml"), &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: A, value: 10.7.7.8 }}\n"));
+    let mut inc = Incremental::trusting_recent_stamps();
+    let (s1, _) = load_incremental(&cfg, 1, None, &mut inc).expect("the longest accepted chain loads");
+    // A harmless change first: an unrelated zone is rebuilt, every chain stays.
+    t.write(&format!("c{n}.yaml"), &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: A, value: 10.7.7.9 }}\n"));
+    let (s2, reuse) = load_incremental(&cfg, 2, Some(&s1), &mut inc).expect("an address change loads");
+    assert_eq!(reuse.read, 1, "only the changed file is read again");
+    let last = n - 1;
+    t.write(
+        &format!("c{last}.yaml"),
+        &format!("zone: c{last}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: CNAME, value: link.c{n}.test }}\n"),
+    );
+    assert!(load(&cfg, 3).is_err(), "a full load rejects the chain");
+    let r = load_incremental(&cfg, 3, Some(&s2), &mut inc);
+    let Err(problems) = r else { panic!("the incremental load rejects it too") };
+    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
