@@ -104,22 +104,23 @@ fn encode_rrset(out: &mut Vec<u8>, rtype: RecordType, records: &[Record], azs: O
     out.extend_from_slice(&u16::from(rtype).to_le_bytes());
     out.push(u8::from(azs.is_some()));
     out.extend_from_slice(&[0; 8]);
+    // A record that cannot be encoded (checked at load) is left out, and
+    // so is its vSwitch zone.
+    let mut kept_azs = Vec::new();
     let mut count = 0u32;
-    let mut kept = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        // A record that cannot be encoded (checked at load) is left out.
         if crate::dns::record::append_tail(r, out) {
             count += 1;
-            kept.push(i);
+            if let Some(azs) = azs {
+                kept_azs.push(azs.get(i).copied().unwrap_or(NO_AZ));
+            }
         }
     }
     let wlen = (out.len() - start - SET_HEADER) as u32;
     out[start + 3..start + 7].copy_from_slice(&count.to_le_bytes());
     out[start + 7..start + 11].copy_from_slice(&wlen.to_le_bytes());
-    if let Some(azs) = azs {
-        for i in kept {
-            out.extend_from_slice(&azs.get(i).copied().unwrap_or(NO_AZ).to_le_bytes());
-        }
+    for az in kept_azs {
+        out.extend_from_slice(&az.to_le_bytes());
     }
 }
 
@@ -254,11 +255,6 @@ impl Nodes {
     /// Every name and its node, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Node<'_>)> {
         self.index.iter().map(|&at| node_at(&self.data, at))
-    }
-
-    /// Bytes held (arena and index), for `/zones` and the docs.
-    pub fn heap_bytes(&self) -> usize {
-        self.data.len() + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 }
 
