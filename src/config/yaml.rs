@@ -821,7 +821,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn tree(text: &str) -> (Option<Node>, Diagnostics) {
+    fn tree(text: &str) -> (Option<Node<'_>>, Diagnostics) {
         let mut d = Diagnostics::new();
         (parse_tree(Path::new("t.yaml"), text, &mut d), d)
     }
