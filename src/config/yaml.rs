@@ -8,6 +8,10 @@
 //! for a boolean, decimal digits unquoted for a number. What is written is
 //! what is served.
 //!
+//! Record lines written as one flow mapping each (`- { name: …, … }`) are
+//! read without the library, which then reads the rest of the file and
+//! still decides what is YAML; see [`parse_tree`].
+//!
 //! The tree builder also enforces what a data file needs and an attack
 //! would abuse: one document, nesting at most [`MAX_DEPTH`], aliases and
 //! their expansion bounded by the size of the input.
