@@ -3,6 +3,8 @@
 //! a value is always absolute, with or without its final dot, as in the
 //! PrivateZone console (docs/REFERENCE.md#records-in-yaml).
 
+use std::net::Ipv4Addr;
+
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
 
@@ -16,6 +18,14 @@ pub const NAMED_TYPES: &str = "A, AAAA, CNAME, MX, TXT, PTR, SRV, CAA, NS, HTTPS
 /// does not give their meaning (DNAME, DNSSEC types, meta types) are
 /// refused with the reason.
 pub fn parse_type(s: &str) -> Result<RecordType, String> {
+    // The usual spellings, without the general reader's uppercase copy.
+    match s.trim() {
+        "A" => return Ok(RecordType::A),
+        "AAAA" => return Ok(RecordType::AAAA),
+        "CNAME" => return Ok(RecordType::CNAME),
+        "TXT" => return Ok(RecordType::TXT),
+        _ => {}
+    }
     let t = presentation::parse_type(s.trim())
         .ok_or_else(|| format!("unsupported record type `{s}`; use one of {NAMED_TYPES}, or TYPEnnn (RFC 3597)"))?;
     match presentation::refused_type(t) {
@@ -59,6 +69,15 @@ pub fn parse_value(rtype: RecordType, text: &str) -> Result<RData, String> {
     }
     if rtype == RecordType::TXT && !t.starts_with('"') {
         return Ok(plain_txt(t));
+    }
+    // An address of digits and dots is one token to the lexer, which the
+    // general reader hands to the same parser; a bad one goes that way, to
+    // be reported as it reports it.
+    if rtype == RecordType::A
+        && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && let Ok(ip) = t.parse::<Ipv4Addr>()
+    {
+        return Ok(RData::A(ip.into()));
     }
     let toks = presentation::lex_value(t)?;
     presentation::rdata(rtype, &toks, None).map_err(|(_, e)| e)
@@ -112,6 +131,25 @@ mod tests {
         assert_eq!(parse_type("TYPE65280").unwrap(), RecordType::Unknown(65280));
         let long = "a".repeat(64);
         assert!(parse_absolute_name(&format!("{long}.example.com")).is_err());
+    }
+
+    #[test]
+    fn addresses_as_the_general_reader() {
+        let general =
+            |t: &str| presentation::lex_value(t).and_then(|toks| presentation::rdata(RecordType::A, &toks, None).map_err(|(_, e)| e));
+        for t in
+            ["10.0.0.1", "0.0.0.0", "255.255.255.255", "256.0.0.1", "10.0.0", "010.0.0.1", "1.2.3.4.", "..", "1", "10.0.0.01", " 10.0.0.2 "]
+        {
+            assert_eq!(parse_value(RecordType::A, t), general(t.trim()), "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn addresses_random(t in "[0-9.]{1,18}") {
+            let general = presentation::lex_value(&t).and_then(|toks| presentation::rdata(RecordType::A, &toks, None).map_err(|(_, e)| e));
+            proptest::prop_assert_eq!(parse_value(RecordType::A, &t), general);
+        }
     }
 
     #[test]

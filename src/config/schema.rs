@@ -102,22 +102,23 @@ pub struct VswitchEntry {
     pub cidr: Spanned<String>,
 }
 
-/// One zone file, `zones/<zone>.yaml`.
+/// One zone file, `zones/<zone>.yaml`. Records borrow their text from
+/// the tree (a large zone has a million of them).
 #[derive(Debug)]
-pub struct ZoneFile {
+pub struct ZoneFile<'a> {
     pub zone: Spanned<String>,
     pub vpcs: Spanned<Vec<Spanned<String>>>,
     pub recursive_proxy: Option<Spanned<bool>>,
     pub ttl: Option<Spanned<i64>>,
-    pub records: Option<Spanned<Vec<RecordEntry>>>,
+    pub records: Option<Spanned<Vec<RecordEntry<'a>>>>,
     pub master_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
-pub struct RecordEntry {
-    pub name: Spanned<String>,
-    pub rtype: Spanned<String>,
-    pub value: Spanned<Values>,
+pub struct RecordEntry<'a> {
+    pub name: Spanned<&'a str>,
+    pub rtype: Spanned<&'a str>,
+    pub value: Spanned<Values<'a>>,
     pub ttl: Option<Spanned<i64>>,
 }
 
@@ -157,13 +158,13 @@ pub struct EndpointZoneEntry {
 
 /// A record's `value`: one value, or a list of them (one record each).
 #[derive(Debug)]
-pub enum Values {
-    One(String),
-    Many(Vec<Spanned<String>>),
+pub enum Values<'a> {
+    One(&'a str),
+    Many(Vec<Spanned<&'a str>>),
 }
 
 /// Reads each item of a list with `f`, keeping those that read.
-fn each<T>(items: &[Node], mut f: impl FnMut(&Node) -> Option<T>) -> Vec<T> {
+fn each<'a, T>(items: &'a [Node<'a>], mut f: impl FnMut(&'a Node<'a>) -> Option<T>) -> Vec<T> {
     items.iter().filter_map(&mut f).collect()
 }
 
@@ -327,8 +328,8 @@ impl VpcsFile {
     }
 }
 
-impl ZoneFile {
-    pub fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+impl<'a> ZoneFile<'a> {
+    pub fn read(node: &'a Node<'a>, path: &'a Path, d: &mut Diagnostics) -> Option<Self> {
         if matches!(node, Node::Empty { .. }) {
             d.push(path, node.pos(), "the file is empty; a zone file needs at least `zone:` and `vpcs:`");
             return None;
@@ -346,14 +347,14 @@ impl ZoneFile {
     }
 }
 
-impl RecordEntry {
-    fn read(node: &Node, path: &Path, d: &mut Diagnostics) -> Option<Self> {
+impl<'a> RecordEntry<'a> {
+    fn read(node: &'a Node<'a>, path: &'a Path, d: &mut Diagnostics) -> Option<Self> {
         let mut r = MapReader::new(node, "a record", path, d)?;
-        let name = r.req_text("name", " (relative to the zone; `@` is the apex)", d);
-        let rtype = r.req_text("type", " (e.g. `type: A`)", d);
+        let name = r.req_str("name", " (relative to the zone; `@` is the apex)", d);
+        let rtype = r.req_str("type", " (e.g. `type: A`)", d);
         let value = match r.require("value", "", d) {
-            Some(Node::Seq { items, pos }) => Some(Spanned::new(Values::Many(each(items, |x| yaml::text(x, "value", path, d))), *pos)),
-            Some(n) => yaml::text(n, "value", path, d).map(|t| Spanned::new(Values::One(t.value), t.pos)),
+            Some(Node::Seq { items, pos }) => Some(Spanned::new(Values::Many(each(items, |x| yaml::str_of(x, "value", path, d))), *pos)),
+            Some(n) => yaml::str_of(n, "value", path, d).map(|t| Spanned::new(Values::One(t.value), t.pos)),
             None => None,
         };
         let ttl = r.int("ttl", d);

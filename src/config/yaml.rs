@@ -8,6 +8,10 @@
 //! for a boolean, decimal digits unquoted for a number. What is written is
 //! what is served.
 //!
+//! Record lines written as one flow mapping each (`- { name: …, … }`) are
+//! read without the library, which then reads the rest of the file and
+//! still decides what is YAML; see [`parse_tree`].
+//!
 //! The tree builder also enforces what a data file needs and an attack
 //! would abuse: one document, nesting at most [`MAX_DEPTH`], aliases and
 //! their expansion bounded by the size of the input.
@@ -19,7 +23,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use granit_parser::{Event, Parser, ScalarStyle, Span};
+use granit_parser::{Event, Parser, ScalarStyle, Span, StructureStyle};
 
 use super::diagnostics::{Diagnostics, Pos};
 
@@ -57,13 +61,15 @@ pub enum Style {
     Block,
 }
 
-/// One YAML node, as written.
+/// One YAML node, as written. Text is borrowed from the file's text where
+/// YAML wrote it verbatim (a plain scalar, a quoted one without escapes),
+/// so reading a large file does not allocate a string per scalar.
 #[derive(Debug, Clone)]
-pub enum Node {
+pub enum Node<'a> {
     /// A scalar's text after YAML's own escape and folding rules, never
     /// resolved to a type.
     Scalar {
-        text: String,
+        text: Cow<'a, str>,
         style: Style,
         pos: Pos,
     },
@@ -72,17 +78,17 @@ pub enum Node {
         pos: Pos,
     },
     Seq {
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
         pos: Pos,
     },
     /// Keys in file order; keys are scalars (others are reported).
     Map {
-        entries: Vec<(Spanned<String>, Node)>,
+        entries: Vec<(Spanned<Cow<'a, str>>, Node<'a>)>,
         pos: Pos,
     },
 }
 
-impl Node {
+impl Node<'_> {
     pub fn pos(&self) -> Pos {
         match self {
             Node::Scalar { pos, .. } | Node::Empty { pos } | Node::Seq { pos, .. } | Node::Map { pos, .. } => *pos,
@@ -120,24 +126,200 @@ fn marker_pos(span: &Span) -> Pos {
 /// Parses `text` (the contents of `path`) into a tree of nodes as written.
 /// An empty document is [`Node::Empty`]. `None` when the text is not YAML
 /// (reported with its position) or breaks a limit.
-pub fn parse_tree(path: &Path, text: &str, diags: &mut Diagnostics) -> Option<Node> {
+///
+/// Lines that are one flow mapping of simple scalars as an item of a block
+/// list (`  - { name: "www", type: A, value: "10.0.0.1" }`, one record per
+/// line, as large zone files are written) are read by [`flow_line`]
+/// instead of by the YAML library, which is most of the time of a large
+/// load otherwise; the library still reads the file around them, and
+/// decides whether they are list items at all (see [`parse_with_runs`]).
+pub fn parse_tree<'a>(path: &Path, text: &'a str, diags: &mut Diagnostics) -> Option<Node<'a>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut b = Builder { stack: Vec::new(), anchors: HashMap::new(), aliases: 0, budget: 64 + 2 * text.len(), root: None, docs: 0 };
-    for ev in Parser::new_from_str(text) {
-        let (event, span) = match ev {
-            Ok(e) => e,
-            Err(e) => {
-                let m = e.marker();
-                diags.push(path, Pos::new(m.line() as u32, m.col() as u32 + 1), syntax_message(&e.info().to_string(), text));
-                return None;
-            }
-        };
-        if let Err((p, msg)) = b.event(event, &span) {
+    if let Some(node) = parse_with_runs(text) {
+        return Some(node);
+    }
+    parse_all(path, text, diags)
+}
+
+/// [`parse_tree`] without the shortcut: every line read by the library.
+fn parse_all<'a>(path: &Path, text: &'a str, diags: &mut Diagnostics) -> Option<Node<'a>> {
+    let mut b = Builder::new(text, Vec::new());
+    match b.run(Parser::new_from_str(text), |c| c) {
+        Ok(()) => Some(b.finish()),
+        Err(Failure::Yaml(p, msg)) => {
+            diags.push(path, p, syntax_message(&msg, text));
+            None
+        }
+        Err(Failure::Build(p, msg)) => {
             diags.push(path, p, msg);
-            return None;
+            None
+        }
+        // Only the shortcut has runs.
+        Err(Failure::Runs) => {
+            diags.push(path, Pos::new(1, 1), "the file could not be read");
+            None
         }
     }
-    Some(b.root.unwrap_or(Node::Empty { pos: Pos::new(1, 1) }))
+}
+
+/// Longest line [`flow_line`] reads: far below the 1024 characters a YAML
+/// implicit key may span, and longer records are rare.
+const MAX_FLOW_LINE: usize = 512;
+
+/// Lines read by [`flow_line`]: consecutive lines with their `-` at the
+/// same column, each a list item.
+struct Run<'a> {
+    /// The first line (1-based) and the column (0-based) of its `{`.
+    line: usize,
+    brace: usize,
+    /// One [`Node::Map`] per line.
+    nodes: Vec<Node<'a>>,
+    /// The nodes they count for the alias budget, as the library's events would.
+    cost: usize,
+}
+
+/// The shortcut: finds the runs of [`flow_line`] lines, and has the YAML
+/// library read the text with each run replaced by `- {}` on its first
+/// line (the same bytes up to the `{`) and empty lines for the others,
+/// so that every other line keeps its number and columns.
+///
+/// Why that is the same YAML: each line of a run is a block list entry
+/// whose node is a flow mapping that starts and ends on the line, holds
+/// only plain and double-quoted scalars without escapes, and is followed
+/// by nothing. The inside of a flow mapping does not reach outside it, so
+/// the text reads the same as with `{}` there, provided that `{` is where
+/// a flow mapping starts, as an item of a block list: which the library
+/// tells (the builder checks that the event at each run's `{` is the start
+/// of an empty flow mapping directly in a block list, and that every run
+/// was met). The run's other lines are then further items of that list
+/// (same column, the item before complete), where empty lines change
+/// nothing. `None` when the text has no such line or the check fails or
+/// anything is wrong: the caller then reads the whole text with the
+/// library, which reports the problem exactly as it would have.
+fn parse_with_runs(text: &str) -> Option<Node<'_>> {
+    // The library also breaks lines at `\r`, and stops at NUL.
+    if text.bytes().any(|b| b == b'\r' || b == 0) {
+        return None;
+    }
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    let mut shortened = String::new();
+    // Bytes of `text` copied into `shortened` so far.
+    let mut copied = 0;
+    // The open run: its `-` column and where its first line ends.
+    let mut open: Option<usize> = None;
+    let mut start = 0;
+    for (i, line) in text.split('\n').enumerate() {
+        let end = start + line.len();
+        match flow_line(line, i + 1) {
+            Some((dash, brace, node, cost)) => {
+                if open == Some(dash) {
+                    let r = runs.last_mut().expect("open run");
+                    r.nodes.push(node);
+                    r.cost += cost;
+                    // Drop the line, keep its line break.
+                    shortened.push_str(&text[copied..start]);
+                    copied = end;
+                } else {
+                    open = Some(dash);
+                    runs.push(Run { line: i + 1, brace, nodes: vec![node], cost });
+                    shortened.push_str(&text[copied..start + brace]);
+                    shortened.push_str("{}");
+                    copied = end;
+                }
+            }
+            None => open = None,
+        }
+        start = end + 1;
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    shortened.push_str(&text[copied..]);
+    let mut b = Builder::new(text, runs);
+    b.run(Parser::new_from_str(&shortened), |c| Cow::Owned(c.into_owned())).ok()?;
+    if b.next_run < b.runs.len() {
+        return None;
+    }
+    Some(b.finish())
+}
+
+/// Reads one line `INDENT- { key: value, … }` into a [`Node::Map`], or
+/// `None` if the line is anything else. Keys are plain words; values are
+/// plain words or double-quoted text of printable ASCII without `\`.
+/// Plain words are `[A-Za-z0-9][A-Za-z0-9._/-]*`: nothing a YAML plain
+/// scalar in a flow mapping would read differently or end at. Spaces
+/// (never tabs) may stand between tokens; nothing may follow the `}` but
+/// spaces. Returns the columns (0-based) of the `-` and the `{`, the node
+/// and what it counts for the alias budget.
+fn flow_line(line: &str, lineno: usize) -> Option<(usize, usize, Node<'_>, usize)> {
+    let b = line.as_bytes();
+    if b.len() > MAX_FLOW_LINE {
+        return None;
+    }
+    let spaces = |mut i: usize| {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        i
+    };
+    let word = |i: usize| {
+        if !b.get(i)?.is_ascii_alphanumeric() {
+            return None;
+        }
+        let mut j = i + 1;
+        while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-')) {
+            j += 1;
+        }
+        Some(j)
+    };
+    let at = |col: usize| Pos::new(lineno as u32, col as u32 + 1);
+    let dash = spaces(0);
+    if b.get(dash) != Some(&b'-') || b.get(dash + 1) != Some(&b' ') {
+        return None;
+    }
+    let brace = spaces(dash + 1);
+    if b.get(brace) != Some(&b'{') {
+        return None;
+    }
+    let mut entries = Vec::with_capacity(4);
+    let mut i = brace + 1;
+    loop {
+        let k = spaces(i);
+        let k_end = word(k)?;
+        if b.get(k_end) != Some(&b':') || b.get(k_end + 1) != Some(&b' ') {
+            return None;
+        }
+        let v = spaces(k_end + 1);
+        let (text, style, v_end) = if b.get(v) == Some(&b'"') {
+            let mut j = v + 1;
+            while let Some(&c) = b.get(j) {
+                if c == b'"' {
+                    break;
+                }
+                if !(b' '..=b'~').contains(&c) || c == b'\\' {
+                    return None;
+                }
+                j += 1;
+            }
+            b.get(j)?;
+            (&line[v + 1..j], Style::Quoted, j + 1)
+        } else {
+            let j = word(v)?;
+            (&line[v..j], Style::Plain, j)
+        };
+        entries.push((Spanned::new(Cow::Borrowed(&line[k..k_end]), at(k)), Node::Scalar { text: Cow::Borrowed(text), style, pos: at(v) }));
+        i = spaces(v_end);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    if spaces(i + 1) != b.len() {
+        return None;
+    }
+    let cost = 1 + 2 * entries.len();
+    Some((dash, brace, Node::Map { entries, pos: at(brace) }, cost))
 }
 
 /// The library's message, in words for someone who wrote a data file.
@@ -154,33 +336,100 @@ fn syntax_message(info: &str, text: &str) -> String {
     }
 }
 
-enum Frame {
-    Seq { items: Vec<Node>, pos: Pos, anchor: usize },
-    Map { entries: Vec<(Spanned<String>, Node)>, key: Option<Result<Spanned<String>, Pos>>, pos: Pos, anchor: usize },
+enum Frame<'a> {
+    Seq {
+        items: Vec<Node<'a>>,
+        pos: Pos,
+        anchor: usize,
+        block: bool,
+    },
+    Map {
+        entries: Vec<(Spanned<Cow<'a, str>>, Node<'a>)>,
+        key: Option<Result<Spanned<Cow<'a, str>>, Pos>>,
+        pos: Pos,
+        anchor: usize,
+        /// The `{}` standing for a run (the index in `runs`).
+        run: Option<usize>,
+    },
 }
 
-struct Builder {
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+struct Builder<'a> {
+    stack: Vec<Frame<'a>>,
+    anchors: HashMap<usize, Node<'a>>,
     aliases: usize,
     /// Nodes that may still be created (aliases copy theirs): an alias
     /// bomb runs out of budget instead of memory.
     budget: usize,
-    root: Option<Node>,
+    root: Option<Node<'a>>,
     docs: usize,
+    /// Lines read by [`flow_line`], in order, and the next to meet.
+    runs: Vec<Run<'a>>,
+    next_run: usize,
+}
+
+/// Why the builder stopped.
+enum Failure {
+    /// The library's error, with its position.
+    Yaml(Pos, String),
+    /// A limit or a construct pzdns refuses.
+    Build(Pos, String),
+    /// A run's `{}` was not where a run can stand (only with runs).
+    Runs,
+}
+
+impl From<(Pos, String)> for Failure {
+    fn from((p, m): (Pos, String)) -> Self {
+        Failure::Build(p, m)
+    }
 }
 
 type BuildError = (Pos, String);
 
-impl Builder {
-    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<(), BuildError> {
+impl<'a> Builder<'a> {
+    fn new(text: &str, runs: Vec<Run<'a>>) -> Self {
+        Builder {
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            aliases: 0,
+            budget: 64 + 2 * text.len(),
+            root: None,
+            docs: 0,
+            runs,
+            next_run: 0,
+        }
+    }
+
+    /// Feeds the library's events; `own` turns their text into text of `'a`.
+    fn run<'e>(
+        &mut self,
+        events: impl Iterator<Item = Result<(Event<'e>, Span), granit_parser::ScanError>>,
+        own: impl Fn(Cow<'e, str>) -> Cow<'a, str>,
+    ) -> Result<(), Failure> {
+        for ev in events {
+            let (event, span) = match ev {
+                Ok(e) => e,
+                Err(e) => {
+                    let m = e.marker();
+                    return Err(Failure::Yaml(Pos::new(m.line() as u32, m.col() as u32 + 1), e.info().to_string()));
+                }
+            };
+            self.event(event, &span, &own)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Node<'a> {
+        self.root.unwrap_or(Node::Empty { pos: Pos::new(1, 1) })
+    }
+
+    fn event<'e>(&mut self, event: Event<'e>, span: &Span, own: &impl Fn(Cow<'e, str>) -> Cow<'a, str>) -> Result<(), Failure> {
         let p = marker_pos(span);
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => Ok(()),
             Event::DocumentStart(..) => {
                 self.docs += 1;
                 if self.docs > 1 {
-                    return Err((p, "more than one YAML document (`---`) in the file; pzdns reads one per file".into()));
+                    return Err(Failure::Build(p, "more than one YAML document (`---`) in the file; pzdns reads one per file".into()));
                 }
                 Ok(())
             }
@@ -194,53 +443,95 @@ impl Builder {
                     if t.is_yaml_core_schema_tag("str") {
                         style = Style::Quoted;
                     } else {
-                        return Err((p, format!("YAML tag `{}` is not used by pzdns; remove it", t.original())));
+                        return Err(Failure::Build(p, format!("YAML tag `{}` is not used by pzdns; remove it", t.original())));
                     }
                 }
                 let empty = style == Style::Plain && span.start.index() == span.end.index();
-                let node = if empty { Node::Empty { pos: p } } else { Node::Scalar { text: value.into_owned(), style, pos: p } };
+                let node = if empty { Node::Empty { pos: p } } else { Node::Scalar { text: own(value), style, pos: p } };
                 self.spend(1, p)?;
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
-                self.add(node)
+                Ok(self.add(node)?)
             }
             Event::Alias(id) => {
                 self.aliases += 1;
                 if self.aliases > MAX_ALIASES {
-                    return Err((p, format!("too many YAML aliases (*name): pzdns allows {MAX_ALIASES}; write the values out")));
+                    return Err(Failure::Build(
+                        p,
+                        format!("too many YAML aliases (*name): pzdns allows {MAX_ALIASES}; write the values out"),
+                    ));
                 }
                 // An alias inside an anchored value is how alias bombs are
                 // built (each level multiplies the last); data never needs it.
                 if self.stack.iter().any(|f| matches!(f, Frame::Seq { anchor, .. } | Frame::Map { anchor, .. } if *anchor != 0)) {
-                    return Err((p, "an alias (*name) inside an anchored (&name) value: nested aliases are refused, as they multiply; write the values out".into()));
+                    return Err(Failure::Build(
+                        p,
+                        "an alias (*name) inside an anchored (&name) value: nested aliases are refused, as they multiply; write the values out"
+                            .into(),
+                    ));
                 }
                 let Some(node) = self.anchors.get(&id).cloned() else {
-                    return Err((p, "alias (*name) to an anchor that is not defined before it".into()));
+                    return Err(Failure::Build(p, "alias (*name) to an anchor that is not defined before it".into()));
                 };
                 self.spend(node.count(), p)?;
-                self.add(node)
+                Ok(self.add(node)?)
             }
             Event::SequenceStart(_, anchor, tag) | Event::MappingStart(_, anchor, tag) if tag.is_some() => {
                 let _ = anchor;
                 let t = tag.map(|t| t.original()).unwrap_or_default();
-                Err((p, format!("YAML tag `{t}` is not used by pzdns; remove it")))
+                Err(Failure::Build(p, format!("YAML tag `{t}` is not used by pzdns; remove it")))
             }
-            Event::SequenceStart(_, anchor, _) => self.push(Frame::Seq { items: Vec::new(), pos: p, anchor }, p),
-            Event::MappingStart(_, anchor, _) => self.push(Frame::Map { entries: Vec::new(), key: None, pos: p, anchor }, p),
+            Event::SequenceStart(style, anchor, _) => {
+                Ok(self.push(Frame::Seq { items: Vec::new(), pos: p, anchor, block: style == StructureStyle::Block }, p)?)
+            }
+            Event::MappingStart(style, anchor, _) => {
+                let at_run = self.runs.get(self.next_run).is_some_and(|r| r.line == span.start.line() && r.brace == span.start.col());
+                let run = if at_run {
+                    if style != StructureStyle::Flow || anchor != 0 || !matches!(self.stack.last(), Some(Frame::Seq { block: true, .. })) {
+                        return Err(Failure::Runs);
+                    }
+                    self.next_run += 1;
+                    Some(self.next_run - 1)
+                } else {
+                    None
+                };
+                Ok(self.push(Frame::Map { entries: Vec::new(), key: None, pos: p, anchor, run }, p)?)
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq { items, pos, anchor }) => (Node::Seq { items, pos }, anchor),
+                    Some(Frame::Seq { items, pos, anchor, .. }) => (Node::Seq { items, pos }, anchor),
+                    Some(Frame::Map { entries, key, run: Some(i), .. }) => {
+                        if !entries.is_empty() || key.is_some() {
+                            return Err(Failure::Runs);
+                        }
+                        return self.add_run(i, p);
+                    }
                     Some(Frame::Map { entries, pos, anchor, .. }) => (Node::Map { entries, pos }, anchor),
                     None => return Ok(()),
                 };
                 if node.1 != 0 {
                     self.anchors.insert(node.1, node.0.clone());
                 }
-                self.add(node.0)
+                Ok(self.add(node.0)?)
             }
             _ => Ok(()),
         }
+    }
+
+    /// A run's nodes in place of its `{}` (whose push spent one node).
+    fn add_run(&mut self, i: usize, p: Pos) -> Result<(), Failure> {
+        let run = &mut self.runs[i];
+        let nodes = std::mem::take(&mut run.nodes);
+        let cost = run.cost - 1;
+        self.spend(cost, p)?;
+        let Some(Frame::Seq { items, .. }) = self.stack.last_mut() else { return Err(Failure::Runs) };
+        if items.is_empty() {
+            *items = nodes;
+        } else {
+            items.extend(nodes);
+        }
+        Ok(())
     }
 
     fn spend(&mut self, n: usize, p: Pos) -> Result<(), BuildError> {
@@ -251,7 +542,7 @@ impl Builder {
         Ok(())
     }
 
-    fn push(&mut self, f: Frame, p: Pos) -> Result<(), BuildError> {
+    fn push(&mut self, f: Frame<'a>, p: Pos) -> Result<(), BuildError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err((p, format!("YAML nested deeper than {MAX_DEPTH} levels")));
         }
@@ -260,7 +551,7 @@ impl Builder {
         Ok(())
     }
 
-    fn add(&mut self, node: Node) -> Result<(), BuildError> {
+    fn add(&mut self, node: Node<'a>) -> Result<(), BuildError> {
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
@@ -274,7 +565,7 @@ impl Builder {
                 None => {
                     *key = Some(match node {
                         Node::Scalar { text, pos, .. } => Ok(Spanned::new(text, pos)),
-                        Node::Empty { pos } => Ok(Spanned::new(String::new(), pos)),
+                        Node::Empty { pos } => Ok(Spanned::new(Cow::Borrowed(""), pos)),
                         other => Err(other.pos()),
                     });
                     Ok(())
@@ -298,32 +589,49 @@ pub struct MapReader<'a> {
     pub pos: Pos,
     /// What the mapping is, for messages: "a zone file", "a record".
     what: &'static str,
-    entries: Vec<(&'a Spanned<String>, &'a Node, bool)>,
+    entries: Vec<(&'a Spanned<Cow<'a, str>>, &'a Node<'a>, bool)>,
     asked: Vec<&'static str>,
 }
 
+/// Mappings up to this many keys find a key given twice by comparing
+/// them; larger ones use a hash map.
+const SMALL_MAP: usize = 16;
+
 impl<'a> MapReader<'a> {
     /// `None` (reported) if `node` is not a mapping.
-    pub fn new(node: &'a Node, what: &'static str, path: &'a Path, diags: &mut Diagnostics) -> Option<Self> {
+    pub fn new(node: &'a Node<'a>, what: &'static str, path: &'a Path, diags: &mut Diagnostics) -> Option<Self> {
         let Node::Map { entries, pos } = node else {
             diags.push(path, node.pos(), format!("{what} must be a mapping (`key: value` lines), found {}", node.describe()));
             return None;
         };
-        let mut seen: HashMap<&str, Pos> = HashMap::new();
-        let mut kept = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            if let Some(first) = seen.get(k.value.as_str()) {
-                diags.push(path, k.pos, format!("`{}` is given twice in {what} (first at line {}); keep one of them", k.value, first.line));
-                continue;
+        let twice = |k: &Spanned<Cow<'_, str>>, first: Pos, diags: &mut Diagnostics| {
+            diags.push(path, k.pos, format!("`{}` is given twice in {what} (first at line {}); keep one of them", k.value, first.line));
+        };
+        let mut kept: Vec<(&'a Spanned<Cow<'a, str>>, &'a Node<'a>, bool)> = Vec::with_capacity(entries.len());
+        if entries.len() <= SMALL_MAP {
+            for (k, v) in entries {
+                if let Some(first) = kept.iter().find(|e| e.0.value == k.value) {
+                    twice(k, first.0.pos, diags);
+                    continue;
+                }
+                kept.push((k, v, false));
             }
-            seen.insert(&k.value, k.pos);
-            kept.push((k, v, false));
+        } else {
+            let mut seen: HashMap<&str, Pos> = HashMap::new();
+            for (k, v) in entries {
+                if let Some(first) = seen.get(&*k.value) {
+                    twice(k, *first, diags);
+                    continue;
+                }
+                seen.insert(&k.value, k.pos);
+                kept.push((k, v, false));
+            }
         }
-        Some(MapReader { path, pos: *pos, what, entries: kept, asked: Vec::new() })
+        Some(MapReader { path, pos: *pos, what, entries: kept, asked: Vec::with_capacity(8) })
     }
 
     /// The value of `key`, if present.
-    pub fn get(&mut self, key: &'static str) -> Option<&'a Node> {
+    pub fn get(&mut self, key: &'static str) -> Option<&'a Node<'a>> {
         self.asked.push(key);
         let e = self.entries.iter_mut().find(|e| e.0.value == key)?;
         e.2 = true;
@@ -336,7 +644,7 @@ impl<'a> MapReader<'a> {
     }
 
     /// A required key.
-    pub fn require(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<&'a Node> {
+    pub fn require(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<&'a Node<'a>> {
         let v = self.get(key);
         if v.is_none() {
             self.missing(key, hint, diags);
@@ -353,6 +661,12 @@ impl<'a> MapReader<'a> {
     pub fn req_text(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
         let node = self.require(key, hint, diags)?;
         text(node, key, self.path, diags)
+    }
+
+    /// As [`MapReader::req_text`], borrowed from the tree.
+    pub fn req_str(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<Spanned<&'a str>> {
+        let node = self.require(key, hint, diags)?;
+        str_of(node, key, self.path, diags)
     }
 
     /// `true` or `false`, unquoted.
@@ -380,12 +694,12 @@ impl<'a> MapReader<'a> {
     }
 
     /// A list of nodes (`[a, b]` or `- a` lines).
-    pub fn list(&mut self, key: &'static str, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node]>> {
+    pub fn list(&mut self, key: &'static str, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node<'a>]>> {
         let node = self.get(key)?;
         list(node, key, self.path, diags)
     }
 
-    pub fn req_list(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node]>> {
+    pub fn req_list(&mut self, key: &'static str, hint: &str, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node<'a>]>> {
         let node = self.require(key, hint, diags)?;
         list(node, key, self.path, diags)
     }
@@ -424,9 +738,14 @@ impl<'a> MapReader<'a> {
 }
 
 /// A scalar as text, exactly as written.
-pub fn text(node: &Node, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<String>> {
+pub fn text(node: &Node<'_>, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<String>> {
+    str_of(node, key, path, diags).map(|s| Spanned::new(s.value.to_string(), s.pos))
+}
+
+/// As [`text`], borrowed from the tree.
+pub fn str_of<'a>(node: &'a Node<'_>, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<&'a str>> {
     match node {
-        Node::Scalar { text, pos, .. } => Some(Spanned::new(text.clone(), *pos)),
+        Node::Scalar { text, pos, .. } => Some(Spanned::new(&**text, *pos)),
         Node::Empty { pos } => {
             diags.push(path, *pos, format!("`{key}` has no value; write one after the colon"));
             None
@@ -439,7 +758,7 @@ pub fn text(node: &Node, key: &str, path: &Path, diags: &mut Diagnostics) -> Opt
 }
 
 /// A whole number in decimal digits, unquoted.
-pub fn int(node: &Node, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<i64>> {
+pub fn int(node: &Node<'_>, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<i64>> {
     match node {
         Node::Scalar { text, style: Style::Plain, pos } if is_decimal(text) => match text.parse::<i64>() {
             Ok(n) => Some(Spanned::new(n, *pos)),
@@ -464,7 +783,7 @@ fn is_decimal(s: &str) -> bool {
     !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub fn list<'a>(node: &'a Node, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node]>> {
+pub fn list<'a>(node: &'a Node, key: &str, path: &Path, diags: &mut Diagnostics) -> Option<Spanned<&'a [Node<'a>]>> {
     match node {
         Node::Seq { items, pos } => Some(Spanned::new(items.as_slice(), *pos)),
         other => {
@@ -506,12 +825,12 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn tree(text: &str) -> (Option<Node>, Diagnostics) {
+    fn tree(text: &str) -> (Option<Node<'_>>, Diagnostics) {
         let mut d = Diagnostics::new();
         (parse_tree(Path::new("t.yaml"), text, &mut d), d)
     }
 
-    fn scalar(n: &Node) -> (&str, Style) {
+    fn scalar<'a>(n: &'a Node<'_>) -> (&'a str, Style) {
         match n {
             Node::Scalar { text, style, .. } => (text, *style),
             other => panic!("not a scalar: {other:?}"),
@@ -553,7 +872,8 @@ mod tests {
             "<<",
         ];
         for s in spellings {
-            let (node, d) = tree(&format!("k: {s}\n"));
+            let text = format!("k: {s}\n");
+            let (node, d) = tree(&text);
             assert!(d.is_empty(), "{s}: {d}");
             let Some(Node::Map { entries, .. }) = node else { panic!() };
             assert_eq!(scalar(&entries[0].1), (s, Style::Plain), "{s}");
@@ -616,6 +936,169 @@ mod tests {
         assert!(n.is_none() && d.items()[0].message.contains("more than one YAML document"), "{d}");
         let (n, d) = tree("");
         assert!(matches!(n, Some(Node::Empty { .. })) && d.is_empty());
+    }
+
+    /// The tree and the problems, with the shortcut (when it applies) and
+    /// with the library reading every line.
+    fn both(text: &str) -> (String, String, bool) {
+        let shortcut = parse_with_runs(text).is_some();
+        let (n, d) = tree(text);
+        let mut d2 = Diagnostics::new();
+        let n2 = parse_all(Path::new("t.yaml"), text, &mut d2);
+        assert_eq!(format!("{n:?}"), format!("{n2:?}"), "{text}");
+        assert_eq!(d.to_string(), d2.to_string(), "{text}");
+        (format!("{n:?}"), d.to_string(), shortcut)
+    }
+
+    #[test]
+    fn record_lines_read_as_the_library_reads_them() {
+        let zone = "zone: z.test\nvpcs: [a]\nrecords:\n";
+        for (lines, shortcut) in [
+            ("  - { name: \"h0\", type: A, value: \"10.0.0.1\" }\n  - {name: \"*.w\", type: TXT, value: \"a b # c: d\"}\n", true),
+            ("- { name: www, type: A, value: 10.0.0.1, ttl: 300 }\n- { name: no, type: A, value: 010 }", true),
+            ("  -   {  name:   h1 ,type: A , value: \"\"  }   \n", true),
+            ("  - { name: a, name: b }\n  - { nme: a, type: A, value: x }\n", true),
+            // Two runs (another column), lines the library reads in between.
+            ("  - { name: a, type: A, value: x }\n  -  { name: b, type: A, value: x }\nother:\n- { name: c }\n", true),
+            ("  - { name: a, type: A, value: x }\n  - name: b\n    type: A\n  - { name: c, type: A, value: x }\n", true),
+            // Not for the shortcut: the library reads these lines.
+            ("  - { name: \"a\\tb\", type: A }\n", false),
+            ("  - { name: a, type: A } # note\n", false),
+            ("  - { name: *a, type: A }\n", false),
+            ("  - { name: 1:20, type: A }\n", false),
+            ("  - { name: ~, type: A }\n", false),
+            ("  - { name: \"é\", type: A }\n", false),
+            ("  - { name: a, type: A, }\n", false),
+            ("  - { \"name\": a }\n", false),
+            ("  - {name:a}\n", false),
+            ("  - { name: a, type: A }\r\n", false),
+            ("\t- { name: a, type: A }\n", false),
+        ] {
+            let text = format!("{zone}{lines}");
+            let (_, d, used) = both(&text);
+            assert_eq!(used, shortcut, "{text}\n{d}");
+        }
+        // Record-like lines that are not list items: inside a block
+        // scalar, a quoted scalar, a flow list, under a mapping, at the
+        // top, after the end of the list; broken files. The shortcut must
+        // give way and the library report what it reports.
+        for text in [
+            "x: |\n  - { name: a, type: A }\n  - { name: b, type: A }\ny: 1\n",
+            "x: \"abc\n  - { name: a, type: A }\n  def\"\n",
+            "x: [\n  - { name: a, type: A }\n]\n",
+            "x:\n  y: 1\n  - { name: a, type: A }\n",
+            "- { name: a, type: A }\n- { name: b, type: A }\n",
+            "records:\n  - { name: a, type: A }\nzone: z\n  - { name: b, type: A }\n",
+            "records:\n  - { name: a, type: A }\n    - { name: b, type: A }\n",
+            "records:\n  - { name: a, type: A }\n    more: 1\n",
+            "records:\n  - { name: a, type: A }\n  -\n",
+            "records: &r\n  - { name: a, type: A }\nagain: *r\n",
+            "records: !!seq\n  - { name: a, type: A }\n",
+            "records:\n  - { name: a, type: A }\n---\nx: 1\n",
+            "records:\n  - { name: a, type: A }\n  - { name: b, type: A\n",
+            "? - { name: a, type: A }\n: 1\n",
+            "records:\n  - - { name: a, type: A }\n",
+        ] {
+            both(text);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Files made of record lines (and near misses) and other YAML
+        /// lines read the same with and without the shortcut.
+        #[test]
+        fn shortcut_reads_as_the_library(lines in proptest::collection::vec(line(), 1..24)) {
+            both(&lines.concat());
+        }
+
+        /// The same under `records:`, mostly with lines the shortcut takes.
+        #[test]
+        fn shortcut_reads_records_as_the_library(lines in proptest::collection::vec(line(), 1..24)) {
+            both(&format!("records:\n{}", lines.concat()));
+        }
+    }
+
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let indent = prop::sample::select(vec!["", "  ", "    ", " ", "\t"]);
+        let key = prop::sample::select(vec!["name", "type", "value", "ttl", "nme", "Name", "a-b", "\"name\"", "*a", "? x", ""]);
+        let value = prop::sample::select(vec![
+            "A",
+            "CNAME",
+            "300",
+            "010",
+            "no",
+            "~",
+            "h0.x.test",
+            "*.w2",
+            "1:20",
+            "-1",
+            "a#b",
+            "a #b",
+            "\"10.0.0.1\"",
+            "\"record 3\"",
+            "\"a\\tb\"",
+            "\"q\\\"\"",
+            "\"# x\"",
+            "\"{ }\"",
+            "\"é\"",
+            "\"open",
+            "'s'",
+            "[a, b]",
+            "",
+            "{}",
+        ]);
+        let sep = prop::sample::select(vec![": ", ":", ":  ", " : "]);
+        let comma = prop::sample::select(vec![", ", ",", " , ", "  ,  "]);
+        let close = prop::sample::select(vec![" }", "}", "} # c", "}:", "},", "} x", "}  ", " ,}", ""]);
+        let pair = (key, sep, value).prop_map(|(k, s, v)| format!("{k}{s}{v}"));
+        let record = (
+            indent,
+            prop::sample::select(vec!["- ", "-  ", "-", "- - "]),
+            prop::sample::select(vec!["{ ", "{", "{  "]),
+            prop::collection::vec(pair, 0..5),
+            comma,
+            close,
+        )
+            .prop_map(|(i, d, o, pairs, c, e)| format!("{i}{d}{o}{}{e}\n", pairs.join(c)));
+        let other = prop::sample::select(vec![
+            "records:\n",
+            "zone: z.test\n",
+            "vpcs: [a]\n",
+            "\n",
+            "  \n",
+            "# comment\n",
+            "x: |\n",
+            "x: >-\n",
+            "y: \"multi\n",
+            "  line\"\n",
+            "---\n",
+            "...\n",
+            "  foo: bar\n",
+            "records: [\n",
+            "]\n",
+            "- a\n",
+            "  - a\n",
+            "  -\n",
+            "ttl: 300\n",
+            "\ttab: 1\n",
+            "records: &r\n",
+            "copy: *r\n",
+            "  - name: a\n",
+            "    type: A\n",
+            "\r\n",
+        ])
+        .prop_map(str::to_string);
+        let good_pair = (
+            prop::sample::select(vec!["name", "type", "value", "ttl", "nme"]),
+            prop::sample::select(vec![": ", ":  "]),
+            prop::sample::select(vec!["A", "300", "010", "no", "h0.x.test", "\"10.0.0.1\"", "\"record 3\"", "\"# x\"", "\"*.w\"", "\"\""]),
+        )
+            .prop_map(|(k, s, v)| format!("{k}{s}{v}"));
+        let good = (prop::sample::select(vec!["  ", "  ", ""]), prop::collection::vec(good_pair, 1..5))
+            .prop_map(|(i, pairs)| format!("{i}- {{ {} }}\n", pairs.join(", ")));
+        prop_oneof![16 => good, 2 => record, 1 => other]
     }
 
     #[test]

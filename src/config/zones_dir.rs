@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Label, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
@@ -536,21 +536,21 @@ fn zone_from_tree(
 }
 
 fn parse_record_entry(
-    r: &super::schema::RecordEntry,
+    r: &super::schema::RecordEntry<'_>,
     origin: &Name,
     zone_ttl: u32,
     path: &Path,
     out: &mut Vec<RecordDef>,
     diags: &mut Diagnostics,
 ) {
-    let rtype = match rdata::parse_type(&r.rtype.value) {
+    let rtype = match rdata::parse_type(r.rtype.value) {
         Ok(t) => t,
         Err(e) => {
             diags.push(path, pos(&r.rtype), e);
             return;
         }
     };
-    let owner = match owner_name(&r.name.value, origin) {
+    let owner = match owner_name(r.name.value, origin) {
         Ok(n) => n,
         Err(e) => {
             diags.push(path, pos(&r.name), e);
@@ -583,7 +583,7 @@ fn parse_record_entry(
                 return;
             }
             for v in list {
-                push(&v.value, pos(v), out, diags);
+                push(v.value, pos(v), out, diags);
             }
         }
     }
@@ -596,11 +596,45 @@ fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
     if t == "@" {
         return Ok(origin.clone());
     }
+    if let Some(n) = plain_relative_name(t, origin) {
+        return Ok(n);
+    }
     let full = rdata::parse_relative_name(t, origin)?.to_lowercase();
     if !origin.zone_of(&full) {
         return Err(format!("`{t}` is outside zone `{origin}`; use a relative name or one ending in .{origin}"));
     }
     Ok(full)
+}
+
+/// What the lines after it in [`owner_name`] make of a relative name of
+/// plain labels (letters, digits, `-`, `_`, `*`; one dot between labels;
+/// at most 63 bytes each, 255 with the origin), built without their
+/// allocations: the labels lowercased, then the origin's (the origin is
+/// lowercase already). `None` for any other name: the general reader
+/// reads it, and reports what is wrong.
+fn plain_relative_name(t: &str, origin: &Name) -> Option<Name> {
+    let b = t.as_bytes();
+    let plain = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'*' | b'.');
+    if b.is_empty() || !b.iter().all(plain) {
+        return None;
+    }
+    // As presentation::wire_len: each label and its length byte, and the root.
+    let wire = t.len() + 1 + origin.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
+    if wire > 255 {
+        return None;
+    }
+    let mut n = Name::root();
+    let mut buf = [0u8; 63];
+    for label in t.split('.') {
+        if label.is_empty() || label.len() > buf.len() {
+            return None;
+        }
+        let lower = &mut buf[..label.len()];
+        lower.copy_from_slice(label.as_bytes());
+        lower.make_ascii_lowercase();
+        n = n.append_label(Label::from_raw_bytes(lower).ok()?).ok()?;
+    }
+    n.append_name(origin).ok()
 }
 
 /// Template placeholders allowed in endpoint names.
@@ -844,6 +878,52 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`owner_name`] as it is without [`plain_relative_name`].
+    fn general_owner(t: &str, origin: &Name) -> Result<Name, String> {
+        let full = rdata::parse_relative_name(t, origin)?.to_lowercase();
+        if !origin.zone_of(&full) {
+            return Err("outside".into());
+        }
+        Ok(full)
+    }
+
+    fn same_owner(t: &str, origin: &Name) {
+        if let Some(n) = plain_relative_name(t, origin) {
+            let g = general_owner(t, origin).unwrap_or_else(|e| panic!("{t}: the shortcut read what the reader refuses: {e}"));
+            assert_eq!((n.to_ascii(), n.is_fqdn(), n.num_labels()), (g.to_ascii(), g.is_fqdn(), g.num_labels()), "{t}");
+            assert_eq!(n.iter().collect::<Vec<_>>(), g.iter().collect::<Vec<_>>(), "{t}");
+        }
+    }
+
+    #[test]
+    fn plain_owner_names_as_the_general_reader() {
+        let origin = Name::from_ascii("zone-0.Scale.internal.").unwrap().to_lowercase();
+        let l63 = "a".repeat(63);
+        let near = |n: usize| vec!["b".repeat(40); n].join(".");
+        for t in ["h0", "H0.Sub", "*.w2", "_sip._tcp", "a-b", "*", &l63, &format!("{l63}.x"), &near(5)] {
+            assert!(plain_relative_name(t, &origin).is_some(), "{t}");
+            same_owner(t, &origin);
+        }
+        for t in ["", ".", "a.", ".a", "a..b", "a b", "a\\.b", "é", "@", &"a".repeat(64), &near(6)] {
+            assert!(plain_relative_name(t, &origin).is_none(), "{t}");
+        }
+        // At the 255-byte limit, both ways.
+        for n in 180..220 {
+            same_owner(
+                &"c".repeat(n).as_bytes().chunks(60).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("."),
+                &origin,
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_owner_names_random(t in "[a-zA-Z0-9*_.-]{0,70}") {
+            let origin = Name::from_ascii("z.test.").unwrap();
+            same_owner(&t, &origin);
+        }
+    }
 
     #[test]
     fn file_limit_at_under_and_over() {
