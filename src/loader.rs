@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::snapshot::zone::{NO_AZ, Zone};
-use crate::snapshot::{CnameSite, Snapshot, View};
+use crate::snapshot::{CnameSite, Snapshot, View, ZoneLayout};
 
 /// Loads `cfg.zones_dir` and builds a snapshot, or reports every problem.
 pub fn load(cfg: &ServerConfig, generation: u64) -> Result<Snapshot, Diagnostics> {
@@ -114,7 +114,7 @@ fn build_reusing(
     prev: Option<(&Snapshot, &ChainMemo)>,
 ) -> (Result<Snapshot, Diagnostics>, ChainMemo) {
     let (snap, cnames, mut diags) = Snapshot::build_reusing(cfg, data, generation, prev.map(|p| p.0));
-    let memo = check_cname_chains(&snap, &cnames, prev, &mut diags);
+    let memo = check_cname_chains(&snap, &cnames, prev.map(|p| p.1), &mut diags);
     if diags.is_empty() {
         (Ok(snap), memo)
     } else {
@@ -127,8 +127,10 @@ fn build_reusing(
 /// again only the chains that may have changed.
 #[derive(Debug, Default)]
 struct ChainMemo {
-    /// The snapshot the checks ran on.
-    generation: u64,
+    /// How the snapshot the checks ran on chose zones, and whether a
+    /// response policy applied there (the walks follow policies too).
+    layout: ZoneLayout,
+    policy: bool,
     /// Every zone of that snapshot, weakly: an address recorded below stays
     /// that zone's (never another zone's) while the memo lives.
     _held: Vec<Weak<Zone>>,
@@ -143,23 +145,26 @@ fn zone_addr(z: &Arc<Zone>) -> usize {
 
 /// Follows every CNAME in the view of every VPC that sees its zone: a loop
 /// or a chain over the limit would SERVFAIL at query time, so it is an
-/// error now. A chain whose walks went only through zones the previous
-/// snapshot shares with this one (the zones chosen the same way, no policy
-/// in either) is as it was, and is not followed again.
-fn check_cname_chains(snap: &Snapshot, cnames: &[CnameSite], prev: Option<(&Snapshot, &ChainMemo)>, diags: &mut Diagnostics) -> ChainMemo {
-    let memo = prev.filter(|(p, m)| {
-        m.generation == p.generation && p.same_zone_layout(snap) && p.policy.rules.is_empty() && snap.policy.rules.is_empty()
-    });
+/// error now. A chain whose walks (in the snapshot `memo` was made on) went
+/// only through zones this snapshot shares, with zones chosen the same way
+/// and no policy in either, is as it was, and is not followed again.
+fn check_cname_chains(snap: &Snapshot, cnames: &[CnameSite], memo: Option<&ChainMemo>, diags: &mut Diagnostics) -> ChainMemo {
+    let policy = !snap.policy.rules.is_empty();
+    let memo = memo.filter(|m| !m.policy && !policy && snap.has_zone_layout(&m.layout));
     let current: FxHashSet<usize> = snap.zones.iter().map(zone_addr).collect();
-    let mut out =
-        ChainMemo { generation: snap.generation, _held: snap.zones.iter().map(Arc::downgrade).collect(), visited: FxHashMap::default() };
+    let mut out = ChainMemo {
+        layout: snap.zone_layout(),
+        policy,
+        _held: snap.zones.iter().map(Arc::downgrade).collect(),
+        visited: FxHashMap::default(),
+    };
     let mut site = 0;
     for (i, (zi, owner, path, pos)) in cnames.iter().enumerate() {
         // Sites come zone by zone, in each zone's order.
         site = if i > 0 && cnames[i - 1].0 == *zi { site + 1 } else { 0 };
         let zone = &snap.zones[*zi as usize];
         let sites = out.visited.entry(zone_addr(zone)).or_default();
-        let before = memo.and_then(|(_, m)| m.visited.get(&zone_addr(zone))).and_then(|v| v.get(site));
+        let before = memo.and_then(|m| m.visited.get(&zone_addr(zone))).and_then(|v| v.get(site));
         if let Some(v) = before.filter(|v| v.iter().all(|a| current.contains(a))) {
             sites.push(v.clone());
             continue;

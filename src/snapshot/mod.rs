@@ -346,17 +346,33 @@ impl Snapshot {
 }
 
 impl Snapshot {
-    /// Whether `other` chooses zones as this one does (rule 2): the same
-    /// VPCs in the same order, and the same apexes bound to the same VPCs.
-    /// The zones themselves may differ.
-    pub fn same_zone_layout(&self, other: &Snapshot) -> bool {
-        self.vpcs.iter().map(|v| &v.id).eq(other.vpcs.iter().map(|v| &v.id))
-            && self.zone_index.len() == other.zone_index.len()
+    /// How this snapshot chooses zones (rule 2), for [`Snapshot::has_zone_layout`].
+    pub fn zone_layout(&self) -> ZoneLayout {
+        ZoneLayout {
+            vpcs: self.vpcs.iter().map(|v| v.id.clone()).collect(),
+            apexes: self.zone_index.iter().map(|(apex, bound)| (apex.clone(), bound.iter().map(|b| b.0).collect())).collect(),
+        }
+    }
+
+    /// Whether this snapshot chooses zones as the one `layout` was taken
+    /// from: the same VPCs in the same order, and the same apexes bound to
+    /// the same VPCs. The zones themselves may differ.
+    pub fn has_zone_layout(&self, layout: &ZoneLayout) -> bool {
+        self.vpcs.iter().map(|v| &v.id).eq(layout.vpcs.iter())
+            && self.zone_index.len() == layout.apexes.len()
             && self
                 .zone_index
                 .iter()
-                .all(|(apex, bound)| other.zone_index.get(apex).is_some_and(|o| o.iter().map(|b| b.0).eq(bound.iter().map(|b| b.0))))
+                .all(|(apex, bound)| layout.apexes.get(apex).is_some_and(|l| l.iter().copied().eq(bound.iter().map(|b| b.0))))
     }
+}
+
+/// The VPC ids in order, and per apex the VPCs a zone there is bound to
+/// (sorted): what rule 2 chooses zones by.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ZoneLayout {
+    vpcs: Vec<String>,
+    apexes: FxHashMap<NameKey, Box<[VpcIdx]>>,
 }
 
 /// Identifies an upstream set in cache keys (computed once per snapshot,

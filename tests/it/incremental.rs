@@ -367,3 +367,47 @@ fn a_chain_through_a_changed_zone_is_followed_again_when_no_zone_is_added() {
     assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A chain that left local data (its last target in no zone) grows when a
+/// zone is added that holds that target: no zone it went through changed,
+/// so only "the zones are chosen differently now" says to follow it again.
+#[test]
+fn a_chain_into_a_new_zone_is_followed_again() {
+    let dir = std::env::temp_dir().join(format!("pzdns-incremental-chain3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut t = Tree { dir: dir.clone(), writes: 0, zones: Vec::new(), vpcs: vec!["vpc-a".into()] };
+    t.write_vpcs();
+    let cfg = ServerConfig { zones_dir: dir.clone(), upstreams: Vec::new(), ..ServerConfig::defaults() };
+    // Zone c{i} holds `link` as a CNAME to link.c{i+1}; the last target is in no zone.
+    let open_chain = |t: &mut Tree, n: usize| {
+        for i in 0..n {
+            let link = format!("{{ name: link, type: CNAME, value: link.c{}.test }}", i + 1);
+            t.write(&format!("c{i}.yaml"), &format!("zone: c{i}.test\nvpcs: [vpc-a]\nrecords:\n  - {link}\n"));
+        }
+    };
+    let mut n = 2;
+    loop {
+        open_chain(&mut t, n + 1);
+        if load(&cfg, 1).is_err() {
+            break;
+        }
+        n += 1;
+        assert!(n < 40, "some chain length is refused");
+    }
+    for i in 0..=n + 1 {
+        let _ = std::fs::remove_file(dir.join(format!("c{i}.yaml")));
+    }
+    open_chain(&mut t, n);
+    let mut inc = Incremental::trusting_recent_stamps();
+    let (s1, _) = load_incremental(&cfg, 1, None, &mut inc).expect("the longest accepted chain loads");
+    t.write(
+        &format!("c{n}.yaml"),
+        &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: CNAME, value: link.c{}.test }}\n", n + 1),
+    );
+    assert!(load(&cfg, 2).is_err(), "a full load rejects the chain");
+    let r = load_incremental(&cfg, 2, Some(&s1), &mut inc);
+    let Err(problems) = r else { panic!("the incremental load rejects it too") };
+    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
