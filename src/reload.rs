@@ -180,6 +180,26 @@ fn release_free_memory(reload_pool: Option<&rayon::ThreadPool>) {
     collect();
 }
 
+/// Reload threads run at a lower priority (nice +10) than the threads
+/// that answer: on a core they share, a query that arrives preempts the
+/// rebuild at once instead of waiting for its time slice, so answers keep
+/// their latency while a big reload runs. The rebuild still gets every
+/// cycle the queries leave.
+fn yield_to_queries() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their arguments; on Linux the
+    // priority of a thread id is that thread's alone.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, RELOAD_NICE) != 0 {
+            tracing::debug!("cannot lower the reload thread's priority: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// The nice value of reload threads (see [`yield_to_queries`]).
+const RELOAD_NICE: libc::c_int = 10;
+
 fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((n, pool)) = slot.as_ref()
@@ -187,7 +207,12 @@ fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>
     {
         return Some(pool.clone());
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("pzdns-reload-{i}")).build().ok()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("pzdns-reload-{i}"))
+        .start_handler(|_| yield_to_queries())
+        .build()
+        .ok()?;
     let pool = Arc::new(pool);
     *slot = Some((threads, pool.clone()));
     Some(pool)
