@@ -269,10 +269,11 @@ fn a_change_to_an_included_file_is_seen() {
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
 
-/// Zone `c{i}` holds `link` as a CNAME to `link.c{i+1}`; the last one's `link` is an address.
-fn write_chain(t: &mut Tree, n: usize) {
+/// Zone `c{i}` holds `link` as a CNAME to `link.c{i+1}`; the last one's
+/// `link` is an address, or (`open`) a CNAME to a name in no zone.
+fn write_chain(t: &mut Tree, n: usize, open: bool) {
     for i in 0..n {
-        let link = if i + 1 < n {
+        let link = if i + 1 < n || open {
             format!("{{ name: link, type: CNAME, value: link.c{}.test }}", i + 1)
         } else {
             "{ name: link, type: A, value: 10.7.7.7 }".to_string()
@@ -281,21 +282,18 @@ fn write_chain(t: &mut Tree, n: usize) {
     }
 }
 
-/// The case an incremental reload is most easily wrong about: a zone left
-/// as it was whose CNAME chain, through a zone that changed, is now too
-/// long. Only the unchanged zone's own chain shows it.
-#[test]
-fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
-    let dir = std::env::temp_dir().join(format!("pzdns-incremental-chain-{}", std::process::id()));
+/// A fresh tree holding the longest chain (see [`write_chain`]) that a
+/// full load accepts, `n` zones; returns the tree, its config and `n`.
+fn longest_accepted_chain(name: &str, open: bool) -> (Tree, ServerConfig, usize) {
+    let dir = std::env::temp_dir().join(format!("pzdns-incremental-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut t = Tree { dir: dir.clone(), writes: 0, zones: Vec::new(), vpcs: vec!["vpc-a".into()] };
     t.write_vpcs();
     let cfg = ServerConfig { zones_dir: dir.clone(), upstreams: Vec::new(), ..ServerConfig::defaults() };
-    // The longest chain a full load accepts.
     let mut n = 2;
     loop {
-        write_chain(&mut t, n + 1);
+        write_chain(&mut t, n + 1, open);
         if load(&cfg, 1).is_err() {
             break;
         }
@@ -305,7 +303,25 @@ fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
     for i in 0..=n + 1 {
         let _ = std::fs::remove_file(dir.join(format!("c{i}.yaml")));
     }
-    write_chain(&mut t, n);
+    write_chain(&mut t, n, open);
+    (t, cfg, n)
+}
+
+/// Both loads refuse the tree, and the incremental one names c0's chain.
+fn both_refuse_c0(cfg: &ServerConfig, prev: &pzdns::snapshot::Snapshot, inc: &mut Incremental, generation: u64) {
+    assert!(load(cfg, generation).is_err(), "a full load rejects the chain");
+    let r = load_incremental(cfg, generation, Some(prev), inc);
+    let Err(problems) = r else { panic!("the incremental load rejects it too") };
+    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
+    let _ = std::fs::remove_dir_all(&cfg.zones_dir);
+}
+
+/// The case an incremental reload is most easily wrong about: a zone left
+/// as it was whose CNAME chain, through a zone that changed, is now too
+/// long. Only the unchanged zone's own chain shows it.
+#[test]
+fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
+    let (mut t, cfg, n) = longest_accepted_chain("chain", false);
     let mut inc = Incremental::trusting_recent_stamps();
     let (s1, _) = load_incremental(&cfg, 1, None, &mut inc).expect("the longest accepted chain loads");
     // The last zone's address becomes one more CNAME (to a new zone): only
@@ -316,11 +332,7 @@ fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
         &format!("zone: c{last}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: CNAME, value: link.c{n}.test }}\n"),
     );
     t.write(&format!("c{n}.yaml"), &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: A, value: 10.7.7.8 }}\n"));
-    assert!(load(&cfg, 2).is_err(), "a full load rejects the chain");
-    let r = load_incremental(&cfg, 2, Some(&s1), &mut inc);
-    let Err(problems) = r else { panic!("the incremental load rejects it too") };
-    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
-    let _ = std::fs::remove_dir_all(&dir);
+    both_refuse_c0(&cfg, &s1, &mut inc, 2);
 }
 
 /// As above, with every zone there from the start, so that the zones are
@@ -329,26 +341,8 @@ fn an_unchanged_zone_whose_chain_grows_too_long_is_rejected() {
 /// again, because it goes through the zone that changed.
 #[test]
 fn a_chain_through_a_changed_zone_is_followed_again_when_no_zone_is_added() {
-    let dir = std::env::temp_dir().join(format!("pzdns-incremental-chain2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut t = Tree { dir: dir.clone(), writes: 0, zones: Vec::new(), vpcs: vec!["vpc-a".into()] };
-    t.write_vpcs();
-    let cfg = ServerConfig { zones_dir: dir.clone(), upstreams: Vec::new(), ..ServerConfig::defaults() };
-    let mut n = 2;
-    loop {
-        write_chain(&mut t, n + 1);
-        if load(&cfg, 1).is_err() {
-            break;
-        }
-        n += 1;
-        assert!(n < 40, "some chain length is refused");
-    }
-    for i in 0..=n + 1 {
-        let _ = std::fs::remove_file(dir.join(format!("c{i}.yaml")));
-    }
-    // The longest accepted chain c0 .. c(n-1), and c(n) beside it, unreached.
-    write_chain(&mut t, n);
+    let (mut t, cfg, n) = longest_accepted_chain("chain2", false);
+    // c(n) beside the chain, unreached.
     t.write(&format!("c{n}.yaml"), &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: A, value: 10.7.7.8 }}\n"));
     let mut inc = Incremental::trusting_recent_stamps();
     let (s1, _) = load_incremental(&cfg, 1, None, &mut inc).expect("the longest accepted chain loads");
@@ -361,11 +355,7 @@ fn a_chain_through_a_changed_zone_is_followed_again_when_no_zone_is_added() {
         &format!("c{last}.yaml"),
         &format!("zone: c{last}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: CNAME, value: link.c{n}.test }}\n"),
     );
-    assert!(load(&cfg, 3).is_err(), "a full load rejects the chain");
-    let r = load_incremental(&cfg, 3, Some(&s2), &mut inc);
-    let Err(problems) = r else { panic!("the incremental load rejects it too") };
-    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
-    let _ = std::fs::remove_dir_all(&dir);
+    both_refuse_c0(&cfg, &s2, &mut inc, 3);
 }
 
 /// A chain that left local data (its last target in no zone) grows when a
@@ -373,41 +363,12 @@ fn a_chain_through_a_changed_zone_is_followed_again_when_no_zone_is_added() {
 /// so only "the zones are chosen differently now" says to follow it again.
 #[test]
 fn a_chain_into_a_new_zone_is_followed_again() {
-    let dir = std::env::temp_dir().join(format!("pzdns-incremental-chain3-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut t = Tree { dir: dir.clone(), writes: 0, zones: Vec::new(), vpcs: vec!["vpc-a".into()] };
-    t.write_vpcs();
-    let cfg = ServerConfig { zones_dir: dir.clone(), upstreams: Vec::new(), ..ServerConfig::defaults() };
-    // Zone c{i} holds `link` as a CNAME to link.c{i+1}; the last target is in no zone.
-    let open_chain = |t: &mut Tree, n: usize| {
-        for i in 0..n {
-            let link = format!("{{ name: link, type: CNAME, value: link.c{}.test }}", i + 1);
-            t.write(&format!("c{i}.yaml"), &format!("zone: c{i}.test\nvpcs: [vpc-a]\nrecords:\n  - {link}\n"));
-        }
-    };
-    let mut n = 2;
-    loop {
-        open_chain(&mut t, n + 1);
-        if load(&cfg, 1).is_err() {
-            break;
-        }
-        n += 1;
-        assert!(n < 40, "some chain length is refused");
-    }
-    for i in 0..=n + 1 {
-        let _ = std::fs::remove_file(dir.join(format!("c{i}.yaml")));
-    }
-    open_chain(&mut t, n);
+    let (mut t, cfg, n) = longest_accepted_chain("chain3", true);
     let mut inc = Incremental::trusting_recent_stamps();
     let (s1, _) = load_incremental(&cfg, 1, None, &mut inc).expect("the longest accepted chain loads");
     t.write(
         &format!("c{n}.yaml"),
         &format!("zone: c{n}.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: link, type: CNAME, value: link.c{}.test }}\n", n + 1),
     );
-    assert!(load(&cfg, 2).is_err(), "a full load rejects the chain");
-    let r = load_incremental(&cfg, 2, Some(&s1), &mut inc);
-    let Err(problems) = r else { panic!("the incremental load rejects it too") };
-    assert!(problems.to_string().contains("c0.yaml"), "the unchanged zone's chain is the one reported: {problems}");
-    let _ = std::fs::remove_dir_all(&dir);
+    both_refuse_c0(&cfg, &s1, &mut inc, 2);
 }
