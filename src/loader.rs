@@ -4,16 +4,15 @@
 //! in the view of every VPC that sees it. It sits above both, so that
 //! `snapshot` never calls up into `resolve`.
 
+use std::sync::{Arc, Weak};
+
 use hickory_proto::rr::RecordType;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::zones_dir::{self, Previous, ZonesData};
 use crate::config::{Diagnostics, ServerConfig};
 use crate::dns::names::KeyBuf;
 use crate::resolve::{End, resolve, walk};
-use std::sync::{Arc, Weak};
-
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use crate::snapshot::zone::{NO_AZ, Zone};
 use crate::snapshot::{CnameSite, Snapshot, View, ZoneLayout};
 

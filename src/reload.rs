@@ -161,8 +161,6 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     }
 }
 
-/// The pool reloads build on, of `threads` threads (made again when the
-/// setting changes); `None` if no pool can be made (the global one serves).
 /// Hands the memory a load freed (its parse trees, the old snapshot) back
 /// to the system: each thread that may have allocated it (the load's pools
 /// and this one) collects its own heap, since mimalloc otherwise keeps a
@@ -200,6 +198,8 @@ fn yield_to_queries() {
 /// The nice value of reload threads (see [`yield_to_queries`]).
 const RELOAD_NICE: libc::c_int = 10;
 
+/// The pool reloads build on, of `threads` threads (made again when the
+/// setting changes); `None` if no pool can be made (the global one serves).
 fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((n, pool)) = slot.as_ref()
