@@ -52,19 +52,23 @@ touch_zones() {
     done
 }
 # The zone files were written just now: each is read again by the next
-# reload whatever its stamp (the racy-stamp rule, docs/REFERENCE.md#reload).
-# One reload past that window settles them, so that the measured reloads are
-# what a commit to a running server costs, not a re-read of everything.
+# reload and compared (the racy-stamp rule, docs/REFERENCE.md#reload). One
+# reload past that window settles them, so that the measured reloads are
+# what a commit to a running server costs.
 sleep 2.1
 curl -s -XPOST "http://$admin/reload" >/dev/null
 run quiet
 run reloading & perf=$!
+# What this script does from here (rewriting files, curl) runs beside
+# dnsperf at the lowest priority, never on the server's CPU.
+taskset -cp 1 $$ >/dev/null
+renice -n 19 -p $$ >/dev/null
 reload_ms=()
 for _ in 1 2 3; do
     sleep 3
     touch_zones
     t0=$(date +%s%N)
-    taskset -c 1 curl -s -XPOST "http://$admin/reload" >/dev/null
+    curl -s -XPOST "http://$admin/reload" >/dev/null
     reload_ms+=($(( ($(date +%s%N) - t0) / 1000000 )))
 done
 wait $perf

@@ -31,7 +31,9 @@ pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What tells a file's content changed without reading it, as make and
 /// ninja judge it: device, inode, size, modification and change time (a
-/// rename over it, a write or a truncation each move one of them).
+/// rename over it, a write or a truncation each move one of them). For a
+/// file modified just before it was read, also a hash of what was read
+/// (see [`Stamp::unless_racy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamp {
     dev: u64,
@@ -39,6 +41,9 @@ pub struct Stamp {
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
+    /// Set when the file was racy when read: the hash of its content then,
+    /// which must match its content now for the file to count as unchanged.
+    racy: Option<u64>,
 }
 
 impl Stamp {
@@ -50,20 +55,30 @@ impl Stamp {
             size: m.size(),
             mtime_ns: ns(m.mtime(), m.mtime_nsec()),
             ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            racy: None,
         }
     }
 
-    /// A file modified within `window` of now may be modified again
-    /// within the file system's timestamp granularity, leaving its stamp
-    /// as it was (git's "racily clean" case): its stamp is replaced by one
-    /// nothing matches, so the next load reads it again.
-    fn unless_racy(self, window: std::time::Duration) -> Stamp {
+    /// Whether the file was modified within `window` of now: it may be
+    /// modified again within the file system's timestamp granularity,
+    /// leaving its stamp as it was (git's "racily clean" case).
+    fn is_racy(&self, window: std::time::Duration) -> bool {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-        if now - self.mtime_ns.max(self.ctime_ns) < window.as_nanos() as i128 {
-            Stamp { ino: u64::MAX, dev: u64::MAX, ..self }
-        } else {
-            self
-        }
+        now - self.mtime_ns.max(self.ctime_ns) < window.as_nanos() as i128
+    }
+
+    /// The stamp to note for `content`, read from a file stamped `self`:
+    /// a racy file's stamp carries the content's hash, so that the next
+    /// load reads it again and compares (cheap next to parsing it), as git
+    /// compares the content of racily clean files.
+    fn unless_racy(self, window: std::time::Duration, content: &[u8]) -> Stamp {
+        Stamp { racy: self.is_racy(window).then(|| content_hash(content)), ..self }
+    }
+
+    /// Whether `now` (a file's current stamp) shows the same file as this
+    /// noted stamp, content aside.
+    fn same_file(&self, now: &Stamp) -> bool {
+        Stamp { racy: None, ..*self } == *now
     }
 
     /// The stamp of what `path` names now (links followed); `None` if
@@ -78,9 +93,43 @@ impl Stamp {
 /// again would give the same.
 pub type Reads = Arc<Mutex<Vec<(PathBuf, Option<Stamp>)>>>;
 
-/// Whether every file of `reads` is still what was read.
-pub fn unchanged(reads: &[(PathBuf, Option<Stamp>)]) -> bool {
-    reads.iter().all(|(p, s)| Stamp::of(p) == *s)
+fn content_hash(content: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut h);
+    h.finish()
+}
+
+/// Whether every file of `reads` is still what was read: the same stamp,
+/// and for a file that was racy when read, the same content (read again
+/// with `access`'s rules). Returns the reads to note from now on (a racy
+/// file that has aged past `window` is noted by its stamp alone), or
+/// `None` when something changed.
+pub fn unchanged(
+    reads: &[(PathBuf, Option<Stamp>)],
+    access: &FileAccess,
+    window: std::time::Duration,
+) -> Option<Vec<(PathBuf, Option<Stamp>)>> {
+    let mut out = Vec::with_capacity(reads.len());
+    for (p, noted) in reads {
+        let now = Stamp::of(p);
+        let still = match (noted, now) {
+            (None, None) => None,
+            (Some(s), Some(n)) if s.same_file(&n) => match s.racy {
+                None => Some(n),
+                Some(h) => {
+                    let content = access.read_checked(p, false).ok()?;
+                    if content_hash(&content) != h {
+                        return None;
+                    }
+                    Some(if n.is_racy(window) { *s } else { n })
+                }
+            },
+            _ => return None,
+        };
+        out.push((p.clone(), still));
+    }
+    Some(out)
 }
 
 /// Where data files may be read from.
@@ -157,12 +206,15 @@ impl FileAccess {
     /// As [`Self::read`]; with `self_named` the message says "file" instead
     /// of the path, for a problem reported against the path itself.
     fn read_as(&self, path: &Path, self_named: bool) -> Result<Vec<u8>, String> {
-        if self.reads.is_some() {
-            // Stamped before the read: a change made while it reads shows
-            // as a change at the next load.
-            self.note(path, Stamp::of(path).map(|s| s.unless_racy(self.racy_window)));
+        if self.reads.is_none() {
+            return self.read_checked(path, self_named);
         }
-        self.read_checked(path, self_named)
+        // Stamped before the read: a change made while it reads shows as a
+        // change at the next load.
+        let stamp = Stamp::of(path);
+        let read = self.read_checked(path, self_named);
+        self.note(path, stamp.map(|s| s.unless_racy(self.racy_window, read.as_deref().unwrap_or_default())));
+        read
     }
 
     fn read_checked(&self, path: &Path, self_named: bool) -> Result<Vec<u8>, String> {
@@ -308,6 +360,34 @@ mod tests {
         assert_eq!(FileAccess::new(&zones, std::slice::from_ref(&d)).read(&zones.join("out.yaml")).unwrap(), b"x");
         assert!(a.read(&zones).unwrap_err().contains("is a directory"));
         std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// A file modified just before it was read is read again by the next
+    /// load and compared: the same content counts as unchanged, other
+    /// content (under the same stamp, as a second write within the file
+    /// system's timestamp granularity leaves it) as changed.
+    #[test]
+    fn racy_files_are_compared_by_content() {
+        let d = scratch("racy");
+        let f = d.join("z.yaml");
+        std::fs::write(&f, "zone: a.test\n").unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let access = FileAccess::new(&d, &[]).with_racy_window(window);
+        let (rec, reads) = access.recording();
+        rec.read(&f).unwrap();
+        let noted = reads.lock().unwrap().clone();
+        assert!(noted[0].1.unwrap().racy.is_some(), "just written: racy");
+        assert!(unchanged(&noted, &access, window).is_some(), "the same content");
+        let mut forged = noted.clone();
+        let s = forged[0].1.as_mut().unwrap();
+        s.racy = s.racy.map(|h| h ^ 1);
+        assert!(unchanged(&forged, &access, window).is_none(), "other content under the same stamp");
+        // Past the window the file is noted by its stamp alone.
+        let aged = unchanged(&noted, &access, std::time::Duration::ZERO).unwrap();
+        assert!(aged[0].1.unwrap().racy.is_none());
+        std::fs::write(&f, "zone: another.test\n").unwrap();
+        assert!(unchanged(&aged, &access, window).is_none(), "a write of another size changes the stamp");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -206,8 +206,8 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
         zone_files
             .par_iter()
             .map(|f| {
-                if let Some(reads) = prev.and_then(|p| p.files.get(*f)).filter(|r| unchanged(r)) {
-                    return ((*f).clone(), None, Diagnostics::new(), reads.clone());
+                if let Some(reads) = prev.and_then(|p| p.files.get(*f)).and_then(|r| unchanged(r, &access, racy_window)) {
+                    return ((*f).clone(), None, Diagnostics::new(), reads);
                 }
                 let mut d = Diagnostics::new();
                 let (access, reads) = access.recording();
