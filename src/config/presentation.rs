@@ -272,6 +272,49 @@ pub fn parse_name(raw: &str, origin: Option<&Name>) -> Result<Name, String> {
     if raw.is_empty() {
         return Err("empty domain name".into());
     }
+    if let Some(n) = plain_name(raw, origin) {
+        return Ok(n);
+    }
+    parse_name_escaped(raw, origin)
+}
+
+/// What [`parse_name`] makes of a name of plain labels (letters, digits,
+/// `-`, `_`, `*`, one dot between labels, an optional final dot), built
+/// without its allocations; `None` for anything else, which the general
+/// reader reads and reports. Most owner names in a large file are plain.
+fn plain_name(raw: &str, origin: Option<&Name>) -> Option<Name> {
+    let (body, absolute) = match raw.strip_suffix('.') {
+        Some(b) => (b, true),
+        None => (raw, false),
+    };
+    let b = body.as_bytes();
+    if b.is_empty() || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'*' | b'.')) {
+        return None;
+    }
+    let origin_len = match (absolute, origin) {
+        (false, Some(o)) => o.iter().map(|l| l.len() + 1).sum::<usize>(),
+        _ => 0,
+    };
+    // As wire_len: each label and its length byte, and the root.
+    if body.len() + 1 + origin_len + 1 > 255 {
+        return None;
+    }
+    let mut n = Name::root();
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return None;
+        }
+        n = n.append_label(Label::from_raw_bytes(label.as_bytes()).ok()?).ok()?;
+    }
+    if let (false, Some(o)) = (absolute, origin) {
+        n = n.append_name(o).ok()?;
+    }
+    n.set_fqdn(true);
+    Some(n)
+}
+
+/// [`parse_name`] for any name: escapes, any characters, every problem.
+fn parse_name_escaped(raw: &str, origin: Option<&Name>) -> Result<Name, String> {
     // Split on unescaped dots, decoding each label.
     let b = raw.as_bytes();
     let mut labels: Vec<Vec<u8>> = Vec::new();
@@ -883,6 +926,44 @@ pub fn rdata(rtype: RecordType, toks: &[Tok], origin: Option<&Name>) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain name reads as the general reader reads it, labels, case and
+    /// all; the shortcut takes no name the general reader refuses.
+    fn same_name(raw: &str, origin: Option<&Name>) {
+        if let Some(n) = plain_name(raw, origin) {
+            let g = parse_name_escaped(raw, origin).unwrap_or_else(|e| panic!("{raw}: the shortcut read what the reader refuses: {e}"));
+            assert_eq!((n.to_ascii(), n.is_fqdn(), n.num_labels()), (g.to_ascii(), g.is_fqdn(), g.num_labels()), "{raw}");
+            assert_eq!(n.iter().collect::<Vec<_>>(), g.iter().collect::<Vec<_>>(), "{raw}");
+            assert!(n.eq_case(&g), "{raw}");
+        }
+    }
+
+    #[test]
+    fn plain_names_as_the_general_reader() {
+        let origin = Name::from_ascii("Zone-0.Example.").unwrap();
+        for raw in ["h0", "H0.Sub", "*.w2", "_sip._tcp", "a-b", "*", "www.example.com.", "A.B.", &"a".repeat(63)] {
+            assert!(plain_name(raw, Some(&origin)).is_some(), "{raw}");
+            same_name(raw, Some(&origin));
+            same_name(raw, None);
+        }
+        for raw in [".", "a..b", ".a", "a\\.b", "é", "a b", &"a".repeat(64), "a.."] {
+            assert!(plain_name(raw, Some(&origin)).is_none(), "{raw}");
+        }
+        for n in 180..260 {
+            let raw = "c".repeat(n).as_bytes().chunks(60).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(".");
+            same_name(&raw, Some(&origin));
+            same_name(&format!("{raw}."), None);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_names_random(raw in "[a-zA-Z0-9*_.-]{1,80}") {
+            let origin = Name::from_ascii("z.Test.").unwrap();
+            same_name(&raw, Some(&origin));
+            same_name(&raw, None);
+        }
+    }
 
     fn toks(s: &str) -> Vec<Tok> {
         let mut errs = Vec::new();

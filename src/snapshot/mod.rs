@@ -19,7 +19,7 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustc_hash::FxHashMap;
 
-use crate::config::zones_dir::{VpcDef, ZoneDef, ZoneOrigin, ZonesData};
+use crate::config::zones_dir::{RecordDef, VpcDef, ZoneDef, ZoneOrigin, ZonesData};
 use crate::config::{ClientSubnet, Diagnostics, ForwardZone, Pos, ProxyProtocol, ServerConfig, UnknownClients};
 use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
 use views::{CidrTable, ScopeIndex};
@@ -484,16 +484,22 @@ fn build_zone(
     let labels = key_labels(&key);
     let is_endpoint = matches!(def.kind, ZoneOrigin::Endpoint(_));
     let sites_before = cnames.len();
-    // owner key → type → (records, azs, first position)
-    type Sets = Vec<(RecordType, Vec<Record>, Vec<u32>, Pos)>;
+    // The records stay where they were read (synthesised ones are added
+    // at the end); the grouping holds their indices: owner key → type →
+    // (records, their vSwitch zones, first position).
+    let mut recs = def.records;
+    type Sets = Vec<(RecordType, Vec<u32>, Vec<u32>, Pos)>;
     let mut by_name: FxHashMap<NameKey, Sets> = FxHashMap::default();
-    by_name.reserve(def.records.len());
+    by_name.reserve(recs.len());
     // About what the arena will hold: key, headers and record per record.
-    let def_bytes = def.records.len() * 48;
+    let def_bytes = recs.len() * 48;
     let count_before = diags.len();
-    for r in def.records {
-        let k = name_key(&r.record.name);
-        let sets = by_name.entry(k).or_default();
+    for (i, r) in recs.iter().enumerate() {
+        let kb = KeyBuf::new(&r.record.name);
+        let sets = match by_name.get_mut(kb.key()) {
+            Some(sets) => sets,
+            None => by_name.entry(kb.key().into()).or_default(),
+        };
         let rtype = r.record.record_type();
         let az = r.az.as_deref().map(|a| azs.get(a)).unwrap_or(NO_AZ);
         match sets.iter_mut().find(|s| s.0 == rtype) {
@@ -510,13 +516,13 @@ fn build_zone(
                     diags.push(&def.records_path, r.pos, "the zone has more than one SOA record");
                     continue;
                 }
-                if set.1.iter().any(|x| x.data == r.record.data) {
+                if set.1.iter().any(|&x| recs[x as usize].record.data == r.record.data) {
                     continue; // an RRset is a set: a repeated record is the same record
                 }
-                set.1.push(r.record);
+                set.1.push(i as u32);
                 set.2.push(az);
             }
-            None => sets.push((rtype, vec![r.record], vec![az], r.pos)),
+            None => sets.push((rtype, vec![i as u32], vec![az], r.pos)),
         }
     }
     // A zone with no records at its apex (none at all, or only deeper
@@ -540,12 +546,15 @@ fn build_zone(
     let mut has_wildcards = false;
     let mut negative_soa = None;
     let mut too_large = false;
+    let synthesised = |recs: &mut Vec<RecordDef>, record: Record| {
+        recs.push(RecordDef { record, pos: Pos::UNKNOWN, az: None });
+        vec![recs.len() as u32 - 1]
+    };
     for (k, mut sets) in by_name {
         let is_apex = k == key;
         if let Some(c) = sets.iter().find(|s| s.0 == RecordType::CNAME) {
-            let owner = c.1[0].name.clone();
-            let others: Vec<&(RecordType, Vec<Record>, Vec<u32>, Pos)> =
-                sets.iter().filter(|s| s.0 != RecordType::CNAME && !(is_apex && matches!(s.0, RecordType::SOA | RecordType::NS))).collect();
+            let owner = recs[c.1[0] as usize].record.name.clone();
+            let others = sets.iter().filter(|s| s.0 != RecordType::CNAME && !(is_apex && matches!(s.0, RecordType::SOA | RecordType::NS)));
             for o in others {
                 let msg = if is_apex {
                     format!(
@@ -563,15 +572,15 @@ fn build_zone(
             cnames.push((zi, owner, def.records_path.clone(), c.3));
         }
         // RFC 2181 §5.2: one TTL per RRset; use the smallest given.
-        for s in &mut sets {
-            let ttl = s.1.iter().map(|r| r.ttl).min().unwrap_or(def.ttl);
-            for r in &mut s.1 {
-                r.ttl = ttl;
+        for s in &sets {
+            let ttl = s.1.iter().map(|&i| recs[i as usize].record.ttl).min().unwrap_or(def.ttl);
+            for &i in &s.1 {
+                recs[i as usize].record.ttl = ttl;
             }
         }
         if is_apex {
             if let Some(soa) = sets.iter().find(|s| s.0 == RecordType::SOA) {
-                let mut neg = soa.1[0].clone();
+                let mut neg = recs[soa.1[0] as usize].record.clone();
                 if let RData::SOA(s) = &neg.data {
                     neg.ttl = neg.ttl.min(s.minimum);
                 }
@@ -579,21 +588,24 @@ fn build_zone(
             } else {
                 let soa = synth_soa(&def.origin, def.ttl, serial);
                 negative_soa = Some(soa.clone());
-                sets.push((RecordType::SOA, vec![soa], vec![NO_AZ], Pos::UNKNOWN));
+                sets.push((RecordType::SOA, synthesised(&mut recs, soa), vec![NO_AZ], Pos::UNKNOWN));
             }
             if !sets.iter().any(|s| s.0 == RecordType::NS) {
-                sets.push((RecordType::NS, vec![synth_ns(&def.origin, def.ttl)], vec![NO_AZ], Pos::UNKNOWN));
+                sets.push((RecordType::NS, synthesised(&mut recs, synth_ns(&def.origin, def.ttl)), vec![NO_AZ], Pos::UNKNOWN));
             }
         }
         if k.len() > 2 && k[0] == 1 && k[1] == b'*' {
             has_wildcards = true;
         }
         record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
-        let encoded = sets.iter().map(|(rtype, records, azs, _)| (*rtype, &records[..], is_endpoint.then_some(&azs[..])));
+        let recs = &recs;
+        let encoded = sets
+            .iter()
+            .map(|(rtype, idx, azs, _)| (*rtype, idx.iter().map(move |&i| &recs[i as usize].record), is_endpoint.then_some(&azs[..])));
         too_large |= nodes.push(&k, encoded).is_err();
     }
     for k in &ents {
-        too_large |= nodes.push(k, []).is_err();
+        too_large |= nodes.push_empty(k).is_err();
     }
     if too_large {
         diags.push(&def.records_path, def.pos, "the zone holds more than 4 GiB of records; split it into several zones");

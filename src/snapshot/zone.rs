@@ -99,7 +99,7 @@ impl<'z> RRset<'z> {
 }
 
 /// Appends one RRset in the stored layout: `records` must share one type.
-fn encode_rrset(out: &mut Vec<u8>, rtype: RecordType, records: &[Record], azs: Option<&[u32]>) {
+fn encode_rrset<'a>(out: &mut Vec<u8>, rtype: RecordType, records: impl IntoIterator<Item = &'a Record>, azs: Option<&[u32]>) {
     let start = out.len();
     out.extend_from_slice(&u16::from(rtype).to_le_bytes());
     out.push(u8::from(azs.is_some()));
@@ -108,7 +108,7 @@ fn encode_rrset(out: &mut Vec<u8>, rtype: RecordType, records: &[Record], azs: O
     // so is its vSwitch zone.
     let mut kept_azs = Vec::new();
     let mut count = 0u32;
-    for (i, r) in records.iter().enumerate() {
+    for (i, r) in records.into_iter().enumerate() {
         if crate::dns::record::append_tail(r, out) {
             count += 1;
             if let Some(azs) = azs {
@@ -280,10 +280,10 @@ impl NodesBuilder {
 
     /// Adds the node `key` (not yet added) with its RRsets: (type,
     /// records, vSwitch zones of the records when they have them).
-    pub fn push<'a>(
+    pub fn push<'a, R: IntoIterator<Item = &'a Record>>(
         &mut self,
         key: &[u8],
-        sets: impl IntoIterator<Item = (RecordType, &'a [Record], Option<&'a [u32]>)>,
+        sets: impl IntoIterator<Item = (RecordType, R, Option<&'a [u32]>)>,
     ) -> Result<(), ZoneTooLarge> {
         let at = u32::try_from(self.data.len()).map_err(|_| ZoneTooLarge)?;
         debug_assert!(key.len() <= MAX_NAME_WIRE_LEN);
@@ -302,6 +302,12 @@ impl NodesBuilder {
         let data = &self.data;
         self.index.insert_unique(hash_key(key), at, |&o| hash_key(key_at(data, o)));
         Ok(())
+    }
+
+    /// Adds the node `key` (not yet added) without RRsets: an empty
+    /// non-terminal.
+    pub fn push_empty(&mut self, key: &[u8]) -> Result<(), ZoneTooLarge> {
+        self.push(key, std::iter::empty::<(RecordType, &[Record], Option<&[u32]>)>())
     }
 
     pub fn finish(self) -> Nodes {
@@ -440,7 +446,7 @@ mod tests {
         b.push(&k, [(RecordType::A, &recs[..], Some(&[7u32, 9][..]))]).unwrap();
         let ck = crate::dns::names::name_key(&Name::from_str("c.example.").unwrap());
         b.push(&ck, [(RecordType::CNAME, &cname[..], None)]).unwrap();
-        b.push(b"\x07example\x00", []).unwrap();
+        b.push_empty(b"\x07example\x00").unwrap();
         assert!(b.contains_key(&k));
         let nodes = b.finish();
         assert_eq!(nodes.len(), 3);
