@@ -25,9 +25,12 @@ pub const DEFAULT_POLICY_TTL: u32 = 60;
 /// Problems reported per list file before giving up on the rest.
 pub const MAX_LIST_PROBLEMS: usize = 1_000;
 
-/// What a matching rule does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+/// What a matching rule does. An override's local data (`R`) and CNAME
+/// (`C`) are the records and the target with its TTL as read here, and
+/// indices into the compiled data on the query path
+/// (`snapshot::policy::PolicyAction`): one list of actions for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<R = Vec<Record>, C = (Name, u32)> {
     NxDomain,
     NoData,
     Refused,
@@ -41,9 +44,9 @@ pub enum Action {
     Allow,
     /// Local data: these records (owner: the trigger) replace the answer;
     /// a type the data lacks is NODATA.
-    Records(Vec<Record>),
+    Records(R),
     /// A CNAME to this name replaces the answer; the target is resolved.
-    Cname(Name, u32),
+    Cname(C),
 }
 
 /// The kinds of [`Action`], as metric labels and in messages.
@@ -85,7 +88,7 @@ impl ActionKind {
     }
 }
 
-impl Action {
+impl<R, C> Action<R, C> {
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::NxDomain => ActionKind::NxDomain,
@@ -95,7 +98,7 @@ impl Action {
             Action::TcpOnly => ActionKind::TcpOnly,
             Action::Alert => ActionKind::Alert,
             Action::Allow => ActionKind::Allow,
-            Action::Records(_) | Action::Cname(..) => ActionKind::Override,
+            Action::Records(_) | Action::Cname(_) => ActionKind::Override,
         }
     }
 }
@@ -313,7 +316,7 @@ fn read_rule_set(
                 None
             }
             (None, Some(c)) => match rdata::parse_absolute_name(&c.value) {
-                Ok(n) => Some(Action::Cname(n.to_lowercase(), ttl)),
+                Ok(n) => Some(Action::Cname((n.to_lowercase(), ttl))),
                 Err(e) => {
                     diags.push(path, c.pos, format!("cname: {e}"));
                     None
@@ -666,7 +669,7 @@ pub fn parse_rpz(path: &Arc<Path>, text: &str, access: &FileAccess, warnings: &m
                     );
                     continue;
                 }
-                None => Action::Cname(t.0.to_lowercase(), r.record.ttl),
+                None => Action::Cname((t.0.to_lowercase(), r.record.ttl)),
             },
             _ => {
                 let mut rec = r.record.clone();

@@ -27,37 +27,10 @@ use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key};
 /// No rule / no rank.
 pub const NONE: u32 = u32::MAX;
 
-/// What a rule does, as the query path reads it (local data by index
-/// into [`Policies::data`], so that a rule stays small).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyAction {
-    NxDomain,
-    NoData,
-    Refused,
-    Drop,
-    TcpOnly,
-    Alert,
-    Allow,
-    /// Local data: RRsets, one per type.
-    Records(u32),
-    /// A CNAME RRset (one record): followed like a zone's CNAME.
-    Cname(u32),
-}
-
-impl PolicyAction {
-    pub fn kind(self) -> ActionKind {
-        match self {
-            PolicyAction::NxDomain => ActionKind::NxDomain,
-            PolicyAction::NoData => ActionKind::NoData,
-            PolicyAction::Refused => ActionKind::Refused,
-            PolicyAction::Drop => ActionKind::Drop,
-            PolicyAction::TcpOnly => ActionKind::TcpOnly,
-            PolicyAction::Alert => ActionKind::Alert,
-            PolicyAction::Allow => ActionKind::Allow,
-            PolicyAction::Records(_) | PolicyAction::Cname(_) => ActionKind::Override,
-        }
-    }
-}
+/// What a rule does, as the query path reads it: local data (RRsets, one
+/// per type) and a CNAME override (one CNAME RRset, followed like a zone's)
+/// by index into [`Policies::data`], so that a rule stays small.
+pub type PolicyAction = Action<u32, u32>;
 
 /// What kind of trigger a rule has (its name is in the index, not here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +176,7 @@ impl Policies {
                             p.data.push(group(recs));
                             PolicyAction::Records(p.data.len() as u32 - 1)
                         }
-                        Action::Cname(target, ttl) => {
+                        Action::Cname((target, ttl)) => {
                             let owner = match &r.trigger {
                                 Trigger::Name { name, .. } | Trigger::Domain(name) => name.clone(),
                                 Trigger::ResponseIp(_) => hickory_proto::rr::Name::root(),
