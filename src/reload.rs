@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Diagnostics, ServerConfig};
+use crate::config::{Diagnostics, ReloadPriority, ServerConfig};
 use crate::metrics::DataCounts;
 use crate::metrics::ResultLabels;
 use crate::state::{Failure, Shared};
@@ -39,6 +39,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     let next_gen = shared.snapshot.load().generation + 1;
     let running = shared.config.load_full();
     let started = Instant::now();
+    debug!(trigger, "reload started");
     let load = {
         let (shared, running) = (shared.clone(), running.clone());
         tokio::task::spawn_blocking(move || {
@@ -51,7 +52,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 (r, inc)
             };
             // The first load has every core; a reload, `reload.threads`.
-            let (loaded, inc) = match (trigger, reload_pool(&shared, cfg.reload_threads)) {
+            let (loaded, inc) = match (trigger, reload_pool(&shared, &cfg)) {
                 ("start", _) | (_, None) => load(),
                 (_, Some(pool)) => pool.install(load),
             };
@@ -69,7 +70,15 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
         Ok(Ok(r)) => r,
         Ok(Err(e)) => failed(format!("loader thread failed: {e}")),
         // The thread cannot be stopped; its result, if it ever comes, is dropped.
-        Err(_) => failed(format!("loading took over {}s and was abandoned; is a file on a hung file system?", LOAD_TIMEOUT.as_secs())),
+        Err(_) => failed(format!(
+            "loading took over {}s and was abandoned; is a file on a hung file system?{}",
+            LOAD_TIMEOUT.as_secs(),
+            match running.reload_priority {
+                ReloadPriority::Idle =>
+                    " Or are the CPUs saturated? Reload threads at `reload.priority: idle` wait for idle CPU time; `low` keeps them a share",
+                ReloadPriority::Low => "",
+            }
+        )),
     };
     let ms = started.elapsed().as_millis() as u64;
     match built {
@@ -84,14 +93,20 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             // that sees the new data sees the new settings too.
             shared.apply_config(Arc::new(cfg));
             let old = shared.snapshot.swap(snap.clone());
+            debug!(trigger, generation = next_gen, "reload swapped in");
             // Freeing a large snapshot takes milliseconds: not on a worker
             // thread that answers queries. (Queries still holding it keep it
             // alive until they finish; the last one frees it.)
             // A load that read most files again freed as much as it holds
             // (parse trees, the old zones): give it back. A reload of a few
             // files frees little, and the pool reuses it on the next one.
-            let pool = (reuse.read * 8 >= reuse.read + reuse.reused).then(|| reload_pool(shared, shared.config.load().reload_threads));
+            let pool = (reuse.read * 8 >= reuse.read + reuse.reused).then(|| reload_pool(shared, &shared.config.load()));
+            let priority = shared.config.load().reload_priority;
             tokio::task::spawn_blocking(move || {
+                // Background work like the load itself: it must not keep a
+                // query waiting on a shared core (the thread stays lowered;
+                // blocking threads exit after some seconds without work).
+                yield_to_queries(priority);
                 drop(old);
                 if let Some(pool) = pool {
                     release_free_memory(pool.as_deref());
@@ -178,29 +193,62 @@ fn release_free_memory(reload_pool: Option<&rayon::ThreadPool>) {
     collect();
 }
 
-/// Reload threads run at a lower priority (nice +10) than the threads
-/// that answer: on a core they share, a query that arrives preempts the
-/// rebuild at once instead of waiting for its time slice, so answers keep
-/// their latency while a big reload runs. The rebuild still gets every
-/// cycle the queries leave.
-fn yield_to_queries() {
+/// Lowers the calling thread, which does background work (reloading, the
+/// file watch, freeing an old snapshot), below the threads that answer, so
+/// that on a core they share an arriving query preempts it at once and
+/// answers keep their latency while a reload runs.
+///
+/// `idle` (the default) is Linux's `SCHED_IDLE`: a waking thread of the
+/// normal policy always preempts it. A nice value alone is not enough on
+/// Linux 6.6+ (EEVDF): a waking thread does not preempt one whose slice is
+/// still protected, or that it is not yet eligible to preempt, and then
+/// waits for the next tick (up to 4 ms at HZ=250); answers waited so during
+/// reloads at nice +10. `low` is nice +10 with the longest time slice the
+/// kernel grants (a waking thread with a shorter slice overrides the
+/// protection, on 6.12+; the eligibility rule stays): it keeps about a
+/// tenth of a saturated core, where `idle` waits for the saturation to pass.
+/// Lowering needs no privilege; rising again would, so only threads that do
+/// background work call this, and the setting holds until restart.
+pub(crate) fn yield_to_queries(priority: ReloadPriority) {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority only read their arguments; on Linux the
-    // priority of a thread id is that thread's alone.
+    // SAFETY: gettid and sched_setattr/setpriority only read their
+    // arguments; on Linux the scheduling of a thread id is that thread's alone.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, RELOAD_NICE) != 0 {
-            tracing::debug!("cannot lower the reload thread's priority: {}", std::io::Error::last_os_error());
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let (policy, slice) = match priority {
+            ReloadPriority::Idle => (libc::SCHED_IDLE, 0),
+            ReloadPriority::Low => (libc::SCHED_OTHER, LOW_PRIORITY_SLICE_NS),
+        };
+        let attr = libc::sched_attr {
+            size: std::mem::size_of::<libc::sched_attr>() as u32,
+            sched_policy: policy as u32,
+            sched_flags: 0,
+            sched_nice: LOW_PRIORITY_NICE,
+            sched_priority: 0,
+            sched_runtime: slice,
+            sched_deadline: 0,
+            sched_period: 0,
+        };
+        if libc::syscall(libc::SYS_sched_setattr, tid, &attr as *const libc::sched_attr, 0u32) != 0
+            && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LOW_PRIORITY_NICE) != 0
+        {
+            tracing::debug!("cannot lower a background thread's priority: {}", std::io::Error::last_os_error());
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = priority;
 }
 
-/// The nice value of reload threads (see [`yield_to_queries`]).
-const RELOAD_NICE: libc::c_int = 10;
+/// The nice value of background threads (see [`yield_to_queries`]).
+const LOW_PRIORITY_NICE: libc::c_int = 10;
+/// The time slice `low` background threads ask for: the longest Linux
+/// grants (it clamps longer requests to this).
+const LOW_PRIORITY_SLICE_NS: u64 = 100_000_000;
 
 /// The pool reloads build on, of `threads` threads (made again when the
 /// setting changes); `None` if no pool can be made (the global one serves).
-fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+fn reload_pool(shared: &Shared, cfg: &ServerConfig) -> Option<Arc<rayon::ThreadPool>> {
+    let (threads, priority) = (cfg.reload_threads, cfg.reload_priority);
     let mut slot = shared.reload_pool.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((n, pool)) = slot.as_ref()
         && *n == threads
@@ -210,7 +258,7 @@ fn reload_pool(shared: &Shared, threads: usize) -> Option<Arc<rayon::ThreadPool>
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("pzdns-reload-{i}"))
-        .start_handler(|_| yield_to_queries())
+        .start_handler(move |_| yield_to_queries(priority))
         .build()
         .ok()?;
     let pool = Arc::new(pool);
@@ -229,7 +277,8 @@ fn reread_config(shared: &Shared, running: &ServerConfig) -> Result<(ServerConfi
 }
 
 /// Settings the running server cannot change: its sockets (`listen`,
-/// `admin.listen`), its log format, its dnstap output, and the zones
+/// `admin.listen`), its log format, its dnstap output, the priority of
+/// its reload threads, and the zones
 /// directory its file watch is on. Where `new` differs, the running value is put back in it
 /// and the change is described.
 pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) -> Vec<String> {
@@ -261,6 +310,12 @@ pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) 
         let show = |d: &Option<crate::dnstap::Settings>| d.as_ref().map_or("off".to_string(), |s| s.output.to_string());
         notes.push(format!("dnstap changed from {} to {}", show(&running.dnstap), show(&new.dnstap)));
         new.dnstap = running.dnstap.clone();
+    }
+    // A thread that dropped to SCHED_IDLE may not rise again without
+    // privilege, so the threads keep the priority they started with.
+    if running.reload_priority != new.reload_priority {
+        notes.push(format!("reload.priority changed from {:?} to {:?}", running.reload_priority, new.reload_priority).to_lowercase());
+        new.reload_priority = running.reload_priority;
     }
     if running.zones_dir != new.zones_dir {
         notes.push(format!("zones_dir changed from {} to {}", running.zones_dir.display(), new.zones_dir.display()));
@@ -335,7 +390,14 @@ pub fn spawn_watcher(shared: Arc<Shared>) -> bool {
         _ => None,
     };
     let watch_config = config_file.clone();
+    let priority = shared.config.load().reload_priority;
     let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // This runs on the watcher's own thread, woken by every event in
+        // the watched directories (the parent's too): background work.
+        thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !LOWERED.replace(true) {
+            yield_to_queries(priority);
+        }
         let Ok(ev) = res else { return };
         if matches!(ev.kind, EventKind::Access(_)) {
             return;

@@ -49,6 +49,19 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Threads a reload uses: one, so answering keeps the other cores.
 pub const DEFAULT_RELOAD_THREADS: usize = 1;
+
+/// How the threads that reload yield the CPU to the threads that answer
+/// (docs/REFERENCE.md, `reload.priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadPriority {
+    /// Linux `SCHED_IDLE`: a query that arrives always preempts the
+    /// rebuild; the rebuild runs on the time answering leaves, and waits
+    /// while every core is saturated.
+    Idle,
+    /// Nice +10 with a long time slice: a rebuild keeps about a tenth of a
+    /// saturated core, and an arriving query usually, not always, preempts it.
+    Low,
+}
 /// Without `tcp.max_connections_per_source`, one source may hold this
 /// fraction of `tcp.max_connections` (a source in no VPC a quarter of that).
 pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
@@ -159,6 +172,8 @@ pub struct ServerConfig {
     /// big rebuild leaves the other cores to answering. The load at start
     /// uses every core.
     pub reload_threads: usize,
+    /// How reload threads yield to answering (`reload.priority`).
+    pub reload_priority: ReloadPriority,
     pub log_format: LogFormat,
     pub query_log: bool,
     /// Directories outside `zones_dir` that `master_file` and `$INCLUDE`
@@ -193,6 +208,7 @@ impl ServerConfig {
             tcp_max_connections_per_source: None,
             tcp_write_timeout: DEFAULT_TCP_WRITE_TIMEOUT,
             reload_threads: DEFAULT_RELOAD_THREADS,
+            reload_priority: ReloadPriority::Idle,
             log_format: LogFormat::Text,
             query_log: false,
             allow_paths_outside: Vec::new(),
@@ -315,6 +331,13 @@ impl ServerConfig {
                 cfg.reload_threads = t.value as usize;
             } else {
                 diags.push(path, pos(&t), "reload.threads must be from 1 to 256");
+            }
+        }
+        if let Some(p) = f.reload_priority {
+            match p.value.as_str() {
+                "idle" => cfg.reload_priority = ReloadPriority::Idle,
+                "low" => cfg.reload_priority = ReloadPriority::Low,
+                other => diags.push(path, pos(&p), format!("reload.priority `{other}` must be `idle` or `low`")),
             }
         }
         if let Some(u) = f.unknown_clients {

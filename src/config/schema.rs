@@ -23,6 +23,7 @@ pub struct ServerFile {
     pub tcp: Option<TcpEntry>,
     /// `reload: { threads: N }`.
     pub reload_threads: Option<Spanned<i64>>,
+    pub reload_priority: Option<Spanned<String>>,
     pub log_format: Option<Spanned<String>>,
     pub query_log: Option<Spanned<bool>>,
     /// One directory, or a list of them.
@@ -235,12 +236,15 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
-        let reload_threads = m.get("reload").and_then(|n| {
-            let mut r = MapReader::new(n, "`reload`", path, d)?;
-            let threads = r.int("threads", d);
-            r.finish(d);
-            threads
-        });
+        let (reload_threads, reload_priority) = m
+            .get("reload")
+            .and_then(|n| {
+                let mut r = MapReader::new(n, "`reload`", path, d)?;
+                let out = (r.int("threads", d), r.text("priority", d));
+                r.finish(d);
+                Some(out)
+            })
+            .unwrap_or_default();
         let log_format = m.text("log_format", d);
         let query_log = m.bool("query_log", d);
         let allow_paths_outside = match m.get("allow_paths_outside") {
@@ -276,6 +280,7 @@ impl ServerFile {
             admin,
             tcp,
             reload_threads,
+            reload_priority,
             log_format,
             query_log,
             allow_paths_outside,

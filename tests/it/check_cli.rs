@@ -59,13 +59,15 @@ fn bad_config_file_is_reported_with_position() {
     let dir = std::env::temp_dir().join(format!("pzdns-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("pzdns.yaml");
-    std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1\nunknown_clients: maybe\ncache:\n  serve_stale: 1w\n").unwrap();
+    std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1\nunknown_clients: maybe\ncache:\n  serve_stale: 1w\nreload:\n  priority: high\n")
+        .unwrap();
     let (code, out, _) = pzdns(&["check", "--config", cfg.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("pzdns.yaml:2:14: listen address `127.0.0.1` must be IP:PORT"), "{out}");
     assert!(out.contains("pzdns.yaml:3:18: unknown_clients `maybe` must be `refuse` or `forward`"), "{out}");
     assert!(out.contains("pzdns.yaml:5:16: cache.serve_stale `1w` must be a duration"), "{out}");
+    assert!(out.contains("pzdns.yaml:7:13: reload.priority `high` must be `idle` or `low`"), "{out}");
 }
 
 #[test]

@@ -384,3 +384,55 @@ fn a_file_caught_mid_write_is_never_served() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The scheduling policy and nice value of each thread of `pid` named
+/// `name` (from /proc/PID/task/TID/stat: fields 19 and 41).
+#[cfg(target_os = "linux")]
+fn thread_sched(pid: i32, name: &str) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap();
+        // Fields after the command name, which ends at the last ')': field 3 is the first.
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        out.push((f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap()));
+    }
+    out
+}
+
+/// Reload threads yield to the threads that answer (docs/REFERENCE.md,
+/// `reload.priority`): SCHED_IDLE by default, nice +10 with `low`; the
+/// threads that answer keep the normal policy.
+#[cfg(target_os = "linux")]
+#[test]
+fn reload_threads_yield_to_answering() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    for (extra, want) in [("", (SCHED_IDLE, 0)), ("reload:\n  priority: low\n", (SCHED_OTHER, 10))] {
+        let cfg = format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n{extra}");
+        let mut srv = TestServer::start(Path::new(RULES_ZONES), &cfg);
+        let (code, body) = http(srv.admin.unwrap(), "POST", "/reload");
+        assert_eq!(code, 200, "{body}");
+        let reload = thread_sched(srv.pid(), "pzdns-reload-0");
+        assert_eq!(reload, vec![want], "{extra:?}");
+        let answering = thread_sched(srv.pid(), "tokio-rt-worker");
+        assert!(answering.contains(&(SCHED_OTHER, 0)), "{answering:?}");
+        let r = udp(srv.addrs[0], "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+        assert_eq!((r.response_code, r.answers.len()), (ResponseCode::NoError, 2));
+        // A change of priority waits for a restart.
+        if extra.is_empty() {
+            let path = srv.dir.join("pzdns.yaml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}reload:\n  priority: low\n")).unwrap();
+            let (code, body) = http(srv.admin.unwrap(), "POST", "/reload");
+            assert_eq!(code, 200, "{body}");
+            let (_, ready) = http(srv.admin.unwrap(), "GET", "/readyz");
+            assert!(ready.contains("reload.priority changed from idle to low"), "{ready}");
+            assert_eq!(thread_sched(srv.pid(), "pzdns-reload-0"), vec![(SCHED_IDLE, 0)]);
+        }
+        srv.stop();
+    }
+}
