@@ -209,7 +209,7 @@ fn release_free_memory(reload_pool: Option<&rayon::ThreadPool>) {
 /// tenth of a saturated core, where `idle` waits for the saturation to pass.
 /// Lowering needs no privilege; rising again would, so only threads that do
 /// background work call this, and the setting holds until restart.
-pub(crate) fn yield_to_queries(priority: ReloadPriority) {
+fn yield_to_queries(priority: ReloadPriority) {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and sched_setattr/setpriority only read their
     // arguments; on Linux the scheduling of a thread id is that thread's alone.
