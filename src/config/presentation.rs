@@ -272,7 +272,7 @@ pub fn parse_name(raw: &str, origin: Option<&Name>) -> Result<Name, String> {
     if raw.is_empty() {
         return Err("empty domain name".into());
     }
-    if let Some(n) = plain_name(raw, origin) {
+    if let Some(n) = plain_name(raw, origin, false) {
         return Ok(n);
     }
     parse_name_escaped(raw, origin)
@@ -282,7 +282,8 @@ pub fn parse_name(raw: &str, origin: Option<&Name>) -> Result<Name, String> {
 /// `-`, `_`, `*`, one dot between labels, an optional final dot), built
 /// without its allocations; `None` for anything else, which the general
 /// reader reads and reports. Most owner names in a large file are plain.
-fn plain_name(raw: &str, origin: Option<&Name>) -> Option<Name> {
+/// With `lowercase`, the labels of `raw` are lowercased (not the origin's).
+pub(super) fn plain_name(raw: &str, origin: Option<&Name>, lowercase: bool) -> Option<Name> {
     let (body, absolute) = match raw.strip_suffix('.') {
         Some(b) => (b, true),
         None => (raw, false),
@@ -300,11 +301,17 @@ fn plain_name(raw: &str, origin: Option<&Name>) -> Option<Name> {
         return None;
     }
     let mut n = Name::root();
+    let mut buf = [0u8; 63];
     for label in body.split('.') {
-        if label.is_empty() || label.len() > 63 {
+        if label.is_empty() || label.len() > buf.len() {
             return None;
         }
-        n = n.append_label(Label::from_raw_bytes(label.as_bytes()).ok()?).ok()?;
+        let bytes = &mut buf[..label.len()];
+        bytes.copy_from_slice(label.as_bytes());
+        if lowercase {
+            bytes.make_ascii_lowercase();
+        }
+        n = n.append_label(Label::from_raw_bytes(bytes).ok()?).ok()?;
     }
     if let (false, Some(o)) = (absolute, origin) {
         n = n.append_name(o).ok()?;
@@ -930,7 +937,7 @@ mod tests {
     /// A plain name reads as the general reader reads it, labels, case and
     /// all; the shortcut takes no name the general reader refuses.
     fn same_name(raw: &str, origin: Option<&Name>) {
-        if let Some(n) = plain_name(raw, origin) {
+        if let Some(n) = plain_name(raw, origin, false) {
             let g = parse_name_escaped(raw, origin).unwrap_or_else(|e| panic!("{raw}: the shortcut read what the reader refuses: {e}"));
             assert_eq!((n.to_ascii(), n.is_fqdn(), n.num_labels()), (g.to_ascii(), g.is_fqdn(), g.num_labels()), "{raw}");
             assert_eq!(n.iter().collect::<Vec<_>>(), g.iter().collect::<Vec<_>>(), "{raw}");
@@ -942,12 +949,12 @@ mod tests {
     fn plain_names_as_the_general_reader() {
         let origin = Name::from_ascii("Zone-0.Example.").unwrap();
         for raw in ["h0", "H0.Sub", "*.w2", "_sip._tcp", "a-b", "*", "www.example.com.", "A.B.", &"a".repeat(63)] {
-            assert!(plain_name(raw, Some(&origin)).is_some(), "{raw}");
+            assert!(plain_name(raw, Some(&origin), false).is_some(), "{raw}");
             same_name(raw, Some(&origin));
             same_name(raw, None);
         }
         for raw in [".", "a..b", ".a", "a\\.b", "é", "a b", &"a".repeat(64), "a.."] {
-            assert!(plain_name(raw, Some(&origin)).is_none(), "{raw}");
+            assert!(plain_name(raw, Some(&origin), false).is_none(), "{raw}");
         }
         for n in 180..260 {
             let raw = "c".repeat(n).as_bytes().chunks(60).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(".");

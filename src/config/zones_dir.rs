@@ -9,14 +9,14 @@ use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{Label, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
 use super::files::{FileAccess, Stamp, unchanged};
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
-use super::{Located, ServerConfig, rdata};
+use super::{Located, ServerConfig, presentation, rdata};
 
 pub const VPCS_FILE: &str = "vpcs.yaml";
 pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
@@ -607,34 +607,15 @@ fn owner_name(name: &str, origin: &Name) -> Result<Name, String> {
 }
 
 /// What the lines after it in [`owner_name`] make of a relative name of
-/// plain labels (letters, digits, `-`, `_`, `*`; one dot between labels;
-/// at most 63 bytes each, 255 with the origin), built without their
-/// allocations: the labels lowercased, then the origin's (the origin is
-/// lowercase already). `None` for any other name: the general reader
-/// reads it, and reports what is wrong.
+/// plain labels (see [`presentation::plain_name`]), built without their
+/// allocations: its labels lowercased, then the origin's (lowercase
+/// already). `None` for any other name, absolute ones included: the
+/// general reader reads it, and reports what is wrong.
 fn plain_relative_name(t: &str, origin: &Name) -> Option<Name> {
-    let b = t.as_bytes();
-    let plain = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'*' | b'.');
-    if b.is_empty() || !b.iter().all(plain) {
+    if t.ends_with('.') {
         return None;
     }
-    // As presentation::wire_len: each label and its length byte, and the root.
-    let wire = t.len() + 1 + origin.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
-    if wire > 255 {
-        return None;
-    }
-    let mut n = Name::root();
-    let mut buf = [0u8; 63];
-    for label in t.split('.') {
-        if label.is_empty() || label.len() > buf.len() {
-            return None;
-        }
-        let lower = &mut buf[..label.len()];
-        lower.copy_from_slice(label.as_bytes());
-        lower.make_ascii_lowercase();
-        n = n.append_label(Label::from_raw_bytes(lower).ok()?).ok()?;
-    }
-    n.append_name(origin).ok()
+    presentation::plain_name(t, Some(origin), true)
 }
 
 /// Template placeholders allowed in endpoint names.
