@@ -575,27 +575,21 @@ fn write_upstream_until_private(
     now: Instant,
     st: &mut State,
 ) -> Option<(KeyBuf, usize)> {
-    let mut link: Option<&[u8]> = None;
-    let mut target_pos = None;
     let row = snap.view_row(view);
     for r in &e.wire.0 {
-        let owner = r.owner();
-        if link.is_some_and(|l| !same_name(l, owner))
-            && let Some(pos) = target_pos
-        {
-            let key = KeyBuf::from_wire(owner);
-            let private = matches!(view, View::Vpc { vpc, .. } if snap.select_zone(vpc, &key).is_some());
-            if private || policy_decides_link(snap, row, &key, st) {
-                return Some((key, pos));
-            }
-        }
-        link = Some(owner);
         if !st.passthru && st.ip_hit.is_none() && snap.policy.has_ip_rules(row) {
             st.ip_hit = address_of(r.tail()).and_then(|ip| snap.policy.match_ip(row, ip));
         }
-        let t = w.record_named(Section::Answer, owner, r.tail(), e.aged_ttl(now, r.ttl))?;
-        if r.tail().get(..2) == Some(&dns::TYPE_CNAME.to_be_bytes()) {
-            target_pos = Some(t + dns::RR_FIXED_LEN);
+        let t = w.record_named(Section::Answer, r.owner(), r.tail(), e.aged_ttl(now, r.ttl))?;
+        // Each CNAME's target is the next link, whatever the upstream said
+        // of it (records, NODATA, NXDOMAIN, nothing): a target the asker's
+        // view holds, or a policy decides, is answered by the rules.
+        if let Some(target) = cname_target(r.tail()) {
+            let key = KeyBuf::from_wire(target);
+            let private = matches!(view, View::Vpc { vpc, .. } if snap.select_zone(vpc, &key).is_some());
+            if private || policy_decides_link(snap, row, &key, st) {
+                return Some((key, t + dns::RR_FIXED_LEN));
+            }
         }
     }
     for (section, records) in [(Section::Authority, &e.wire.1), (Section::Additional, &e.wire.2)] {
@@ -604,6 +598,12 @@ fn write_upstream_until_private(
         }
     }
     None
+}
+
+/// The target of a record in wire form (TYPE..RDATA, the name
+/// uncompressed), if it is a CNAME.
+fn cname_target(tail: &[u8]) -> Option<&[u8]> {
+    (tail.get(..2) == Some(&dns::TYPE_CNAME.to_be_bytes())).then(|| tail.get(dns::RR_FIXED_LEN..)).flatten()
 }
 
 /// Rule 1a at a link of an upstream chain: whether a policy rule decides
@@ -715,11 +715,6 @@ fn apply_response_ip_policy(w: &mut ResponseWriter, st: &mut State, snap: &Snaps
             }
         }
     }
-}
-
-/// Two uncompressed wire names are the same name (ASCII case folded).
-fn same_name(a: &[u8], b: &[u8]) -> bool {
-    a.eq_ignore_ascii_case(b)
 }
 
 /// The rcode as a hickory value, for callers that print it.

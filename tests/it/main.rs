@@ -5,6 +5,7 @@ mod support;
 
 mod alerts;
 mod answer_writer;
+mod chains;
 mod check_cli;
 mod check_problems;
 mod client_abuse;
