@@ -19,7 +19,6 @@ use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::config::policy::ActionKind;
 use crate::dns::names::{KeyBuf, key_to_name};
@@ -33,7 +32,7 @@ use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{NO_AZ, RRset};
 use crate::snapshot::{Claims, Identity, Route, Snapshot, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
-use crate::upstream::{Forwarder, Lookup, UpstreamError};
+use crate::upstream::{Asker, Forwarder, Lookup, NO_VPC, Question, Share, UpstreamError};
 
 /// How the query arrived: it sets the size limit of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +75,6 @@ pub struct Answered {
     pub policy: Option<PolicyMark>,
 }
 
-impl Answered {
-    /// A policy dropped the query: nothing is sent back (the response
-    /// buffer is empty), but it is counted and logged.
-    pub fn sends_nothing(&self) -> bool {
-        self.policy.is_some_and(|p| p.action == ActionKind::Drop && p.applied)
-    }
-}
-
 /// A response-policy hit, for metrics and the query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyMark {
@@ -98,10 +89,21 @@ pub struct PolicyMark {
 pub enum Outcome {
     /// The response is in the caller's buffer.
     Done(Answered),
-    /// Nothing is sent back.
+    /// Answered by sending nothing (a response policy's drop): recorded
+    /// as answered, the buffer left empty.
+    Silent(Answered),
+    /// Not a query that can be answered (a response, a runt): nothing is
+    /// sent and nothing recorded but the drop.
     Drop,
     /// An upstream must be asked: [`Pending::finish`] completes it.
     Wait(Box<Pending>),
+}
+
+/// A finished answer: the bytes to send (`None`: a policy drops it) and
+/// what to record.
+pub struct Reply {
+    pub bytes: Option<Vec<u8>>,
+    pub answered: Answered,
 }
 
 /// What the answer path reads besides the query.
@@ -217,62 +219,86 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             _ => None,
         },
         tcp,
-        passthru: false,
-        policy: None,
-        ip_hit: None,
-        drop: false,
-        truncate: false,
+        verdict: Verdict::default(),
     };
     note_policy(ctx.snap, &wk, &mut st);
-    let mut next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
-    while let Some(ask) = next {
-        if st.upstream_parts >= MAX_UPSTREAM_PARTS {
-            st.fail(&mut w, (ede::OTHER, "the chain goes between local and upstream data too often"));
-            break;
+    let next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
+    let asker = Asker { client: id.client, vpc: if let View::Vpc { vpc, .. } = view { vpc } else { NO_VPC } };
+    // RD=0: local and cached data only (rule 5).
+    let through = Through { cache: ctx.cache, metrics: ctx.metrics, now: ctx.now, dnssec_ok, recursion: q.recursion_desired() };
+    if let Some(miss) = through.cache(&chain, &mut w, &mut st, next) {
+        let name = key_to_name(miss.key.key());
+        return Outcome::Wait(Box::new(Pending { w, frame, snap: ctx.snap.clone(), name, miss, qtype, dnssec_ok, st, claimed, asker }));
+    }
+    match conclude(w, &frame, &mut st, ctx.snap, qtype, claimed) {
+        Reply { bytes: Some(bytes), answered } => {
+            *out = bytes;
+            Outcome::Done(answered)
         }
-        let (upstreams, route_id) = ctx.snap.upstreams_for(ask.route);
-        let mut kb = [0u8; MAX_KEY_LEN];
-        let cache_key = key_bytes(&mut kb, ask.key.key(), qtype, dnssec_ok, route_id);
-        match ctx.cache.get(cache_key, ctx.now).filter(|e| e.is_fresh(ctx.now)) {
-            Some(e) => {
-                ctx.metrics.cache_hits.inc();
-                st.add_upstream_part(true, false);
-                next = chain.after_upstream(&mut w, &e, ctx.now, &mut st);
+        Reply { bytes: None, answered } => Outcome::Silent(answered),
+    }
+}
+
+/// The one ending of every answer, immediate or after an upstream: the
+/// response-IP policy over the whole answer, then drop, TC=1 or the
+/// flags, rcode, OPT and EDE.
+fn conclude(mut w: ResponseWriter, frame: &Frame, st: &mut State, snap: &Snapshot, qtype: RecordType, claimed: Option<IpAddr>) -> Reply {
+    apply_response_ip_policy(&mut w, st, snap, qtype);
+    let answered = Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed, policy: st.verdict.mark };
+    match st.verdict.finish {
+        Finish::Drop => return Reply { bytes: None, answered },
+        Finish::Truncate => w.truncate(),
+        Finish::Send => {}
+    }
+    Reply { bytes: Some(w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede))), answered }
+}
+
+/// What following a chain through the cache reads.
+struct Through<'a> {
+    cache: &'a Cache,
+    metrics: &'a Metrics,
+    now: Instant,
+    dnssec_ok: bool,
+    /// RD=1: a miss waits on the upstreams; RD=0 ends the answer there.
+    recursion: bool,
+}
+
+impl Through<'_> {
+    /// Follows the chain from `next`: each name that goes upstream is
+    /// looked up in the cache once; a fresh answer is appended and the
+    /// rules go on from where it leads. Returns the first name that must
+    /// be asked upstream, with what the probe found (an expired entry,
+    /// for RFC 8767), or `None` when the answer is complete.
+    fn cache(&self, chain: &Chain<'_>, w: &mut ResponseWriter, st: &mut State, mut next: Option<Ask>) -> Option<Miss> {
+        while let Some(ask) = next {
+            if st.upstream_parts >= MAX_UPSTREAM_PARTS {
+                st.fail(w, (ede::OTHER, "the chain goes between local and upstream data too often"));
+                return None;
             }
-            // RD=0: local and cached data only (rule 5).
-            None if !q.recursion_desired() => next = None,
-            None => {
-                let name = if ask.pos == dns::HEADER_LEN {
-                    Name::read(&mut BinDecoder::new(qname)).unwrap_or_else(|_| key_to_name(ask.key.key()))
-                } else {
-                    key_to_name(ask.key.key())
-                };
-                return Outcome::Wait(Box::new(Pending {
-                    w,
-                    frame,
-                    snap: ctx.snap.clone(),
-                    name,
-                    upstreams: upstreams.to_vec(),
-                    route_id,
-                    qtype,
-                    dnssec_ok,
-                    st,
-                    claimed,
-                }));
+            let (_, route_id) = chain.snap.upstreams_for(ask.route);
+            let mut kb = [0u8; MAX_KEY_LEN];
+            let cache_key = key_bytes(&mut kb, ask.key.key(), chain.qtype, self.dnssec_ok, route_id);
+            let cached = self.cache.get(cache_key, self.now);
+            match cached {
+                Some(e) if e.is_fresh(self.now) => {
+                    self.metrics.cache_hits.inc();
+                    st.add_upstream_part(Source::Cache);
+                    next = chain.after_upstream(w, &e, self.now, st);
+                }
+                _ if !self.recursion => return None,
+                cached => return Some(Miss { key: ask.key, route: ask.route, cached }),
             }
         }
+        None
     }
-    apply_response_ip_policy(&mut w, &mut st, ctx.snap, qtype);
-    let a = Answered { rcode: st.rc, view: Some(view), source: st.source, claimed, policy: st.policy };
-    if st.drop {
-        out.clear();
-        return Outcome::Done(a);
-    }
-    if st.truncate {
-        w.truncate();
-    }
-    *out = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
-    Outcome::Done(a)
+}
+
+/// A name the cache had nothing fresh for: what to ask, where, and what
+/// the one probe found.
+struct Miss {
+    key: KeyBuf,
+    route: Route,
+    cached: Option<Arc<Entry>>,
 }
 
 /// Rule 1: the view, by the listener, the claims of a trusted forwarder
@@ -296,11 +322,9 @@ fn identify_client(ctx: &Ctx<'_>, client: &Client, q: &Query<'_>, frame: &mut Fr
 /// may send a chain back and forth, but not forever.
 const MAX_UPSTREAM_PARTS: u8 = 4;
 
-/// A name that must be asked upstream: its key, where it stands in the
-/// response (the owner of what comes next), and where to ask.
+/// A name that must be asked upstream, and where to ask.
 pub struct Ask {
     key: KeyBuf,
-    pos: usize,
     route: Route,
 }
 
@@ -317,16 +341,50 @@ struct State {
     ede: Option<Ede>,
     /// The query came over TCP (`tcp-only` rules answer normally).
     tcp: bool,
+    verdict: Verdict,
+}
+
+/// What response policy (rule 1a) has made of an answer so far. Every
+/// rule that matches, at any link, local or upstream, by name or by a
+/// response address, goes through [`Verdict::hit`]: the one place that
+/// counts it and decides whether it decides.
+#[derive(Debug, Clone, Copy, Default)]
+struct Verdict {
     /// An `allow` rule matched: no policy applies to the rest of the answer.
     passthru: bool,
-    /// The policy rule that decided, else the last that alerted.
-    policy: Option<PolicyMark>,
-    /// A response-IP rule that matched an address of the answer.
+    /// The rule that decided, else the first that alerted.
+    mark: Option<PolicyMark>,
+    /// A response-IP rule that matched an address of the answer, applied
+    /// to the whole answer at its end.
     ip_hit: Option<u32>,
+    finish: Finish,
+}
+
+/// What becomes of the response at its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Finish {
+    #[default]
+    Send,
     /// A policy says: no reply.
-    drop: bool,
+    Drop,
     /// A policy says: TC=1, no records (over UDP).
-    truncate: bool,
+    Truncate,
+}
+
+impl Verdict {
+    /// `rule` matched: it is counted, and kept as the answer's mark when
+    /// it is the first or it decides. It decides unless it is an `alert`
+    /// or an `allow`, or a `tcp-only` rule over TCP.
+    fn hit(&mut self, snap: &Snapshot, rule: u32, tcp: bool) -> bool {
+        let kind = snap.policy.rule(rule).action.kind();
+        snap.policy.count(rule, kind);
+        let applied = !(kind == ActionKind::TcpOnly && tcp);
+        let decides = !matches!(kind, ActionKind::Alert | ActionKind::Allow) && applied;
+        if self.mark.is_none() || decides {
+            self.mark = Some(PolicyMark { rule, action: kind, applied });
+        }
+        decides
+    }
 }
 
 impl State {
@@ -334,16 +392,9 @@ impl State {
     /// (AA=0), and its source is upstream's (`upstream`, `cache` or
     /// `stale`) even where it starts in local data: a local CNAME whose
     /// target was resolved upstream depends on the upstream.
-    fn add_upstream_part(&mut self, from_cache: bool, stale: bool) {
+    fn add_upstream_part(&mut self, this: Source) {
         self.upstream_parts += 1;
         self.aa = false;
-        let this = if stale {
-            Source::Stale
-        } else if from_cache {
-            Source::Cache
-        } else {
-            Source::Upstream
-        };
         // Of several upstream parts, the least fresh names the answer.
         let rank = |s: Source| [Source::Cache, Source::Upstream, Source::Stale].iter().position(|x| *x == s);
         if self.upstream_parts == 1 || rank(this) > rank(self.source) {
@@ -375,6 +426,11 @@ impl Chain<'_> {
     /// in a zone visible to the asker: from there on the chain is answered
     /// from local data, by the rules, never from upstream.
     fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State) -> Option<Ask> {
+        if e.rcode == ResponseCode::ServFail {
+            // The name's own failure, remembered briefly (RFC 9520).
+            st.fail(w, (ede::NO_REACHABLE_AUTHORITY, "the upstreams could not answer this name; remembered briefly (RFC 9520)"));
+            return None;
+        }
         // RFC 6604: the rcode is that of the last link.
         st.rc = u16::from(e.rcode);
         let (key, at) = write_upstream_until_private(w, self.snap, self.view, e, now, st)?;
@@ -383,7 +439,7 @@ impl Chain<'_> {
 
     /// The rules from the name `key`, written at `pos`.
     fn local(&self, w: &mut ResponseWriter, key: &KeyBuf, pos: usize, st: &mut State) -> Option<Ask> {
-        let wk = walk_opts(self.snap, self.view, key, self.qtype, WalkOpts { tcp: st.tcp, policy: !st.passthru });
+        let wk = walk_opts(self.snap, self.view, key, self.qtype, WalkOpts { tcp: st.tcp, policy: !st.verdict.passthru });
         note_policy(self.snap, &wk, st);
         st.rc = u16::from(wk.rcode());
         if matches!(wk.end, End::Loop | End::TooLong) {
@@ -400,65 +456,64 @@ pub struct Pending {
     w: ResponseWriter,
     frame: Frame,
     snap: Arc<Snapshot>,
+    /// The name asked upstream (for tests that answer in its place).
     pub name: Name,
-    upstreams: Vec<SocketAddr>,
-    route_id: u64,
+    miss: Miss,
     pub qtype: RecordType,
     dnssec_ok: bool,
     st: State,
     claimed: Option<IpAddr>,
+    asker: Asker,
 }
 
 impl Pending {
     /// The cache-key id of the upstreams it will ask (for tests that put
     /// an upstream's answer in the cache themselves).
     pub fn route_id(&self) -> u64 {
-        self.route_id
+        self.snap.upstreams_for(self.miss.route).1
     }
 
-    /// Asks the upstreams (through the cache), appends their answer, and
-    /// goes on by the rules until the response is complete.
-    pub async fn finish(self, forwarder: &Forwarder) -> (Vec<u8>, Answered) {
-        let Pending { mut w, frame, snap, mut name, mut upstreams, mut route_id, qtype, dnssec_ok, mut st, claimed } = self;
+    /// The snapshot the answer was begun on: it is recorded against the
+    /// same one, however long the upstream takes.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// Asks the upstreams, appends their answer, and goes on by the rules
+    /// (through the cache) until the response is complete.
+    pub async fn finish(self, forwarder: &Forwarder) -> Reply {
+        let Pending { mut w, frame, snap, mut name, mut miss, qtype, dnssec_ok, mut st, claimed, asker } = self;
         let chain = Chain { snap: &snap, view: st.view, qtype };
         loop {
-            if st.upstream_parts >= MAX_UPSTREAM_PARTS {
-                st.fail(&mut w, (ede::OTHER, "the chain goes between local and upstream data too often"));
-                break;
-            }
-            let got = forwarder.lookup(&name, qtype, dnssec_ok, &upstreams, route_id, true).await;
+            let (upstreams, route) = snap.upstreams_for(miss.route);
+            let q = Question { name: &name, qtype, dnssec_ok, upstreams, route };
+            let got = forwarder.ask(&q, miss.cached.take(), asker).await;
             let now = Instant::now();
             let next = match got {
-                Lookup::Fresh(e, from_cache) => {
-                    st.add_upstream_part(from_cache, false);
+                Lookup::Fresh(e) => {
+                    st.add_upstream_part(Source::Upstream);
                     chain.after_upstream(&mut w, &e, now, &mut st)
                 }
                 Lookup::Stale(e, _) => {
-                    st.add_upstream_part(true, true);
+                    st.add_upstream_part(Source::Stale);
                     st.ede = Some((ede::STALE_ANSWER, "the upstreams did not answer; served from the cache past its TTL"));
                     chain.after_upstream(&mut w, &e, now, &mut st)
                 }
-                Lookup::NotCached => None,
                 Lookup::Failed(e) => {
                     st.fail(&mut w, upstream_failure(&e));
                     None
                 }
             };
-            let Some(n) = next else { break };
-            let (ups, id) = snap.upstreams_for(n.route);
-            (upstreams, route_id) = (ups.to_vec(), id);
-            name = key_to_name(n.key.key());
+            let through = Through { cache: &forwarder.cache, metrics: &forwarder.metrics, now, dnssec_ok, recursion: true };
+            match through.cache(&chain, &mut w, &mut st, next) {
+                Some(m) => {
+                    name = key_to_name(m.key.key());
+                    miss = m;
+                }
+                None => break,
+            }
         }
-        apply_response_ip_policy(&mut w, &mut st, &snap, qtype);
-        let a = Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed, policy: st.policy };
-        if st.drop {
-            return (Vec::new(), a);
-        }
-        if st.truncate {
-            w.truncate();
-        }
-        let bytes = w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede));
-        (bytes, a)
+        conclude(w, &frame, &mut st, &snap, qtype, claimed)
     }
 }
 
@@ -484,6 +539,9 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
         UpstreamError::KnownDown => (ede::NO_REACHABLE_AUTHORITY, "the upstreams are known to be down"),
         UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),
+        UpstreamError::OverShare(Share::Client) => (ede::OTHER, "this client has its share of upstream questions in flight"),
+        UpstreamError::OverShare(Share::Vpc) => (ede::OTHER, "this VPC has its share of upstream questions in flight"),
+        UpstreamError::OverShare(Share::Zone) => (ede::OTHER, "this domain has its share of upstream questions in flight"),
     }
 }
 
@@ -533,7 +591,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
                 LinkName::Question => key.clone(),
                 LinkName::Target(n) => KeyBuf::from_wire(n),
             };
-            return Some(Ask { key, pos: name_pos, route });
+            return Some(Ask { key, route });
         }
         End::Loop | End::TooLong | End::Refused | End::Policy(_) => {}
     }
@@ -577,8 +635,8 @@ fn write_upstream_until_private(
 ) -> Option<(KeyBuf, usize)> {
     let row = snap.view_row(view);
     for r in &e.wire.0 {
-        if !st.passthru && st.ip_hit.is_none() && snap.policy.has_ip_rules(row) {
-            st.ip_hit = address_of(r.tail()).and_then(|ip| snap.policy.match_ip(row, ip));
+        if !st.verdict.passthru && st.verdict.ip_hit.is_none() && snap.policy.has_ip_rules(row) {
+            st.verdict.ip_hit = address_of(r.tail()).and_then(|ip| snap.policy.match_ip(row, ip));
         }
         let t = w.record_named(Section::Answer, r.owner(), r.tail(), e.aged_ttl(now, r.ttl))?;
         // Each CNAME's target is the next link, whatever the upstream said
@@ -611,20 +669,18 @@ fn cname_target(tail: &[u8]) -> Option<&[u8]> {
 /// `alert` is counted and the chain goes on; an `allow` ends policy for
 /// the rest of the answer.
 fn policy_decides_link(snap: &Snapshot, row: usize, key: &KeyBuf, st: &mut State) -> bool {
-    if st.passthru || !snap.policy.active(row) {
+    if st.verdict.passthru || !snap.policy.active(row) {
         return false;
     }
     let Some(hit) = snap.policy.match_name(row, key) else { return false };
-    let action = snap.policy.rule(hit.rule).action;
-    match action {
+    match snap.policy.rule(hit.rule).action {
+        // Counted here; the chain goes on from upstream.
         PolicyAction::Alert | PolicyAction::Allow => {
-            snap.policy.count(hit.rule, action.kind());
-            st.passthru |= action == PolicyAction::Allow;
-            if st.policy.is_none() {
-                st.policy = Some(PolicyMark { rule: hit.rule, action: action.kind(), applied: true });
-            }
+            st.verdict.passthru |= snap.policy.rule(hit.rule).action == PolicyAction::Allow;
+            st.verdict.hit(snap, hit.rule, st.tcp);
             false
         }
+        // Counted where the rules answer the link (`note_policy`).
         _ => true,
     }
 }
@@ -636,31 +692,23 @@ fn note_policy(snap: &Snapshot, wk: &Walk<'_>, st: &mut State) {
     if !wk.policy_hit {
         return;
     }
-    st.passthru |= wk.passthru;
-    if st.ip_hit.is_none() {
-        st.ip_hit = wk.ip_hit;
+    st.verdict.passthru |= wk.passthru;
+    if st.verdict.ip_hit.is_none() {
+        st.verdict.ip_hit = wk.ip_hit;
     }
     for l in wk.links() {
         let Some(h) = l.policy else { continue };
-        let action = snap.policy.rule(h.rule).action;
-        let kind = action.kind();
-        snap.policy.count(h.rule, kind);
-        let applied = !(kind == ActionKind::TcpOnly && st.tcp);
-        let decides = !matches!(kind, ActionKind::Alert | ActionKind::Allow) && applied;
-        if decides {
+        if st.verdict.hit(snap, h.rule, st.tcp) {
             // Not the zones' answer.
             st.aa = false;
-        }
-        if st.policy.is_none() || decides {
-            st.policy = Some(PolicyMark { rule: h.rule, action: kind, applied });
         }
     }
     if let End::Policy(p) = wk.end {
         let Some(h) = wk.last().policy else { return };
         let set = snap.policy.set_of(h.rule);
         match p {
-            PolicyEnd::Drop => st.drop = true,
-            PolicyEnd::Truncate => st.truncate = true,
+            PolicyEnd::Drop => st.verdict.finish = Finish::Drop,
+            PolicyEnd::Truncate => st.verdict.finish = Finish::Truncate,
             PolicyEnd::NxDomain | PolicyEnd::NoData | PolicyEnd::Refused => {
                 // An override's NODATA (its data lacks the type) is an answer, not a block.
                 if set.ede != 0 && snap.policy.rule(h.rule).action.kind() != ActionKind::Override {
@@ -675,29 +723,22 @@ fn note_policy(snap: &Snapshot, wk: &Walk<'_>, st: &mut State) {
 /// answer (local or upstream) decides the whole response, unless an
 /// `allow` came first.
 fn apply_response_ip_policy(w: &mut ResponseWriter, st: &mut State, snap: &Snapshot, qtype: RecordType) {
-    let Some(rule) = st.ip_hit else { return };
-    if st.passthru || st.drop || st.truncate || st.source == Source::Failure {
+    let Some(rule) = st.verdict.ip_hit else { return };
+    if st.verdict.passthru || st.verdict.finish != Finish::Send || st.source == Source::Failure {
+        return;
+    }
+    if !st.verdict.hit(snap, rule, st.tcp) {
         return;
     }
     let action = snap.policy.rule(rule).action;
-    let kind = action.kind();
-    snap.policy.count(rule, kind);
-    let applied = !(kind == ActionKind::TcpOnly && st.tcp);
-    let decides = !matches!(kind, ActionKind::Alert | ActionKind::Allow) && applied;
-    if st.policy.is_none() || decides {
-        st.policy = Some(PolicyMark { rule, action: kind, applied });
-    }
-    if !decides {
-        return;
-    }
     st.aa = false;
     st.source = Source::Policy;
     let set = snap.policy.set_of(rule);
     let blocked = (set.ede != 0).then_some((set.ede, set.label));
     match action {
         PolicyAction::Alert | PolicyAction::Allow => {}
-        PolicyAction::TcpOnly => st.truncate = true,
-        PolicyAction::Drop => st.drop = true,
+        PolicyAction::TcpOnly => st.verdict.finish = Finish::Truncate,
+        PolicyAction::Drop => st.verdict.finish = Finish::Drop,
         PolicyAction::NxDomain | PolicyAction::NoData | PolicyAction::Refused => {
             w.clear_records();
             st.rc = match action {

@@ -71,7 +71,7 @@ pub async fn run(
     crate::reload::reload(&shared, "start").await.map_err(data_error)?;
 
     let mut bound = server::bind(&cfg, workers)?;
-    let _ = shared.listeners.set(bound.addrs.clone());
+    let _ = shared.recorder.listeners.set(bound.addrs.clone());
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
@@ -125,7 +125,7 @@ pub async fn run(
         warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     let _ = stop_admin.send(true);
-    if let Some(tap) = shared.dnstap.get().cloned() {
+    if let Some(tap) = shared.recorder.dnstap.get().cloned() {
         // Queued messages are written and the stream ended (STOP).
         let ended = tokio::task::spawn_blocking(move || tap.shutdown(DNSTAP_GRACE)).await.unwrap_or(false);
         if !ended {

@@ -5,13 +5,13 @@
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
 //! dns ─► metrics ─► dnstap ─► config ─► snapshot ─► resolve ─► loader ─► upstream
-//!     ─► answer ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
+//!     ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `config` reads and checks
 //! files, `snapshot` holds the indexes a query reads, `resolve` applies
 //! the answering rules, `loader` builds a checked snapshot, `upstream`
 //! forwards and caches, `answer` turns a query into response bytes,
-//! `state` is what the listeners share, `server` owns the sockets, `app`
+//! `record` counts and logs what was answered, `state` is what the listeners share, `server` owns the sockets, `app`
 //! runs start-up and shutdown, `cli` is the command line.
 //! docs/ARCHITECTURE.md has the whole picture.
 
@@ -25,6 +25,7 @@ pub mod dnstap;
 pub mod explain;
 pub mod loader;
 pub mod metrics;
+pub mod record;
 pub mod reload;
 pub mod resolve;
 pub mod server;

@@ -57,6 +57,9 @@ pub const UPSTREAM_WAITERS: &str = "pzdns_upstream_waiters";
 /// `pzdns_upstream_overloaded_total`: questions answered at once (stale, else SERVFAIL): too many
 /// upstream questions in flight, or clients waiting on them.
 pub const UPSTREAM_OVERLOADED: &str = "pzdns_upstream_overloaded";
+/// `pzdns_upstream_shed_total{reason}`: of those, why: `in_flight`, `waiters`, `question_waiters`
+/// (the bounds in all), `client`, `vpc`, `zone` (a share of upstream work spent).
+pub const UPSTREAM_SHED: &str = "pzdns_upstream_shed";
 /// `pzdns_tcp_connections`: TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
@@ -102,6 +105,11 @@ pub struct QueryLabels {
     pub vpc: VpcLabel,
     pub rcode: &'static str,
     pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -554,6 +562,7 @@ pub struct Metrics {
     pub upstream_in_flight: Gauge,
     pub upstream_waiters: Gauge,
     pub upstream_overloaded: Counter,
+    pub upstream_shed: Family<ShedLabels, Counter>,
     pub policy_hits: Family<PolicyLabels, Counter>,
     pub dnstap: DnstapMetrics,
 }
@@ -597,6 +606,7 @@ impl Metrics {
             upstream_in_flight: Gauge::default(),
             upstream_waiters: Gauge::default(),
             upstream_overloaded: Counter::default(),
+            upstream_shed: Family::default(),
             policy_hits: Family::default(),
             events: Events::registered(&event_family),
             upstream_log: UpstreamLog::default(),
@@ -652,6 +662,11 @@ impl Metrics {
             UPSTREAM_OVERLOADED,
             "Questions answered at once (stale or SERVFAIL): too many questions in flight or clients waiting",
             m.upstream_overloaded.clone(),
+        );
+        registry.register(
+            UPSTREAM_SHED,
+            "Of the overloaded questions, why: a bound in all, or a client's, VPC's or domain's share",
+            m.upstream_shed.clone(),
         );
         registry.register(
             EVENTS,

@@ -1,24 +1,20 @@
 //! State shared by every listener, the admin server and reload: the data
 //! in force, the forwarder and its cache, metrics, the configuration and
-//! the reload status. Also the one place an answered query is recorded
-//! (metrics, the query log, dnstap), whatever transport it came by.
+//! the reload status; and the two halves of answering a query in process
+//! (at once, or after waiting on an upstream), each recorded once by
+//! [`crate::record`] against the snapshot the answer began on.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{Name, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-use tracing::info;
 
-use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
+use crate::answer::{Client, Ctx, Outcome, Pending, answer};
 use crate::config::{Diagnostics, ServerConfig};
-use crate::dns::query::Query;
-use crate::dnstap::{Dnstap, Protocol};
-use crate::metrics::{Event, Metrics, Source, rcode_label};
-use crate::snapshot::{Snapshot, View};
+use crate::dnstap::Dnstap;
+use crate::metrics::Metrics;
+use crate::record::Recorder;
+use crate::snapshot::Snapshot;
 use crate::upstream::Forwarder;
 
 /// What `/readyz` and `/zones` report about loading.
@@ -59,8 +55,8 @@ pub struct Shared {
     /// flags over it. `None`: the configuration is fixed (tests, embedded
     /// defaults with nothing to re-read).
     pub config_source: Option<ConfigSource>,
-    /// `query_log` of the configuration in force, read once per query.
-    query_log: AtomicBool,
+    /// Metrics, the query log and dnstap of every answered query.
+    pub recorder: Recorder,
     pub status: Mutex<ReloadStatus>,
     /// Serialises reloads from the watch, SIGHUP and the admin API.
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -70,10 +66,6 @@ pub struct Shared {
     pub reload_pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
     /// Upstream questions still being answered (the drain waits on them).
     pub waiting: tokio::sync::watch::Sender<usize>,
-    /// dnstap output, when configured (set once at start).
-    pub dnstap: OnceLock<Arc<Dnstap>>,
-    /// The address each listener got (port 0 resolved), set once bound.
-    pub listeners: OnceLock<Vec<SocketAddr>>,
 }
 
 /// Reads the configuration anew, as at start (file, then flags).
@@ -90,8 +82,8 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
+            recorder: Recorder::new(metrics.clone(), config.query_log, config.listen.iter().map(|l| l.address).collect()),
             metrics,
-            query_log: AtomicBool::new(config.query_log),
             config: ArcSwap::from_pointee(config),
             config_source: source,
             status: Mutex::new(ReloadStatus::default()),
@@ -99,21 +91,14 @@ impl Shared {
             incremental: Mutex::new(crate::loader::Incremental::default()),
             reload_pool: Mutex::new(None),
             waiting: tokio::sync::watch::Sender::new(0),
-            dnstap: OnceLock::new(),
-            listeners: OnceLock::new(),
         })
-    }
-
-    /// Whether each answered query is logged (`query_log`).
-    pub fn query_log(&self) -> bool {
-        self.query_log.load(Ordering::Relaxed)
     }
 
     /// Puts a configuration re-read on reload in force: what applies
     /// without a restart (the snapshot, built from it, is swapped by the
     /// caller).
     pub fn apply_config(&self, cfg: Arc<ServerConfig>) {
-        self.query_log.store(cfg.query_log, Ordering::Relaxed);
+        self.recorder.set_query_log(cfg.query_log);
         self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
         self.config.store(cfg);
     }
@@ -121,68 +106,7 @@ impl Shared {
     /// Sends client and forwarder messages to `tap` from now on.
     pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
         self.forwarder.set_dnstap(tap.clone());
-        let _ = self.dnstap.set(tap);
-    }
-
-    /// Whether a query waiting on an upstream must be kept for recording
-    /// (the query log, dnstap).
-    pub fn keeps_query(&self) -> bool {
-        self.query_log() || self.dnstap.get().is_some()
-    }
-
-    /// The address of listener `i`: as bound, else as configured.
-    fn listener_addr(&self, i: usize) -> SocketAddr {
-        match self.listeners.get().and_then(|l| l.get(i)) {
-            Some(a) => *a,
-            None => self.config.load().listen.get(i).map_or(crate::config::DEFAULT_LISTEN, |l| l.address),
-        }
-    }
-
-    /// Counts one answered query and, with `query_log`, logs it; with
-    /// dnstap, hands its messages over.
-    pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], response: &[u8], a: &Answered, took: Duration) {
-        self.metrics.query_duration.observe(took.as_secs_f64());
-        snap.count_query(&self.metrics, a.view, a.rcode, a.source);
-        if self.query_log() {
-            log_query(snap, client, self.listener_addr(client.listener), query, response.len(), a, took);
-        }
-        if let Some(tap) = self.dnstap.get() {
-            let protocol = match client.transport {
-                Transport::Udp => Protocol::Udp,
-                Transport::Tcp => Protocol::Tcp,
-            };
-            let rule_set = a.policy.map(|p| snap.policy.set_of(p.rule).label);
-            let policy = a.policy.zip(rule_set).map(|(p, set)| dnstap_policy(snap, p, set));
-            tap.client(protocol, client.src, self.listener_addr(client.listener), query, response, took, policy);
-        }
-        match a.source {
-            Source::Error => self.metrics.events.note(Event::BadQuery, || {
-                format!("{} query from {} answered {}", client.transport.as_str(), client.src, rcode_label(a.rcode))
-            }),
-            Source::Refused => self.metrics.events.note(Event::Refused, || {
-                let why = if a.view == Some(View::Unknown) { "a source in no VPC" } else { "a transfer or a class other than IN" };
-                format!("{} query from {} REFUSED: {why}", client.transport.as_str(), client.src)
-            }),
-            Source::Stale => self
-                .metrics
-                .events
-                .note(Event::StaleServed, || format!("served a stale answer to {} (RFC 8767): the upstreams failed", client.src)),
-            Source::Failure => self.metrics.events.note(Event::ServFail, || {
-                format!("answered SERVFAIL to {}: an upstream failure or a CNAME chain that cannot end", client.src)
-            }),
-            _ => {}
-        }
-    }
-
-    /// Counts a packet dropped unanswered (see [`Event`]); malformed EDNS
-    /// options are noted by the answer path, which reads them anyway.
-    pub fn note_received(&self, client: &Client, msg: &[u8], dropped: bool) {
-        if dropped {
-            self.metrics.events.note(Event::Dropped, || {
-                let why = if msg.len() < crate::dns::HEADER_LEN { "shorter than a DNS header" } else { "a response (QR=1)" };
-                format!("{} message of {} bytes from {} dropped: {why}", client.transport.as_str(), msg.len(), client.src)
-            });
-        }
+        let _ = self.recorder.dnstap.set(tap);
     }
 
     /// A whole query, in process: bytes in, response bytes out (`None`
@@ -190,34 +114,33 @@ impl Shared {
     /// UDP drives [`answer`] itself, TCP [`Shared::answer_start`].
     pub async fn answer_bytes(&self, client: Client, query: &[u8]) -> Option<Vec<u8>> {
         match self.answer_start(client, query) {
-            // Empty: a policy dropped it.
-            Started::Done(bytes) => Some(bytes).filter(|b| !b.is_empty()),
+            Started::Done(bytes) => bytes,
             Started::Drop => None,
-            Started::Wait(w) => Some(w.finish(self).await).filter(|b| !b.is_empty()),
+            Started::Wait(w) => w.finish(self).await,
         }
     }
 
-    /// Answers `query` as far as can be done now: the response (recorded),
-    /// nothing, or the question that must wait on an upstream.
+    /// Answers `query` as far as can be done now: the response (recorded;
+    /// `None` where a policy drops it), nothing, or the question that
+    /// must wait on an upstream.
     pub fn answer_start(&self, client: Client, query: &[u8]) -> Started {
         let started = std::time::Instant::now();
         let snap = self.snapshot.load_full();
         let ctx = Ctx { snap: &snap, cache: &self.forwarder.cache, metrics: &self.metrics, now: started };
         let mut out = Vec::new();
         let outcome = answer(&ctx, &client, query, &mut out);
-        self.note_received(&client, query, matches!(outcome, Outcome::Drop));
-        match outcome {
-            Outcome::Drop => Started::Drop,
-            Outcome::Done(a) => {
-                self.record(&snap, &client, query, &out, &a, started.elapsed());
-                Started::Done(out)
-            }
+        self.recorder.note_received(&client, query, matches!(outcome, Outcome::Drop));
+        let (bytes, a) = match outcome {
+            Outcome::Drop => return Started::Drop,
             Outcome::Wait(pending) => {
-                // The query is kept only for the query log and dnstap.
-                let query = if self.keeps_query() { query.to_vec() } else { Vec::new() };
-                Started::Wait(Waiting { pending, snap, client, query, started })
+                let query = if self.recorder.keeps_query() { query.to_vec() } else { Vec::new() };
+                return Started::Wait(Waiting { pending, client, query, started });
             }
-        }
+            Outcome::Done(a) => (Some(out), a),
+            Outcome::Silent(a) => (None, a),
+        };
+        self.recorder.record(&snap, &client, query, bytes.as_deref(), &a, started.elapsed());
+        Started::Done(bytes)
     }
 
     /// Runs `f` counted as a question waiting on an upstream: shutdown
@@ -232,8 +155,8 @@ impl Shared {
 
 /// How far [`Shared::answer_start`] got.
 pub enum Started {
-    /// The response, recorded.
-    Done(Vec<u8>),
+    /// The response, recorded (`None`: a policy drops it).
+    Done(Option<Vec<u8>>),
     /// Nothing is sent back.
     Drop,
     Wait(Waiting),
@@ -242,18 +165,27 @@ pub enum Started {
 /// A query waiting on an upstream, with what recording it needs.
 pub struct Waiting {
     pending: Box<Pending>,
-    snap: Arc<Snapshot>,
     client: Client,
+    /// Kept only for the query log and dnstap.
     query: Vec<u8>,
     started: std::time::Instant,
 }
 
 impl Waiting {
-    /// Asks the upstream, records the answer, returns the response.
-    pub async fn finish(self, shared: &Shared) -> Vec<u8> {
-        let (bytes, a) = self.pending.finish(&shared.forwarder).await;
-        shared.record(&self.snap, &self.client, &self.query, &bytes, &a, self.started.elapsed());
-        bytes
+    /// A query waiting on an upstream, from the UDP path: `query` is kept
+    /// only if recording needs it.
+    pub fn new(pending: Box<Pending>, client: Client, query: &[u8], started: std::time::Instant, recorder: &Recorder) -> Waiting {
+        let query = if recorder.keeps_query() { query.to_vec() } else { Vec::new() };
+        Waiting { pending, client, query, started }
+    }
+
+    /// Asks the upstream, records the answer against the snapshot the
+    /// answer began on, returns the response (`None`: a policy drops it).
+    pub async fn finish(self, shared: &Shared) -> Option<Vec<u8>> {
+        let snap = self.pending.snapshot().clone();
+        let reply = self.pending.finish(&shared.forwarder).await;
+        shared.recorder.record(&snap, &self.client, &self.query, reply.bytes.as_deref(), &reply.answered, self.started.elapsed());
+        reply.bytes
     }
 }
 
@@ -265,113 +197,5 @@ pub fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
     match std::pin::Pin::new(fut).poll(&mut cx) {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
-    }
-}
-
-/// A policy hit as dnstap's `Policy` (type, the rule set as the rule,
-/// action, what matched).
-fn dnstap_policy<'a>(snap: &Snapshot, p: crate::answer::PolicyMark, set: &'a str) -> crate::dnstap::proto::Policy<'a> {
-    use crate::config::policy::ActionKind as A;
-    let action = match p.action {
-        A::NxDomain => Some(1),
-        A::NoData => Some(2),
-        A::Allow | A::Alert => Some(3),
-        A::Drop => Some(4),
-        A::TcpOnly if p.applied => Some(5),
-        A::TcpOnly => Some(3),
-        A::Override => Some(6),
-        A::Refused => None,
-    };
-    let matched = match snap.policy.rule(p.rule).trigger {
-        crate::snapshot::policy::TriggerKind::ResponseIp => 3,
-        _ => 1,
-    };
-    crate::dnstap::proto::Policy { kind: "RPZ", rule: set.as_bytes(), action, matched }
-}
-
-fn log_query(snap: &Snapshot, client: &Client, listener: SocketAddr, query: &[u8], size: usize, a: &Answered, took: Duration) {
-    let vpc = match a.view {
-        Some(View::Vpc { vpc, .. }) => snap.vpc_labels.get(vpc as usize).unwrap_or(&snap.unknown_label),
-        _ => &snap.unknown_label,
-    };
-    let parsed = Query::parse(query).ok();
-    let (name, qtype) = match parsed.as_ref().and_then(|q| q.one()) {
-        Some((_, qname, qtype, _)) => {
-            (Name::read(&mut BinDecoder::new(qname)).map(|n| n.to_string()).unwrap_or_default(), RecordType::from(qtype))
-        }
-        None => (String::new(), RecordType::NULL),
-    };
-    // The header as sent, even where the rest did not parse.
-    let word = |i: usize| query.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    info!(
-        target: "pzdns::query",
-        vpc = &**vpc,
-        client = %client.src,
-        // The client a trusted forwarder spoke for, when it picked the view.
-        for_client = a.claimed.map(|c| c.to_string()).unwrap_or_default(),
-        protocol = client.transport.as_str(),
-        listener = %listener,
-        id = word(0),
-        // Text (quoted in text logs): both may hold a space.
-        flags = HeaderFlags(word(2)).to_string().as_str(),
-        edns = EdnsText(parsed.and_then(|q| q.edns).map(|e| (e.payload, e.dnssec_ok))).to_string().as_str(),
-        name = %name,
-        qtype = %qtype,
-        rcode = rcode_label(a.rcode),
-        source = a.source.as_str(),
-        // The response-policy rule that decided (or alerted): `rule set=action`.
-        policy = a.policy.map(|p| format!("{}={}", snap.policy.set_of(p.rule).label, p.action.as_str())).unwrap_or_default(),
-        size = size,
-        us = took.as_micros() as u64,
-    );
-}
-
-/// A query's header flags as dig prints them (`rd cd`), or `-`.
-struct HeaderFlags(u16);
-
-impl std::fmt::Display for HeaderFlags {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const FLAGS: [(u16, &str); 7] =
-            [(0x8000, "qr"), (0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0020, "ad"), (0x0010, "cd")];
-        let mut first = true;
-        for (bit, name) in FLAGS {
-            if self.0 & bit != 0 {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first { f.write_str("-") } else { Ok(()) }
-    }
-}
-
-/// A query's EDNS: the UDP payload it offers and `do` when it sets DO, or
-/// `-` without EDNS.
-struct EdnsText(Option<(u16, bool)>);
-
-impl std::fmt::Display for EdnsText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            None => f.write_str("-"),
-            Some((payload, false)) => write!(f, "{payload}"),
-            Some((payload, true)) => write!(f, "{payload} do"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_and_edns_as_text() {
-        assert_eq!(HeaderFlags(0x0130).to_string(), "rd ad cd");
-        assert_eq!(HeaderFlags(0x0100).to_string(), "rd");
-        assert_eq!(HeaderFlags(0).to_string(), "-");
-        assert_eq!(EdnsText(None).to_string(), "-");
-        assert_eq!(EdnsText(Some((1232, true))).to_string(), "1232 do");
-        assert_eq!(EdnsText(Some((4096, false))).to_string(), "4096");
     }
 }

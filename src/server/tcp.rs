@@ -252,11 +252,9 @@ struct Queued {
 
 /// Queues a response for the writer, framed (RFC 1035 §4.2.2) in a buffer
 /// of its exact size.
-fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: &[u8]) {
-    // Empty: a policy dropped the query; nothing goes back.
-    if msg.is_empty() {
-        return;
-    }
+/// `None`: a policy dropped the query; nothing goes back.
+fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: Option<&[u8]>) {
+    let Some(msg) = msg else { return };
     let mut framed = Vec::with_capacity(msg.len() + 2);
     framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     framed.extend_from_slice(msg);
@@ -335,7 +333,7 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limi
         }
         while queries.try_join_next().is_some() {}
         match shared.answer_start(client, &buf) {
-            Started::Done(bytes) => queue(&tx, &queued, &bytes),
+            Started::Done(bytes) => queue(&tx, &queued, bytes.as_deref()),
             Started::Drop => {}
             Started::Wait(w) => {
                 let permit = tokio::select! {
@@ -351,13 +349,13 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limi
                 });
                 // What is answered at once needs no task.
                 if let Some(bytes) = ready_now(&mut finish) {
-                    queue(&tx, &queued, &bytes);
+                    queue(&tx, &queued, bytes.as_deref());
                     continue;
                 }
                 let (tx, queued) = (tx.clone(), queued.clone());
                 queries.spawn(async move {
                     let bytes = finish.await;
-                    queue(&tx, &queued, &bytes);
+                    queue(&tx, &queued, bytes.as_deref());
                     drop(permit);
                 });
             }

@@ -19,7 +19,7 @@ use super::proxy::{Claim, Framing};
 use super::udp_mmsg::{BATCH, RecvBatch, SendBatch};
 use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
 use crate::config::ProxyProtocol;
-use crate::state::Shared;
+use crate::state::{Shared, Waiting};
 
 /// Serves one UDP socket until `shutdown` turns true.
 pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -81,10 +81,10 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             let client = Client { listener, src, proxy, transport: Transport::Udp };
             let Some(out) = tx.next_buf() else { break };
             let outcome = answer(&ctx, &client, bytes, out);
-            shared.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
+            shared.recorder.note_received(&client, bytes, matches!(outcome, Outcome::Drop));
             match outcome {
                 // A policy's drop: recorded, nothing sent.
-                Outcome::Done(a) if a.sends_nothing() => shared.record(&snap, &client, bytes, &[], &a, started.elapsed()),
+                Outcome::Silent(a) => shared.recorder.record(&snap, &client, bytes, None, &a, started.elapsed()),
                 Outcome::Done(a) => {
                     answered[tx.len] = (a, client, i, at);
                     tx.push(src);
@@ -97,7 +97,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         // A query's time is its batch's, receipt to responses sent.
         let took = started.elapsed();
         for (j, (a, client, i, at)) in answered[..tx.len].iter().enumerate() {
-            shared.record(&snap, client, &rx.get(*i).0[*at..], tx.get(j).0, a, took);
+            shared.recorder.record(&snap, client, &rx.get(*i).0[*at..], Some(tx.get(j).0), a, took);
         }
     }
 }
@@ -122,42 +122,37 @@ fn unwrap_proxy<'a>(mode: ProxyProtocol, bytes: &'a [u8], shared: &Shared) -> Op
 
 /// Completes a question that waits on an upstream. It is polled once
 /// here: what is answered at once (a stale answer while the upstreams are
-/// known down, SERVFAIL over the waiter bounds) needs no task, so that a
+/// known down, SERVFAIL over a bound or a share) needs no task, so that a
 /// flood can never queue more tasks than the waiter bounds allow; the
-/// rest goes on on a task of its own, already counted as a waiter.
+/// rest goes on on a task of its own, already counted as a waiter. Either
+/// way it is recorded against the snapshot the answer began on.
 fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>, client: Client, dst: SocketAddr, query: &[u8]) {
-    let started = Instant::now();
+    let waiting = Waiting::new(p, client, query, Instant::now(), &shared.recorder);
     let mut finish = Box::pin({
         let shared = shared.clone();
-        async move { p.finish(&shared.forwarder).await }
+        async move { waiting.finish(&shared).await }
     });
-    if let Some((bytes, a)) = crate::state::ready_now(&mut finish) {
-        // Empty: a policy dropped it.
-        if !bytes.is_empty()
+    let send_now = |bytes: Option<Vec<u8>>| {
+        if let Some(bytes) = bytes
             && let Err(e) = socket.try_send_to(&bytes, dst)
         {
             debug!(%dst, error = %e, "failed to send response");
         }
-        let snap = shared.snapshot.load();
-        shared.record(&snap, &client, query, &bytes, &a, started.elapsed());
+    };
+    if let Some(bytes) = crate::state::ready_now(&mut finish) {
+        send_now(bytes);
         return;
     }
     let (shared, socket) = (shared.clone(), socket.clone());
-    // The query is kept only for the query log and dnstap.
-    let query = if shared.keeps_query() { query.to_vec() } else { Vec::new() };
     tokio::spawn(async move {
         // Sent and recorded (dnstap included) before the drain counts it done.
         shared
             .waiting_on(async {
-                let (bytes, a) = finish.await;
-                // Empty: a response policy drops the query.
-                if !bytes.is_empty()
+                if let Some(bytes) = finish.await
                     && let Err(e) = socket.send_to(&bytes, dst).await
                 {
                     debug!(%dst, error = %e, "failed to send response");
                 }
-                let snap = shared.snapshot.load();
-                shared.record(&snap, &client, &query, &bytes, &a, started.elapsed());
             })
             .await;
     });

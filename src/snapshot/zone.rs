@@ -407,11 +407,10 @@ fn match_node(node: Node<'_>, qtype: RecordType, is_apex: bool) -> NodeMatch<'_>
         return NodeMatch::NoData;
     }
     if let Some(c) = node.get(RecordType::CNAME) {
-        let apex_own = is_apex && matches!(qtype, RecordType::SOA | RecordType::NS);
         if qtype == RecordType::CNAME || qtype == RecordType::ANY {
             return NodeMatch::Found(c);
         }
-        if !apex_own {
+        if !apex_cname_yields(is_apex, qtype) {
             return NodeMatch::Cname(c);
         }
     }
@@ -422,6 +421,13 @@ fn match_node(node: Node<'_>, qtype: RecordType, is_apex: bool) -> NodeMatch<'_>
         return pick.map_or(NodeMatch::NoData, NodeMatch::Found);
     }
     node.get(qtype).map_or(NodeMatch::NoData, NodeMatch::Found)
+}
+
+/// Rule 3, the apex CNAME (the seed case: `ecs.<region>.aliyuncs.com`
+/// → `popunify-vpc…`): a CNAME at a zone's apex answers every query but
+/// SOA and NS, which the apex's own (synthesised) records answer.
+fn apex_cname_yields(is_apex: bool, qtype: RecordType) -> bool {
+    is_apex && matches!(qtype, RecordType::SOA | RecordType::NS)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! (spoofing resistance). A truncated reply is retried over TCP.
 
 pub mod cache;
+pub mod shares;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,9 +30,11 @@ use tokio::sync::{Semaphore, watch};
 use tracing::debug;
 
 pub use cache::{Cache, Entry, Key};
+use shares::Zone;
+pub use shares::{Asker, Limits, NO_VPC, Share, Shares, Shed};
 
 use crate::dnstap::{Dnstap, Protocol};
-use crate::metrics::{Event, Metrics, UpstreamLabels, UpstreamOnly};
+use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -57,6 +60,10 @@ pub enum UpstreamError {
     NoUpstreams,
     #[error("too many upstream questions in flight")]
     Overloaded,
+    /// Over a share of upstream work ([`Shares`]): this client's, this
+    /// VPC's or this domain's.
+    #[error("over the {0} share of upstream questions in flight")]
+    OverShare(Share),
     #[error("upstream {0} timed out")]
     Timeout(SocketAddr),
     #[error("upstream {0} answered {1}")]
@@ -67,15 +74,14 @@ pub enum UpstreamError {
     KnownDown,
 }
 
-/// The outcome of [`Forwarder::lookup`].
+/// The outcome of [`Forwarder::ask`].
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// A fresh answer; `true` if it came from the cache, not just fetched.
-    Fresh(Arc<Entry>, bool),
+    /// A fresh answer, just fetched (or fetched for another client
+    /// asking the same question at the same time).
+    Fresh(Arc<Entry>),
     /// Upstreams failed; a stale answer within the `serve_stale` window.
     Stale(Arc<Entry>, UpstreamError),
-    /// RD=0 and nothing fresh in the cache.
-    NotCached,
     Failed(UpstreamError),
 }
 
@@ -129,6 +135,8 @@ impl Drop for Waiter<'_> {
 pub struct Forwarder {
     pub cache: Cache,
     core: Arc<Core>,
+    /// What each client, VPC and domain holds of the upstream work.
+    pub shares: Arc<Shares>,
     /// Clients waiting on upstream questions, in all ([`MAX_WAITERS`]).
     waiters: Semaphore,
     pub metrics: Arc<Metrics>,
@@ -168,7 +176,13 @@ impl Forwarder {
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
         };
-        Forwarder { cache, core: Arc::new(core), waiters: Semaphore::new(MAX_WAITERS), metrics }
+        Forwarder {
+            cache,
+            core: Arc::new(core),
+            shares: Shares::new(Limits::of(DEFAULT_MAX_IN_FLIGHT)),
+            waiters: Semaphore::new(MAX_WAITERS),
+            metrics,
+        }
     }
 
     /// New cache settings (a configuration reload): the budget applies at
@@ -179,8 +193,10 @@ impl Forwarder {
         self.core.serve_stale_ms.store(serve_stale.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Answers `name`/`qtype` from the cache or `upstreams`. With
-    /// `recursion_desired` false, only the cache is consulted.
+    /// Asks `upstreams` for `name`/`qtype` after the cache had nothing
+    /// fresh: `cached` is what that one probe found (an expired entry, or
+    /// nothing). The question is shared with every client asking it at
+    /// the same time, and counted against `asker`'s shares ([`Shares`]).
     ///
     /// With a stale answer in the cache (RFC 8767): when every upstream
     /// of the route is known down, it is served at once and a refresh
@@ -188,29 +204,10 @@ impl Forwarder {
     /// [`STALE_REFRESH_INTERVAL`]); otherwise the client waits for the
     /// upstream at most [`STALE_ANSWER_AFTER`], or until the upstreams
     /// are known down, then gets the stale answer while the question
-    /// goes on.
-    pub async fn lookup(
-        &self,
-        name: &Name,
-        qtype: RecordType,
-        dnssec_ok: bool,
-        upstreams: &[SocketAddr],
-        route: u64,
-        recursion_desired: bool,
-    ) -> Lookup {
-        let mut buf = [0u8; cache::MAX_KEY_LEN];
-        let raw = cache::key_bytes(&mut buf, crate::dns::names::KeyBuf::new(name).key(), qtype, dnssec_ok, route);
+    /// goes on. Over a share, the stale answer too, else a failure.
+    pub async fn ask(&self, q: &Question<'_>, cached: Option<Arc<Entry>>, asker: Asker) -> Lookup {
+        let Question { name, qtype, dnssec_ok, upstreams, route } = *q;
         let now = Instant::now();
-        let cached = self.cache.get(raw, now);
-        if let Some(e) = &cached
-            && e.is_fresh(now)
-        {
-            self.metrics.cache_hits.inc();
-            return Lookup::Fresh(e.clone(), true);
-        }
-        if !recursion_desired {
-            return Lookup::NotCached;
-        }
         self.metrics.cache_misses.inc();
         let core = &self.core;
         let stale = cached.filter(|e| core.within_stale_window(e, now));
@@ -225,34 +222,45 @@ impl Forwarder {
                 None => Lookup::Failed(UpstreamError::NoUpstreams),
             };
         }
-        let key = Key::from(raw);
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let name_key = crate::dns::names::KeyBuf::new(name);
+        let key = Key::from(cache::key_bytes(&mut buf, name_key.key(), qtype, dnssec_ok, route));
+        let zone = self.shares.zone_of(name_key.key());
         if let Some(e) = stale.clone()
             && core.known_down(upstreams)
         {
             if core.refresh_due(route, now) {
-                let _ = core.flight(&key, name, qtype, dnssec_ok, upstreams, false);
+                let _ = core.flight(&key, q, zone, None, &self.shares);
             }
             return serve_stale(e, UpstreamError::KnownDown);
         }
-        let overloaded = |why: &str| {
+        let shed = |reason: Shed| {
             self.metrics.upstream_overloaded.inc();
-            self.metrics.events.note(Event::Overloaded, || format!("{why}: {name} {qtype} answered at once"));
+            self.metrics.upstream_shed.get_or_create(&ShedLabels { reason: reason.label() }).inc();
+            self.metrics.events.note(Event::Overloaded, || format!("{}: {name} {qtype} answered at once", reason.text()));
+            let why = match reason {
+                Shed::Share(s) => UpstreamError::OverShare(s),
+                _ => UpstreamError::Overloaded,
+            };
             match stale.clone() {
-                Some(e) => serve_stale(e, UpstreamError::Overloaded),
-                None => Lookup::Failed(UpstreamError::Overloaded),
+                Some(e) => serve_stale(e, why),
+                None => Lookup::Failed(why),
             }
         };
         let Ok(permit) = self.waiters.try_acquire() else {
-            return overloaded("too many clients waiting on upstreams");
+            return shed(Shed::Waiters);
+        };
+        let Some(_client) = self.shares.take_client(asker.client) else {
+            return shed(Shed::Share(Share::Client));
         };
         // Identical questions in flight share one upstream query.
-        let flight = match core.flight(&key, name, qtype, dnssec_ok, upstreams, true) {
-            Some(f) => f,
-            None => return overloaded("too many upstream questions in flight"),
+        let flight = match core.flight(&key, q, zone, Some(asker.vpc), &self.shares) {
+            Ok(f) => f,
+            Err(reason) => return shed(reason),
         };
         if flight.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS_PER_QUESTION {
             flight.waiters.fetch_sub(1, Ordering::Relaxed);
-            return overloaded("too many clients waiting on one upstream question");
+            return shed(Shed::QuestionWaiters);
         }
         let _waiter = Waiter { flight: &flight, _permit: permit };
         let mut rx = flight.progress.subscribe();
@@ -264,7 +272,7 @@ impl Forwarder {
             },
         };
         match (got, stale) {
-            (Ok(Progress::Done(Ok(e))), _) => Lookup::Fresh(e, false),
+            (Ok(Progress::Done(Ok(e))), _) => Lookup::Fresh(e),
             (Ok(Progress::Done(Err(err))), Some(e)) => serve_stale(e, err),
             (Ok(Progress::Done(Err(err))), None) => Lookup::Failed(err),
             (_, Some(e)) => serve_stale(e, UpstreamError::KnownDown),
@@ -272,6 +280,18 @@ impl Forwarder {
             (_, None) => Lookup::Failed(UpstreamError::KnownDown),
         }
     }
+}
+
+/// One question for the upstreams: the name (as it will be sent), the
+/// type, the DO bit, the upstreams of its route and the route's id (the
+/// cache keeps each route's answers apart).
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub name: &'a Name,
+    pub qtype: RecordType,
+    pub dnssec_ok: bool,
+    pub upstreams: &'a [SocketAddr],
+    pub route: u64,
 }
 
 impl Forwarder {
@@ -318,39 +338,42 @@ impl Core {
 
     /// The question in flight for `key` (a client joining it is counted
     /// as coalesced), or a new one asked on a task of its own (it goes on
-    /// whoever waits for it); `None` when [`DEFAULT_MAX_IN_FLIGHT`]
-    /// questions are in flight already.
+    /// whoever waits for it), counted against its domain's share and,
+    /// when a client starts it, its VPC's; `Err` when
+    /// [`DEFAULT_MAX_IN_FLIGHT`] questions are in flight already or a
+    /// share is spent.
     fn flight(
         self: &Arc<Self>,
         key: &Key,
-        name: &Name,
-        qtype: RecordType,
-        dnssec_ok: bool,
-        upstreams: &[SocketAddr],
-        client: bool,
-    ) -> Option<Arc<Flight>> {
+        q: &Question<'_>,
+        zone: Zone,
+        vpc: Option<u32>,
+        shares: &Arc<Shares>,
+    ) -> Result<Arc<Flight>, Shed> {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(key) {
-            if client {
+            if vpc.is_some() {
                 self.metrics.coalesced.inc();
             }
-            return Some(f.clone());
+            return Ok(f.clone());
         }
-        let permit = self.limit.clone().try_acquire_owned().ok()?;
+        let tokens = shares.take_flight(zone, vpc).map_err(Shed::Share)?;
+        let permit = self.limit.clone().try_acquire_owned().map_err(|_| Shed::InFlight)?;
         let flight = Arc::new(Flight { progress: watch::Sender::new(Progress::Asking), waiters: AtomicUsize::new(0) });
         map.insert(key.clone(), flight.clone());
         drop(map);
-        let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), name.clone(), upstreams.to_vec());
+        let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), q.name.clone(), q.upstreams.to_vec());
+        let (qtype, dnssec_ok) = (q.qtype, q.dnssec_ok);
         tokio::spawn(async move {
             let fetched = core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await;
-            drop(permit);
+            drop((permit, tokens));
             f.progress.send_replace(Progress::Done(fetched));
             let mut map = core.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &f)) {
                 map.remove(&key);
             }
         });
-        Some(flight)
+        Ok(flight)
     }
 
     /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
@@ -453,7 +476,7 @@ fn outcome_label(e: &UpstreamError) -> &'static str {
         UpstreamError::Rcode(_, ResponseCode::Refused) => "refused",
         UpstreamError::Rcode(..) => "rcode",
         UpstreamError::Io(..) => "error",
-        UpstreamError::NoUpstreams | UpstreamError::Overloaded | UpstreamError::KnownDown => "error",
+        UpstreamError::NoUpstreams | UpstreamError::Overloaded | UpstreamError::OverShare(_) | UpstreamError::KnownDown => "error",
     }
 }
 

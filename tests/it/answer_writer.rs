@@ -64,7 +64,7 @@ fn ask(shared: &Shared, client: &Client, q: &[u8], now: Instant) -> Option<Vec<u
     let mut out = Vec::new();
     match answer(&ctx, client, q, &mut out) {
         Outcome::Done(_) => Some(out),
-        Outcome::Drop => None,
+        Outcome::Drop | Outcome::Silent(_) => None,
         Outcome::Wait(p) => panic!("{} {:?} went upstream though the cache is seeded", p.name, p.qtype),
     }
 }

@@ -133,8 +133,10 @@ fn unique_names_flood_keeps_in_flight_and_cache_bounded() {
         "unique-name flood: {sent} questions in {took:?}; most in flight {max_in_flight}; {overloaded} SERVFAIL at once (over the bound); upstream saw {asked}; RSS before {before} KiB, peak {peak} KiB; local answer after {local:?}"
     );
     assert!(local.is_some(), "local answers continue during the flood");
-    assert!(max_in_flight > 1000.0 && max_in_flight <= 4096.0, "in flight {max_in_flight}");
-    assert!(overloaded > 0.0, "beyond the bound, questions fail fast");
+    // One client, one domain: held to the domain's share of the bound
+    // (docs/REFERENCE.md#fairness), not to the whole of it.
+    assert!(max_in_flight > 100.0 && max_in_flight <= (4096 / 16) as f64, "in flight {max_in_flight}");
+    assert!(overloaded > 0.0, "beyond the share, questions fail fast");
     // Queries queued in the socket buffer keep arriving after the sender
     // stops; everything settles once they have timed out.
     let t = Instant::now();

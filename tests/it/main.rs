@@ -16,6 +16,7 @@ mod data_bounds;
 mod data_fidelity;
 mod dnstap;
 mod ede_nsid;
+mod fairness;
 mod floods;
 mod forwarding;
 mod fuzz_regressions;

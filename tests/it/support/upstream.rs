@@ -177,6 +177,11 @@ impl FakeUpstream {
                 let Ok(q) = Message::from_vec(&buf[..len]) else {
                     continue;
                 };
+                // A domain that never answers (water torture): names under
+                // `torture.example` get nothing back, whatever the behavior.
+                if q.queries.first().is_some_and(|q| q.name().to_lowercase().to_string().ends_with(".torture.example.")) {
+                    continue;
+                }
                 let b = *behavior.lock().unwrap();
                 let ttl = ttl.load(Ordering::Relaxed) as u32;
                 let mut r = respond(&q, ttl);
