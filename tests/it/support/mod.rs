@@ -82,19 +82,24 @@ impl TestServer {
 
     /// Starts pzdns and returns at once.
     pub fn spawn(zones: &Path, config_yaml: &str) -> TestServer {
+        Self::spawn_with(zones, config_yaml, |_| {})
+    }
+
+    /// As [`TestServer::spawn`], with `prepare` given the command before it runs.
+    pub fn spawn_with(zones: &Path, config_yaml: &str, prepare: impl FnOnce(&mut Command)) -> TestServer {
         let dir = scratch_dir("srv");
         let zones = std::fs::canonicalize(zones).unwrap_or_else(|_| zones.to_path_buf());
         let cfg = dir.join("pzdns.yaml");
         std::fs::write(&cfg, config_yaml.replace("{ZONES}", zones.to_str().unwrap())).unwrap();
         let ready = dir.join("ready");
         let stderr_path = dir.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-            .args(["serve", "--config", cfg.to_str().unwrap(), "--ready-file", ready.to_str().unwrap(), "--workers", "2"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+        cmd.args(["serve", "--config", cfg.to_str().unwrap(), "--ready-file", ready.to_str().unwrap(), "--workers", "2"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn pzdns");
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        prepare(&mut cmd);
+        let child = cmd.spawn().expect("spawn pzdns");
         TestServer { child: Some(child), addrs: Vec::new(), admin: None, dir, stderr_path }
     }
 
