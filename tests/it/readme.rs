@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::tool;
+
 /// The README's code blocks: (language, the line the block starts at, its text).
 fn blocks(readme: &str) -> Vec<(String, usize, String)> {
     let mut out = Vec::new();
@@ -89,6 +91,45 @@ fn the_readme_yaml_examples_load_together() {
         std::fs::write(&cfg, &text).unwrap();
         let (code, out) = check(&cfg);
         assert_eq!(code, Some(0), "README.md:{line}: the example does not load with the README's zones:\n{text}\n{out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The README's recipe for another server: the block whose first line
+/// starts with `first` (a fence with language `lang`, if given).
+fn recipe(readme: &str, lang: &str, first: &str) -> (usize, String) {
+    blocks(readme)
+        .into_iter()
+        .find(|(l, _, text)| (lang.is_empty() || l == lang) && text.starts_with(first))
+        .map(|(_, line, text)| (line, text))
+        .unwrap_or_else(|| panic!("README.md has a block starting with `{first}`"))
+}
+
+/// The recipes for BIND, Unbound and dnsdist load in those servers'
+/// own configuration checkers, copied literally.
+#[test]
+fn the_readme_recipes_load_in_bind_unbound_and_dnsdist() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let dir = std::env::temp_dir().join(format!("pzdns-readme-recipes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let checks: [(&str, &str, &str, &[&str]); 3] = [
+        ("named-checkconf", "", "options {", &[]),
+        ("unbound-checkconf", "", "server:", &[]),
+        ("dnsdist", "lua", "setSecurityPollSuffix", &["--check-config", "-C"]),
+    ];
+    for (checker, lang, first, args) in checks {
+        let (line, text) = recipe(&readme, lang, first);
+        let Some(path) = tool(checker) else { continue };
+        let file = dir.join(format!("{checker}.conf"));
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(path).args(args).arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "README.md:{line}: {checker} rejects the recipe:\n{text}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
