@@ -269,7 +269,7 @@ async fn cache_dump(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String
             "; {name} {} DO={} rcode={} {state}\n",
             key.qtype(),
             u8::from(key.dnssec_ok()),
-            crate::answer::response_code(u16::from(e.rcode)),
+            crate::explain::rcode_name(crate::answer::response_code(u16::from(e.rcode))),
         ));
         for section in [e.answers(), e.authorities(), e.additionals()] {
             for r in e.aged(now, &section) {

@@ -158,6 +158,7 @@ fn cache_flush_by_name_sends_the_next_query_upstream() {
     let (code, dump, err) = pzdns(&["cache", "dump", "--admin", &admin, "--name", "www.public.example"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(dump.contains("www2.public.example."), "the cached chain is listed: {dump}");
+    assert!(dump.contains(" A DO=0 rcode=NOERROR expires in "), "as docs/REFERENCE.md#command-cache shows it: {dump}");
     assert!(!dump.contains("stale.public.example."), "only the name asked: {dump}");
     // A config file names the admin address too.
     let (code, all, err) = pzdns(&["cache", "dump", "--config", client_config(&srv, "").to_str().unwrap()]);
@@ -415,4 +416,41 @@ fn the_cli_reads_a_chunked_body_split_inside_a_character() {
     server.join().unwrap();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "; café ✓\n");
+}
+
+/// Binding port 53 without the privilege fails with a hint of the three
+/// ways to get it. Run as root, the server runs as `nobody`.
+#[test]
+fn a_privileged_port_without_the_privilege_fails_with_a_hint() {
+    use std::os::unix::process::CommandExt;
+    let unprivileged_from: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1024);
+    if unprivileged_from <= 53 {
+        eprintln!("skipped: net.ipv4.ip_unprivileged_port_start is {unprivileged_from}, so anyone may bind port 53");
+        return;
+    }
+    let dir = scratch("port53");
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(dir.join("zones/vpcs.yaml"), "vpcs: []\n").unwrap();
+    let cfg = dir.join("pzdns.yaml");
+    std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1:53\nupstreams: []\nzones_dir: zones\nadmin:\n  listen: \"off\"\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    cmd.args(["serve", "--config", cfg.to_str().unwrap()]);
+    // SAFETY: only setgid/setuid, async-signal-safe, in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("127.0.0.1:53: Permission denied"), "{err}");
+    for hint in ["CAP_NET_BIND_SERVICE", "setcap", "net.ipv4.ip_unprivileged_port_start=53"] {
+        assert!(err.contains(hint), "names {hint}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
