@@ -142,6 +142,8 @@ impl Shared {
     /// dnstap, hands its messages over.
     pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], response: &[u8], a: &Answered, took: Duration) {
         self.metrics.query_duration.observe(took.as_secs_f64());
+        // An empty response is a policy's drop: nothing was sent, so no rcode.
+        let a = &Answered { rcode: if response.is_empty() { crate::metrics::RCODE_DROPPED } else { a.rcode }, ..*a };
         snap.count_query(&self.metrics, a.view, a.rcode, a.source);
         if self.query_log() {
             log_query(snap, client, self.listener_addr(client.listener), query, response.len(), a, took);

@@ -567,3 +567,33 @@ fn expand_group(analyze: &Path, group: &str) -> Vec<String> {
     }
     calls
 }
+
+/// A query a policy drops gets no response, and is counted and logged as
+/// DROPPED, not as a NOERROR of size 0.
+#[test]
+fn a_dropped_query_is_counted_and_logged_as_dropped() {
+    let dir = std::env::temp_dir().join(format!("pzdns-drop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vpcs.yaml"), VPCS).unwrap();
+    std::fs::write(dir.join("p.yaml"), "policy: p\nrules:\n  - { name: gone.test, action: drop }\n").unwrap();
+    let cfg = "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {ZONES}\nadmin:\n  listen: 127.0.0.1:0\nquery_log: true\n";
+    let srv = TestServer::start(&dir, cfg);
+    let sock = UdpSocket::bind("127.10.1.7:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    sock.send_to(&query("gone.test.", RecordType::A, None).to_vec().unwrap(), srv.addrs[0]).unwrap();
+    assert!(sock.recv_from(&mut [0u8; 512]).is_err(), "no response");
+    let counted = "pzdns_queries_total{vpc=\"vpc-one\",rcode=\"DROPPED\",source=\"policy\"}";
+    let t = Instant::now();
+    while metric(&http(srv.admin.unwrap(), "GET", "/metrics").1, counted) < 1.0 {
+        assert!(t.elapsed() < RELOAD_HANG, "{}", http(srv.admin.unwrap(), "GET", "/metrics").1);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = http(srv.admin.unwrap(), "GET", "/metrics").1;
+    assert_eq!(metric(&m, "pzdns_queries_total{vpc=\"vpc-one\",rcode=\"NOERROR\",source=\"policy\"}"), 0.0, "{m}");
+    let log = srv.stderr();
+    let line = log.lines().find(|l| l.contains("pzdns::query") && l.contains("gone.test")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("rcode=\"DROPPED\"") || line.contains("rcode=DROPPED"), "{line}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
