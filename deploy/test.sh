@@ -300,17 +300,26 @@ cp -r zones "$git_root/.worktrees/rev1"
 ln -s .worktrees/rev1 "$git_root/zones"
 chmod -R a+rX "$git_root"
 
+# The admin API with a token, as deploy/kubernetes runs it: the token a file
+# mounted read-only, named by admin.token_file of the config.
+admin_token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+printf '%s\n' "$admin_token" >"$work/admin.token"
+printf 'admin:\n  listen: 127.0.0.1:%s\n  token_file: /run/secrets/pzdns-admin-token\n' "$admin_port" >"$work/pzdns.yaml"
+chmod a+r "$work/admin.token" "$work/pzdns.yaml"
+
 run_args=(
     --name "$name" --label "pzdns-test=$$" --network host
     # read-only as Kubernetes' readOnlyRootFilesystem: without podman's tmpfs on /tmp, /run
     --read-only --read-only-tmpfs=false
     --cap-drop ALL --cap-add NET_BIND_SERVICE --security-opt no-new-privileges
     -v "$git_root:/git:ro"
+    -v "$work/admin.token:/run/secrets/pzdns-admin-token:ro"
+    -v "$work/pzdns.yaml:/etc/pzdns-test/pzdns.yaml:ro"
     # the admin port moved off 9153, so the health check is told where it is
     --health-cmd "pzdns-healthcheck /healthz 127.0.0.1 $admin_port"
     "$image"
-    serve --config /etc/pzdns/pzdns.yaml --zones /git/zones
-    --listen "127.0.0.1:$dns_port" --admin "127.0.0.1:$admin_port"
+    serve --config /etc/pzdns-test/pzdns.yaml --zones /git/zones
+    --listen "127.0.0.1:$dns_port"
     --upstream "127.0.0.1:$upstream_port"
 )
 echo "== run: podman run -d $(printf '%q ' "${run_args[@]}")"
@@ -340,6 +349,15 @@ for _ in $(seq 1 60); do
 done
 if [ -n "$ready" ]; then
     ok "/readyz through the admin port 127.0.0.1:$admin_port: 200 $(head -n1 "$work/readyz")"
+    # Everything but /healthz and /readyz needs the token.
+    metrics_url="http://127.0.0.1:$admin_port/metrics"
+    no_token=$(curl -s -D "$work/401.head" -o /dev/null -w '%{http_code}' --max-time 2 "$metrics_url")
+    with_token=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $admin_token" "$metrics_url")
+    if [ "$no_token" = 401 ] && grep -qi '^www-authenticate: bearer' "$work/401.head" && [ "$with_token" = 200 ]; then
+        ok "admin token: /metrics 401 (WWW-Authenticate: Bearer) without it, 200 with it"
+    else
+        bad "admin token: /metrics answered $no_token without the token, $with_token with it"
+    fi
 else
     bad "/readyz never answered 200 (last: ${code:-none}); the container is $(podman inspect --format '{{.State.Status}} (exit {{.State.ExitCode}})' "$name")"
     logs
@@ -454,7 +472,7 @@ info "the container's last log lines:"
 logs 4
 
 ############################################################################
-# The image's own defaults: its config (listen 0.0.0.0:53, admin 0.0.0.0:9153),
+# The image's own defaults: its config (listen 0.0.0.0:53, admin 127.0.0.1:9153),
 # its HEALTHCHECK unchanged, the zones mounted over /etc/pzdns/zones as in
 # deploy/README.md. Port 53 as uid 10053, the three ways deploy/README.md
 # describes. Each in a network namespace of its own (--network none: loopback

@@ -1,6 +1,8 @@
 //! Admin HTTP (docs/REFERENCE.md#admin-http), loopback by default: `/metrics` (Prometheus
 //! text), `/healthz`, `/readyz`, `/zones` (JSON), `/explain`, `POST /reload`.
 //! It starts before the data is loaded, so `/readyz` can say "not yet".
+//! With `admin.token_file`, every request but `/healthz` and `/readyz`
+//! needs `Authorization: Bearer <token>` (docs/REFERENCE.md#admin-http).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hickory_proto::rr::{Name, RecordType};
@@ -32,7 +34,12 @@ const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Most cache entries `GET /cache` lists at once (the count says how many there are).
 pub const MAX_CACHE_DUMP: usize = 100_000;
 
+/// The admin routes, behind the token check when a token is configured.
 pub fn router(shared: Arc<Shared>) -> Router {
+    routes(shared.clone()).layer(from_fn_with_state(shared, require_token))
+}
+
+fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -102,6 +109,40 @@ pub async fn serve(
             drop(slot);
         });
     }
+}
+
+/// Probes a supervisor or a load balancer sends without credentials.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// With a token configured (read again with the config on every reload),
+/// 401 for a request to anything but [`OPEN_PATHS`] that does not carry it
+/// as `Authorization: Bearer <token>`.
+async fn require_token(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let Some(token) = s.config.load().admin_token.clone() else { return next.run(req).await };
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
+    if given.is_some_and(|g| token.matches(g)) {
+        return next.run(req).await;
+    }
+    let why = if given.is_some() { "the bearer token is wrong" } else { "this needs `Authorization: Bearer <token>`" };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"pzdns admin\"")],
+        format!("401 unauthorized: {why} (the token is in the file admin.token_file names)\n"),
+    )
+        .into_response()
+}
+
+/// The credentials of an `Authorization: Bearer …` value (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    Some(rest.trim_ascii())
 }
 
 /// 413 for a request that says its body is over [`MAX_BODY`] (a body
@@ -228,7 +269,7 @@ async fn cache_dump(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String
             "; {name} {} DO={} rcode={} {state}\n",
             key.qtype(),
             u8::from(key.dnssec_ok()),
-            crate::answer::response_code(u16::from(e.rcode)),
+            crate::explain::rcode_name(crate::answer::response_code(u16::from(e.rcode))),
         ));
         for section in [e.answers(), e.authorities(), e.additionals()] {
             for r in e.aged(now, &section) {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use hickory_proto::rr::Name;
 
-use crate::config::{Diagnostics, ServerConfig};
+use crate::config::{AdminToken, Diagnostics, ServerConfig};
 use crate::explain::{Asker, explain};
 
 /// `pzdns --version`: the version, the commit and the compiler.
@@ -82,6 +82,9 @@ pub struct AdminTarget {
     /// The server's admin address IP:PORT (default: from the config, else 127.0.0.1:9153).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+    /// The file holding the admin token (default: the config's `admin.token_file`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -182,14 +185,14 @@ fn run_cache(c: &CacheCommand) -> ExitCode {
             (target, "POST", format!("/cache/flush?{q}"))
         }
     };
-    let addr = match admin_address(target) {
+    let (addr, token) = match admin_address(target) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("pzdns: {e}");
             return ExitCode::from(EXIT_CANNOT_START);
         }
     };
-    match http_request(addr, method, &path) {
+    match http_request(addr, method, &path, token.as_ref()) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -205,19 +208,26 @@ fn run_cache(c: &CacheCommand) -> ExitCode {
     }
 }
 
-/// The admin address of the server `target` names.
-fn admin_address(target: &AdminTarget) -> Result<std::net::SocketAddr, String> {
+/// The admin address of the server `target` names, and the token to send
+/// it: `--token-file`, else the configuration's `admin.token_file`.
+fn admin_address(target: &AdminTarget) -> Result<(std::net::SocketAddr, Option<AdminToken>), String> {
+    let flag_token = match &target.token_file {
+        Some(f) => Some(crate::config::read_admin_token(f).map_err(|e| format!("--token-file: {e}"))?),
+        None => None,
+    };
     if let Some(a) = &target.admin {
-        return crate::config::parse_socket_addr(a, None).ok_or_else(|| format!("--admin `{a}` must be IP:PORT"));
+        let addr = crate::config::parse_socket_addr(a, None).ok_or_else(|| format!("--admin `{a}` must be IP:PORT"))?;
+        return Ok((addr, flag_token));
     }
     let cfg = ServerConfig::load(target.config.as_deref()).map_err(|d| format!("{d}the configuration has {} problem(s)", d.len()))?;
     let addr = cfg.admin_listen.ok_or("the configuration turns the admin HTTP off (admin.listen: off); nothing to ask")?;
     // A server listening on every address is reached on loopback.
-    Ok(match addr.ip() {
+    let addr = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
         IpAddr::V6(ip) if ip.is_unspecified() => std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port()),
         _ => addr,
-    })
+    };
+    Ok((addr, flag_token.or(cfg.admin_token)))
 }
 
 /// A name as a query parameter value (RFC 3986 unreserved kept).
@@ -233,36 +243,48 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// One HTTP/1.1 request with no body; the status and the body. The admin
-/// server is local and small: a blocking socket with timeouts will do.
-fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+/// One HTTP/1.1 request with no body (and the bearer token, if any); the
+/// status and the body. The admin server is local and small: a blocking
+/// socket with timeouts will do.
+fn http_request(addr: std::net::SocketAddr, method: &str, path: &str, token: Option<&AdminToken>) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let timeout = std::time::Duration::from_secs(10);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let auth = token.map(|t| format!("Authorization: Bearer {}\r\n", t.as_str())).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    parse_response(&raw)
+}
+
+/// The status and body of a whole HTTP/1.1 response. Framing is done on
+/// the bytes; only the body, once whole, is decoded (lossily), so a chunk
+/// boundary inside a multi-byte character splits nothing.
+fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String)> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let (head, body) = (String::from_utf8_lossy(&raw[..split]), &raw[split + 4..]);
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(bad)?;
     let chunked =
         head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The body of a chunked HTTP/1.1 response.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+/// The body of a chunked HTTP/1.1 response, as bytes.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let (size, rest) = (&body[..eol], &body[eol + 2..]);
+        let size = std::str::from_utf8(size).unwrap_or("");
         let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
@@ -273,7 +295,19 @@ fn print_problems(d: &Diagnostics) {
 }
 
 fn check(a: &CheckArgs) -> ExitCode {
-    let cfg = match load_config(&a.data) {
+    let exposed = |c: ServerConfig| match c.admin_exposure() {
+        Some(why) => {
+            let mut d = Diagnostics::new();
+            d.push(
+                c.source.as_deref().unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG_FILE)),
+                crate::config::Pos::UNKNOWN,
+                why,
+            );
+            Err(d)
+        }
+        None => Ok(c),
+    };
+    let cfg = match load_config(&a.data).and_then(exposed) {
         Ok(c) => c,
         Err(d) => {
             print_problems(&d);
@@ -412,6 +446,7 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeFlags) -> Result<(), Strin
             .collect::<Result<_, _>>()?;
     }
     if !a.upstream.is_empty() {
+        cfg.upstreams_from_resolv_conf = false;
         cfg.upstreams = a
             .upstream
             .iter()
@@ -464,6 +499,11 @@ fn serve(a: &ServeArgs) -> ExitCode {
                 d.push(std::path::Path::new("(command line)"), crate::config::Pos::UNKNOWN, e);
                 return Err(d);
             }
+            if let Some(why) = cfg.admin_exposure() {
+                let mut d = Diagnostics::new();
+                d.push(cfg.source.as_deref().unwrap_or(std::path::Path::new("(command line)")), crate::config::Pos::UNKNOWN, why);
+                return Err(d);
+            }
             Ok(cfg)
         }
     };
@@ -478,9 +518,16 @@ fn serve(a: &ServeArgs) -> ExitCode {
     if let Err(e) = apply_serve_flags(&mut cfg, &a.flags()) {
         return cannot_start_as(asked_format, e);
     }
+    if let Some(why) = cfg.admin_exposure() {
+        return cannot_start_as(asked_format, why);
+    }
     let log_guard = init_tracing(cfg.log_format);
     if cfg.upstreams.is_empty() {
-        tracing::warn!("no upstreams (none in the config, none in /etc/resolv.conf): names that must be forwarded get SERVFAIL");
+        if cfg.upstreams_from_resolv_conf {
+            tracing::warn!("no upstreams: none in the config, none in /etc/resolv.conf; names that must be forwarded get SERVFAIL");
+        } else {
+            tracing::warn!("no upstreams (`upstreams: []`): names that must be forwarded get SERVFAIL");
+        }
     }
     for up in &cfg.upstreams {
         if cfg.listen.iter().any(|l| l.address == *up) {

@@ -237,14 +237,20 @@ impl Source {
     }
 }
 
-/// The rcodes `pzdns_queries_total` is counted by, as dig prints them.
-const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER"];
+/// The rcodes `pzdns_queries_total` is counted by, as dig prints them,
+/// and `DROPPED` for a query a policy dropped (no response was sent).
+const RCODES: [&str; 9] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER", "DROPPED"];
 
-/// The column of a 12-bit rcode in [`RCODES`].
+/// Not an rcode (they are 12 bits): the "rcode" of a query answered with
+/// nothing (a policy's `drop`), for metrics and the query log.
+pub const RCODE_DROPPED: u16 = 0xffff;
+
+/// The column of a 12-bit rcode (or [`RCODE_DROPPED`]) in [`RCODES`].
 fn rcode_index(rc: u16) -> usize {
     match rc {
         0..=5 => rc as usize,
         16 => 6,
+        RCODE_DROPPED => 8,
         _ => 7,
     }
 }

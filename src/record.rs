@@ -63,8 +63,10 @@ impl Recorder {
     /// Counts one answered query and, with `query_log`, logs it; with
     /// dnstap, hands its messages over.
     pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], response: Option<&[u8]>, a: &Answered, took: Duration) {
-        let response = response.unwrap_or_default();
         self.metrics.query_duration.observe(took.as_secs_f64());
+        // Nothing sent (a policy's drop): no rcode went out either.
+        let a = &Answered { rcode: if response.is_none() { crate::metrics::RCODE_DROPPED } else { a.rcode }, ..*a };
+        let response = response.unwrap_or_default();
         snap.count_query(&self.metrics, a.view, a.rcode, a.source);
         if self.query_log() {
             log_query(snap, client, self.listener_addr(client.listener), query, response.len(), a, took);

@@ -149,6 +149,9 @@ pub struct ServerConfig {
     pub source: Option<PathBuf>,
     pub listen: Vec<Listener>,
     pub upstreams: Vec<SocketAddr>,
+    /// Whether `upstreams` are the `nameserver` lines of /etc/resolv.conf
+    /// (neither the file nor a flag gave any).
+    pub upstreams_from_resolv_conf: bool,
     pub forward_zones: Vec<ForwardZone>,
     pub zones_dir: PathBuf,
     pub unknown_clients: UnknownClients,
@@ -158,6 +161,10 @@ pub struct ServerConfig {
     pub serve_stale: Duration,
     /// `None` turns the admin HTTP server off.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.token_file`, resolved against the config file's directory.
+    pub admin_token_file: Option<PathBuf>,
+    /// Its contents, trimmed, read with the file (so again on every reload).
+    pub admin_token: Option<AdminToken>,
     /// TCP connections served at once; more are closed at once.
     pub tcp_max_connections: usize,
     /// A TCP connection idle this long, or that starts a message and does
@@ -196,6 +203,7 @@ impl ServerConfig {
             source: None,
             listen: vec![Listener::new(DEFAULT_LISTEN)],
             upstreams: system_resolvers(Path::new("/etc/resolv.conf")),
+            upstreams_from_resolv_conf: true,
             forward_zones: Vec::new(),
             zones_dir: PathBuf::from("zones"),
             unknown_clients: UnknownClients::Refuse,
@@ -203,6 +211,8 @@ impl ServerConfig {
             cache_max_bytes: DEFAULT_CACHE_BYTES,
             serve_stale: DEFAULT_SERVE_STALE,
             admin_listen: Some(DEFAULT_ADMIN),
+            admin_token_file: None,
+            admin_token: None,
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             tcp_max_connections_per_source: None,
@@ -282,6 +292,7 @@ impl ServerConfig {
             }
         }
         if let Some(ups) = f.upstreams {
+            cfg.upstreams_from_resolv_conf = false;
             cfg.upstreams = parse_upstreams(path, &ups, diags);
         }
         // (domain, its VPCs or None for all, line) of each forward zone so far.
@@ -384,6 +395,16 @@ impl ServerConfig {
                 },
                 None => {}
             }
+            if let Some(t) = a.token_file {
+                let file = base.join(&t.value);
+                match read_admin_token(&file) {
+                    Ok(token) => {
+                        cfg.admin_token = Some(token);
+                        cfg.admin_token_file = Some(file);
+                    }
+                    Err(why) => diags.push(path, pos(&t), format!("admin.token_file: {why}")),
+                }
+            }
         }
         if let Some(t) = f.tcp {
             if let Some(m) = t.max_connections {
@@ -476,7 +497,72 @@ impl ServerConfig {
     }
 }
 
+/// The admin API's bearer token. Its `Debug` does not show it, so a
+/// config printed to a log does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(std::sync::Arc<str>);
+
+impl AdminToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `given` is the token, in time that depends on their lengths
+    /// only, not on where they first differ (a remote guesser learns
+    /// nothing from timing but the length).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let want = self.0.as_bytes();
+        if want.len() != given.len() {
+            return false;
+        }
+        let diff = want.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Reads an admin token file: its contents, trimmed; not empty, and only
+/// visible ASCII (it is sent in an HTTP header).
+pub fn read_admin_token(file: &Path) -> Result<AdminToken, String> {
+    let text = files::FileAccess::anywhere().with_max_bytes(64 << 10).read_string(file)?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{} is empty; write a secret into it, e.g. `head -c 32 /dev/urandom | base64 > {}`",
+            file.display(),
+            file.display()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{} holds spaces, control or non-ASCII characters; a bearer token is one word of visible ASCII (e.g. base64)",
+            file.display()
+        ));
+    }
+    Ok(AdminToken(token.into()))
+}
+
 impl ServerConfig {
+    /// Why this configuration must not serve: an admin listener off
+    /// loopback with no token would let anyone who reaches it reload,
+    /// flush the cache and read it.
+    pub fn admin_exposure(&self) -> Option<String> {
+        let addr = self.admin_listen?;
+        if addr.ip().to_canonical().is_loopback() || self.admin_token.is_some() {
+            return None;
+        }
+        Some(format!(
+            "admin.listen {addr} is not a loopback address and admin.token_file is not set: anyone who can reach it could \
+             reload, flush and read the cache. Set admin.token_file to a file holding a secret (e.g. \
+             `head -c 32 /dev/urandom | base64 > /etc/pzdns/admin.token`), or listen on loopback (admin.listen: 127.0.0.1:9153)"
+        ))
+    }
+
     /// TCP connections one source in a VPC may hold: the configured
     /// number, or an eighth of `tcp_max_connections` (at least one).
     pub fn tcp_per_source(&self) -> usize {

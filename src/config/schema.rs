@@ -80,6 +80,7 @@ pub struct TcpEntry {
 #[derive(Debug, Default)]
 pub struct AdminEntry {
     pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 /// `zones/vpcs.yaml`.
@@ -221,7 +222,7 @@ impl ServerFile {
         });
         let admin = m.get("admin").and_then(|n| {
             let mut a = MapReader::new(n, "`admin`", path, d)?;
-            let out = AdminEntry { listen: a.text("listen", d) };
+            let out = AdminEntry { listen: a.text("listen", d), token_file: a.text("token_file", d) };
             a.finish(d);
             Some(out)
         });

@@ -21,11 +21,26 @@ pub const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A listener that cannot be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind {proto} {addr}: {source}")]
+#[error("cannot bind {proto} {addr}: {source}{}", bind_hint(source, addr))]
 pub struct BindError {
     pub proto: &'static str,
     pub addr: SocketAddr,
     pub source: std::io::Error,
+}
+
+/// How to get past the usual reasons a bind fails.
+fn bind_hint(e: &std::io::Error, addr: &SocketAddr) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "; ports below 1024 need the capability CAP_NET_BIND_SERVICE: `setcap cap_net_bind_service=+ep` on the binary, \
+             AmbientCapabilities=CAP_NET_BIND_SERVICE under systemd, or the sysctl net.ipv4.ip_unprivileged_port_start={}",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrInUse if addr.port() == 5353 => {
+            "; port 5353 is mDNS, which avahi holds on most desktops: listen on another port (--listen 127.0.0.1:5300)".into()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The servers of all listeners, bound and ready.

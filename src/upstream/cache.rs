@@ -136,7 +136,7 @@ impl Drop for Entry {
 }
 
 /// What glibc's malloc takes for a request of `n` bytes: an 8-byte header,
-/// rounded up to 16, at least 32 (Rust's allocator is malloc here).
+/// rounded up to 16, at least 32 (the allocator is mimalloc, which adds no header: this errs high).
 pub const fn heap_bytes(n: usize) -> usize {
     if n == 0 {
         0

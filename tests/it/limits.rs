@@ -15,9 +15,14 @@ fn scratch(tag: &str) -> PathBuf {
     d
 }
 
-/// `pzdns check` on `dir`: (exit code, output).
+/// `pzdns check` on `dir`: (exit code, output). With a config of its own:
+/// without `--config`, `check` would read the checkout's ./pzdns.yaml,
+/// which users edit.
 fn check(dir: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones"]).arg(dir).output().unwrap();
+    let cfg = dir.with_extension("yaml");
+    std::fs::write(&cfg, "upstreams: []\nadmin:\n  listen: \"off\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).arg("check").arg("--config").arg(&cfg).arg("--zones").arg(dir).output().unwrap();
+    let _ = std::fs::remove_file(&cfg);
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)

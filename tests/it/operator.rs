@@ -130,6 +130,14 @@ fn a_broken_config_on_reload_is_rejected_whole() {
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
 }
 
+/// A configuration file for the CLI naming the admin address `srv` bound
+/// (its own file says port 0), with `admin_extra` lines under `admin:`.
+fn client_config(srv: &TestServer, admin_extra: &str) -> std::path::PathBuf {
+    let p = srv.dir.join("client.yaml");
+    std::fs::write(&p, format!("admin:\n  listen: {}\n{admin_extra}", srv.admin.unwrap())).unwrap();
+    p
+}
+
 fn pzdns(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -138,10 +146,7 @@ fn pzdns(args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn cache_flush_by_name_sends_the_next_query_upstream() {
     let up = FakeUpstream::start("127.0.0.1");
-    let port = free_tcp_port();
-    let cfg =
-        format!("listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:{port}\n", up.addr);
-    let srv = TestServer::start(Path::new(RULES_ZONES), &cfg);
+    let srv = TestServer::start(Path::new(RULES_ZONES), &config(up.addr, ""));
     let admin = srv.admin.unwrap().to_string();
     let server = srv.addrs[0];
     for name in ["www.public.example.", "www.public.example.", "stale.public.example."] {
@@ -153,9 +158,10 @@ fn cache_flush_by_name_sends_the_next_query_upstream() {
     let (code, dump, err) = pzdns(&["cache", "dump", "--admin", &admin, "--name", "www.public.example"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(dump.contains("www2.public.example."), "the cached chain is listed: {dump}");
+    assert!(dump.contains(" A DO=0 rcode=NOERROR expires in "), "as docs/REFERENCE.md#command-cache shows it: {dump}");
     assert!(!dump.contains("stale.public.example."), "only the name asked: {dump}");
-    // The config file names the admin address too.
-    let (code, all, err) = pzdns(&["cache", "dump", "--config", srv.dir.join("pzdns.yaml").to_str().unwrap()]);
+    // A config file names the admin address too.
+    let (code, all, err) = pzdns(&["cache", "dump", "--config", client_config(&srv, "").to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(all.contains("stale.public.example."), "{all}");
 
@@ -287,4 +293,164 @@ fn a_failing_upstream_is_logged_at_warn_once_per_interval() {
     assert_eq!(servfails, 1, "{log}");
     let m = http(srv.admin.unwrap(), "GET", "/metrics").1;
     assert!(metric(&m, "pzdns_events_total{event=\"servfail\"}") >= 30.0, "{m}");
+}
+
+/// A scratch directory of this test process.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pzdns-op-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+#[test]
+fn with_a_token_file_the_admin_api_needs_the_bearer_token_and_the_cli_sends_it() {
+    let up = FakeUpstream::start("127.0.0.1");
+    let dir = scratch("token");
+    let token_file = dir.join("admin.token");
+    // Trimmed: the newline an editor or `echo` leaves is not part of it.
+    std::fs::write(&token_file, "  s3cret-token\n").unwrap();
+    let extra = format!("  token_file: {}\n", token_file.display());
+    let srv = TestServer::start(Path::new(RULES_ZONES), &config(up.addr, &extra));
+    let admin = srv.admin.unwrap();
+    for (method, path) in [("GET", "/metrics"), ("GET", "/zones"), ("GET", "/cache"), ("POST", "/reload"), ("POST", "/cache/flush?all")] {
+        let (status, head, body) = http_with(admin, method, path, "");
+        assert_eq!(status, 401, "{method} {path} without a token: {body}");
+        assert!(head.to_ascii_lowercase().contains("\r\nwww-authenticate: bearer"), "{head}");
+        assert_eq!(http_with(admin, method, path, &bearer("s3cret-tokem")).0, 401, "{method} {path} with a wrong token");
+        assert_eq!(http_with(admin, method, path, &bearer("s3cret-token ")).0, 200, "{method} {path} with the token");
+    }
+    assert_eq!(http_with(admin, "GET", "/metrics", "Authorization: Basic czNjcmV0LXRva2Vu\r\n").0, 401);
+    assert_eq!(http_with(admin, "GET", "/metrics", "authorization: bearer s3cret-token\r\n").0, 200, "the scheme is case-insensitive");
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(http(admin, "GET", probe).0, 200, "{probe} stays open to probes");
+    }
+    // The CLI reads the token from the config (or --token-file) and sends it.
+    let cfg = client_config(&srv, &extra);
+    let (code, out, err) = pzdns(&["cache", "dump", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let addr = admin.to_string();
+    let (code, _, err) = pzdns(&["cache", "flush", "--all", "--admin", &addr]);
+    assert_eq!((code, err.contains("401")), (Some(1), true), "without the token: {err}");
+    let (code, out, err) = pzdns(&["cache", "flush", "--all", "--admin", &addr, "--token-file", token_file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The file is read again with the config on reload: a new token replaces the old.
+    std::fs::write(&token_file, "rotated-token\n").unwrap();
+    let (status, _, body) = http_with(admin, "POST", "/reload", &bearer("s3cret-token"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http_with(admin, "GET", "/metrics", &bearer("s3cret-token")).0, 401, "the old token no longer works");
+    assert_eq!(http_with(admin, "GET", "/metrics", &bearer("rotated-token")).0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_admin_listener_off_loopback_without_a_token_is_refused_at_start_check_and_reload() {
+    let dir = scratch("exposed");
+    let zones = std::fs::canonicalize(RULES_ZONES).unwrap();
+    let cfg = dir.join("pzdns.yaml");
+    // 192.0.2.1 (TEST-NET-1) is not an address of this host: were it not
+    // refused first, the bind would fail, and nothing is ever exposed.
+    let exposed = |admin: &str, extra: &str| {
+        format!("listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {}\nadmin:\n  listen: {admin}\n{extra}", zones.display())
+    };
+    std::fs::write(&cfg, exposed("192.0.2.1:9153", "")).unwrap();
+    let said = |err: &str| err.contains("admin.listen 192.0.2.1:9153") && err.contains("admin.token_file") && err.contains("loopback");
+    let (code, _, err) = pzdns(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(said(&err), "names both keys and the fix: {err}");
+    let (code, out, _) = pzdns(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(said(&out), "{out}");
+    // The same address from the flag.
+    std::fs::write(&cfg, exposed("127.0.0.1:0", "")).unwrap();
+    let (code, _, err) = pzdns(&["serve", "--config", cfg.to_str().unwrap(), "--admin", "192.0.2.1:9153"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(said(&err), "{err}");
+    // A reload whose config would expose it is rejected, the old settings keep serving.
+    let up = FakeUpstream::start("127.0.0.1");
+    let srv = TestServer::start(Path::new(RULES_ZONES), &config(up.addr, ""));
+    let admin = srv.admin.unwrap();
+    rewrite_config(&srv, &exposed("192.0.2.1:9153", ""));
+    let (status, body) = http(admin, "POST", "/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(said(&body), "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_empty_upstream_list_is_not_blamed_on_resolv_conf() {
+    let srv = TestServer::start(
+        Path::new(RULES_ZONES),
+        &config("127.0.0.1:53".parse().unwrap(), "").replace("upstreams: [127.0.0.1:53]", "upstreams: []"),
+    );
+    let err = srv.stderr();
+    assert!(err.contains("no upstreams"), "{err}");
+    assert!(!err.contains("resolv.conf"), "the config gave the empty list; resolv.conf was not asked: {err}");
+}
+
+#[test]
+fn the_cli_reads_a_chunked_body_split_inside_a_character() {
+    // An admin server (played here) whose chunks split "é" (C3 A9) in two.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the request ends with an empty line");
+            req.extend_from_slice(&buf[..n]);
+        }
+        let mut resp = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+        resp.extend_from_slice(b"6\r\n; caf\xc3\r\n");
+        resp.extend_from_slice(b"4\r\n\xa9 \xe2\x9c\r\n2\r\n\x93\n\r\n0\r\n\r\n");
+        s.write_all(&resp).unwrap();
+    });
+    let (code, out, err) = pzdns(&["cache", "dump", "--admin", &addr]);
+    server.join().unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "; café ✓\n");
+}
+
+/// Binding port 53 without the privilege fails with a hint of the three
+/// ways to get it. Run as root, the server runs as `nobody`.
+#[test]
+fn a_privileged_port_without_the_privilege_fails_with_a_hint() {
+    use std::os::unix::process::CommandExt;
+    let unprivileged_from: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1024);
+    if unprivileged_from <= 53 {
+        eprintln!("skipped: net.ipv4.ip_unprivileged_port_start is {unprivileged_from}, so anyone may bind port 53");
+        return;
+    }
+    let dir = scratch("port53");
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(dir.join("zones/vpcs.yaml"), "vpcs: []\n").unwrap();
+    let cfg = dir.join("pzdns.yaml");
+    std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1:53\nupstreams: []\nzones_dir: zones\nadmin:\n  listen: \"off\"\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    cmd.args(["serve", "--config", cfg.to_str().unwrap()]);
+    // SAFETY: only setgid/setuid, async-signal-safe, in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("127.0.0.1:53: Permission denied"), "{err}");
+    for hint in ["CAP_NET_BIND_SERVICE", "setcap", "net.ipv4.ip_unprivileged_port_start=53"] {
+        assert!(err.contains(hint), "names {hint}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -64,7 +64,10 @@ fn stale_answers_at_once_while_the_upstream_is_down_and_a_bounded_refresh_rate()
             assert_eq!(ttl, Some(30), "{n}: served stale (RFC 8767 TTL)");
             slowest = slowest.max(took);
             answers += 1;
-            at_once += usize::from(took < Duration::from_millis(100));
+            // An answer that waited on the upstream took an attempt's
+            // timeout at least; a fixed short bound would count a busy
+            // machine's scheduling delay as waiting.
+            at_once += usize::from(took < pzdns::upstream::ATTEMPT_TIMEOUT);
         }
     }
     let asked = up.queries() - asked_before;
@@ -72,7 +75,7 @@ fn stale_answers_at_once_while_the_upstream_is_down_and_a_bounded_refresh_rate()
     // down (2 attempts each); after that, at most one refresh per second.
     let bound = 2 * (NAMES + RUN.as_secs() as usize + 2);
     eprintln!(
-        "upstream down: {answers} client questions for {NAMES} names in {RUN:?}, all stale, {at_once} within 100 ms, the slowest after {slowest:?}; the upstream saw {asked} (bound {bound})"
+        "upstream down: {answers} client questions for {NAMES} names in {RUN:?}, all stale, {at_once} without waiting on the upstream, the slowest after {slowest:?}; the upstream saw {asked} (bound {bound})"
     );
     assert!(slowest <= Duration::from_millis(1800), "a stale answer took {slowest:?}");
     assert!(at_once >= answers - NAMES, "after the first failure, stale answers go out at once: {at_once} of {answers}");

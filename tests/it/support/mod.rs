@@ -82,19 +82,24 @@ impl TestServer {
 
     /// Starts pzdns and returns at once.
     pub fn spawn(zones: &Path, config_yaml: &str) -> TestServer {
+        Self::spawn_with(zones, config_yaml, |_| {})
+    }
+
+    /// As [`TestServer::spawn`], with `prepare` given the command before it runs.
+    pub fn spawn_with(zones: &Path, config_yaml: &str, prepare: impl FnOnce(&mut Command)) -> TestServer {
         let dir = scratch_dir("srv");
         let zones = std::fs::canonicalize(zones).unwrap_or_else(|_| zones.to_path_buf());
         let cfg = dir.join("pzdns.yaml");
         std::fs::write(&cfg, config_yaml.replace("{ZONES}", zones.to_str().unwrap())).unwrap();
         let ready = dir.join("ready");
         let stderr_path = dir.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-            .args(["serve", "--config", cfg.to_str().unwrap(), "--ready-file", ready.to_str().unwrap(), "--workers", "2"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+        cmd.args(["serve", "--config", cfg.to_str().unwrap(), "--ready-file", ready.to_str().unwrap(), "--workers", "2"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn pzdns");
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        prepare(&mut cmd);
+        let child = cmd.spawn().expect("spawn pzdns");
         TestServer { child: Some(child), addrs: Vec::new(), admin: None, dir, stderr_path }
     }
 
@@ -273,14 +278,21 @@ pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
 
 /// A minimal HTTP/1.1 exchange: (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_with(addr, method, path, "");
+    (status, body)
+}
+
+/// As [`http`], with `headers` (each line ending in `\r\n`) added to the
+/// request; (status, response head, body).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String, String) {
     let mut t = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to admin");
     t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(t, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(t, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut resp = String::new();
     t.read_to_string(&mut resp).unwrap();
     let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let (head, body) = resp.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+    (status, head, body)
 }
 
 /// The value of one sample in a Prometheus text exposition (0 if absent).
