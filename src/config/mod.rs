@@ -47,6 +47,9 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a TCP response may take to be written before the
 /// connection is closed (a client that does not read).
 pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TTL bounds for every record, in zones and in policies (docs/REFERENCE.md#limits).
+pub const MIN_TTL: i64 = 5;
+pub const MAX_TTL: i64 = 86_400;
 /// Threads a reload uses: one, so answering keeps the other cores.
 pub const DEFAULT_RELOAD_THREADS: usize = 1;
 

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use super::diagnostics::{Diagnostics, Pos};
 use super::files::FileAccess;
 use super::yaml::{self, MapReader, Node, Spanned, pos};
-use super::{Located, rdata};
+use super::{Located, MAX_TTL, MIN_TTL, rdata};
 
 /// Default TTL of local data written inline (RPZ records carry their own).
 pub const DEFAULT_POLICY_TTL: u32 = 60;
@@ -315,13 +315,9 @@ fn read_rule_set(
         diags.push(path, at, "`on_load_error` applies to list files (`rpz:` or `domains:`) only");
     }
     let ttl = match &keys.ttl {
-        Some(t) if (super::zones_dir::MIN_TTL..=super::zones_dir::MAX_TTL).contains(&t.value) => t.value as u32,
+        Some(t) if (MIN_TTL..=MAX_TTL).contains(&t.value) => t.value as u32,
         Some(t) => {
-            diags.push(
-                path,
-                t.pos,
-                format!("TTL {} is outside {}..{} seconds", t.value, super::zones_dir::MIN_TTL, super::zones_dir::MAX_TTL),
-            );
+            diags.push(path, t.pos, format!("TTL {} is outside {}..{} seconds", t.value, MIN_TTL, MAX_TTL));
             DEFAULT_POLICY_TTL
         }
         None => DEFAULT_POLICY_TTL,

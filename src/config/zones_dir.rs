@@ -16,7 +16,7 @@ use super::diagnostics::{Diagnostics, Pos};
 use super::files::{FileAccess, Stamp, unchanged};
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
-use super::{Located, ServerConfig, presentation, rdata};
+use super::{Located, MAX_TTL, MIN_TTL, ServerConfig, presentation, rdata};
 
 pub const VPCS_FILE: &str = "vpcs.yaml";
 pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
@@ -24,9 +24,6 @@ pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
 pub const MAX_FILES: usize = 100_000;
 /// Deepest subdirectory nesting read.
 pub const MAX_DEPTH: usize = 16;
-/// TTL bounds for every record (docs/REFERENCE.md#limits).
-pub const MIN_TTL: i64 = 5;
-pub const MAX_TTL: i64 = 86_400;
 /// PrivateZone's default TTL.
 pub const DEFAULT_TTL: u32 = 60;
 pub const DEFAULT_ENDPOINT_TEMPLATE: &str = "{endpoint}.{service}.{region}.privatelink.aliyuncs.com";
