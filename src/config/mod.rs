@@ -5,6 +5,7 @@
 //! collected into [`Diagnostics`] so that `pzdns check` can show them all.
 
 pub mod diagnostics;
+pub mod dnstap;
 pub mod files;
 pub mod master_file;
 pub mod policy;
@@ -188,7 +189,7 @@ pub struct ServerConfig {
     /// This replica's NSID (RFC 5001), sent to queries that ask; off by default.
     pub nsid: Option<String>,
     /// dnstap output; off by default.
-    pub dnstap: Option<crate::dnstap::Settings>,
+    pub dnstap: Option<dnstap::Settings>,
 }
 
 impl ServerConfig {
@@ -287,7 +288,7 @@ impl ServerConfig {
             cfg.read_nsid(path, n, diags);
         }
         if let Some(t) = f.dnstap {
-            cfg.dnstap = dnstap_settings(path, &base, t, cfg.nsid.as_deref(), diags);
+            cfg.dnstap = dnstap::read(path, &base, t, cfg.nsid.as_deref(), diags);
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
@@ -534,88 +535,6 @@ impl ServerConfig {
     pub fn tcp_per_source(&self) -> usize {
         self.tcp_max_connections_per_source.unwrap_or(self.tcp_max_connections / DEFAULT_TCP_SOURCE_SHARE).max(1)
     }
-}
-
-/// Longest Unix socket path (`sun_path` less its terminating NUL).
-const MAX_SOCKET_PATH: usize = 107;
-/// Longest dnstap identity or version.
-const MAX_DNSTAP_TEXT: usize = 255;
-
-/// `dnstap:` checked: one output, known message kinds, a sane queue.
-fn dnstap_settings(
-    path: &Path,
-    base: &Path,
-    t: schema::DnstapEntry,
-    nsid: Option<&str>,
-    diags: &mut Diagnostics,
-) -> Option<crate::dnstap::Settings> {
-    use crate::dnstap::{DEFAULT_QUEUE, Kinds, Output, Settings};
-    let before = diags.len();
-    let output = match (t.socket, t.file) {
-        (Some(s), None) if !s.value.is_empty() => {
-            let p = base.join(&s.value);
-            if p.as_os_str().len() > MAX_SOCKET_PATH {
-                diags.push(
-                    path,
-                    pos(&s),
-                    format!("dnstap.socket is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}", p.as_os_str().len()),
-                );
-            }
-            Some(Output::Socket(p))
-        }
-        (None, Some(f)) if !f.value.is_empty() => Some(Output::File(base.join(&f.value))),
-        (Some(s), Some(_)) => {
-            diags.push(path, pos(&s), "dnstap has both `socket` and `file`; give one: a collector's Unix socket, or a file to write");
-            None
-        }
-        (s, f) => {
-            let at = s.as_ref().or(f.as_ref()).map_or(t.pos, pos);
-            diags.push(
-                path,
-                at,
-                "dnstap needs `socket:` (a collector's Unix socket, e.g. /run/pzdns/dnstap.sock) or `file:` (e.g. /var/log/pzdns/dnstap.fstrm)",
-            );
-            None
-        }
-    };
-    // BIND's defaults: the host name (here the NSID first, which names
-    // the replica the same way) and the server's version; `none` omits them.
-    let text = |v: Option<yaml::Spanned<String>>, key: &str, default: &dyn Fn() -> String, diags: &mut Diagnostics| match v {
-        None => default(),
-        Some(v) if v.value == "none" => String::new(),
-        Some(v) if v.value.len() > MAX_DNSTAP_TEXT => {
-            diags.push(path, pos(&v), format!("dnstap.{key} is {} bytes; at most {MAX_DNSTAP_TEXT}", v.value.len()));
-            String::new()
-        }
-        Some(v) => v.value,
-    };
-    let identity = text(t.identity, "identity", &|| nsid.map(str::to_string).or_else(crate::dnstap::hostname).unwrap_or_default(), diags);
-    let version = text(t.version, "version", &|| format!("pzdns {}", env!("CARGO_PKG_VERSION")), diags);
-    let mut kinds = Kinds::ALL;
-    if let Some(m) = t.messages {
-        kinds = Kinds::NONE;
-        if m.value.is_empty() {
-            diags.push(path, pos(&m), format!("dnstap.messages is empty; list some of {}, or remove `dnstap`", Kinds::NAMES.join(", ")));
-        }
-        for k in &m.value {
-            match Kinds::by_name(&k.value) {
-                Some(kind) => kinds = kinds.with(kind),
-                None => diags.push(path, pos(k), format!("dnstap.messages `{}` must be one of {}", k.value, Kinds::NAMES.join(", "))),
-            }
-        }
-    }
-    let mut queue = DEFAULT_QUEUE;
-    if let Some(q) = t.queue {
-        if (1..=1_000_000).contains(&q.value) {
-            queue = q.value as usize;
-        } else {
-            diags.push(path, pos(&q), "dnstap.queue must be from 1 to 1000000 (messages waiting for the writer)");
-        }
-    }
-    if diags.len() > before {
-        return None;
-    }
-    Some(Settings { output: output?, identity, version, kinds, queue })
 }
 
 pub fn parse_log_format(s: &str) -> Option<LogFormat> {
