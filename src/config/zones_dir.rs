@@ -232,13 +232,33 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
         load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
     }
+    add_unknown_vpcs(&mut data, &known);
     (data, diags)
+}
+
+/// Every VPC id that zones and endpoints name but `vpcs.yaml` lacks (each
+/// reference is a problem, reported) stands as a VPC without CIDRs, after
+/// the real ones: the load fails on those problems, but the checks that
+/// need the zones a VPC sees (CNAME chains, two zones of one name, names
+/// an endpoint shadows) still run, so that one `check` shows everything.
+fn add_unknown_vpcs(data: &mut ZonesData, known: &HashSet<String>) {
+    let mut added: HashSet<&str> = HashSet::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for l in data.zones.iter().flat_map(|z| z.vpcs.iter()) {
+        if !known.contains(&l.value) && added.insert(&l.value) {
+            unknown.push(l.value.clone());
+        }
+    }
+    for id in unknown {
+        data.vpcs.push(VpcDef { id, region: None, cidrs: Vec::new(), vswitches: Vec::new() });
+    }
 }
 
 fn unknown_vpc_msg(id: &str, dir: &Path, known: &HashSet<String>) -> String {
     let vpcs = dir.join(VPCS_FILE);
     match yaml::did_you_mean(id, known.iter().map(String::as_str)) {
         Some(s) => format!("unknown VPC id `{id}`; did you mean `{s}`? (VPCs are defined in {})", vpcs.display()),
+        None if !vpcs.exists() => format!("unknown VPC id `{id}`: {} does not exist; create it and define the VPCs there", vpcs.display()),
         None => format!("unknown VPC id `{id}`; define it in {}", vpcs.display()),
     }
 }
@@ -413,7 +433,10 @@ fn check_vpc_list(
         let id = v.value.trim();
         if !known.contains(id) {
             diags.push(path, pos(v), unknown_vpc_msg(id, dir, known));
-        } else if !seen.insert(id.to_string()) {
+        }
+        // An unknown id is kept: `load_reusing` gives it a VPC of its own
+        // for the checks that need views to run in the same pass.
+        if !seen.insert(id.to_string()) {
             diags.push(path, pos(v), format!("VPC `{id}` is listed twice"));
         } else {
             out.push(Located { value: id.to_string(), path: path.to_path_buf(), pos: pos(v) });
@@ -846,7 +869,7 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         for n in &ep.private_dns_names {
             spaces_around("private_dns_names", &n.value, path, pos(n), diags);
             match rdata::parse_absolute_name(&n.value) {
-                Ok(name) => private_names.push(name.to_lowercase()),
+                Ok(name) => private_names.push((name.to_lowercase(), pos(n))),
                 Err(e) => diags.push(path, pos(n), format!("private_dns_names: {e}")),
             }
         }
@@ -880,7 +903,8 @@ struct EndpointSpec<'a> {
     /// The `names.endpoint` and `names.zonal` templates.
     templates: (&'a str, &'a str),
     zones: &'a [EndpointZone],
-    private_names: &'a [Name],
+    /// Each with the position of its `private_dns_names` entry.
+    private_names: &'a [(Name, Pos)],
     ttl: u32,
     vpcs: &'a [Located<String>],
     path: &'a Path,
@@ -893,7 +917,7 @@ struct EndpointSpec<'a> {
 /// from `ipv6`. Each name becomes a zone of its own, visible to the
 /// endpoint's VPC and `visible_to`.
 fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let mut make = |name_text: String, zone_filter: Option<&str>| {
+    let mut make = |name_text: String, zone_filter: Option<&str>, at: Pos| {
         let name = match rdata::parse_absolute_name(&name_text) {
             Ok(n) => n.to_lowercase(),
             Err(e) => {
@@ -928,7 +952,7 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
             origin: name,
             kind: ZoneOrigin::Endpoint(ep.id.to_string()),
             path: ep.path.to_path_buf(),
-            pos: ep.at,
+            pos: at,
             vpcs: ep.vpcs.to_vec(),
             recursive_proxy: false,
             ttl: ep.ttl,
@@ -937,12 +961,12 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
         });
     };
     let (ep_t, zonal_t) = ep.templates;
-    make(render(ep_t, ep.id, ep.service, ep.region, ""), None);
+    make(render(ep_t, ep.id, ep.service, ep.region, ""), None, ep.at);
     for (zid, ..) in ep.zones {
-        make(render(zonal_t, ep.id, ep.service, ep.region, zid), Some(zid));
+        make(render(zonal_t, ep.id, ep.service, ep.region, zid), Some(zid), ep.at);
     }
-    for n in ep.private_names {
-        make(n.to_string(), None);
+    for (n, at) in ep.private_names {
+        make(n.to_string(), None, *at);
     }
 }
 

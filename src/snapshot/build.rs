@@ -146,7 +146,8 @@ impl Snapshot {
             };
             let key = name_key(origin);
             let mut clash = false;
-            for (l, vi) in bound.iter().zip(vpcs.iter()) {
+            for l in bound.iter() {
+                let Some(vi) = snap.vpc_by_id.get(&l.value) else { continue };
                 if let Some((p, at)) = bound_at.get(&(key.clone(), *vi)) {
                     let what = match kind {
                         ZoneOrigin::File => format!("zone {origin}"),
@@ -204,7 +205,58 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
+        check_endpoint_shadowing(&snap, &mut diags);
         (snap, cnames, diags)
+    }
+}
+
+/// An endpoint's name (a private DNS name above all) is a zone of its own:
+/// in the VPCs that see it, it hides whatever a zone file holds at and
+/// under that name, which is then never answered. A problem, naming both.
+fn check_endpoint_shadowing(snap: &Snapshot, diags: &mut Diagnostics) {
+    for ez in &snap.zones {
+        let ZoneOrigin::Endpoint(id) = &ez.kind else { continue };
+        // Per zone file hidden: the VPCs where it is.
+        let mut hidden: Vec<(ZoneIdx, Vec<&str>)> = Vec::new();
+        for &v in &ez.vpcs {
+            // The zone the name would be answered from without the
+            // endpoint: the longest apex above it bound to this VPC.
+            let mut k = parent_key(&ez.key);
+            while let Some(pk) = k {
+                if let Some(list) = snap.zone_index.get(pk)
+                    && let Ok(i) = list.binary_search_by(|(x, _)| x.cmp(&v))
+                {
+                    let zi = list[i].1;
+                    let z = &snap.zones[zi as usize];
+                    // Every name under a node has its empty non-terminals
+                    // as nodes: one probe finds records at or under the name.
+                    if matches!(z.kind, ZoneOrigin::File) && z.nodes.contains_key(&ez.key) {
+                        let vpc = snap.vpcs[v as usize].id.as_str();
+                        match hidden.iter_mut().find(|h| h.0 == zi) {
+                            Some(h) => h.1.push(vpc),
+                            None => hidden.push((zi, vec![vpc])),
+                        }
+                    }
+                    break;
+                }
+                k = parent_key(pk);
+            }
+        }
+        for (zi, vpcs) in hidden {
+            let z = &snap.zones[zi as usize];
+            diags.push(
+                &ez.path,
+                ez.pos,
+                format!(
+                    "endpoint `{id}` publishes {}, which hides the records at and under that name in zone {} ({}:{}) from VPC {}: they would never be answered; remove them from the zone file, or the name from the endpoint",
+                    ez.origin,
+                    z.origin,
+                    z.path.display(),
+                    z.pos.line,
+                    vpcs.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
     }
 }
 
@@ -322,7 +374,6 @@ fn build_zone(
     by_name.reserve(recs.len());
     // About what the arena will hold: key, headers and record per record.
     let def_bytes = recs.len() * 48;
-    let count_before = diags.len();
     for (i, r) in recs.iter().enumerate() {
         let kb = KeyBuf::new(&r.record.name);
         let sets = match by_name.get_mut(kb.key()) {
@@ -399,6 +450,9 @@ fn build_zone(
                 diags.push(&def.records_path, o.3, msg);
             }
             cnames.push((zi, owner, def.records_path.clone(), c.3));
+            // The CNAME alone stays (the load fails on the problems above
+            // anyway): its chain is followed in this pass too.
+            sets.retain(|s| s.0 == RecordType::CNAME || (is_apex && matches!(s.0, RecordType::SOA | RecordType::NS)));
         }
         // RFC 2181 §5.2: one TTL per RRset; use the smallest given.
         for s in &sets {
@@ -439,7 +493,10 @@ fn build_zone(
     if too_large {
         diags.push(&def.records_path, def.pos, "the zone holds more than 4 GiB of records; split it into several zones");
     }
-    if diags.len() > count_before {
+    // A zone with other problems is built all the same, so that the
+    // checks that follow (CNAME chains, names shadowed) run in this pass
+    // too; the load fails on its problems.
+    if too_large {
         return None;
     }
     let nodes = nodes.finish();

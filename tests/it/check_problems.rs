@@ -276,3 +276,102 @@ fn white_space_around_names_ids_and_values_is_reported() {
     assert!(out.trim_end().ends_with("8 problems found"), "{out}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Issue 26: a CNAME loop is reported with the file's other problems, not
+/// only once they are fixed: a zone with a problem (an unknown VPC id,
+/// data beside a CNAME) is still walked in the same pass.
+#[test]
+fn a_cname_loop_is_reported_with_the_files_other_problems() {
+    let d = scratch("loop");
+    let z = d.join("zones/w.yaml");
+    std::fs::write(
+        &z,
+        "zone: w.test\nvpcs: [vpc-hz-prd]\nrecords:\n  - { name: l1, type: CNAME, value: l2.w.test }\n  - { name: l2, type: CNAME, value: l1.w.test }\n",
+    )
+    .unwrap();
+    let y = d.join("zones/y.yaml");
+    std::fs::write(
+        &y,
+        "zone: y.test\nvpcs: [vpc-hz-prod]\nrecords:\n  - { name: l1, type: CNAME, value: l2.y.test }\n  - { name: l2, type: CNAME, value: l1.y.test }\n  - { name: l2, type: A, value: 10.0.0.1 }\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &z,
+        &[
+            ("2:8", "unknown VPC id `vpc-hz-prd`; did you mean `vpc-hz-prod`?"),
+            ("4:37", "CNAME loop: the chain comes back to l1.w.test."),
+            ("5:37", "CNAME loop: the chain comes back to l2.w.test."),
+        ],
+    );
+    expect(
+        &out,
+        &y,
+        &[
+            ("4:37", "CNAME loop: the chain comes back to l1.y.test. in the view of VPC `vpc-hz-prod`"),
+            ("6:33", "A record beside a CNAME at l2.y.test."),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: with vpcs.yaml missing, every reference to a VPC id is
+/// reported, saying the file is missing, and the checks that need the
+/// zones a VPC sees (two zones of one name, CNAME loops) still run.
+#[test]
+fn without_vpcs_yaml_every_reference_and_every_other_problem_is_reported() {
+    let d = scratch("novpcs");
+    std::fs::remove_file(d.join("zones/vpcs.yaml")).unwrap();
+    let a = d.join("zones/a.yaml");
+    std::fs::write(&a, "zone: w.test\nvpcs: [vpc-hz-prod, vpc-bj-dev]\nrecords:\n  - { name: l1, type: CNAME, value: l1.w.test }\n")
+        .unwrap();
+    let b = d.join("zones/b.yaml");
+    std::fs::write(&b, "zone: w.test\nvpcs: [vpc-hz-prod]\n").unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    let missing = format!("{} does not exist", d.join("zones/vpcs.yaml").display());
+    expect(&out, &a, &[("2:8", &missing), ("2:21", &missing), ("4:37", "CNAME loop")]);
+    expect(
+        &out,
+        &b,
+        &[("2:8", &missing), ("2:8", &format!("zone w.test. is bound to VPC `vpc-hz-prod` twice: also at {}:1", a.display()))],
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: an endpoint's private DNS name is a zone of its own, hiding a
+/// zone file's records at and under it in the endpoint's VPCs: reported,
+/// naming the endpoint and the zone file.
+#[test]
+fn an_endpoint_name_that_hides_a_zones_records_is_reported() {
+    let d = scratch("shadow");
+    let z = d.join("zones/proxy.yaml");
+    std::fs::write(
+        &z,
+        "zone: vpc-proxy.aliyuncs.com\nvpcs: [vpc-hz-prod, vpc-bj-dev]\nrecords:\n  - { name: a.openapi, type: A, value: 10.9.9.9 }\n  - { name: other, type: A, value: 10.9.9.8 }\n",
+    )
+    .unwrap();
+    let e = d.join("zones/endpoints.yaml");
+    std::fs::write(
+        &e,
+        "endpoints:\n  - id: ep-1\n    service: epsrv-1\n    region: cn-hangzhou\n    vpc: vpc-hz-prod\n    zones:\n      - { zone: cn-hangzhou-b, ip: 10.0.1.7 }\n    private_dns_names: [new.vpc-proxy.aliyuncs.com, openapi.vpc-proxy.aliyuncs.com]\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &e,
+        &[(
+            "8:53",
+            &format!(
+                "endpoint `ep-1` publishes openapi.vpc-proxy.aliyuncs.com., which hides the records at and under that name in zone vpc-proxy.aliyuncs.com. ({}:1) from VPC `vpc-hz-prod`",
+                z.display()
+            ),
+        )],
+    );
+    assert!(out.trim_end().ends_with("1 problem found"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
