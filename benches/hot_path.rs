@@ -176,7 +176,8 @@ fn request_path(c: &mut Criterion) {
     });
     // dnstap on: one query's CLIENT_QUERY and CLIENT_RESPONSE encoded and
     // handed to the writer thread (which writes them to /dev/null).
-    use pzdns::dnstap::{Dnstap, Kinds, Output, Protocol, Settings};
+    use pzdns::config::dnstap::{Kinds, Output, Settings};
+    use pzdns::dnstap::{Dnstap, Protocol};
     let settings = Settings {
         output: Output::File("/dev/null".into()),
         identity: "bench".into(),

@@ -4,8 +4,8 @@
 //! uses only those before it in this order (docs/ARCHITECTURE.md keeps the
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
-//! dns ─► metrics ─► dnstap ─► config ─► snapshot ─► resolve ─► loader ─► upstream
-//!     ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
+//! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
+//!     ─► upstream ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `config` reads and checks
 //! files, `snapshot` holds the indexes a query reads, `resolve` applies

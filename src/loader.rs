@@ -92,7 +92,7 @@ pub fn load_incremental(
     let reuse =
         Reuse { read: data.zones.iter().filter(|z| matches!(z.kind, zones_dir::ZoneOrigin::File)).count(), reused: data.reused.len() };
     let memo = prev.map(|p| (p, &inc.chains));
-    let (built, chains) = build_reusing(cfg, data, generation, memo);
+    let (built, chains) = build_and_check(cfg, data, generation, memo);
     let snap = with_read_problems(built, diags)?;
     inc.read = read;
     inc.chains = chains;
@@ -101,12 +101,13 @@ pub fn load_incremental(
 
 /// Builds a snapshot from data already read, and checks its CNAME chains.
 pub fn build(cfg: &ServerConfig, data: ZonesData, generation: u64) -> Result<Snapshot, Diagnostics> {
-    build_reusing(cfg, data, generation, None).0
+    build_and_check(cfg, data, generation, None).0
 }
 
 /// As [`build`], taking the zones of `data.reused` from `prev`, whose
-/// chains were checked as `memo` says.
-fn build_reusing(
+/// chains were checked as `memo` says: [`Snapshot::build_reusing`], then
+/// [`check_cname_chains`].
+fn build_and_check(
     cfg: &ServerConfig,
     data: ZonesData,
     generation: u64,

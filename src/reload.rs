@@ -336,7 +336,7 @@ pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) 
         new.log_format = running.log_format;
     }
     if running.dnstap != new.dnstap {
-        let show = |d: &Option<crate::dnstap::Settings>| d.as_ref().map_or("off".to_string(), |s| s.output.to_string());
+        let show = |d: &Option<crate::config::dnstap::Settings>| d.as_ref().map_or("off".to_string(), |s| s.output.to_string());
         notes.push(format!("dnstap changed from {} to {}", show(&running.dnstap), show(&new.dnstap)));
         new.dnstap = running.dnstap.clone();
     }

@@ -5,6 +5,7 @@
 //! collected into [`Diagnostics`] so that `pzdns check` can show them all.
 
 pub mod diagnostics;
+pub mod dnstap;
 pub mod files;
 pub mod master_file;
 pub mod policy;
@@ -47,6 +48,9 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a TCP response may take to be written before the
 /// connection is closed (a client that does not read).
 pub const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TTL bounds for every record, in zones and in policies (docs/REFERENCE.md#limits).
+pub const MIN_TTL: i64 = 5;
+pub const MAX_TTL: i64 = 86_400;
 /// Threads a reload uses: one, so answering keeps the other cores.
 pub const DEFAULT_RELOAD_THREADS: usize = 1;
 
@@ -192,7 +196,7 @@ pub struct ServerConfig {
     /// This replica's NSID (RFC 5001), sent to queries that ask; off by default.
     pub nsid: Option<String>,
     /// dnstap output; off by default.
-    pub dnstap: Option<crate::dnstap::Settings>,
+    pub dnstap: Option<dnstap::Settings>,
 }
 
 impl ServerConfig {
@@ -258,46 +262,91 @@ impl ServerConfig {
         let mut cfg = Self::defaults();
         cfg.source = Some(path.to_path_buf());
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-
         if let Some(listen) = f.listen {
-            cfg.listen.clear();
-            if listen.value.is_empty() {
-                diags.push(path, listen.pos, "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
-            }
-            for l in listen.value {
-                let Some(address) = parse_socket_addr(&l.address.value, None) else {
-                    diags.push(
-                        path,
-                        pos(&l.address),
-                        format!("listen address `{}` must be IP:PORT, e.g. 0.0.0.0:53 or [::]:53", l.address.value),
-                    );
-                    continue;
-                };
-                if cfg.listen.iter().any(|x| x.address == address) {
-                    diags.push(path, pos(&l.address), format!("listen address {address} is given twice"));
-                    continue;
-                }
-                let vpc = l.vpc.map(|v| located(path, v));
-                let proxy_protocol = match l.proxy_protocol.as_ref().map(|p| p.value.as_str()) {
-                    None | Some("off") => ProxyProtocol::Off,
-                    Some("optional") => ProxyProtocol::Optional,
-                    Some("required") => ProxyProtocol::Required,
-                    Some(other) => {
-                        let at = l.proxy_protocol.as_ref().map_or(Pos::new(1, 1), pos);
-                        diags.push(path, at, format!("proxy_protocol `{other}` must be `off`, `optional` or `required`"));
-                        ProxyProtocol::Off
-                    }
-                };
-                cfg.listen.push(Listener { address, vpc, proxy_protocol });
-            }
+            cfg.read_listen(path, listen, diags);
         }
         if let Some(ups) = f.upstreams {
             cfg.upstreams_from_resolv_conf = false;
             cfg.upstreams = parse_upstreams(path, &ups, diags);
         }
+        cfg.read_forward_zones(path, f.forward_zones, diags);
+        if let Some(z) = f.zones_dir {
+            cfg.zones_dir = base.join(&z.value);
+        } else {
+            cfg.zones_dir = base.join("zones");
+        }
+        cfg.read_reload(path, f.reload_threads, f.reload_priority, diags);
+        if let Some(u) = f.unknown_clients {
+            cfg.read_unknown_clients(path, u, diags);
+        }
+        if let Some(c) = f.cache {
+            cfg.read_cache(path, c, diags);
+        }
+        if let Some(a) = f.admin {
+            cfg.read_admin(path, &base, a, diags);
+        }
+        if let Some(t) = f.tcp {
+            cfg.read_tcp(path, t, diags);
+        }
+        if let Some(l) = f.log_format {
+            match parse_log_format(&l.value) {
+                Some(v) => cfg.log_format = v,
+                None => diags.push(path, pos(&l), format!("log_format `{}` must be `text` or `json`", l.value)),
+            }
+        }
+        cfg.read_client_identity(path, f.trusted_forwarders.unwrap_or_default(), f.client_subnet, diags);
+        if let Some(n) = f.nsid {
+            cfg.read_nsid(path, n, diags);
+        }
+        if let Some(t) = f.dnstap {
+            cfg.dnstap = dnstap::read(path, &base, t, cfg.nsid.as_deref(), diags);
+        }
+        if let Some(q) = f.query_log {
+            cfg.query_log = q.value;
+        }
+        cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
+        cfg
+    }
+
+    /// `listen:`: each address once, with its VPC and PROXY protocol mode.
+    fn read_listen(&mut self, path: &Path, listen: Spanned<Vec<schema::ListenEntry>>, diags: &mut Diagnostics) {
+        self.listen.clear();
+        if listen.value.is_empty() {
+            diags.push(path, listen.pos, "`listen` is empty: give at least one address, e.g. `- address: 0.0.0.0:53`");
+        }
+        for l in listen.value {
+            let Some(address) = parse_socket_addr(&l.address.value, None) else {
+                diags.push(
+                    path,
+                    pos(&l.address),
+                    format!("listen address `{}` must be IP:PORT, e.g. 0.0.0.0:53 or [::]:53", l.address.value),
+                );
+                continue;
+            };
+            if self.listen.iter().any(|x| x.address == address) {
+                diags.push(path, pos(&l.address), format!("listen address {address} is given twice"));
+                continue;
+            }
+            let vpc = l.vpc.map(|v| located(path, v));
+            let proxy_protocol = match l.proxy_protocol.as_ref().map(|p| p.value.as_str()) {
+                None | Some("off") => ProxyProtocol::Off,
+                Some("optional") => ProxyProtocol::Optional,
+                Some("required") => ProxyProtocol::Required,
+                Some(other) => {
+                    let at = l.proxy_protocol.as_ref().map_or(Pos::new(1, 1), pos);
+                    diags.push(path, at, format!("proxy_protocol `{other}` must be `off`, `optional` or `required`"));
+                    ProxyProtocol::Off
+                }
+            };
+            self.listen.push(Listener { address, vpc, proxy_protocol });
+        }
+    }
+
+    /// `forward_zones:`: a domain given twice for the same VPCs is a problem.
+    fn read_forward_zones(&mut self, path: &Path, entries: Vec<schema::ForwardZoneEntry>, diags: &mut Diagnostics) {
         // (domain, its VPCs or None for all, line) of each forward zone so far.
         let mut seen: Vec<(Name, Option<Vec<String>>, u32)> = Vec::new();
-        for fz in f.forward_zones {
+        for fz in entries {
             let domain = match rdata::parse_absolute_name(&fz.domain.value) {
                 Ok(n) => n,
                 Err(e) => {
@@ -330,124 +379,134 @@ impl ServerConfig {
             seen.push((domain.clone(), vpc_ids, pos(&fz.domain).line));
             let vpcs = fz.vpcs.map(|v| v.into_iter().map(|s| located(path, s)).collect());
             let unknown_clients = fz.unknown_clients.is_some_and(|u| u.value);
-            cfg.forward_zones.push(ForwardZone { domain, upstreams, vpcs, unknown_clients });
+            self.forward_zones.push(ForwardZone { domain, upstreams, vpcs, unknown_clients });
         }
-        if let Some(z) = f.zones_dir {
-            cfg.zones_dir = base.join(&z.value);
-        } else {
-            cfg.zones_dir = base.join("zones");
-        }
-        if let Some(t) = f.reload_threads {
+    }
+
+    /// `reload: { threads, priority }`.
+    fn read_reload(&mut self, path: &Path, threads: Option<Spanned<i64>>, priority: Option<Spanned<String>>, diags: &mut Diagnostics) {
+        if let Some(t) = threads {
             if (1..=256).contains(&t.value) {
-                cfg.reload_threads = t.value as usize;
+                self.reload_threads = t.value as usize;
             } else {
                 diags.push(path, pos(&t), "reload.threads must be from 1 to 256");
             }
         }
-        if let Some(p) = f.reload_priority {
+        if let Some(p) = priority {
             match p.value.as_str() {
-                "idle" => cfg.reload_priority = ReloadPriority::Idle,
-                "low" => cfg.reload_priority = ReloadPriority::Low,
+                "idle" => self.reload_priority = ReloadPriority::Idle,
+                "low" => self.reload_priority = ReloadPriority::Low,
                 other => diags.push(path, pos(&p), format!("reload.priority `{other}` must be `idle` or `low`")),
             }
         }
-        if let Some(u) = f.unknown_clients {
-            match u.value.as_str() {
-                "refuse" => cfg.unknown_clients = UnknownClients::Refuse,
-                "forward" => cfg.unknown_clients = UnknownClients::Forward,
-                other => diags.push(path, pos(&u), format!("unknown_clients `{other}` must be `refuse` or `forward`")),
+    }
+
+    fn read_unknown_clients(&mut self, path: &Path, u: Spanned<String>, diags: &mut Diagnostics) {
+        match u.value.as_str() {
+            "refuse" => self.unknown_clients = UnknownClients::Refuse,
+            "forward" => self.unknown_clients = UnknownClients::Forward,
+            other => diags.push(path, pos(&u), format!("unknown_clients `{other}` must be `refuse` or `forward`")),
+        }
+    }
+
+    /// `cache: { max_entries, max_bytes, serve_stale }`.
+    fn read_cache(&mut self, path: &Path, c: schema::CacheEntry, diags: &mut Diagnostics) {
+        if let Some(m) = c.max_entries {
+            if m.value <= 0 || m.value > 100_000_000 {
+                diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
+            } else {
+                self.cache_max_entries = m.value as u64;
             }
         }
-        if let Some(c) = f.cache {
-            if let Some(m) = c.max_entries {
-                if m.value <= 0 || m.value > 100_000_000 {
-                    diags.push(path, pos(&m), "cache.max_entries must be from 1 to 100000000");
-                } else {
-                    cfg.cache_max_entries = m.value as u64;
-                }
-            }
-            if let Some(b) = c.max_bytes {
-                match parse_size(&b.value) {
-                    Some(n) if (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&n) => cfg.cache_max_bytes = n,
-                    _ => diags.push(
-                        path,
-                        pos(&b),
-                        format!("cache.max_bytes `{}` must be a size from 1MiB to 1TiB, like 256MiB, 2GiB or 500000000", b.value),
-                    ),
-                }
-            }
-            if let Some(s) = c.serve_stale {
-                match parse_duration(&s.value) {
-                    Some(d) if d <= Duration::from_secs(7 * 86400) => cfg.serve_stale = d,
-                    Some(_) => diags.push(path, pos(&s), "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most"),
-                    None => {
-                        diags.push(path, pos(&s), format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value))
-                    }
-                }
+        if let Some(b) = c.max_bytes {
+            match parse_size(&b.value) {
+                Some(n) if (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&n) => self.cache_max_bytes = n,
+                _ => diags.push(
+                    path,
+                    pos(&b),
+                    format!("cache.max_bytes `{}` must be a size from 1MiB to 1TiB, like 256MiB, 2GiB or 500000000", b.value),
+                ),
             }
         }
-        if let Some(a) = f.admin {
-            match a.listen {
-                Some(l) if l.value == "off" || l.value.is_empty() => cfg.admin_listen = None,
-                Some(l) => match parse_socket_addr(&l.value, None) {
-                    Some(addr) => cfg.admin_listen = Some(addr),
-                    None => diags.push(path, pos(&l), format!("admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`", l.value)),
-                },
-                None => {}
-            }
-            if let Some(t) = a.token_file {
-                let file = base.join(&t.value);
-                match read_admin_token(&file) {
-                    Ok(token) => {
-                        cfg.admin_token = Some(token);
-                        cfg.admin_token_file = Some(file);
-                    }
-                    Err(why) => diags.push(path, pos(&t), format!("admin.token_file: {why}")),
-                }
+        if let Some(s) = c.serve_stale {
+            match parse_duration(&s.value) {
+                Some(d) if d <= Duration::from_secs(7 * 86400) => self.serve_stale = d,
+                Some(_) => diags.push(path, pos(&s), "cache.serve_stale is over 7d; RFC 8767 suggests 1 to 3 days at most"),
+                None => diags.push(path, pos(&s), format!("cache.serve_stale `{}` must be a duration like 0, 30s, 10m, 1h or 1d", s.value)),
             }
         }
-        if let Some(t) = f.tcp {
-            if let Some(m) = t.max_connections {
-                if m.value <= 0 || m.value > 1_000_000 {
-                    diags.push(path, pos(&m), "tcp.max_connections must be from 1 to 1000000");
-                } else {
-                    cfg.tcp_max_connections = m.value as usize;
+    }
+
+    /// `admin: { listen, token_file }`; the token file is resolved
+    /// against the config file's directory and read now (so again on
+    /// every reload).
+    fn read_admin(&mut self, path: &Path, base: &Path, a: schema::AdminEntry, diags: &mut Diagnostics) {
+        match a.listen {
+            Some(l) if l.value == "off" || l.value.is_empty() => self.admin_listen = None,
+            Some(l) => match parse_socket_addr(&l.value, None) {
+                Some(addr) => self.admin_listen = Some(addr),
+                None => diags.push(path, pos(&l), format!("admin.listen `{}` must be IP:PORT (e.g. 127.0.0.1:9153) or `off`", l.value)),
+            },
+            None => {}
+        }
+        if let Some(t) = a.token_file {
+            let file = base.join(&t.value);
+            match read_admin_token(&file) {
+                Ok(token) => {
+                    self.admin_token = Some(token);
+                    self.admin_token_file = Some(file);
                 }
-            }
-            if let Some(i) = t.idle_timeout {
-                match parse_duration(&i.value) {
-                    Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_idle_timeout = d,
-                    _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
-                }
-            }
-            if let Some(w) = t.write_timeout {
-                match parse_duration(&w.value) {
-                    Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => cfg.tcp_write_timeout = d,
-                    _ => diags.push(path, pos(&w), format!("tcp.write_timeout `{}` must be a duration from 1s to 5m", w.value)),
-                }
-            }
-            if let Some(m) = t.max_connections_per_source {
-                if m.value <= 0 || m.value as u64 > cfg.tcp_max_connections as u64 {
-                    diags.push(
-                        path,
-                        pos(&m),
-                        format!("tcp.max_connections_per_source must be from 1 to tcp.max_connections ({})", cfg.tcp_max_connections),
-                    );
-                } else {
-                    cfg.tcp_max_connections_per_source = Some(m.value as usize);
-                }
+                Err(why) => diags.push(path, pos(&t), format!("admin.token_file: {why}")),
             }
         }
-        if let Some(l) = f.log_format {
-            match parse_log_format(&l.value) {
-                Some(v) => cfg.log_format = v,
-                None => diags.push(path, pos(&l), format!("log_format `{}` must be `text` or `json`", l.value)),
+    }
+
+    /// `tcp:`; the per-source bound is checked against the total read before it.
+    fn read_tcp(&mut self, path: &Path, t: schema::TcpEntry, diags: &mut Diagnostics) {
+        if let Some(m) = t.max_connections {
+            if m.value <= 0 || m.value > 1_000_000 {
+                diags.push(path, pos(&m), "tcp.max_connections must be from 1 to 1000000");
+            } else {
+                self.tcp_max_connections = m.value as usize;
             }
         }
-        for t in f.trusted_forwarders.unwrap_or_default() {
+        if let Some(i) = t.idle_timeout {
+            match parse_duration(&i.value) {
+                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => self.tcp_idle_timeout = d,
+                _ => diags.push(path, pos(&i), format!("tcp.idle_timeout `{}` must be a duration from 1s to 5m", i.value)),
+            }
+        }
+        if let Some(w) = t.write_timeout {
+            match parse_duration(&w.value) {
+                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => self.tcp_write_timeout = d,
+                _ => diags.push(path, pos(&w), format!("tcp.write_timeout `{}` must be a duration from 1s to 5m", w.value)),
+            }
+        }
+        if let Some(m) = t.max_connections_per_source {
+            if m.value <= 0 || m.value as u64 > self.tcp_max_connections as u64 {
+                diags.push(
+                    path,
+                    pos(&m),
+                    format!("tcp.max_connections_per_source must be from 1 to tcp.max_connections ({})", self.tcp_max_connections),
+                );
+            } else {
+                self.tcp_max_connections_per_source = Some(m.value as usize);
+            }
+        }
+    }
+
+    /// `trusted_forwarders` and `client_subnet`, which needs them.
+    fn read_client_identity(
+        &mut self,
+        path: &Path,
+        trusted: Vec<Spanned<String>>,
+        client_subnet: Option<Spanned<String>>,
+        diags: &mut Diagnostics,
+    ) {
+        for t in trusted {
             let net = t.value.parse::<ipnet::IpNet>().or_else(|_| t.value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             match net {
-                Ok(n) if n.trunc() == n => cfg.trusted_forwarders.push(n),
+                Ok(n) if n.trunc() == n => self.trusted_forwarders.push(n),
                 Ok(n) => {
                     diags.push(path, pos(&t), format!("trusted_forwarders `{}` has host bits set; did you mean {}?", t.value, n.trunc()))
                 }
@@ -458,42 +517,39 @@ impl ServerConfig {
                 ),
             }
         }
-        if let Some(c) = f.client_subnet {
+        if let Some(c) = client_subnet {
             match c.value.as_str() {
-                "off" => cfg.client_subnet = ClientSubnet::Off,
-                "trusted" => cfg.client_subnet = ClientSubnet::Trusted,
+                "off" => self.client_subnet = ClientSubnet::Off,
+                "trusted" => self.client_subnet = ClientSubnet::Trusted,
                 other => diags.push(path, pos(&c), format!("client_subnet `{other}` must be `off` or `trusted`")),
             }
         }
-        if cfg.client_subnet == ClientSubnet::Trusted && cfg.trusted_forwarders.is_empty() {
+        if self.client_subnet == ClientSubnet::Trusted && self.trusted_forwarders.is_empty() {
             diags.push(path, Pos::new(1, 1), "client_subnet: trusted needs trusted_forwarders (the sources whose ECS is believed)");
         }
-        if let Some(n) = f.nsid {
-            match n.value.as_str() {
-                "" | "off" => cfg.nsid = None,
-                v if v.len() > crate::dns::writer::Nsid::MAX => diags.push(
-                    path,
-                    pos(&n),
-                    format!("nsid is {} bytes; at most {} (a replica's name, e.g. pzdns-hz-1)", v.len(), crate::dns::writer::Nsid::MAX),
-                ),
-                v => cfg.nsid = Some(v.to_string()),
-            }
+    }
+
+    fn read_nsid(&mut self, path: &Path, n: Spanned<String>, diags: &mut Diagnostics) {
+        match n.value.as_str() {
+            "" | "off" => self.nsid = None,
+            v if v.len() > crate::dns::writer::Nsid::MAX => diags.push(
+                path,
+                pos(&n),
+                format!("nsid is {} bytes; at most {} (a replica's name, e.g. pzdns-hz-1)", v.len(), crate::dns::writer::Nsid::MAX),
+            ),
+            v => self.nsid = Some(v.to_string()),
         }
-        if let Some(t) = f.dnstap {
-            cfg.dnstap = dnstap_settings(path, &base, t, cfg.nsid.as_deref(), diags);
-        }
-        if let Some(q) = f.query_log {
-            cfg.query_log = q.value;
-        }
-        for a in f.allow_paths_outside {
+    }
+
+    fn read_allow_paths_outside(&mut self, path: &Path, base: &Path, dirs: Vec<Spanned<String>>, diags: &mut Diagnostics) {
+        for a in dirs {
             let dir = base.join(&a.value);
             if a.value.trim().is_empty() || !dir.is_dir() {
                 diags.push(path, pos(&a), format!("allow_paths_outside `{}` is not a directory", a.value));
             } else {
-                cfg.allow_paths_outside.push(dir);
+                self.allow_paths_outside.push(dir);
             }
         }
-        cfg
     }
 }
 
@@ -568,88 +624,6 @@ impl ServerConfig {
     pub fn tcp_per_source(&self) -> usize {
         self.tcp_max_connections_per_source.unwrap_or(self.tcp_max_connections / DEFAULT_TCP_SOURCE_SHARE).max(1)
     }
-}
-
-/// Longest Unix socket path (`sun_path` less its terminating NUL).
-const MAX_SOCKET_PATH: usize = 107;
-/// Longest dnstap identity or version.
-const MAX_DNSTAP_TEXT: usize = 255;
-
-/// `dnstap:` checked: one output, known message kinds, a sane queue.
-fn dnstap_settings(
-    path: &Path,
-    base: &Path,
-    t: schema::DnstapEntry,
-    nsid: Option<&str>,
-    diags: &mut Diagnostics,
-) -> Option<crate::dnstap::Settings> {
-    use crate::dnstap::{DEFAULT_QUEUE, Kinds, Output, Settings};
-    let before = diags.len();
-    let output = match (t.socket, t.file) {
-        (Some(s), None) if !s.value.is_empty() => {
-            let p = base.join(&s.value);
-            if p.as_os_str().len() > MAX_SOCKET_PATH {
-                diags.push(
-                    path,
-                    pos(&s),
-                    format!("dnstap.socket is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}", p.as_os_str().len()),
-                );
-            }
-            Some(Output::Socket(p))
-        }
-        (None, Some(f)) if !f.value.is_empty() => Some(Output::File(base.join(&f.value))),
-        (Some(s), Some(_)) => {
-            diags.push(path, pos(&s), "dnstap has both `socket` and `file`; give one: a collector's Unix socket, or a file to write");
-            None
-        }
-        (s, f) => {
-            let at = s.as_ref().or(f.as_ref()).map_or(t.pos, pos);
-            diags.push(
-                path,
-                at,
-                "dnstap needs `socket:` (a collector's Unix socket, e.g. /run/pzdns/dnstap.sock) or `file:` (e.g. /var/log/pzdns/dnstap.fstrm)",
-            );
-            None
-        }
-    };
-    // BIND's defaults: the host name (here the NSID first, which names
-    // the replica the same way) and the server's version; `none` omits them.
-    let text = |v: Option<yaml::Spanned<String>>, key: &str, default: &dyn Fn() -> String, diags: &mut Diagnostics| match v {
-        None => default(),
-        Some(v) if v.value == "none" => String::new(),
-        Some(v) if v.value.len() > MAX_DNSTAP_TEXT => {
-            diags.push(path, pos(&v), format!("dnstap.{key} is {} bytes; at most {MAX_DNSTAP_TEXT}", v.value.len()));
-            String::new()
-        }
-        Some(v) => v.value,
-    };
-    let identity = text(t.identity, "identity", &|| nsid.map(str::to_string).or_else(crate::dnstap::hostname).unwrap_or_default(), diags);
-    let version = text(t.version, "version", &|| format!("pzdns {}", env!("CARGO_PKG_VERSION")), diags);
-    let mut kinds = Kinds::ALL;
-    if let Some(m) = t.messages {
-        kinds = Kinds::NONE;
-        if m.value.is_empty() {
-            diags.push(path, pos(&m), format!("dnstap.messages is empty; list some of {}, or remove `dnstap`", Kinds::NAMES.join(", ")));
-        }
-        for k in &m.value {
-            match Kinds::by_name(&k.value) {
-                Some(kind) => kinds = kinds.with(kind),
-                None => diags.push(path, pos(k), format!("dnstap.messages `{}` must be one of {}", k.value, Kinds::NAMES.join(", "))),
-            }
-        }
-    }
-    let mut queue = DEFAULT_QUEUE;
-    if let Some(q) = t.queue {
-        if (1..=1_000_000).contains(&q.value) {
-            queue = q.value as usize;
-        } else {
-            diags.push(path, pos(&q), "dnstap.queue must be from 1 to 1000000 (messages waiting for the writer)");
-        }
-    }
-    if diags.len() > before {
-        return None;
-    }
-    Some(Settings { output: output?, identity, version, kinds, queue })
 }
 
 pub fn parse_log_format(s: &str) -> Option<LogFormat> {

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use super::diagnostics::{Diagnostics, Pos};
 use super::files::FileAccess;
 use super::yaml::{self, MapReader, Node, Spanned, pos};
-use super::{Located, rdata};
+use super::{Located, MAX_TTL, MIN_TTL, rdata};
 
 /// Default TTL of local data written inline (RPZ records carry their own).
 pub const DEFAULT_POLICY_TTL: u32 = 60;
@@ -242,6 +242,56 @@ pub fn read_policy(
     Some(def)
 }
 
+/// The keys of one rule, as written.
+struct RuleKeys<'a> {
+    /// Where the rule's map starts.
+    at: Pos,
+    rpz: Option<Spanned<String>>,
+    domains: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    response_ip: Option<&'a Node<'a>>,
+    action: Option<Spanned<String>>,
+    records: Option<Spanned<&'a [Node<'a>]>>,
+    cname: Option<Spanned<String>>,
+    ttl: Option<Spanned<i64>>,
+    ede: u16,
+    on_error: Option<Spanned<String>>,
+}
+
+impl<'a> RuleKeys<'a> {
+    fn read(node: &'a Node<'a>, default_ede: u16, path: &'a Path, diags: &mut Diagnostics) -> Option<Self> {
+        let mut m = MapReader::new(node, "a rule", path, diags)?;
+        let keys = RuleKeys {
+            at: m.pos,
+            rpz: m.text("rpz", diags),
+            domains: m.text("domains", diags),
+            name: m.text("name", diags),
+            response_ip: m.get("response_ip"),
+            action: m.text("action", diags),
+            records: m.list("records", diags),
+            cname: m.text("cname", diags),
+            ttl: m.int("ttl", diags),
+            ede: m.text("ede", diags).and_then(|e| parse_ede(&e, path, diags)).unwrap_or(default_ede),
+            on_error: m.text("on_load_error", diags),
+        };
+        m.finish(diags);
+        Some(keys)
+    }
+}
+
+/// What every kind of rule set needs besides its own keys.
+struct RuleContext<'a> {
+    policy: &'a str,
+    file: &'a Arc<Path>,
+    /// The TTL of override data (`ttl:`, checked).
+    ttl: u32,
+    /// The action as read, and where; `None` when it is missing or unknown.
+    action: Option<(Action, Pos)>,
+    /// Whether `action:` is there at all (an unknown one was reported).
+    action_written: bool,
+    overriding: bool,
+}
+
 fn read_rule_set(
     node: &Node,
     policy: &str,
@@ -252,25 +302,49 @@ fn read_rule_set(
     diags: &mut Diagnostics,
 ) -> Option<RuleSetDef> {
     let path: &Path = file;
-    let mut m = MapReader::new(node, "a rule", path, diags)?;
-    let at = m.pos;
-    let rpz = m.text("rpz", diags);
-    let domains = m.text("domains", diags);
-    let name = m.text("name", diags);
-    let response_ip = m.get("response_ip");
-    let action = m.text("action", diags);
-    let records = m.list("records", diags);
-    let cname = m.text("cname", diags);
-    let ttl = m.int("ttl", diags);
-    let ede = m.text("ede", diags).and_then(|e| parse_ede(&e, path, diags)).unwrap_or(default_ede);
-    let on_error = m.text("on_load_error", diags);
-    m.finish(diags);
-    let kinds = [rpz.is_some(), domains.is_some(), name.is_some(), response_ip.is_some()].iter().filter(|x| **x).count();
+    let keys = RuleKeys::read(node, default_ede, path, diags)?;
+    let at = keys.at;
+    let kinds =
+        [keys.rpz.is_some(), keys.domains.is_some(), keys.name.is_some(), keys.response_ip.is_some()].iter().filter(|x| **x).count();
     if kinds != 1 {
         diags.push(path, at, "a rule has exactly one of `rpz:` (an RPZ file), `domains:` (a domain list), `name:` or `response_ip:`");
         return None;
     }
-    let on_error = match &on_error {
+    let on_error = read_on_load_error(&keys.on_error, path, diags);
+    if on_error != OnLoadError::Fail && keys.rpz.is_none() && keys.domains.is_none() {
+        diags.push(path, at, "`on_load_error` applies to list files (`rpz:` or `domains:`) only");
+    }
+    let ttl = match &keys.ttl {
+        Some(t) if (MIN_TTL..=MAX_TTL).contains(&t.value) => t.value as u32,
+        Some(t) => {
+            diags.push(path, t.pos, format!("TTL {} is outside {}..{} seconds", t.value, MIN_TTL, MAX_TTL));
+            DEFAULT_POLICY_TTL
+        }
+        None => DEFAULT_POLICY_TTL,
+    };
+    // An action that is there but unknown is reported once, as unknown.
+    let action_written = keys.action.is_some();
+    let action = match &keys.action {
+        Some(a) => parse_action_word(a, path, diags).map(|x| (x, a.pos)),
+        None => None,
+    };
+    let overriding = matches!(action, Some((Action::Records(_), _)));
+    if !overriding && (keys.records.is_some() || keys.cname.is_some()) {
+        diags.push(path, at, "`records` and `cname` go with `action: override` only");
+    }
+    let set = RuleSetDef { label: String::new(), ede: keys.ede, rules: Vec::new(), path: path.to_path_buf(), pos: at };
+    let cx = RuleContext { policy, file, ttl, action, action_written, overriding };
+    if let Some(n) = &keys.name {
+        return name_rule(set, n, &keys, cx, diags);
+    }
+    if let Some(node) = keys.response_ip {
+        return response_ip_rule(set, node, &keys, cx, diags);
+    }
+    list_rule(set, &keys, cx, on_error, access, warnings, diags)
+}
+
+fn read_on_load_error(on_error: &Option<Spanned<String>>, path: &Path, diags: &mut Diagnostics) -> OnLoadError {
+    match on_error {
         None => OnLoadError::Fail,
         Some(s) => match s.value.trim() {
             "fail" => OnLoadError::Fail,
@@ -281,153 +355,155 @@ fn read_rule_set(
                 OnLoadError::Fail
             }
         },
-    };
-    if on_error != OnLoadError::Fail && rpz.is_none() && domains.is_none() {
-        diags.push(path, at, "`on_load_error` applies to list files (`rpz:` or `domains:`) only");
     }
-    let ttl = match &ttl {
-        Some(t) if (super::zones_dir::MIN_TTL..=super::zones_dir::MAX_TTL).contains(&t.value) => t.value as u32,
-        Some(t) => {
-            diags.push(
-                path,
-                t.pos,
-                format!("TTL {} is outside {}..{} seconds", t.value, super::zones_dir::MIN_TTL, super::zones_dir::MAX_TTL),
-            );
-            DEFAULT_POLICY_TTL
+}
+
+/// The override of an inline rule: its records, or a CNAME.
+fn override_action(keys: &RuleKeys<'_>, ttl: u32, owner: &Name, path: &Path, diags: &mut Diagnostics) -> Option<Action> {
+    let at = keys.at;
+    match (&keys.records, &keys.cname) {
+        (Some(_), Some(c)) => {
+            diags.push(path, c.pos, "an override has `records` or `cname`, not both");
+            None
         }
-        None => DEFAULT_POLICY_TTL,
-    };
-    // An action that is there but unknown is reported once, as unknown.
-    let action_written = action.is_some();
-    let action = match &action {
-        Some(a) => parse_action_word(a, path, diags).map(|x| (x, a.pos)),
-        None => None,
-    };
-    let overriding = matches!(action, Some((Action::Records(_), _)));
-    if !overriding && (records.is_some() || cname.is_some()) {
-        diags.push(path, at, "`records` and `cname` go with `action: override` only");
-    }
-    let mut set = RuleSetDef { label: String::new(), ede, rules: Vec::new(), path: path.to_path_buf(), pos: at };
-    // The override of an inline rule: its records, or a CNAME.
-    let override_action = |owner: &Name, diags: &mut Diagnostics| -> Option<Action> {
-        match (&records, &cname) {
-            (Some(_), Some(c)) => {
-                diags.push(path, c.pos, "an override has `records` or `cname`, not both");
-                None
-            }
-            (None, Some(c)) => match rdata::parse_absolute_name(&c.value) {
-                Ok(n) => Some(Action::Cname((n.to_lowercase(), ttl))),
-                Err(e) => {
-                    diags.push(path, c.pos, format!("cname: {e}"));
-                    None
-                }
-            },
-            (Some(list), None) => {
-                let mut out = Vec::new();
-                for r in list.value {
-                    if let Some(rec) = read_override_record(r, owner, ttl, path, diags) {
-                        out.push(rec);
-                    }
-                }
-                if out.is_empty() {
-                    diags.push(path, list.pos, "`records` is empty; give at least one `{ type: A, value: 10.0.0.5 }`");
-                    return None;
-                }
-                if out.iter().any(|r| r.record_type() == RecordType::CNAME) {
-                    diags.push(path, list.pos, "a CNAME override is written `cname: target`, not as a record");
-                    return None;
-                }
-                Some(Action::Records(out))
-            }
-            (None, None) => {
-                diags.push(path, at, "`action: override` needs `records: [...]` (local data) or `cname: target`");
-                None
-            }
-        }
-    };
-    if let Some(n) = &name {
-        set.label = format!("{policy}: {}", n.value.trim());
-        let Some((action, _)) = action else {
-            if !action_written {
-                diags.push(
-                    path,
-                    at,
-                    "a `name:` rule needs an `action:` (nxdomain, nodata, refused, drop, tcp-only, alert, allow or override)",
-                );
-            }
-            return None;
-        };
-        let text = n.value.trim();
-        let (wildcard, rest) = match text.strip_prefix("*.") {
-            Some(r) => (true, r),
-            None => (false, text),
-        };
-        let owner = match rdata::parse_absolute_name(rest) {
-            Ok(o) => o.to_lowercase(),
+        (None, Some(c)) => match rdata::parse_absolute_name(&c.value) {
+            Ok(n) => Some(Action::Cname((n.to_lowercase(), ttl))),
             Err(e) => {
-                diags.push(path, n.pos, format!("name: {e}"));
-                return None;
+                diags.push(path, c.pos, format!("cname: {e}"));
+                None
             }
-        };
-        if owner.iter().any(|l| l == b"*") {
-            diags.push(path, n.pos, "a `*` is allowed only as the whole first label (`*.example.com`)");
-            return None;
-        }
-        let action = if overriding { override_action(&owner, diags)? } else { action };
-        set.rules.push(RuleDef { trigger: Trigger::Name { name: owner, wildcard }, action, path: file.clone(), pos: n.pos });
-        return Some(set);
-    }
-    if let Some(node) = response_ip {
-        let Some((action, _)) = action else {
-            if !action_written {
-                diags.push(path, at, "a `response_ip:` rule needs an `action:`");
-            }
-            return None;
-        };
-        let nets: Vec<Spanned<String>> = match node {
-            Node::Seq { items, .. } => items.iter().filter_map(|i| yaml::text(i, "response_ip", path, diags)).collect(),
-            other => yaml::text(other, "response_ip", path, diags).into_iter().collect(),
-        };
-        set.label = format!("{policy}: response_ip {}", nets.iter().map(|n| n.value.trim()).collect::<Vec<_>>().join(","));
-        let action = if overriding {
-            if cname.is_some() {
-                diags.push(path, at, "a `response_ip:` override replaces the answer with `records`, not a CNAME");
-                return None;
-            }
-            override_action(&Name::root(), diags)?
-        } else {
-            action
-        };
-        for n in nets {
-            match n.value.trim().parse::<IpNet>() {
-                Ok(net) if net.trunc() == net => {
-                    set.rules.push(RuleDef { trigger: Trigger::ResponseIp(net), action: action.clone(), path: file.clone(), pos: n.pos })
+        },
+        (Some(list), None) => {
+            let mut out = Vec::new();
+            for r in list.value {
+                if let Some(rec) = read_override_record(r, owner, ttl, path, diags) {
+                    out.push(rec);
                 }
-                Ok(net) => diags.push(path, n.pos, format!("`{}` has host bits set; did you mean {}?", n.value, net.trunc())),
-                Err(_) => diags.push(path, n.pos, format!("response_ip `{}` must be a CIDR, e.g. 10.0.0.0/8", n.value)),
             }
+            if out.is_empty() {
+                diags.push(path, list.pos, "`records` is empty; give at least one `{ type: A, value: 10.0.0.5 }`");
+                return None;
+            }
+            if out.iter().any(|r| r.record_type() == RecordType::CNAME) {
+                diags.push(path, list.pos, "a CNAME override is written `cname: target`, not as a record");
+                return None;
+            }
+            Some(Action::Records(out))
         }
-        return Some(set);
+        (None, None) => {
+            diags.push(path, at, "`action: override` needs `records: [...]` (local data) or `cname: target`");
+            None
+        }
     }
-    // A list file.
-    let (list, is_rpz) = match (&rpz, &domains) {
+}
+
+/// A `name:` rule: one name, or `*.` and a name.
+fn name_rule(
+    mut set: RuleSetDef,
+    n: &Spanned<String>,
+    keys: &RuleKeys<'_>,
+    cx: RuleContext<'_>,
+    diags: &mut Diagnostics,
+) -> Option<RuleSetDef> {
+    let (path, at, file): (&Path, Pos, &Arc<Path>) = (cx.file, keys.at, cx.file);
+    set.label = format!("{}: {}", cx.policy, n.value.trim());
+    let Some((action, _)) = cx.action else {
+        if !cx.action_written {
+            diags.push(path, at, "a `name:` rule needs an `action:` (nxdomain, nodata, refused, drop, tcp-only, alert, allow or override)");
+        }
+        return None;
+    };
+    let text = n.value.trim();
+    let (wildcard, rest) = match text.strip_prefix("*.") {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let owner = match rdata::parse_absolute_name(rest) {
+        Ok(o) => o.to_lowercase(),
+        Err(e) => {
+            diags.push(path, n.pos, format!("name: {e}"));
+            return None;
+        }
+    };
+    if owner.iter().any(|l| l == b"*") {
+        diags.push(path, n.pos, "a `*` is allowed only as the whole first label (`*.example.com`)");
+        return None;
+    }
+    let action = if cx.overriding { override_action(keys, cx.ttl, &owner, path, diags)? } else { action };
+    set.rules.push(RuleDef { trigger: Trigger::Name { name: owner, wildcard }, action, path: file.clone(), pos: n.pos });
+    Some(set)
+}
+
+/// A `response_ip:` rule: one network, or a list of them.
+fn response_ip_rule(
+    mut set: RuleSetDef,
+    node: &Node<'_>,
+    keys: &RuleKeys<'_>,
+    cx: RuleContext<'_>,
+    diags: &mut Diagnostics,
+) -> Option<RuleSetDef> {
+    let (path, at, file): (&Path, Pos, &Arc<Path>) = (cx.file, keys.at, cx.file);
+    let Some((action, _)) = cx.action else {
+        if !cx.action_written {
+            diags.push(path, at, "a `response_ip:` rule needs an `action:`");
+        }
+        return None;
+    };
+    let nets: Vec<Spanned<String>> = match node {
+        Node::Seq { items, .. } => items.iter().filter_map(|i| yaml::text(i, "response_ip", path, diags)).collect(),
+        other => yaml::text(other, "response_ip", path, diags).into_iter().collect(),
+    };
+    set.label = format!("{}: response_ip {}", cx.policy, nets.iter().map(|n| n.value.trim()).collect::<Vec<_>>().join(","));
+    let action = if cx.overriding {
+        if keys.cname.is_some() {
+            diags.push(path, at, "a `response_ip:` override replaces the answer with `records`, not a CNAME");
+            return None;
+        }
+        override_action(keys, cx.ttl, &Name::root(), path, diags)?
+    } else {
+        action
+    };
+    for n in nets {
+        match n.value.trim().parse::<IpNet>() {
+            Ok(net) if net.trunc() == net => {
+                set.rules.push(RuleDef { trigger: Trigger::ResponseIp(net), action: action.clone(), path: file.clone(), pos: n.pos })
+            }
+            Ok(net) => diags.push(path, n.pos, format!("`{}` has host bits set; did you mean {}?", n.value, net.trunc())),
+            Err(_) => diags.push(path, n.pos, format!("response_ip `{}` must be a CIDR, e.g. 10.0.0.0/8", n.value)),
+        }
+    }
+    Some(set)
+}
+
+/// An `rpz:` or `domains:` rule: a list file read as `on_load_error` says.
+fn list_rule(
+    mut set: RuleSetDef,
+    keys: &RuleKeys<'_>,
+    cx: RuleContext<'_>,
+    on_error: OnLoadError,
+    access: &FileAccess,
+    warnings: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) -> Option<RuleSetDef> {
+    let (path, at): (&Path, Pos) = (cx.file, keys.at);
+    let (list, is_rpz) = match (&keys.rpz, &keys.domains) {
         (Some(r), _) => (r, true),
         (_, Some(d)) => (d, false),
         _ => return None,
     };
-    set.label = format!("{policy}: {}", list.value.trim());
+    set.label = format!("{}: {}", cx.policy, list.value.trim());
     let list_path = path.parent().unwrap_or(Path::new(".")).join(list.value.trim());
-    if overriding {
+    if cx.overriding {
         diags.push(
             path,
-            action.as_ref().map_or(at, |a| a.1),
+            cx.action.as_ref().map_or(at, |a| a.1),
             "`action: override` is for `name:` rules; an RPZ file writes its local data as records",
         );
         return None;
     }
-    let set_action = action.map(|a| a.0);
+    let set_action = cx.action.map(|a| a.0);
     if !is_rpz && set_action.is_none() {
-        if action_written {
+        if cx.action_written {
             return None;
         }
         diags.push(

@@ -16,7 +16,7 @@ use super::diagnostics::{Diagnostics, Pos};
 use super::files::{FileAccess, Stamp, unchanged};
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
-use super::{Located, ServerConfig, presentation, rdata};
+use super::{Located, MAX_TTL, MIN_TTL, ServerConfig, presentation, rdata};
 
 pub const VPCS_FILE: &str = "vpcs.yaml";
 pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
@@ -24,9 +24,6 @@ pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
 pub const MAX_FILES: usize = 100_000;
 /// Deepest subdirectory nesting read.
 pub const MAX_DEPTH: usize = 16;
-/// TTL bounds for every record (docs/REFERENCE.md#limits).
-pub const MIN_TTL: i64 = 5;
-pub const MAX_TTL: i64 = 86_400;
 /// PrivateZone's default TTL.
 pub const DEFAULT_TTL: u32 = 60;
 pub const DEFAULT_ENDPOINT_TEMPLATE: &str = "{endpoint}.{service}.{region}.privatelink.aliyuncs.com";
@@ -235,13 +232,33 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
     if files.iter().any(|f| is_top(f, ENDPOINTS_FILE)) {
         load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
     }
+    add_unknown_vpcs(&mut data, &known);
     (data, diags)
+}
+
+/// Every VPC id that zones and endpoints name but `vpcs.yaml` lacks (each
+/// reference is a problem, reported) stands as a VPC without CIDRs, after
+/// the real ones: the load fails on those problems, but the checks that
+/// need the zones a VPC sees (CNAME chains, two zones of one name, names
+/// an endpoint shadows) still run, so that one `check` shows everything.
+fn add_unknown_vpcs(data: &mut ZonesData, known: &HashSet<String>) {
+    let mut added: HashSet<&str> = HashSet::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for l in data.zones.iter().flat_map(|z| z.vpcs.iter()) {
+        if !known.contains(&l.value) && added.insert(&l.value) {
+            unknown.push(l.value.clone());
+        }
+    }
+    for id in unknown {
+        data.vpcs.push(VpcDef { id, region: None, cidrs: Vec::new(), vswitches: Vec::new() });
+    }
 }
 
 fn unknown_vpc_msg(id: &str, dir: &Path, known: &HashSet<String>) -> String {
     let vpcs = dir.join(VPCS_FILE);
     match yaml::did_you_mean(id, known.iter().map(String::as_str)) {
         Some(s) => format!("unknown VPC id `{id}`; did you mean `{s}`? (VPCs are defined in {})", vpcs.display()),
+        None if !vpcs.exists() => format!("unknown VPC id `{id}`: {} does not exist; create it and define the VPCs there", vpcs.display()),
         None => format!("unknown VPC id `{id}`; define it in {}", vpcs.display()),
     }
 }
@@ -306,6 +323,7 @@ fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut
     let mut ids: HashMap<String, Pos> = HashMap::new();
     let mut cidrs: HashMap<IpNet, String> = HashMap::new();
     for v in file.vpcs {
+        spaces_around("VPC id", &v.id.value, path, pos(&v.id), diags);
         let id = v.id.value.trim().to_string();
         if id.is_empty() {
             diags.push(path, pos(&v.id), "VPC id is empty");
@@ -411,12 +429,17 @@ fn check_vpc_list(
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for v in list {
-        if !known.contains(&v.value) {
-            diags.push(path, pos(v), unknown_vpc_msg(&v.value, dir, known));
-        } else if !seen.insert(v.value.clone()) {
-            diags.push(path, pos(v), format!("VPC `{}` is listed twice", v.value));
+        spaces_around("VPC id", &v.value, path, pos(v), diags);
+        let id = v.value.trim();
+        if !known.contains(id) {
+            diags.push(path, pos(v), unknown_vpc_msg(id, dir, known));
+        }
+        // An unknown id is kept: `load_reusing` gives it a VPC of its own
+        // for the checks that need views to run in the same pass.
+        if !seen.insert(id.to_string()) {
+            diags.push(path, pos(v), format!("VPC `{id}` is listed twice"));
         } else {
-            out.push(Located { value: v.value.clone(), path: path.to_path_buf(), pos: pos(v) });
+            out.push(Located { value: id.to_string(), path: path.to_path_buf(), pos: pos(v) });
         }
     }
     out
@@ -467,6 +490,7 @@ fn zone_from_tree(
     diags: &mut Diagnostics,
 ) -> Option<ZoneDef> {
     let file = ZoneFile::read(node, path, diags)?;
+    spaces_around("zone", &file.zone.value, path, pos(&file.zone), diags);
     let origin = match rdata::parse_absolute_name(&file.zone.value) {
         Ok(n) if n.is_root() => {
             diags.push(path, pos(&file.zone), "the root zone `.` cannot be a private zone; use forward_zones or upstreams");
@@ -543,6 +567,7 @@ fn parse_record_entry(
     out: &mut Vec<RecordDef>,
     diags: &mut Diagnostics,
 ) {
+    spaces_around("type", r.rtype.value, path, pos(&r.rtype), diags);
     let rtype = match rdata::parse_type(r.rtype.value) {
         Ok(t) => t,
         Err(e) => {
@@ -550,6 +575,7 @@ fn parse_record_entry(
             return;
         }
     };
+    spaces_around("name", r.name.value, path, pos(&r.name), diags);
     let owner = match owner_name(r.name.value, origin) {
         Ok(n) => n,
         Err(e) => {
@@ -557,6 +583,9 @@ fn parse_record_entry(
             return;
         }
     };
+    if let Some(e) = origin_repeated(r.name.value.trim(), origin) {
+        diags.push(path, pos(&r.name), e);
+    }
     if rtype == RecordType::SOA && owner != *origin {
         diags.push(path, pos(&r.rtype), "an SOA record belongs at the apex (`@`) only");
         return;
@@ -568,9 +597,17 @@ fn parse_record_entry(
         },
         None => zone_ttl,
     };
-    let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| match rdata::parse_value(rtype, text) {
-        Ok(data) => out.push(RecordDef { record: Record::from_rdata(owner.clone(), ttl, data), pos: p, az: None }),
-        Err(e) => diags.push(path, p, e),
+    let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| {
+        spaces_around("value", text, path, p, diags);
+        match rdata::parse_value(rtype, text) {
+            Ok(data) => {
+                if let Some(e) = address_as_name(&data) {
+                    diags.push(path, p, e);
+                }
+                out.push(RecordDef { record: Record::from_rdata(owner.clone(), ttl, data), pos: p, az: None })
+            }
+            Err(e) => diags.push(path, p, e),
+        }
     };
     match &r.value.value {
         Values::One(s) => push(s, pos(&r.value), out, diags),
@@ -587,6 +624,73 @@ fn parse_record_entry(
             }
         }
     }
+}
+
+/// Leading or trailing white space in a name, id or value: a problem, as
+/// white space inside one is (trimming it silently would make `" www"`
+/// and `"www"` the same while `"w ww"` is an error).
+fn spaces_around(field: &str, text: &str, path: &Path, at: Pos, diags: &mut Diagnostics) -> bool {
+    let t = text.trim();
+    if t.len() == text.len() {
+        return false;
+    }
+    let side = match (text.starts_with(t), text.ends_with(t)) {
+        (false, false) => "start and end",
+        (false, true) => "start",
+        _ => "end",
+    };
+    diags.push(path, at, format!("{field} `{text}` has white space at its {side}; remove it: `{t}`"));
+    true
+}
+
+/// A relative record name that ends with the zone's own name, as a full
+/// name written without its final dot (`www.w.test` in zone `w.test` is
+/// `www.w.test.w.test.`): almost always a mistake, so a problem; a name
+/// that really repeats the zone's is written absolute.
+fn origin_repeated(t: &str, origin: &Name) -> Option<String> {
+    if t.ends_with('.') || t == "@" || origin.is_root() {
+        return None;
+    }
+    // Compare label by label, from the right, ASCII case-insensitively.
+    let n = origin.num_labels() as usize;
+    let labels: Vec<&str> = t.split('.').collect();
+    if labels.len() < n || !labels[labels.len() - n..].iter().zip(origin.iter()).all(|(a, b)| a.as_bytes().eq_ignore_ascii_case(b)) {
+        return None;
+    }
+    let apex = origin.to_ascii();
+    let relative = match labels.len() - n {
+        0 => "@".to_string(),
+        k => labels[..k].join("."),
+    };
+    Some(format!(
+        "name `{t}` ends with the zone's own name, so it means `{t}.{apex}`; did you mean `{t}.` (absolute) or `{relative}`? (to mean `{t}.{apex}`, write it so, absolute)"
+    ))
+}
+
+/// A name in a record value that is an IP address (`CNAME 10.0.0.1`,
+/// `MX 10 10.0.0.25`): it would be served, and followed, as a name.
+fn address_as_name(data: &RData) -> Option<String> {
+    let (what, name, fix) = match data {
+        RData::CNAME(c) => ("a CNAME target", &c.0, ""),
+        RData::MX(m) => ("an MX exchange", &m.exchange, "give the mail server's name, with an A record for that name"),
+        RData::SRV(s) => ("an SRV target", &s.target, "give the server's name, with an A record for that name"),
+        RData::PTR(p) => ("a PTR target", &p.0, "give the host name the address belongs to"),
+        RData::NS(n) => ("an NS target", &n.0, "give the name server's name, with an A record for that name"),
+        _ => return None,
+    };
+    // Only names that could be addresses are spelled out: the first label
+    // of every address is digits (IPv4) or holds a `:` (IPv6).
+    let first = name.iter().next()?;
+    if !(first.iter().all(u8::is_ascii_digit) || first.contains(&b':')) {
+        return None;
+    }
+    // The labels as written (`to_ascii` would escape an IPv6 address's `:`).
+    let labels: Vec<&str> = name.iter().map(std::str::from_utf8).collect::<Result<_, _>>().ok()?;
+    let bare = labels.join(".");
+    let ip = bare.parse::<std::net::IpAddr>().ok()?;
+    let a = if ip.is_ipv4() { "A" } else { "AAAA" };
+    let fix = if fix.is_empty() { format!("did you mean an {a} record (`type: {a}, value: {bare}`)?") } else { fix.to_string() };
+    Some(format!("{what} is a name; `{bare}` is an address: {fix}"))
 }
 
 /// A record's `name`: `@` is the apex, a name ending in `.` is absolute and
@@ -694,6 +798,9 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
     }
     let mut ids = HashSet::new();
     for ep in &file.endpoints {
+        for (field, v) in [("endpoint id", &ep.id), ("service", &ep.service), ("region", &ep.region)] {
+            spaces_around(field, &v.value, path, pos(v), diags);
+        }
         let id = ep.id.value.trim();
         if id.is_empty() {
             diags.push(path, pos(&ep.id), "endpoint id is empty");
@@ -720,6 +827,11 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         }
         let mut zones: Vec<EndpointZone> = Vec::new();
         for z in &ep.zones.value {
+            for (field, v) in [("zone", Some(&z.zone)), ("ip", z.ip.as_ref()), ("ipv6", z.ipv6.as_ref())] {
+                if let Some(v) = v {
+                    spaces_around(field, &v.value, path, pos(v), diags);
+                }
+            }
             let zid = z.zone.value.trim().to_string();
             if zid.is_empty() || !zid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 diags.push(
@@ -755,8 +867,9 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
         }
         let mut private_names = Vec::new();
         for n in &ep.private_dns_names {
+            spaces_around("private_dns_names", &n.value, path, pos(n), diags);
             match rdata::parse_absolute_name(&n.value) {
-                Ok(name) => private_names.push(name.to_lowercase()),
+                Ok(name) => private_names.push((name.to_lowercase(), pos(n))),
                 Err(e) => diags.push(path, pos(n), format!("private_dns_names: {e}")),
             }
         }
@@ -790,7 +903,8 @@ struct EndpointSpec<'a> {
     /// The `names.endpoint` and `names.zonal` templates.
     templates: (&'a str, &'a str),
     zones: &'a [EndpointZone],
-    private_names: &'a [Name],
+    /// Each with the position of its `private_dns_names` entry.
+    private_names: &'a [(Name, Pos)],
     ttl: u32,
     vpcs: &'a [Located<String>],
     path: &'a Path,
@@ -803,7 +917,7 @@ struct EndpointSpec<'a> {
 /// from `ipv6`. Each name becomes a zone of its own, visible to the
 /// endpoint's VPC and `visible_to`.
 fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &mut Diagnostics) {
-    let mut make = |name_text: String, zone_filter: Option<&str>| {
+    let mut make = |name_text: String, zone_filter: Option<&str>, at: Pos| {
         let name = match rdata::parse_absolute_name(&name_text) {
             Ok(n) => n.to_lowercase(),
             Err(e) => {
@@ -838,7 +952,7 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
             origin: name,
             kind: ZoneOrigin::Endpoint(ep.id.to_string()),
             path: ep.path.to_path_buf(),
-            pos: ep.at,
+            pos: at,
             vpcs: ep.vpcs.to_vec(),
             recursive_proxy: false,
             ttl: ep.ttl,
@@ -847,12 +961,12 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
         });
     };
     let (ep_t, zonal_t) = ep.templates;
-    make(render(ep_t, ep.id, ep.service, ep.region, ""), None);
+    make(render(ep_t, ep.id, ep.service, ep.region, ""), None, ep.at);
     for (zid, ..) in ep.zones {
-        make(render(zonal_t, ep.id, ep.service, ep.region, zid), Some(zid));
+        make(render(zonal_t, ep.id, ep.service, ep.region, zid), Some(zid), ep.at);
     }
-    for n in ep.private_names {
-        make(n.to_string(), None);
+    for (n, at) in ep.private_names {
+        make(n.to_string(), None, *at);
     }
 }
 

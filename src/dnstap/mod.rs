@@ -12,8 +12,8 @@
 //! by a timer, so that most hand-overs are an atomic operation, not a
 //! wake-up (with the writer on the same core, a context switch).
 //!
-//! A leaf after `metrics`: it takes addresses, bytes and times, never the
-//! server's types.
+//! It takes its settings from `config` (plain data), counts in `metrics`,
+//! and otherwise addresses, bytes and times, never the server's types.
 
 pub mod fstrm;
 pub mod proto;
@@ -29,13 +29,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
+use crate::config::dnstap::{Kinds, Output, Settings};
 use crate::metrics::{DnstapMetrics, Metrics};
 pub use proto::{Kind, Protocol};
 use proto::{Msg, append_frame};
 
-/// Default bound of the queue, in hand-overs (one per client query, with
-/// both of its messages; one per forwarder message).
-pub const DEFAULT_QUEUE: usize = 10_000;
 /// Bytes the queue may hold whatever its length: large TCP responses
 /// fill it before its count does.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
@@ -59,76 +57,9 @@ const POOLED_CAPACITY: usize = 16 << 10;
 /// The wake-up of the writer, at most once per this many hand-overs.
 const NOTIFY_EVERY: u32 = 256;
 
-/// Where the messages go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// A Frame Streams collector's Unix socket (bidirectional handshake).
-    Socket(PathBuf),
-    /// A Frame Streams file, written from START to STOP.
-    File(PathBuf),
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Output::Socket(p) => write!(f, "socket {}", p.display()),
-            Output::File(p) => write!(f, "file {}", p.display()),
-        }
-    }
-}
-
-/// Which message kinds are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kinds(u8);
-
-impl Kinds {
-    pub const ALL: Kinds = Kinds(0b1111);
-    pub const NONE: Kinds = Kinds(0);
-    /// The names `dnstap.messages` takes, in `Kind` order.
-    pub const NAMES: [&'static str; 4] = ["client_query", "client_response", "forwarder_query", "forwarder_response"];
-
-    fn bit(k: Kind) -> u8 {
-        1 << (k as u8 - Kind::ClientQuery as u8)
-    }
-
-    pub fn by_name(name: &str) -> Option<Kind> {
-        let kinds = [Kind::ClientQuery, Kind::ClientResponse, Kind::ForwarderQuery, Kind::ForwarderResponse];
-        Self::NAMES.iter().position(|n| *n == name).map(|i| kinds[i])
-    }
-
-    pub fn with(self, k: Kind) -> Kinds {
-        Kinds(self.0 | Self::bit(k))
-    }
-
-    pub fn has(self, k: Kind) -> bool {
-        self.0 & Self::bit(k) != 0
-    }
-}
-
-/// `dnstap:` of pzdns.yaml, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub output: Output,
-    /// `Dnstap.identity` (empty: left out).
-    pub identity: String,
-    /// `Dnstap.version` (empty: left out).
-    pub version: String,
-    pub kinds: Kinds,
-    /// Bound of the queue, in hand-overs.
-    pub queue: usize,
-}
-
-/// This machine's host name, the default identity (as BIND's).
-pub fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it when the name fits.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let n = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    std::str::from_utf8(&buf[..n]).ok().filter(|s| !s.is_empty()).map(str::to_string)
+/// `k` as the settings name it (`Kinds::NAMES` is in `Kind` order).
+fn kinds_of(k: Kind) -> Kinds {
+    Kinds::nth((k as u8 - Kind::ClientQuery as u8) as usize)
 }
 
 /// One hand-over: whole frames, and how many.
@@ -238,7 +169,7 @@ impl Dnstap {
 
     /// Whether messages of `k` are written.
     pub fn wants(&self, k: Kind) -> bool {
-        self.kinds.has(k)
+        self.kinds.has(kinds_of(k))
     }
 
     /// CLIENT_QUERY and CLIENT_RESPONSE of one answered query: `client`
@@ -628,7 +559,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("pzdns-dnstap-none-{}.sock", std::process::id()));
         let m = Metrics::new();
         let mut s = settings(Output::Socket(path), 4);
-        s.kinds = Kinds::NONE.with(Kind::ForwarderQuery);
+        s.kinds = Kinds::NONE.with(kinds_of(Kind::ForwarderQuery));
         let t = Dnstap::start(&s, &m).unwrap();
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let started = Instant::now();

@@ -170,3 +170,208 @@ fn exactly_100000_files_load_they_do_not_vanish() {
     assert!(t.elapsed() < Duration::from_secs(120));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Issue 26: a full name without its final dot in `name:` is the zone's
+/// name twice (`www.w.test` in zone `w.test` is `www.w.test.w.test.`).
+#[test]
+fn a_full_name_without_its_final_dot_is_reported_with_both_fixes() {
+    let d = scratch("fqdn");
+    let z = d.join("zones/w.yaml");
+    std::fs::write(
+        &z,
+        "zone: w.test\nvpcs: [vpc-hz-prod]\nrecords:\n  - { name: www.w.test, type: A, value: 10.0.0.1 }\n  - { name: W.TEST, type: A, value: 10.0.0.2 }\n  - { name: ok.w.test.w.test., type: A, value: 10.0.0.3 }\n  - { name: www.w.tests, type: A, value: 10.0.0.4 }\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &z,
+        &[
+            (
+                "4:13",
+                "name `www.w.test` ends with the zone's own name, so it means `www.w.test.w.test.`; did you mean `www.w.test.` (absolute) or `www`?",
+            ),
+            ("5:13", "did you mean `W.TEST.` (absolute) or `@`?"),
+        ],
+    );
+    // Written absolute, a name that repeats the zone's is what it says; a
+    // label that only starts like the zone's name is no repetition.
+    assert!(out.trim_end().ends_with("2 problems found"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: an IP address where a name belongs is served as a name (the
+/// CNAME `10.0.0.1.` is then asked upstream): each is reported, with the fix.
+#[test]
+fn an_address_where_a_name_belongs_is_reported() {
+    let d = scratch("ipname");
+    let z = d.join("zones/w.yaml");
+    std::fs::write(
+        &z,
+        r#"zone: w.test
+vpcs: [vpc-hz-prod]
+records:
+  - { name: c, type: CNAME, value: 10.0.0.1 }
+  - { name: c6, type: CNAME, value: "2001:db8::1" }
+  - { name: m, type: MX, value: "10 10.0.0.25" }
+  - { name: s, type: SRV, value: "10 60 5060 10.0.0.7." }
+  - { name: p, type: PTR, value: 10.0.0.8 }
+  - { name: n, type: NS, value: 10.0.0.9 }
+  - { name: fine, type: CNAME, value: 10.0.0.9.in-addr.example }
+  - { name: mx2, type: MX, value: "10 10mail.w.test" }
+"#,
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &z,
+        &[
+            ("4:36", "a CNAME target is a name; `10.0.0.1` is an address: did you mean an A record (`type: A, value: 10.0.0.1`)?"),
+            ("5:37", "did you mean an AAAA record (`type: AAAA, value: 2001:db8::1`)?"),
+            ("6:33", "an MX exchange is a name; `10.0.0.25` is an address"),
+            ("7:34", "an SRV target is a name; `10.0.0.7` is an address"),
+            ("8:34", "a PTR target is a name; `10.0.0.8` is an address"),
+            ("9:33", "an NS target is a name; `10.0.0.9` is an address"),
+        ],
+    );
+    assert!(out.trim_end().ends_with("6 problems found"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: white space around a name, id or value was trimmed without a
+/// word while white space inside one is an error: both are problems now.
+#[test]
+fn white_space_around_names_ids_and_values_is_reported() {
+    let d = scratch("spaces");
+    let z = d.join("zones/w.yaml");
+    std::fs::write(
+        &z,
+        "zone: 'w.test '\nvpcs: [' vpc-hz-prod']\nrecords:\n  - { name: ' www', type: A, value: '10.0.0.1 ' }\n  - { name: t, type: TXT, value: ' hello' }\n  - { name: in side, type: A, value: 10.0.0.2 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("zones/endpoints.yaml"),
+        "endpoints:\n  - id: 'ep-1 '\n    service: epsrv-1\n    region: cn-hangzhou\n    vpc: vpc-hz-prod\n    zones:\n      - { zone: cn-hangzhou-b, ip: ' 10.0.1.7' }\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &z,
+        &[
+            ("1:7", "zone `w.test ` has white space at its end; remove it: `w.test`"),
+            ("2:8", "VPC id ` vpc-hz-prod` has white space at its start; remove it: `vpc-hz-prod`"),
+            ("4:13", "name ` www` has white space at its start"),
+            ("4:37", "value `10.0.0.1 ` has white space at its end"),
+            ("5:34", "value ` hello` has white space at its start"),
+            ("6:13", "`in side` is not a domain name: it contains white space"),
+        ],
+    );
+    let e = d.join("zones/endpoints.yaml");
+    expect(&out, &e, &[("2:9", "endpoint id `ep-1 ` has white space at its end"), ("7:36", "ip ` 10.0.1.7` has white space at its start")]);
+    assert!(out.trim_end().ends_with("8 problems found"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: a CNAME loop is reported with the file's other problems, not
+/// only once they are fixed: a zone with a problem (an unknown VPC id,
+/// data beside a CNAME) is still walked in the same pass.
+#[test]
+fn a_cname_loop_is_reported_with_the_files_other_problems() {
+    let d = scratch("loop");
+    let z = d.join("zones/w.yaml");
+    std::fs::write(
+        &z,
+        "zone: w.test\nvpcs: [vpc-hz-prd]\nrecords:\n  - { name: l1, type: CNAME, value: l2.w.test }\n  - { name: l2, type: CNAME, value: l1.w.test }\n",
+    )
+    .unwrap();
+    let y = d.join("zones/y.yaml");
+    std::fs::write(
+        &y,
+        "zone: y.test\nvpcs: [vpc-hz-prod]\nrecords:\n  - { name: l1, type: CNAME, value: l2.y.test }\n  - { name: l2, type: CNAME, value: l1.y.test }\n  - { name: l2, type: A, value: 10.0.0.1 }\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &z,
+        &[
+            ("2:8", "unknown VPC id `vpc-hz-prd`; did you mean `vpc-hz-prod`?"),
+            ("4:37", "CNAME loop: the chain comes back to l1.w.test."),
+            ("5:37", "CNAME loop: the chain comes back to l2.w.test."),
+        ],
+    );
+    expect(
+        &out,
+        &y,
+        &[
+            ("4:37", "CNAME loop: the chain comes back to l1.y.test. in the view of VPC `vpc-hz-prod`"),
+            ("6:33", "A record beside a CNAME at l2.y.test."),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: with vpcs.yaml missing, every reference to a VPC id is
+/// reported, saying the file is missing, and the checks that need the
+/// zones a VPC sees (two zones of one name, CNAME loops) still run.
+#[test]
+fn without_vpcs_yaml_every_reference_and_every_other_problem_is_reported() {
+    let d = scratch("novpcs");
+    std::fs::remove_file(d.join("zones/vpcs.yaml")).unwrap();
+    let a = d.join("zones/a.yaml");
+    std::fs::write(&a, "zone: w.test\nvpcs: [vpc-hz-prod, vpc-bj-dev]\nrecords:\n  - { name: l1, type: CNAME, value: l1.w.test }\n")
+        .unwrap();
+    let b = d.join("zones/b.yaml");
+    std::fs::write(&b, "zone: w.test\nvpcs: [vpc-hz-prod]\n").unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    let missing = format!("{} does not exist", d.join("zones/vpcs.yaml").display());
+    expect(&out, &a, &[("2:8", &missing), ("2:21", &missing), ("4:37", "CNAME loop")]);
+    expect(
+        &out,
+        &b,
+        &[("2:8", &missing), ("2:8", &format!("zone w.test. is bound to VPC `vpc-hz-prod` twice: also at {}:1", a.display()))],
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 26: an endpoint's private DNS name is a zone of its own, hiding a
+/// zone file's records at and under it in the endpoint's VPCs: reported,
+/// naming the endpoint and the zone file.
+#[test]
+fn an_endpoint_name_that_hides_a_zones_records_is_reported() {
+    let d = scratch("shadow");
+    let z = d.join("zones/proxy.yaml");
+    std::fs::write(
+        &z,
+        "zone: vpc-proxy.aliyuncs.com\nvpcs: [vpc-hz-prod, vpc-bj-dev]\nrecords:\n  - { name: a.openapi, type: A, value: 10.9.9.9 }\n  - { name: other, type: A, value: 10.9.9.8 }\n",
+    )
+    .unwrap();
+    let e = d.join("zones/endpoints.yaml");
+    std::fs::write(
+        &e,
+        "endpoints:\n  - id: ep-1\n    service: epsrv-1\n    region: cn-hangzhou\n    vpc: vpc-hz-prod\n    zones:\n      - { zone: cn-hangzhou-b, ip: 10.0.1.7 }\n    private_dns_names: [new.vpc-proxy.aliyuncs.com, openapi.vpc-proxy.aliyuncs.com]\n",
+    )
+    .unwrap();
+    let (code, out) = check_zones(&d);
+    assert_eq!(code, 1, "{out}");
+    expect(
+        &out,
+        &e,
+        &[(
+            "8:53",
+            &format!(
+                "endpoint `ep-1` publishes openapi.vpc-proxy.aliyuncs.com., which hides the records at and under that name in zone vpc-proxy.aliyuncs.com. ({}:1) from VPC `vpc-hz-prod`",
+                z.display()
+            ),
+        )],
+    );
+    assert!(out.trim_end().ends_with("1 problem found"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
