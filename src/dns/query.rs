@@ -77,9 +77,12 @@ impl ClientSubnet {
 
     /// What the option claims about the client: its address and source
     /// prefix length, or `None` for a prefix of 0 (family 0 included),
-    /// which says nothing about the client (RFC 7871 §7.1.2).
+    /// which says nothing about the client (RFC 7871 §7.1.2), and for
+    /// `::ffff:0:0/96`, every IPv4-mapped address: IPv4's prefix 0.
     pub fn claim(&self) -> Option<(std::net::IpAddr, u8)> {
-        (self.source_prefix > 0).then(|| (self.ip(), self.source_prefix))
+        let ip = self.ip();
+        let all_mapped = self.source_prefix == 96 && matches!(ip, std::net::IpAddr::V6(a) if a.to_ipv4_mapped().is_some());
+        (self.source_prefix > 0 && !all_mapped).then_some((ip, self.source_prefix))
     }
 }
 
@@ -421,6 +424,8 @@ mod tests {
         assert_eq!(ecs(&[0, 1, 0, 0]).subnet.unwrap().claim(), None, "source prefix 0: no claim");
         let mapped = ecs(&[0, 2, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 2, 0, 5]).subnet.unwrap();
         assert_eq!(mapped.claim(), Some(("::ffff:127.2.0.5".parse().unwrap(), 128)), "a mapped address stays IPv6 here");
+        let all_mapped = ecs(&[0, 2, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).subnet.unwrap();
+        assert_eq!(all_mapped.claim(), None, "::ffff:0:0/96 is IPv4's /0");
         for bad in [
             &[0, 1, 24, 0, 127, 1][..],    // too few address bytes
             &[0, 1, 24, 0, 127, 1, 0, 0],  // too many
