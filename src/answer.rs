@@ -30,7 +30,7 @@ use crate::metrics::{Metrics, Source};
 use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
 use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{NO_AZ, RRset};
-use crate::snapshot::{Claims, Identity, Route, Snapshot, View};
+use crate::snapshot::{Claims, Identity, Route, Snapshot, SubnetClaim, View};
 use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
 use crate::upstream::{Asker, Forwarder, Lookup, NO_VPC, Question, Share, UpstreamError};
 
@@ -183,6 +183,10 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
     };
     let id = identify_client(ctx, client, &q, &mut frame);
+    if id.malformed_claim {
+        reply(out, &frame, Some(question), rcode::FORMERR, None);
+        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
+    }
     let view = id.view;
     let claimed = (id.client != client.src.ip()).then_some(id.client);
     let refused = if refuse_transfers_and_other_classes(qtype, qclass) {
@@ -307,7 +311,7 @@ struct Miss {
 /// believed is counted.
 fn identify_client(ctx: &Ctx<'_>, client: &Client, q: &Query<'_>, frame: &mut Frame) -> Identity {
     let subnet = q.edns.and_then(|e| e.subnet);
-    let claims = Claims { proxy: client.proxy, subnet: subnet.map(|s| (s.ip(), s.source_prefix)) };
+    let claims = Claims { proxy: client.proxy, subnet: q.edns.as_ref().and_then(SubnetClaim::of) };
     let id = ctx.snap.select_identity(Some(client.listener), client.src.ip(), claims);
     if id.ignored_claim {
         ctx.metrics.claims_ignored.inc();

@@ -58,7 +58,8 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             };
             *shared.incremental.lock().unwrap_or_else(|p| p.into_inner()) = inc;
             let (snap, reuse) = loaded?;
-            Ok((cfg, restart, snap, reuse))
+            let gone = zones_gone(&prev, &snap);
+            Ok((cfg, restart, snap, reuse, gone))
         })
     };
     let failed = |why: String| {
@@ -82,7 +83,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
     };
     let ms = started.elapsed().as_millis() as u64;
     match built {
-        Ok((cfg, restart_needed, snap, reuse)) => {
+        Ok((cfg, restart_needed, snap, reuse, gone)) => {
             // Policy hit counters exist (at 0) before the data serves.
             snap.policy.register(&shared.metrics.policy_hits);
             for w in &snap.policy.warnings {
@@ -122,6 +123,9 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             shared.metrics.upstreams_known(snap.all_upstreams());
             shared.metrics.queries_known(&snap.vpc_labels, &snap.unknown_label);
             shared.metrics.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            for (zone, file, vpcs) in &gone {
+                warn!(trigger, generation = next_gen, zone = %zone, file = %file.display(), vpcs = %vpcs, "zone no longer loaded");
+            }
             for what in &restart_needed {
                 warn!(trigger, "{what}: the running server keeps the old setting until it is restarted");
             }
@@ -174,6 +178,26 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             Err(diags)
         }
     }
+}
+
+/// The zones of `old` that `new` no longer has (by name and the VPCs
+/// that see it, so that a file renamed is not reported): each with its
+/// file, as it was, and its VPCs.
+fn zones_gone(old: &crate::snapshot::Snapshot, new: &crate::snapshot::Snapshot) -> Vec<(String, PathBuf, String)> {
+    use rustc_hash::FxHashSet;
+    let vpc_ids = |s: &crate::snapshot::Snapshot, z: &crate::snapshot::zone::Zone| {
+        let mut ids: Vec<&str> = z.vpcs.iter().map(|v| s.vpcs[*v as usize].id.as_str()).collect();
+        ids.sort_unstable();
+        ids.join(",")
+    };
+    let now: FxHashSet<(&[u8], String)> = new.zones.iter().map(|z| (&z.key[..], vpc_ids(new, z))).collect();
+    old.zones
+        .iter()
+        .filter_map(|z| {
+            let vpcs = vpc_ids(old, z);
+            (!now.contains(&(&z.key[..], vpcs.clone()))).then(|| (z.origin.to_string(), z.path.clone(), vpcs))
+        })
+        .collect()
 }
 
 /// Hands the memory a load freed (its parse trees, the old snapshot) back

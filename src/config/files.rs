@@ -13,7 +13,10 @@
 //! 3. opens it with `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`, so that a file
 //!    swapped for a FIFO or a link in between cannot block either, and
 //!    checks again with `fstat` on what was opened;
-//! 4. reads at most [`MAX_FILE_BYTES`], however much the file grows.
+//! 4. reads at most [`MAX_FILE_BYTES`], however much the file grows;
+//! 5. counts what it reads against the load's budget (`zones_max_bytes`),
+//!    so that a tree naming its files many times over cannot exhaust
+//!    memory however small each file is.
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -81,6 +84,11 @@ impl Stamp {
         Stamp { racy: None, ..*self } == *now
     }
 
+    /// The device and inode: which file (or directory) this is.
+    pub fn dev_ino(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
     /// The stamp of what `path` names now (links followed); `None` if
     /// nothing can be found there.
     pub fn of(path: &Path) -> Option<Stamp> {
@@ -134,6 +142,21 @@ pub fn unchanged(
     Some(out)
 }
 
+/// Bytes one load may read in all, shared by every reader of that load.
+#[derive(Debug)]
+struct ReadBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl ReadBudget {
+    /// Counts `n` more bytes; `false` when that goes over the limit.
+    fn take(&self, n: u64) -> bool {
+        let before = self.used.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        before.saturating_add(n) <= self.limit
+    }
+}
+
 /// Where data files may be read from.
 #[derive(Debug, Clone, Default)]
 pub struct FileAccess {
@@ -148,6 +171,8 @@ pub struct FileAccess {
     /// Files modified more recently than this before they are read are
     /// noted with a stamp nothing matches (see [`Stamp::unless_racy`]).
     racy_window: std::time::Duration,
+    /// What this load may still read, when bounded.
+    budget: Option<Arc<ReadBudget>>,
 }
 
 impl FileAccess {
@@ -161,17 +186,25 @@ impl FileAccess {
             max_bytes: MAX_FILE_BYTES,
             reads: None,
             racy_window: RACY_WINDOW,
+            budget: None,
         }
     }
 
     /// Any path (the configuration file, named on the command line).
     pub fn anywhere() -> Self {
-        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES, reads: None, racy_window: RACY_WINDOW }
+        FileAccess { root: None, allowed: Vec::new(), max_bytes: MAX_FILE_BYTES, reads: None, racy_window: RACY_WINDOW, budget: None }
     }
 
     /// The same rules with another size limit.
     pub fn with_max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = max;
+        self
+    }
+
+    /// The same rules, reading at most `limit` bytes in all, counted over
+    /// this access and every clone of it (one load's readers).
+    pub fn with_load_limit(mut self, limit: u64) -> Self {
+        self.budget = Some(Arc::new(ReadBudget { limit, used: Default::default() }));
         self
     }
 
@@ -244,10 +277,27 @@ impl FileAccess {
         // What was opened may not be what was looked at.
         let meta = file.metadata().map_err(|e| format!("cannot read {shown}: {e}"))?;
         self.check_meta(&meta, &shown)?;
+        let over_budget = |b: &ReadBudget| {
+            format!(
+                "{shown} would take this load over the {} it may read in all (`zones_max_bytes` in pzdns.yaml); \
+                 is a file named many times over (links, `$INCLUDE`)? If not, raise the limit",
+                limit_text(b.limit)
+            )
+        };
+        if let Some(b) = &self.budget
+            && !b.take(meta.len())
+        {
+            return Err(over_budget(b));
+        }
         let mut out = Vec::with_capacity(meta.len() as usize);
         file.take(self.max_bytes + 1).read_to_end(&mut out).map_err(|e| format!("cannot read {shown}: {e}"))?;
         if out.len() as u64 > self.max_bytes {
             return Err(format!("{shown} grew over the {} limit while being read", limit_text(self.max_bytes)));
+        }
+        if let Some(b) = &self.budget
+            && !b.take((out.len() as u64).saturating_sub(meta.len()))
+        {
+            return Err(over_budget(b));
         }
         Ok(out)
     }
@@ -318,7 +368,13 @@ impl FileAccess {
 }
 
 fn limit_text(n: u64) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) { format!("{} MiB", n >> 20) } else { format!("{n}-byte") }
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n}-byte")
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +446,23 @@ mod tests {
         std::fs::write(&f, "zone: another.test\n").unwrap();
         assert!(unchanged(&aged, &access, window).is_none(), "a write of another size changes the stamp");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The load's budget counts every read, by every clone of the access
+    /// (the readers of one load), the same file read again included.
+    #[test]
+    fn a_load_reads_at_most_its_budget_in_all() {
+        let d = scratch("budget");
+        let f = d.join("z.yaml");
+        std::fs::write(&f, vec![b'a'; 40]).unwrap();
+        let a = FileAccess::new(&d, &[]).with_load_limit(100);
+        let (clone, _) = a.recording();
+        assert!(a.read(&f).is_ok() && clone.read(&f).is_ok(), "80 bytes of 100");
+        let e = a.read(&f).unwrap_err();
+        assert!(e.contains("would take this load over the 100-byte it may read in all (`zones_max_bytes`"), "{e}");
+        assert!(clone.read(&f).is_err(), "shared by the clones");
+        assert!(FileAccess::new(&d, &[]).with_load_limit(100).read(&f).is_ok(), "a new load, a new budget");
+        std::fs::remove_dir_all(&d).ok();
     }
 
     #[test]

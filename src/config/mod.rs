@@ -37,6 +37,10 @@ pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
 /// Smallest and largest `cache.max_bytes` (one shard of the cache must
 /// hold a 64 KiB answer).
 pub const MIN_CACHE_BYTES: u64 = 1 << 20;
+/// Default `zones_max_bytes`: what one load may read in all (every file,
+/// every time it is read), so that a tree that names its files many times
+/// over (links, includes) fails the load instead of exhausting memory.
+pub const DEFAULT_ZONES_MAX_BYTES: u64 = 4 << 30;
 pub const MAX_CACHE_BYTES: u64 = 1 << 40;
 /// Default RFC 8767 stale window.
 pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(3600);
@@ -158,6 +162,8 @@ pub struct ServerConfig {
     pub upstreams_from_resolv_conf: bool,
     pub forward_zones: Vec<ForwardZone>,
     pub zones_dir: PathBuf,
+    /// Bytes one load may read in all (`zones_max_bytes`).
+    pub zones_max_bytes: u64,
     pub unknown_clients: UnknownClients,
     pub cache_max_entries: u64,
     /// The cache's memory budget in bytes (`cache.max_bytes`).
@@ -210,6 +216,7 @@ impl ServerConfig {
             upstreams_from_resolv_conf: true,
             forward_zones: Vec::new(),
             zones_dir: PathBuf::from("zones"),
+            zones_max_bytes: DEFAULT_ZONES_MAX_BYTES,
             unknown_clients: UnknownClients::Refuse,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
             cache_max_bytes: DEFAULT_CACHE_BYTES,
@@ -274,6 +281,16 @@ impl ServerConfig {
             cfg.zones_dir = base.join(&z.value);
         } else {
             cfg.zones_dir = base.join("zones");
+        }
+        if let Some(b) = f.zones_max_bytes {
+            match parse_size(&b.value) {
+                Some(n) if (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&n) => cfg.zones_max_bytes = n,
+                _ => diags.push(
+                    path,
+                    pos(&b),
+                    format!("zones_max_bytes `{}` must be a size from 1MiB to 1TiB, like 4GiB or 500000000", b.value),
+                ),
+            }
         }
         cfg.read_reload(path, f.reload_threads, f.reload_priority, diags);
         if let Some(u) = f.unknown_clients {

@@ -17,6 +17,8 @@ pub struct ServerFile {
     pub upstreams: Option<Vec<Spanned<String>>>,
     pub forward_zones: Vec<ForwardZoneEntry>,
     pub zones_dir: Option<Spanned<String>>,
+    /// `zones_max_bytes`: bytes one load may read in all.
+    pub zones_max_bytes: Option<Spanned<String>>,
     pub unknown_clients: Option<Spanned<String>>,
     pub cache: Option<CacheEntry>,
     pub admin: Option<AdminEntry>,
@@ -209,6 +211,7 @@ impl ServerFile {
             })
             .unwrap_or_default();
         let zones_dir = m.text("zones_dir", d);
+        let zones_max_bytes = m.text("zones_max_bytes", d);
         let unknown_clients = m.text("unknown_clients", d);
         let cache = m.get("cache").and_then(|n| {
             let mut c = MapReader::new(n, "`cache`", path, d)?;
@@ -276,6 +279,7 @@ impl ServerFile {
             upstreams,
             forward_zones,
             zones_dir,
+            zones_max_bytes,
             unknown_clients,
             cache,
             admin,

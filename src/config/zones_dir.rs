@@ -143,7 +143,40 @@ pub fn load(cfg: &ServerConfig) -> (ZonesData, Diagnostics) {
 /// listed in `reused`, for the snapshot builder to take their zones from
 /// the previous snapshot. Files modified within `racy_window` of being
 /// read are read again next time whatever their stamps say.
+///
+/// A load whose directories changed while it read them (an entry renamed,
+/// added or removed: `git pull`, git-sync, an editor) may have missed a
+/// file, so it is not used: the load is made again, at most
+/// [`LOAD_ATTEMPTS`] times, then fails with a problem saying so (and a
+/// reload keeps the data in force).
 pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: std::time::Duration) -> (ZonesData, Diagnostics) {
+    let mut attempt = 1;
+    loop {
+        let (data, mut diags, listed) = load_once(cfg, prev, racy_window);
+        let Some(what) = changed_since(&listed) else {
+            return (data, diags);
+        };
+        if attempt == LOAD_ATTEMPTS {
+            diags.push(
+                &cfg.zones_dir,
+                Pos::UNKNOWN,
+                format!(
+                    "the zones directory changed while it was read, {LOAD_ATTEMPTS} times in a row (last: {what}); \
+                     a file may have been missed, so nothing read was used: load again once the writer is done"
+                ),
+            );
+            return (data, diags);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+        attempt += 1;
+    }
+}
+
+/// Loads made before a load whose directories kept changing fails.
+pub const LOAD_ATTEMPTS: usize = 3;
+
+/// One load, and the directories it listed (for [`changed_since`]).
+fn load_once(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: std::time::Duration) -> (ZonesData, Diagnostics, Vec<Listed>) {
     let dir = &cfg.zones_dir;
     let mut diags = Diagnostics::new();
     let mut data = ZonesData { dir: dir.clone(), ..Default::default() };
@@ -153,21 +186,25 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
             Pos::UNKNOWN,
             "zones directory does not exist or is not a directory; set `zones_dir` in pzdns.yaml or pass --zones DIR",
         );
-        return (data, diags);
+        return (data, diags, Vec::new());
     }
-    let mut files = Vec::new();
-    if !collect_yaml_files(dir, 0, MAX_FILES, &mut files, &mut diags) {
+    let mut walk = Walk { limit: MAX_FILES, files: Vec::new(), entered: HashMap::new(), listed: Vec::new(), diags: &mut diags };
+    let complete = walk.enter(dir, 0);
+    let (mut files, listed) = (walk.files, walk.listed);
+    if !complete {
         // Over the limit (reported): reading them all is what the limit
         // prevents, and the load fails on that problem.
-        return (data, diags);
+        return (data, diags, listed);
     }
     files.sort();
     data.files_read = files.len();
-    let access = FileAccess::new(dir, &cfg.allow_paths_outside).with_racy_window(racy_window);
+    let access = FileAccess::new(dir, &cfg.allow_paths_outside).with_racy_window(racy_window).with_load_limit(cfg.zones_max_bytes);
 
-    // VPCs first: every other file refers to them.
+    let is_top = |f: &Path, n: &str| f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n);
+    // VPCs first: every other file refers to them. Whether the file is
+    // there is what the listing says, as for every other file.
     let vpcs_path = dir.join(VPCS_FILE);
-    if vpcs_path.exists() {
+    if files.iter().any(|f| is_top(f, VPCS_FILE)) {
         load_vpcs(&vpcs_path, &access, &mut data, &mut diags);
     }
     let known: HashSet<String> = data.vpcs.iter().map(|v| v.id.clone()).collect();
@@ -191,7 +228,6 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
         }
     }
 
-    let is_top = |f: &Path, n: &str| f.parent() == Some(dir.as_path()) && f.file_name().and_then(|x| x.to_str()) == Some(n);
     let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
     // Zone files are independent: parse them on rayon's pool (every core).
     // Results come back in file order, so output is deterministic.
@@ -233,7 +269,7 @@ pub fn load_reusing(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: st
         load_endpoints(&dir.join(ENDPOINTS_FILE), &known, &access, &mut data, &mut diags);
     }
     add_unknown_vpcs(&mut data, &known);
-    (data, diags)
+    (data, diags, listed)
 }
 
 /// Every VPC id that zones and endpoints name but `vpcs.yaml` lacks (each
@@ -267,50 +303,135 @@ fn unknown_vpc_msg(id: &str, dir: &Path, known: &HashSet<String>) -> String {
 /// metrics, logs and /explain), so a VPC of that name would be ambiguous.
 pub const RESERVED_VPC_IDS: &[&str] = &["unknown"];
 
-/// Collects the YAML files under `dir` (at most `limit`). Returns `false`
-/// when there are more than `limit` (reported once): the load must then
-/// fail with that reason, never go on with part of the data or none.
-fn collect_yaml_files(dir: &Path, depth: usize, limit: usize, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) -> bool {
-    if depth > MAX_DEPTH {
-        diags.push(dir, Pos::UNKNOWN, format!("directory nesting is deeper than {MAX_DEPTH} levels"));
-        return true;
+/// A directory as a load listed it: its stamp just before, and its
+/// entries (name and inode; hidden ones left out), sorted.
+#[derive(Debug)]
+struct Listed {
+    path: PathBuf,
+    stamp: Option<Stamp>,
+    entries: Vec<(std::ffi::OsString, u64)>,
+}
+
+/// The entries of `dir` that are read (hidden ones such as `.git` are
+/// not), by name, with their inodes.
+fn list_dir(dir: &Path) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
+    use std::os::unix::fs::DirEntryExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().starts_with(b".") {
+            out.push((name, entry.ino()));
+        }
     }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(dir, Pos::UNKNOWN, format!("cannot read directory: {e}"));
+    out.sort();
+    Ok(out)
+}
+
+/// Whether a directory listed by a load differs now, and how. The stamp
+/// (modification and change time) moves with any entry renamed, added or
+/// removed; the second listing also catches a change made within the
+/// stamp's granularity. Together they miss only what a listing missed
+/// twice, each time within one tick of the clock that stamps directories.
+fn changed_since(listed: &[Listed]) -> Option<String> {
+    for l in listed {
+        let now = list_dir(&l.path);
+        let Ok(now) = now else {
+            return Some(format!("{} can no longer be read", l.path.display()));
+        };
+        if now != l.entries {
+            let names = |a: &[(std::ffi::OsString, u64)], b: &[(std::ffi::OsString, u64)]| {
+                a.iter().filter(|e| !b.contains(e)).take(3).map(|(n, _)| format!("`{}`", n.to_string_lossy())).collect::<Vec<_>>()
+            };
+            let (gone, came) = (names(&l.entries, &now), names(&now, &l.entries));
+            return Some(format!("in {}, gone: {}; new: {}", l.path.display(), or_none(&gone), or_none(&came)));
+        }
+        if Stamp::of(&l.path) != l.stamp {
+            return Some(format!("{} was modified", l.path.display()));
+        }
+    }
+    None
+}
+
+fn or_none(names: &[String]) -> String {
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+/// The walk of the zones directory: every directory is entered once, by
+/// its device and inode, so that a link back up the tree (or to a
+/// directory read already) is a problem, not a loop that reads every
+/// file again at every level.
+struct Walk<'d> {
+    limit: usize,
+    files: Vec<PathBuf>,
+    /// Every directory entered, by (device, inode), with its path.
+    entered: HashMap<(u64, u64), PathBuf>,
+    listed: Vec<Listed>,
+    diags: &'d mut Diagnostics,
+}
+
+impl Walk<'_> {
+    /// Collects the YAML files under `dir` (at most `limit`). Returns
+    /// `false` when there are more than `limit` (reported once): the load
+    /// must then fail with that reason, never go on with part of the data
+    /// or none.
+    fn enter(&mut self, dir: &Path, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            self.diags.push(dir, Pos::UNKNOWN, format!("directory nesting is deeper than {MAX_DEPTH} levels"));
             return true;
         }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
+        // Stamped before it is listed: a change made while the load reads
+        // shows in `changed_since`.
+        let stamp = Stamp::of(dir);
+        if let Some(s) = stamp {
+            if let Some(first) = self.entered.get(&s.dev_ino()) {
+                let msg = if dir.starts_with(first) {
+                    format!("links back to {}, a directory that holds it: a loop; remove the link", first.display())
+                } else {
+                    format!("is the directory {} again (read already); a directory is read once: remove one of the links", first.display())
+                };
+                self.diags.push(dir, Pos::UNKNOWN, msg);
+                return true;
+            }
+            self.entered.insert(s.dev_ino(), dir.to_path_buf());
         }
-        let path = entry.path();
-        // file_type() does not follow symlinks; metadata() does, which is what
-        // git-sync's symlink swap needs.
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
+        let entries = match list_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.diags.push(dir, Pos::UNKNOWN, format!("cannot read directory: {e}"));
+                return true;
+            }
         };
-        if meta.is_dir() {
-            if !collect_yaml_files(&path, depth + 1, limit, out, diags) {
-                return false;
+        for (name, _) in &entries {
+            let path = dir.join(name);
+            // metadata() follows symlinks, which is what git-sync's
+            // symlink swap needs.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let name = name.to_string_lossy();
+            if meta.is_dir() {
+                if !self.enter(&path, depth + 1) {
+                    return false;
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                if self.files.len() >= self.limit {
+                    self.diags.push(
+                        dir,
+                        Pos::UNKNOWN,
+                        format!(
+                            "more than {} YAML files under the zones directory; pzdns reads at most that many, so nothing was loaded",
+                            self.limit
+                        ),
+                    );
+                    return false;
+                }
+                self.files.push(path);
             }
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            if out.len() >= limit {
-                diags.push(
-                    dir,
-                    Pos::UNKNOWN,
-                    format!("more than {limit} YAML files under the zones directory; pzdns reads at most that many, so nothing was loaded"),
-                );
-                return false;
-            }
-            out.push(path);
         }
+        self.listed.push(Listed { path: dir.to_path_buf(), stamp, entries });
+        true
     }
-    true
 }
 
 fn load_vpcs(path: &Path, access: &FileAccess, data: &mut ZonesData, diags: &mut Diagnostics) {
@@ -1020,6 +1141,79 @@ mod tests {
         }
     }
 
+    /// A directory is entered once: links back up the tree, or to a
+    /// directory read already, are problems named by their paths, and
+    /// each file is listed once.
+    #[test]
+    fn a_directory_is_entered_once() {
+        let d = std::env::temp_dir().join(format!("pzdns-loop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("loop")).unwrap();
+        std::fs::create_dir_all(d.join("real")).unwrap();
+        std::fs::write(d.join("a.yaml"), "").unwrap();
+        std::fs::write(d.join("real/b.yaml"), "").unwrap();
+        std::os::unix::fs::symlink("..", d.join("loop/up")).unwrap();
+        std::os::unix::fs::symlink("../loop", d.join("loop/self")).unwrap();
+        std::os::unix::fs::symlink("real", d.join("twin")).unwrap();
+        let mut diags = Diagnostics::new();
+        let mut walk = Walk { limit: 100, files: Vec::new(), entered: HashMap::new(), listed: Vec::new(), diags: &mut diags };
+        assert!(walk.enter(&d, 0));
+        let files = walk.files;
+        assert_eq!(files, [d.join("a.yaml"), d.join("real/b.yaml")], "each file once");
+        let problems: Vec<String> = diags.items().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!(
+                "{}: links back to {},",
+                d.join("loop/self").display(),
+                d.join("loop").display()
+            ))),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!("{}: links back to {},", d.join("loop/up").display(), d.display()))),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!(
+                "{}: is the directory {} again",
+                d.join("twin").display(),
+                d.join("real").display()
+            ))),
+            "{problems:?}"
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// What a load listed is compared with the directory afterwards: a
+    /// rename (even one back and forth, which leaves the names as they
+    /// were but the directory's stamp moved) is seen.
+    #[test]
+    fn a_listing_that_changed_is_seen() {
+        let d = std::env::temp_dir().join(format!("pzdns-listing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("secret.b.yaml"), "").unwrap();
+        let listing = || {
+            let mut diags = Diagnostics::new();
+            let mut walk = Walk { limit: 100, files: Vec::new(), entered: HashMap::new(), listed: Vec::new(), diags: &mut diags };
+            walk.enter(&d, 0);
+            walk.listed
+        };
+        let listed = listing();
+        assert_eq!(changed_since(&listed), None);
+        std::fs::rename(d.join("secret.b.yaml"), d.join("secret.b.yml")).unwrap();
+        let what = changed_since(&listed).expect("renamed");
+        assert!(what.contains("gone: `secret.b.yaml`; new: `secret.b.yml`"), "{what}");
+        let listed = listing();
+        // Back and forth: the same names, but not the same directory.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::rename(d.join("secret.b.yml"), d.join("x.yml")).unwrap();
+        std::fs::rename(d.join("x.yml"), d.join("secret.b.yml")).unwrap();
+        assert!(changed_since(&listed).is_some_and(|w| w.contains("was modified")));
+        std::fs::remove_dir_all(&d).ok();
+    }
+
     #[test]
     fn file_limit_at_under_and_over() {
         let d = std::env::temp_dir().join(format!("pzdns-limit-{}", std::process::id()));
@@ -1030,8 +1224,10 @@ mod tests {
                 let at = if i % 2 == 0 { d.join(format!("f{i}.yaml")) } else { d.join("sub").join(format!("f{i}.yaml")) };
                 std::fs::write(at, "").unwrap();
             }
-            let (mut files, mut diags) = (Vec::new(), Diagnostics::new());
-            assert_eq!(collect_yaml_files(&d, 0, 5, &mut files, &mut diags), ok, "{n} files");
+            let mut diags = Diagnostics::new();
+            let mut walk = Walk { limit: 5, files: Vec::new(), entered: HashMap::new(), listed: Vec::new(), diags: &mut diags };
+            assert_eq!(walk.enter(&d, 0), ok, "{n} files");
+            let files = walk.files;
             if ok {
                 assert!(diags.is_empty() && files.len() == n, "{n}: {diags}");
             } else {

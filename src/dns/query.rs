@@ -13,7 +13,8 @@ pub struct QueryEdns {
     pub version: u8,
     /// The EDNS Client Subnet option (RFC 7871), if one was sent well formed.
     pub subnet: Option<ClientSubnet>,
-    /// An ECS option was sent but is malformed; it is ignored.
+    /// An ECS option was sent but is malformed: FORMERR where ECS is
+    /// believed (a trusted forwarder, `client_subnet: trusted`), else ignored.
     pub bad_subnet: bool,
     /// The query asks for the server's NSID (RFC 5001).
     pub nsid: bool,
@@ -26,7 +27,7 @@ pub struct QueryEdns {
 /// An EDNS Client Subnet option as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientSubnet {
-    /// 1 for IPv4, 2 for IPv6.
+    /// 1 for IPv4, 2 for IPv6, 0 for none (source prefix 0, no address).
     pub family: u16,
     pub source_prefix: u8,
     /// The address bytes as sent: `ceil(source_prefix / 8)` of them.
@@ -35,26 +36,34 @@ pub struct ClientSubnet {
 }
 
 impl ClientSubnet {
-    /// The client subnet's address (host bits zero).
+    /// The client subnet's address (host bits zero); for family 0 (no
+    /// address, RFC 7871 §7.1.2's "do not use my address"), `0.0.0.0`.
     pub fn ip(&self) -> std::net::IpAddr {
         let a = self.addr;
-        if self.family == 1 { std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into() } else { std::net::Ipv6Addr::from(a).into() }
+        if self.family == 2 { std::net::Ipv6Addr::from(a).into() } else { std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into() }
     }
 
-    /// Reads an ECS option's data (after code and length).
+    /// Reads an ECS option's data (after code and length). `None` for
+    /// what BIND answers FORMERR (RFC 7871 §6): a family other than 0, 1
+    /// and 2, family 0 with a prefix, a source prefix longer than the
+    /// family's address, other than `ceil(source_prefix / 8)` address
+    /// bytes, address bits set past the prefix, or a SCOPE PREFIX-LENGTH
+    /// other than 0 (it "MUST be set to 0" in queries).
     fn read(data: &[u8]) -> Option<Self> {
         let (family, source_prefix) = (u16::from_be_bytes([*data.first()?, *data.get(1)?]), *data.get(2)?);
+        let scope = *data.get(3)?;
         let addr = data.get(4..)?;
         let max = match family {
+            0 => 0,
             1 => 32,
             2 => 128,
             _ => return None,
         };
         let addr_len = (source_prefix as usize).div_ceil(8);
-        if source_prefix > max || addr.len() != addr_len {
+        if source_prefix > max || addr.len() != addr_len || scope != 0 {
             return None;
         }
-        // Bits past the prefix must be zero (RFC 7871 §6).
+        // Bits past the prefix must be zero.
         if let Some(&last) = addr.last()
             && source_prefix % 8 != 0
             && last & (0xff >> (source_prefix % 8)) != 0
@@ -64,6 +73,16 @@ impl ClientSubnet {
         let mut a = [0u8; 16];
         a[..addr_len].copy_from_slice(addr);
         Some(ClientSubnet { family, source_prefix, addr: a, addr_len: addr_len as u8 })
+    }
+
+    /// What the option claims about the client: its address and source
+    /// prefix length, or `None` for a prefix of 0 (family 0 included),
+    /// which says nothing about the client (RFC 7871 §7.1.2), and for
+    /// `::ffff:0:0/96`, every IPv4-mapped address: IPv4's prefix 0.
+    pub fn claim(&self) -> Option<(std::net::IpAddr, u8)> {
+        let ip = self.ip();
+        let all_mapped = self.source_prefix == 96 && matches!(ip, std::net::IpAddr::V6(a) if a.to_ipv4_mapped().is_some());
+        (self.source_prefix > 0 && !all_mapped).then_some((ip, self.source_prefix))
     }
 }
 
@@ -399,7 +418,25 @@ mod tests {
         assert_eq!((s.source_prefix, s.ip()), (24, "127.1.0.0".parse().unwrap()));
         let e = ecs(&[0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 0xa]);
         assert_eq!(e.subnet.unwrap().ip(), "2001:db8:a::".parse::<std::net::IpAddr>().unwrap());
-        for bad in [&[0, 1, 24, 0, 127, 1][..], &[0, 1, 33, 0, 1, 2, 3, 4, 5], &[0, 3, 8, 0, 1], &[0, 1, 23, 0, 127, 1, 1]] {
+        let e = ecs(&[0, 0, 0, 0]);
+        let s = e.subnet.unwrap();
+        assert_eq!((s.family, s.claim()), (0, None), "family 0: no address, no claim");
+        assert_eq!(ecs(&[0, 1, 0, 0]).subnet.unwrap().claim(), None, "source prefix 0: no claim");
+        let mapped = ecs(&[0, 2, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 2, 0, 5]).subnet.unwrap();
+        assert_eq!(mapped.claim(), Some(("::ffff:127.2.0.5".parse().unwrap(), 128)), "a mapped address stays IPv6 here");
+        let all_mapped = ecs(&[0, 2, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).subnet.unwrap();
+        assert_eq!(all_mapped.claim(), None, "::ffff:0:0/96 is IPv4's /0");
+        for bad in [
+            &[0, 1, 24, 0, 127, 1][..],    // too few address bytes
+            &[0, 1, 24, 0, 127, 1, 0, 0],  // too many
+            &[0, 1, 33, 0, 1, 2, 3, 4, 5], // longer than IPv4
+            &[0, 2, 129, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+            &[0, 3, 8, 0, 1],           // unknown family
+            &[0, 0, 8, 0, 1],           // family 0 with a prefix
+            &[0, 1, 23, 0, 127, 1, 1],  // a bit set past the prefix
+            &[0, 1, 24, 16, 127, 1, 0], // scope set in a query
+            &[0, 1, 24],                // no scope byte
+        ] {
             let e = ecs(bad);
             assert!(e.subnet.is_none() && e.bad_subnet, "{bad:?}");
         }

@@ -84,8 +84,32 @@ pub enum ViewReason {
 pub struct Claims {
     /// The source address of a PROXY v2 header (PROXY command).
     pub proxy: Option<IpAddr>,
-    /// The address and source prefix length of an ECS option.
-    pub subnet: Option<(IpAddr, u8)>,
+    /// What an ECS option says.
+    pub subnet: Option<SubnetClaim>,
+}
+
+/// An ECS option's claim (RFC 7871).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubnetClaim {
+    /// The client's address (host bits zero) and source prefix length, at
+    /// least 1. An IPv4-mapped IPv6 address stays IPv6 here: the view is
+    /// chosen by the IPv4 address, the scope is counted in IPv6 bits.
+    Subnet(IpAddr, u8),
+    /// Source prefix 0: the forwarder says nothing about its client.
+    Anonymous,
+    /// Malformed (answered FORMERR where ECS is believed).
+    Malformed,
+}
+
+impl SubnetClaim {
+    /// The claim of a query's ECS option, if it has one.
+    pub fn of(edns: &crate::dns::query::QueryEdns) -> Option<SubnetClaim> {
+        match (edns.subnet, edns.bad_subnet) {
+            (Some(s), _) => Some(s.claim().map_or(SubnetClaim::Anonymous, |(a, l)| SubnetClaim::Subnet(a, l))),
+            (None, true) => Some(SubnetClaim::Malformed),
+            (None, false) => None,
+        }
+    }
 }
 
 /// Rule 1's outcome: the view, why, and for an ECS-chosen view the scope
@@ -99,6 +123,8 @@ pub struct Identity {
     pub scope: Option<u8>,
     /// A claim was made but not believed (untrusted source, or ECS off).
     pub ignored_claim: bool,
+    /// A malformed ECS option where ECS is believed: the query gets FORMERR.
+    pub malformed_claim: bool,
 }
 
 #[derive(Debug)]
@@ -250,23 +276,36 @@ impl Snapshot {
             let reason = if r == ViewReason::SourceCidr || r == ViewReason::NoMatch { reason } else { r };
             (view, reason)
         };
+        let plain = |ignored_claim, scope, malformed_claim| {
+            let (view, reason) = self.select_view(listener, src);
+            Identity { view, reason, client: src, scope, ignored_claim, malformed_claim }
+        };
         if let (true, Some(p)) = (trusted, claims.proxy) {
             let (view, reason) = by(p, ViewReason::ProxyClaim);
-            return Identity { view, reason, client: p, scope: None, ignored_claim: false };
+            return Identity { view, reason, client: p, scope: None, ignored_claim: false, malformed_claim: false };
         }
-        if let (true, ClientSubnet::Trusted, Some((addr, _))) = (trusted, self.client_subnet, claims.subnet) {
-            let (view, reason) = by(addr, ViewReason::SubnetClaim);
-            let scope = if reason == ViewReason::Listener {
-                0
-            } else {
-                let decided = self.vpc_table.matched_len(addr).unwrap_or(0).max(self.vswitch_table.matched_len(addr).unwrap_or(0));
-                self.scopes.scope(addr, decided)
-            };
-            return Identity { view, reason, client: addr, scope: Some(scope), ignored_claim: false };
+        match (trusted && self.client_subnet == ClientSubnet::Trusted, claims.subnet) {
+            (true, Some(SubnetClaim::Subnet(addr, _))) => {
+                let (view, reason) = by(addr, ViewReason::SubnetClaim);
+                // Counted in the claim's own family: an IPv4-mapped address
+                // is matched as IPv4 and its scope is 96 + the IPv4 scope.
+                let scope = if reason == ViewReason::Listener {
+                    0
+                } else {
+                    let decided = self.vpc_table.matched_len(addr).unwrap_or(0).max(self.vswitch_table.matched_len(addr).unwrap_or(0));
+                    self.scopes.scope(addr, decided)
+                };
+                Identity { view, reason, client: addr, scope: Some(scope), ignored_claim: false, malformed_claim: false }
+            }
+            // Nothing claimed: answered by the source, valid for any client
+            // of the forwarder (scope 0).
+            (true, Some(SubnetClaim::Anonymous)) => plain(false, Some(0), false),
+            (true, Some(SubnetClaim::Malformed)) => plain(false, None, true),
+            (false, _) => {
+                plain(claims.proxy.is_some() || (claims.subnet.is_some() && self.client_subnet == ClientSubnet::Trusted), None, false)
+            }
+            (true, None) => plain(false, None, false),
         }
-        let (view, reason) = self.select_view(listener, src);
-        let ignored_claim = claims.proxy.is_some() || (claims.subnet.is_some() && self.client_subnet == ClientSubnet::Trusted);
-        Identity { view, reason, client: src, scope: None, ignored_claim }
     }
 
     /// Answering rule 1, view selection: the listener's VPC, else the VPC

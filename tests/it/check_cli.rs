@@ -139,3 +139,72 @@ fn failed_zone_with_cnames_is_reported_not_a_crash() {
     assert!(out.contains("only.test.yaml:8:40: alias.only.test. has more than one CNAME"), "{out}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A symbolic-link loop beside a large master file (issue #25): each
+/// directory is entered once, so `check` reports both links of the loop,
+/// by path, and exits 1 within seconds under a 2 GiB address-space limit,
+/// where walking the loop read every file ~1,600 times and ran out of
+/// memory. The child is bounded in memory and time, so the test fails
+/// rather than hangs or takes the machine down.
+#[test]
+fn a_symlink_loop_is_reported_not_followed() {
+    use std::os::unix::process::CommandExt;
+    let d = std::env::temp_dir().join(format!("pzdns-symloop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("loop")).unwrap();
+    std::fs::write(d.join("vpcs.yaml"), "vpcs:\n  - { id: vpc-a, cidrs: [10.0.0.0/16] }\n").unwrap();
+    std::fs::write(d.join("big.yaml"), "zone: big.test\nvpcs: [vpc-a]\nmaster_file: big.zone\n").unwrap();
+    let mut zone = String::from("$ORIGIN big.test.\n$TTL 60\n");
+    let mut i = 0;
+    while zone.len() < 1_300_000 {
+        zone.push_str(&format!("host-number-{i:06} IN A 10.{}.{}.{}\n", (i >> 16) & 255, (i >> 8) & 255, i & 255));
+        i += 1;
+    }
+    std::fs::write(d.join("big.zone"), zone).unwrap();
+    std::os::unix::fs::symlink("..", d.join("loop/up")).unwrap();
+    std::os::unix::fs::symlink("../loop", d.join("loop/self")).unwrap();
+    let out = d.join("out.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    cmd.args(["check", "--zones", d.to_str().unwrap()]).stdout(std::fs::File::create(&out).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 2 << 30, rlim_max: 2 << 30 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("check still running after 30 s: {text}"));
+    assert_eq!(status.code(), Some(1), "exits 1 (not killed or aborted: {status}): {text}");
+    let up = format!("{}: links back to {}, a directory that holds it", d.join("loop/up").display(), d.display());
+    let own = format!("{}: links back to {}", d.join("loop/self").display(), d.join("loop").display());
+    assert!(text.contains(&up) && text.contains(&own), "both links named: {text}");
+    assert!(text.trim_end().ends_with("2 problems found"), "nothing else: {text}");
+    // What one load reads in all is bounded too (`zones_max_bytes`).
+    let cfg = d.join("pzdns.yaml");
+    std::fs::write(&cfg, format!("zones_dir: {}\nupstreams: []\nzones_max_bytes: 1MiB\n", d.display())).unwrap();
+    let (code, out, err) = pzdns(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let want = format!(
+        "{} would take this load over the 1 MiB it may read in all (`zones_max_bytes` in pzdns.yaml)",
+        d.join("big.zone").display()
+    );
+    assert!(out.contains(&want), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -184,3 +184,98 @@ fn explain_via_says_whose_identity_is_used_and_why() {
     let _ = std::fs::remove_dir_all(&z);
     let _ = std::fs::remove_file(&cfg);
 }
+
+/// An IPv4-mapped address in an IPv6 ECS option (family 2) is the IPv4
+/// client it maps: the view is that client's, and the echo keeps family 2
+/// and source /128 with the scope in IPv6 bits (96 + the IPv4 scope), so
+/// that an RFC 7871 cache downstream does not hand the answer to every
+/// client that shares the first 16 or 24 bits.
+#[test]
+fn kdig_ipv4_mapped_subnet_is_scoped_in_ipv6_bits() {
+    let Some(kd) = tool("kdig") else { return };
+    let z = zones("mapped");
+    let srv = server(&z);
+    let opt = srv.addrs[0];
+    // vpc-b's /16 holds vpc-c's /24: a /24 decides, 96 + 24.
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=::ffff:127.2.0.5/128"], "www.b.test.", false);
+    assert!(out.contains("NOERROR") && out.contains("10.2.2.2"), "vpc-b's view: {out}");
+    assert!(out.contains("::ffff:127.2.0.5/128/120"), "family 2 kept, scope 120: {out}");
+    // vpc-a's /16 holds nothing else: 96 + 16.
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=::ffff:127.1.0.5/128"], "www.a.test.", true);
+    assert!(out.contains("10.1.1.1") && out.contains("::ffff:127.1.0.5/128/112"), "vpc-a, scope 112: {out}");
+    // Not vpc-b's data for a mapped client of vpc-a.
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=::ffff:127.1.0.5/128"], "www.b.test.", false);
+    assert!(!out.contains("10.2.2.2"), "{out}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&z);
+}
+
+/// RFC 7871 §6 asks a server to reject a malformed option with FORMERR,
+/// as BIND does: from a trusted forwarder (where ECS is believed) a
+/// malformed option is FORMERR; from any other source the option is not
+/// read and the query is answered as without it. A source prefix of 0
+/// (family 0 included) claims nothing: answered as the forwarder, scope 0.
+#[test]
+fn malformed_subnets_are_formerr_where_believed() {
+    let z = zones("malformed");
+    let mut cfg = pzdns::config::ServerConfig::defaults();
+    cfg.zones_dir = z.clone();
+    cfg.upstreams = vec![];
+    cfg.trusted_forwarders = vec![format!("{FORWARDER}/32").parse().unwrap()];
+    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
+    let shared = rules_shared_with(cfg);
+    let snap = shared.snapshot.load_full();
+    let ask = |from: &str, ecs: &[u8]| -> Vec<u8> {
+        let mut m = query("www.a.test.", RecordType::A, None).to_vec().unwrap();
+        m[11] = 1; // ARCOUNT: the OPT below
+        m.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+        m.extend_from_slice(&((ecs.len() + 4) as u16).to_be_bytes());
+        m.extend_from_slice(&[0, 8]);
+        m.extend_from_slice(&(ecs.len() as u16).to_be_bytes());
+        m.extend_from_slice(ecs);
+        let ctx = Ctx { snap: &snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: Instant::now() };
+        let client = Client { listener: 0, src: SocketAddr::new(from.parse().unwrap(), 5300), proxy: None, transport: Transport::Udp };
+        let mut out = Vec::new();
+        assert!(matches!(answer(&ctx, &client, &m, &mut out), Outcome::Done(_)));
+        out
+    };
+    let rcode = |r: &[u8]| hickory_proto::op::ResponseCode::from(0, r[3] & 0xf);
+    // The echoed option's (source, scope), read from the OPT record's
+    // bytes: hickory does not decode every family the echo may carry.
+    let ecs_echo = |r: &[u8]| {
+        let opt = r.windows(3).rposition(|w| w == [0, 0, 41])?;
+        let mut o = &r[opt + 11..];
+        while o.len() >= 4 {
+            let (code, len) = (u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]) as usize);
+            if code == 8 {
+                return Some((o[6], o[7]));
+            }
+            o = &o[4 + len..];
+        }
+        None
+    };
+    use hickory_proto::op::ResponseCode::{FormErr, NoError, Refused};
+    let good = ask(FORWARDER, &[0, 1, 24, 0, 127, 1, 0]);
+    assert_eq!((rcode(&good), ecs_echo(&good)), (NoError, Some((24, 16))), "well formed: vpc-a, scope 16");
+    for bad in [
+        &[0, 1, 24, 0, 127, 1][..],      // an address byte short
+        &[0, 1, 24, 0, 127, 1, 0, 0],    // one too many
+        &[0, 1, 33, 0, 127, 1, 0, 0, 0], // longer than IPv4
+        &[0, 1, 23, 0, 127, 1, 1],       // a bit set past the prefix
+        &[0, 1, 24, 24, 127, 1, 0],      // a scope in the query
+        &[0, 3, 8, 0, 127],              // an unknown family
+        &[0, 0, 8, 0, 127],              // family 0 with a prefix
+    ] {
+        let r = ask(FORWARDER, bad);
+        assert_eq!((rcode(&r), ecs_echo(&r)), (FormErr, None), "trusted, {bad:?}");
+        // A stranger's option is not read: as without it (in no VPC: refused).
+        assert_eq!(rcode(&ask(STRANGER, bad)), Refused, "stranger, {bad:?}");
+    }
+    // Source prefix 0 says nothing about the client: the forwarder's own
+    // view (in no VPC here), valid for any client of it (scope 0).
+    for anonymous in [&[0, 1, 0, 0][..], &[0, 2, 0, 0], &[0, 0, 0, 0]] {
+        let r = ask(FORWARDER, anonymous);
+        assert_eq!((rcode(&r), ecs_echo(&r)), (Refused, Some((0, 0))), "{anonymous:?}");
+    }
+    let _ = std::fs::remove_dir_all(&z);
+}

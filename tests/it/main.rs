@@ -37,6 +37,7 @@ mod query_log;
 mod reader_replay;
 mod readme;
 mod record_types;
+mod reload_storm;
 mod resolve_rules;
 mod serve;
 mod serve_stale;
