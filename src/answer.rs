@@ -481,6 +481,8 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::NoUpstreams => (ede::NO_REACHABLE_AUTHORITY, "no upstreams are configured for this name"),
         UpstreamError::Timeout(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams did not answer in time"),
         UpstreamError::Rcode(..) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams answered SERVFAIL or REFUSED"),
+        UpstreamError::Referral(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstream answered with a referral, not an answer"),
+        UpstreamError::NameFailing => (ede::NO_REACHABLE_AUTHORITY, "the upstreams failed this name a moment ago"),
         UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
         UpstreamError::KnownDown => (ede::NO_REACHABLE_AUTHORITY, "the upstreams are known to be down"),
         UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),
