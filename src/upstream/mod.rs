@@ -52,10 +52,11 @@ pub const ATTEMPTS: usize = 2;
 /// An upstream whose last attempt failed in transport (timeout, I/O
 /// error) is tried last for this long.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
-/// Transport failures in a row, across names, with no reply from the
-/// upstream during them, that make it known down. One slow name (an
-/// upstream timing out on a broken domain while it answers others) never
-/// does: any reply resets the count.
+/// I/O errors in a row (ICMP port unreachable, a refused TCP connection:
+/// a forged ICMP message can cause one), across names, that make an
+/// upstream known down; a timeout does at once. Either only when the
+/// upstream sent no reply during the attempt: one slow name (an upstream
+/// timing out on a broken domain while it answers others) never does.
 pub const DOWN_AFTER_FAILURES: u32 = 3;
 /// An upstream that does not keep the case of the question (0x20) is
 /// asked without it for this long, then tried with it again.
@@ -457,7 +458,7 @@ impl Core {
                     }
                 }
                 Err(e) => {
-                    self.mark_failed(up);
+                    self.mark_failed(up, matches!(e, UpstreamError::Timeout(_)));
                     last = e;
                 }
             }
@@ -512,9 +513,9 @@ impl Core {
         v
     }
 
-    /// A transport failure (timeout, I/O error): counted towards
-    /// [`DOWN_AFTER_FAILURES`].
-    fn mark_failed(&self, a: SocketAddr) {
+    /// A transport failure: a timeout, or an I/O error (counted towards
+    /// [`DOWN_AFTER_FAILURES`]).
+    fn mark_failed(&self, a: SocketAddr, timeout: bool) {
         let now = Instant::now();
         let mut health = self.health();
         let h = health.entry(a).or_default();
@@ -522,7 +523,7 @@ impl Core {
         h.failed_at = Some(now);
         // It replied to something while this attempt waited: alive, only slow for this name.
         let replied_lately = h.replied_at.is_some_and(|t| now.saturating_duration_since(t) < ATTEMPT_TIMEOUT);
-        if h.failures >= DOWN_AFTER_FAILURES && !replied_lately {
+        if (timeout || h.failures >= DOWN_AFTER_FAILURES) && !replied_lately {
             h.down = true;
         }
     }
@@ -735,8 +736,8 @@ struct Health {
     failed_at: Option<Instant>,
     /// When it last replied, whatever the rcode.
     replied_at: Option<Instant>,
-    /// [`DOWN_AFTER_FAILURES`] transport failures in a row and no reply
-    /// within an attempt's time of the last: down until it replies.
+    /// A timeout, or [`DOWN_AFTER_FAILURES`] I/O errors in a row, and no
+    /// reply within an attempt's time of the last: down until it replies.
     down: bool,
     /// It does not keep the case of the question: no 0x20 until then.
     no_caps_until: Option<Instant>,
@@ -1046,23 +1047,26 @@ mod tests {
     }
 
     #[test]
-    fn down_only_after_transport_failures_in_a_row_with_no_reply() {
+    fn down_only_after_transport_failures_with_no_reply() {
         let c = core();
         let up: SocketAddr = "127.0.0.1:53".parse().unwrap();
         for _ in 0..DOWN_AFTER_FAILURES - 1 {
-            c.mark_failed(up);
+            c.mark_failed(up, false);
         }
-        assert!(!c.known_down(&[up]));
+        assert!(!c.known_down(&[up]), "a few I/O errors are not enough");
         assert_eq!(c.order(&[up, "127.0.0.2:53".parse().unwrap()])[0].0, "127.0.0.2:53".parse().unwrap(), "tried last at once");
-        c.mark_failed(up);
+        c.mark_failed(up, false);
         assert!(c.known_down(&[up]));
         c.mark_up(up);
         assert!(!c.known_down(&[up]), "up again on any reply");
         // Replying to other names while some time out: never down.
         for _ in 0..10 {
-            c.mark_failed(up);
+            c.mark_failed(up, true);
             assert!(!c.known_down(&[up]));
         }
+        let other: SocketAddr = "127.0.0.3:53".parse().unwrap();
+        c.mark_failed(other, true);
+        assert!(c.known_down(&[other]), "a timeout with no reply at all: down at once");
     }
 
     #[test]
