@@ -606,11 +606,7 @@ impl Core {
         caps: bool,
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
-        let id: u16 = rand::random();
-        let mut bytes = build_query(id, name, qtype, dnssec_ok).to_vec().map_err(|e| UpstreamError::Io(up, e.to_string()))?;
-        if caps {
-            randomise_case(&mut bytes);
-        }
+        let bytes = query_bytes(rand::random(), name, qtype, dnssec_ok, caps).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
         if self.distrusted(up) {
             self.count_tcp(up, "distrusted");
             return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
@@ -785,6 +781,16 @@ pub fn classify(reply: &Message) -> Result<(), Failure> {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(()),
         rc => Err(Failure::Rcode(rc)),
     }
+}
+
+/// The question as sent upstream: RD=1, EDNS, and with `caps` the name in
+/// random case ([`randomise_case`]).
+pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, caps: bool) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut bytes = build_query(id, name, qtype, dnssec_ok).to_vec()?;
+    if caps {
+        randomise_case(&mut bytes);
+    }
+    Ok(bytes)
 }
 
 fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
