@@ -632,11 +632,14 @@ impl Core {
                 Ok(Err(e)) => return Err(io(e)),
                 Ok(Ok(n)) => n,
             };
+            // dnstap gets a reply to our question as it came (before its case is restored).
+            if let Some((t, local, sent)) = tapped
+                && match_reply(&buf[..n], &bytes) != Matched::No
+            {
+                t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+            }
             let why_tcp = match accept_reply(&mut buf[..n], &bytes, name, caps, UDP_REPLY_BUFFER) {
                 Verdict::Accept(reply) => {
-                    if let Some((t, local, sent)) = tapped {
-                        t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
-                    }
                     if reply.metadata.truncation {
                         "truncated"
                     } else if self.distrusted(up) {
@@ -699,10 +702,13 @@ impl Core {
                 let len = s.read_u16().await.map_err(io)? as usize;
                 let mut buf = vec![0u8; len];
                 s.read_exact(&mut buf).await.map_err(io)?;
-                let case_lost = match_reply(&buf, query) == Matched::CaseOnly;
-                if let Some((t, local, sent)) = tapped {
+                let matched = match_reply(&buf, query);
+                if let Some((t, local, sent)) = tapped
+                    && matched != Matched::No
+                {
                     t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
                 }
+                let case_lost = matched == Matched::CaseOnly;
                 match accept_reply(&mut buf, query, name, false, usize::MAX) {
                     Verdict::Accept(m) => {
                         if caps && case_lost {
