@@ -31,7 +31,7 @@ use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
 use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{NO_AZ, RRset};
 use crate::snapshot::{Claims, Identity, Route, Snapshot, SubnetClaim, View};
-use crate::upstream::cache::{Cache, Entry, MAX_KEY_LEN, key_bytes};
+use crate::upstream::cache::{Cache, Entry, Failure, MAX_KEY_LEN, key_bytes};
 use crate::upstream::{Asker, Forwarder, Lookup, NO_VPC, Question, Share, UpstreamError};
 
 /// How the query arrived: it sets the size limit of the response.
@@ -430,9 +430,13 @@ impl Chain<'_> {
     /// in a zone visible to the asker: from there on the chain is answered
     /// from local data, by the rules, never from upstream.
     fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State) -> Option<Ask> {
-        if e.rcode == ResponseCode::ServFail {
-            // The name's own failure, remembered briefly (RFC 9520).
-            st.fail(w, (ede::NO_REACHABLE_AUTHORITY, "the upstreams could not answer this name; remembered briefly (RFC 9520)"));
+        // The name's own failure, remembered briefly (RFC 9520).
+        if let Some(why) = e.failure {
+            let text = match why {
+                Failure::Referral => "the upstream answered with a referral, not an answer; remembered briefly (RFC 9520)",
+                Failure::Rcode(_) => "the upstreams could not answer this name; remembered briefly (RFC 9520)",
+            };
+            st.fail(w, (ede::NO_REACHABLE_AUTHORITY, text));
             return None;
         }
         // RFC 6604: the rcode is that of the last link.
@@ -540,6 +544,8 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::NoUpstreams => (ede::NO_REACHABLE_AUTHORITY, "no upstreams are configured for this name"),
         UpstreamError::Timeout(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams did not answer in time"),
         UpstreamError::Rcode(..) => (ede::NO_REACHABLE_AUTHORITY, "the upstreams answered SERVFAIL or REFUSED"),
+        UpstreamError::Referral(_) => (ede::NO_REACHABLE_AUTHORITY, "the upstream answered with a referral, not an answer"),
+        UpstreamError::NameFailing => (ede::NO_REACHABLE_AUTHORITY, "the upstreams failed this name a moment ago"),
         UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
         UpstreamError::KnownDown => (ede::NO_REACHABLE_AUTHORITY, "the upstreams are known to be down"),
         UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),

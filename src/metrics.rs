@@ -78,7 +78,16 @@ pub const BUILD_INFO: &str = "pzdns_build_info";
 /// to an upstream to its reply (or to giving up on it).
 pub const UPSTREAM_DURATION: &str = "pzdns_upstream_duration_seconds";
 /// The outcomes `pzdns_upstream_requests_total` is counted by.
-pub const UPSTREAM_OUTCOMES: [&str; 6] = ["ok", "timeout", "servfail", "refused", "rcode", "error"];
+pub const UPSTREAM_OUTCOMES: [&str; 7] = ["ok", "timeout", "servfail", "refused", "rcode", "referral", "error"];
+/// `pzdns_upstream_unwanted_replies_total{upstream}`: replies from an upstream's address that were
+/// not for the question asked (another id or question, undecodable).
+pub const UPSTREAM_UNWANTED: &str = "pzdns_upstream_unwanted_replies";
+/// `pzdns_upstream_tcp_retries_total{upstream,reason}`: questions asked again over TCP.
+pub const UPSTREAM_TCP: &str = "pzdns_upstream_tcp_retries";
+/// The reasons `pzdns_upstream_tcp_retries_total` is counted by: TC=1, a
+/// reply over the UDP buffer, one that differs only in case (0x20), or an
+/// upstream whose UDP replies are distrusted (a flood of unwanted ones).
+pub const UPSTREAM_TCP_REASONS: [&str; 4] = ["truncated", "oversized", "case", "distrusted"];
 /// VPCs whose usual query series exist from the start (see `Metrics::queries_known`).
 pub const PRECREATED_VPCS: usize = 1000;
 /// The commit pzdns was built from (`unknown` when it was built outside git).
@@ -185,6 +194,13 @@ pub struct BuildLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamOnly {
     pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamTcp {
+    pub upstream: String,
+    /// One of [`UPSTREAM_TCP_REASONS`].
+    pub reason: &'static str,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -330,12 +346,16 @@ pub enum Event {
     Overloaded,
     /// A stale answer served (RFC 8767): the upstreams failed.
     StaleServed,
+    /// An upstream sent `upstream::UNWANTED_THRESHOLD` unwanted
+    /// replies in a window (someone may be spoofing it): its UDP replies
+    /// are distrusted for a while.
+    UnwantedReplies,
     /// A query answered SERVFAIL.
     ServFail,
 }
 
 impl Event {
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::BadQuery,
         Event::Dropped,
         Event::MalformedOption,
@@ -346,6 +366,7 @@ impl Event {
         Event::UpstreamFailure,
         Event::Overloaded,
         Event::StaleServed,
+        Event::UnwantedReplies,
         Event::ServFail,
     ];
 
@@ -362,6 +383,7 @@ impl Event {
             Event::UpstreamFailure => "upstream_failure",
             Event::Overloaded => "overloaded",
             Event::StaleServed => "stale_served",
+            Event::UnwantedReplies => "unwanted_replies",
             Event::ServFail => "servfail",
         }
     }
@@ -376,6 +398,7 @@ impl Event {
                 | Event::UpstreamFailure
                 | Event::Overloaded
                 | Event::StaleServed
+                | Event::UnwantedReplies
                 | Event::ServFail
         )
     }
@@ -546,6 +569,8 @@ pub struct Metrics {
     pub query_duration: Histogram,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub upstream_duration: Family<UpstreamOnly, Histogram, fn() -> Histogram>,
+    pub upstream_unwanted: Family<UpstreamOnly, Counter>,
+    pub upstream_tcp: Family<UpstreamTcp, Counter>,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
     pub cache_hits: Counter,
@@ -590,6 +615,8 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             upstream_requests: Family::default(),
             upstream_duration: Family::new_with_constructor(upstream_histogram),
+            upstream_unwanted: Family::default(),
+            upstream_tcp: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
@@ -635,6 +662,12 @@ impl Metrics {
         registry.register(QUERY_DURATION, "Time from decoded query to response sent", m.query_duration.clone());
         registry.register(UPSTREAM_REQUESTS, "Questions sent to upstreams, by upstream and outcome", m.upstream_requests.clone());
         registry.register(UPSTREAM_DURATION, "Time an upstream took to answer (or to be given up on)", m.upstream_duration.clone());
+        registry.register(
+            UPSTREAM_UNWANTED,
+            "Replies from an upstream's address not for the question asked (another id or question, undecodable)",
+            m.upstream_unwanted.clone(),
+        );
+        registry.register(UPSTREAM_TCP, "Upstream questions asked again over TCP, by reason", m.upstream_tcp.clone());
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
         registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());
@@ -740,6 +773,10 @@ impl Metrics {
             for outcome in UPSTREAM_OUTCOMES {
                 let _ = self.upstream_requests.get_or_create(&UpstreamLabels { upstream: upstream.clone(), outcome });
             }
+            for reason in UPSTREAM_TCP_REASONS {
+                let _ = self.upstream_tcp.get_or_create(&UpstreamTcp { upstream: upstream.clone(), reason });
+            }
+            let _ = self.upstream_unwanted.get_or_create(&UpstreamOnly { upstream: upstream.clone() });
             let _ = self.upstream_duration.get_or_create(&UpstreamOnly { upstream });
         }
     }

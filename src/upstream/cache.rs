@@ -9,7 +9,7 @@
 //! (docs/PERFORMANCE.md). hickory-resolver's own cache cannot serve stale
 //! data and clones a whole Message per hit.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,12 @@ use crate::dns::names::MAX_NAME_WIRE_LEN;
 pub const MAX_CACHE_TTL: u32 = 86_400;
 /// TTL of records served stale (RFC 8767 §4 recommends 30 s).
 pub const STALE_TTL: u32 = 30;
+/// How long a name's resolution failure is cached (RFC 9520 §3.2: at
+/// least 1 s; this is the duration it suggests to begin with; pzdns
+/// keeps it under 30 s, so that a repaired domain is asked again soon).
+/// Also how long a stale answer whose refresh failed is served without
+/// asking again (RFC 8767's failure recheck).
+pub const FAILURE_TTL: u32 = 5;
 
 /// Longest cache key: a name's key, QTYPE, DO, route id.
 pub const MAX_KEY_LEN: usize = MAX_NAME_WIRE_LEN + 2 + 1 + 8;
@@ -40,6 +46,11 @@ impl std::borrow::Borrow<[u8]> for Key {
 }
 
 impl Key {
+    /// The whole key, as [`Cache::get`] takes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The name's part of the key: its lowercased wire form.
     pub fn name_key(&self) -> &[u8] {
         &self.0[..self.0.len().saturating_sub(KEY_SUFFIX_LEN)]
@@ -103,12 +114,31 @@ impl WireRecord {
     }
 }
 
+/// Why an upstream that replied did not answer a name: a per-name
+/// failure, cached as such ([`Entry::failure`]), which says nothing about
+/// the upstream's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// An rcode other than NOERROR and NXDOMAIN (SERVFAIL, REFUSED, ...).
+    Rcode(ResponseCode),
+    /// NOERROR with no answer, NS records in authority and no SOA: a
+    /// referral from a server that does not recurse, not an answer.
+    Referral,
+}
+
 /// An upstream answer as cached: the records in wire form only, since
 /// that is all the answer writer copies (decoded records would cost
 /// about three times the wire bytes again, for nothing).
 #[derive(Debug)]
 pub struct Entry {
+    /// SERVFAIL for a cached failure ([`Entry::failure`]).
     pub rcode: ResponseCode,
+    /// Set for a cached failure: what the upstreams said.
+    pub failure: Option<Failure>,
+    /// A refresh of this (stale) answer failed for the name: until the
+    /// entry is this many seconds old it is served stale without asking
+    /// again ([`Entry::refresh_failed`]). 0: no failure noted.
+    retry_at_age: AtomicU32,
     pub stored: Instant,
     /// Seconds it is fresh: the smallest answer TTL, or for a negative
     /// answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). 0: not cacheable.
@@ -196,7 +226,40 @@ impl Entry {
         let bytes = heap_bytes(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Entry>())
             + sections.iter().map(|v| heap_bytes(v.capacity() * std::mem::size_of::<WireRecord>())).sum::<usize>()
             + sections.iter().flat_map(|v| v.iter()).map(|r| heap_bytes(r.bytes.len())).sum::<usize>();
-        Entry { rcode, stored: Instant::now(), ttl, stale_for, wire, bytes, counted: OnceLock::new() }
+        Entry {
+            rcode,
+            failure: None,
+            retry_at_age: AtomicU32::new(0),
+            stored: Instant::now(),
+            ttl,
+            stale_for,
+            wire,
+            bytes,
+            counted: OnceLock::new(),
+        }
+    }
+
+    /// A name's resolution failure, cached under the key of the question
+    /// for [`FAILURE_TTL`] (RFC 9520) so that a client asking a broken name
+    /// again and again does not reach the upstreams each time. SERVFAIL,
+    /// no records, never served stale.
+    pub fn failure(why: Failure) -> Self {
+        let mut e = Self::new(ResponseCode::ServFail, Vec::new(), Vec::new(), Vec::new(), false, Duration::ZERO);
+        e.ttl = FAILURE_TTL;
+        e.failure = Some(why);
+        e
+    }
+
+    /// Notes that a refresh of this answer failed for the name at `now`:
+    /// it stays in the cache (RFC 8767 serves it stale) and is not asked
+    /// again for [`FAILURE_TTL`].
+    pub fn refresh_failed(&self, now: Instant) {
+        self.retry_at_age.store(self.age(now).saturating_add(FAILURE_TTL), Ordering::Relaxed);
+    }
+
+    /// A refresh failed less than [`FAILURE_TTL`] ago.
+    pub fn refresh_failed_recently(&self, now: Instant) -> bool {
+        self.age(now) < self.retry_at_age.load(Ordering::Relaxed)
     }
 
     /// What the entry takes in memory: the `Arc` allocation holding it,
@@ -233,7 +296,12 @@ impl Entry {
         stale_for: Duration,
     ) -> Self {
         let (answers, authorities) = contain(name, qtype, dnssec_ok, answers, authorities);
-        Self::new(rcode, answers, authorities, Vec::new(), dnssec_ok, stale_for)
+        let mut e = Self::new(rcode, answers, authorities, Vec::new(), dnssec_ok, stale_for);
+        for r in e.wire.0.iter_mut().chain(e.wire.1.iter_mut()) {
+            let owner_len = r.owner_len;
+            take_case(&mut r.bytes[..owner_len], name);
+        }
+        e
     }
 
     /// A record's TTL as served `now`: decremented by the entry's age
@@ -271,6 +339,31 @@ impl Entry {
                 r
             })
             .collect()
+    }
+}
+
+/// Gives the trailing labels of the wire name `owner` that equal, but for
+/// ASCII case, those of `name` the case `name` has. An upstream asked
+/// with 0x20 (randomised case) echoes that case in the owners it copies
+/// from the question; stored as they came, clients would see it.
+pub fn take_case(owner: &mut [u8], name: &Name) {
+    // Where each label of `owner` starts (at most 127 in 255 bytes).
+    let mut starts = [0u8; 128];
+    let (mut n, mut at) = (0, 0);
+    while let Some(&len) = owner.get(at) {
+        if len == 0 || len & 0xc0 != 0 || n == starts.len() {
+            break;
+        }
+        starts[n] = at as u8;
+        n += 1;
+        at += 1 + len as usize;
+    }
+    for (&start, label) in starts[..n].iter().rev().zip(name.iter().rev()) {
+        let (len, from) = (owner[start as usize] as usize, start as usize + 1);
+        match owner.get_mut(from..from + len) {
+            Some(o) if len == label.len() && o.eq_ignore_ascii_case(label) => o.copy_from_slice(label),
+            _ => break,
+        }
     }
 }
 
@@ -360,7 +453,8 @@ fn rrsig_covers(r: &Record) -> Option<RecordType> {
 
 /// RFC 2308: positive answers live for their smallest TTL; NXDOMAIN and
 /// NODATA for min(SOA TTL, SOA MINIMUM) of the SOA in authority, and are
-/// not cached at all without one. Failures are never cached.
+/// not cached at all without one. A failure is 0 here: it is cached as
+/// such, apart ([`Entry::failure`]).
 pub fn cache_ttl(rcode: ResponseCode, answers: &[Record], authorities: &[Record]) -> u32 {
     let negative_ttl = || {
         authorities
@@ -525,6 +619,67 @@ mod tests {
         assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], &[]), 0, "no SOA, no negative caching");
         assert_eq!(cache_ttl(ResponseCode::ServFail, &[a(60)], &[]), 0);
         assert_eq!(cache_ttl(ResponseCode::NoError, &[a(10_000_000)], &[]), MAX_CACHE_TTL);
+    }
+
+    #[test]
+    fn a_failure_is_cached_for_its_ttl_then_gone_never_stale() {
+        let c = Cache::with_budget(100, 1 << 20);
+        let (k, _) = txt_answer(1, 1);
+        let mut e = Entry::failure(Failure::Referral);
+        assert_eq!((e.rcode, e.ttl, e.failure), (ResponseCode::ServFail, FAILURE_TTL, Some(Failure::Referral)));
+        assert!(e.wire.0.is_empty() && e.wire.1.is_empty() && e.wire.2.is_empty());
+        let now = Instant::now();
+        e.stored = now;
+        c.insert(k.clone(), Arc::new(e));
+        let got = c.get(&k.0, now + Duration::from_secs(u64::from(FAILURE_TTL) - 1)).expect("cached");
+        assert!(got.is_fresh(now + Duration::from_secs(u64::from(FAILURE_TTL) - 1)));
+        assert!(!got.is_fresh(now + Duration::from_secs(u64::from(FAILURE_TTL))));
+        drop(got);
+        // Past its TTL it is dropped, whatever the stale window: a failure is never served stale.
+        assert!(c.get(&k.0, now + Duration::from_secs(u64::from(FAILURE_TTL))).is_none());
+        assert_eq!(c.entry_count(), 0);
+    }
+
+    #[test]
+    fn a_failed_refresh_is_noted_on_the_stale_answer() {
+        let mut e = Entry::new(ResponseCode::NoError, vec![a(60)], vec![], vec![], false, Duration::from_secs(3600));
+        let now = Instant::now();
+        e.stored = now - Duration::from_secs(100);
+        assert!(!e.is_fresh(now) && !e.refresh_failed_recently(now));
+        e.refresh_failed(now);
+        assert!(e.refresh_failed_recently(now + Duration::from_secs(u64::from(FAILURE_TTL) - 1)));
+        assert!(!e.refresh_failed_recently(now + Duration::from_secs(u64::from(FAILURE_TTL))));
+        assert_eq!(e.answers()[0].ttl, 60, "the answer itself is kept");
+    }
+
+    #[test]
+    fn owners_take_the_case_of_the_name_asked() {
+        let asked = Name::from_ascii("WwW.Example.COM.").unwrap();
+        let wire = |s: &str| {
+            let mut v: Vec<u8> = s.split_terminator('.').flat_map(|l| std::iter::once(l.len() as u8).chain(l.bytes())).collect();
+            v.push(0);
+            take_case(&mut v, &asked);
+            let labels: Vec<String> = v.split(|b| *b < 64).filter(|l| !l.is_empty()).map(|l| String::from_utf8_lossy(l).into()).collect();
+            labels.iter().map(|l| format!("{l}.")).collect::<String>()
+        };
+        assert_eq!(wire("wWw.eXAMple.cOm."), "WwW.Example.COM.");
+        assert_eq!(wire("EXAMPLE.com."), "Example.COM.", "a suffix (the SOA's owner)");
+        assert_eq!(wire("CDN.exAMPLE.com."), "CDN.Example.COM.", "labels not in the name keep theirs");
+        assert_eq!(wire("www.Other.COM."), "www.Other.COM.", "from the first label that differs, nothing");
+        assert_eq!(wire(""), "");
+    }
+
+    #[test]
+    fn a_reply_in_random_case_is_stored_in_the_case_asked() {
+        let asked = Name::from_ascii("www.Example.com.").unwrap();
+        let echoed = Name::from_ascii("wWW.eXaMPLE.CoM.").unwrap();
+        let soa = |owner: &Name| Record::from_rdata(owner.clone(), 60, RData::SOA(SOA::new(owner.clone(), owner.clone(), 1, 2, 3, 4, 60)));
+        let zone = echoed.base_name();
+        let e = Entry::from_reply(&asked, RecordType::AAAA, ResponseCode::NoError, vec![], vec![soa(&zone)], false, Duration::ZERO);
+        assert!(e.authorities()[0].name.eq_case(&Name::from_ascii("Example.com.").unwrap()), "{}", e.authorities()[0].name);
+        let a = Record::from_rdata(echoed.clone(), 60, RData::A(A::new(192, 0, 2, 1)));
+        let e = Entry::from_reply(&asked, RecordType::A, ResponseCode::NoError, vec![a], vec![], false, Duration::ZERO);
+        assert!(e.answers()[0].name.eq_case(&asked), "{}", e.answers()[0].name);
     }
 
     #[test]

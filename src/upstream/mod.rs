@@ -2,16 +2,25 @@
 //! upstream client and the cache in front of it.
 //!
 //! ```text
-//! lookup ─► cache (fresh?) ─► stale, and the upstreams known down? ─► stale now,
-//!        │                                                            refresh (rate-bounded)
+//! lookup ─► cache (fresh? a cached failure too) ─► stale, and the upstreams known down,
+//!        │                                         or its refresh failed just now? ─► stale now
 //!        └► join the question in flight, or start it on a task (bounded: in flight, waiters)
-//!           ─► upstream 1 ─(timeout, SERVFAIL, REFUSED)─► upstream 2 ─► SERVFAIL
+//!           ─► upstream 1 ─(timeout, SERVFAIL, REFUSED, referral)─► upstream 2 ─► SERVFAIL
 //!           └► with a stale entry: at most 1.8 s, or until known down ─► stale (RFC 8767)
 //! ```
-//! Each query goes out from a new UDP socket (random source port) with a
-//! random id; the socket is connected, so the kernel drops datagrams from
-//! any other source, and a reply whose id or question differ is ignored
-//! (spoofing resistance). A truncated reply is retried over TCP.
+//! Failure is per name, health is per upstream: an upstream that replies
+//! (even SERVFAIL) is up, and a name it cannot answer is cached as a
+//! failure for a few seconds ([`cache::FAILURE_TTL`]); only transport
+//! failures across names (timeouts, I/O errors) make an upstream down.
+//!
+//! Spoofing resistance: each question goes out from a new UDP socket
+//! (random source port) with a random id and the name's letters in random
+//! case (0x20, [`randomise_case`]); the socket is connected, so the kernel
+//! drops datagrams from any other source, and a reply is taken only if
+//! its id and question are those sent, byte for byte ([`match_reply`]).
+//! A reply that differs only in case, one too big for the buffer, a
+//! truncated one, and every question to an upstream that a flood of
+//! unwanted replies made untrusted, are asked again over TCP.
 
 pub mod cache;
 pub mod shares;
@@ -27,14 +36,14 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
-use tracing::debug;
+use tracing::{debug, warn};
 
-pub use cache::{Cache, Entry, Key};
+pub use cache::{Cache, Entry, Failure, Key};
 use shares::Zone;
 pub use shares::{Asker, Limits, NO_VPC, Share, Shares, Shed};
 
 use crate::dnstap::{Dnstap, Protocol};
-use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly};
+use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly, UpstreamTcp};
 use prometheus_client::metrics::counter::Counter;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
@@ -43,12 +52,32 @@ use prometheus_client::metrics::counter::Counter;
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1200);
 /// Attempts per question: the first upstream, then the next one.
 pub const ATTEMPTS: usize = 2;
-/// An upstream that timed out or failed is tried last for this long.
+/// An upstream whose last attempt failed in transport (timeout, I/O
+/// error) is tried last for this long.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
+/// I/O errors in a row (ICMP port unreachable, a refused TCP connection:
+/// a forged ICMP message can cause one), across names, that make an
+/// upstream known down; a timeout does at once. Either only when the
+/// upstream sent no reply during the attempt: one slow name (an upstream
+/// timing out on a broken domain while it answers others) never does.
+pub const DOWN_AFTER_FAILURES: u32 = 3;
+/// An upstream that does not keep the case of the question (0x20) is
+/// asked without it for this long, then tried with it again.
+pub const NO_CAPS_FOR: Duration = Duration::from_secs(3600);
+/// Unwanted replies (another id or question) from one upstream within
+/// [`UNWANTED_WINDOW`] that mean someone is trying to spoof it: a
+/// connected socket per question gets none in normal operation, where a
+/// spoofer needs tens of thousands per question.
+pub const UNWANTED_THRESHOLD: u32 = 200;
+pub const UNWANTED_WINDOW: Duration = Duration::from_secs(10);
+/// Past [`UNWANTED_THRESHOLD`], the upstream's UDP replies are not trusted
+/// for this long: its questions, those in flight included, go over TCP.
+pub const DISTRUST_FOR: Duration = Duration::from_secs(60);
 /// Most upstream questions in flight at once; beyond it, SERVFAIL at once
 /// (a flood degrades answers, never memory).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
-/// Receive buffer per upstream UDP exchange.
+/// Largest UDP reply read; a bigger one is asked again over TCP (the
+/// buffer has a byte more, to see that it is bigger).
 pub const UDP_REPLY_BUFFER: usize = 4096;
 /// EDNS payload size asked of upstreams.
 pub const UPSTREAM_PAYLOAD: u16 = crate::dns::MAX_UDP_PAYLOAD;
@@ -72,6 +101,20 @@ pub enum UpstreamError {
     Io(SocketAddr, String),
     #[error("every upstream failed its last attempt")]
     KnownDown,
+    #[error("upstream {0} answered with a referral, not an answer")]
+    Referral(SocketAddr),
+    #[error("the upstreams failed this name less than {}s ago", cache::FAILURE_TTL)]
+    NameFailing,
+}
+
+impl UpstreamError {
+    /// A per-name failure from an upstream that replied.
+    fn of_name(up: SocketAddr, why: Failure) -> Self {
+        match why {
+            Failure::Rcode(rc) => UpstreamError::Rcode(up, rc),
+            Failure::Referral => UpstreamError::Referral(up),
+        }
+    }
 }
 
 /// The outcome of [`Forwarder::ask`].
@@ -152,10 +195,13 @@ struct Core {
     inflight: Mutex<HashMap<Key, Arc<Flight>>>,
     /// Upstream questions in flight ([`DEFAULT_MAX_IN_FLIGHT`]).
     limit: Arc<Semaphore>,
-    /// Upstreams whose last attempt failed, and until when they are tried
-    /// last. An entry stays until an attempt succeeds: while every
-    /// upstream of a route has one, the route is known down.
-    down_until: Mutex<HashMap<SocketAddr, Instant>>,
+    /// What is known of each upstream asked: transport failures, replies,
+    /// 0x20, unwanted replies ([`Health`]).
+    health: Mutex<HashMap<SocketAddr, Health>>,
+    /// Some upstream's UDP replies are distrusted until this
+    /// (milliseconds since `epoch`): a reply needs the lock only then.
+    distrust_until_ms: AtomicU64,
+    epoch: Instant,
     /// Per route: no refresh of a stale answer before this, while the
     /// route is known down.
     next_refresh: Mutex<HashMap<u64, Instant>>,
@@ -172,7 +218,9 @@ impl Forwarder {
             serve_stale_ms: AtomicU64::new(serve_stale.as_millis() as u64),
             inflight: Mutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
-            down_until: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            distrust_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
         };
@@ -226,6 +274,10 @@ impl Forwarder {
         let name_key = crate::dns::names::KeyBuf::new(name);
         let key = Key::from(cache::key_bytes(&mut buf, name_key.key(), qtype, dnssec_ok, route));
         let zone = self.shares.zone_of(name_key.key());
+        // A refresh of it failed for the name just now (RFC 8767's failure recheck).
+        if let Some(e) = stale.clone().filter(|e| e.refresh_failed_recently(now)) {
+            return serve_stale(e, UpstreamError::NameFailing);
+        }
         if let Some(e) = stale.clone()
             && core.known_down(upstreams)
         {
@@ -317,10 +369,14 @@ impl Core {
         Duration::from_millis(self.serve_stale_ms.load(Ordering::Relaxed))
     }
 
-    /// Every upstream of the set failed its last attempt.
+    /// Every upstream of the set is down ([`Health::down`]).
     fn known_down(&self, upstreams: &[SocketAddr]) -> bool {
-        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        !upstreams.is_empty() && upstreams.iter().all(|a| down.contains_key(a))
+        let health = self.health();
+        !upstreams.is_empty() && upstreams.iter().all(|a| health.get(a).is_some_and(|h| h.down))
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Health>> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether a stale answer of `route` may be refreshed now (and if so,
@@ -377,6 +433,9 @@ impl Core {
     }
 
     /// Asks the upstreams, at most [`ATTEMPTS`] of them, healthy ones first.
+    /// A name the upstreams that replied could not answer (SERVFAIL,
+    /// REFUSED, a referral) is cached as a failure, unless a real answer
+    /// is cached for it: that one is kept, to be served stale.
     async fn fetch(
         &self,
         key: &Key,
@@ -390,37 +449,46 @@ impl Core {
         let _in_flight = InFlight(&self.metrics);
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
-        for (i, up) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
+        let mut name_failed = None;
+        for (i, &(up, caps)) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
             let sent = Instant::now();
             let deadline = sent + ATTEMPT_TIMEOUT;
-            let tap = self.dnstap.get().map(|t| &**t);
-            let res = exchange(*up, name, qtype, dnssec_ok, deadline, &self.metrics.rejected_replies, tap).await;
+            let res = self.exchange(up, name, qtype, dnssec_ok, caps, deadline).await;
             self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
             match res {
-                Ok(msg) if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => {
-                    self.count(*up, "ok");
-                    self.mark_up(*up);
-                    let mut msg = msg;
-                    let entry = Arc::new(Entry::from_reply(
-                        name,
-                        qtype,
-                        msg.metadata.response_code,
-                        std::mem::take(&mut msg.answers),
-                        std::mem::take(&mut msg.authorities),
-                        dnssec_ok,
-                        self.serve_stale(),
-                    ));
-                    self.cache.insert(key.clone(), entry.clone());
-                    return Ok(entry);
+                Ok(mut msg) => {
+                    // It replied: up, whatever it said about this name.
+                    self.mark_up(up);
+                    match classify(&msg) {
+                        Ok(()) => {
+                            self.count(up, "ok");
+                            let entry = Arc::new(Entry::from_reply(
+                                name,
+                                qtype,
+                                msg.metadata.response_code,
+                                std::mem::take(&mut msg.answers),
+                                std::mem::take(&mut msg.authorities),
+                                dnssec_ok,
+                                self.serve_stale(),
+                            ));
+                            self.cache.insert(key.clone(), entry.clone());
+                            return Ok(entry);
+                        }
+                        Err(why) => {
+                            last = UpstreamError::of_name(up, why);
+                            name_failed = Some((why, last.clone()));
+                        }
+                    }
                 }
-                Ok(msg) => last = UpstreamError::Rcode(*up, msg.metadata.response_code),
-                Err(e) => last = e,
+                Err(e) => {
+                    self.mark_failed(up, matches!(e, UpstreamError::Timeout(_)));
+                    last = e;
+                }
             }
-            self.count(*up, outcome_label(&last));
-            self.mark_down(*up);
+            self.count(up, outcome_label(&last));
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
             self.metrics.events.count_only(Event::UpstreamFailure);
-            self.metrics.upstream_log.note(*up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
+            self.metrics.upstream_log.note(up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
             if self.known_down(upstreams) {
                 flight.progress.send_if_modified(|p| {
                     let asking = matches!(p, Progress::Asking);
@@ -431,33 +499,278 @@ impl Core {
                 });
             }
         }
-        Err(last)
+        match name_failed {
+            Some((why, err)) => {
+                self.name_failed(key, why);
+                Err(err)
+            }
+            None => Err(last),
+        }
+    }
+
+    /// Caches a name's failure ([`Entry::failure`]); over a real answer
+    /// still held (stale, or fresh from another question) it only notes
+    /// the failed refresh on it, so that RFC 8767 goes on serving it.
+    fn name_failed(&self, key: &Key, why: Failure) {
+        let now = Instant::now();
+        match self.cache.get(key.as_bytes(), now) {
+            Some(e) if e.failure.is_none() => e.refresh_failed(now),
+            _ => self.cache.insert(key.clone(), Arc::new(Entry::failure(why))),
+        }
     }
 
     fn count(&self, up: SocketAddr, outcome: &'static str) {
         self.metrics.upstream_requests.get_or_create(&UpstreamLabels { upstream: up.to_string(), outcome }).inc();
     }
 
-    /// Upstreams in order of preference, those marked down last.
-    fn order(&self, upstreams: &[SocketAddr]) -> Vec<SocketAddr> {
+    /// Upstreams in order of preference, those whose last attempt failed
+    /// in the last [`DOWN_FOR`] last; with each, whether to ask it with
+    /// 0x20.
+    fn order(&self, upstreams: &[SocketAddr]) -> Vec<(SocketAddr, bool)> {
         let now = Instant::now();
-        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        let is_down = |a: &SocketAddr| down.get(a).is_some_and(|t| *t > now);
-        let mut v: Vec<SocketAddr> = upstreams.iter().filter(|a| !is_down(a)).copied().collect();
-        v.extend(upstreams.iter().filter(|a| is_down(a)));
+        let health = self.health();
+        let is_down = |a: &SocketAddr| health.get(a).is_some_and(|h| h.failures > 0 && h.failed_at.is_some_and(|t| now < t + DOWN_FOR));
+        let caps = |a: &SocketAddr| health.get(a).is_none_or(|h| h.no_caps_until.is_none_or(|t| now >= t));
+        let mut v: Vec<(SocketAddr, bool)> = upstreams.iter().filter(|a| !is_down(a)).map(|a| (*a, caps(a))).collect();
+        v.extend(upstreams.iter().filter(|a| is_down(a)).map(|a| (*a, caps(a))));
         v
     }
 
-    fn mark_down(&self, a: SocketAddr) {
-        self.down_until.lock().unwrap_or_else(|p| p.into_inner()).insert(a, Instant::now() + DOWN_FOR);
-    }
-
-    fn mark_up(&self, a: SocketAddr) {
-        let mut m = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        if !m.is_empty() {
-            m.remove(&a);
+    /// A transport failure: a timeout, or an I/O error (counted towards
+    /// [`DOWN_AFTER_FAILURES`]).
+    fn mark_failed(&self, a: SocketAddr, timeout: bool) {
+        let now = Instant::now();
+        let mut health = self.health();
+        let h = health.entry(a).or_default();
+        h.failures = h.failures.saturating_add(1);
+        h.failed_at = Some(now);
+        // It replied to something while this attempt waited: alive, only slow for this name.
+        let replied_lately = h.replied_at.is_some_and(|t| now.saturating_duration_since(t) < ATTEMPT_TIMEOUT);
+        if (timeout || h.failures >= DOWN_AFTER_FAILURES) && !replied_lately {
+            h.down = true;
         }
     }
+
+    /// A reply (any rcode): the upstream is up.
+    fn mark_up(&self, a: SocketAddr) {
+        let mut health = self.health();
+        let h = health.entry(a).or_default();
+        h.failures = 0;
+        h.down = false;
+        h.replied_at = Some(Instant::now());
+    }
+
+    /// The upstream echoed the question in another case over TCP too: it
+    /// is asked without 0x20 for [`NO_CAPS_FOR`] (logged once then).
+    fn case_not_kept(&self, a: SocketAddr) {
+        let now = Instant::now();
+        let mut health = self.health();
+        let h = health.entry(a).or_default();
+        if h.no_caps_until.is_some_and(|t| now < t) {
+            return;
+        }
+        h.no_caps_until = Some(now + NO_CAPS_FOR);
+        drop(health);
+        warn!(target: "pzdns::upstream", upstream = %a, "upstream {a} does not keep the case of the question: asked without 0x20 (case randomisation) for {NO_CAPS_FOR:?}");
+    }
+
+    /// Counts an unwanted reply from `a`; true if its UDP replies are not
+    /// to be trusted now ([`UNWANTED_THRESHOLD`]).
+    fn note_unwanted(&self, a: SocketAddr) -> bool {
+        let now = Instant::now();
+        let mut health = self.health();
+        let h = health.entry(a).or_default();
+        if h.distrusted_until.is_some_and(|t| now < t) {
+            return true;
+        }
+        if h.unwanted_since.is_none_or(|t| now.saturating_duration_since(t) >= UNWANTED_WINDOW) {
+            (h.unwanted, h.unwanted_since) = (0, Some(now));
+        }
+        h.unwanted += 1;
+        if h.unwanted < UNWANTED_THRESHOLD {
+            return false;
+        }
+        let until = now + DISTRUST_FOR;
+        h.distrusted_until = Some(until);
+        (h.unwanted, h.unwanted_since) = (0, None);
+        drop(health);
+        self.distrust_until_ms.fetch_max(self.ms(until), Ordering::Relaxed);
+        self.metrics.events.note(Event::UnwantedReplies, || {
+            format!(
+                "upstream {a}: {UNWANTED_THRESHOLD} unwanted replies within {UNWANTED_WINDOW:?} (someone may be spoofing it): its questions go over TCP for {DISTRUST_FOR:?}"
+            )
+        });
+        true
+    }
+
+    /// `a`'s UDP replies are not trusted now (a flood of unwanted ones).
+    fn distrusted(&self, a: SocketAddr) -> bool {
+        let now = Instant::now();
+        if self.ms(now) >= self.distrust_until_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.health().get(&a).is_some_and(|h| h.distrusted_until.is_some_and(|t| now < t))
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// One question to one upstream, over UDP, or TCP when the UDP reply
+    /// is truncated, too big, differs only in case, or is not trusted; all
+    /// before `deadline`. With `caps`, the name goes out in random case
+    /// and a UDP reply must echo it exactly.
+    async fn exchange(
+        &self,
+        up: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        caps: bool,
+        deadline: Instant,
+    ) -> Result<Message, UpstreamError> {
+        let bytes = query_bytes(rand::random(), name, qtype, dnssec_ok, caps).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
+        if self.distrusted(up) {
+            self.count_tcp(up, "distrusted");
+            return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
+        }
+        let tap = self.dnstap.get().map(|t| &**t);
+        let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
+        let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+        let sock = UdpSocket::bind(local).await.map_err(io)?;
+        sock.connect(up).await.map_err(io)?;
+        sock.send(&bytes).await.map_err(io)?;
+        let tapped = tap.map(|t| {
+            let local = sock.local_addr().unwrap_or(local);
+            (t, local, t.forwarder_query(Protocol::Udp, local, up, &bytes))
+        });
+        // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
+        // truncated and go to TCP. 4 KiB covers servers that overshoot, and
+        // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
+        let mut buf = vec![0u8; UDP_REPLY_BUFFER + 1];
+        let mut unwanted: Option<Counter> = None;
+        loop {
+            let n = match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
+                Err(_) => return Err(UpstreamError::Timeout(up)),
+                Ok(Err(e)) => return Err(io(e)),
+                Ok(Ok(n)) => n,
+            };
+            // dnstap gets a reply to our question as it came (before its case is restored).
+            if let Some((t, local, sent)) = tapped
+                && match_reply(&buf[..n], &bytes) != Matched::No
+            {
+                t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+            }
+            let why_tcp = match accept_reply(&mut buf[..n], &bytes, name, caps, UDP_REPLY_BUFFER) {
+                Verdict::Accept(reply) => {
+                    if reply.metadata.truncation {
+                        "truncated"
+                    } else if self.distrusted(up) {
+                        "distrusted"
+                    } else {
+                        return Ok(reply);
+                    }
+                }
+                Verdict::CaseDiffers => "case",
+                Verdict::Oversized => "oversized",
+                Verdict::Unwanted => {
+                    // Not ours (spoofed, stale or garbage): keep waiting,
+                    // unless there are too many of them.
+                    self.metrics.rejected_replies.inc();
+                    unwanted
+                        .get_or_insert_with(|| {
+                            self.metrics.upstream_unwanted.get_or_create_owned(&UpstreamOnly { upstream: up.to_string() })
+                        })
+                        .inc();
+                    if !self.note_unwanted(up) {
+                        continue;
+                    }
+                    "distrusted"
+                }
+            };
+            self.count_tcp(up, why_tcp);
+            return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
+        }
+    }
+
+    fn count_tcp(&self, up: SocketAddr, reason: &'static str) {
+        self.metrics.upstream_tcp.get_or_create(&UpstreamTcp { upstream: up.to_string(), reason }).inc();
+    }
+
+    /// The question `query` (as sent over UDP, same id and case) over TCP.
+    /// A reply that differs from it only in case is taken (TCP is not
+    /// spoofable off path), and with `caps` tells that the upstream does
+    /// not keep the case ([`Core::case_not_kept`]).
+    async fn exchange_tcp(
+        &self,
+        up: SocketAddr,
+        query: &[u8],
+        name: &Name,
+        caps: bool,
+        deadline: Instant,
+    ) -> Result<Message, UpstreamError> {
+        let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
+        let tap = self.dnstap.get().map(|t| &**t);
+        let work = async {
+            let mut s = TcpStream::connect(up).await.map_err(io)?;
+            let mut framed = Vec::with_capacity(query.len() + 2);
+            framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+            framed.extend_from_slice(query);
+            s.write_all(&framed).await.map_err(io)?;
+            let tapped = tap.and_then(|t| {
+                let local = s.local_addr().ok()?;
+                Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
+            });
+            loop {
+                let len = s.read_u16().await.map_err(io)? as usize;
+                let mut buf = vec![0u8; len];
+                s.read_exact(&mut buf).await.map_err(io)?;
+                let matched = match_reply(&buf, query);
+                if let Some((t, local, sent)) = tapped
+                    && matched != Matched::No
+                {
+                    t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                }
+                let case_lost = matched == Matched::CaseOnly;
+                match accept_reply(&mut buf, query, name, false, usize::MAX) {
+                    Verdict::Accept(m) => {
+                        if caps && case_lost {
+                            self.case_not_kept(up);
+                        }
+                        return Ok(m);
+                    }
+                    _ => {
+                        self.metrics.rejected_replies.inc();
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(up)),
+        }
+    }
+}
+
+/// What is known of one upstream address, across names and routes.
+#[derive(Debug, Default)]
+struct Health {
+    /// Transport failures (timeouts, I/O errors) since its last reply.
+    failures: u32,
+    /// When the last one happened: it is tried last for [`DOWN_FOR`] after.
+    failed_at: Option<Instant>,
+    /// When it last replied, whatever the rcode.
+    replied_at: Option<Instant>,
+    /// A timeout, or [`DOWN_AFTER_FAILURES`] I/O errors in a row, and no
+    /// reply within an attempt's time of the last: down until it replies.
+    down: bool,
+    /// It does not keep the case of the question: no 0x20 until then.
+    no_caps_until: Option<Instant>,
+    /// Unwanted replies in the window that started at `unwanted_since`.
+    unwanted: u32,
+    unwanted_since: Option<Instant>,
+    /// Its UDP replies are not trusted until then.
+    distrusted_until: Option<Instant>,
 }
 
 /// Counts a question as in flight until dropped (on every return path).
@@ -475,9 +788,42 @@ fn outcome_label(e: &UpstreamError) -> &'static str {
         UpstreamError::Rcode(_, ResponseCode::ServFail) => "servfail",
         UpstreamError::Rcode(_, ResponseCode::Refused) => "refused",
         UpstreamError::Rcode(..) => "rcode",
+        UpstreamError::Referral(_) => "referral",
         UpstreamError::Io(..) => "error",
-        UpstreamError::NoUpstreams | UpstreamError::Overloaded | UpstreamError::OverShare(_) | UpstreamError::KnownDown => "error",
+        UpstreamError::NoUpstreams
+        | UpstreamError::Overloaded
+        | UpstreamError::OverShare(_)
+        | UpstreamError::KnownDown
+        | UpstreamError::NameFailing => "error",
     }
+}
+
+/// Whether a reply (accepted as ours) answers the name: NOERROR and
+/// NXDOMAIN do, unless NOERROR is a referral (no answer, NS records in
+/// authority, no SOA, AA=0: a server that does not recurse pointing
+/// elsewhere, RFC 2308 §2.2.1); any other rcode does not. Either way it
+/// is about this name only, never about the upstream's health.
+pub fn classify(reply: &Message) -> Result<(), Failure> {
+    let has = |t: RecordType| reply.authorities.iter().any(|r| r.record_type() == t);
+    match reply.metadata.response_code {
+        ResponseCode::NoError
+            if !reply.metadata.authoritative && reply.answers.is_empty() && has(RecordType::NS) && !has(RecordType::SOA) =>
+        {
+            Err(Failure::Referral)
+        }
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(()),
+        rc => Err(Failure::Rcode(rc)),
+    }
+}
+
+/// The question as sent upstream: RD=1, EDNS, and with `caps` the name in
+/// random case ([`randomise_case`]).
+pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, caps: bool) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut bytes = build_query(id, name, qtype, dnssec_ok).to_vec()?;
+    if caps {
+        randomise_case(&mut bytes);
+    }
+    Ok(bytes)
 }
 
 fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
@@ -491,112 +837,287 @@ fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Mess
     m
 }
 
-/// Decodes an upstream reply and accepts it only if it answers our query
-/// (a response, same id, same question); `None` for anything else.
-pub fn accept_reply(bytes: &[u8], id: u16, name: &Name, qtype: RecordType) -> Option<Message> {
-    Message::from_vec(bytes).ok().filter(|m| matches(m, id, name, qtype))
-}
-
-/// A reply answers our query: a response, same id, same question.
-fn matches(reply: &Message, id: u16, name: &Name, qtype: RecordType) -> bool {
-    reply.metadata.message_type == MessageType::Response
-        && reply.metadata.id == id
-        && reply.queries.len() == 1
-        && reply.queries[0].query_type() == qtype
-        && reply.queries[0].name() == name
-}
-
-/// One question to one upstream, over UDP then TCP if truncated, all
-/// before `deadline`.
-async fn exchange(
-    up: SocketAddr,
-    name: &Name,
-    qtype: RecordType,
-    dnssec_ok: bool,
-    deadline: Instant,
-    rejected: &Counter,
-    tap: Option<&Dnstap>,
-) -> Result<Message, UpstreamError> {
-    let id: u16 = rand::random();
-    let bytes = build_query(id, name, qtype, dnssec_ok).to_vec().map_err(|e| UpstreamError::Io(up, e.to_string()))?;
-    let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
-    let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let sock = UdpSocket::bind(local).await.map_err(io)?;
-    sock.connect(up).await.map_err(io)?;
-    sock.send(&bytes).await.map_err(io)?;
-    let tapped = tap.map(|t| {
-        let local = sock.local_addr().unwrap_or(local);
-        (t, local, t.forwarder_query(Protocol::Udp, local, up, &bytes))
-    });
-    // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
-    // truncated and go to TCP. 4 KiB covers servers that overshoot, and
-    // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
-    let mut buf = vec![0u8; UDP_REPLY_BUFFER];
-    loop {
-        let n = match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
-            Err(_) => return Err(UpstreamError::Timeout(up)),
-            Ok(Err(e)) => return Err(io(e)),
-            Ok(Ok(n)) => n,
-        };
-        let reply = match accept_reply(&buf[..n], id, name, qtype) {
-            Some(m) => m,
-            None => {
-                // Not ours (spoofed, stale or garbage): keep waiting.
-                rejected.inc();
-                continue;
+/// 0x20 (draft-vixie-dnsext-dns0x20): flips the case of each ASCII letter
+/// of the question's name in `query` (a message as built, the name
+/// uncompressed at byte 12) at random, in place. The bits come from the
+/// thread's CSPRNG, 64 letters per draw: an off-path spoofer must guess
+/// them as well as the id and the port.
+pub fn randomise_case(query: &mut [u8]) {
+    let (mut bits, mut left) = (0u64, 0u32);
+    let end = question_end(query).map_or(0, |e| e - 4);
+    for b in query.get_mut(12..end).unwrap_or_default() {
+        // Label lengths (at most 63) are never letters.
+        if b.is_ascii_alphabetic() {
+            if left == 0 {
+                (bits, left) = (rand::random(), 64);
             }
-        };
-        if let Some((t, local, sent)) = tapped {
-            t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+            *b ^= (bits as u8 & 1) << 5;
+            (bits, left) = (bits >> 1, left - 1);
         }
-        if reply.metadata.truncation {
-            return exchange_tcp(up, &bytes, id, name, qtype, deadline, rejected, tap).await;
-        }
-        return Ok(reply);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn exchange_tcp(
-    up: SocketAddr,
-    query: &[u8],
-    id: u16,
-    name: &Name,
-    qtype: RecordType,
-    deadline: Instant,
-    rejected: &Counter,
-    tap: Option<&Dnstap>,
-) -> Result<Message, UpstreamError> {
-    let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
-    let work = async {
-        let mut s = TcpStream::connect(up).await.map_err(io)?;
-        let mut framed = Vec::with_capacity(query.len() + 2);
-        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
-        framed.extend_from_slice(query);
-        s.write_all(&framed).await.map_err(io)?;
-        let tapped = tap.and_then(|t| {
-            let local = s.local_addr().ok()?;
-            Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
-        });
-        loop {
-            let len = s.read_u16().await.map_err(io)? as usize;
-            let mut buf = vec![0u8; len];
-            s.read_exact(&mut buf).await.map_err(io)?;
-            match Message::from_vec(&buf) {
-                Ok(m) if matches(&m, id, name, qtype) => {
-                    if let Some((t, local, sent)) = tapped {
-                        t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
-                    }
-                    return Ok(m);
-                }
-                _ => {
-                    rejected.inc();
-                }
-            }
+/// Where the question of `msg` ends (after its type and class), if its
+/// name is uncompressed and whole.
+fn question_end(msg: &[u8]) -> Option<usize> {
+    let mut at = 12;
+    loop {
+        let len = *msg.get(at)? as usize;
+        if len & 0xc0 != 0 {
+            return None;
         }
-    };
-    match tokio::time::timeout_at(deadline.into(), work).await {
-        Ok(r) => r,
-        Err(_) => Err(UpstreamError::Timeout(up)),
+        at += 1 + len;
+        if len == 0 {
+            break;
+        }
+    }
+    (at + 4 <= msg.len()).then_some(at + 4)
+}
+
+/// How a reply's header and question compare with the query sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched {
+    /// A response, same id, one question, the same bytes.
+    Exactly,
+    /// The same but for the case of the name's letters.
+    CaseOnly,
+    No,
+}
+
+/// Compares a reply with the query sent, on the raw bytes (no decoding):
+/// QR set, same id, one question, and its name, type and class those sent
+/// (the name without compression, as sent).
+pub fn match_reply(reply: &[u8], query: &[u8]) -> Matched {
+    let Some(end) = question_end(query) else { return Matched::No };
+    let name_end = end - 4;
+    if reply.len() < end
+        || reply[..2] != query[..2]
+        || reply[2] & 0x80 == 0
+        || reply[4..6] != [0, 1]
+        || reply[name_end..end] != query[name_end..end]
+    {
+        return Matched::No;
+    }
+    let (got, sent) = (&reply[12..name_end], &query[12..name_end]);
+    if got == sent {
+        Matched::Exactly
+    } else if got.eq_ignore_ascii_case(sent) {
+        Matched::CaseOnly
+    } else {
+        Matched::No
+    }
+}
+
+/// What a reply is to the question sent.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Ours, decoded, with the question's name in the case of the name
+    /// asked (so are the names that point at it).
+    Accept(Message),
+    /// Ours but for the case of the name: not taken over UDP (a forger
+    /// who guessed the id, or a server that does not keep the case).
+    CaseDiffers,
+    /// Ours, but longer than the buffer (cut by the read).
+    Oversized,
+    /// Not ours: another id or question, not a response, undecodable.
+    Unwanted,
+}
+
+/// Decides whether `reply` answers `query` (the bytes sent, to ask `name`):
+/// see [`match_reply`]; with `exact_case` a reply that differs only in case
+/// is not taken; one longer than `room` is [`Verdict::Oversized`]. The
+/// reply's question is given the case of `name` before it is decoded, so
+/// that neither it nor any name compressed against it keeps the random
+/// case sent ([`randomise_case`]).
+pub fn accept_reply(reply: &mut [u8], query: &[u8], name: &Name, exact_case: bool, room: usize) -> Verdict {
+    match match_reply(reply, query) {
+        Matched::No => return Verdict::Unwanted,
+        Matched::CaseOnly if exact_case => return Verdict::CaseDiffers,
+        _ if reply.len() > room => return Verdict::Oversized,
+        _ => {}
+    }
+    if let Some(end) = question_end(reply) {
+        cache::take_case(&mut reply[12..end - 4], name);
+    }
+    match Message::from_vec(reply) {
+        Ok(m) => Verdict::Accept(m),
+        Err(_) => Verdict::Unwanted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, NS, SOA};
+    use hickory_proto::rr::{RData, Record};
+
+    /// A name in the case given (`from_str` lowercases).
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn query(name: &Name, caps: bool) -> Vec<u8> {
+        let mut q = build_query(0x1234, name, RecordType::A, false).to_vec().unwrap();
+        if caps {
+            randomise_case(&mut q);
+        }
+        q
+    }
+
+    /// The reply an upstream that keeps the case would send: the query's
+    /// question as sent, `answers` after it.
+    fn reply_to(query: &[u8], answers: Vec<Record>, authorities: Vec<Record>) -> Message {
+        let mut m = Message::from_vec(query).unwrap();
+        m.metadata.message_type = MessageType::Response;
+        m.answers = answers;
+        m.authorities = authorities;
+        m
+    }
+
+    #[test]
+    fn questions_go_out_in_random_case_and_only_the_case_changes() {
+        let name = n("www.example-twenty.com.");
+        let plain = query(&name, false);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let q = query(&name, true);
+            assert_eq!(q.len(), plain.len());
+            assert!(q[..12] == plain[..12] && q[q.len() - 15..] == plain[plain.len() - 15..], "only the name changes");
+            assert!(q.eq_ignore_ascii_case(&plain));
+            seen.insert(q);
+        }
+        // 17 letters: 20 draws of 2^17 cases are all different but for a rare collision.
+        assert!(seen.len() >= 18, "{} distinct of 20", seen.len());
+        assert!(!seen.contains(&plain) || seen.len() == 20);
+    }
+
+    #[test]
+    fn a_reply_must_echo_the_question_byte_for_byte() {
+        let name = n("WwW.Example.COM.");
+        let q = query(&name, true);
+        let r = reply_to(&q, vec![], vec![]).to_vec().unwrap();
+        assert_eq!(match_reply(&r, &q), Matched::Exactly);
+        let mut lower = r.clone();
+        lower[12..29].make_ascii_lowercase();
+        let mut upper = r.clone();
+        upper[12..29].make_ascii_uppercase();
+        // One of the two differs from the random case sent (unless it was all one case).
+        assert!([&lower, &upper].iter().any(|x| match_reply(x, &q) == Matched::CaseOnly));
+        let case_differs = if match_reply(&lower, &q) == Matched::CaseOnly { lower } else { upper };
+        assert!(matches!(accept_reply(&mut case_differs.clone(), &q, &name, true, UDP_REPLY_BUFFER), Verdict::CaseDiffers));
+        assert!(matches!(accept_reply(&mut case_differs.clone(), &q, &name, false, UDP_REPLY_BUFFER), Verdict::Accept(_)));
+        let mut wrong_id = r.clone();
+        wrong_id[1] ^= 1;
+        assert_eq!(match_reply(&wrong_id, &q), Matched::No);
+        let mut not_a_reply = r.clone();
+        not_a_reply[2] &= 0x7f;
+        assert_eq!(match_reply(&not_a_reply, &q), Matched::No);
+        // Type 65 'A' and 97 'a' are not the same type, whatever the case rule.
+        let mut other_type = r.clone();
+        let t = question_end(&q).unwrap() - 3;
+        other_type[t] = b'a';
+        let mut q65 = q.clone();
+        q65[t] = b'A';
+        assert_eq!(match_reply(&other_type, &q65), Matched::No);
+        assert_eq!(match_reply(&r[..20], &q), Matched::No, "cut short");
+    }
+
+    #[test]
+    fn an_accepted_reply_has_the_case_asked_in_every_name_pointing_at_the_question() {
+        let name = n("WwW.Example.COM.");
+        let q = query(&name, true);
+        let sent = Message::from_vec(&q).unwrap().queries[0].name().clone();
+        let a = Record::from_rdata(sent.clone(), 60, RData::A(A::new(192, 0, 2, 1)));
+        let soa = Record::from_rdata(sent.base_name(), 60, RData::SOA(SOA::new(sent.clone(), sent.base_name(), 1, 2, 3, 4, 5)));
+        let mut r = reply_to(&q, vec![a], vec![soa]).to_vec().unwrap();
+        let Verdict::Accept(m) = accept_reply(&mut r, &q, &name, true, UDP_REPLY_BUFFER) else { panic!("not accepted") };
+        assert!(m.queries[0].name().eq_case(&name), "{}", m.queries[0].name());
+        let e = Entry::from_reply(&name, RecordType::A, ResponseCode::NoError, m.answers, m.authorities, true, Duration::ZERO);
+        assert!(e.answers()[0].name.eq_case(&name), "{}", e.answers()[0].name);
+    }
+
+    #[test]
+    fn a_reply_bigger_than_the_buffer_is_oversized_not_unwanted() {
+        let name = n("big.example.");
+        let q = query(&name, true);
+        let mut r = reply_to(&q, vec![], vec![]).to_vec().unwrap();
+        r.resize(UDP_REPLY_BUFFER + 1, 0);
+        assert!(matches!(accept_reply(&mut r.clone(), &q, &name, true, UDP_REPLY_BUFFER), Verdict::Oversized));
+        r[0] ^= 1;
+        assert!(matches!(accept_reply(&mut r, &q, &name, true, UDP_REPLY_BUFFER), Verdict::Unwanted), "not ours: unwanted however big");
+    }
+
+    #[test]
+    fn a_referral_is_a_failure_of_the_name() {
+        let name = n("www.example.");
+        let q = query(&name, false);
+        let ns = Record::from_rdata(n("example."), 60, RData::NS(NS(n("ns.example."))));
+        let soa = Record::from_rdata(n("example."), 60, RData::SOA(SOA::new(n("ns.example."), n("h.example."), 1, 2, 3, 4, 5)));
+        let referral = reply_to(&q, vec![], vec![ns.clone()]);
+        assert_eq!(classify(&referral), Err(Failure::Referral));
+        let mut aa = referral.clone();
+        aa.metadata.authoritative = true;
+        assert_eq!(classify(&aa), Ok(()), "authoritative: NODATA, not a referral");
+        assert_eq!(classify(&reply_to(&q, vec![], vec![ns.clone(), soa])), Ok(()), "NODATA with the zone's NS");
+        let a = Record::from_rdata(name.clone(), 60, RData::A(A::new(192, 0, 2, 1)));
+        assert_eq!(classify(&reply_to(&q, vec![a], vec![ns.clone()])), Ok(()), "an answer with NS in authority");
+        let mut nx = referral.clone();
+        nx.metadata.response_code = ResponseCode::NXDomain;
+        assert_eq!(classify(&nx), Ok(()));
+        let mut sf = referral;
+        sf.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(classify(&sf), Err(Failure::Rcode(ResponseCode::ServFail)));
+    }
+
+    fn core() -> Core {
+        let metrics = Arc::new(Metrics::new());
+        Core {
+            cache: Cache::new(100),
+            metrics,
+            serve_stale_ms: AtomicU64::new(0),
+            inflight: Mutex::new(HashMap::new()),
+            limit: Arc::new(Semaphore::new(1)),
+            health: Mutex::new(HashMap::new()),
+            distrust_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            next_refresh: Mutex::new(HashMap::new()),
+            dnstap: OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn down_only_after_transport_failures_with_no_reply() {
+        let c = core();
+        let up: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        for _ in 0..DOWN_AFTER_FAILURES - 1 {
+            c.mark_failed(up, false);
+        }
+        assert!(!c.known_down(&[up]), "a few I/O errors are not enough");
+        assert_eq!(c.order(&[up, "127.0.0.2:53".parse().unwrap()])[0].0, "127.0.0.2:53".parse().unwrap(), "tried last at once");
+        c.mark_failed(up, false);
+        assert!(c.known_down(&[up]));
+        c.mark_up(up);
+        assert!(!c.known_down(&[up]), "up again on any reply");
+        // Replying to other names while some time out: never down.
+        for _ in 0..10 {
+            c.mark_failed(up, true);
+            assert!(!c.known_down(&[up]));
+        }
+        let other: SocketAddr = "127.0.0.3:53".parse().unwrap();
+        c.mark_failed(other, true);
+        assert!(c.known_down(&[other]), "a timeout with no reply at all: down at once");
+    }
+
+    #[test]
+    fn a_flood_of_unwanted_replies_distrusts_the_upstream() {
+        let c = core();
+        let (up, other): (SocketAddr, SocketAddr) = ("127.0.0.1:53".parse().unwrap(), "127.0.0.2:53".parse().unwrap());
+        for _ in 0..UNWANTED_THRESHOLD - 1 {
+            assert!(!c.note_unwanted(up));
+        }
+        assert!(!c.distrusted(up));
+        assert!(c.note_unwanted(up));
+        assert!(c.distrusted(up) && !c.distrusted(other));
+        assert_eq!(c.metrics.events.count(Event::UnwantedReplies), 1);
     }
 }

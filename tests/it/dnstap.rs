@@ -51,8 +51,10 @@ fn read_tap(reader: &Path, file: &Path) -> Vec<Line> {
         .collect()
 }
 
+/// The first line of `kind` for `question` (ignoring case: forwarder
+/// questions go out with the name in random case, 0x20).
 fn find<'a>(lines: &'a [Line], kind: &str, question: &str, proto: &str) -> Option<&'a Line> {
-    lines.iter().find(|l| l.kind == kind && l.question == question && l.proto == proto)
+    lines.iter().find(|l| l.kind == kind && l.question.eq_ignore_ascii_case(question) && l.proto == proto)
 }
 
 fn server(extra: &str, upstreams: &str, admin: bool) -> TestServer {

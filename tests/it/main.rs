@@ -46,3 +46,5 @@ mod special_files;
 mod tcp_limits;
 mod toolbox;
 mod upstream_faults;
+mod upstream_health;
+mod upstream_spoofing;

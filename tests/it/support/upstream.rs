@@ -31,6 +31,20 @@ pub enum Behavior {
     /// Truncates every UDP answer (TC=1), then over TCP sends half a
     /// message and closes the connection.
     TruncateThenCut,
+    /// Over UDP, first a reply with the right id whose question has every
+    /// letter's case swapped, carrying 6.6.6.6 (a forger who guessed the
+    /// id but not the 0x20 case), then the right one.
+    CaseSpoofFirst,
+    /// Echoes the question lowercased, over UDP and TCP (a server that
+    /// does not keep the case of the question).
+    LowercaseEcho,
+    /// Sends the whole answer over UDP, whatever the payload asked (a
+    /// server that overshoots, without TC).
+    NoTruncate,
+    /// Over UDP, a flood of replies with wrong ids, then one with the right
+    /// id, all carrying 6.6.6.6 (a spoofer who got lucky after a flood),
+    /// and never the real one; over TCP, the real answer.
+    UnwantedFlood(usize),
 }
 
 pub struct FakeUpstream {
@@ -38,6 +52,8 @@ pub struct FakeUpstream {
     pub udp_queries: Arc<AtomicUsize>,
     pub tcp_queries: Arc<AtomicUsize>,
     pub behavior: Arc<Mutex<Behavior>>,
+    /// The question names received (UDP and TCP), in the case they came.
+    pub names: Arc<Mutex<Vec<String>>>,
     /// TTL of the answers it gives (for the serve-stale test).
     pub ttl: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -103,6 +119,12 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
             (ResponseCode::NoError, vec![a(&owner, [192, 0, 2, 53])], vec![])
         }
         ("nodata.public.example.", _) => (ResponseCode::NoError, vec![], vec![soa()]),
+        // A broken domain: its authorities fail, the upstream (healthy) says SERVFAIL.
+        (s, _) if s.ends_with(".broken.example.") => (ResponseCode::ServFail, vec![], vec![]),
+        // A server that does not recurse: a referral (no answer, NS, no SOA, AA=0).
+        (s, _) if s.ends_with(".referral.example.") => {
+            (ResponseCode::NoError, vec![], vec![Record::from_rdata(n("referral.example."), ttl, RData::NS(NS(n("ns.referral.example."))))])
+        }
         // A hostile upstream: its answer leads into a private zone
         // (svc.hz.internal) and carries data for it and for names nobody asked.
         ("cnpriv.up.example.", RecordType::A) => {
@@ -119,6 +141,17 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
         }
         ("strayonly.up.example.", RecordType::A) => (ResponseCode::NoError, vec![a(&n("www.svc.hz.internal."), [6, 6, 6, 6])], vec![]),
         _ => (ResponseCode::NXDomain, vec![], vec![soa()]),
+    }
+}
+
+fn swap_case(c: char) -> char {
+    if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+}
+
+fn lowercase_question(r: &mut Message) {
+    if let Some(q) = r.queries.first_mut() {
+        let lower = q.name().to_lowercase();
+        q.set_name(lower);
     }
 }
 
@@ -162,11 +195,13 @@ impl FakeUpstream {
             udp_queries: Arc::default(),
             tcp_queries: Arc::default(),
             behavior: Arc::new(Mutex::new(Behavior::Answer)),
+            names: Arc::default(),
             ttl: Arc::new(AtomicUsize::new(60)),
             stop: Arc::default(),
             threads: Vec::new(),
         };
         let (count, behavior, stop, ttl) = (f.udp_queries.clone(), f.behavior.clone(), f.stop.clone(), f.ttl.clone());
+        let names = f.names.clone();
         f.threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
@@ -177,6 +212,9 @@ impl FakeUpstream {
                 let Ok(q) = Message::from_vec(&buf[..len]) else {
                     continue;
                 };
+                if let Some(qq) = q.queries.first() {
+                    names.lock().unwrap().push(qq.name().to_string());
+                }
                 // A domain that never answers (water torture): names under
                 // `torture.example` get nothing back, whatever the behavior.
                 if q.queries.first().is_some_and(|q| q.name().to_lowercase().to_string().ends_with(".torture.example.")) {
@@ -234,6 +272,33 @@ impl FakeUpstream {
                         r.answers.clear();
                         r.authorities.clear();
                     }
+                    Behavior::CaseSpoofFirst => {
+                        let mut bad = r.clone();
+                        let swapped: String = q.queries[0].name().to_string().chars().map(swap_case).collect();
+                        bad.queries[0].set_name(Name::from_ascii(&swapped).unwrap());
+                        bad.answers.iter_mut().for_each(|a| a.data = RData::A(A::new(6, 6, 6, 6)));
+                        let _ = udp.send_to(&bad.to_vec().unwrap(), src);
+                    }
+                    Behavior::LowercaseEcho => lowercase_question(&mut r),
+                    Behavior::NoTruncate => {
+                        let _ = udp.send_to(&r.to_vec().unwrap(), src);
+                        continue;
+                    }
+                    Behavior::UnwantedFlood(n) => {
+                        let mut bad = r.clone();
+                        bad.answers.iter_mut().for_each(|a| a.data = RData::A(A::new(6, 6, 6, 6)));
+                        for i in 0..n {
+                            bad.metadata.id = r.metadata.id.wrapping_add(1 + i as u16);
+                            let _ = udp.send_to(&bad.to_vec().unwrap(), src);
+                            if i % 16 == 15 {
+                                // Paced, so that the receiver's socket buffer does not drop them.
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                        bad.metadata.id = r.metadata.id;
+                        let _ = udp.send_to(&bad.to_vec().unwrap(), src);
+                        continue;
+                    }
                     Behavior::Answer => {}
                 }
                 let mut bytes = r.to_vec().unwrap();
@@ -248,6 +313,7 @@ impl FakeUpstream {
             }
         }));
         let (count, behavior, stop, ttl) = (f.tcp_queries.clone(), f.behavior.clone(), f.stop.clone(), f.ttl.clone());
+        let names = f.names.clone();
         f.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let Ok((s, _)) = tcp.accept() else {
@@ -257,8 +323,8 @@ impl FakeUpstream {
                 // One thread per connection (each ends within its read
                 // timeout), so that a flood of fallbacks is not served one
                 // at a time.
-                let (count, behavior, ttl) = (count.clone(), behavior.clone(), ttl.clone());
-                std::thread::spawn(move || serve_tcp(s, &count, &behavior, &ttl));
+                let (count, behavior, ttl, names) = (count.clone(), behavior.clone(), ttl.clone(), names.clone());
+                std::thread::spawn(move || serve_tcp(s, &count, &behavior, &ttl, &names));
             }
         }));
         f
@@ -283,7 +349,7 @@ impl Drop for FakeUpstream {
 }
 
 /// One TCP connection of the fake upstream: one question, one answer.
-fn serve_tcp(mut s: std::net::TcpStream, count: &AtomicUsize, behavior: &Mutex<Behavior>, ttl: &AtomicUsize) {
+fn serve_tcp(mut s: std::net::TcpStream, count: &AtomicUsize, behavior: &Mutex<Behavior>, ttl: &AtomicUsize, names: &Mutex<Vec<String>>) {
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut len = [0u8; 2];
@@ -302,7 +368,14 @@ fn serve_tcp(mut s: std::net::TcpStream, count: &AtomicUsize, behavior: &Mutex<B
     let Ok(q) = Message::from_vec(&buf) else {
         return;
     };
-    let bytes = respond(&q, ttl.load(Ordering::Relaxed) as u32).to_vec().unwrap();
+    if let Some(qq) = q.queries.first() {
+        names.lock().unwrap().push(qq.name().to_string());
+    }
+    let mut r = respond(&q, ttl.load(Ordering::Relaxed) as u32);
+    if b == Behavior::LowercaseEcho {
+        lowercase_question(&mut r);
+    }
+    let bytes = r.to_vec().unwrap();
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     if b == Behavior::TruncateThenCut {
