@@ -74,6 +74,7 @@ impl Snapshot {
             client_subnet: cfg.client_subnet,
             nsid: cfg.nsid.as_deref().and_then(|n| crate::dns::writer::Nsid::new(n.as_bytes())),
             scopes: ScopeIndex::default(),
+            vpc_scopes: ScopeIndex::default(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
             default_route: route_id(&cfg.upstreams),
@@ -106,6 +107,7 @@ impl Snapshot {
             snap.policy = policy::Policies::build(data.policies, data.vpcs.len(), &by_id, &mut diags);
         }
         snap.scopes = ScopeIndex::new(data.vpcs.iter().flat_map(|v| v.cidrs.iter().copied().chain(v.vswitches.iter().map(|s| s.cidr))));
+        snap.vpc_scopes = ScopeIndex::new(data.vpcs.iter().flat_map(|v| v.cidrs.iter().copied()));
         snap.vpcs = data.vpcs;
         snap.listener_vpcs = cfg.listen.iter().map(|l| l.vpc.as_ref().and_then(|v| snap.vpc_by_id.get(&v.value).copied())).collect();
         for fz in &cfg.forward_zones {

@@ -168,6 +168,9 @@ pub struct Snapshot {
     pub nsid: Option<crate::dns::writer::Nsid>,
     /// ECS scope prefix lengths (RFC 7871) from the VPC and vSwitch CIDRs.
     scopes: ScopeIndex,
+    /// The same over VPC CIDRs only: whether a claimed block is all one
+    /// VPC's (vSwitch CIDRs change the order of answers, not the view).
+    vpc_scopes: ScopeIndex,
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
     /// Cache-key ids of the default upstreams and of each forward zone's,
@@ -285,8 +288,17 @@ impl Snapshot {
             return Identity { view, reason, client: p, scope: None, ignored_claim: false, malformed_claim: false };
         }
         match (trusted && self.client_subnet == ClientSubnet::Trusted, claims.subnet) {
-            (true, Some(SubnetClaim::Subnet(addr, _))) => {
+            (true, Some(SubnetClaim::Subnet(addr, prefix))) => {
                 let (view, reason) = by(addr, ViewReason::SubnetClaim);
+                if reason != ViewReason::Listener && !self.one_vpc_block(addr, prefix) {
+                    // A block coarser than the VPCs in it (a forwarder's
+                    // /24 over /26 VPCs): a downstream cache keeps the
+                    // answer for the whole block (RFC 7871 §7.3.1), so no
+                    // one VPC's view may answer it. As a client in no VPC,
+                    // valid for the whole block.
+                    let view = View::Unknown;
+                    return Identity { view, reason, client: addr, scope: Some(prefix), ignored_claim: false, malformed_claim: false };
+                }
                 // Counted in the claim's own family: an IPv4-mapped address
                 // is matched as IPv4 and its scope is 96 + the IPv4 scope.
                 let scope = if reason == ViewReason::Listener {
@@ -306,6 +318,15 @@ impl Snapshot {
             }
             (true, None) => plain(false, None, false),
         }
+    }
+
+    /// Whether every address of the claimed block `addr/prefix` has the
+    /// view `addr` has: the block lies within the most specific VPC CIDR
+    /// that holds `addr` and no more specific one cuts it (or, in no
+    /// VPC, no VPC CIDR lies inside it). Prefixes in `addr`'s own bits.
+    fn one_vpc_block(&self, addr: IpAddr, prefix: u8) -> bool {
+        let decided = self.vpc_table.matched_len(addr).unwrap_or(0);
+        self.vpc_scopes.scope(addr, decided) <= prefix
     }
 
     /// Answering rule 1, view selection: the listener's VPC, else the VPC

@@ -210,6 +210,31 @@ fn kdig_ipv4_mapped_subnet_is_scoped_in_ipv6_bits() {
     let _ = std::fs::remove_dir_all(&z);
 }
 
+/// A forwarder's subnet coarser than the VPCs in it (here a /16 that
+/// holds vpc-b and vpc-c's /24) must not pick one VPC's view: a downstream
+/// RFC 7871 cache keeps the answer for the whole /16, vpc-c's clients
+/// included. It is answered as a client in no VPC (REFUSED here), with
+/// the scope of the whole block; a block inside one VPC still picks it.
+#[test]
+fn kdig_subnet_coarser_than_the_vpcs_in_it_picks_no_vpc() {
+    let Some(kd) = tool("kdig") else { return };
+    let z = zones("coarse");
+    let srv = server(&z);
+    let opt = srv.addrs[0];
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=127.2.0.0/16"], "www.b.test.", false);
+    assert!(!out.contains("10.2.2.2"), "vpc-b's private answer for a block vpc-c shares: {out}");
+    assert!(out.contains("REFUSED") && out.contains("127.2.0.0/16/16"), "as no VPC, for the whole block: {out}");
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=::ffff:127.2.0.0/112"], "www.b.test.", false);
+    assert!(!out.contains("10.2.2.2") && out.contains("REFUSED"), "the same block, IPv4-mapped: {out}");
+    // Within one VPC: its view, as before.
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=127.2.1.0/24"], "www.b.test.", false);
+    assert!(out.contains("10.2.2.2") && out.contains("127.2.1.0/24/24"), "{out}");
+    let out = kdig(&kd, opt, FORWARDER, &["+subnet=127.1.0.0/16"], "www.a.test.", false);
+    assert!(out.contains("10.1.1.1"), "{out}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&z);
+}
+
 /// RFC 7871 §6 asks a server to reject a malformed option with FORMERR,
 /// as BIND does: from a trusted forwarder (where ECS is believed) a
 /// malformed option is FORMERR; from any other source the option is not
