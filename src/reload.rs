@@ -112,6 +112,16 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                     release_free_memory(pool.as_deref());
                 }
             });
+            // The checkout's commit and local changes before anything says the
+            // load is done: the metrics, /readyz, /zones and the log line then
+            // change together (the data itself is already served).
+            let dir = running.zones_dir.clone();
+            let checkout = tokio::task::spawn_blocking(move || git_commit(&dir).map(|c| (c, git_dirty(&dir, GIT_STATUS_LIMIT))));
+            // git_dirty keeps to its own limit; this one is for a git_commit stuck on a hung file system.
+            let (commit, dirty) = match tokio::time::timeout(GIT_STATUS_LIMIT * 2, checkout).await {
+                Ok(Ok(Some((c, dirty)))) => (Some(c), dirty),
+                _ => (None, None),
+            };
             shared.metrics.set_data(DataCounts {
                 zones: snap.stats.zones,
                 records: snap.stats.records,
@@ -125,13 +135,6 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             for what in &restart_needed {
                 warn!(trigger, "{what}: the running server keeps the old setting until it is restarted");
             }
-            let dir = running.zones_dir.clone();
-            let checkout = tokio::task::spawn_blocking(move || git_commit(&dir).map(|c| (c, git_dirty(&dir, GIT_STATUS_LIMIT))));
-            // git_dirty keeps to its own limit; this one is for a git_commit stuck on a hung file system.
-            let (commit, dirty) = match tokio::time::timeout(GIT_STATUS_LIMIT * 2, checkout).await {
-                Ok(Ok(Some((c, dirty)))) => (Some(c), dirty),
-                _ => (None, None),
-            };
             shared.metrics.set_commit(commit.as_deref(), dirty);
             {
                 let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -420,6 +423,10 @@ pub fn git_dirty(dir: &Path, limit: Duration) -> Option<bool> {
         // No fsmonitor hook: a status must run nothing the repository names.
         .args(["-c", "core.fsmonitor=false", "status", "--porcelain", "-z", "--untracked-files=normal", "--", "."])
         .current_dir(dir)
+        // The checkout found from `dir`, whatever repository pzdns was started from.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
         // Read only: no refresh of the index written back.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())
