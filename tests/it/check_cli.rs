@@ -1,5 +1,6 @@
 //! `pzdns check` and `pzdns explain` as users run them: the real binary.
 
+use std::path::Path;
 use std::process::Command;
 
 fn pzdns(args: &[&str]) -> (i32, String, String) {
@@ -103,11 +104,27 @@ fn explain_from_a_vpc_and_from_outside() {
 /// examples cannot rot.
 #[test]
 fn shipped_configs_are_valid() {
-    for cfg in ["deploy/docker/pzdns.yaml", "deploy/kubernetes/pzdns.yaml"] {
-        let (code, out, err) = pzdns(&["check", "--config", cfg, "--zones", "zones"]);
-        assert_eq!(code, 0, "{cfg}: {out}{err}");
-        assert!(out.starts_with("ok: "), "{cfg}: {out}");
+    // The Kubernetes config names the admin token where the pod mounts its
+    // Secret; `check` reads that file, so here it names one made for the test.
+    const POD_TOKEN: &str = "/etc/pzdns-admin/token";
+    let dir = std::env::temp_dir().join(format!("pzdns-shipped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "a-token-for-the-test\n").unwrap();
+    let k8s = std::fs::read_to_string("deploy/kubernetes/pzdns.yaml").unwrap();
+    assert!(k8s.contains(&format!("token_file: {POD_TOKEN}")), "deploy/kubernetes/pzdns.yaml: token_file {POD_TOKEN}");
+    // ... the file of the Secret's key `token` where deployment.yaml mounts it.
+    let deployment = std::fs::read_to_string("deploy/kubernetes/deployment.yaml").unwrap();
+    assert!(deployment.contains("mountPath: /etc/pzdns-admin\n"), "deployment.yaml mounts the token Secret at /etc/pzdns-admin");
+    let k8s_copy = dir.join("kubernetes-pzdns.yaml");
+    std::fs::write(&k8s_copy, k8s.replace(POD_TOKEN, token.to_str().unwrap())).unwrap();
+    for (shipped, cfg) in [("deploy/docker/pzdns.yaml", Path::new("deploy/docker/pzdns.yaml")), ("deploy/kubernetes/pzdns.yaml", &k8s_copy)]
+    {
+        let (code, out, err) = pzdns(&["check", "--config", cfg.to_str().unwrap(), "--zones", "zones"]);
+        assert_eq!(code, 0, "{shipped}: {out}{err}");
+        assert!(out.starts_with("ok: "), "{shipped}: {out}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Regression (found by fuzz/zone_yaml): a zone that fails to build while
