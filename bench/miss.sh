@@ -57,6 +57,7 @@ server:
   zonelistfile: "$OUT/nsd/zone.list"
   logfile: "$OUT/nsd/nsd.log"
   server-count: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

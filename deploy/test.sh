@@ -9,7 +9,11 @@
 #   PZDNS_TEST_REBUILD_BASES=1               remakes the stand-in base images
 #   PZDNS_DEBIAN_MIRROR=URL                  the mirror debootstrap uses (default: apt's sources)
 #   PZDNS_TEST_PORT=15353                    DNS port; admin on +1, the (dead) upstream on +2
+#   PZDNS_KUBECTL=kubectl                    the kubectl that renders deploy/kubernetes
 #
+# First, without any image: deploy/kubernetes rendered by `kubectl kustomize`
+# and every object validated offline against the Kubernetes schemas by
+# `kubernetes-validate --strict` (PyPI), which rejects unknown fields.
 # No registry is reachable here, so the two base images the Dockerfile names are
 # made locally, once, and cached by tag: debian:bookworm-slim from debootstrap,
 # rust:1-bookworm from debootstrap + build-essential + this machine's rustup
@@ -64,12 +68,23 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v curl >/dev/null || need+=(curl)
 command -v ss >/dev/null || need+=(iproute2)
+kubectl=${PZDNS_KUBECTL:-kubectl}
+command -v "$kubectl" >/dev/null || need+=(kubernetes-client)
+command -v kubernetes-validate >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }; then
         die "apt-get install ${need[*]} failed"
     fi
+fi
+if ! command -v kubernetes-validate >/dev/null; then
+    echo "installing: kubernetes-validate (pip)"
+    # Debian's python3 is "externally managed"; this is a CI machine's own tool.
+    python3 -m pip install -q --break-system-packages kubernetes-validate >/dev/null ||
+        die "pip install kubernetes-validate failed"
+    hash -r
+    command -v kubernetes-validate >/dev/null || die "kubernetes-validate installed, but not on PATH ($PATH)"
 fi
 
 work=$(mktemp -d /tmp/pzdns-deploy-test.XXXXXX)
@@ -95,6 +110,48 @@ cgroup_manager = "cgroupfs"
 EOF
 export CONTAINERS_CONF=$work/containers.conf
 podman() { command podman --runtime /usr/sbin/runc "$@"; }
+
+############################################################################
+# Kubernetes manifests: rendered as `kubectl apply -k` renders them, and
+# every object validated against the schemas of the Kubernetes API (shipped
+# with kubernetes-validate: offline). --strict rejects a field the API does
+# not have; a kind it has no schema for is only a warning there, so any
+# warning fails here. Then the same check must reject a copy with one field
+# misspelled: a check that passes everything would show here.
+############################################################################
+echo "== kubernetes: $kubectl kustomize deploy/kubernetes | kubernetes-validate --strict ($(kubernetes-validate --version 2>&1))"
+validate() { # FILE: "ok" or what failed, on stdout
+    local out objects passed
+    out=$(kubernetes-validate --strict "$1" 2>&1)
+    local rc=$?
+    objects=$(grep -c '^kind:' "$1")
+    passed=$(grep -c ' passed for resource ' <<<"$out")
+    if [ "$rc" = 0 ] && [ "$objects" -gt 0 ] && [ "$passed" = "$objects" ] && ! grep -q '^WARN' <<<"$out"; then
+        echo ok
+    else
+        echo "exit $rc, $passed of $objects objects passed: $(grep -v ' passed for resource ' <<<"$out" | head -n 3)"
+    fi
+}
+if "$kubectl" kustomize deploy/kubernetes >"$work/k8s.yaml" 2>"$work/k8s.err"; then
+    kinds=$(awk '/^kind:/ {print $2}' "$work/k8s.yaml" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $2; sep = ", "}')
+    got=$(validate "$work/k8s.yaml")
+    if [ "$got" = ok ]; then
+        ok "deploy/kubernetes renders ($kinds); every object passes kubernetes-validate --strict"
+    else
+        bad "deploy/kubernetes ($kinds): kubernetes-validate --strict: $got"
+    fi
+    sed '0,/imagePullPolicy:/s//imagePulPolicy:/' "$work/k8s.yaml" >"$work/k8s-typo.yaml"
+    got=$(validate "$work/k8s-typo.yaml")
+    if cmp -s "$work/k8s.yaml" "$work/k8s-typo.yaml"; then
+        bad "the self-check found no imagePullPolicy to misspell in deploy/kubernetes"
+    elif [ "$got" = ok ]; then
+        bad "imagePullPolicy misspelled imagePulPolicy passes kubernetes-validate --strict: the check checks nothing"
+    else
+        ok "the same check rejects imagePullPolicy misspelled: ${got#*passed: }"
+    fi
+else
+    bad "$kubectl kustomize deploy/kubernetes failed: $(tail -n 3 "$work/k8s.err")"
+fi
 
 ############################################################################
 # Stand-in base images (made once, cached by tag)
@@ -408,12 +465,15 @@ else
     bad "podman healthcheck run: ${out:-exit $?}"
 fi
 
-# No anonymous volume: the zones bind mount is the only mount, and read-only.
-mounts=$(podman inspect --format '{{range .Mounts}}{{.Type}}:{{.Destination}}:rw={{.RW}} {{end}}' "$name")
-if [ "$mounts" = "bind:/git:rw=false " ]; then
+# No anonymous volume: the mounts are the three this script binds (zones,
+# admin token, config), each read-only.
+mounts=$(podman inspect --format '{{range .Mounts}}{{.Type}}:{{.Destination}}:rw={{.RW}}{{"\n"}}{{end}}' "$name" |
+    sed '/^$/d' | sort | tr '\n' ' ')
+want_mounts="bind:/etc/pzdns-test/pzdns.yaml:rw=false bind:/git:rw=false bind:/run/secrets/pzdns-admin-token:rw=false "
+if [ "$mounts" = "$want_mounts" ]; then
     ok "mounts: ${mounts% } only"
 else
-    bad "mounts: ${mounts% } (expected only bind:/git:rw=false; a VOLUME line adds an anonymous volume)"
+    bad "mounts: ${mounts% } (expected only ${want_mounts% }; a VOLUME line adds an anonymous volume)"
 fi
 
 # The process runs as 10053, seen from the host.

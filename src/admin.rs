@@ -221,6 +221,12 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     }
     if let Some(c) = &st.git_commit {
         body.push_str(&format!(", commit {c}"));
+        // The data served is not that commit's: say so where it is named.
+        body.push_str(match st.git_dirty {
+            Some(true) => " with local changes (dirty)",
+            Some(false) => "",
+            None => " (local changes not checked: no answer from git status)",
+        });
     }
     body.push('\n');
     if let Some(f) = &st.last_failure {
@@ -341,6 +347,8 @@ async fn zones(State(s): State<Arc<Shared>>) -> Response {
         "loaded_at": unix(st.loaded_at),
         "load_ms": st.load_ms,
         "git_commit": st.git_commit,
+        // true: files under zones_dir differ from git_commit; null: not known (no git), or no commit.
+        "git_dirty": st.git_commit.as_ref().and(st.git_dirty),
         "zones_dir": snap.zones_dir.display().to_string(),
         "stats": {"zones": snap.stats.zones, "endpoint_names": snap.stats.endpoint_names, "records": snap.stats.records, "vpcs": snap.stats.vpcs, "endpoints": snap.stats.endpoints},
         "last_reload_failure": st.last_failure.as_ref().map(|f| json!({"at": unix(Some(f.at)), "trigger": f.trigger, "problems": f.problems})),

@@ -1,8 +1,9 @@
 //! Running the server: start-up in fixed phases (admin up, data loaded,
-//! sockets bound, watch started), then serving until SIGTERM or SIGINT,
-//! then the drain. A bad config or a busy port fails before a single query
-//! is answered (exit 2).
+//! sockets bound, watch started), then serving until the shutdown future
+//! completes (SIGTERM or SIGINT for `pzdns serve`), then the drain. A bad
+//! config or a busy port fails before a single query is answered (exit 2).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,18 +35,35 @@ pub enum ServeError {
     Dnstap(#[from] crate::dnstap::StartError),
 }
 
-/// Serves until SIGTERM or SIGINT, in phases: admin HTTP up (not ready),
-/// data loaded (ready), DNS sockets bound, file watch started. SIGHUP,
-/// the watch and `POST /reload` reload the zones directory.
+/// SIGTERM or SIGINT, as a future for [`run`]'s `shutdown`. The handlers are
+/// installed here, at once, so a signal that comes during start-up is not
+/// lost (it stops the server as soon as it serves). Call it inside the runtime.
+pub fn termination_signal() -> Result<impl Future<Output = ()>, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// Serves until `shutdown` completes, in phases: admin HTTP up (not ready),
+/// data loaded (ready), DNS sockets bound, file watch started; then stops
+/// listening, drains (at most [`SHUTDOWN_GRACE`]) and returns. `pzdns serve`
+/// passes [`termination_signal`]; a test can pass any future and run a whole
+/// server in its own process. SIGHUP, the watch and `POST /reload` reload
+/// the zones directory.
 pub async fn run(
     cfg: ServerConfig,
     workers: usize,
     ready_file: Option<PathBuf>,
     source: Option<crate::state::ConfigSource>,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
 
     let metrics = Arc::new(Metrics::new());
@@ -104,10 +122,10 @@ pub async fn run(
         })
     };
     info!(generation = shared.snapshot.load().generation, "serving");
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = &mut shutdown => break,
             _ = hup.recv() => { let _ = crate::reload::reload(&shared, "sighup").await; }
         }
     }

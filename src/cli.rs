@@ -543,7 +543,8 @@ fn serve(a: &ServeArgs) -> ExitCode {
     };
     // Embedded defaults have no file to read again.
     let source: Option<crate::state::ConfigSource> = cfg.source.is_some().then(|| Box::new(read) as crate::state::ConfigSource);
-    let result = rt.block_on(crate::app::run(cfg, workers, a.ready_file.clone(), source));
+    let result =
+        rt.block_on(async { crate::app::run(cfg, workers, a.ready_file.clone(), source, crate::app::termination_signal()?).await });
     // Not `drop`: that would wait for every blocking thread, and a load
     // that hangs must not keep SIGTERM from ending the process.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -64,8 +64,9 @@ pub const UPSTREAM_SHED: &str = "pzdns_upstream_shed";
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
 pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
-/// `pzdns_data_commit_info{commit}`: 1 for the git commit of the zones
-/// directory in force (absent when it is not a git checkout).
+/// `pzdns_data_commit_info{commit, dirty}`: 1 for the git commit of the zones
+/// directory in force (absent when it is not a git checkout); `dirty` is
+/// `true` when files under it differ from the commit, `unknown` without git.
 pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
 /// `pzdns_events_total{event}`: what clients (and upstreams) can make
 /// happen at will, each one counted; the log gets a line per interval.
@@ -132,9 +133,20 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// `true`, `false` or `unknown`: whether the zones checkout has local
+/// changes, as the commit metric and the log say it.
+pub fn dirty_label(dirty: Option<bool>) -> &'static str {
+    match dirty {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "unknown",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommitLabels {
     pub commit: String,
+    pub dirty: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -788,11 +800,12 @@ impl Metrics {
         self.last_reload_ok.set(0);
     }
 
-    /// Records the git commit in force (one series at a time).
-    pub fn set_commit(&self, commit: Option<&str>) {
+    /// Records the git commit in force (one series at a time), and whether
+    /// the checkout has local changes (None: not known).
+    pub fn set_commit(&self, commit: Option<&str>, dirty: Option<bool>) {
         self.data_commit.clear();
         if let Some(c) = commit {
-            self.data_commit.get_or_create(&CommitLabels { commit: c.to_string() }).set(1);
+            self.data_commit.get_or_create(&CommitLabels { commit: c.to_string(), dirty: dirty_label(dirty) }).set(1);
         }
     }
 

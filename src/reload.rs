@@ -113,6 +113,16 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                     release_free_memory(pool.as_deref());
                 }
             });
+            // The checkout's commit and local changes before anything says the
+            // load is done: the metrics, /readyz, /zones and the log line then
+            // change together (the data itself is already served).
+            let dir = running.zones_dir.clone();
+            let checkout = tokio::task::spawn_blocking(move || git_commit(&dir).map(|c| (c, git_dirty(&dir, GIT_STATUS_LIMIT))));
+            // git_dirty keeps to its own limit; this one is for a git_commit stuck on a hung file system.
+            let (commit, dirty) = match tokio::time::timeout(GIT_STATUS_LIMIT * 2, checkout).await {
+                Ok(Ok(Some((c, dirty)))) => (Some(c), dirty),
+                _ => (None, None),
+            };
             shared.metrics.set_data(DataCounts {
                 zones: snap.stats.zones,
                 records: snap.stats.records,
@@ -129,19 +139,14 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             for what in &restart_needed {
                 warn!(trigger, "{what}: the running server keeps the old setting until it is restarted");
             }
-            let dir = running.zones_dir.clone();
-            let commit = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || git_commit(&dir)))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten();
-            shared.metrics.set_commit(commit.as_deref());
+            shared.metrics.set_commit(commit.as_deref(), dirty);
             {
                 let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
                 st.generation = next_gen;
                 st.loaded_at = Some(SystemTime::now());
                 st.load_ms = ms;
                 st.git_commit = commit.clone();
+                st.git_dirty = dirty;
                 st.last_failure = None;
                 st.restart_needed = restart_needed;
             }
@@ -157,6 +162,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
                 files_read = reuse.read,
                 files_reused = reuse.reused,
                 commit = commit.as_deref().unwrap_or("-"),
+                dirty = commit.as_ref().map_or("-", |_| crate::metrics::dirty_label(dirty)),
                 "data loaded"
             );
             Ok(next_gen)
@@ -422,6 +428,61 @@ pub fn git_commit(dir: &Path) -> Option<String> {
         cur = d.parent();
     }
     None
+}
+
+/// How long `git status` may take to say whether a checkout has local changes.
+pub const GIT_STATUS_LIMIT: Duration = Duration::from_secs(2);
+
+/// Whether the checkout holding `dir` has local changes under `dir`: a file
+/// modified, staged, deleted, or new and not ignored. The data served is then
+/// not the commit's. `.git` alone cannot tell (that needs the index and the
+/// objects), so this asks `git status`; None when there is no git (the
+/// container image has none), git refuses (a repository owned by another
+/// user), fails, or takes longer than `limit` (it is killed then).
+pub fn git_dirty(dir: &Path, limit: Duration) -> Option<bool> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let deadline = Instant::now() + limit;
+    let mut child = Command::new("git")
+        // No fsmonitor hook: a status must run nothing the repository names.
+        .args(["-c", "core.fsmonitor=false", "status", "--porcelain", "-z", "--untracked-files=normal", "--", "."])
+        .current_dir(dir)
+        // The checkout found from `dir`, whatever repository pzdns was started from.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        // Read only: no refresh of the index written back.
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut out = child.stdout.take()?;
+    // One byte of output is enough to know. The read is on its own thread so
+    // that a git that hangs is killed at the deadline instead of waited on.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        let _ = tx.send(matches!(out.read(&mut byte), Ok(1)));
+    });
+    let changes = rx.recv_timeout(limit).ok();
+    let result = match changes {
+        Some(true) => Some(true),
+        // Nothing printed: clean, if git says it succeeded.
+        Some(false) => loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status.success().then_some(false),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                _ => break None,
+            }
+        },
+        None => None,
+    };
+    // Done with it either way (after one byte there is no need to read the rest).
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 /// Watches `zones_dir` (recursively), its parent (to see a symlink

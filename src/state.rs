@@ -26,6 +26,7 @@ pub struct ReloadStatus {
     pub load_ms: u64,
     /// The git commit of the zones directory, when it is in a checkout.
     pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>, // local changes under zones_dir (reload::git_dirty); None: not known
     /// The last failed attempt, if it is more recent than the last success.
     pub last_failure: Option<Failure>,
     /// Settings changed in the configuration file that the running

@@ -3,7 +3,8 @@
 //! `crate::x` path to a module listed later fails here, naming the file
 //! and line.
 //! docs/ARCHITECTURE.md keeps a table of the answering rules and the
-//! functions that implement them: each named function must exist.
+//! functions that implement them: each named function must exist. Its
+//! "Dependencies and why" has a row for each crate of Cargo.toml.
 
 use std::path::{Path, PathBuf};
 
@@ -78,4 +79,45 @@ fn the_rule_table_names_real_functions() {
         let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{cells:?}: {file}: {e}"));
         assert!(text.contains(&format!("fn {func}(")) || text.contains(&format!("fn {func}<")), "{cells:?}: no `fn {func}` in {file}");
     }
+}
+
+/// The crates `Cargo.toml` depends on (dev-dependencies too), by name.
+fn cargo_dependencies() -> Vec<String> {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    let mut section = "";
+    let mut crates = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if (section == "[dependencies]" || section == "[dev-dependencies]")
+            && let Some((name, _)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            crates.push(name.trim().to_string());
+        }
+    }
+    crates
+}
+
+/// docs/ARCHITECTURE.md's "Dependencies and why" has a row for every crate
+/// of Cargo.toml, and no row for a crate that is not there any more.
+#[test]
+fn the_dependency_table_lists_every_crate_of_cargo_toml() {
+    let crates = cargo_dependencies();
+    assert!(crates.len() > 10, "Cargo.toml's dependencies read: {crates:?}");
+    let doc = std::fs::read_to_string("docs/ARCHITECTURE.md").unwrap();
+    // The first cell of each row: `name` (or several, `a`, `b`), maybe "(dev)".
+    let listed: Vec<String> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| crate "))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| l.split('|').nth(1).unwrap_or("").split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let missing: Vec<&String> = crates.iter().filter(|c| !listed.contains(c)).collect();
+    let stale: Vec<&String> = listed.iter().filter(|c| !crates.contains(c)).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/ARCHITECTURE.md, \"Dependencies and why\": no row for {missing:?} (in Cargo.toml); rows for {stale:?} (not in Cargo.toml)"
+    );
 }

@@ -14,10 +14,25 @@ use pzdns::config::zones_dir::{VpcDef, ZonesData, load_zone_text};
 use pzdns::config::{Diagnostics, ServerConfig, master_file};
 use pzdns::snapshot::Snapshot;
 
+/// The inputs kept in a corpus directory. A corpus that is missing or empty
+/// fails the test: replaying nothing would pass whatever the readers do.
 fn inputs(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let entries = std::fs::read_dir(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}: the fuzz corpus is part of the repository; restore it (git checkout -- {dir})", path.display())
+    });
+    let mut v: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    assert!(!v.is_empty(), "{}: no inputs: the fuzz corpus is part of the repository; restore it (git checkout -- {dir})", path.display());
     v.sort();
     v
+}
+
+/// Fails unless `replayed` of a corpus's inputs went through the reader:
+/// inputs that are not UTF-8 are skipped, and a corpus of nothing else
+/// would test nothing.
+fn assert_replayed(what: &str, replayed: usize, of: usize) {
+    eprintln!("replayed {replayed} of {of} {what} inputs");
+    assert!(replayed > 0, "none of the {of} {what} inputs was replayed (none is UTF-8 text)");
 }
 
 #[test]
@@ -25,10 +40,13 @@ fn zone_yaml_corpus_never_panics() {
     let known: HashSet<String> = ["vpc-a".to_string(), "vpc-b".to_string()].into();
     let access = FileAccess::new(Path::new("/nonexistent"), &[]);
     let files = inputs("fuzz/corpus/zone_yaml");
+    let (mut replayed, mut built) = (0, 0);
     for f in &files {
         let Ok(text) = std::fs::read_to_string(f) else { continue };
+        replayed += 1;
         let mut d = Diagnostics::new();
         if let Some(z) = load_zone_text(Path::new("fuzz.yaml"), &text, &known, &access, &mut d) {
+            built += 1;
             let vpcs = ["vpc-a", "vpc-b"]
                 .iter()
                 .enumerate()
@@ -46,7 +64,9 @@ fn zone_yaml_corpus_never_panics() {
             let _ = p.to_string();
         }
     }
-    eprintln!("replayed {} zone_yaml inputs", files.len());
+    assert_replayed("zone_yaml", replayed, files.len());
+    // Some inputs must load, or "a zone that loads also builds" is untested.
+    assert!(built > 0, "none of the {replayed} zone_yaml inputs loads as a zone");
 }
 
 #[test]
@@ -54,15 +74,17 @@ fn master_file_corpus_never_panics() {
     let access = FileAccess::new(Path::new("/nonexistent"), &[]);
     let origin = Name::from_str("example.test.").unwrap();
     let files = inputs("fuzz/corpus/master_file");
+    let mut replayed = 0;
     for f in &files {
         let Ok(text) = std::fs::read_to_string(f) else { continue };
+        replayed += 1;
         let mut d = Diagnostics::new();
         let _ = master_file::parse_text(Path::new("/nonexistent/fuzz.zone"), &text, &origin, &access, &mut d);
         for p in d.items() {
             assert!(p.pos.line > 0, "{}: a master-file problem without a line: {p}", f.display());
         }
     }
-    eprintln!("replayed {} master_file inputs", files.len());
+    assert_replayed("master_file", replayed, files.len());
 }
 
 proptest::proptest! {
@@ -104,9 +126,11 @@ fn policy_list_corpus_never_panics() {
     use std::sync::Arc;
     let access = FileAccess::new(Path::new("/nonexistent"), &[]);
     let path: Arc<Path> = Arc::from(Path::new("/nonexistent/list"));
-    let mut inputs_read = 0;
+    let (mut inputs_read, mut inputs_kept) = (0, 0);
     for (dir, rpz_only) in [("fuzz/corpus/policy_lists", false), ("fuzz/corpus/master_file", true)] {
-        for f in inputs(dir) {
+        let files = inputs(dir);
+        inputs_kept += files.len();
+        for f in files {
             let Ok(bytes) = std::fs::read(&f) else { continue };
             let (rpz, body) = match (rpz_only, bytes.split_first()) {
                 (true, _) => (true, &bytes[..]),
@@ -147,5 +171,5 @@ fn policy_list_corpus_never_panics() {
             }
         }
     }
-    eprintln!("replayed {inputs_read} policy list inputs");
+    assert_replayed("policy list", inputs_read, inputs_kept);
 }

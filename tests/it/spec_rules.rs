@@ -103,6 +103,56 @@ fn sigterm_lets_queries_in_flight_finish() {
     assert!(t.elapsed() >= Duration::from_millis(400), "it waited for the query: {:?}", t.elapsed());
 }
 
+/// §4 in process: `app::run` takes its shutdown as a future (`pzdns serve`
+/// gives it SIGTERM/SIGINT), so a whole server runs inside this test: when
+/// the future completes, the query in flight is answered, then run returns
+/// Ok and removes its ready file.
+#[test]
+fn app_run_in_process_drains_and_returns_when_its_shutdown_completes() {
+    let up = FakeUpstream::start("127.0.0.1");
+    up.set(Behavior::DelayMs(700));
+    let d = scratch("in-process");
+    let zones = std::fs::canonicalize(ZONES).unwrap();
+    let yaml =
+        format!("listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {}\nadmin:\n  listen: \"off\"\n", up.addr, zones.display());
+    std::fs::write(d.join("pzdns.yaml"), yaml).unwrap();
+    let cfg = pzdns::config::ServerConfig::load_file(&d.join("pzdns.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let ready = d.join("ready");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(pzdns::app::run(cfg, 2, Some(ready.clone()), None, async {
+        let _ = stopped.await;
+    }));
+    let t = Instant::now();
+    let addr: std::net::SocketAddr = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && text.ends_with('\n')
+        {
+            break text.lines().next().unwrap().parse().unwrap();
+        }
+        assert!(!server.is_finished(), "run ended before it was ready: {:?}", rt.block_on(server));
+        assert!(t.elapsed() < Duration::from_secs(20), "not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let local = udp(addr, "127.1.0.5", &query("www.example.test.", RecordType::A, None));
+    assert_eq!(local.answers.len(), 2, "it serves");
+    let pending = std::thread::spawn(move || udp(addr, "127.1.0.5", &query("slow.public.example.", RecordType::A, None)));
+    // The question is in flight once the upstream has it.
+    while up.queries() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the upstream never got the question");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.send(()).unwrap();
+    let result = rt.block_on(server).expect("run did not panic");
+    // Nothing of the server outlives run: an answer not sent by now never is.
+    rt.shutdown_timeout(Duration::ZERO);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!ready.exists(), "the ready file is removed on the way out");
+    let r = pending.join().unwrap();
+    assert_eq!(r.answers.len(), 1, "the query in flight was answered before run returned");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// §2: the name templates fit other clouds' naming; §5: a generated or
 /// written name over 255 bytes is an error with its position.
 #[test]
