@@ -173,14 +173,14 @@ fn answers_come_only_from_zones_bound_to_the_askers_vpc() {
 /// answer holding an upstream record has AA=1.
 #[test]
 fn upstream_data_never_stands_for_private_data() {
+    use crate::support::answer_through_cache;
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
-    use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
     use pzdns::dns::names::KeyBuf;
     use pzdns::resolve::{End, walk};
-    use pzdns::upstream::cache::{Cache, Entry, Key, MAX_KEY_LEN, key_bytes};
+    use pzdns::upstream::cache::{Cache, Entry};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// The names a hostile upstream points at: private ones and public ones.
     fn pool(i: usize) -> Name {
@@ -229,33 +229,17 @@ fn upstream_data_never_stands_for_private_data() {
             msg.metadata.recursion_desired = true;
             msg.add_query(hickory_proto::op::Query::query(qname.clone(), RecordType::A));
             let bytes = msg.to_vec().unwrap();
-            let client = Client { listener: 0, src, proxy: None, transport: Transport::Tcp };
-            let mut out = Vec::new();
+            // What the hostile upstream says, cached as pzdns keeps it.
             let mut asked = 0;
-            let resp = loop {
-                let ctx = Ctx { snap: &snap, cache: &cache, metrics: &metrics, now: Instant::now() };
-                match answer(&ctx, &client, &bytes, &mut out) {
-                    Outcome::Done(_) => break out.clone(),
-                    Outcome::Drop | Outcome::Silent(_) => return Err(TestCaseError::fail("dropped")),
-                    Outcome::Wait(p) => {
-                        // What the hostile upstream says, cached as pzdns keeps it.
-                        asked += 1;
-                        assert!(asked < 10, "{qname}: asked upstream again and again");
-                        let recs = reply(&p.name, seed + asked);
-                        let e = Entry::from_reply(
-                            &p.name,
-                            RecordType::A,
-                            hickory_proto::op::ResponseCode::NoError,
-                            recs,
-                            vec![],
-                            false,
-                            Duration::ZERO,
-                        );
-                        let mut kb = [0u8; MAX_KEY_LEN];
-                        let key = key_bytes(&mut kb, KeyBuf::new(&p.name).key(), RecordType::A, false, p.route_id());
-                        cache.insert(Key::from(key), Arc::new(e));
-                    }
-                }
+            let upstream = |name: &Name| {
+                asked += 1;
+                let recs = reply(name, seed + asked);
+                Some(Entry::from_reply(name, RecordType::A, hickory_proto::op::ResponseCode::NoError, recs, vec![], false, Duration::ZERO))
+            };
+            let resp = match answer_through_cache(&snap, &cache, &metrics, src, &bytes, upstream) {
+                Ok(Some(r)) => r,
+                Ok(None) => unreachable!("every reply is an entry"),
+                Err(e) => return Err(TestCaseError::fail(format!("{qname}: {e}"))),
             };
             let m = hickory_proto::op::Message::from_vec(&resp).unwrap();
             if !m.answers.is_empty() {

@@ -328,3 +328,37 @@ pub fn sample_peak(pid: i32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>
         peak.max(rss_kib(pid))
     })
 }
+
+/// Answers `query` from `src` over TCP, in process, the way the server
+/// would: every question that must go upstream is handed to `upstream`,
+/// whose entry goes into `cache` under the question's key, and the query
+/// is answered again, until the answer is complete. `Ok(None)`: `upstream`
+/// gave no entry (the case is not for this harness); `Err`: dropped, or
+/// asked upstream again and again.
+pub fn answer_through_cache(
+    snap: &std::sync::Arc<pzdns::snapshot::Snapshot>,
+    cache: &pzdns::upstream::cache::Cache,
+    metrics: &pzdns::metrics::Metrics,
+    src: SocketAddr,
+    query: &[u8],
+    mut upstream: impl FnMut(&Name) -> Option<pzdns::upstream::cache::Entry>,
+) -> Result<Option<Vec<u8>>, String> {
+    use pzdns::answer::{Client, Ctx, Outcome, Transport, answer};
+    use pzdns::upstream::cache::{Key, MAX_KEY_LEN, key_bytes};
+    let client = Client { listener: 0, src, proxy: None, transport: Transport::Tcp };
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        let ctx = Ctx { snap, cache, metrics, now: Instant::now() };
+        match answer(&ctx, &client, query, &mut out) {
+            Outcome::Done(_) => return Ok(Some(out)),
+            Outcome::Drop | Outcome::Silent(_) => return Err("dropped".into()),
+            Outcome::Wait(p) => {
+                let Some(e) = upstream(&p.name) else { return Ok(None) };
+                let mut kb = [0u8; MAX_KEY_LEN];
+                let key = key_bytes(&mut kb, pzdns::dns::names::KeyBuf::new(&p.name).key(), p.qtype, false, p.route_id());
+                cache.insert(Key::from(key), std::sync::Arc::new(e));
+            }
+        }
+    }
+    Err("asked upstream again and again".into())
+}
