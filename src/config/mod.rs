@@ -75,6 +75,11 @@ pub enum ReloadPriority {
 pub const DEFAULT_TCP_SOURCE_SHARE: usize = 8;
 /// The configuration file read when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
+/// The environment variable naming the configuration file when `--config`
+/// is not given (`none`: the embedded defaults, whatever is in the current
+/// directory): for service managers, and for tests that must not read a
+/// checkout's own `./pzdns.yaml`.
+pub const CONFIG_ENV: &str = "PZDNS_CONFIG";
 
 /// What to do with a query whose source maps to no VPC (docs/REFERENCE.md#rule-1-which-vpc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,11 +245,17 @@ impl ServerConfig {
         }
     }
 
-    /// Loads `path`, or `./pzdns.yaml` if present, or the embedded defaults.
+    /// Loads `path`; without one, the file `$PZDNS_CONFIG` names (`none`:
+    /// the embedded defaults), else `./pzdns.yaml` if present, else the
+    /// embedded defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
-        match path {
-            Some(p) => Self::load_file(p),
-            None => {
+        if let Some(p) = path {
+            return Self::load_file(p);
+        }
+        match std::env::var_os(CONFIG_ENV) {
+            Some(v) if v == "none" => Ok(Self::defaults()),
+            Some(v) if !v.is_empty() => Self::load_file(Path::new(&v)),
+            _ => {
                 let p = Path::new(DEFAULT_CONFIG_FILE);
                 if p.exists() { Self::load_file(p) } else { Ok(Self::defaults()) }
             }

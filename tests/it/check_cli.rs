@@ -1,10 +1,9 @@
 //! `pzdns check` and `pzdns explain` as users run them: the real binary.
 
 use std::path::Path;
-use std::process::Command;
 
 fn pzdns(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().expect("runs pzdns");
+    let out = crate::support::pzdns_command().args(args).output().expect("runs pzdns");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -161,7 +160,7 @@ fn a_symlink_loop_is_reported_not_followed() {
     std::os::unix::fs::symlink("..", d.join("loop/up")).unwrap();
     std::os::unix::fs::symlink("../loop", d.join("loop/self")).unwrap();
     let out = d.join("out.txt");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    let mut cmd = crate::support::pzdns_command();
     cmd.args(["check", "--zones", d.to_str().unwrap()]).stdout(std::fs::File::create(&out).unwrap());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {

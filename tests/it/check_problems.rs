@@ -5,7 +5,6 @@
 //! that end in an error rather than an empty load.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn scratch(tag: &str) -> PathBuf {
@@ -21,7 +20,7 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn pzdns(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
+    let out = crate::support::pzdns_command().args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

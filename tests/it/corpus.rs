@@ -260,7 +260,7 @@ fn pzdns_check_agrees_on_the_corpus() {
             }
         }
         std::fs::write(dir.join("vpcs.yaml"), vpcs).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones"]).arg(&dir).output().unwrap();
+        let out = crate::support::pzdns_command().args(["check", "--zones"]).arg(&dir).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.success(), want_ok, "{kind} corpus: {stdout}");
         for at in expect {

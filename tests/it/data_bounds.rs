@@ -2,7 +2,6 @@
 //! exhausting memory or time (SPEC.md §5, issue: resource bounds).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn scratch(tag: &str) -> PathBuf {
@@ -16,7 +15,7 @@ fn scratch(tag: &str) -> PathBuf {
 /// Runs `pzdns check` on `dir`: (exit code, stdout, wall time, peak RSS in KiB).
 fn check(dir: &Path) -> (i32, String, Duration, i64) {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones"]).arg(dir).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--zones"]).arg(dir).output().unwrap();
     let took = t.elapsed();
     // Peak RSS of the child, from the kernel's accounting of waited-for children.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -5,7 +5,6 @@
 //! their type.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::support::*;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -22,7 +21,7 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn check(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
+    let out = crate::support::pzdns_command().args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -293,7 +293,7 @@ fn dnstap_settings_are_checked() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--config"]).arg(&cfg).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("pzdns.yaml:4:11: dnstap has both `socket` and `file`"), "{err}");
@@ -302,7 +302,7 @@ fn dnstap_settings_are_checked() {
     assert!(err.contains("pzdns.yaml:8:3: unknown field `speed` in `dnstap`"), "{err}");
     // A file that cannot be opened stops the start, saying which and why.
     std::fs::write(&cfg, format!("zones_dir: {}\nupstreams: []\ndnstap:\n  file: /nonexistent-dir/x.fstrm\n", zones.display())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+    let out = crate::support::pzdns_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--config"])
         .arg(&cfg)
         .output()

@@ -169,7 +169,7 @@ fn explain_via_says_whose_identity_is_used_and_why() {
     let cfg = z.with_extension("yaml");
     std::fs::write(&cfg, format!("zones_dir: {}\nupstreams: []\ntrusted_forwarders: [{FORWARDER}/32]\n", z.display())).unwrap();
     let run = |via: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+        let out = crate::support::pzdns_command()
             .args(["explain", "--config", cfg.to_str().unwrap(), "--from", "127.1.0.5", "--via", via, "www.a.test."])
             .output()
             .unwrap();

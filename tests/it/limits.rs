@@ -3,7 +3,6 @@
 //! limit. Never a silently partial load.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const VPCS: &str = "vpcs:\n  - { id: vpc-a, cidrs: [127.1.0.0/16] }\n";
 
@@ -21,7 +20,7 @@ fn scratch(tag: &str) -> PathBuf {
 fn check(dir: &Path) -> (i32, String) {
     let cfg = dir.with_extension("yaml");
     std::fs::write(&cfg, "upstreams: []\nadmin:\n  listen: \"off\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).arg("check").arg("--config").arg(&cfg).arg("--zones").arg(dir).output().unwrap();
+    let out = crate::support::pzdns_command().arg("check").arg("--config").arg(&cfg).arg("--zones").arg(dir).output().unwrap();
     let _ = std::fs::remove_file(&cfg);
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));

@@ -3,7 +3,6 @@
 //! is named with its line.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::support::*;
 use hickory_proto::rr::{RData, RecordType};
@@ -18,7 +17,7 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn check(d: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones"]).arg(d).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--zones"]).arg(d).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

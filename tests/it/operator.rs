@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -139,7 +138,7 @@ fn client_config(srv: &TestServer, admin_extra: &str) -> std::path::PathBuf {
 }
 
 fn pzdns(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
+    let out = crate::support::pzdns_command().args(args).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -434,7 +433,7 @@ fn a_privileged_port_without_the_privilege_fails_with_a_hint() {
     std::fs::write(dir.join("zones/vpcs.yaml"), "vpcs: []\n").unwrap();
     let cfg = dir.join("pzdns.yaml");
     std::fs::write(&cfg, "listen:\n  - address: 127.0.0.1:53\nupstreams: []\nzones_dir: zones\nadmin:\n  listen: \"off\"\n").unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    let mut cmd = crate::support::pzdns_command();
     cmd.args(["serve", "--config", cfg.to_str().unwrap()]);
     // SAFETY: only setgid/setuid, async-signal-safe, in the child.
     unsafe {

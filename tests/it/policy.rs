@@ -231,10 +231,8 @@ fn dig_shows_ede_15_with_the_rule_set() {
 
 #[test]
 fn explain_names_the_rule_its_file_and_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-        .args(["explain", "--zones", ZONES, "--vpc", "vpc-a", "deep.evil.example", "A"])
-        .output()
-        .unwrap();
+    let out =
+        crate::support::pzdns_command().args(["explain", "--zones", ZONES, "--vpc", "vpc-a", "deep.evil.example", "A"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -244,10 +242,8 @@ fn explain_names_the_rule_its_file_and_line() {
     assert!(text.contains("answer:   rcode NXDOMAIN"), "{text}");
     assert!(text.contains("without the policy: rcode NOERROR, deep.evil.example. A forwarded upstream"), "{text}");
     // From vpc-b the same name only alerts.
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
-        .args(["explain", "--zones", ZONES, "--vpc", "vpc-b", "deep.evil.example", "A"])
-        .output()
-        .unwrap();
+    let out =
+        crate::support::pzdns_command().args(["explain", "--zones", ZONES, "--vpc", "vpc-b", "deep.evil.example", "A"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("alert: answered normally"), "{text}");
 }
@@ -263,7 +259,7 @@ fn check_reports_every_policy_problem_with_its_position() {
     )
     .unwrap();
     std::fs::write(d.join("lists/bad.rpz"), "$TTL 60\nok.example CNAME .\nbad.example A 10.0.0.300\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones", d.to_str().unwrap()]).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--zones", d.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let p = |f: &str| d.join(f).display().to_string();
@@ -280,7 +276,7 @@ fn check_reports_every_policy_problem_with_its_position() {
     // Fixed, the open rule set is a warning and check passes.
     std::fs::write(d.join("bad.yaml"), "policy: bad\nrules:\n  - domains: lists/gone.txt\n    action: nxdomain\n    on_load_error: open\n")
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--zones", d.to_str().unwrap()]).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--zones", d.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("warning: ") && text.contains("on_load_error: open: rule set `bad: lists/gone.txt` is left out"), "{text}");
@@ -291,7 +287,7 @@ fn check_reports_every_policy_problem_with_its_position() {
 #[test]
 fn the_example_policy_loads_and_explains() {
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).output().unwrap();
+        let out = crate::support::pzdns_command().args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let (ok, text) = run(&["check", "--zones", "zones"]);

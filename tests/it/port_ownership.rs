@@ -3,7 +3,7 @@
 //! and the reason, instead of sharing the port (and its queries) with it.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -14,7 +14,7 @@ fn a_udp_port_held_with_so_reuseport_stops_the_start() {
     holder.set_reuse_port(true).unwrap();
     holder.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
     let taken = holder.local_addr().unwrap().as_socket().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+    let mut child = crate::support::pzdns_command()
         .args(["serve", "--zones", crate::support::RULES_ZONES, "--listen", &taken.to_string(), "--admin", "off", "--workers", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

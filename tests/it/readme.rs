@@ -38,7 +38,7 @@ fn named_path(block: &str) -> Option<PathBuf> {
 }
 
 fn check(config: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["check", "--config"]).arg(config).output().unwrap();
+    let out = crate::support::pzdns_command().args(["check", "--config"]).arg(config).output().unwrap();
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

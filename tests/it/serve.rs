@@ -354,7 +354,7 @@ fn sigterm_stops_cleanly_and_port_in_use_exits_2() {
     let mut srv = server();
     let taken = srv.addrs[0];
     // While it runs, a second server on the same TCP port cannot start.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pzdns"))
+    let out = crate::support::pzdns_command()
         .args(["serve", "--zones", ZONES, "--listen", &taken.to_string(), "--admin", "off"])
         .output()
         .unwrap();
@@ -370,7 +370,7 @@ fn sigterm_stops_cleanly_and_port_in_use_exits_2() {
 
 #[test]
 fn invalid_data_at_start_exits_2() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pzdns"))
+    let out = crate::support::pzdns_command()
         .args(["serve", "--zones", "tests/fixtures/broken/zones", "--listen", "127.0.0.1:0", "--admin", "off"])
         .output()
         .unwrap();

@@ -47,6 +47,20 @@ fn config_file_in_the_working_directory() {
     let (code, out, _) = pzdns_in(&d, &["check"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&zones.display().to_string()), "the file's zones_dir is used: {out}");
+    // PZDNS_CONFIG names the file instead, or `none` for the defaults,
+    // whatever ./pzdns.yaml says (here it is broken).
+    std::fs::write(d.join("other.yaml"), format!("zones_dir: {}\n", zones.display())).unwrap();
+    std::fs::write(d.join("pzdns.yaml"), "listen: [oops\n").unwrap();
+    let with_env = |v: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).current_dir(&d).env("PZDNS_CONFIG", v).args(["check"]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = with_env(d.join("other.yaml").to_str().unwrap());
+    assert_eq!(code, Some(0), "PZDNS_CONFIG names the file: {out}");
+    assert!(out.contains(&zones.display().to_string()), "{out}");
+    let (code, out) = with_env("none");
+    assert_eq!(code, Some(1), "none: the defaults (./zones, missing here), not the broken ./pzdns.yaml: {out}");
+    assert!(out.contains("zones directory does not exist") && !out.contains("not valid YAML"), "{out}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -164,8 +178,9 @@ fn endpoint_templates_and_long_names() {
         "names:\n  endpoint: \"vpce-{endpoint}.{service}.{region}.vpce.amazonaws.com\"\n  zonal: \"vpce-{endpoint}-{zone}.{service}.{region}.vpce.amazonaws.com\"\nendpoints:\n  - id: 0abc\n    service: kinesis\n    region: us-east-1\n    vpc: vpc-a\n    zones:\n      - { zone: us-east-1a, ip: 10.0.1.5 }\n",
     )
     .unwrap();
+    // In the scratch directory: it has no pzdns.yaml of its own.
     let (code, out, err) = pzdns_in(
-        Path::new("."),
+        &d,
         &["explain", "--zones", d.to_str().unwrap(), "--vpc", "vpc-a", "vpce-0abc-us-east-1a.kinesis.us-east-1.vpce.amazonaws.com", "A"],
     );
     assert_eq!(code, 0, "{err}");
@@ -176,7 +191,7 @@ fn endpoint_templates_and_long_names() {
         format!("zone: long.test\nvpcs: [vpc-a]\nrecords:\n  - {{ name: {long}, type: A, value: 10.0.0.1 }}\n"),
     )
     .unwrap();
-    let (code, out, _) = pzdns_in(Path::new("."), &["check", "--zones", d.to_str().unwrap()]);
+    let (code, out, _) = pzdns_in(&d, &["check", "--zones", d.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&d);
     assert_eq!(code, 1);
     assert!(out.contains("long.yaml:4:13:") && out.contains("255"), "{out}");

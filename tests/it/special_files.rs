@@ -4,7 +4,7 @@
 //! old data serving and says why on /readyz).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -31,7 +31,7 @@ fn mkfifo(p: &Path) {
 /// test, not hang it): (exit code, stdout, wall time).
 fn pzdns(args: &[&str]) -> (i32, String, Duration) {
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = crate::support::pzdns_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     loop {
         if child.try_wait().unwrap().is_some() {
             break;

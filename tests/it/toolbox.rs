@@ -3,7 +3,6 @@
 //! nonsense worker counts are refused, explain says what the server does.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::*;
 
@@ -33,14 +32,14 @@ fn the_ready_file_goes_with_the_process() {
 
 #[test]
 fn zero_workers_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_pzdns")).args(["serve", "--workers", "0", "--zones", RULES_ZONES]).output().unwrap();
+    let out = crate::support::pzdns_command().args(["serve", "--workers", "0", "--zones", RULES_ZONES]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn explain_says_what_the_server_does_for_transfers_and_numbered_types() {
     let run = |t: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pzdns"))
+        let out = crate::support::pzdns_command()
             .args(["explain", "--config", RULES_CONFIG, "--from", "127.1.0.5", "www.example.test.", t])
             .output()
             .unwrap();

@@ -362,3 +362,13 @@ pub fn answer_through_cache(
     }
     Err("asked upstream again and again".into())
 }
+
+/// The pzdns binary as a test runs it without `--config`: with
+/// `PZDNS_CONFIG=none`, so that it never reads the checkout's own
+/// `./pzdns.yaml` (README tells users to edit it) and only the flags and
+/// files a test names count.
+pub fn pzdns_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pzdns"));
+    c.env(pzdns::config::CONFIG_ENV, "none");
+    c
+}
