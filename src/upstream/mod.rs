@@ -2,9 +2,9 @@
 //! upstream client and the cache in front of it.
 //!
 //! ```text
-//! lookup ─► cache (fresh? a cached failure too) ─► stale, and the upstreams known down,
-//!        │                                         or its refresh failed just now? ─► stale now
-//!        └► join the question in flight, or start it on a task (bounded: in flight, waiters)
+//! answer: cache (fresh? a cached failure too) ─► miss ─► Forwarder::ask: an expired entry,
+//!        │                   and the upstreams known down, or its refresh failed just now? ─► stale now
+//!        └► join the question in flight, or start it on a task (bounded: in flight, waiters, shares)
 //!           ─► upstream 1 ─(timeout, SERVFAIL, REFUSED, referral)─► upstream 2 ─► SERVFAIL
 //!           └► with a stale entry: at most 1.8 s, or until known down ─► stale (RFC 8767)
 //! ```
