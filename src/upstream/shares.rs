@@ -110,7 +110,7 @@ pub const NO_VPC: u32 = u32::MAX;
 
 /// What each client, VPC and domain holds now.
 pub struct Shares {
-    limits: Mutex<Limits>,
+    limits: Limits,
     held: Mutex<Held>,
     /// Keyed per process, so that no one can pick names whose hashes meet
     /// another domain's and spend its share.
@@ -130,16 +130,11 @@ pub struct Zone(u64);
 
 impl Shares {
     pub fn new(limits: Limits) -> Arc<Shares> {
-        Arc::new(Shares { limits: Mutex::new(limits), held: Mutex::new(Held::default()), seed: RandomState::new() })
+        Arc::new(Shares { limits, held: Mutex::new(Held::default()), seed: RandomState::new() })
     }
 
     pub fn limits(&self) -> Limits {
-        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// New limits (a configuration reload); what is held stays held.
-    pub fn set_limits(&self, limits: Limits) {
-        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+        self.limits
     }
 
     /// The domain a name's questions count against: its parent (the
@@ -184,11 +179,6 @@ impl Shares {
             Token { shares: self.clone(), what: Held1::Vpc(v) }
         });
         Ok(FlightTokens { _zone: Token { shares: self.clone(), what: Held1::Zone(zone.0) }, _vpc: vpc_token })
-    }
-
-    /// What a client, VPC or domain holds now (for tests and metrics).
-    pub fn held_by_client(&self, client: IpAddr) -> u32 {
-        self.held().clients.get(&by_network(client)).copied().unwrap_or(0)
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
