@@ -205,13 +205,11 @@ impl Shares {
 
 /// An IPv6 client is its /64 (one host has the whole of it); an IPv4
 /// client its address.
+/// (As `server::tcp::source_key` counts connections of sources in no VPC.)
 fn by_network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 
