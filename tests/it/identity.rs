@@ -110,12 +110,7 @@ fn kdig_proxy_and_subnet_pick_the_claimed_vpc_only_from_a_trusted_forwarder() {
 #[test]
 fn a_claim_through_a_trusted_forwarder_answers_as_the_client_itself() {
     let z = zones("props");
-    let mut cfg = pzdns::config::ServerConfig::defaults();
-    cfg.zones_dir = z.clone();
-    cfg.upstreams = vec![];
-    cfg.trusted_forwarders = vec![format!("{FORWARDER}/32").parse().unwrap()];
-    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
-    let shared = rules_shared_with(cfg);
+    let shared = trusted_forwarder_shared(&z);
     let snap = shared.snapshot.load_full();
     // The answer, or the name it would ask upstream (no upstreams here).
     let ask = |client: &Client, bytes: &[u8]| -> Result<Message, String> {
@@ -156,6 +151,17 @@ fn a_claim_through_a_trusted_forwarder_answers_as_the_client_itself() {
         prop_assert_eq!(sections(&claimed), want, "{} from {} via {} (ecs {})", names[ni], c, via, use_ecs);
     });
     let _ = std::fs::remove_dir_all(&z);
+}
+
+/// The zones of `zones()` answered in process, with FORWARDER trusted
+/// and its ECS believed, and no upstreams.
+fn trusted_forwarder_shared(z: &Path) -> Arc<pzdns::state::Shared> {
+    let mut cfg = pzdns::config::ServerConfig::defaults();
+    cfg.zones_dir = z.to_path_buf();
+    cfg.upstreams = vec![];
+    cfg.trusted_forwarders = vec![format!("{FORWARDER}/32").parse().unwrap()];
+    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
+    rules_shared_with(cfg)
 }
 
 fn rules_shared_with(cfg: pzdns::config::ServerConfig) -> Arc<pzdns::state::Shared> {
@@ -243,12 +249,7 @@ fn kdig_subnet_coarser_than_the_vpcs_in_it_picks_no_vpc() {
 #[test]
 fn malformed_subnets_are_formerr_where_believed() {
     let z = zones("malformed");
-    let mut cfg = pzdns::config::ServerConfig::defaults();
-    cfg.zones_dir = z.clone();
-    cfg.upstreams = vec![];
-    cfg.trusted_forwarders = vec![format!("{FORWARDER}/32").parse().unwrap()];
-    cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
-    let shared = rules_shared_with(cfg);
+    let shared = trusted_forwarder_shared(&z);
     let snap = shared.snapshot.load_full();
     let ask = |from: &str, ecs: &[u8]| -> Vec<u8> {
         let mut m = query("www.a.test.", RecordType::A, None).to_vec().unwrap();
