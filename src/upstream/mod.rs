@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+#[cfg(test)]
+use hickory_proto::op::{Edns, MessageType, OpCode, Query};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -45,6 +47,7 @@ pub use shares::{Asker, Limits, NO_VPC, Share, Shares, Shed};
 use crate::dnstap::{Dnstap, Protocol};
 use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly, UpstreamTcp};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Time allowed to one upstream before the next is tried. Two attempts
 /// (docs/REFERENCE.md#upstreams: "tried once more on the next upstream") stay under the
@@ -454,14 +457,15 @@ impl Core {
             let sent = Instant::now();
             let deadline = sent + ATTEMPT_TIMEOUT;
             let res = self.exchange(up, name, qtype, dnssec_ok, caps, deadline).await;
-            self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
+            let elapsed = sent.elapsed().as_secs_f64();
             match res {
                 Ok(mut msg) => {
                     // It replied: up, whatever it said about this name.
-                    self.mark_up(up);
+                    let handles = self.mark_up(up);
+                    handles.duration.observe(elapsed);
                     match classify(&msg) {
                         Ok(()) => {
-                            self.count(up, "ok");
+                            handles.ok.inc();
                             let entry = Arc::new(Entry::from_reply(
                                 name,
                                 qtype,
@@ -482,6 +486,7 @@ impl Core {
                 }
                 Err(e) => {
                     self.mark_failed(up, matches!(e, UpstreamError::Timeout(_)));
+                    self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(elapsed);
                     last = e;
                 }
             }
@@ -551,13 +556,22 @@ impl Core {
         }
     }
 
-    /// A reply (any rcode): the upstream is up.
-    fn mark_up(&self, a: SocketAddr) {
+    /// A reply (any rcode): the upstream is up. Returns its metric
+    /// handles, made once per upstream rather than per reply (a label
+    /// formatted and looked up in the family each time cost more than the
+    /// rest of the bookkeeping).
+    fn mark_up(&self, a: SocketAddr) -> Handles {
         let mut health = self.health();
         let h = health.entry(a).or_default();
         h.failures = 0;
         h.down = false;
         h.replied_at = Some(Instant::now());
+        h.handles
+            .get_or_insert_with(|| Handles {
+                duration: self.metrics.upstream_duration.get_or_create_owned(&UpstreamOnly { upstream: a.to_string() }),
+                ok: self.metrics.upstream_requests.get_or_create_owned(&UpstreamLabels { upstream: a.to_string(), outcome: "ok" }),
+            })
+            .clone()
     }
 
     /// The upstream echoed the question in another case over TCP too: it
@@ -647,10 +661,12 @@ impl Core {
         // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
         // truncated and go to TCP. 4 KiB covers servers that overshoot, and
         // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
-        let mut buf = vec![0u8; UDP_REPLY_BUFFER + 1];
+        // Filled by the kernel, not zeroed first.
+        let mut buf = Vec::with_capacity(UDP_REPLY_BUFFER + 1);
         let mut unwanted: Option<Counter> = None;
         loop {
-            let n = match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
+            buf.clear();
+            let n = match tokio::time::timeout_at(deadline.into(), sock.recv_buf(&mut buf)).await {
                 Err(_) => return Err(UpstreamError::Timeout(up)),
                 Ok(Err(e)) => return Err(io(e)),
                 Ok(Ok(n)) => n,
@@ -771,6 +787,15 @@ struct Health {
     unwanted_since: Option<Instant>,
     /// Its UDP replies are not trusted until then.
     distrusted_until: Option<Instant>,
+    /// Its metrics of a reply, made at its first.
+    handles: Option<Handles>,
+}
+
+/// One upstream's metrics that every reply moves.
+#[derive(Debug, Clone)]
+struct Handles {
+    duration: Histogram,
+    ok: Counter,
 }
 
 /// Counts a question as in flight until dropped (on every return path).
@@ -819,13 +844,37 @@ pub fn classify(reply: &Message) -> Result<(), Failure> {
 /// The question as sent upstream: RD=1, EDNS, and with `caps` the name in
 /// random case ([`randomise_case`]).
 pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, caps: bool) -> Result<Vec<u8>, hickory_proto::ProtoError> {
-    let mut bytes = build_query(id, name, qtype, dnssec_ok).to_vec()?;
+    // Written by hand: a question and an OPT record are all there is, and
+    // building a `Message` to encode it cost more than the exchange's
+    // other bookkeeping together. `query_bytes_are_hickorys_encoding`
+    // holds it to the same bytes.
+    let mut bytes = Vec::with_capacity(12 + 255 + 4 + 11);
+    bytes.extend_from_slice(&id.to_be_bytes());
+    // RD; one question, one additional (the OPT).
+    bytes.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in name.iter() {
+        if label.len() > 63 || bytes.len() + 1 + label.len() > 12 + 254 {
+            return Err(hickory_proto::ProtoError::from(format!("name too long to ask: {name}")));
+        }
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label);
+    }
+    bytes.push(0);
+    bytes.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    bytes.extend_from_slice(&1u16.to_be_bytes());
+    // OPT: root owner, type 41, class = our payload, TTL = extended rcode 0,
+    // version 0, flags (DO), no options.
+    bytes.push(0);
+    bytes.extend_from_slice(&41u16.to_be_bytes());
+    bytes.extend_from_slice(&UPSTREAM_PAYLOAD.to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
     if caps {
         randomise_case(&mut bytes);
     }
     Ok(bytes)
 }
 
+#[cfg(test)]
 fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
@@ -947,6 +996,21 @@ pub fn accept_reply(reply: &mut [u8], query: &[u8], name: &Name, exact_case: boo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn query_bytes_are_hickorys_encoding() {
+        for (n, t, d) in [
+            ("www.Example.COM.", RecordType::A, false),
+            (".", RecordType::NS, true),
+            ("a.b.c.d.e.f.g.", RecordType::from(65280), true),
+            (&format!("{}.{}.{}.{}.", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)), RecordType::TXT, false),
+        ] {
+            let name = Name::from_ascii(n).unwrap();
+            let ours = query_bytes(0xbeef, &name, t, d, false).unwrap();
+            assert_eq!(ours, build_query(0xbeef, &name, t, d).to_vec().unwrap(), "{n} {t} do={d}");
+        }
+    }
+
     use super::*;
     use hickory_proto::rr::rdata::{A, NS, SOA};
     use hickory_proto::rr::{RData, Record};
