@@ -41,10 +41,20 @@ fn snapshot(vpcs: usize, zones: usize) -> pzdns::snapshot::Snapshot {
         let mut records = Vec::new();
         for i in 0..10u8 {
             let n = Name::from_str(&format!("h{i}.z{z}.bench.internal.")).unwrap();
-            records.push(RecordDef { record: Record::from_rdata(n, 60, RData::A(A::new(10, 0, 0, i))), pos: Pos::UNKNOWN, az: None });
+            records.push(RecordDef {
+                record: Record::from_rdata(n, 60, RData::A(A::new(10, 0, 0, i))),
+                pos: Pos::UNKNOWN,
+                az: None,
+                route: None,
+            });
         }
         let w = Name::from_str(&format!("*.w.z{z}.bench.internal.")).unwrap();
-        records.push(RecordDef { record: Record::from_rdata(w, 60, RData::A(A::new(10, 0, 1, 1))), pos: Pos::UNKNOWN, az: None });
+        records.push(RecordDef {
+            record: Record::from_rdata(w, 60, RData::A(A::new(10, 0, 1, 1))),
+            pos: Pos::UNKNOWN,
+            az: None,
+            route: None,
+        });
         zone_defs.push(ZoneDef {
             origin,
             kind: ZoneOrigin::File,
@@ -68,7 +78,7 @@ fn snapshot(vpcs: usize, zones: usize) -> pzdns::snapshot::Snapshot {
         recursive_proxy: false,
         ttl: 60,
         records_path: "e".into(),
-        records: vec![RecordDef { record: cname, pos: Pos::UNKNOWN, az: None }],
+        records: vec![RecordDef { record: cname, pos: Pos::UNKNOWN, az: None, route: None }],
     });
     let mut cfg = ServerConfig::defaults();
     cfg.upstreams = vec![];

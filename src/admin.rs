@@ -334,6 +334,12 @@ async fn zones(State(s): State<Arc<Shared>>) -> Response {
                 "vpcs": z.vpcs.iter().map(|v| snap.vpcs[*v as usize].id.as_str()).collect::<Vec<_>>(),
                 "records": z.record_count,
                 "recursive_proxy": z.recursive_proxy,
+                "health": z.health_ids.iter().filter_map(|&id| snap.health.describe(id)).map(|(slot, state)| json!({
+                    "target": slot.target.to_string(),
+                    "state": state.label(),
+                    "since": unix(slot.since),
+                    "last": slot.last.as_ref().map(|l| json!({"ok": l.ok, "detail": l.detail, "at": unix(Some(l.at))})),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -29,7 +29,7 @@ use crate::dns::{self, rcode};
 use crate::metrics::{Metrics, Source};
 use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
 use crate::snapshot::policy::{PolicyAction, override_rrset};
-use crate::snapshot::zone::{NO_AZ, RRset};
+use crate::snapshot::zone::{MAX_ROUTED, NO_AZ, ROLE_PRIMARY, ROLE_SECONDARY, RRset};
 use crate::snapshot::{Claims, Identity, Route, Snapshot, SubnetClaim, View};
 use crate::upstream::cache::{Cache, Entry, Failure, MAX_KEY_LEN, key_bytes};
 use crate::upstream::{Asker, Forwarder, Lookup, NO_VPC, Question, Share, UpstreamError};
@@ -594,6 +594,7 @@ fn write_local(w: &mut ResponseWriter, snap: &Snapshot, wk: &Walk<'_>, pos: usiz
         name_pos = at + dns::RR_FIXED_LEN;
     }
     match wk.end {
+        End::Answer(rrset) if rrset.routed() => write_routed_rrset(w, snap, name_pos, rrset, wk.az),
         End::Answer(rrset) => write_rrset_in_client_zone_order(w, name_pos, rrset, wk.az),
         End::NoData(_) | End::NxDomain(_) => write_negative_soa(w, snap, wk, name_pos),
         End::Upstream { route, .. } => {
@@ -621,6 +622,105 @@ fn write_rrset_in_client_zone_order(w: &mut ResponseWriter, name_pos: usize, rrs
             }
         }
     }
+}
+
+/// Which records of a set are answered: one bit each.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Picked([u64; MAX_ROUTED / 64]);
+
+impl Picked {
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn any(&self) -> bool {
+        self.0.iter().any(|&w| w != 0)
+    }
+    fn and(self, o: Picked) -> Picked {
+        Picked(std::array::from_fn(|k| self.0[k] & o.0[k]))
+    }
+    fn of(n: usize, f: impl Fn(usize) -> bool) -> Picked {
+        let mut p = Picked::default();
+        for i in (0..n).filter(|&i| f(i)) {
+            p.set(i);
+        }
+        p
+    }
+}
+
+/// SPEC §10: a weighted, failover or health-checked set.
+/// - Health: a record whose target is unhealthy leaves the answer, unless
+///   every record would (fail open: all are answered).
+/// - Failover: the healthy primaries; else the healthy secondaries; else
+///   the primaries.
+/// - Weight: `answers` records (default one) chosen by weight among those,
+///   in the client's own vSwitch zone when some are; weight 0 only when
+///   every weight is 0 (then all).
+/// - TTL: at most `routed_ttl_cap` when health or failover decide.
+fn write_routed_rrset(w: &mut ResponseWriter, snap: &Snapshot, name_pos: usize, rrset: RRset<'_>, az: u32) {
+    let n = rrset.count().min(MAX_ROUTED);
+    let health = &snap.health;
+    let all = Picked::of(n, |_| true);
+    let healthy = Picked::of(n, |i| health.answerable(rrset.route(i).health));
+    let checked = (0..n).any(|i| rrset.route(i).health != crate::snapshot::health::NO_HEALTH);
+    let roles = (0..n).any(|i| rrset.route(i).role != 0);
+    let mut chosen = if roles {
+        let primary = Picked::of(n, |i| rrset.route(i).role == ROLE_PRIMARY);
+        let secondary = Picked::of(n, |i| rrset.route(i).role == ROLE_SECONDARY);
+        [healthy.and(primary), healthy.and(secondary), primary].into_iter().find(|p| p.any()).unwrap_or(all)
+    } else if healthy.any() {
+        healthy
+    } else {
+        all
+    };
+    let first = rrset.route(0);
+    if first.weighted {
+        chosen = pick_by_weight(&rrset, n, chosen, az, first.answers.max(1));
+    }
+    let cap = (checked || roles).then_some(snap.routed_ttl_cap);
+    let own = |i: usize| az != NO_AZ && rrset.az(i) == az;
+    for first in [true, false] {
+        for (i, t) in tails(rrset.wire()).enumerate().take(n) {
+            if chosen.has(i) && own(i) == first {
+                let at = w.record_at(Section::Answer, name_pos, t);
+                if let (Some(at), Some(cap)) = (at, cap) {
+                    w.cap_ttl(at, cap);
+                }
+            }
+        }
+    }
+}
+
+/// `answers` of `among` by weight, without replacement; the client's own
+/// vSwitch zone's records when `among` holds some. All of them when
+/// every weight among them is 0.
+fn pick_by_weight(rrset: &RRset<'_>, n: usize, among: Picked, az: u32, answers: u8) -> Picked {
+    let own = Picked::of(n, |i| az != NO_AZ && rrset.az(i) == az).and(among);
+    let among = if own.any() { own } else { among };
+    let weight = |i: usize| if among.has(i) { rrset.route(i).weight as u64 } else { 0 };
+    let mut total: u64 = (0..n).map(weight).sum();
+    if total == 0 {
+        return among;
+    }
+    let mut picked = Picked::default();
+    for _ in 0..answers {
+        if total == 0 {
+            break;
+        }
+        let mut r = rand::random_range(0..total);
+        for i in (0..n).filter(|&i| !picked.has(i)) {
+            let wi = weight(i);
+            if r < wi {
+                picked.set(i);
+                total -= wi;
+                break;
+            }
+            r -= wi;
+        }
+    }
+    picked
 }
 
 /// NODATA and NXDOMAIN carry the zone's SOA (RFC 2308), owned by the

@@ -121,6 +121,7 @@ pub async fn run(
             }
         })
     };
+    let checker = tokio::spawn(crate::health::run(shared.clone()));
     info!(generation = shared.snapshot.load().generation, "serving");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -151,6 +152,7 @@ pub async fn run(
         }
     }
     flusher.abort();
+    checker.abort();
     shared.metrics.events.flush();
     shared.metrics.upstream_log.flush();
     // The ready file says the server is up: not any more.

@@ -112,6 +112,10 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
                 format!("{name} → {what}")
             }
             Step::NoZone { name } => format!("{name} is in no zone visible to this view"),
+            Step::Routing { name, rtype, records } => format!(
+                "{name} {rtype} is routed: unhealthy records leave the answer (all are answered when all are), failover answers the primaries while one is healthy, weights choose among the rest\n{}",
+                records.iter().map(|r| format!("            {r}")).collect::<Vec<_>>().join("\n")
+            ),
             Step::Answer { name, rtype, count, wildcard } => match wildcard {
                 Some(w) => {
                     format!("{name}: {count} {rtype} record(s) synthesised from wildcard {w}")

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dns;
 pub mod dnstap;
 pub mod explain;
+pub mod health;
 pub mod loader;
 pub mod metrics;
 pub mod record;

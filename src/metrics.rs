@@ -60,6 +60,12 @@ pub const UPSTREAM_OVERLOADED: &str = "pzdns_upstream_overloaded";
 /// `pzdns_upstream_shed_total{reason}`: of those, why: `in_flight`, `waiters`, `question_waiters`
 /// (the bounds in all), `client`, `vpc`, `zone` (a share of upstream work spent).
 pub const UPSTREAM_SHED: &str = "pzdns_upstream_shed";
+/// `pzdns_health_checks_total{result}`: health checks run (SPEC §10), `ok` or `failed`.
+pub const HEALTH_CHECKS: &str = "pzdns_health_checks";
+/// `pzdns_health_transitions_total{to}`: targets that became `healthy` or `unhealthy`.
+pub const HEALTH_TRANSITIONS: &str = "pzdns_health_transitions";
+/// `pzdns_health_target_state{target}`: 1 healthy, 0 unhealthy, -1 not yet decided.
+pub const HEALTH_TARGET_STATE: &str = "pzdns_health_target_state";
 /// `pzdns_tcp_connections`: TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
@@ -201,6 +207,21 @@ pub struct BuildLabels {
     pub version: &'static str,
     pub commit: &'static str,
     pub rustc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthCheckLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthTransitionLabels {
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthTargetLabels {
+    pub target: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -608,6 +629,9 @@ pub struct Metrics {
     pub upstream_shed: Family<ShedLabels, Counter>,
     pub policy_hits: Family<PolicyLabels, Counter>,
     pub dnstap: DnstapMetrics,
+    pub health_checks: Family<HealthCheckLabels, Counter>,
+    pub health_transitions: Family<HealthTransitionLabels, Counter>,
+    pub health_target_state: Family<HealthTargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -653,6 +677,9 @@ impl Metrics {
             upstream_overloaded: Counter::default(),
             upstream_shed: Family::default(),
             policy_hits: Family::default(),
+            health_checks: Family::default(),
+            health_transitions: Family::default(),
+            health_target_state: Family::default(),
             events: Events::registered(&event_family),
             upstream_log: UpstreamLog::default(),
             registry: Registry::default(),
@@ -723,6 +750,23 @@ impl Metrics {
             EVENTS,
             "Events a client or an upstream can cause at will, counted (the log has a line per interval)",
             event_family,
+        );
+        for result in ["ok", "failed"] {
+            let _ = m.health_checks.get_or_create(&HealthCheckLabels { result });
+        }
+        for to in ["healthy", "unhealthy"] {
+            let _ = m.health_transitions.get_or_create(&HealthTransitionLabels { to });
+        }
+        registry.register(HEALTH_CHECKS, "Health checks run, by result", m.health_checks.clone());
+        registry.register(
+            HEALTH_TRANSITIONS,
+            "Health-checked targets that changed state, by the state they entered",
+            m.health_transitions.clone(),
+        );
+        registry.register(
+            HEALTH_TARGET_STATE,
+            "Each health-checked target: 1 healthy, 0 unhealthy, -1 not yet decided",
+            m.health_target_state.clone(),
         );
         registry.register(POLICY_HITS, "Response policy rules that matched, by policy, rule set and action", m.policy_hits.clone());
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());

@@ -50,6 +50,13 @@ pub struct UpstreamQuery {
 /// One step of the reasoning, recorded only when tracing (for `explain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// The answer's set is routed (SPEC §10): each record's weight, role
+    /// and health, in words.
+    Routing {
+        name: Name,
+        rtype: RecordType,
+        records: Vec<String>,
+    },
     Zone {
         name: Name,
         zone: ZoneIdx,
@@ -570,6 +577,9 @@ pub fn resolve_opts<'s>(snap: &'s Snapshot, view: View, qname: &Name, qtype: Rec
             End::Answer(rrset) => {
                 if trace {
                     res.steps.push(Step::Answer { name: name.clone(), rtype: rrset.rtype(), count: rrset.count(), wildcard });
+                    if rrset.routed() {
+                        res.steps.push(routing_step(snap, rrset, &name));
+                    }
                 }
                 push_rrset(&mut res, rrset, &name, w.az);
                 if let (true, Some(rule)) = (trace, w.ip_hit) {
@@ -628,4 +638,34 @@ fn push_rrset(res: &mut Resolution<'_>, rrset: RRset<'_>, owner: &Name, az: u32)
         records.sort_by_key(|(other, _)| *other);
     }
     res.answers.extend(records.into_iter().map(|(_, r)| r));
+}
+
+/// Each record of a routed set with its weight, failover role and health
+/// target's state and last result (for `explain`).
+fn routing_step(snap: &Snapshot, rrset: RRset<'_>, name: &Name) -> Step {
+    use crate::snapshot::zone::{ROLE_PRIMARY, ROLE_SECONDARY};
+    let records = rrset
+        .records(name)
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let route = rrset.route(i);
+            let mut parts = Vec::new();
+            if route.weighted {
+                parts.push(format!("weight {} ({} per answer)", route.weight, route.answers.max(1)));
+            }
+            match route.role {
+                ROLE_PRIMARY => parts.push("failover primary".to_string()),
+                ROLE_SECONDARY => parts.push("failover secondary".to_string()),
+                _ => {}
+            }
+            if let Some((slot, state)) = snap.health.describe(route.health).filter(|_| route.health != crate::snapshot::health::NO_HEALTH) {
+                let last =
+                    slot.last.as_ref().map(|l| format!(", last check {}", l.detail)).unwrap_or_else(|| ", not checked yet".to_string());
+                parts.push(format!("health {}: {}{last}", slot.target.check, state.label()));
+            }
+            format!("{} {}", r.data, parts.join(", "))
+        })
+        .collect();
+    Step::Routing { name: name.clone(), rtype: rrset.rtype(), records }
 }

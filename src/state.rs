@@ -80,6 +80,8 @@ impl Shared {
     /// As [`Shared::new`], with the means to re-read the configuration on reload.
     pub fn with_source(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>, source: Option<ConfigSource>) -> Arc<Self> {
         let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
+        // The first data in force: its health targets are checked from now.
+        snapshot.commit_health();
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,

@@ -11,6 +11,7 @@ pub mod master_file;
 pub mod policy;
 pub mod presentation;
 pub mod rdata;
+pub mod routing;
 pub mod schema;
 pub mod yaml;
 pub mod zones_dir;
@@ -208,6 +209,8 @@ pub struct ServerConfig {
     pub nsid: Option<String>,
     /// dnstap output; off by default.
     pub dnstap: Option<dnstap::Settings>,
+    /// `health_checks:` (SPEC §10).
+    pub health: routing::HealthSettings,
 }
 
 impl ServerConfig {
@@ -242,6 +245,7 @@ impl ServerConfig {
             client_subnet: ClientSubnet::Off,
             nsid: None,
             dnstap: None,
+            health: routing::HealthSettings::default(),
         }
     }
 
@@ -333,7 +337,70 @@ impl ServerConfig {
             cfg.query_log = q.value;
         }
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
+        if let Some(h) = f.health_checks {
+            cfg.read_health_checks(path, h, diags);
+        }
         cfg
+    }
+
+    /// `health_checks:`: each setting within its bounds; the timeout
+    /// shorter than the interval.
+    fn read_health_checks(&mut self, path: &Path, h: schema::HealthChecksEntry, diags: &mut Diagnostics) {
+        let dur = |v: Option<Spanned<String>>, key: &str, lo: Duration, hi: Duration, diags: &mut Diagnostics| {
+            let v = v?;
+            match parse_duration(&v.value) {
+                Some(d) if d >= lo && d <= hi => Some(d),
+                _ => {
+                    diags.push(
+                        path,
+                        pos(&v),
+                        format!("health_checks.{key} `{}` must be a duration from {lo:?} to {hi:?}, like 10s or 500ms", v.value),
+                    );
+                    None
+                }
+            }
+        };
+        let at = h.timeout.as_ref().or(h.interval.as_ref()).map_or(Pos::new(1, 1), pos);
+        let h_ = &mut self.health;
+        if let Some(d) = dur(h.interval, "interval", Duration::from_millis(100), Duration::from_secs(3600), diags) {
+            h_.interval = d;
+        }
+        if let Some(d) = dur(h.timeout, "timeout", Duration::from_millis(50), Duration::from_secs(60), diags) {
+            h_.timeout = d;
+        }
+        let int = |v: Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, diags: &mut Diagnostics| {
+            let v = v?;
+            if v.value < lo || v.value > hi {
+                diags.push(path, pos(&v), format!("health_checks.{key} must be from {lo} to {hi}"));
+                return None;
+            }
+            Some(v.value)
+        };
+        if let Some(n) = int(h.failure_threshold, "failure_threshold", 1, 100, diags) {
+            h_.failure_threshold = n as u32;
+        }
+        if let Some(n) = int(h.success_threshold, "success_threshold", 1, 100, diags) {
+            h_.success_threshold = n as u32;
+        }
+        if let Some(n) = int(h.concurrency, "concurrency", 1, 10_000, diags) {
+            h_.concurrency = n as usize;
+        }
+        if let Some(n) = int(h.max_targets, "max_targets", 1, 1_000_000, diags) {
+            h_.max_targets = n as usize;
+        }
+        if let Some(v) = h.max_ttl {
+            match parse_duration(&v.value) {
+                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => h_.max_ttl = Some(d.as_secs() as u32),
+                _ => diags.push(path, pos(&v), format!("health_checks.max_ttl `{}` must be a duration from 1s to 1d", v.value)),
+            }
+        }
+        if h_.timeout >= h_.interval {
+            diags.push(
+                path,
+                at,
+                format!("health_checks.timeout ({:?}) must be shorter than health_checks.interval ({:?})", h_.timeout, h_.interval),
+            );
+        }
     }
 
     /// `listen:`: each address once, with its VPC and PROXY protocol mode.
@@ -706,7 +773,7 @@ pub fn parse_socket_addr(s: &str, default_port: Option<u16>) -> Option<SocketAdd
     bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port))
 }
 
-/// `0`, `90`, `30s`, `10m`, `1h`, `2d`.
+/// `0`, `90`, `30s`, `10m`, `1h`, `2d`, `500ms`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -714,14 +781,15 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         None => (s, "s"),
     };
     let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
+    let mult_ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return None,
     };
-    n.checked_mul(mult).map(Duration::from_secs)
+    n.checked_mul(mult_ms).map(Duration::from_millis)
 }
 
 /// A size in bytes: `500000`, `512KiB`, `256MiB`, `2GiB`, `1TiB` (powers of

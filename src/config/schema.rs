@@ -34,6 +34,19 @@ pub struct ServerFile {
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
     pub dnstap: Option<DnstapEntry>,
+    pub health_checks: Option<HealthChecksEntry>,
+}
+
+/// `health_checks:` of pzdns.yaml.
+#[derive(Debug, Default)]
+pub struct HealthChecksEntry {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+    pub success_threshold: Option<Spanned<i64>>,
+    pub max_ttl: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub max_targets: Option<Spanned<i64>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -124,6 +137,11 @@ pub struct RecordEntry<'a> {
     pub rtype: Spanned<&'a str>,
     pub value: Spanned<Values<'a>>,
     pub ttl: Option<Spanned<i64>>,
+    /// Routing (docs/REFERENCE.md, "Routing and health").
+    pub weight: Option<Spanned<i64>>,
+    pub answers: Option<Spanned<i64>>,
+    pub failover: Option<Spanned<&'a str>>,
+    pub health: Option<Spanned<&'a str>>,
 }
 
 /// `zones/endpoints.yaml`.
@@ -158,6 +176,10 @@ pub struct EndpointZoneEntry {
     pub ip: Option<Spanned<String>>,
     pub ipv6: Option<Spanned<String>>,
     pub status: Option<Spanned<String>>,
+    /// `tcp/PORT`, `http/PORT[/path]` or `dns/PORT`: checks this zone's addresses.
+    pub health: Option<Spanned<String>>,
+    /// This zone's weight in the endpoint domain's answers.
+    pub weight: Option<Spanned<i64>>,
 }
 
 /// A record's `value`: one value, or a list of them (one record each).
@@ -273,6 +295,20 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let health_checks = m.get("health_checks").and_then(|n| {
+            let mut h = MapReader::new(n, "`health_checks`", path, d)?;
+            let out = HealthChecksEntry {
+                interval: h.text("interval", d),
+                timeout: h.text("timeout", d),
+                failure_threshold: h.int("failure_threshold", d),
+                success_threshold: h.int("success_threshold", d),
+                max_ttl: h.text("max_ttl", d),
+                concurrency: h.int("concurrency", d),
+                max_targets: h.int("max_targets", d),
+            };
+            h.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -293,6 +329,7 @@ impl ServerFile {
             client_subnet,
             nsid,
             dnstap,
+            health_checks,
         })
     }
 }
@@ -368,8 +405,12 @@ impl<'a> RecordEntry<'a> {
             None => None,
         };
         let ttl = r.int("ttl", d);
+        let weight = r.int("weight", d);
+        let answers = r.int("answers", d);
+        let failover = r.get("failover").and_then(|n| yaml::str_of(n, "failover", path, d));
+        let health = r.get("health").and_then(|n| yaml::str_of(n, "health", path, d));
         r.finish(d);
-        Some(RecordEntry { name: name?, rtype: rtype?, value: value?, ttl })
+        Some(RecordEntry { name: name?, rtype: rtype?, value: value?, ttl, weight, answers, failover, health })
     }
 }
 
@@ -406,6 +447,8 @@ impl EndpointsFile {
                                     ip: z.text("ip", d),
                                     ipv6: z.text("ipv6", d),
                                     status: z.text("status", d),
+                                    health: z.text("health", d),
+                                    weight: z.int("weight", d),
                                 };
                                 z.finish(d);
                                 Some(out)

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 
 use super::diagnostics::{Diagnostics, Pos};
 use super::files::{FileAccess, Stamp, unchanged};
+use super::routing::{Failover, MAX_ANSWERS, MAX_WEIGHT, RouteDef, parse_check};
 use super::schema::{EndpointsFile, Values, VpcsFile, ZoneFile};
 use super::yaml::{self, Spanned, pos};
 use super::{Located, MAX_TTL, MIN_TTL, ServerConfig, presentation, rdata};
@@ -79,6 +80,9 @@ pub struct RecordDef {
     /// For endpoint records: the endpoint zone (e.g. cn-hangzhou-b) this
     /// address lives in, so answers can prefer the client's own zone.
     pub az: Option<String>,
+    /// Weight, failover role, health check (SPEC §10); boxed, as few
+    /// records have one.
+    pub route: Option<Box<super::routing::RouteDef>>,
 }
 
 /// The whole directory.
@@ -665,7 +669,7 @@ fn zone_from_tree(
                         diags.push(&r.path, r.pos, format!("an SOA record belongs at the apex {origin} only, not at {}", r.record.name));
                         continue;
                     }
-                    zone.records.push(RecordDef { record: r.record, pos: r.top_pos, az: None });
+                    zone.records.push(RecordDef { record: r.record, pos: r.top_pos, az: None, route: None });
                 }
             }
         }
@@ -718,6 +722,7 @@ fn parse_record_entry(
         },
         None => zone_ttl,
     };
+    let route = read_route(r, rtype, path, diags);
     let push = |text: &str, p: Pos, out: &mut Vec<RecordDef>, diags: &mut Diagnostics| {
         spaces_around("value", text, path, p, diags);
         match rdata::parse_value(rtype, text) {
@@ -725,7 +730,7 @@ fn parse_record_entry(
                 if let Some(e) = address_as_name(&data) {
                     diags.push(path, p, e);
                 }
-                out.push(RecordDef { record: Record::from_rdata(owner.clone(), ttl, data), pos: p, az: None })
+                out.push(RecordDef { record: Record::from_rdata(owner.clone(), ttl, data), pos: p, az: None, route: route.clone() })
             }
             Err(e) => diags.push(path, p, e),
         }
@@ -745,6 +750,59 @@ fn parse_record_entry(
             }
         }
     }
+}
+
+/// A record's `weight`, `answers`, `failover` and `health` (SPEC §10).
+/// Health checks address the record's own address, so they go on A and
+/// AAAA records only; a CNAME, SOA or NS set is never routed.
+fn read_route(r: &super::schema::RecordEntry<'_>, rtype: RecordType, path: &Path, diags: &mut Diagnostics) -> Option<Box<RouteDef>> {
+    if r.weight.is_none() && r.answers.is_none() && r.failover.is_none() && r.health.is_none() {
+        return None;
+    }
+    let mut route = RouteDef::default();
+    let first = [r.weight.as_ref().map(pos), r.answers.as_ref().map(pos), r.failover.as_ref().map(pos), r.health.as_ref().map(pos)];
+    if matches!(rtype, RecordType::CNAME | RecordType::SOA | RecordType::NS) {
+        let at = first.into_iter().flatten().next().unwrap_or(Pos::UNKNOWN);
+        diags.push(
+            path,
+            at,
+            format!("a {rtype} record cannot be weighted, fail over or be health-checked; remove weight/answers/failover/health"),
+        );
+        return None;
+    }
+    if let Some(w) = &r.weight {
+        match u32::try_from(w.value) {
+            Ok(v) if v <= MAX_WEIGHT => route.weight = Some(v),
+            _ => diags.push(path, pos(w), format!("weight {} must be from 0 to {MAX_WEIGHT}", w.value)),
+        }
+    }
+    if let Some(a) = &r.answers {
+        match u8::try_from(a.value) {
+            Ok(v) if (1..=MAX_ANSWERS).contains(&v) => route.answers = Some(v),
+            _ => diags.push(path, pos(a), format!("answers {} must be from 1 to {MAX_ANSWERS}", a.value)),
+        }
+        if r.weight.is_none() {
+            diags.push(path, pos(a), "answers applies to weighted records; give the records a `weight` too");
+        }
+    }
+    if let Some(f) = &r.failover {
+        match f.value.trim() {
+            "primary" => route.failover = Some(Failover::Primary),
+            "secondary" => route.failover = Some(Failover::Secondary),
+            other => diags.push(path, pos(f), format!("failover `{other}` must be `primary` or `secondary`")),
+        }
+    }
+    if let Some(h) = &r.health {
+        if !matches!(rtype, RecordType::A | RecordType::AAAA) {
+            diags.push(path, pos(h), format!("health checks go on A and AAAA records (they check the record's address), not on {rtype}"));
+        } else {
+            match parse_check(h.value) {
+                Ok(c) => route.health = Some(c),
+                Err(e) => diags.push(path, pos(h), e),
+            }
+        }
+    }
+    Some(Box::new(route))
 }
 
 /// Leading or trailing white space in a name, id or value: a problem, as
@@ -984,7 +1042,22 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
                 diags.push(path, pos(&z.zone), format!("zone `{zid}` of endpoint `{id}` has neither ip nor ipv6"));
             }
             let zc = check_status(&z.status, path, diags).unwrap_or(false);
-            zones.push((zid, ip, ip6, zc));
+            let check = z.health.as_ref().and_then(|h| match parse_check(&h.value) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    diags.push(path, pos(h), e);
+                    None
+                }
+            });
+            let weight = z.weight.as_ref().and_then(|w| match u32::try_from(w.value) {
+                Ok(v) if v <= MAX_WEIGHT => Some(v),
+                _ => {
+                    diags.push(path, pos(w), format!("weight {} must be from 0 to {MAX_WEIGHT}", w.value));
+                    None
+                }
+            });
+            let route = (check.is_some() || weight.is_some()).then(|| RouteDef { health: check, weight, ..RouteDef::default() });
+            zones.push((zid, ip, ip6, zc, route));
         }
         let mut private_names = Vec::new();
         for n in &ep.private_dns_names {
@@ -1013,8 +1086,8 @@ fn load_endpoints(path: &Path, known: &HashSet<String>, access: &FileAccess, dat
     }
 }
 
-/// One zone of an endpoint: (zone id, IPv4, IPv6, Connected).
-type EndpointZone = (String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool);
+/// One zone of an endpoint: (zone id, IPv4, IPv6, Connected, weight and health check).
+type EndpointZone = (String, Option<Ipv4Addr>, Option<Ipv6Addr>, bool, Option<RouteDef>);
 
 /// A Connected endpoint, checked, as the names it generates need it.
 struct EndpointSpec<'a> {
@@ -1047,15 +1120,20 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
             }
         };
         let mut records = Vec::new();
-        for (zid, ip, ip6, connected) in ep.zones {
+        for (zid, ip, ip6, connected, route) in ep.zones {
             if !connected || zone_filter.is_some_and(|f| f != zid) {
                 continue;
             }
+            // A zonal name is that zone's own name: it answers its address
+            // whatever the check says. The names of every zone drop a zone
+            // that fails its check.
+            let route = route.as_ref().filter(|_| zone_filter.is_none()).map(|r| Box::new(r.clone()));
             if let Some(ip) = ip {
                 records.push(RecordDef {
                     record: Record::from_rdata(name.clone(), ep.ttl, RData::A((*ip).into())),
                     pos: ep.at,
                     az: Some(zid.clone()),
+                    route: route.clone(),
                 });
             }
             if let Some(ip6) = ip6 {
@@ -1063,6 +1141,7 @@ fn generate_endpoint_names(ep: &EndpointSpec<'_>, data: &mut ZonesData, diags: &
                     record: Record::from_rdata(name.clone(), ep.ttl, RData::AAAA((*ip6).into())),
                     pos: ep.at,
                     az: Some(zid.clone()),
+                    route: route.clone(),
                 });
             }
         }

@@ -268,6 +268,16 @@ impl ResponseWriter {
         Some(start + 2)
     }
 
+    /// Lowers the TTL of the record whose TYPE starts at `at` (as
+    /// [`ResponseWriter::record_at`] returned) to at most `max`.
+    pub fn cap_ttl(&mut self, at: usize, max: u32) {
+        let Some(b) = self.buf.get_mut(at + RR_TTL.start..at + RR_TTL.end) else { return };
+        let ttl = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        if ttl > max {
+            b.copy_from_slice(&max.to_be_bytes());
+        }
+    }
+
     /// Adds a record with owner `owner` (uncompressed wire, compressed
     /// here) and its TTL replaced by `ttl`.
     pub fn record_named(&mut self, section: Section, owner: &[u8], tail: &[u8], ttl: u32) -> Option<usize> {

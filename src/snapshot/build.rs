@@ -14,9 +14,11 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustc_hash::FxHashMap;
 
+use super::health::{HealthTable, NO_HEALTH};
 use super::views::{CidrTable, ScopeIndex};
-use super::zone::{NO_AZ, NodesBuilder, Zone};
+use super::zone::{MAX_ROUTED, NO_AZ, NodesBuilder, ROLE_PRIMARY, ROLE_SECONDARY, Route, Zone};
 use super::{CnameSite, SYNTH_EXPIRE, SYNTH_NS, SYNTH_REFRESH, SYNTH_RETRY, SYNTH_RNAME, Snapshot, Stats, VpcIdx, ZoneIdx, policy};
+use crate::config::routing::{Failover, RouteDef, Target};
 use crate::config::zones_dir::{RecordDef, ZoneDef, ZoneOrigin, ZonesData};
 use crate::config::{Diagnostics, Pos, ServerConfig};
 use crate::dns::names::{KeyBuf, NameKey, key_labels, name_key, parent_key};
@@ -83,6 +85,9 @@ impl Snapshot {
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
             counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
             policy: policy::Policies::default(),
+            // Shared with the snapshot before: a target's state outlives a reload.
+            health: prev.map(|p| p.health.clone()).unwrap_or_else(|| Arc::new(HealthTable::new(cfg.health.max_targets))),
+            routed_ttl_cap: cfg.health.ttl_cap(),
         };
         // Reused zones carry indices into the previous interner: start from it.
         let mut azs = Interner::default();
@@ -184,7 +189,7 @@ impl Snapshot {
         }
         // Zones build independently: on every core of the pool this runs on.
         let azs = azs;
-        let built = build_zones_parallel(jobs, serial, &azs);
+        let built = build_zones_parallel(jobs, serial, &azs, &snap.health);
         for (z, mut zone_cnames, d) in built {
             diags.extend(d);
             let Some(z) = z else { continue };
@@ -298,14 +303,14 @@ impl Job {
 
 /// Builds every zone on rayon's pool (one thread per core); results in
 /// the order of `jobs`.
-fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, azs: &Interner) -> Vec<Built> {
+fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, azs: &Interner, health: &HealthTable) -> Vec<Built> {
     use rayon::prelude::*;
     jobs.into_par_iter()
         .map(|(job, vpcs)| match job {
             Job::Build(def) => {
                 let mut diags = Diagnostics::new();
                 let mut cnames = Vec::new();
-                let z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
+                let z = build_zone(*def, vpcs, serial, (azs, health), &mut cnames, 0, &mut diags);
                 (z.map(Arc::new), cnames, diags)
             }
             Job::Reuse(z) => {
@@ -358,7 +363,7 @@ fn build_zone(
     def: ZoneDef,
     vpcs: Vec<VpcIdx>,
     serial: u32,
-    azs: &Interner,
+    (azs, health): (&Interner, &HealthTable),
     cnames: &mut Vec<(ZoneIdx, Name, PathBuf, Pos)>,
     zi: ZoneIdx,
     diags: &mut Diagnostics,
@@ -425,11 +430,12 @@ fn build_zone(
     let ents: Vec<NameKey> = ents.into_iter().map(NameKey::from).collect();
     let mut nodes = NodesBuilder::with_capacity(by_name.len() + ents.len(), def_bytes);
     let mut record_count = 0usize;
+    let mut health_ids: Vec<u32> = Vec::new();
     let mut has_wildcards = false;
     let mut negative_soa = None;
     let mut too_large = false;
     let synthesised = |recs: &mut Vec<RecordDef>, record: Record| {
-        recs.push(RecordDef { record, pos: Pos::UNKNOWN, az: None });
+        recs.push(RecordDef { record, pos: Pos::UNKNOWN, az: None, route: None });
         vec![recs.len() as u32 - 1]
     };
     for (k, mut sets) in by_name {
@@ -483,10 +489,12 @@ fn build_zone(
             has_wildcards = true;
         }
         record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
+        let routes: Vec<Option<Vec<Route>>> =
+            sets.iter().map(|(_, idx, _, _)| routes_of_set(&recs, idx, health, &def.records_path, &mut health_ids, diags)).collect();
         let recs = &recs;
-        let encoded = sets
-            .iter()
-            .map(|(rtype, idx, azs, _)| (*rtype, idx.iter().map(move |&i| &recs[i as usize].record), is_endpoint.then_some(&azs[..])));
+        let encoded = sets.iter().zip(&routes).map(|((rtype, idx, azs, _), routes)| {
+            (*rtype, idx.iter().map(move |&i| &recs[i as usize].record), is_endpoint.then_some(&azs[..]), routes.as_deref())
+        });
         too_large |= nodes.push(&k, encoded).is_err();
     }
     for k in &ents {
@@ -520,7 +528,115 @@ fn build_zone(
         bound: def.vpcs,
         pos: def.pos,
         cname_sites,
+        health_ids: {
+            health_ids.sort_unstable();
+            health_ids.dedup();
+            health_ids.into_boxed_slice()
+        },
     })
+}
+
+/// The routes of one RRset (SPEC §10), `None` when no record of it is
+/// routed. Every record of a weighted set has a weight, of a failover
+/// set a role (and one at least is primary); `answers` is one number
+/// for the set. Health targets are interned in `health`, their ids
+/// noted in `ids`.
+fn routes_of_set(
+    recs: &[RecordDef],
+    idx: &[u32],
+    health: &HealthTable,
+    path: &Path,
+    ids: &mut Vec<u32>,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Route>> {
+    let defs: Vec<(&RecordDef, Option<&RouteDef>)> = idx.iter().map(|&i| (&recs[i as usize], recs[i as usize].route.as_deref())).collect();
+    if defs.iter().all(|(_, r)| r.is_none()) {
+        return None;
+    }
+    let (first, _) = defs[0];
+    let what = format!("{} {}", first.record.name, first.record.record_type());
+    if defs.len() > MAX_ROUTED {
+        diags.push(
+            path,
+            first.pos,
+            format!("{what}: a weighted, failover or health-checked set holds at most {MAX_ROUTED} records; split it"),
+        );
+        return None;
+    }
+    let weighted = defs.iter().filter(|(_, r)| r.is_some_and(|r| r.weight.is_some())).count();
+    if weighted > 0
+        && weighted < defs.len()
+        && let Some((d, _)) = defs.iter().find(|(_, r)| r.is_none_or(|r| r.weight.is_none()))
+    {
+        diags.push(
+            path,
+            d.pos,
+            format!("{what}: other records of the set have a weight and this one has none; give every record a weight, or none"),
+        );
+    }
+    let answers: Vec<u8> = defs.iter().filter_map(|(_, r)| r.and_then(|r| r.answers)).collect();
+    if answers.windows(2).any(|w| w[0] != w[1]) {
+        diags.push(path, first.pos, format!("{what}: records give different `answers`; give one number for the set"));
+    }
+    let roles = defs.iter().filter(|(_, r)| r.is_some_and(|r| r.failover.is_some())).count();
+    if roles > 0
+        && roles < defs.len()
+        && let Some((d, _)) = defs.iter().find(|(_, r)| r.is_none_or(|r| r.failover.is_none()))
+    {
+        diags.push(
+            path,
+            d.pos,
+            format!("{what}: other records of the set have `failover` and this one has none; give each `failover: primary` or `secondary`"),
+        );
+    }
+    if roles > 0 && !defs.iter().any(|(_, r)| r.is_some_and(|r| r.failover == Some(Failover::Primary))) {
+        diags.push(path, first.pos, format!("{what}: a failover set needs at least one `failover: primary` record"));
+    }
+    let answers = answers.first().copied().unwrap_or(1);
+    let mut out = Vec::with_capacity(defs.len());
+    for (d, r) in defs {
+        let Some(r) = r else {
+            out.push(Route::NONE);
+            continue;
+        };
+        let mut route = Route {
+            weighted: r.weight.is_some(),
+            weight: r.weight.unwrap_or(0),
+            answers,
+            role: match r.failover {
+                Some(Failover::Primary) => ROLE_PRIMARY,
+                Some(Failover::Secondary) => ROLE_SECONDARY,
+                None => 0,
+            },
+            health: NO_HEALTH,
+        };
+        if let Some(check) = &r.health {
+            let ip = match &d.record.data {
+                RData::A(a) => std::net::IpAddr::V4(a.0),
+                RData::AAAA(a) => std::net::IpAddr::V6(a.0),
+                _ => {
+                    out.push(route);
+                    continue;
+                }
+            };
+            match health.intern(&Target { ip, check: check.clone() }) {
+                Some(id) => {
+                    route.health = id;
+                    ids.push(id);
+                }
+                None => diags.push(
+                    path,
+                    d.pos,
+                    format!(
+                        "more than {} health-checked addresses; raise health_checks.max_targets (a restart applies it)",
+                        health.capacity()
+                    ),
+                ),
+            }
+        }
+        out.push(route);
+    }
+    Some(out)
 }
 
 fn unreachable_soa() -> Record {

@@ -5,6 +5,7 @@
 //! longest-suffix choice per VPC, and the forward zones.
 
 mod build;
+pub mod health;
 pub mod policy;
 pub mod views;
 pub mod zone;
@@ -183,9 +184,21 @@ pub struct Snapshot {
     pub counters: crate::metrics::QueryCounters,
     /// Response policies, compiled.
     pub policy: policy::Policies,
+    /// Health-checked addresses and their states, shared by the snapshots
+    /// of one server.
+    pub health: Arc<health::HealthTable>,
+    /// The longest TTL of an answer from a failover or health-checked set.
+    pub routed_ttl_cap: u32,
 }
 
 impl Snapshot {
+    /// This snapshot is in force: its health targets are checked from now
+    /// on, those no zone of it refers to are forgotten.
+    pub fn commit_health(&self) {
+        let live: Vec<u32> = self.zones.iter().flat_map(|z| z.health_ids.iter().copied()).collect();
+        self.health.retain(&live);
+    }
+
     /// How this snapshot chooses zones (rule 2), for [`Snapshot::has_zone_layout`].
     pub fn zone_layout(&self) -> ZoneLayout {
         ZoneLayout {

@@ -23,9 +23,40 @@ use crate::dns::record::tails;
 /// No vSwitch zone attached to a record.
 pub const NO_AZ: u32 = u32::MAX;
 
-/// Bytes before an RRset's records: TYPE (u16), whether vSwitch zones
-/// follow (u8), the record count (u32) and the records' length (u32).
+/// Bytes before an RRset's records: TYPE (u16), what follows the records
+/// (u8: [`HAS_AZS`], [`HAS_ROUTES`]), the record count (u32) and the
+/// records' length (u32).
 const SET_HEADER: usize = 11;
+/// The records' vSwitch zones follow them (u32 each).
+const HAS_AZS: u8 = 1;
+/// The records' routing follows (and the zones, if any): [`ROUTE_LEN`] each.
+const HAS_ROUTES: u8 = 2;
+/// weight (u32), health target (u32), failover role (u8), answers (u8),
+/// weighted (u8), one byte unused.
+const ROUTE_LEN: usize = 12;
+
+/// How one record of a routed set is answered (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Route {
+    /// Whether it has a `weight:` (else `weight` is 0 and means nothing).
+    pub weighted: bool,
+    pub weight: u32,
+    /// Records per answer of a weighted set.
+    pub answers: u8,
+    /// 0: none, [`ROLE_PRIMARY`], [`ROLE_SECONDARY`].
+    pub role: u8,
+    /// The health target's id, or [`super::health::NO_HEALTH`].
+    pub health: u32,
+}
+
+pub const ROLE_PRIMARY: u8 = 1;
+/// Records of a routed set, at most (larger sets are refused at load).
+pub const MAX_ROUTED: usize = 256;
+pub const ROLE_SECONDARY: u8 = 2;
+
+impl Route {
+    pub const NONE: Route = Route { weighted: false, weight: 0, answers: 0, role: 0, health: super::health::NO_HEALTH };
+}
 
 /// The records of one name and type, as stored: a header, the records in
 /// wire form without owner (TYPE, CLASS, TTL, RDLENGTH, RDATA, concatenated:
@@ -63,7 +94,7 @@ impl<'z> RRset<'z> {
 
     /// The vSwitch zone of record `i`; `NO_AZ` for records without one.
     pub fn az(&self, i: usize) -> u32 {
-        if self.raw[2] == 0 || i >= self.count() {
+        if self.raw[2] & HAS_AZS == 0 || i >= self.count() {
             return NO_AZ;
         }
         u32_at(self.raw, SET_HEADER + u32_at(self.raw, 7) as usize + 4 * i)
@@ -71,7 +102,25 @@ impl<'z> RRset<'z> {
 
     /// Whether some record lives in vSwitch zone `az`.
     pub fn has_az(&self, az: u32) -> bool {
-        self.raw[2] != 0 && (0..self.count()).any(|i| self.az(i) == az)
+        self.raw[2] & HAS_AZS != 0 && (0..self.count()).any(|i| self.az(i) == az)
+    }
+
+    /// Whether the set is weighted, fails over or is health-checked.
+    #[inline]
+    pub fn routed(&self) -> bool {
+        self.raw[2] & HAS_ROUTES != 0
+    }
+
+    /// How record `i` is answered ([`Route::NONE`] for a set not routed).
+    pub fn route(&self, i: usize) -> Route {
+        if !self.routed() || i >= self.count() {
+            return Route::NONE;
+        }
+        let n = self.count();
+        let azs = if self.raw[2] & HAS_AZS != 0 { 4 * n } else { 0 };
+        let at = SET_HEADER + u32_at(self.raw, 7) as usize + azs + ROUTE_LEN * i;
+        let b = &self.raw[at..at + ROUTE_LEN];
+        Route { weight: u32_at(b, 0), health: u32_at(b, 4), role: b[8], answers: b[9], weighted: b[10] != 0 }
     }
 
     /// The target of a CNAME RRset, as written (uncompressed wire form).
@@ -99,35 +148,51 @@ impl<'z> RRset<'z> {
 }
 
 /// Appends one RRset in the stored layout: `records` must share one type.
-fn encode_rrset<'a>(out: &mut Vec<u8>, rtype: RecordType, records: impl IntoIterator<Item = &'a Record>, azs: Option<&[u32]>) {
+fn encode_rrset<'a>(
+    out: &mut Vec<u8>,
+    rtype: RecordType,
+    records: impl IntoIterator<Item = &'a Record>,
+    azs: Option<&[u32]>,
+    routes: Option<&[Route]>,
+) {
     let start = out.len();
     out.extend_from_slice(&u16::from(rtype).to_le_bytes());
-    out.push(u8::from(azs.is_some()));
+    out.push(if azs.is_some() { HAS_AZS } else { 0 } | if routes.is_some() { HAS_ROUTES } else { 0 });
     out.extend_from_slice(&[0; 8]);
     // A record that cannot be encoded (checked at load) is left out, and
-    // so is its vSwitch zone.
-    let mut kept_azs = Vec::new();
+    // so are its vSwitch zone and route.
+    let mut kept = Vec::new();
     let mut count = 0u32;
     for (i, r) in records.into_iter().enumerate() {
         if crate::dns::record::append_tail(r, out) {
             count += 1;
-            if let Some(azs) = azs {
-                kept_azs.push(azs.get(i).copied().unwrap_or(NO_AZ));
-            }
+            kept.push(i);
         }
     }
     let wlen = (out.len() - start - SET_HEADER) as u32;
     out[start + 3..start + 7].copy_from_slice(&count.to_le_bytes());
     out[start + 7..start + 11].copy_from_slice(&wlen.to_le_bytes());
-    for az in kept_azs {
-        out.extend_from_slice(&az.to_le_bytes());
+    if let Some(azs) = azs {
+        for &i in &kept {
+            out.extend_from_slice(&azs.get(i).copied().unwrap_or(NO_AZ).to_le_bytes());
+        }
+    }
+    if let Some(routes) = routes {
+        for &i in &kept {
+            let r = routes.get(i).copied().unwrap_or(Route::NONE);
+            out.extend_from_slice(&r.weight.to_le_bytes());
+            out.extend_from_slice(&r.health.to_le_bytes());
+            out.extend_from_slice(&[r.role, r.answers, u8::from(r.weighted), 0]);
+        }
     }
 }
 
 /// Length of the RRset stored at the start of `b`.
 fn rrset_len(b: &[u8]) -> usize {
-    let azs = if b[2] != 0 { 4 * u32_at(b, 3) as usize } else { 0 };
-    SET_HEADER + u32_at(b, 7) as usize + azs
+    let n = u32_at(b, 3) as usize;
+    let azs = if b[2] & HAS_AZS != 0 { 4 * n } else { 0 };
+    let routes = if b[2] & HAS_ROUTES != 0 { ROUTE_LEN * n } else { 0 };
+    SET_HEADER + u32_at(b, 7) as usize + azs + routes
 }
 
 /// RRsets that policies and other non-zone data own (one allocation each).
@@ -144,7 +209,7 @@ impl RRsetBuf {
     /// `records` must share the type `rtype`.
     pub fn new(rtype: RecordType, records: &[Record]) -> Self {
         let mut out = Vec::new();
-        encode_rrset(&mut out, rtype, records, None);
+        encode_rrset(&mut out, rtype, records, None, None);
         RRsetBuf(out.into_boxed_slice())
     }
 
@@ -279,11 +344,12 @@ impl NodesBuilder {
     }
 
     /// Adds the node `key` (not yet added) with its RRsets: (type,
-    /// records, vSwitch zones of the records when they have them).
-    pub fn push<'a, R: IntoIterator<Item = &'a Record>>(
+    /// records, vSwitch zones of the records when they have them, routes
+    /// of the records when the set is routed).
+    pub fn push<'a, 'b, R: IntoIterator<Item = &'a Record>>(
         &mut self,
         key: &[u8],
-        sets: impl IntoIterator<Item = (RecordType, R, Option<&'a [u32]>)>,
+        sets: impl IntoIterator<Item = (RecordType, R, Option<&'a [u32]>, Option<&'b [Route]>)>,
     ) -> Result<(), ZoneTooLarge> {
         let at = u32::try_from(self.data.len()).map_err(|_| ZoneTooLarge)?;
         debug_assert!(key.len() <= MAX_NAME_WIRE_LEN);
@@ -291,8 +357,8 @@ impl NodesBuilder {
         self.data.extend_from_slice(key);
         let len_at = self.data.len();
         self.data.extend_from_slice(&[0; 4]);
-        for (rtype, records, azs) in sets {
-            encode_rrset(&mut self.data, rtype, records, azs);
+        for (rtype, records, azs, routes) in sets {
+            encode_rrset(&mut self.data, rtype, records, azs, routes);
         }
         let slen = self.data.len() - len_at - 4;
         if self.data.len() > u32::MAX as usize {
@@ -307,7 +373,7 @@ impl NodesBuilder {
     /// Adds the node `key` (not yet added) without RRsets: an empty
     /// non-terminal.
     pub fn push_empty(&mut self, key: &[u8]) -> Result<(), ZoneTooLarge> {
-        self.push(key, std::iter::empty::<(RecordType, &[Record], Option<&[u32]>)>())
+        self.push(key, std::iter::empty::<(RecordType, &[Record], Option<&[u32]>, Option<&[Route]>)>())
     }
 
     pub fn finish(self) -> Nodes {
@@ -345,6 +411,8 @@ pub struct Zone {
     /// Its CNAME owners (with where each is written), whose chains every
     /// load checks again, whether the zone was rebuilt or reused.
     pub cname_sites: Vec<(Name, PathBuf, crate::config::Pos)>,
+    /// The health targets its records refer to ([`super::health::HealthTable`]).
+    pub health_ids: Box<[u32]>,
 }
 
 /// What a zone holds for a name and type.
@@ -449,9 +517,10 @@ mod tests {
         let cname = [Record::from_rdata(Name::from_str("c.example.").unwrap(), 30, RData::CNAME(CNAME(target.clone())))];
         let mut b = NodesBuilder::with_capacity(4, 0);
         let k = crate::dns::names::name_key(&owner);
-        b.push(&k, [(RecordType::A, &recs[..], Some(&[7u32, 9][..]))]).unwrap();
+        let routes = [Route { weighted: true, weight: 80, answers: 1, role: ROLE_PRIMARY, health: 3 }, Route::NONE];
+        b.push(&k, [(RecordType::A, &recs[..], Some(&[7u32, 9][..]), Some(&routes[..])), (RecordType::TXT, &[][..], None, None)]).unwrap();
         let ck = crate::dns::names::name_key(&Name::from_str("c.example.").unwrap());
-        b.push(&ck, [(RecordType::CNAME, &cname[..], None)]).unwrap();
+        b.push(&ck, [(RecordType::CNAME, &cname[..], None, None)]).unwrap();
         b.push_empty(b"\x07example\x00").unwrap();
         assert!(b.contains_key(&k));
         let nodes = b.finish();
@@ -459,8 +528,13 @@ mod tests {
         let set = nodes.get(&k).unwrap().get(RecordType::A).unwrap();
         assert_eq!((set.count(), set.az(0), set.az(1), set.az(2)), (2, 7, 9, NO_AZ));
         assert!(set.has_az(9) && !set.has_az(8));
+        assert!(set.routed());
+        assert_eq!((set.route(0), set.route(1), set.route(2)), (routes[0], routes[1], Route::NONE));
+        // The set after a routed one is read where it is.
+        assert_eq!(nodes.get(&k).unwrap().rrsets().map(|s| s.rtype()).collect::<Vec<_>>(), [RecordType::A, RecordType::TXT]);
         assert_eq!(set.records(&owner), recs.to_vec());
         let c = nodes.get(&ck).unwrap().get(RecordType::CNAME).unwrap();
+        assert!(!c.routed() && c.route(0) == Route::NONE);
         assert_eq!(Name::from_bytes(c.cname_target().unwrap()).unwrap().to_string(), "Api.Example.");
         assert!(nodes.get(b"\x07example\x00").unwrap().is_empty());
         assert!(nodes.get(b"\x03www\x07example\x00").unwrap().get(RecordType::AAAA).is_none());

@@ -89,7 +89,7 @@ fn layout(specs: &[ZoneSpec], unknown: UnknownClients) -> Option<Snapshot> {
                 Some((to, tl)) if !LABELS[*tl].starts_with('*') => RData::CNAME(CNAME(name(LABELS[*tl], ORIGINS[*to]))),
                 _ => RData::A(A::new(10, zi as u8, *li as u8, 1)),
             };
-            records.push(RecordDef { record: Record::from_rdata(owner, ttl, data), pos: Pos::UNKNOWN, az: None });
+            records.push(RecordDef { record: Record::from_rdata(owner, ttl, data), pos: Pos::UNKNOWN, az: None, route: None });
         }
         let located = |i: usize| Located { value: format!("vpc-{i}"), path: "p".into(), pos: Pos::UNKNOWN };
         zones.push(ZoneDef {

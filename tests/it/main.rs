@@ -39,6 +39,7 @@ mod readme;
 mod record_types;
 mod reload_storm;
 mod resolve_rules;
+mod routing;
 mod serve;
 mod serve_stale;
 mod spec_rules;
