@@ -1,6 +1,6 @@
 //! What is known of each health-checked address (SPEC §10), shared by
 //! every snapshot of one server: the query path reads a target's state
-//! with one atomic load; the checker (`crate::health`) writes it.
+//! with one atomic load; the checker (module `health`) writes it.
 //!
 //! A target (address and check) keeps its id, and so its state, for as
 //! long as some snapshot in force refers to it: a reload that keeps a
