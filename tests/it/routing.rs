@@ -423,3 +423,48 @@ fn check_reports_routing_mistakes_with_their_lines() {
         assert!(text.contains(&format!("r.internal.yaml:{line}:")) && text.contains(what), "line {line}: {what}\n{text}");
     }
 }
+
+/// A UDP DNS responder on `addr` that answers every query (echoing it
+/// with QR=1) while `up` holds.
+fn dns_responder(addr: SocketAddr, up: Arc<AtomicBool>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let sock = std::net::UdpSocket::bind(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !s.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf)
+                && n >= 12
+                && up.load(Ordering::Relaxed)
+            {
+                buf[2] |= 0x80;
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        }
+    });
+    (stop, t)
+}
+
+#[test]
+fn a_dns_check_wants_any_reply() {
+    let p = port();
+    let up = Arc::new(AtomicBool::new(true));
+    let (stop, t) = dns_responder(format!("127.0.66.10:{p}").parse().unwrap(), up.clone());
+    let z = zones(
+        "dns",
+        &format!(
+            "zone: r.internal\nvpcs: [vpc-r]\nrecords:\n  - {{ name: ns, type: A, value: 127.0.66.10, health: dns/{p} }}\n  - {{ name: ns, type: A, value: 10.0.6.6 }}\n"
+        ),
+        "",
+    );
+    let srv = server(&z);
+    std::thread::sleep(ms(INTERVAL_MS * (SUCCESSES + 1)));
+    assert_eq!(addresses(&srv, CLIENT, "ns.r.internal."), ["10.0.6.6", "127.0.66.10"]);
+    up.store(false, Ordering::Relaxed);
+    until(&srv, "ns.r.internal.", ms(INTERVAL_MS * (FAILURES + 1) + 2400), |g| g == ["10.0.6.6"]).expect("no reply: unhealthy");
+    up.store(true, Ordering::Relaxed);
+    until(&srv, "ns.r.internal.", ms(INTERVAL_MS * (SUCCESSES + 1) + 2400), |g| g.len() == 2).expect("replies again: back");
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}
