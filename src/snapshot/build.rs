@@ -563,31 +563,21 @@ fn routes_of_set(
         );
         return None;
     }
-    let weighted = defs.iter().filter(|(_, r)| r.is_some_and(|r| r.weight.is_some())).count();
-    if weighted > 0
-        && weighted < defs.len()
-        && let Some((d, _)) = defs.iter().find(|(_, r)| r.is_none_or(|r| r.weight.is_none()))
-    {
-        diags.push(
-            path,
-            d.pos,
-            format!("{what}: other records of the set have a weight and this one has none; give every record a weight, or none"),
-        );
-    }
+    // Either every record of the set has the key or none does.
+    let mut all_or_none = |has: &dyn Fn(&RouteDef) -> bool, key: &str, fix: &str| {
+        let n = defs.iter().filter(|(_, r)| r.is_some_and(has)).count();
+        if n > 0
+            && let Some((d, _)) = defs.iter().find(|(_, r)| r.is_none_or(|r| !has(r)))
+        {
+            diags.push(path, d.pos, format!("{what}: other records of the set have {key} and this one has none; {fix}"));
+        }
+        n
+    };
+    all_or_none(&|r| r.weight.is_some(), "a weight", "give every record a weight, or none");
+    let roles = all_or_none(&|r| r.failover.is_some(), "`failover`", "give each `failover: primary` or `secondary`");
     let answers: Vec<u8> = defs.iter().filter_map(|(_, r)| r.and_then(|r| r.answers)).collect();
     if answers.windows(2).any(|w| w[0] != w[1]) {
         diags.push(path, first.pos, format!("{what}: records give different `answers`; give one number for the set"));
-    }
-    let roles = defs.iter().filter(|(_, r)| r.is_some_and(|r| r.failover.is_some())).count();
-    if roles > 0
-        && roles < defs.len()
-        && let Some((d, _)) = defs.iter().find(|(_, r)| r.is_none_or(|r| r.failover.is_none()))
-    {
-        diags.push(
-            path,
-            d.pos,
-            format!("{what}: other records of the set have `failover` and this one has none; give each `failover: primary` or `secondary`"),
-        );
     }
     if roles > 0 && !defs.iter().any(|(_, r)| r.is_some_and(|r| r.failover == Some(Failover::Primary))) {
         diags.push(path, first.pos, format!("{what}: a failover set needs at least one `failover: primary` record"));

@@ -292,30 +292,39 @@ fn http_server(addr: SocketAddr, healthy: Arc<AtomicBool>) -> Listener {
     Listener { addr, stop, thread: Some(thread) }
 }
 
-#[test]
-fn an_http_check_follows_the_status_and_explain_shows_it() {
-    let p = port();
-    let healthy = Arc::new(AtomicBool::new(true));
-    let _h = http_server(format!("127.0.66.5:{p}").parse().unwrap(), healthy.clone());
+/// A record checked by `check` at `ip` beside a plain one (10.0.5.5):
+/// both answered while `up` holds; the checked one leaves once `up` is
+/// cleared (`while_down` runs then) and returns once it is set again.
+fn follows_its_check(tag: &str, ip: &str, check: &str, up: &AtomicBool, while_down: impl FnOnce(&TestServer)) {
     let z = zones(
-        "http",
+        tag,
         &format!(
-            "zone: r.internal\nvpcs: [vpc-r]\nrecords:\n  - {{ name: web, type: A, value: 127.0.66.5, health: http/{p}/healthz }}\n  - {{ name: web, type: A, value: 10.0.5.5 }}\n"
+            "zone: r.internal\nvpcs: [vpc-r]\nrecords:\n  - {{ name: web, type: A, value: {ip}, health: {check} }}\n  - {{ name: web, type: A, value: 10.0.5.5 }}\n"
         ),
         "",
     );
     let srv = server(&z);
     std::thread::sleep(ms(INTERVAL_MS * (SUCCESSES + 1)));
-    assert_eq!(addresses(&srv, CLIENT, "web.r.internal."), ["10.0.5.5", "127.0.66.5"]);
-    healthy.store(false, Ordering::Relaxed);
-    until(&srv, "web.r.internal.", ms(INTERVAL_MS * (FAILURES + 1) + 2400), |g| g == ["10.0.5.5"]).expect("503 takes it out");
-    let text = http(srv.admin.unwrap(), "GET", &format!("/explain?from={CLIENT}&name=web.r.internal.&type=A")).1;
-    assert!(
-        text.contains(&format!("health http/{p}/healthz: unhealthy")) && text.contains("HTTP 503"),
-        "explain shows the state and last result:\n{text}"
-    );
-    healthy.store(true, Ordering::Relaxed);
-    until(&srv, "web.r.internal.", ms(INTERVAL_MS * (SUCCESSES + 1) + 2400), |g| g.len() == 2).expect("200 brings it back");
+    assert_eq!(addresses(&srv, CLIENT, "web.r.internal."), ["10.0.5.5", ip]);
+    up.store(false, Ordering::Relaxed);
+    until(&srv, "web.r.internal.", ms(INTERVAL_MS * (FAILURES + 1) + 2400), |g| g == ["10.0.5.5"]).expect("a failing check takes it out");
+    while_down(&srv);
+    up.store(true, Ordering::Relaxed);
+    until(&srv, "web.r.internal.", ms(INTERVAL_MS * (SUCCESSES + 1) + 2400), |g| g.len() == 2).expect("a good check brings it back");
+}
+
+#[test]
+fn an_http_check_follows_the_status_and_explain_shows_it() {
+    let p = port();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let _h = http_server(format!("127.0.66.5:{p}").parse().unwrap(), healthy.clone());
+    follows_its_check("http", "127.0.66.5", &format!("http/{p}/healthz"), &healthy, |srv| {
+        let text = http(srv.admin.unwrap(), "GET", &format!("/explain?from={CLIENT}&name=web.r.internal.&type=A")).1;
+        assert!(
+            text.contains(&format!("health http/{p}/healthz: unhealthy")) && text.contains("HTTP 503"),
+            "explain shows the state and last result:\n{text}"
+        );
+    });
 }
 
 #[test]
@@ -451,20 +460,7 @@ fn a_dns_check_wants_any_reply() {
     let p = port();
     let up = Arc::new(AtomicBool::new(true));
     let (stop, t) = dns_responder(format!("127.0.66.10:{p}").parse().unwrap(), up.clone());
-    let z = zones(
-        "dns",
-        &format!(
-            "zone: r.internal\nvpcs: [vpc-r]\nrecords:\n  - {{ name: ns, type: A, value: 127.0.66.10, health: dns/{p} }}\n  - {{ name: ns, type: A, value: 10.0.6.6 }}\n"
-        ),
-        "",
-    );
-    let srv = server(&z);
-    std::thread::sleep(ms(INTERVAL_MS * (SUCCESSES + 1)));
-    assert_eq!(addresses(&srv, CLIENT, "ns.r.internal."), ["10.0.6.6", "127.0.66.10"]);
-    up.store(false, Ordering::Relaxed);
-    until(&srv, "ns.r.internal.", ms(INTERVAL_MS * (FAILURES + 1) + 2400), |g| g == ["10.0.6.6"]).expect("no reply: unhealthy");
-    up.store(true, Ordering::Relaxed);
-    until(&srv, "ns.r.internal.", ms(INTERVAL_MS * (SUCCESSES + 1) + 2400), |g| g.len() == 2).expect("replies again: back");
+    follows_its_check("dns", "127.0.66.10", &format!("dns/{p}"), &up, |_| {});
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
