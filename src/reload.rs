@@ -381,6 +381,11 @@ pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) 
         notes.push(format!("zones_dir changed from {} to {}", running.zones_dir.display(), new.zones_dir.display()));
         new.zones_dir = running.zones_dir.clone();
     }
+    // The health table is sized once: its targets keep their ids.
+    if running.health.max_targets != new.health.max_targets {
+        notes.push(format!("health_checks.max_targets changed from {} to {}", running.health.max_targets, new.health.max_targets));
+        new.health.max_targets = running.health.max_targets;
+    }
     notes
 }
 

@@ -402,6 +402,14 @@ fn a_reload_keeps_the_state_of_unchanged_targets_and_a_changed_one_starts_unknow
     until(&srv, "db.r.internal.", ms(INTERVAL_MS * (FAILURES + 1) + 2400), |g| g == ["127.0.66.9"]).expect("and is checked from then on");
     let m = http(admin, "GET", "/metrics").1;
     assert!(!m.contains(&format!("127.0.66.8 tcp/{p}\"")), "the old target's series is gone: {m}");
+    // The table's size waits for a restart, and says so.
+    let path = srv.dir.join("pzdns.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("health_checks:\n", "health_checks:\n  max_targets: 10\n")).unwrap();
+    let (code, body) = http(admin, "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    let (_, ready) = http(admin, "GET", "/readyz");
+    assert!(ready.contains("health_checks.max_targets changed from 4096 to 10"), "{ready}");
 }
 
 #[test]
