@@ -81,6 +81,19 @@ pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 /// checkout's own `./pzdns.yaml`.
 pub const CONFIG_ENV: &str = "PZDNS_CONFIG";
 
+/// DNS Cookies (RFC 7873): answered or not, and whether UDP clients
+/// must bring a valid server cookie (BIND's `require-server-cookie`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookies {
+    Off,
+    /// Cookies are answered; a query without a valid server cookie is
+    /// answered as usual, with a fresh one (BIND's default).
+    On,
+    /// As `on`, but a UDP query with a client cookie and no valid server
+    /// cookie is answered BADCOOKIE with a fresh one (RFC 7873 §5.2.3).
+    Required,
+}
+
 /// What to do with a query whose source maps to no VPC (docs/REFERENCE.md#rule-1-which-vpc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownClients {
@@ -208,6 +221,14 @@ pub struct ServerConfig {
     pub nsid: Option<String>,
     /// dnstap output; off by default.
     pub dnstap: Option<dnstap::Settings>,
+    pub cookies: Cookies,
+    /// `cookie_secret_file`, resolved against the config file's directory.
+    pub cookie_secret_file: Option<PathBuf>,
+    /// Its secrets, read with the file (so again on every reload); `None`:
+    /// a random secret made once per process.
+    pub cookie_secrets: Option<crate::abuse::cookie::Secrets>,
+    /// Response rate limiting; `None`: off (the default).
+    pub rate_limit: Option<crate::abuse::rrl::Settings>,
 }
 
 impl ServerConfig {
@@ -242,6 +263,10 @@ impl ServerConfig {
             client_subnet: ClientSubnet::Off,
             nsid: None,
             dnstap: None,
+            cookies: Cookies::On,
+            cookie_secret_file: None,
+            cookie_secrets: None,
+            rate_limit: None,
         }
     }
 
@@ -331,6 +356,10 @@ impl ServerConfig {
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
+        }
+        cfg.read_cookies(path, &base, f.cookies, f.cookie_secret_file, diags);
+        if let Some(r) = f.rate_limit {
+            cfg.read_rate_limit(path, r, diags);
         }
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
         cfg
@@ -567,6 +596,69 @@ impl ServerConfig {
             ),
             v => self.nsid = Some(v.to_string()),
         }
+    }
+
+    /// `cookies` and `cookie_secret_file` (read now, so again on every reload).
+    fn read_cookies(
+        &mut self,
+        path: &Path,
+        base: &Path,
+        mode: Option<Spanned<String>>,
+        secret_file: Option<Spanned<String>>,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(m) = mode {
+            match m.value.as_str() {
+                "on" => self.cookies = Cookies::On,
+                "off" => self.cookies = Cookies::Off,
+                "required" => self.cookies = Cookies::Required,
+                other => diags.push(path, pos(&m), format!("cookies `{other}` must be `on`, `off` or `required`")),
+            }
+        }
+        if let Some(f) = secret_file {
+            let file = base.join(&f.value);
+            let read = files::FileAccess::anywhere().with_max_bytes(64 << 10).read_string(&file);
+            match read.and_then(|t| crate::abuse::cookie::parse_secrets(&t).map_err(|e| format!("{}: {e}", file.display()))) {
+                Ok(s) => {
+                    self.cookie_secrets = Some(s);
+                    self.cookie_secret_file = Some(file);
+                }
+                Err(why) => diags.push(path, pos(&f), format!("cookie_secret_file: {why}")),
+            }
+        }
+    }
+
+    /// `rate_limit:`; off unless `responses_per_second` is above 0.
+    fn read_rate_limit(&mut self, path: &Path, r: schema::RateLimitEntry, diags: &mut Diagnostics) {
+        use crate::abuse::rrl::{MAX_RATE, MAX_SLIP, MAX_WINDOW, Scope, Settings};
+        let mut num = |v: Option<Spanned<i64>>, key: &str, max: u32, dflt: u32| -> u32 {
+            match v {
+                Some(n) if (0..=i64::from(max)).contains(&n.value) => n.value as u32,
+                Some(n) => {
+                    diags.push(path, pos(&n), format!("rate_limit.{key} must be from 0 to {max}"));
+                    dflt
+                }
+                None => dflt,
+            }
+        };
+        let rate = num(r.responses_per_second, "responses_per_second", MAX_RATE, 0);
+        let mut s = Settings::with_rate(rate);
+        s.nxdomains_per_second = num(r.nxdomains_per_second, "nxdomains_per_second", MAX_RATE, rate);
+        s.errors_per_second = num(r.errors_per_second, "errors_per_second", MAX_RATE, rate);
+        s.slip = num(r.slip, "slip", MAX_SLIP, s.slip);
+        s.window = num(r.window, "window", MAX_WINDOW, s.window).max(1);
+        s.ipv4_prefix = num(r.ipv4_prefix, "ipv4_prefix", 32, 24) as u8;
+        s.ipv6_prefix = num(r.ipv6_prefix, "ipv6_prefix", 128, 56) as u8;
+        if let Some(sc) = r.scope {
+            match sc.value.as_str() {
+                "all" => s.scope = Scope::All,
+                "no_vpc" => s.scope = Scope::NoVpc,
+                other => {
+                    diags.push(path, pos(&sc), format!("rate_limit.scope `{other}` must be `all` or `no_vpc` (sources in no VPC only)"))
+                }
+            }
+        }
+        self.rate_limit = (rate > 0 || s.nxdomains_per_second > 0 || s.errors_per_second > 0).then_some(s);
     }
 
     fn read_allow_paths_outside(&mut self, path: &Path, base: &Path, dirs: Vec<Spanned<String>>, diags: &mut Diagnostics) {

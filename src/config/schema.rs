@@ -34,6 +34,23 @@ pub struct ServerFile {
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
     pub dnstap: Option<DnstapEntry>,
+    /// `cookies: on | off | required`.
+    pub cookies: Option<Spanned<String>>,
+    pub cookie_secret_file: Option<Spanned<String>>,
+    pub rate_limit: Option<RateLimitEntry>,
+}
+
+/// `rate_limit:` of pzdns.yaml (BIND's names).
+#[derive(Debug, Default)]
+pub struct RateLimitEntry {
+    pub responses_per_second: Option<Spanned<i64>>,
+    pub nxdomains_per_second: Option<Spanned<i64>>,
+    pub errors_per_second: Option<Spanned<i64>>,
+    pub slip: Option<Spanned<i64>>,
+    pub window: Option<Spanned<i64>>,
+    pub ipv4_prefix: Option<Spanned<i64>>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    pub scope: Option<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -273,6 +290,23 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let cookies = m.text("cookies", d);
+        let cookie_secret_file = m.text("cookie_secret_file", d);
+        let rate_limit = m.get("rate_limit").and_then(|n| {
+            let mut r = MapReader::new(n, "`rate_limit`", path, d)?;
+            let out = RateLimitEntry {
+                responses_per_second: r.int("responses_per_second", d),
+                nxdomains_per_second: r.int("nxdomains_per_second", d),
+                errors_per_second: r.int("errors_per_second", d),
+                slip: r.int("slip", d),
+                window: r.int("window", d),
+                ipv4_prefix: r.int("ipv4_prefix", d),
+                ipv6_prefix: r.int("ipv6_prefix", d),
+                scope: r.text("scope", d),
+            };
+            r.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -293,6 +327,9 @@ impl ServerFile {
             client_subnet,
             nsid,
             dnstap,
+            cookies,
+            cookie_secret_file,
+            rate_limit,
         })
     }
 }
