@@ -156,7 +156,9 @@ impl Shared {
     /// a valid server cookie. Call it on every datagram response.
     pub fn rate_limit(&self, snap: &Snapshot, client: &Client, a: &Answered, response: &mut Vec<u8>, now: std::time::Instant) -> bool {
         let Some(s) = snap.rate_limit else { return true };
-        let in_vpc = matches!(a.view, Some(crate::snapshot::View::Vpc { .. }));
+        // An answer given before the view was chosen (FORMERR, NOTIMP, BADVERS): the source's.
+        let view = a.view.unwrap_or_else(|| snap.select_view(Some(client.listener), client.src.ip()).0);
+        let in_vpc = matches!(view, crate::snapshot::View::Vpc { .. });
         if client.transport != Transport::Udp || a.valid_cookie || !s.applies(in_vpc) {
             return true;
         }
