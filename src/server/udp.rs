@@ -3,7 +3,8 @@
 //! answers each through the one answer path (`answer`) into the batch's
 //! send buffer. A question that must wait on an upstream goes to a task of
 //! its own with its half-written response, so the socket never stalls
-//! behind it (docs/PERFORMANCE.md has what each step bought).
+//! behind it (docs/PERFORMANCE.md has what each step bought). Every
+//! response passes response rate limiting (`Shared::rate_limit`) first.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

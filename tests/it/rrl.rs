@@ -39,6 +39,17 @@ struct Tally {
     truncated: usize,
     badcookie: usize,
     dropped: usize,
+    /// From the first query sent to the last response received.
+    took: Duration,
+}
+
+impl Tally {
+    /// The most whole answers a bucket of 5 a second can give in that
+    /// time: five at once, and one per 200 ms after (a loaded machine
+    /// takes longer over a flood, and the bucket earns more meanwhile).
+    fn most_answers(&self) -> usize {
+        5 + (self.took.as_millis() / 200) as usize + 1
+    }
 }
 
 /// The 12-bit rcode of a response and the data of its COOKIE option, if any.
@@ -83,6 +94,7 @@ fn find_cookie(r: &[u8]) -> Option<Vec<u8>> {
 fn flood(server: SocketAddr, from: &str, n: usize, q: impl Fn(u16) -> Vec<u8>) -> Tally {
     let sock = UdpSocket::bind((from.parse::<IpAddr>().unwrap(), 0)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let start = Instant::now();
     for id in 0..n {
         sock.send_to(&q(id as u16), server).unwrap();
     }
@@ -92,6 +104,7 @@ fn flood(server: SocketAddr, from: &str, n: usize, q: impl Fn(u16) -> Vec<u8>) -
     while let Ok((len, _)) = sock.recv_from(&mut buf) {
         let r = &buf[..len];
         seen += 1;
+        t.took = start.elapsed();
         let (rc, _) = rcode_and_cookie(r);
         let ancount = u16::from_be_bytes([r[6], r[7]]);
         if rc == 23 {
@@ -129,7 +142,7 @@ fn a_flood_from_one_network_is_held_back_and_every_second_slips() {
     let t = flood(at, "127.1.0.5", n, |id| raw_query(id, WWW, 1, None));
     eprintln!("flood of {n} from 127.1.0.5: {t:?}");
     // Five at once, and what the bucket earns while the flood is sent.
-    assert!((5..=10).contains(&t.answers), "{t:?}");
+    assert!((5..=t.most_answers()).contains(&t.answers), "{t:?}");
     let held = n - t.answers;
     assert_eq!((t.truncated, t.dropped, t.badcookie), (held / 2, held - held / 2, 0), "every second one held back slips: {t:?}");
     // Another /24 of the same VPC has buckets of its own.
@@ -164,7 +177,7 @@ fn a_valid_server_cookie_exempts_and_cookie_clients_slip_badcookie() {
     // A client cookie alone proves nothing: limited, and its slips are
     // BADCOOKIE with a fresh cookie (it may ask again over UDP with it).
     let only_client = flood(at, "127.1.3.6", 40, |id| raw_query(id, WWW, 1, Some(&client)));
-    assert!((5..=10).contains(&only_client.answers) && only_client.truncated == 0, "{only_client:?}");
+    assert!((5..=only_client.most_answers()).contains(&only_client.answers) && only_client.truncated == 0, "{only_client:?}");
     let held = 40 - only_client.answers;
     assert_eq!((only_client.badcookie, only_client.dropped), (held / 2, held - held / 2), "{only_client:?}");
 }
@@ -245,5 +258,5 @@ fn amplification_from_a_source_in_no_vpc_stays_at_most_one() {
         q[2] |= 0x10;
         q
     });
-    assert!(notimp.errors <= 10 && notimp.dropped > 0, "{notimp:?}");
+    assert!(notimp.errors <= notimp.most_answers() && notimp.dropped > 0, "{notimp:?}");
 }
