@@ -631,24 +631,24 @@ impl ServerConfig {
     /// `rate_limit:`; off unless `responses_per_second` is above 0.
     fn read_rate_limit(&mut self, path: &Path, r: schema::RateLimitEntry, diags: &mut Diagnostics) {
         use crate::abuse::rrl::{MAX_RATE, MAX_SLIP, MAX_WINDOW, Scope, Settings};
-        let mut num = |v: Option<Spanned<i64>>, key: &str, max: u32, dflt: u32| -> u32 {
+        let mut num = |v: Option<Spanned<i64>>, key: &str, (min, max): (u32, u32), dflt: u32| -> u32 {
             match v {
-                Some(n) if (0..=i64::from(max)).contains(&n.value) => n.value as u32,
+                Some(n) if (i64::from(min)..=i64::from(max)).contains(&n.value) => n.value as u32,
                 Some(n) => {
-                    diags.push(path, pos(&n), format!("rate_limit.{key} must be from 0 to {max}"));
+                    diags.push(path, pos(&n), format!("rate_limit.{key} must be from {min} to {max}"));
                     dflt
                 }
                 None => dflt,
             }
         };
-        let rate = num(r.responses_per_second, "responses_per_second", MAX_RATE, 0);
+        let rate = num(r.responses_per_second, "responses_per_second", (0, MAX_RATE), 0);
         let mut s = Settings::with_rate(rate);
-        s.nxdomains_per_second = num(r.nxdomains_per_second, "nxdomains_per_second", MAX_RATE, rate);
-        s.errors_per_second = num(r.errors_per_second, "errors_per_second", MAX_RATE, rate);
-        s.slip = num(r.slip, "slip", MAX_SLIP, s.slip);
-        s.window = num(r.window, "window", MAX_WINDOW, s.window).max(1);
-        s.ipv4_prefix = num(r.ipv4_prefix, "ipv4_prefix", 32, 24) as u8;
-        s.ipv6_prefix = num(r.ipv6_prefix, "ipv6_prefix", 128, 56) as u8;
+        s.nxdomains_per_second = num(r.nxdomains_per_second, "nxdomains_per_second", (0, MAX_RATE), rate);
+        s.errors_per_second = num(r.errors_per_second, "errors_per_second", (0, MAX_RATE), rate);
+        s.slip = num(r.slip, "slip", (0, MAX_SLIP), s.slip);
+        s.window = num(r.window, "window", (1, MAX_WINDOW), s.window);
+        s.ipv4_prefix = num(r.ipv4_prefix, "ipv4_prefix", (0, 32), 24) as u8;
+        s.ipv6_prefix = num(r.ipv6_prefix, "ipv6_prefix", (0, 128), 56) as u8;
         if let Some(sc) = r.scope {
             match sc.value.as_str() {
                 "all" => s.scope = Scope::All,
@@ -900,6 +900,50 @@ mod tests {
         assert!(d.contains("cache.max_bytes `10kB` must be a size from 1MiB to 1TiB"), "{d}");
         assert!(d.contains("tcp.max_connections_per_source must be from 1 to tcp.max_connections (100)"), "{d}");
         assert!(d.contains("tcp.write_timeout `0s` must be a duration from 1s to 5m"), "{d}");
+    }
+
+    #[test]
+    fn cookies_and_rate_limit() {
+        let dir = std::env::temp_dir().join(format!("pzdns-abuse-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pzdns.yaml");
+        std::fs::write(dir.join("secret"), "00112233445566778899aabbccddeeff\nffeeddccbbaa99887766554433221100\n").unwrap();
+        std::fs::write(
+            &p,
+            "cookies: required\ncookie_secret_file: secret\nrate_limit:\n  responses_per_second: 5\n  errors_per_second: 0\n  scope: no_vpc\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        assert_eq!(c.cookies, Cookies::Required);
+        let secrets = c.cookie_secrets.unwrap();
+        assert_eq!((secrets.current[0], secrets.previous.map(|s| s[0])), (0x00, Some(0xff)));
+        let r = c.rate_limit.unwrap();
+        assert_eq!((r.responses_per_second, r.nxdomains_per_second, r.errors_per_second, r.slip, r.window), (5, 5, 0, 2, 15));
+        assert_eq!((r.ipv4_prefix, r.ipv6_prefix, r.scope), (24, 56, crate::abuse::rrl::Scope::NoVpc));
+        let d = ServerConfig::defaults();
+        assert_eq!((d.cookies, d.rate_limit), (Cookies::On, None), "cookies on, rate limiting off by default");
+        std::fs::write(&p, "rate_limit: { responses_per_second: 0 }\n").unwrap();
+        assert_eq!(ServerConfig::load_file(&p).unwrap().rate_limit, None, "a rate of 0 is off");
+        std::fs::write(dir.join("secret"), "zz\n").unwrap();
+        std::fs::write(
+            &p,
+            "cookies: yes\ncookie_secret_file: secret\nrate_limit:\n  responses_per_second: 5000\n  slip: 11\n  window: 0\n  ipv4_prefix: 33\n  scope: vpc\n",
+        )
+        .unwrap();
+        let e = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        for want in [
+            "pzdns.yaml:1:10: cookies `yes` must be `on`, `off` or `required`",
+            "pzdns.yaml:2:21: cookie_secret_file: ",
+            "secret: line 1: `zz` is not a secret of 16 bytes in hex (32 digits; make one with `openssl rand -hex 16`)",
+            "pzdns.yaml:4:25: rate_limit.responses_per_second must be from 0 to 1000",
+            "pzdns.yaml:5:9: rate_limit.slip must be from 0 to 10",
+            "pzdns.yaml:6:11: rate_limit.window must be from 1 to 600",
+            "rate_limit.ipv4_prefix must be from 0 to 32",
+            "rate_limit.scope `vpc` must be `all` or `no_vpc`",
+        ] {
+            assert!(e.contains(want), "{want}\n{e}");
+        }
     }
 
     #[test]
