@@ -202,6 +202,11 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         return Outcome::Done(early(rcode::NOERROR));
     }
     if let Some((rc, echo)) = header_rules(&q) {
+        // BADVERS says which EDNS version this server speaks, and nothing
+        // else: no COOKIE (as BIND 9.18; NOTIMP and FORMERR carry one).
+        if let Some(o) = frame.opt.as_mut().filter(|_| rc == rcode::BADVERS) {
+            o.cookie = None;
+        }
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
         reply(out, &frame, question, rc, None);
         return Outcome::Done(early(rc));
@@ -402,7 +407,9 @@ fn server_cookie(ctx: &Ctx<'_>, client: &Client, q: &Query<'_>) -> CookieSeen {
     if bad {
         counters[cookie_result::BADCOOKIE].inc();
     }
-    let only_cookie = q.qdcount == 0 && q.opcode() == 0;
+    // BADVERS and NOTIMP come first (`header_rules`).
+    let badvers = e.version > dns::EDNS_VERSION;
+    let only_cookie = q.qdcount == 0 && q.opcode() == 0 && !badvers;
     CookieSeen { reply: Some(reply), valid, bad, malformed: false, only_cookie }
 }
 

@@ -139,6 +139,8 @@ fn answered_as_bind_answers() {
             (vec!["+cookie=0102030405"], "FORMERR"),
             (vec!["+cookie=0102030405060708090a0b0c"], "FORMERR"),
             (vec!["+cookie", "+header-only"], "NOERROR"),
+            (vec!["+cookie", "+header-only", "+edns=1", "+noednsneg"], "BADVERS"),
+            (vec!["+cookie", "+opcode=2"], "NOTIMP"),
             (vec!["+cookie", "+tcp"], "NOERROR"),
             (vec![garbage.as_str(), "+tcp"], "NOERROR"),
             (vec!["+nocookie"], "NOERROR"),
