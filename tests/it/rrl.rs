@@ -259,4 +259,8 @@ fn amplification_from_a_source_in_no_vpc_stays_at_most_one() {
         q
     });
     assert!(notimp.errors <= notimp.most_answers() && notimp.dropped > 0, "{notimp:?}");
+    // Answers that waited on an upstream are limited too: new names each
+    // time (no cache hit), NXDOMAIN from one zone (the upstream's SOA owner).
+    let nx = flood(at, "127.99.1.5", 40, |id| raw_query(id, &format!("r{id}.nx.example"), 1, None));
+    assert!(nx.errors <= nx.most_answers() && nx.truncated > 0 && nx.dropped > 0, "{nx:?}");
 }
