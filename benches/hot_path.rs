@@ -162,6 +162,30 @@ fn request_path(c: &mut Criterion) {
     let ecs_bytes = qe.to_vec().unwrap();
     let via = Client { listener: 0, src: forwarder, proxy: None, transport: Transport::Udp };
     answer_bench("answer/local_answer_ecs", &via, &ecs_bytes);
+    // DNS Cookies (on by default): a client cookie alone (a server cookie
+    // made: one SipHash-2-4), and a valid server cookie (checked: one).
+    let with_cookie = |cookie: &[u8]| {
+        let mut m = bytes.clone();
+        m[11] = 1;
+        m.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+        m.extend_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0, 10]);
+        m.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+        m.extend_from_slice(cookie);
+        m
+    };
+    let client_cookie = [7u8; 8];
+    answer_bench("answer/local_answer_client_cookie", &client, &with_cookie(&client_cookie));
+    let server = snap.cookie_secrets.make(&client_cookie, client.src.ip(), pzdns::abuse::cookie::unix_now());
+    answer_bench("answer/local_answer_server_cookie", &client, &with_cookie(&[&client_cookie[..], &server[..]].concat()));
+    // Response rate limiting's bucket check for one UDP response.
+    let rrl = pzdns::abuse::rrl::Rrl::new();
+    let settings = pzdns::abuse::rrl::Settings::with_rate(1000);
+    ctx_answer(&shared, &snap, &client, &bytes, &mut out);
+    let response = out.clone();
+    c.bench_function("rrl/check", |b| {
+        b.iter(|| rrl.check(&settings, black_box(client.src.ip()), black_box(&response), std::time::Instant::now()))
+    });
     // The PROXY v2 header split itself (the UDP loop does it per datagram).
     let mut framed = b"\r\n\r\n\0\r\nQUIT\n\x21\x12\x00\x0c".to_vec();
     framed.extend_from_slice(&[10, 0, 5, 7, 10, 255, 0, 1, 0x30, 0x39, 0, 53]);
@@ -259,3 +283,9 @@ fn policy_path(c: &mut Criterion) {
 
 criterion_group!(benches, selection, resolving, request_path, policy_path);
 criterion_main!(benches);
+
+/// One answer into `out`, outside a benchmark (to have a response to bench on).
+fn ctx_answer(shared: &pzdns::state::Shared, snap: &Arc<pzdns::snapshot::Snapshot>, client: &Client, q: &[u8], out: &mut Vec<u8>) {
+    let ctx = Ctx { snap, cache: &shared.forwarder.cache, metrics: &shared.metrics, now: std::time::Instant::now() };
+    answer(&ctx, client, q, out);
+}

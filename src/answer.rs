@@ -20,13 +20,15 @@ use std::time::Instant;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 
+use crate::abuse::cookie;
+use crate::config::Cookies;
 use crate::config::policy::ActionKind;
 use crate::dns::names::{KeyBuf, key_to_name};
 use crate::dns::query::{Query, QuestionPart, Unreadable, copied_flags};
 use crate::dns::record::{address_of, tails};
-use crate::dns::writer::{Flags, Opt, ResponseWriter, Section};
+use crate::dns::writer::{COOKIE_LEN, Flags, Opt, ResponseWriter, Section};
 use crate::dns::{self, rcode};
-use crate::metrics::{Metrics, Source};
+use crate::metrics::{Metrics, Source, cookie_result};
 use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
 use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{MAX_ROUTED, NO_AZ, ROLE_PRIMARY, ROLE_SECONDARY, RRset};
@@ -73,6 +75,9 @@ pub struct Answered {
     pub claimed: Option<IpAddr>,
     /// The response-policy rule that decided the answer (or alerted on it).
     pub policy: Option<PolicyMark>,
+    /// The query brought a valid server cookie (RFC 7873): the client is
+    /// not spoofed, so response rate limiting lets it through.
+    pub valid_cookie: bool,
 }
 
 /// A response-policy hit, for metrics and the query log.
@@ -120,6 +125,7 @@ pub struct Ctx<'a> {
 struct Frame {
     copied: u16,
     opt: Option<Opt>,
+    valid_cookie: bool,
 }
 
 impl Frame {
@@ -141,7 +147,14 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             let w = ResponseWriter::new(std::mem::take(out), id, None, usize::MAX, 0);
             let flags = Flags { copied: copied_flags(flags), aa: false, ra: false, rcode: rcode::FORMERR as u8 };
             *out = w.finish(flags, None);
-            return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
+            return Outcome::Done(Answered {
+                rcode: rcode::FORMERR,
+                view: None,
+                source: Source::Error,
+                claimed: None,
+                policy: None,
+                valid_cookie: false,
+            });
         }
     };
     if q.edns.is_some_and(|e| e.malformed_options) {
@@ -149,8 +162,10 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
         });
     }
+    let cookie = server_cookie(ctx, client, &q);
     let mut frame = Frame {
         copied: q.copied_flags(),
+        valid_cookie: cookie.valid,
         opt: q.edns.map(|e| Opt {
             payload: e.payload.clamp(dns::CLASSIC_UDP_PAYLOAD, dns::MAX_UDP_PAYLOAD),
             dnssec_ok: e.dnssec_ok,
@@ -159,6 +174,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             ede: None,
             // RFC 5001: only when asked, only when configured.
             nsid: if e.nsid { ctx.snap.nsid } else { None },
+            cookie: cookie.reply,
         }),
     };
     let limit = match client.transport {
@@ -173,19 +189,40 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         let w = ResponseWriter::new(std::mem::take(out), q.id, question, limit, opt.map_or(0, |o| o.wire_len()));
         *out = w.finish(frame.flags(false, false, rc), opt);
     };
+    let valid_cookie = cookie.valid;
+    let early = |rc| Answered { rcode: rc, view: None, source: Source::Error, claimed: None, policy: None, valid_cookie };
+    if cookie.malformed {
+        reply(out, &frame, q.one().map(|(question, ..)| question), rcode::FORMERR, None);
+        return Outcome::Done(early(rcode::FORMERR));
+    }
+    if cookie.only_cookie {
+        // RFC 7873 §5.4: a query for a cookie alone gets one (NOERROR
+        // even where cookies are required, as BIND answers).
+        reply(out, &frame, None, rcode::NOERROR, None);
+        return Outcome::Done(early(rcode::NOERROR));
+    }
     if let Some((rc, echo)) = header_rules(&q) {
+        // BADVERS says which EDNS version this server speaks, and nothing
+        // else: no COOKIE (as BIND 9.18; NOTIMP and FORMERR carry one).
+        if let Some(o) = frame.opt.as_mut().filter(|_| rc == rcode::BADVERS) {
+            o.cookie = None;
+        }
         let question = if echo { q.one().map(|(question, ..)| question) } else { None };
         reply(out, &frame, question, rc, None);
-        return Outcome::Done(Answered { rcode: rc, view: None, source: Source::Error, claimed: None, policy: None });
+        return Outcome::Done(early(rc));
     }
     let Some((question, qname, qtype, qclass)) = q.one() else {
         reply(out, &frame, None, rcode::FORMERR, None);
-        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
+        return Outcome::Done(early(rcode::FORMERR));
     };
+    if cookie.bad {
+        reply(out, &frame, Some(question), rcode::BADCOOKIE, None);
+        return Outcome::Done(early(rcode::BADCOOKIE));
+    }
     let id = identify_client(ctx, client, &q, &mut frame);
     if id.malformed_claim {
         reply(out, &frame, Some(question), rcode::FORMERR, None);
-        return Outcome::Done(Answered { rcode: rcode::FORMERR, view: None, source: Source::Error, claimed: None, policy: None });
+        return Outcome::Done(early(rcode::FORMERR));
     }
     let view = id.view;
     let claimed = (id.client != client.src.ip()).then_some(id.client);
@@ -198,7 +235,14 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
     };
     if let Some(why) = refused {
         reply(out, &frame, Some(question), rcode::REFUSED, Some(why));
-        return Outcome::Done(Answered { rcode: rcode::REFUSED, view: Some(view), source: Source::Refused, claimed, policy: None });
+        return Outcome::Done(Answered {
+            rcode: rcode::REFUSED,
+            view: Some(view),
+            source: Source::Refused,
+            claimed,
+            policy: None,
+            valid_cookie,
+        });
     }
 
     let key = KeyBuf::from_wire(qname);
@@ -248,7 +292,14 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
 /// flags, rcode, OPT and EDE.
 fn conclude(mut w: ResponseWriter, frame: &Frame, st: &mut State, snap: &Snapshot, qtype: RecordType, claimed: Option<IpAddr>) -> Reply {
     apply_response_ip_policy(&mut w, st, snap, qtype);
-    let answered = Answered { rcode: st.rc, view: Some(st.view), source: st.source, claimed, policy: st.verdict.mark };
+    let answered = Answered {
+        rcode: st.rc,
+        view: Some(st.view),
+        source: st.source,
+        claimed,
+        policy: st.verdict.mark,
+        valid_cookie: frame.valid_cookie,
+    };
     match st.verdict.finish {
         Finish::Drop => return Reply { bytes: None, answered },
         Finish::Truncate => w.truncate(),
@@ -303,6 +354,63 @@ struct Miss {
     key: KeyBuf,
     route: Route,
     cached: Option<Arc<Entry>>,
+}
+
+/// What a query's COOKIE option (RFC 7873) makes of its answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct CookieSeen {
+    /// The COOKIE to send back: the client's cookie and a server cookie.
+    reply: Option<[u8; COOKIE_LEN]>,
+    /// The query's server cookie is ours, for this client, and current.
+    valid: bool,
+    /// BADCOOKIE (`cookies: required`, over UDP, no valid server cookie).
+    bad: bool,
+    /// The option's length is not one RFC 7873 allows: FORMERR.
+    malformed: bool,
+    /// No question, only a cookie (RFC 7873 §5.4).
+    only_cookie: bool,
+}
+
+/// Checks a query's COOKIE and makes the one sent back, as BIND 9.18
+/// does: a client cookie alone gets a fresh server cookie; a valid
+/// server cookie is sent back as it came until half its life is over
+/// (RFC 9018), then renewed; an invalid or expired one is replaced, and
+/// answered BADCOOKIE over UDP only where cookies are `required`.
+/// Counted by result; nothing is allocated.
+fn server_cookie(ctx: &Ctx<'_>, client: &Client, q: &Query<'_>) -> CookieSeen {
+    let Some(e) = q.edns else { return CookieSeen::default() };
+    let counters = &ctx.metrics.abuse.cookies;
+    if e.bad_cookie {
+        counters[cookie_result::MALFORMED].inc();
+        return CookieSeen { malformed: true, ..CookieSeen::default() };
+    }
+    let (Some(c), mode) = (e.cookie, ctx.snap.cookies) else { return CookieSeen::default() };
+    if mode == Cookies::Off {
+        return CookieSeen::default();
+    }
+    let (ip, now, secrets) = (client.src.ip(), cookie::unix_now(), &ctx.snap.cookie_secrets);
+    let mut reply = [0u8; COOKIE_LEN];
+    reply[..8].copy_from_slice(&c.client);
+    let check = (!c.server().is_empty()).then(|| secrets.check(&c.client, c.server(), ip, now));
+    match check {
+        Some(cookie::Check::Valid { renew: false }) => reply[8..].copy_from_slice(c.server()),
+        _ => reply[8..].copy_from_slice(&secrets.make(&c.client, ip, now)),
+    }
+    let valid = matches!(check, Some(cookie::Check::Valid { .. }));
+    let bad = !valid && mode == Cookies::Required && client.transport == Transport::Udp;
+    let result = match check {
+        None => cookie_result::CLIENT_ONLY,
+        Some(cookie::Check::Valid { .. }) => cookie_result::VALID,
+        Some(cookie::Check::Invalid) => cookie_result::INVALID,
+    };
+    counters[result].inc();
+    if bad {
+        counters[cookie_result::BADCOOKIE].inc();
+    }
+    // BADVERS and NOTIMP come first (`header_rules`).
+    let badvers = e.version > dns::EDNS_VERSION;
+    let only_cookie = q.qdcount == 0 && q.opcode() == 0 && !badvers;
+    CookieSeen { reply: Some(reply), valid, bad, malformed: false, only_cookie }
 }
 
 /// Rule 1: the view, by the listener, the claims of a trusted forwarder

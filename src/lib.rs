@@ -4,10 +4,10 @@
 //! uses only those before it in this order (docs/ARCHITECTURE.md keeps the
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
-//! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
+//! dns ─► metrics ─► abuse ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
 //!     ─► upstream ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
-//! `dns` reads and writes the wire format, `config` reads and checks
+//! `dns` reads and writes the wire format, `abuse` makes and checks DNS cookies and limits response rates, `config` reads and checks
 //! files, `snapshot` holds the indexes a query reads, `resolve` applies
 //! the answering rules, `loader` builds a checked snapshot, `upstream`
 //! forwards and caches, `answer` turns a query into response bytes,
@@ -15,6 +15,7 @@
 //! runs start-up and shutdown, `cli` is the command line.
 //! docs/ARCHITECTURE.md has the whole picture.
 
+pub mod abuse;
 pub mod admin;
 pub mod answer;
 pub mod app;

@@ -102,6 +102,14 @@ pub const COMMIT: &str = env!("PZDNS_COMMIT");
 /// The compiler that built it.
 pub const RUSTC: &str = env!("PZDNS_RUSTC");
 /// `pzdns_dnstap_written_total`, `pzdns_dnstap_dropped_total{reason}`, `pzdns_dnstap_connected`.
+/// `pzdns_rrl_total{action}`: responses response rate limiting held back.
+pub const RRL: &str = "pzdns_rrl";
+/// `pzdns_cookies_total{result}`: queries that carried a DNS COOKIE option, by what it was.
+pub const COOKIES: &str = "pzdns_cookies";
+/// What RRL did with a response over the limit.
+pub const RRL_ACTIONS: [&str; 2] = ["dropped", "slipped"];
+/// What a query's COOKIE turned out to be (`badcookie`: answered BADCOOKIE).
+pub const COOKIE_RESULTS: [&str; 5] = ["client_only", "valid", "invalid", "malformed", "badcookie"];
 pub const DNSTAP_WRITTEN: &str = "pzdns_dnstap_written";
 pub const DNSTAP_DROPPED: &str = "pzdns_dnstap_dropped";
 pub const DNSTAP_CONNECTED: &str = "pzdns_dnstap_connected";
@@ -137,6 +145,30 @@ pub struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: &'static str,
+}
+
+/// The amplification defenses' counters, created with their families so
+/// that the query path increments an atomic and looks nothing up.
+#[derive(Clone, Debug, Default)]
+pub struct AbuseCounters {
+    /// By [`RRL_ACTIONS`].
+    pub rrl: [Counter; 2],
+    /// By [`COOKIE_RESULTS`].
+    pub cookies: [Counter; 5],
+}
+
+/// Indices into [`AbuseCounters::cookies`].
+pub mod cookie_result {
+    pub const CLIENT_ONLY: usize = 0;
+    pub const VALID: usize = 1;
+    pub const INVALID: usize = 2;
+    pub const MALFORMED: usize = 3;
+    pub const BADCOOKIE: usize = 4;
 }
 
 /// `true`, `false` or `unknown`: whether the zones checkout has local
@@ -632,6 +664,7 @@ pub struct Metrics {
     pub health_checks: Family<HealthCheckLabels, Counter>,
     pub health_transitions: Family<HealthTransitionLabels, Counter>,
     pub health_target_state: Family<HealthTargetLabels, Gauge>,
+    pub abuse: AbuseCounters,
 }
 
 impl Default for Metrics {
@@ -686,7 +719,19 @@ impl Metrics {
             claims_ignored: Counter::default(),
             proxy_dropped: Counter::default(),
             dnstap: DnstapMetrics::registered(&mut registry),
+            abuse: AbuseCounters::default(),
         };
+        let rrl: Family<ActionLabels, Counter> = Family::default();
+        let cookies: Family<ResultLabels, Counter> = Family::default();
+        let mut m = m;
+        for (c, action) in m.abuse.rrl.iter_mut().zip(RRL_ACTIONS) {
+            *c = rrl.get_or_create(&ActionLabels { action }).clone();
+        }
+        for (c, result) in m.abuse.cookies.iter_mut().zip(COOKIE_RESULTS) {
+            *c = cookies.get_or_create(&ResultLabels { result }).clone();
+        }
+        registry.register(RRL, "UDP responses over the response rate limit: dropped, or slipped (sent TC=1 or BADCOOKIE, empty)", rrl);
+        registry.register(COOKIES, "Queries with a DNS COOKIE option, by what it was (client_only: no server cookie yet)", cookies);
         registry.register(
             "pzdns_client_claims_ignored",
             "Claims about the client (PROXY v2 source, EDNS Client Subnet) ignored: the sender is not a trusted forwarder",

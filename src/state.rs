@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-use crate::answer::{Client, Ctx, Outcome, Pending, answer};
+use crate::abuse::rrl::{self, Rrl};
+use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
 use crate::config::{Diagnostics, ServerConfig};
 use crate::dnstap::Dnstap;
 use crate::metrics::Metrics;
@@ -67,6 +68,9 @@ pub struct Shared {
     pub reload_pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
     /// Upstream questions still being answered (the drain waits on them).
     pub waiting: tokio::sync::watch::Sender<usize>,
+    /// Response rate limiting's buckets, made when first needed (they
+    /// outlive reloads, which may turn it on or off).
+    rrl: std::sync::OnceLock<Rrl>,
 }
 
 /// Reads the configuration anew, as at start (file, then flags).
@@ -94,6 +98,7 @@ impl Shared {
             incremental: Mutex::new(crate::loader::Incremental::default()),
             reload_pool: Mutex::new(None),
             waiting: tokio::sync::watch::Sender::new(0),
+            rrl: std::sync::OnceLock::new(),
         })
     }
 
@@ -146,6 +151,34 @@ impl Shared {
         Started::Done(bytes)
     }
 
+    /// Response rate limiting (`rate_limit:`): whether `response`, about
+    /// to be sent to `client`, goes out (then it may have been rewritten
+    /// empty: a slip) or not at all. Only UDP is limited: over a stream
+    /// the source cannot be spoofed, and neither can a client that brought
+    /// a valid server cookie. Call it on every datagram response.
+    pub fn rate_limit(&self, snap: &Snapshot, client: &Client, a: &Answered, response: &mut Vec<u8>, now: std::time::Instant) -> bool {
+        let Some(s) = snap.rate_limit else { return true };
+        // An answer given before the view was chosen (FORMERR, NOTIMP, BADVERS): the source's.
+        let view = a.view.unwrap_or_else(|| snap.select_view(Some(client.listener), client.src.ip()).0);
+        let in_vpc = matches!(view, crate::snapshot::View::Vpc { .. });
+        if client.transport != Transport::Udp || a.valid_cookie || !s.applies(in_vpc) {
+            return true;
+        }
+        let source = a.claimed.unwrap_or(client.src.ip());
+        let counters = &self.metrics.abuse.rrl;
+        match self.rrl.get_or_init(Rrl::new).check(&s, source, response, now) {
+            rrl::Action::Send => true,
+            rrl::Action::Drop => {
+                counters[0].inc();
+                false
+            }
+            rrl::Action::Slip => {
+                counters[1].inc();
+                rrl::slip(response)
+            }
+        }
+    }
+
     /// Runs `f` counted as a question waiting on an upstream: shutdown
     /// waits for these (within its grace time).
     pub async fn waiting_on<T>(&self, f: impl Future<Output = T>) -> T {
@@ -186,7 +219,12 @@ impl Waiting {
     /// answer began on, returns the response (`None`: a policy drops it).
     pub async fn finish(self, shared: &Shared) -> Option<Vec<u8>> {
         let snap = self.pending.snapshot().clone();
-        let reply = self.pending.finish(&shared.forwarder).await;
+        let mut reply = self.pending.finish(&shared.forwarder).await;
+        if let Some(b) = reply.bytes.as_mut()
+            && !shared.rate_limit(&snap, &self.client, &reply.answered, b, std::time::Instant::now())
+        {
+            reply.bytes = None;
+        }
         shared.recorder.record(&snap, &self.client, &self.query, reply.bytes.as_deref(), &reply.answered, self.started.elapsed());
         reply.bytes
     }

@@ -82,6 +82,19 @@ pub const DEFAULT_CONFIG_FILE: &str = "pzdns.yaml";
 /// checkout's own `./pzdns.yaml`.
 pub const CONFIG_ENV: &str = "PZDNS_CONFIG";
 
+/// DNS Cookies (RFC 7873): answered or not, and whether UDP clients
+/// must bring a valid server cookie (BIND's `require-server-cookie`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookies {
+    Off,
+    /// Cookies are answered; a query without a valid server cookie is
+    /// answered as usual, with a fresh one (BIND's default).
+    On,
+    /// As `on`, but a UDP query with a client cookie and no valid server
+    /// cookie is answered BADCOOKIE with a fresh one (RFC 7873 §5.2.3).
+    Required,
+}
+
 /// What to do with a query whose source maps to no VPC (docs/REFERENCE.md#rule-1-which-vpc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownClients {
@@ -211,6 +224,14 @@ pub struct ServerConfig {
     pub dnstap: Option<dnstap::Settings>,
     /// `health_checks:` (SPEC §10).
     pub health: routing::HealthSettings,
+    pub cookies: Cookies,
+    /// `cookie_secret_file`, resolved against the config file's directory.
+    pub cookie_secret_file: Option<PathBuf>,
+    /// Its secrets, read with the file (so again on every reload); `None`:
+    /// a random secret made once per process.
+    pub cookie_secrets: Option<crate::abuse::cookie::Secrets>,
+    /// Response rate limiting; `None`: off (the default).
+    pub rate_limit: Option<crate::abuse::rrl::Settings>,
 }
 
 impl ServerConfig {
@@ -246,6 +267,10 @@ impl ServerConfig {
             nsid: None,
             dnstap: None,
             health: routing::HealthSettings::default(),
+            cookies: Cookies::On,
+            cookie_secret_file: None,
+            cookie_secrets: None,
+            rate_limit: None,
         }
     }
 
@@ -335,6 +360,10 @@ impl ServerConfig {
         }
         if let Some(q) = f.query_log {
             cfg.query_log = q.value;
+        }
+        cfg.read_cookies(path, &base, f.cookies, f.cookie_secret_file, diags);
+        if let Some(r) = f.rate_limit {
+            cfg.read_rate_limit(path, r, diags);
         }
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
         if let Some(h) = f.health_checks {
@@ -636,6 +665,69 @@ impl ServerConfig {
         }
     }
 
+    /// `cookies` and `cookie_secret_file` (read now, so again on every reload).
+    fn read_cookies(
+        &mut self,
+        path: &Path,
+        base: &Path,
+        mode: Option<Spanned<String>>,
+        secret_file: Option<Spanned<String>>,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(m) = mode {
+            match m.value.as_str() {
+                "on" => self.cookies = Cookies::On,
+                "off" => self.cookies = Cookies::Off,
+                "required" => self.cookies = Cookies::Required,
+                other => diags.push(path, pos(&m), format!("cookies `{other}` must be `on`, `off` or `required`")),
+            }
+        }
+        if let Some(f) = secret_file {
+            let file = base.join(&f.value);
+            let read = files::FileAccess::anywhere().with_max_bytes(64 << 10).read_string(&file);
+            match read.and_then(|t| crate::abuse::cookie::parse_secrets(&t).map_err(|e| format!("{}: {e}", file.display()))) {
+                Ok(s) => {
+                    self.cookie_secrets = Some(s);
+                    self.cookie_secret_file = Some(file);
+                }
+                Err(why) => diags.push(path, pos(&f), format!("cookie_secret_file: {why}")),
+            }
+        }
+    }
+
+    /// `rate_limit:`; off unless `responses_per_second` is above 0.
+    fn read_rate_limit(&mut self, path: &Path, r: schema::RateLimitEntry, diags: &mut Diagnostics) {
+        use crate::abuse::rrl::{MAX_RATE, MAX_SLIP, MAX_WINDOW, Scope, Settings};
+        let mut num = |v: Option<Spanned<i64>>, key: &str, (min, max): (u32, u32), dflt: u32| -> u32 {
+            match v {
+                Some(n) if (i64::from(min)..=i64::from(max)).contains(&n.value) => n.value as u32,
+                Some(n) => {
+                    diags.push(path, pos(&n), format!("rate_limit.{key} must be from {min} to {max}"));
+                    dflt
+                }
+                None => dflt,
+            }
+        };
+        let rate = num(r.responses_per_second, "responses_per_second", (0, MAX_RATE), 0);
+        let mut s = Settings::with_rate(rate);
+        s.nxdomains_per_second = num(r.nxdomains_per_second, "nxdomains_per_second", (0, MAX_RATE), rate);
+        s.errors_per_second = num(r.errors_per_second, "errors_per_second", (0, MAX_RATE), rate);
+        s.slip = num(r.slip, "slip", (0, MAX_SLIP), s.slip);
+        s.window = num(r.window, "window", (1, MAX_WINDOW), s.window);
+        s.ipv4_prefix = num(r.ipv4_prefix, "ipv4_prefix", (0, 32), 24) as u8;
+        s.ipv6_prefix = num(r.ipv6_prefix, "ipv6_prefix", (0, 128), 56) as u8;
+        if let Some(sc) = r.scope {
+            match sc.value.as_str() {
+                "all" => s.scope = Scope::All,
+                "no_vpc" => s.scope = Scope::NoVpc,
+                other => {
+                    diags.push(path, pos(&sc), format!("rate_limit.scope `{other}` must be `all` or `no_vpc` (sources in no VPC only)"))
+                }
+            }
+        }
+        self.rate_limit = (rate > 0 || s.nxdomains_per_second > 0 || s.errors_per_second > 0).then_some(s);
+    }
+
     fn read_allow_paths_outside(&mut self, path: &Path, base: &Path, dirs: Vec<Spanned<String>>, diags: &mut Diagnostics) {
         for a in dirs {
             let dir = base.join(&a.value);
@@ -876,6 +968,50 @@ mod tests {
         assert!(d.contains("cache.max_bytes `10kB` must be a size from 1MiB to 1TiB"), "{d}");
         assert!(d.contains("tcp.max_connections_per_source must be from 1 to tcp.max_connections (100)"), "{d}");
         assert!(d.contains("tcp.write_timeout `0s` must be a duration from 1s to 5m"), "{d}");
+    }
+
+    #[test]
+    fn cookies_and_rate_limit() {
+        let dir = std::env::temp_dir().join(format!("pzdns-abuse-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pzdns.yaml");
+        std::fs::write(dir.join("secret"), "00112233445566778899aabbccddeeff\nffeeddccbbaa99887766554433221100\n").unwrap();
+        std::fs::write(
+            &p,
+            "cookies: required\ncookie_secret_file: secret\nrate_limit:\n  responses_per_second: 5\n  errors_per_second: 0\n  scope: no_vpc\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        assert_eq!(c.cookies, Cookies::Required);
+        let secrets = c.cookie_secrets.unwrap();
+        assert_eq!((secrets.current[0], secrets.previous.map(|s| s[0])), (0x00, Some(0xff)));
+        let r = c.rate_limit.unwrap();
+        assert_eq!((r.responses_per_second, r.nxdomains_per_second, r.errors_per_second, r.slip, r.window), (5, 5, 0, 2, 15));
+        assert_eq!((r.ipv4_prefix, r.ipv6_prefix, r.scope), (24, 56, crate::abuse::rrl::Scope::NoVpc));
+        let d = ServerConfig::defaults();
+        assert_eq!((d.cookies, d.rate_limit), (Cookies::On, None), "cookies on, rate limiting off by default");
+        std::fs::write(&p, "rate_limit: { responses_per_second: 0 }\n").unwrap();
+        assert_eq!(ServerConfig::load_file(&p).unwrap().rate_limit, None, "a rate of 0 is off");
+        std::fs::write(dir.join("secret"), "zz\n").unwrap();
+        std::fs::write(
+            &p,
+            "cookies: yes\ncookie_secret_file: secret\nrate_limit:\n  responses_per_second: 5000\n  slip: 11\n  window: 0\n  ipv4_prefix: 33\n  scope: vpc\n",
+        )
+        .unwrap();
+        let e = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        for want in [
+            "pzdns.yaml:1:10: cookies `yes` must be `on`, `off` or `required`",
+            "pzdns.yaml:2:21: cookie_secret_file: ",
+            "secret: line 1: `zz` is not a secret of 16 bytes in hex (32 digits; make one with `openssl rand -hex 16`)",
+            "pzdns.yaml:4:25: rate_limit.responses_per_second must be from 0 to 1000",
+            "pzdns.yaml:5:9: rate_limit.slip must be from 0 to 10",
+            "pzdns.yaml:6:11: rate_limit.window must be from 1 to 600",
+            "rate_limit.ipv4_prefix must be from 0 to 32",
+            "rate_limit.scope `vpc` must be `all` or `no_vpc`",
+        ] {
+            assert!(e.contains(want), "{want}\n{e}");
+        }
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct ServerFile {
     pub nsid: Option<Spanned<String>>,
     pub dnstap: Option<DnstapEntry>,
     pub health_checks: Option<HealthChecksEntry>,
+    /// `cookies: on | off | required`.
+    pub cookies: Option<Spanned<String>>,
+    pub cookie_secret_file: Option<Spanned<String>>,
+    pub rate_limit: Option<RateLimitEntry>,
 }
 
 /// `health_checks:` of pzdns.yaml.
@@ -47,6 +51,19 @@ pub struct HealthChecksEntry {
     pub max_ttl: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<i64>>,
     pub max_targets: Option<Spanned<i64>>,
+}
+
+/// `rate_limit:` of pzdns.yaml (BIND's names).
+#[derive(Debug, Default)]
+pub struct RateLimitEntry {
+    pub responses_per_second: Option<Spanned<i64>>,
+    pub nxdomains_per_second: Option<Spanned<i64>>,
+    pub errors_per_second: Option<Spanned<i64>>,
+    pub slip: Option<Spanned<i64>>,
+    pub window: Option<Spanned<i64>>,
+    pub ipv4_prefix: Option<Spanned<i64>>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    pub scope: Option<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -309,6 +326,23 @@ impl ServerFile {
             h.finish(d);
             Some(out)
         });
+        let cookies = m.text("cookies", d);
+        let cookie_secret_file = m.text("cookie_secret_file", d);
+        let rate_limit = m.get("rate_limit").and_then(|n| {
+            let mut r = MapReader::new(n, "`rate_limit`", path, d)?;
+            let out = RateLimitEntry {
+                responses_per_second: r.int("responses_per_second", d),
+                nxdomains_per_second: r.int("nxdomains_per_second", d),
+                errors_per_second: r.int("errors_per_second", d),
+                slip: r.int("slip", d),
+                window: r.int("window", d),
+                ipv4_prefix: r.int("ipv4_prefix", d),
+                ipv6_prefix: r.int("ipv6_prefix", d),
+                scope: r.text("scope", d),
+            };
+            r.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -330,6 +364,9 @@ impl ServerFile {
             nsid,
             dnstap,
             health_checks,
+            cookies,
+            cookie_secret_file,
+            rate_limit,
         })
     }
 }

@@ -68,4 +68,6 @@ pub mod rcode {
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
     pub const BADVERS: u16 = 16;
+    /// A missing or invalid server cookie (RFC 7873 §8).
+    pub const BADCOOKIE: u16 = 23;
 }

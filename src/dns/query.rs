@@ -22,6 +22,38 @@ pub struct QueryEdns {
     /// or bytes are left over). The query is still answered, the options
     /// ignored, as they are anyway; it is counted (`Event::MalformedOption`).
     pub malformed_options: bool,
+    /// The first DNS COOKIE option (RFC 7873), if it was well formed.
+    pub cookie: Option<CookieOpt>,
+    /// A COOKIE option of a length RFC 7873 §4 does not allow (not 8, nor
+    /// 16 to 40): FORMERR, as BIND answers.
+    pub bad_cookie: bool,
+}
+
+/// A DNS COOKIE option as sent (RFC 7873 §4): the client cookie, and the
+/// server cookie the client holds for this server, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieOpt {
+    pub client: [u8; 8],
+    server: [u8; 32],
+    server_len: u8,
+}
+
+impl CookieOpt {
+    /// Reads a COOKIE option's data; `None` for a length other than 8 or 16 to 40.
+    fn read(data: &[u8]) -> Option<Self> {
+        if data.len() != 8 && !(16..=40).contains(&data.len()) {
+            return None;
+        }
+        let mut c = CookieOpt { client: [0; 8], server: [0; 32], server_len: (data.len() - 8) as u8 };
+        c.client.copy_from_slice(&data[..8]);
+        c.server[..data.len() - 8].copy_from_slice(&data[8..]);
+        Some(c)
+    }
+
+    /// The server cookie as sent (empty: the client has none yet).
+    pub fn server(&self) -> &[u8] {
+        &self.server[..self.server_len as usize]
+    }
 }
 
 /// An EDNS Client Subnet option as sent.
@@ -90,6 +122,8 @@ impl ClientSubnet {
 pub const OPTION_CLIENT_SUBNET: u16 = 8;
 /// The EDNS option code of NSID.
 pub const OPTION_NSID: u16 = 3;
+/// The EDNS option code of DNS COOKIE.
+pub const OPTION_COOKIE: u16 = 10;
 
 /// The question as it stands in the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +142,8 @@ pub enum QuestionPart<'a> {
 pub struct Query<'a> {
     pub id: u16,
     pub flags: u16,
+    /// QDCOUNT as sent (a query with none and only a COOKIE is answered, RFC 7873 §5.4).
+    pub qdcount: u16,
     pub question: QuestionPart<'a>,
     pub edns: Option<QueryEdns>,
 }
@@ -191,6 +227,7 @@ impl<'a> Query<'a> {
                 }
                 let version = (ttl >> 16) as u8;
                 let (mut subnet, mut bad_subnet, mut nsid) = (None, false, false);
+                let (mut cookie, mut bad_cookie, mut seen_cookie) = (None, false, false);
                 let malformed_options = options_malformed(rdata);
                 let mut opts = rdata;
                 while opts.len() >= 4 {
@@ -201,6 +238,12 @@ impl<'a> Query<'a> {
                         bad_subnet = subnet.is_none();
                     }
                     nsid |= code == OPTION_NSID;
+                    // The first COOKIE counts, as in BIND.
+                    if code == OPTION_COOKIE && !seen_cookie {
+                        seen_cookie = true;
+                        cookie = CookieOpt::read(data);
+                        bad_cookie = cookie.is_none();
+                    }
                     opts = &opts[4 + len..];
                 }
                 edns = Some(QueryEdns {
@@ -211,11 +254,13 @@ impl<'a> Query<'a> {
                     bad_subnet,
                     nsid,
                     malformed_options,
+                    cookie,
+                    bad_cookie,
                 });
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
-        Ok(Query { id, flags, question, edns })
+        Ok(Query { id, flags, qdcount: qd as u16, question, edns })
     }
 }
 
@@ -310,7 +355,8 @@ mod tests {
         m
     }
 
-    const OPT: [u8; 15] = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0];
+    // One option: 65001 (unassigned), empty.
+    const OPT: [u8; 15] = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0xfd, 0xe9, 0, 0];
 
     #[test]
     fn a_plain_query_reads_in_place() {
@@ -332,7 +378,9 @@ mod tests {
                 subnet: None,
                 bad_subnet: false,
                 nsid: false,
-                malformed_options: false
+                malformed_options: false,
+                cookie: None,
+                bad_cookie: false,
             })
         );
     }
@@ -440,5 +488,37 @@ mod tests {
             let e = ecs(bad);
             assert!(e.subnet.is_none() && e.bad_subnet, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cookies_are_read_and_bad_lengths_seen() {
+        let with = |opts: &[(u16, &[u8])]| {
+            let mut rdata = Vec::new();
+            for (code, data) in opts {
+                rdata.extend_from_slice(&code.to_be_bytes());
+                rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                rdata.extend_from_slice(data);
+            }
+            let mut opt = vec![0, 0, 41, 4, 0xd0, 0, 0, 0, 0];
+            opt.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            opt.extend_from_slice(&rdata);
+            Query::parse(&q(RD, 1, 0, &opt, 1)).unwrap().edns.unwrap()
+        };
+        let e = with(&[(OPTION_COOKIE, &[1, 2, 3, 4, 5, 6, 7, 8])]);
+        let c = e.cookie.unwrap();
+        assert_eq!((c.client, c.server(), e.bad_cookie), ([1, 2, 3, 4, 5, 6, 7, 8], &[][..], false));
+        let full: Vec<u8> = (0..24).collect();
+        let c = with(&[(OPTION_COOKIE, &full)]).cookie.unwrap();
+        assert_eq!(c.server(), &full[8..]);
+        let longest: Vec<u8> = (0..40).collect();
+        assert_eq!(with(&[(OPTION_COOKIE, &longest)]).cookie.unwrap().server().len(), 32);
+        for bad in [0usize, 7, 9, 15, 41] {
+            let data = vec![7u8; bad];
+            let e = with(&[(OPTION_COOKIE, &data)]);
+            assert!(e.cookie.is_none() && e.bad_cookie, "length {bad}");
+        }
+        // Only the first COOKIE counts.
+        let e = with(&[(OPTION_COOKIE, &[9; 8]), (OPTION_COOKIE, &[1; 3])]);
+        assert_eq!((e.cookie.unwrap().client, e.bad_cookie), ([9; 8], false));
     }
 }

@@ -4,7 +4,7 @@
 //! §4.1.4) against names already in the message, truncation, and OPT.
 //! The one place where pzdns writes DNS messages.
 
-use super::query::{ClientSubnet, OPTION_CLIENT_SUBNET, OPTION_NSID};
+use super::query::{ClientSubnet, OPTION_CLIENT_SUBNET, OPTION_COOKIE, OPTION_NSID};
 use super::{OPT_LEN, QR, RR_FIXED_LEN, RR_RDLENGTH, RR_TTL, TC, TYPE_OPT};
 
 /// Most name positions remembered for compression; later names are
@@ -36,7 +36,13 @@ pub struct Opt {
     pub ede: Option<(u16, &'static str)>,
     /// This server's NSID (RFC 5001), when the query asked for it.
     pub nsid: Option<Nsid>,
+    /// The COOKIE sent back (RFC 7873 §5.2): the client's cookie, then
+    /// this server's (RFC 9018: 16 bytes).
+    pub cookie: Option<[u8; COOKIE_LEN]>,
 }
+
+/// A COOKIE option's data as pzdns sends it: client and server cookie.
+pub const COOKIE_LEN: usize = 24;
 
 /// An NSID payload, kept inline so that an `Opt` is plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,7 @@ impl Opt {
             + self.subnet.map_or(0, |(s, _)| 8 + s.addr_len as usize)
             + self.ede.map_or(0, |(_, t)| 6 + t.len())
             + self.nsid.map_or(0, |n| 4 + n.len as usize)
+            + self.cookie.map_or(0, |_| 4 + COOKIE_LEN)
     }
 }
 
@@ -393,6 +400,10 @@ impl ResponseWriter {
                 self.option(OPTION_NSID, n.len as usize);
                 self.buf.extend_from_slice(n.as_bytes());
             }
+            if let Some(c) = o.cookie {
+                self.option(OPTION_COOKIE, COOKIE_LEN);
+                self.buf.extend_from_slice(&c);
+            }
             if let Some((code, text)) = o.ede {
                 self.option(OPTION_EDE, 2 + text.len());
                 self.buf.extend_from_slice(&code.to_be_bytes());
@@ -443,7 +454,10 @@ mod tests {
         let mut w = ResponseWriter::new(Vec::new(), 1, Some(Q), 12 + Q.len() + 16 + crate::dns::OPT_LEN, crate::dns::OPT_LEN);
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_some());
         assert!(w.record_at(Section::Answer, 12, &A_TAIL).is_none(), "the second does not fit beside OPT");
-        let m = w.finish(flags(), Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0, subnet: None, ede: None, nsid: None }));
+        let m = w.finish(
+            flags(),
+            Some(Opt { payload: 1232, dnssec_ok: true, rcode_high: 0, subnet: None, ede: None, nsid: None, cookie: None }),
+        );
         assert_eq!(m[2] & 0x02, 0x02, "TC");
         assert_eq!(&m[6..12], &[0, 0, 0, 0, 0, 1], "no records but OPT");
         assert_eq!(m.len(), 12 + Q.len() + crate::dns::OPT_LEN);
@@ -466,7 +480,15 @@ mod tests {
         let f = Flags { copied: 0, aa: false, ra: false, rcode: 0 };
         let m = w.finish(
             f,
-            Some(Opt { payload: 512, dnssec_ok: false, rcode_high: 1, subnet: None, ede: Some((21, "no")), nsid: Nsid::new(b"a1") }),
+            Some(Opt {
+                payload: 512,
+                dnssec_ok: false,
+                rcode_high: 1,
+                subnet: None,
+                ede: Some((21, "no")),
+                nsid: Nsid::new(b"a1"),
+                cookie: None,
+            }),
         );
         assert_eq!(m[3] & 0x0f, 0);
         let opt = 12 + Q.len();

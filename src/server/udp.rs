@@ -3,7 +3,8 @@
 //! answers each through the one answer path (`answer`) into the batch's
 //! send buffer. A question that must wait on an upstream goes to a task of
 //! its own with its half-written response, so the socket never stalls
-//! behind it (docs/PERFORMANCE.md has what each step bought).
+//! behind it (docs/PERFORMANCE.md has what each step bought). Every
+//! response passes response rate limiting (`Shared::rate_limit`) first.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -33,7 +34,7 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
     tokio::pin!(stop);
     // Each answer of a batch, recorded once the batch is sent; only the
     // first `tx.len` are read.
-    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error, claimed: None, policy: None };
+    let none = Answered { rcode: 0, view: None, source: crate::metrics::Source::Error, claimed: None, policy: None, valid_cookie: false };
     let nobody = Client { listener, src: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(), proxy: None, transport: Transport::Udp };
     // (answer, client, datagram, where its DNS message starts)
     let mut answered: [(Answered, Client, usize, usize); BATCH] = [(none, nobody, 0, 0); BATCH];
@@ -85,10 +86,12 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
             match outcome {
                 // A policy's drop: recorded, nothing sent.
                 Outcome::Silent(a) => shared.recorder.record(&snap, &client, bytes, None, &a, started.elapsed()),
-                Outcome::Done(a) => {
+                Outcome::Done(a) if shared.rate_limit(&snap, &client, &a, out, started) => {
                     answered[tx.len] = (a, client, i, at);
                     tx.push(src);
                 }
+                // Held back by response rate limiting: recorded, nothing sent.
+                Outcome::Done(a) => shared.recorder.record(&snap, &client, bytes, None, &a, started.elapsed()),
                 Outcome::Drop => {}
                 Outcome::Wait(p) => wait_upstream(&shared, &socket, p, client, src, bytes),
             }

@@ -75,6 +75,11 @@ impl Snapshot {
             },
             client_subnet: cfg.client_subnet,
             nsid: cfg.nsid.as_deref().and_then(|n| crate::dns::writer::Nsid::new(n.as_bytes())),
+            cookies: cfg.cookies,
+            cookie_secrets: cfg
+                .cookie_secrets
+                .unwrap_or(crate::abuse::cookie::Secrets { current: crate::abuse::cookie::process_secret(), previous: None }),
+            rate_limit: cfg.rate_limit,
             scopes: ScopeIndex::default(),
             vpc_scopes: ScopeIndex::default(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),

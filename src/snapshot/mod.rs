@@ -167,6 +167,13 @@ pub struct Snapshot {
     client_subnet: ClientSubnet,
     /// This replica's NSID (RFC 5001), if one is configured.
     pub nsid: Option<crate::dns::writer::Nsid>,
+    /// DNS Cookies (RFC 7873): whether they are answered or required.
+    pub cookies: crate::config::Cookies,
+    /// The secrets server cookies are made with: `cookie_secret_file`'s,
+    /// else the process's random one.
+    pub cookie_secrets: crate::abuse::cookie::Secrets,
+    /// Response rate limiting over UDP (`None`: off).
+    pub rate_limit: Option<crate::abuse::rrl::Settings>,
     /// ECS scope prefix lengths (RFC 7871) from the VPC and vSwitch CIDRs.
     scopes: ScopeIndex,
     /// The same over VPC CIDRs only: whether a claimed block is all one

@@ -27,7 +27,8 @@ fn shared() -> Arc<Shared> {
 }
 
 /// A query with RD and CD set, the name's letters in alternating case
-/// (0x20), and an OPT (payload, DO, one option) when `edns` is given.
+/// (0x20), and an OPT (payload, DO, one option pzdns ignores: 65001,
+/// unassigned) when `edns` is given.
 fn query(id: u16, name: &Name, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
     m.extend_from_slice(&[0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, edns.is_some() as u8]);
@@ -41,7 +42,7 @@ fn query(id: u16, name: &Name, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8>
     if let Some((payload, dnssec_ok)) = edns {
         m.extend_from_slice(&[0, 0, 41]);
         m.extend_from_slice(&payload.to_be_bytes());
-        m.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 6, 0, 10, 0, 2, 0xab, 0xcd]);
+        m.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 6, 0xfd, 0xe9, 0, 2, 0xab, 0xcd]);
     }
     m
 }

@@ -103,6 +103,11 @@ fn table(q_name: &Name, qtype: RecordType, ttl: u32) -> (ResponseCode, Vec<Recor
                 .collect();
             (ResponseCode::NoError, recs, vec![])
         }
+        // ~1 KB in one record: what a spoofer asks for to amplify (issue #28).
+        ("kilo.public.example.", RecordType::TXT) => {
+            let txt = TXT::new((0..4).map(|i| format!("{i}-{}", "k".repeat(248))).collect());
+            (ResponseCode::NoError, vec![Record::from_rdata(owner.clone(), ttl, RData::TXT(txt))], vec![])
+        }
         ("big.public.example.", RecordType::TXT) => {
             let recs = (0..20)
                 .map(|i| Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![format!("{i:02}-{}", "x".repeat(60))]))))
