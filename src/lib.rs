@@ -5,7 +5,7 @@
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
 //! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
-//!     ─► upstream ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
+//!     ─► upstream ─► transfer ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `config` reads and checks
 //! files, `snapshot` holds the indexes a query reads, `resolve` applies
@@ -31,4 +31,5 @@ pub mod resolve;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod transfer;
 pub mod upstream;

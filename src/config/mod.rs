@@ -12,6 +12,7 @@ pub mod policy;
 pub mod presentation;
 pub mod rdata;
 pub mod schema;
+pub mod transfers;
 pub mod yaml;
 pub mod zones_dir;
 
@@ -208,6 +209,8 @@ pub struct ServerConfig {
     pub nsid: Option<String>,
     /// dnstap output; off by default.
     pub dnstap: Option<dnstap::Settings>,
+    /// Zone transfers to secondaries (`transfers:`); no keys: none.
+    pub transfers: transfers::Transfers,
 }
 
 impl ServerConfig {
@@ -242,6 +245,7 @@ impl ServerConfig {
             client_subnet: ClientSubnet::Off,
             nsid: None,
             dnstap: None,
+            transfers: transfers::Transfers::default(),
         }
     }
 
@@ -333,6 +337,9 @@ impl ServerConfig {
             cfg.query_log = q.value;
         }
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
+        if let Some(t) = f.transfers {
+            cfg.transfers = transfers::read(path, &base, t, diags);
+        }
         cfg
     }
 

@@ -3,7 +3,7 @@
 //! (a query carries none that pzdns acts on). One reader for every
 //! transport; nothing is allocated.
 
-use super::{CD, OPCODE, QR, RD, TYPE_OPT};
+use super::{CD, OPCODE, QR, RD, TYPE_OPT, TYPE_TSIG};
 
 /// The EDNS part of a query (RFC 6891).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,9 @@ pub struct Query<'a> {
     pub flags: u16,
     pub question: QuestionPart<'a>,
     pub edns: Option<QueryEdns>,
+    /// Where the TSIG record (RFC 8945) starts, when the query is signed:
+    /// the last record of the message.
+    pub tsig: Option<usize>,
 }
 
 /// Why a message cannot be read as a query.
@@ -175,7 +178,8 @@ impl<'a> Query<'a> {
             r.skip_record().ok_or(bad)?;
         }
         let mut edns = None;
-        for _ in 0..ar {
+        let mut tsig = None;
+        for i in 0..ar {
             let owner = r.pos;
             r.skip_name().ok_or(bad)?;
             let root = r.pos == owner + 1 && msg[owner] == 0;
@@ -184,6 +188,13 @@ impl<'a> Query<'a> {
             let ttl = r.u32().ok_or(bad)?;
             let rdlen = r.u16().ok_or(bad)? as usize;
             let rdata = r.take(rdlen).ok_or(bad)?;
+            if rtype == TYPE_TSIG {
+                // RFC 8945 §5.1: the TSIG record is the last one, or FORMERR.
+                if i + 1 != ar {
+                    return Err(bad);
+                }
+                tsig = Some(owner);
+            }
             if rtype == TYPE_OPT {
                 // RFC 6891 §6.1.1: one OPT, owned by the root, or FORMERR.
                 if edns.is_some() || !root {
@@ -215,7 +226,7 @@ impl<'a> Query<'a> {
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
-        Ok(Query { id, flags, question, edns })
+        Ok(Query { id, flags, question, edns, tsig })
     }
 }
 

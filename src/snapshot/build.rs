@@ -83,6 +83,9 @@ impl Snapshot {
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },
             counters: crate::metrics::QueryCounters::new(data.vpcs.len()),
             policy: policy::Policies::default(),
+            transfer_keys: Vec::new(),
+            catalog: cfg.transfers.catalog.clone(),
+            catalogs: Vec::new(),
         };
         // Reused zones carry indices into the previous interner: start from it.
         let mut azs = Interner::default();
@@ -184,7 +187,12 @@ impl Snapshot {
         }
         // Zones build independently: on every core of the pool this runs on.
         let azs = azs;
-        let built = build_zones_parallel(jobs, serial, &azs);
+        // A file zone built again gets a serial past its last one, however
+        // its files' times went (two edits within a second, a clock set back).
+        let prev_serials: HashMap<&Path, u32> = prev
+            .map(|p| p.zones.iter().filter(|z| matches!(z.kind, ZoneOrigin::File)).map(|z| (z.path.as_path(), z.serial)).collect())
+            .unwrap_or_default();
+        let built = build_zones_parallel(jobs, serial, &prev_serials, &azs);
         for (z, mut zone_cnames, d) in built {
             diags.extend(d);
             let Some(z) = z else { continue };
@@ -207,6 +215,8 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
+        snap.transfer_keys = cfg.transfers.keys.iter().filter_map(|k| snap.vpc_by_id.get(&k.vpc.value).map(|v| (k.clone(), *v))).collect();
+        snap.catalogs = catalog_versions(&snap, prev);
         check_endpoint_shadowing(&snap, &mut diags);
         (snap, cnames, diags)
     }
@@ -262,6 +272,36 @@ fn check_endpoint_shadowing(snap: &Snapshot, diags: &mut Diagnostics) {
     }
 }
 
+/// Each view's catalog version: the previous snapshot's while the list of
+/// zones is the same; else a serial past it, and past every member's
+/// serial and the zones directory's modification time (what a first load
+/// starts from, so that a restart with the same zones keeps the serial).
+fn catalog_versions(snap: &Snapshot, prev: Option<&Snapshot>) -> Vec<super::CatalogVersion> {
+    use std::hash::{Hash, Hasher};
+    let dir_time = std::fs::metadata(&snap.zones_dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as u32);
+    (0..snap.vpcs.len() as VpcIdx)
+        .map(|v| {
+            let mut names: Vec<&NameKey> = snap.transferable_zones(v).map(|z| &z.key).collect();
+            names.sort_unstable();
+            let mut h = rustc_hash::FxHasher::default();
+            names.hash(&mut h);
+            let members = h.finish();
+            let floor = snap.transferable_zones(v).map(|z| z.serial).max().unwrap_or(0).max(dir_time).max(1);
+            let before = prev.and_then(|p| Some(*p.catalogs.get(p.vpc_index(&snap.vpcs[v as usize].id)? as usize)?));
+            let serial = match before {
+                Some(b) if b.members == members => b.serial,
+                Some(b) => floor.max(b.serial.wrapping_add(1)),
+                None => floor,
+            };
+            super::CatalogVersion { serial, members }
+        })
+        .collect()
+}
+
 /// Identifies an upstream set in cache keys (computed once per snapshot,
 /// see `Snapshot::upstreams_for`), so two routes never share an entry.
 fn route_id(upstreams: &[SocketAddr]) -> u64 {
@@ -298,13 +338,18 @@ impl Job {
 
 /// Builds every zone on rayon's pool (one thread per core); results in
 /// the order of `jobs`.
-fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, azs: &Interner) -> Vec<Built> {
+fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, prev_serials: &HashMap<&Path, u32>, azs: &Interner) -> Vec<Built> {
     use rayon::prelude::*;
     jobs.into_par_iter()
         .map(|(job, vpcs)| match job {
             Job::Build(def) => {
                 let mut diags = Diagnostics::new();
                 let mut cnames = Vec::new();
+                let prev = match def.kind {
+                    ZoneOrigin::File => prev_serials.get(def.path.as_path()).copied(),
+                    ZoneOrigin::Endpoint(_) => None,
+                };
+                let serial = zone_serial(&def, serial, prev);
                 let z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
                 (z.map(Arc::new), cnames, diags)
             }
@@ -338,6 +383,23 @@ impl Interner {
     /// before zones are built).
     fn get(&self, s: &str) -> u32 {
         self.ids.get(s).copied().unwrap_or(NO_AZ)
+    }
+}
+
+/// The serial of a zone's synthesised SOA: the last modification time of
+/// its files (seconds), so that it is the same across restarts while they
+/// do not change and grows when they do; past `prev`, the serial of the
+/// zone this one replaces, when there is one. `fallback` (the load time)
+/// where the files' times cannot be read.
+fn zone_serial(def: &ZoneDef, fallback: u32, prev: Option<u32>) -> u32 {
+    let mtime = |p: &Path| {
+        let t = std::fs::metadata(p).ok()?.modified().ok()?;
+        t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as u32)
+    };
+    let from_files = mtime(&def.path).max(mtime(&def.records_path)).unwrap_or(fallback).max(1);
+    match prev {
+        Some(p) if p >= from_files => p.wrapping_add(1).max(1),
+        _ => from_files,
     }
 }
 
@@ -427,6 +489,8 @@ fn build_zone(
     let mut record_count = 0usize;
     let mut has_wildcards = false;
     let mut negative_soa = None;
+    // The SOA's serial: the data's own SOA, else the one synthesised.
+    let mut zone_serial = serial;
     let mut too_large = false;
     let synthesised = |recs: &mut Vec<RecordDef>, record: Record| {
         recs.push(RecordDef { record, pos: Pos::UNKNOWN, az: None });
@@ -468,6 +532,7 @@ fn build_zone(
                 let mut neg = recs[soa.1[0] as usize].record.clone();
                 if let RData::SOA(s) = &neg.data {
                     neg.ttl = neg.ttl.min(s.minimum);
+                    zone_serial = s.serial;
                 }
                 negative_soa = Some(neg);
             } else {
@@ -516,6 +581,7 @@ fn build_zone(
         nodes,
         has_wildcards,
         record_count,
+        serial: zone_serial,
         vpcs,
         bound: def.vpcs,
         pos: def.pos,

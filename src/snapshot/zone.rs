@@ -252,6 +252,17 @@ impl Nodes {
         self.index.is_empty()
     }
 
+    /// The node stored at arena offset `at` (0 is the first), with the
+    /// offset of the one after it: a walk of every node in storage order
+    /// that holds no borrow between steps (a zone transfer's).
+    pub fn node_from(&self, at: usize) -> Option<(&[u8], Node<'_>, usize)> {
+        if at >= self.data.len() {
+            return None;
+        }
+        let (key, node) = node_at(&self.data, at as u32);
+        Some((key, node, at + 5 + key.len() + node.sets.len()))
+    }
+
     /// Every name and its node, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Node<'_>)> {
         self.index.iter().map(|&at| node_at(&self.data, at))
@@ -335,6 +346,8 @@ pub struct Zone {
     pub has_wildcards: bool,
     /// Records held (not counting empty non-terminals).
     pub record_count: usize,
+    /// The serial of the apex SOA (the data's, or the synthesised one's).
+    pub serial: u32,
     /// Index of the VPCs this zone is bound to (sorted).
     pub vpcs: Vec<u32>,
     /// The `vpcs:` entries as written, and where the zone file's `zone:`
@@ -396,6 +409,21 @@ impl Zone {
     /// Whether this zone holds generated PrivateLink endpoint names.
     pub fn is_endpoint_names(&self) -> bool {
         matches!(self.kind, ZoneOrigin::Endpoint(_))
+    }
+
+    /// Whether a secondary may hold a copy of this zone and answer from it
+    /// exactly as pzdns does (docs/REFERENCE.md#transfers): not a
+    /// `recursive_proxy` zone (pzdns forwards the names it lacks, a copy
+    /// would deny them), nor one with a CNAME at its apex (which no
+    /// secondary loads beside the apex's SOA and NS).
+    pub fn transferable(&self) -> bool {
+        !self.recursive_proxy && self.nodes.get(&self.key).is_none_or(|n| n.get(RecordType::CNAME).is_none())
+    }
+
+    /// The apex SOA record, in wire form without owner.
+    pub fn soa_wire(&self) -> Option<&[u8]> {
+        let set = self.nodes.get(&self.key)?.get(RecordType::SOA)?;
+        tails(set.wire()).next()
     }
 }
 

@@ -1,0 +1,226 @@
+//! Secondaries per view (issue #29, SPEC §9): TSIG keys that stand for VPC
+//! views, AXFR/IXFR out, the view's catalog zone, NOTIFY. Checked with
+//! kdig (which verifies every signature it is sent) and BIND 9.18 as the
+//! on-premises secondary following the view's catalog.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::interop::scratch;
+use crate::support::*;
+
+const SECRET_A: &str = "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWEsIDMyIGJ5dGVzIQ==";
+const SECRET_B: &str = "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWIsIDMyIGJ5dGVzIQ==";
+
+/// A zones directory with two views: vpc-a sees a.internal, shared.internal,
+/// proxy.internal (recursive_proxy) and an endpoint's names; vpc-b sees
+/// b.internal and shared.internal. Keys in `keys/`, beside the config.
+fn zones(tag: &str) -> PathBuf {
+    let d = scratch(&format!("xfr-{tag}"));
+    let z = d.join("zones");
+    std::fs::create_dir_all(&z).unwrap();
+    let w = |p: &str, t: &str| std::fs::write(z.join(p), t).unwrap();
+    w("vpcs.yaml", "vpcs:\n  - { id: vpc-a, cidrs: [127.1.0.0/16] }\n  - { id: vpc-b, cidrs: [127.2.0.0/16] }\n");
+    w(
+        "a.yaml",
+        "zone: a.internal\nvpcs: [vpc-a]\nrecords:\n  - { name: www, type: A, value: [10.0.0.1, 10.0.0.2] }\n  - { name: \"*.app\", type: A, value: 10.0.0.9 }\n  - { name: mail, type: MX, value: \"10 mx.a.internal\" }\n  - { name: alias, type: CNAME, value: www.shared.internal }\n  - { name: txt, type: TXT, value: '\"hello world\"' }\n",
+    );
+    w("b.yaml", "zone: b.internal\nvpcs: [vpc-b]\nrecords:\n  - { name: www, type: A, value: 10.2.0.1 }\n");
+    w("shared.yaml", "zone: shared.internal\nvpcs: [vpc-a, vpc-b]\nrecords:\n  - { name: www, type: A, value: 10.9.0.1 }\n");
+    w("proxy.yaml", "zone: proxy.internal\nvpcs: [vpc-a]\nrecursive_proxy: true\nrecords:\n  - { name: www, type: A, value: 10.3.0.1 }\n");
+    w(
+        "endpoints.yaml",
+        "endpoints:\n  - id: ep-1\n    service: epsrv-1\n    region: cn-hangzhou\n    vpc: vpc-a\n    zones:\n      - { zone: cn-hangzhou-j, ip: 192.168.1.1 }\n",
+    );
+    std::fs::create_dir_all(d.join("keys")).unwrap();
+    std::fs::write(d.join("keys/a.key"), format!("key \"ka\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{SECRET_A}\";\n}};\n")).unwrap();
+    std::fs::write(d.join("keys/b.key"), format!("{SECRET_B}\n")).unwrap();
+    d
+}
+
+/// The `transfers:` part of pzdns.yaml for the keys of [`zones`], in `dir`.
+fn transfers_yaml(dir: &Path, notify: &str) -> String {
+    let d = dir.display();
+    format!(
+        "transfers:\n  keys:\n    - {{ name: ka, algorithm: hmac-sha256, secret_file: {d}/keys/a.key, vpc: vpc-a }}\n    - {{ name: kb, secret_file: {d}/keys/b.key, vpc: vpc-b }}\n  catalog: catalog.test\n{notify}"
+    )
+}
+
+fn start(dir: &Path, extra: &str) -> TestServer {
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n{}{extra}",
+        transfers_yaml(dir, "")
+    );
+    TestServer::start(&dir.join("zones"), &cfg)
+}
+
+/// kdig's answer to `args` against `server`: (status, records as `owner TYPE rdata` lines, whole output).
+fn kdig(server: SocketAddr, args: &[&str]) -> (String, Vec<String>, String) {
+    let kdig = tool("kdig").unwrap();
+    let out = Command::new(kdig)
+        .args(["-b", "127.0.0.1", "+time=3", "+retry=0", "+nocrypto", &format!("@{}", server.ip()), "-p", &server.port().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let status = text.split("status: ").nth(1).map(|s| s.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap().to_string());
+    // A transfer's error: ";; ERROR: server replied with error 'NOTAUTH'".
+    let status = status.or_else(|| text.split("replied with error '").nth(1).and_then(|s| s.split('\'').next()).map(str::to_string));
+    let status = status.unwrap_or_default();
+    let records = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // The TSIG record kdig shows (after checking it) is not data.
+            (f.len() >= 5 && f[3] != "TSIG").then(|| format!("{} {} {}", f[0].to_ascii_lowercase(), f[3], f[4..].join(" ")))
+        })
+        .collect();
+    (status, records, text)
+}
+
+fn axfr(server: SocketAddr, key: Option<(&str, &str)>, zone: &str) -> (String, Vec<String>, String) {
+    let y = key.map(|(n, s)| format!("hmac-sha256:{n}:{s}"));
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(y) = &y {
+        args.extend(["-y", y]);
+    }
+    args.extend(["AXFR", zone]);
+    kdig(server, &args)
+}
+
+fn assert_status(got: (String, Vec<String>, String), want: &str) {
+    assert_eq!(got.0, want, "{}", got.2);
+}
+
+fn owners(records: &[String], rtype: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        records.iter().filter(|r| r.split(' ').nth(1) == Some(rtype)).map(|r| r.split(' ').next().unwrap().to_string()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn each_key_transfers_exactly_its_views_zones() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("views");
+    let pz = start(&dir, "");
+    let at = pz.addrs[0];
+    let (ka, kb) = (Some(("ka", SECRET_A)), Some(("kb", SECRET_B)));
+
+    // vpc-a's key: its zone, whole, SOA first and last.
+    let (st, recs, text) = axfr(at, ka, "a.internal.");
+    assert!(text.contains("Received") || !recs.is_empty(), "{text}");
+    assert_eq!(recs.first().map(|r| r.split(' ').nth(1)), Some(Some("SOA")), "{text}");
+    assert_eq!(recs.last().map(|r| r.split(' ').nth(1)), Some(Some("SOA")), "{text}");
+    assert!(!text.contains("TSIG") || !text.to_ascii_lowercase().contains("fail"), "kdig checked every signature: {text}");
+    let mut body: Vec<&String> = recs[1..recs.len() - 1].iter().collect();
+    body.sort();
+    let want = [
+        "*.app.a.internal. A 10.0.0.9",
+        "a.internal. NS ns.pzdns.invalid.",
+        "alias.a.internal. CNAME www.shared.internal.",
+        "mail.a.internal. MX 10 mx.a.internal.",
+        "txt.a.internal. TXT \"hello world\"",
+        "www.a.internal. A 10.0.0.1",
+        "www.a.internal. A 10.0.0.2",
+    ];
+    assert_eq!(body, want, "{st}: {text}");
+    // And the shared zone and the endpoint's name, a zone of its own.
+    assert_eq!(owners(&axfr(at, ka, "shared.internal.").1, "A"), ["www.shared.internal."]);
+    let ep = "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";
+    assert_eq!(owners(&axfr(at, ka, ep).1, "A"), [ep]);
+    // Not the other view's zone, and not a zone whose gaps pzdns forwards.
+    assert_status(axfr(at, ka, "b.internal."), "NOTAUTH");
+    assert_status(axfr(at, ka, "proxy.internal."), "NOTAUTH");
+
+    // vpc-b's key: the mirror image.
+    assert_eq!(owners(&axfr(at, kb, "b.internal.").1, "A"), ["www.b.internal."]);
+    assert_eq!(owners(&axfr(at, kb, "shared.internal.").1, "A"), ["www.shared.internal."]);
+    assert_status(axfr(at, kb, "a.internal."), "NOTAUTH");
+    assert_eq!(axfr(at, kb, ep).0, "NOTAUTH");
+
+    // Each view's catalog lists exactly what that view may copy.
+    let members = |key, zone: &str| {
+        let (_, recs, text) = axfr(at, key, zone);
+        assert!(recs.iter().any(|r| r == &format!("version.{zone} TXT \"2\"")), "{text}");
+        let mut v: Vec<String> =
+            recs.iter().filter(|r| r.split(' ').nth(1) == Some("PTR")).map(|r| r.split(' ').nth(2).unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    let zonal = "ep-1-cn-hangzhou-j.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";
+    assert_eq!(members(ka, "vpc-a.catalog.test."), ["a.internal.", zonal, ep, "shared.internal."]);
+    assert_eq!(members(kb, "vpc-b.catalog.test."), ["b.internal.", "shared.internal."]);
+    assert_status(axfr(at, kb, "vpc-a.catalog.test."), "NOTAUTH");
+
+    // Unsigned: REFUSED. A wrong secret or an unknown key: NOTAUTH with
+    // the TSIG error, which kdig reports in its place.
+    assert_status(axfr(at, None, "a.internal."), "REFUSED");
+    assert_status(axfr(at, Some(("ka", SECRET_B)), "a.internal."), "BADSIG");
+    assert_status(axfr(at, Some(("nokey", SECRET_A)), "a.internal."), "BADKEY");
+    let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+    assert_eq!(metric(&m, "pzdns_events_total{event=\"tsig_rejected\"}"), 2.0, "{m}");
+    assert!(metric(&m, "pzdns_transfers_total{vpc=\"vpc-a\",zone=\"a.internal.\",kind=\"axfr\",result=\"complete\"}") >= 1.0, "{m}");
+
+    // A signed SOA query (a secondary's refresh), over UDP: answered, signed, in the key's view.
+    let (st, recs, text) = kdig(at, &["-y", &format!("hmac-sha256:kb:{SECRET_B}"), "SOA", "b.internal."]);
+    assert_eq!(st, "NOERROR", "{text}");
+    assert_eq!(owners(&recs, "SOA"), ["b.internal."], "{text}");
+    assert_eq!(kdig(at, &["-y", &format!("hmac-sha256:kb:{SECRET_B}"), "SOA", "a.internal."]).0, "NOTAUTH");
+}
+
+#[test]
+fn a_large_zone_streams_in_many_signed_messages() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("large");
+    let mut yaml = String::from("zone: big.internal\nvpcs: [vpc-a]\nrecords:\n");
+    for i in 0..6000 {
+        yaml.push_str(&format!("  - {{ name: host-{i}, type: A, value: 10.{}.{}.{} }}\n", i / 65536, (i / 256) % 256, i % 256));
+    }
+    std::fs::write(dir.join("zones/big.yaml"), yaml).unwrap();
+    let pz = start(&dir, "");
+    let (_, recs, text) = axfr(pz.addrs[0], Some(("ka", SECRET_A)), "big.internal.");
+    // SOA, NS, 6000 A, SOA; over several messages, each signature checked by kdig.
+    assert_eq!(recs.len(), 6003, "{}", &text[text.len().saturating_sub(600)..]);
+    // kdig: ";; Received N B (M messages, R records)".
+    let messages: usize = text.split(" messages,").next().and_then(|t| t.rsplit('(').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(messages >= 2, "{}", &text[text.len().saturating_sub(300)..]);
+}
+
+#[test]
+fn serials_stay_across_restarts_and_grow_with_changes() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("serial");
+    let soa_serial = |pz: &TestServer| {
+        let (_, recs, text) = kdig(pz.addrs[0], &["-y", &format!("hmac-sha256:ka:{SECRET_A}"), "SOA", "a.internal."]);
+        let soa = recs.iter().find(|r| r.contains(" SOA ")).unwrap_or_else(|| panic!("{text}"));
+        soa.split(' ').nth(4).unwrap().parse::<u32>().unwrap()
+    };
+    let mut pz = start(&dir, "");
+    let first = soa_serial(&pz);
+    pz.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    let pz = start(&dir, "");
+    assert_eq!(soa_serial(&pz), first, "nothing changed: the same serial after a restart");
+    let a = dir.join("zones/a.yaml");
+    let text = std::fs::read_to_string(&a).unwrap();
+    std::fs::write(&a, format!("{text}  - {{ name: new, type: A, value: 10.0.0.7 }}\n")).unwrap();
+    let (status, _) = http(pz.admin.unwrap(), "POST", "/reload");
+    assert_eq!(status, 200);
+    let t = Instant::now();
+    while soa_serial(&pz) == first {
+        assert!(t.elapsed() < Duration::from_secs(5), "the serial did not grow");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(soa_serial(&pz) > first);
+}
