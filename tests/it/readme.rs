@@ -87,6 +87,11 @@ fn the_readme_yaml_examples_load_together() {
             text = text.replace(&d, dir.join("outside").to_str().unwrap());
             std::fs::create_dir_all(dir.join("outside")).unwrap();
         }
+        // A TSIG secret a fragment names: any base64 secret (`tsig-keygen` writes the real one).
+        for f in text.split("secret_file: ").skip(1).map(|r| r.split([',', ' ', '}', '\n']).next().unwrap()) {
+            std::fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(f), "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWEsIDMyIGJ5dGVzIQ==\n").unwrap();
+        }
         let cfg = dir.join(format!("pzdns-{i}.yaml"));
         std::fs::write(&cfg, &text).unwrap();
         let (code, out) = check(&cfg);
@@ -113,15 +118,17 @@ fn the_readme_recipes_load_in_bind_unbound_and_dnsdist() {
     let dir = std::env::temp_dir().join(format!("pzdns-readme-recipes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let checks: [(&str, &str, &str, &[&str]); 3] = [
+    let checks: [(&str, &str, &str, &[&str]); 4] = [
         ("named-checkconf", "", "options {", &[]),
+        // A secondary of a view: key, catalog-zones, the catalog zone.
+        ("named-checkconf", "", "key \"onprem-hz\"", &[]),
         ("unbound-checkconf", "", "server:", &[]),
         ("dnsdist", "lua", "setSecurityPollSuffix", &["--check-config", "-C"]),
     ];
     for (checker, lang, first, args) in checks {
         let (line, text) = recipe(&readme, lang, first);
         let Some(path) = tool(checker) else { continue };
-        let file = dir.join(format!("{checker}.conf"));
+        let file = dir.join(format!("{checker}-{line}.conf"));
         std::fs::write(&file, &text).unwrap();
         let out = Command::new(path).args(args).arg(&file).output().unwrap();
         assert!(

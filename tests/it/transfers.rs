@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::interop::scratch;
+use crate::interop::{Peer, free_udp_port, scratch};
 use crate::support::*;
 
 const SECRET_A: &str = "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWEsIDMyIGJ5dGVzIQ==";
@@ -223,4 +223,158 @@ fn serials_stay_across_restarts_and_grow_with_changes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(soa_serial(&pz) > first);
+}
+
+/// named.conf for BIND 9.18 as vpc-a's on-premises secondary: the view's
+/// catalog (its member zones added as they come), recursion forwarded to
+/// pzdns for everything else, asked from an address in vpc-a.
+fn named_conf(dir: &Path, port: u16, pz: SocketAddr) -> PathBuf {
+    let d = dir.display();
+    let (ip, pzport) = (pz.ip(), pz.port());
+    let conf = format!(
+        r#"key "ka" {{
+    algorithm hmac-sha256;
+    secret "{SECRET_A}";
+}};
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion yes;
+    allow-query {{ any; }};
+    allow-recursion {{ any; }};
+    forward only;
+    forwarders {{ {ip} port {pzport}; }};
+    query-source address 127.1.0.77;
+    transfer-source 127.1.0.77;
+    notify no;
+    dnssec-validation no;
+    allow-new-zones yes;
+    catalog-zones {{
+        zone "vpc-a.catalog.test" default-primaries {{ {ip} port {pzport} key ka; }};
+    }};
+}};
+zone "vpc-a.catalog.test" {{
+    type secondary;
+    file "catalog.db";
+    primaries {{ {ip} port {pzport} key ka; }};
+}};
+controls {{ }};
+"#
+    );
+    let p = dir.join("named.conf");
+    std::fs::write(&p, conf).unwrap();
+    p
+}
+
+/// An answer as comparable across servers: rcode, and the answer
+/// section's records sorted, TTLs left out.
+fn comparable(m: &hickory_proto::op::Message) -> (String, Vec<String>) {
+    let mut got = lines(&m.answers);
+    got.sort();
+    (m.metadata.response_code.to_string(), got)
+}
+
+/// Asks `server` from `from` with RD=`rd`, over UDP.
+fn ask(server: SocketAddr, from: &str, name: &str, qtype: hickory_proto::rr::RecordType, rd: bool) -> hickory_proto::op::Message {
+    let mut q = query(name, qtype, Some(1232));
+    q.metadata.recursion_desired = rd;
+    udp(server, from, &q)
+}
+
+/// Waits until BIND holds `name` itself (AA=1 on a query with RD=0).
+fn wait_authoritative(bind: SocketAddr, name: &str, want: &str, limit: Duration) -> Duration {
+    use hickory_proto::rr::RecordType;
+    let t = Instant::now();
+    loop {
+        let r = ask(bind, "127.0.0.1", name, RecordType::A, false);
+        if r.metadata.authoritative && lines(&r.answers).iter().any(|l| l.ends_with(want)) {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < limit, "BIND does not hold {name} {want} after {limit:?}: {r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bind_follows_the_views_catalog_and_answers_as_pzdns_does() {
+    use crate::support::upstream::FakeUpstream;
+    use hickory_proto::rr::RecordType;
+    let Some(named) = tool("named") else { return };
+    let dir = zones("bind");
+    let up = FakeUpstream::start("127.0.0.1");
+    let bind_port = free_udp_port("127.0.0.1");
+    let bind: SocketAddr = format!("127.0.0.1:{bind_port}").parse().unwrap();
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n{}",
+        up.addr,
+        transfers_yaml(&dir, &format!("  notify: [{bind}]\n"))
+    );
+    let mut pz = TestServer::start(&dir.join("zones"), &cfg);
+    let bind_dir = scratch("xfr-named");
+    let conf = named_conf(&bind_dir, bind_port, pz.addrs[0]);
+    let _peer = Peer::start(Command::new(named).args(["-g", "-n", "1", "-c"]).arg(&conf), bind_dir, bind);
+    let ep = "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";
+    wait_authoritative(bind, "www.a.internal.", "10.0.0.1", Duration::from_secs(20));
+    wait_authoritative(bind, "www.shared.internal.", "10.9.0.1", Duration::from_secs(20));
+    wait_authoritative(bind, ep, "192.168.1.1", Duration::from_secs(20));
+
+    // Private names (BIND answers from its copies), names pzdns would
+    // forward (BIND forwards them to pzdns), public names: the same answers.
+    let private = [
+        ("www.a.internal.", RecordType::A),
+        ("x.app.a.internal.", RecordType::A),
+        ("mail.a.internal.", RecordType::MX),
+        ("txt.a.internal.", RecordType::TXT),
+        ("alias.a.internal.", RecordType::A),
+        ("nope.a.internal.", RecordType::A),
+        ("www.a.internal.", RecordType::AAAA),
+        ("www.shared.internal.", RecordType::A),
+        (ep, RecordType::A),
+        ("ep-1-cn-hangzhou-j.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.", RecordType::A),
+    ];
+    let forwarded = [
+        ("www.proxy.internal.", RecordType::A),
+        ("missing.proxy.internal.", RecordType::A),
+        ("www.b.internal.", RecordType::A),
+        // (Not a public CNAME: BIND asks for its target, which the test authority lacks.)
+        ("db.corp.example.", RecordType::A),
+        ("nodata.public.example.", RecordType::A),
+    ];
+    let mut private_answers = Vec::new();
+    for (name, qtype) in private.iter().chain(forwarded.iter()) {
+        let from_pzdns = comparable(&ask(pz.addrs[0], "127.1.0.5", name, *qtype, true));
+        let from_bind = comparable(&ask(bind, "127.0.0.1", name, *qtype, true));
+        assert_eq!(from_bind, from_pzdns, "{name} {qtype}");
+        if private.contains(&(*name, *qtype)) {
+            private_answers.push((*name, *qtype, from_pzdns));
+        }
+    }
+    // vpc-b's zone never reached this secondary.
+    assert!(!ask(bind, "127.0.0.1", "www.b.internal.", RecordType::A, false).metadata.authoritative);
+
+    // A record added on disk: NOTIFY brings it to BIND within 5 s.
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = dir.join("zones/a.yaml");
+    let text = std::fs::read_to_string(&a).unwrap();
+    std::fs::write(&a, format!("{text}  - {{ name: new, type: A, value: 10.0.0.7 }}\n")).unwrap();
+    // A zone added: the catalog lists it, and BIND adds it.
+    std::fs::write(dir.join("zones/c.yaml"), "zone: c.internal\nvpcs: [vpc-a]\nrecords:\n  - { name: www, type: A, value: 10.4.0.1 }\n")
+        .unwrap();
+    assert_eq!(http(pz.admin.unwrap(), "POST", "/reload").0, 200);
+    wait_authoritative(bind, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
+    wait_authoritative(bind, "www.c.internal.", "10.4.0.1", Duration::from_secs(5));
+    let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+    assert!(metric(&m, "pzdns_notifies_total{vpc=\"vpc-a\",result=\"acknowledged\"}") >= 2.0, "{m}");
+
+    // pzdns stopped: the private names still answer, as pzdns answered them.
+    pz.stop();
+    for (name, qtype, want) in private_answers {
+        assert_eq!(comparable(&ask(bind, "127.0.0.1", name, qtype, true)), want, "{name} {qtype} with pzdns stopped");
+    }
+    let r = ask(bind, "127.0.0.1", "new.a.internal.", RecordType::A, true);
+    assert_eq!(lines(&r.answers), ["new.a.internal. A 10.0.0.7"]);
 }
