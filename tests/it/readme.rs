@@ -138,6 +138,19 @@ fn the_readme_recipes_load_in_bind_unbound_and_dnsdist() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Knot's secondary of a view: knotc checks it (`-c FILE` before the command).
+    let (line, text) = recipe(&readme, "", "# knot.conf");
+    if let Some(knotc) = tool("knotc") {
+        let file = dir.join("knot.conf");
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(knotc).arg("-c").arg(&file).arg("conf-check").output().unwrap();
+        assert!(
+            out.status.success(),
+            "README.md:{line}: knotc rejects the recipe:\n{text}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -14,10 +14,26 @@ use crate::support::*;
 const SECRET_A: &str = "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWEsIDMyIGJ5dGVzIQ==";
 const SECRET_B: &str = "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWIsIDMyIGJ5dGVzIQ==";
 
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A zones directory with two views: vpc-a sees a.internal, shared.internal,
 /// proxy.internal (recursive_proxy) and an endpoint's names; vpc-b sees
 /// b.internal and shared.internal. Keys in `keys/`, beside the config.
-fn zones(tag: &str) -> PathBuf {
+fn zones(tag: &str) -> Scratch {
     let d = scratch(&format!("xfr-{tag}"));
     let z = d.join("zones");
     std::fs::create_dir_all(&z).unwrap();
@@ -37,7 +53,7 @@ fn zones(tag: &str) -> PathBuf {
     std::fs::create_dir_all(d.join("keys")).unwrap();
     std::fs::write(d.join("keys/a.key"), format!("key \"ka\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{SECRET_A}\";\n}};\n")).unwrap();
     std::fs::write(d.join("keys/b.key"), format!("{SECRET_B}\n")).unwrap();
-    d
+    Scratch(d)
 }
 
 /// The `transfers:` part of pzdns.yaml for the keys of [`zones`], in `dir`.
@@ -254,7 +270,8 @@ options {{
     dnssec-validation no;
     allow-new-zones yes;
     catalog-zones {{
-        zone "vpc-a.catalog.test" default-primaries {{ {ip} port {pzport} key ka; }};
+        // BIND applies a catalog's changes at most this often (5 s by default).
+        zone "vpc-a.catalog.test" default-primaries {{ {ip} port {pzport} key ka; }} min-update-interval 1;
     }};
 }};
 zone "vpc-a.catalog.test" {{
@@ -370,6 +387,15 @@ fn bind_follows_the_views_catalog_and_answers_as_pzdns_does() {
     let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
     assert!(metric(&m, "pzdns_notifies_total{vpc=\"vpc-a\",result=\"acknowledged\"}") >= 2.0, "{m}");
 
+    // A zone removed: gone from the catalog, and from BIND (which forwards its names again).
+    std::fs::remove_file(dir.join("zones/c.yaml")).unwrap();
+    assert_eq!(http(pz.admin.unwrap(), "POST", "/reload").0, 200);
+    let t = Instant::now();
+    while ask(bind, "127.0.0.1", "www.c.internal.", RecordType::A, false).metadata.authoritative {
+        assert!(t.elapsed() < Duration::from_secs(5), "BIND still holds c.internal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // pzdns stopped: the private names still answer, as pzdns answered them.
     pz.stop();
     for (name, qtype, want) in private_answers {
@@ -377,4 +403,115 @@ fn bind_follows_the_views_catalog_and_answers_as_pzdns_does() {
     }
     let r = ask(bind, "127.0.0.1", "new.a.internal.", RecordType::A, true);
     assert_eq!(lines(&r.answers), ["new.a.internal. A 10.0.0.7"]);
+}
+
+/// Adds `new A 10.0.0.7` to a.internal and reloads pzdns.
+fn add_record_and_reload(dir: &Path, pz: &TestServer) {
+    // A new modification time, whatever the file system's granularity.
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = dir.join("zones/a.yaml");
+    let text = std::fs::read_to_string(&a).unwrap();
+    std::fs::write(&a, format!("{text}  - {{ name: new, type: A, value: 10.0.0.7 }}\n")).unwrap();
+    assert_eq!(http(pz.admin.unwrap(), "POST", "/reload").0, 200);
+}
+
+/// pzdns with `dir`'s zones and keys, NOTIFYing `secondary`.
+fn start_notifying(dir: &Path, secondary: SocketAddr) -> TestServer {
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n{}",
+        transfers_yaml(dir, &format!("  notify: [{secondary}]\n"))
+    );
+    TestServer::start(&dir.join("zones"), &cfg)
+}
+
+#[test]
+fn nsd_as_a_plain_secondary_of_one_zone_follows_notify() {
+    let Some(nsd) = tool("nsd") else { return };
+    let dir = zones("nsd");
+    let port = free_udp_port("127.0.0.1");
+    let at: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let pz = start_notifying(&dir, at);
+    let nd = scratch("xfr-nsd-peer");
+    let d = nd.display();
+    let pzaddr = pz.addrs[0];
+    std::fs::write(
+        nd.join("nsd.conf"),
+        format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 2\nremote-control:\n  control-enable: no\nkey:\n  name: ka\n  algorithm: hmac-sha256\n  secret: \"{SECRET_A}\"\nzone:\n  name: a.internal\n  request-xfr: {ip}@{pzport} ka\n  allow-notify: {ip} ka\n",
+            ip = pzaddr.ip(),
+            pzport = pzaddr.port()
+        ),
+    )
+    .unwrap();
+    let _peer = Peer::start(Command::new(nsd).args(["-d", "-c"]).arg(nd.join("nsd.conf")), nd, at);
+    wait_authoritative(at, "www.a.internal.", "10.0.0.1", Duration::from_secs(20));
+    add_record_and_reload(&dir, &pz);
+    wait_authoritative(at, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
+}
+
+#[test]
+fn knot_interprets_the_views_catalog() {
+    let Some(knotd) = tool("knotd") else { return };
+    let dir = zones("knot");
+    let port = free_udp_port("127.0.0.1");
+    let at: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let pz = start_notifying(&dir, at);
+    let kd = scratch("xfr-knot-peer");
+    let d = kd.display();
+    let pzaddr = pz.addrs[0];
+    std::fs::write(
+        kd.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{port}
+    rundir: "{d}"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}"
+key:
+  - id: ka
+    algorithm: hmac-sha256
+    secret: {SECRET_A}
+remote:
+  - id: pzdns
+    address: {ip}@{pzport}
+    key: ka
+acl:
+  - id: from_pzdns
+    address: 127.0.0.0/8
+    key: ka
+    action: notify
+template:
+  - id: default
+    storage: "{d}"
+  - id: member
+    storage: "{d}"
+    master: pzdns
+    acl: from_pzdns
+zone:
+  - domain: vpc-a.catalog.test
+    master: pzdns
+    acl: from_pzdns
+    catalog-role: interpret
+    catalog-template: member
+"#,
+            ip = pzaddr.ip(),
+            pzport = pzaddr.port()
+        ),
+    )
+    .unwrap();
+    let _peer = Peer::start(Command::new(knotd).args(["-c"]).arg(kd.join("knot.conf")), kd, at);
+    let ep = "ep-1.epsrv-1.cn-hangzhou.privatelink.aliyuncs.com.";
+    wait_authoritative(at, "www.a.internal.", "10.0.0.1", Duration::from_secs(20));
+    wait_authoritative(at, "www.shared.internal.", "10.9.0.1", Duration::from_secs(20));
+    wait_authoritative(at, ep, "192.168.1.1", Duration::from_secs(20));
+    // Not the other view's zone, nor the one whose gaps pzdns forwards.
+    for name in ["www.b.internal.", "www.proxy.internal."] {
+        let r = ask(at, "127.0.0.1", name, hickory_proto::rr::RecordType::A, false);
+        assert!(!r.metadata.authoritative && r.answers.is_empty(), "{name}: {r:?}");
+    }
+    add_record_and_reload(&dir, &pz);
+    wait_authoritative(at, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
 }
