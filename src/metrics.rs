@@ -173,7 +173,8 @@ pub struct TransferLabels {
     pub zone: String,
     /// `axfr` or `ixfr`.
     pub kind: &'static str,
-    /// `started`, `complete`, `aborted`, `current` (IXFR: nothing newer), `not_found`, `refused`.
+    /// `started` (AXFR), `incremental` or `full` (IXFR), then `complete` or `aborted`;
+    /// or `current` (IXFR: nothing newer), `not_found`, `refused`.
     pub result: &'static str,
 }
 

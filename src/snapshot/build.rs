@@ -189,10 +189,10 @@ impl Snapshot {
         let azs = azs;
         // A file zone built again gets a serial past its last one, however
         // its files' times went (two edits within a second, a clock set back).
-        let prev_serials: HashMap<&Path, u32> = prev
-            .map(|p| p.zones.iter().filter(|z| matches!(z.kind, ZoneOrigin::File)).map(|z| (z.path.as_path(), z.serial)).collect())
-            .unwrap_or_default();
-        let built = build_zones_parallel(jobs, serial, &prev_serials, &azs);
+        // The zone each one built replaces, by file and name: its serial and its IXFR history carry on.
+        let prev_zones: HashMap<(&Path, &NameKey), &Zone> =
+            prev.map(|p| p.zones.iter().map(|z| ((z.path.as_path(), &z.key), &**z)).collect()).unwrap_or_default();
+        let built = build_zones_parallel(jobs, serial, &prev_zones, &azs);
         for (z, mut zone_cnames, d) in built {
             diags.extend(d);
             let Some(z) = z else { continue };
@@ -338,19 +338,26 @@ impl Job {
 
 /// Builds every zone on rayon's pool (one thread per core); results in
 /// the order of `jobs`.
-fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, prev_serials: &HashMap<&Path, u32>, azs: &Interner) -> Vec<Built> {
+fn build_zones_parallel(
+    jobs: Vec<(Job, Vec<VpcIdx>)>,
+    serial: u32,
+    prev_zones: &HashMap<(&Path, &NameKey), &Zone>,
+    azs: &Interner,
+) -> Vec<Built> {
     use rayon::prelude::*;
     jobs.into_par_iter()
         .map(|(job, vpcs)| match job {
             Job::Build(def) => {
                 let mut diags = Diagnostics::new();
                 let mut cnames = Vec::new();
-                let prev = match def.kind {
-                    ZoneOrigin::File => prev_serials.get(def.path.as_path()).copied(),
-                    ZoneOrigin::Endpoint(_) => None,
-                };
-                let serial = zone_serial(&def, serial, prev);
-                let z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
+                let before = prev_zones.get(&(def.path.as_path(), &name_key(&def.origin))).copied();
+                // An endpoint name is built again on every load: its serial follows endpoints.yaml alone.
+                let prev_serial = before.filter(|_| matches!(def.kind, ZoneOrigin::File)).map(|z| z.serial);
+                let serial = zone_serial(&def, serial, prev_serial);
+                let mut z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
+                if let (Some(z), Some(before)) = (z.as_mut(), before) {
+                    z.history = z.history_after(before);
+                }
                 (z.map(Arc::new), cnames, diags)
             }
             Job::Reuse(z) => {
@@ -586,6 +593,7 @@ fn build_zone(
         bound: def.vpcs,
         pos: def.pos,
         cname_sites,
+        history: Vec::new(),
     })
 }
 

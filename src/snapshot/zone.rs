@@ -358,6 +358,90 @@ pub struct Zone {
     /// Its CNAME owners (with where each is written), whose chains every
     /// load checks again, whether the zone was rebuilt or reused.
     pub cname_sites: Vec<(Name, PathBuf, crate::config::Pos)>,
+    /// The differences from the zone's last versions to this one, oldest
+    /// first, for IXFR (RFC 1995): at most [`HISTORY_VERSIONS`] of them and
+    /// [`HISTORY_BYTES`] in all.
+    pub history: Vec<std::sync::Arc<Diff>>,
+}
+
+/// Versions of a zone whose differences are kept for IXFR.
+pub const HISTORY_VERSIONS: usize = 16;
+/// Bytes of differences kept per zone; a change larger than this is
+/// transferred whole (AXFR).
+pub const HISTORY_BYTES: usize = 4 << 20;
+
+/// A record in transfer form: owner key, then the record without owner.
+pub type WireRecord = (Box<[u8]>, Box<[u8]>);
+
+/// How one version of a zone became the next (apex SOA apart).
+#[derive(Debug)]
+pub struct Diff {
+    pub from: u32,
+    pub to: u32,
+    /// The SOA records (without owner) of both versions.
+    pub old_soa: Box<[u8]>,
+    pub new_soa: Box<[u8]>,
+    pub deleted: Vec<WireRecord>,
+    pub added: Vec<WireRecord>,
+    pub bytes: usize,
+}
+
+impl Zone {
+    /// Every record but the apex SOA, in storage order.
+    pub fn records_but_soa(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let apex = &self.key[..];
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let (key, node, next) = self.nodes.node_from(at)?;
+            at = next;
+            Some((key, node))
+        })
+        .flat_map(move |(key, node)| {
+            node.rrsets()
+                .filter(move |s| !(key == apex && s.rtype() == RecordType::SOA))
+                .flat_map(move |s| tails(s.wire()).map(move |t| (key, t)))
+        })
+    }
+
+    /// This zone's history for IXFR: `prev`'s, and how `prev` became this,
+    /// trimmed to the bounds; none when the serial did not move or the
+    /// change is larger than the bound.
+    pub fn history_after(&self, prev: &Zone) -> Vec<std::sync::Arc<Diff>> {
+        if prev.serial == self.serial {
+            return prev.history.clone();
+        }
+        let (Some(old_soa), Some(new_soa)) = (prev.soa_wire(), self.soa_wire()) else { return Vec::new() };
+        let mut old: rustc_hash::FxHashSet<(&[u8], &[u8])> = prev.records_but_soa().collect();
+        let mut added = Vec::new();
+        let mut bytes = old_soa.len() + new_soa.len();
+        for r in self.records_but_soa() {
+            if !old.remove(&r) {
+                bytes += r.0.len() + r.1.len();
+                if bytes > HISTORY_BYTES {
+                    return Vec::new();
+                }
+                added.push((r.0.into(), r.1.into()));
+            }
+        }
+        let mut deleted = Vec::with_capacity(old.len());
+        for r in old {
+            bytes += r.0.len() + r.1.len();
+            if bytes > HISTORY_BYTES {
+                return Vec::new();
+            }
+            deleted.push((r.0.into(), r.1.into()));
+        }
+        // Deterministic order (the set's is not).
+        deleted.sort_unstable();
+        let diff = Diff { from: prev.serial, to: self.serial, old_soa: old_soa.into(), new_soa: new_soa.into(), deleted, added, bytes };
+        let mut history = prev.history.clone();
+        history.push(std::sync::Arc::new(diff));
+        let mut total: usize = history.iter().map(|d| d.bytes).sum();
+        while history.len() > HISTORY_VERSIONS || total > HISTORY_BYTES {
+            total -= history.remove(0).bytes;
+        }
+        history
+    }
 }
 
 /// What a zone holds for a name and type.

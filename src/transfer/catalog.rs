@@ -13,8 +13,9 @@ use crate::snapshot::{SYNTH_EXPIRE, SYNTH_NS, SYNTH_REFRESH, SYNTH_RETRY, SYNTH_
 /// TTL of the catalog's records (never used for answers: RFC 9432 §4.1).
 const TTL: u32 = 0;
 
-/// A zone held as (owner key, record in wire form without owner) pairs,
-/// the apex SOA apart: what a transfer of a zone built here streams.
+/// Records held as (owner key, record in wire form without owner) pairs,
+/// the apex SOA apart: what a transfer streams of a zone built for it
+/// (a catalog) or of an IXFR's differences.
 #[derive(Debug, Clone)]
 pub struct Built {
     pub apex: Name,

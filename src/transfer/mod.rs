@@ -122,7 +122,17 @@ pub fn start(snap: &Snapshot, metrics: &Metrics, src: std::net::SocketAddr, msg:
             reply(rcode::NOERROR, &[(&soa.0, &soa.1)])
         }
         TYPE_AXFR | TYPE_IXFR => {
-            count(&zone_name, "started");
+            // IXFR from a version still in the zone's history: its
+            // differences; from any other, the whole zone (RFC 1995 §4).
+            let since = if qtype == TYPE_IXFR { ixfr_serial(msg, q) } else { None };
+            let (source, started) = match (&source, since) {
+                (Source::Zone(z), Some(from)) => match incremental(z, from) {
+                    Some(diffs) => (Source::Built(diffs), "incremental"),
+                    None => (source, "full"),
+                },
+                _ => (source, "started"),
+            };
+            count(&zone_name, started);
             let question = question.map(<[u8]>::to_vec).unwrap_or_default();
             Start::Stream(Box::new(Stream {
                 source,
@@ -142,6 +152,28 @@ pub fn start(snap: &Snapshot, metrics: &Metrics, src: std::net::SocketAddr, msg:
         }
         _ => reply(rcode::REFUSED, &[]),
     }
+}
+
+/// The differences from version `from` of `z` to the version in force,
+/// as an IXFR body (RFC 1995 §4: per version, the old SOA, what was
+/// deleted, the new SOA, what was added); `None` when the history does
+/// not reach back to `from`.
+fn incremental(z: &Zone, from: u32) -> Option<catalog::Built> {
+    let start = z.history.iter().position(|d| d.from == from)?;
+    let chain = &z.history[start..];
+    let linked = chain.windows(2).all(|w| w[0].to == w[1].from) && chain.last().is_some_and(|d| d.to == z.serial);
+    if !linked {
+        return None;
+    }
+    let apex = z.key.to_vec();
+    let mut records = Vec::new();
+    for d in chain {
+        records.push((apex.clone(), d.old_soa.to_vec()));
+        records.extend(d.deleted.iter().map(|(o, t)| (o.to_vec(), t.to_vec())));
+        records.push((apex.clone(), d.new_soa.to_vec()));
+        records.extend(d.added.iter().map(|(o, t)| (o.to_vec(), t.to_vec())));
+    }
+    Some(catalog::Built { apex: z.origin.clone(), serial: z.serial, soa: z.soa_wire()?.to_vec(), records })
 }
 
 /// RFC 1982: whether `a` is at or past `b`.

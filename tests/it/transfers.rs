@@ -386,6 +386,8 @@ fn bind_follows_the_views_catalog_and_answers_as_pzdns_does() {
     wait_authoritative(bind, "www.c.internal.", "10.4.0.1", Duration::from_secs(5));
     let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
     assert!(metric(&m, "pzdns_notifies_total{vpc=\"vpc-a\",result=\"acknowledged\"}") >= 2.0, "{m}");
+    // BIND asked for the change by IXFR, and got the differences.
+    assert!(metric(&m, "pzdns_transfers_total{vpc=\"vpc-a\",zone=\"a.internal.\",kind=\"ixfr\",result=\"incremental\"}") >= 1.0, "{m}");
 
     // A zone removed: gone from the catalog, and from BIND (which forwards its names again).
     std::fs::remove_file(dir.join("zones/c.yaml")).unwrap();
@@ -514,4 +516,49 @@ zone:
     }
     add_record_and_reload(&dir, &pz);
     wait_authoritative(at, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
+}
+
+#[test]
+fn ixfr_sends_the_differences_from_a_version_it_keeps() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("ixfr");
+    let pz = start(&dir, "");
+    let at = pz.addrs[0];
+    let y = format!("hmac-sha256:ka:{SECRET_A}");
+    let serial = || {
+        let (_, recs, text) = kdig(at, &["-y", &y, "SOA", "a.internal."]);
+        let soa = recs.iter().find(|r| r.contains(" SOA ")).unwrap_or_else(|| panic!("{text}"));
+        soa.split(' ').nth(4).unwrap().parse::<u32>().unwrap()
+    };
+    let first = serial();
+    // One record added, one of www's two addresses removed.
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = dir.join("zones/a.yaml");
+    let text = std::fs::read_to_string(&a).unwrap().replace("value: [10.0.0.1, 10.0.0.2]", "value: [10.0.0.1]");
+    std::fs::write(&a, format!("{text}  - {{ name: new, type: A, value: 10.0.0.7 }}\n")).unwrap();
+    assert_eq!(http(pz.admin.unwrap(), "POST", "/reload").0, 200);
+    let second = serial();
+    assert!(second > first);
+    let soa = |s: u32| format!("a.internal. SOA ns.pzdns.invalid. hostmaster.pzdns.invalid. {s} 3600 600 86400 60");
+
+    // From the version before: the differences (RFC 1995 §4).
+    let (st, recs, text) = kdig(at, &["-y", &y, &format!("IXFR={first}"), "a.internal."]);
+    assert_eq!(
+        recs,
+        [soa(second), soa(first), "www.a.internal. A 10.0.0.2".into(), soa(second), "new.a.internal. A 10.0.0.7".into(), soa(second)],
+        "{st}: {text}"
+    );
+    // From the version in force: one SOA.
+    let (_, recs, text) = kdig(at, &["-y", &y, &format!("IXFR={second}"), "a.internal."]);
+    assert_eq!(recs, [soa(second)], "{text}");
+    // From a version it never had: the whole zone.
+    let (_, recs, text) = kdig(at, &["-y", &y, &format!("IXFR={}", first - 1000), "a.internal."]);
+    assert_eq!(recs.len(), 9, "SOA, NS, 6 records, SOA: {text}");
+    let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+    for (result, n) in [("incremental", 1.0), ("current", 1.0), ("full", 1.0)] {
+        let sample = format!("pzdns_transfers_total{{vpc=\"vpc-a\",zone=\"a.internal.\",kind=\"ixfr\",result=\"{result}\"}}");
+        assert_eq!(metric(&m, &sample), n, "{sample}: {m}");
+    }
 }
