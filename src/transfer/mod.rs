@@ -311,19 +311,21 @@ impl Stream {
             m.extend_from_slice(&self.question);
         }
         let mut an = 0u16;
+        // Where this message holds the apex, for owners to point at (RFC 1035 §4.1.4).
+        let mut apex_at = None;
         loop {
             match self.phase {
                 Phase::FirstSoa | Phase::LastSoa => {
                     if !fits(&m, an, self.soa.0.len() + self.soa.1.len()) {
                         break;
                     }
-                    m.extend_from_slice(&self.soa.0);
+                    write_owner(&mut m, &self.soa.0, &self.soa.0, &mut apex_at);
                     m.extend_from_slice(&self.soa.1);
                     an += 1;
                     self.phase = if self.phase == Phase::FirstSoa { Phase::Body } else { Phase::Done };
                 }
                 Phase::Body => {
-                    if !self.fill(&mut m, &mut an) {
+                    if !self.fill(&mut m, &mut an, &mut apex_at) {
                         break;
                     }
                     self.phase = Phase::LastSoa;
@@ -338,14 +340,15 @@ impl Stream {
     }
 
     /// Adds records after the SOA to `m`; whether all of them are in.
-    fn fill(&mut self, m: &mut Vec<u8>, an: &mut u16) -> bool {
+    fn fill(&mut self, m: &mut Vec<u8>, an: &mut u16, apex_at: &mut Option<u16>) -> bool {
+        let apex = &self.soa.0;
         match &self.source {
             Source::Built(b) => {
                 while let Some((owner, tail)) = b.records.get(self.rec) {
                     if !fits(m, *an, owner.len() + tail.len()) {
                         return false;
                     }
-                    m.extend_from_slice(owner);
+                    write_owner(m, owner, apex, apex_at);
                     m.extend_from_slice(tail);
                     *an += 1;
                     self.rec += 1;
@@ -354,10 +357,10 @@ impl Stream {
             }
             Source::Zone(z) => {
                 while let Some((key, node, next)) = z.nodes.node_from(self.node_at) {
-                    let apex = key == &z.key[..];
+                    let at_apex = key == &z.key[..];
                     let mut i = 0;
                     for set in node.rrsets() {
-                        if apex && set.rtype() == RecordType::SOA {
+                        if at_apex && set.rtype() == RecordType::SOA {
                             continue;
                         }
                         for t in tails(set.wire()) {
@@ -365,7 +368,7 @@ impl Stream {
                                 if !fits(m, *an, key.len() + t.len()) {
                                     return false;
                                 }
-                                m.extend_from_slice(key);
+                                write_owner(m, key, apex, apex_at);
                                 m.extend_from_slice(t);
                                 *an += 1;
                                 self.rec = i + 1;
@@ -386,6 +389,40 @@ impl Stream {
         let result = if self.phase == Phase::Done { "complete" } else { "aborted" };
         let labels = TransferLabels { vpc: self.vpc.clone(), zone: self.zone.clone(), kind: self.kind, result };
         metrics.transfers.get_or_create(&labels).inc();
+    }
+}
+
+/// Writes `owner` (lowercase wire form) at the end of `m`: whole the first
+/// time the message holds `apex`, which `apex_at` then notes; after that,
+/// the labels above the apex and a pointer to it.
+fn write_owner(m: &mut Vec<u8>, owner: &[u8], apex: &[u8], apex_at: &mut Option<u16>) {
+    // Where the apex starts in `owner`, on a label boundary.
+    let mut i = 0;
+    let split = loop {
+        if owner[i..] == *apex {
+            break Some(i);
+        }
+        match owner.get(i) {
+            Some(&len) if len != 0 => i += 1 + len as usize,
+            _ => break None,
+        }
+        if i >= owner.len() {
+            break None;
+        }
+    };
+    match (split, *apex_at) {
+        (Some(i), Some(at)) => {
+            m.extend_from_slice(&owner[..i]);
+            m.extend_from_slice(&(0xc000 | at).to_be_bytes());
+        }
+        (Some(i), None) => {
+            // A pointer reaches the first 16 KiB of a message only.
+            if m.len() + i < 0x3fff {
+                *apex_at = Some((m.len() + i) as u16);
+            }
+            m.extend_from_slice(owner);
+        }
+        (None, _) => m.extend_from_slice(owner),
     }
 }
 

@@ -209,6 +209,10 @@ fn a_large_zone_streams_in_many_signed_messages() {
     // kdig: ";; Received N B (M messages, R records)".
     let messages: usize = text.split(" messages,").next().and_then(|t| t.rsplit('(').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(messages >= 2, "{}", &text[text.len().saturating_sub(300)..]);
+    // Owners point at the apex: `host-N` and a pointer (12 bytes at most),
+    // not `host-N.big.internal.` whole (24), before each A record's 14 bytes.
+    let bytes: usize = text.split(";; Received ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(bytes > 0 && bytes < 6003 * 30, "{bytes} bytes: names are not compressed");
 }
 
 #[test]
