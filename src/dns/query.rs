@@ -303,6 +303,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where the TSIG record of any message (a response too) starts, if its
+/// last record is one; `Err` if the message does not read.
+#[allow(clippy::result_unit_err)]
+pub fn response_tsig(msg: &[u8]) -> Result<Option<usize>, ()> {
+    let count = |i: usize| msg.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).ok_or(());
+    let (qd, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let mut r = Reader { msg, pos: 12 };
+    for _ in 0..qd {
+        r.skip_name().ok_or(())?;
+        r.take(4).ok_or(())?;
+    }
+    let mut last = None;
+    for _ in 0..records {
+        let start = r.pos;
+        r.skip_name().ok_or(())?;
+        let rtype = r.u16().ok_or(())?;
+        r.pos = start;
+        r.skip_record().ok_or(())?;
+        last = Some((start, rtype));
+    }
+    Ok(last.filter(|(_, t)| *t == TYPE_TSIG).map(|(s, _)| s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,8 +92,9 @@ pub fn spawn(notices: Vec<Notice>, metrics: Arc<Metrics>) {
     }
 }
 
-/// The NOTIFY message for `zone`, id `id`, signed with `key` at `now`.
-pub fn message(key: &TsigKey, zone: &Name, id: u16, now: u64) -> Vec<u8> {
+/// The NOTIFY message for `zone`, id `id`, signed with `key` at `now`,
+/// and its MAC (what the secondary's signed response chains from).
+pub fn message(key: &TsigKey, zone: &Name, id: u16, now: u64) -> (Vec<u8>, Vec<u8>) {
     let mut m = Vec::with_capacity(256);
     m.extend_from_slice(&id.to_be_bytes());
     m.extend_from_slice(&((u16::from(OPCODE_NOTIFY) << 11) | AA).to_be_bytes());
@@ -101,8 +102,9 @@ pub fn message(key: &TsigKey, zone: &Name, id: u16, now: u64) -> Vec<u8> {
     m.extend_from_slice(&name_key(zone));
     m.extend_from_slice(&TYPE_SOA.to_be_bytes());
     m.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Signer::for_request(key, id).sign(&mut m, now, 0, &[]);
-    m
+    let mut signer = Signer::for_request(key, id);
+    signer.sign(&mut m, now, 0, &[]);
+    (m, signer.last_mac().to_vec())
 }
 
 /// Sends one NOTIFY until a response with its id comes back, at most
@@ -125,15 +127,22 @@ async fn send(n: Notice, metrics: &Metrics) {
     let mut wait = FIRST_WAIT;
     let mut buf = vec![0u8; 4096];
     for _ in 0..ATTEMPTS {
-        let msg = message(&n.key, &n.zone, id, tsig::now());
+        let (msg, mac) = message(&n.key, &n.zone, id, tsig::now());
         count("sent");
         let deadline = tokio::time::Instant::now() + wait;
         if sock.send(&msg).await.is_ok() {
             // A refused port (ICMP) ends the wait early: the deadline still holds below.
             while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
                 let r = &buf[..len];
-                // A response (QR) to this id and opcode: acknowledged.
-                if len >= 12 && r[..2] == id.to_be_bytes() && r[2] & 0x80 != 0 && (r[2] >> 3) & 0xf == OPCODE_NOTIFY {
+                // A response (QR) to this id and opcode, signed with the key
+                // over our MAC: acknowledged. Anything else (a forgery, a
+                // secondary without the key) is not.
+                if len >= 12
+                    && r[..2] == id.to_be_bytes()
+                    && r[2] & 0x80 != 0
+                    && (r[2] >> 3) & 0xf == OPCODE_NOTIFY
+                    && tsig::verify_response(&n.key, r, &mac, tsig::now())
+                {
                     count("acknowledged");
                     tracing::debug!(zone = %n.zone, target = %n.target, "NOTIFY acknowledged");
                     return;

@@ -191,6 +191,30 @@ pub fn verify(keys: &[&TsigKey], msg: &[u8], start: usize, now: u64) -> Option<R
     Some(Ok(Verified { key: ki, record }))
 }
 
+/// Whether `msg`, a response to a request of ours whose MAC was
+/// `request_mac`, is signed with `key` (RFC 8945 §5.3) within the fudge of `now`.
+pub fn verify_response(key: &TsigKey, msg: &[u8], request_mac: &[u8], now: u64) -> bool {
+    let Ok(q) = crate::dns::query::response_tsig(msg) else { return false };
+    let Some(start) = q else { return false };
+    let Some(record) = TsigRecord::read(msg, start) else { return false };
+    if record.key != key_wire(key) || record.algorithm != key.algorithm.wire_name() || record.error != 0 {
+        return false;
+    }
+    let hkey = hmac::Key::new(ring_algorithm(key.algorithm), &key.secret.0);
+    let mut ctx = hmac::Context::with_key(&hkey);
+    ctx.update(&(request_mac.len() as u16).to_be_bytes());
+    ctx.update(request_mac);
+    let mut header = [0u8; 12];
+    header.copy_from_slice(&msg[..12]);
+    header[..2].copy_from_slice(&record.original_id.to_be_bytes());
+    let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
+    header[10..12].copy_from_slice(&ar.to_be_bytes());
+    ctx.update(&header);
+    ctx.update(&msg[12..start]);
+    variables(&mut ctx, &record.key, &record.algorithm, record.time, record.fudge, record.error, &record.other);
+    constant_time_eq(ctx.sign().as_ref(), &record.mac) && now.abs_diff(record.time) <= u64::from(record.fudge)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
@@ -333,6 +357,23 @@ mod tests {
         let mut renamed = k.clone();
         renamed.name = hickory_proto::rr::Name::from_str("k2.").unwrap();
         assert_eq!(verify(&[&renamed], &m, start, 1_000_000).unwrap().unwrap_err().error, error::BADKEY);
+    }
+
+    #[test]
+    fn a_response_verifies_against_the_requests_mac_only() {
+        let k = key(b"0123456789abcdef0123456789abcdef");
+        let mut req = query();
+        let start = req.len();
+        let mut ours = Signer::for_request(&k, 0x1234);
+        ours.sign(&mut req, 1_000_000, 0, &[]);
+        let record = TsigRecord::read(&req, start).unwrap();
+        let mut resp = query();
+        resp[2] |= 0x80;
+        Signer::new(&k, &record).sign(&mut resp, 1_000_001, 0, &[]);
+        assert!(verify_response(&k, &resp, ours.last_mac(), 1_000_001));
+        assert!(!verify_response(&k, &resp, &[0; 32], 1_000_001), "another request's MAC");
+        assert!(!verify_response(&k, &resp, ours.last_mac(), 1_000_001 + 301), "too late");
+        assert!(!verify_response(&k, &query(), ours.last_mac(), 1_000_001), "unsigned");
     }
 
     #[test]

@@ -453,6 +453,9 @@ fn nsd_as_a_plain_secondary_of_one_zone_follows_notify() {
     wait_authoritative(at, "www.a.internal.", "10.0.0.1", Duration::from_secs(20));
     add_record_and_reload(&dir, &pz);
     wait_authoritative(at, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
+    // Its signed answer to the NOTIFY was checked and counted.
+    let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+    assert!(metric(&m, "pzdns_notifies_total{vpc=\"vpc-a\",result=\"acknowledged\"}") >= 1.0, "{m}");
 }
 
 #[test]
@@ -520,6 +523,9 @@ zone:
     }
     add_record_and_reload(&dir, &pz);
     wait_authoritative(at, "new.a.internal.", "10.0.0.7", Duration::from_secs(5));
+    // Its signed answer to the NOTIFY was checked and counted.
+    let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+    assert!(metric(&m, "pzdns_notifies_total{vpc=\"vpc-a\",result=\"acknowledged\"}") >= 1.0, "{m}");
 }
 
 #[test]
