@@ -192,7 +192,9 @@ impl Snapshot {
         // The zone each one built replaces, by file and name: its serial and its IXFR history carry on.
         let prev_zones: HashMap<(&Path, &NameKey), &Zone> =
             prev.map(|p| p.zones.iter().map(|z| ((z.path.as_path(), &z.key), &**z)).collect()).unwrap_or_default();
-        let built = build_zones_parallel(jobs, serial, &prev_zones, &azs);
+        // Differences are kept for IXFR only where a secondary may ask for them.
+        let keep_history = !cfg.transfers.keys.is_empty();
+        let built = build_zones_parallel(jobs, serial, &prev_zones, keep_history, &azs);
         for (z, mut zone_cnames, d) in built {
             diags.extend(d);
             let Some(z) = z else { continue };
@@ -278,20 +280,40 @@ fn check_endpoint_shadowing(snap: &Snapshot, diags: &mut Diagnostics) {
 /// starts from, so that a restart with the same zones keeps the serial).
 fn catalog_versions(snap: &Snapshot, prev: Option<&Snapshot>) -> Vec<super::CatalogVersion> {
     use std::hash::{Hash, Hasher};
+    // Only views with a key have a catalog: no work for a deployment without transfers.
+    if snap.catalog.is_none() || snap.transfer_keys.is_empty() {
+        return Vec::new();
+    }
+    let mut keyed = vec![false; snap.vpcs.len()];
+    for (_, v) in &snap.transfer_keys {
+        keyed[*v as usize] = true;
+    }
+    // Per view: its members' names and serials, in one pass over the zones.
+    let mut members: Vec<Vec<(&NameKey, u32)>> = vec![Vec::new(); snap.vpcs.len()];
+    for z in snap.zones.iter().filter(|z| z.transferable()) {
+        for &v in &z.vpcs {
+            if keyed[v as usize] {
+                members[v as usize].push((&z.key, z.serial));
+            }
+        }
+    }
     let dir_time = std::fs::metadata(&snap.zones_dir)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as u32);
-    (0..snap.vpcs.len() as VpcIdx)
-        .map(|v| {
-            let mut names: Vec<&NameKey> = snap.transferable_zones(v).map(|z| &z.key).collect();
-            names.sort_unstable();
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(v, mut list)| {
+            list.sort_unstable();
             let mut h = rustc_hash::FxHasher::default();
-            names.hash(&mut h);
+            for (name, _) in &list {
+                name.hash(&mut h);
+            }
             let members = h.finish();
-            let floor = snap.transferable_zones(v).map(|z| z.serial).max().unwrap_or(0).max(dir_time).max(1);
-            let before = prev.and_then(|p| Some(*p.catalogs.get(p.vpc_index(&snap.vpcs[v as usize].id)? as usize)?));
+            let floor = list.iter().map(|m| m.1).max().unwrap_or(0).max(dir_time).max(1);
+            let before = prev.and_then(|p| Some(*p.catalogs.get(p.vpc_index(&snap.vpcs[v].id)? as usize)?));
             let serial = match before {
                 Some(b) if b.members == members => b.serial,
                 Some(b) => floor.max(b.serial.wrapping_add(1)),
@@ -342,6 +364,7 @@ fn build_zones_parallel(
     jobs: Vec<(Job, Vec<VpcIdx>)>,
     serial: u32,
     prev_zones: &HashMap<(&Path, &NameKey), &Zone>,
+    keep_history: bool,
     azs: &Interner,
 ) -> Vec<Built> {
     use rayon::prelude::*;
@@ -355,7 +378,7 @@ fn build_zones_parallel(
                 let prev_serial = before.filter(|_| matches!(def.kind, ZoneOrigin::File)).map(|z| z.serial);
                 let serial = zone_serial(&def, serial, prev_serial);
                 let mut z = build_zone(*def, vpcs, serial, azs, &mut cnames, 0, &mut diags);
-                if let (Some(z), Some(before)) = (z.as_mut(), before) {
+                if let (Some(z), Some(before), true) = (z.as_mut(), before, keep_history) {
                     z.history = z.history_after(before);
                 }
                 (z.map(Arc::new), cnames, diags)

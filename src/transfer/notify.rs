@@ -84,11 +84,21 @@ pub fn after_load(prev: Option<&Snapshot>, next: &Snapshot, metrics: &Metrics) -
     out
 }
 
-/// Sends each notice on its own task (on the current tokio runtime).
+/// NOTIFYs under way at once (each holds a socket): a start with many
+/// zones queues the rest.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+
+/// Sends each notice on its own task (on the current tokio runtime), at
+/// most [`MAX_IN_FLIGHT`] at a time.
 pub fn spawn(notices: Vec<Notice>, metrics: Arc<Metrics>) {
     for n in notices {
         let m = metrics.clone();
-        tokio::spawn(async move { send(n, &m).await });
+        tokio::spawn(async move {
+            let Ok(_permit) = IN_FLIGHT.acquire().await else { return };
+            send(n, &m).await
+        });
     }
 }
 
