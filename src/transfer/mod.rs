@@ -29,6 +29,9 @@ use tsig::{Signer, error};
 /// may hold, with room for the TSIG record.
 pub const MESSAGE_BUDGET: usize = u16::MAX as usize - tsig::MAX_TSIG_LEN;
 
+/// The `zone` label of transfers asked for a name that is no zone of the view.
+pub const NO_ZONE: &str = "-";
+
 /// Whether `q` asks for a transfer signed with TSIG: the TCP server streams those.
 pub fn is_signed_transfer(q: &Query<'_>) -> bool {
     q.tsig.is_some() && q.opcode() == 0 && q.one().is_some_and(|(_, _, t, _)| t == TYPE_AXFR || t == TYPE_IXFR)
@@ -101,12 +104,14 @@ pub fn start(snap: &Snapshot, metrics: &Metrics, src: std::net::SocketAddr, msg:
         }
     };
     let zone_name = crate::dns::names::key_to_name(crate::dns::names::KeyBuf::from_wire(qname).key()).to_string();
+    // A name that is no zone of the view is counted without it: the
+    // asker chooses it, and label values must stay bounded.
     if qclass != CLASS_IN {
-        count(&zone_name, "refused");
+        count(NO_ZONE, "refused");
         return reply(rcode::REFUSED, &[]);
     }
     let Some(source) = Source::find(snap, vpc, qname) else {
-        count(&zone_name, "not_found");
+        count(NO_ZONE, "not_found");
         return reply(rcode::NOTAUTH, &[]);
     };
     let soa = source.soa_record();

@@ -183,6 +183,9 @@ fn each_key_transfers_exactly_its_views_zones() {
     let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
     assert_eq!(metric(&m, "pzdns_events_total{event=\"tsig_rejected\"}"), 2.0, "{m}");
     assert!(metric(&m, "pzdns_transfers_total{vpc=\"vpc-a\",zone=\"a.internal.\",kind=\"axfr\",result=\"complete\"}") >= 1.0, "{m}");
+    // A name that is no zone of the view is not a label value (the asker picks it).
+    assert!(metric(&m, "pzdns_transfers_total{vpc=\"vpc-a\",zone=\"-\",kind=\"axfr\",result=\"not_found\"}") >= 2.0, "{m}");
+    assert!(!m.contains("zone=\"b.internal.\",kind=\"axfr\",result=\"not_found\""), "{m}");
 
     // A signed SOA query (a secondary's refresh), over UDP: answered, signed, in the key's view.
     let (st, recs, text) = kdig(at, &["-y", &format!("hmac-sha256:kb:{SECRET_B}"), "SOA", "b.internal."]);
