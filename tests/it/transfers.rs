@@ -575,3 +575,20 @@ fn ixfr_sends_the_differences_from_a_version_it_keeps() {
         assert_eq!(metric(&m, &sample), n, "{sample}: {m}");
     }
 }
+
+#[test]
+fn a_secret_changed_on_disk_holds_from_the_next_reload() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("rekey");
+    let pz = start(&dir, "");
+    let at = pz.addrs[0];
+    assert_eq!(owners(&axfr(at, Some(("kb", SECRET_B)), "b.internal.").1, "A"), ["www.b.internal."]);
+    // The operator rotates kb's secret (here to vpc-a's, any other would do).
+    std::fs::write(dir.join("keys/b.key"), format!("{SECRET_A}\n")).unwrap();
+    assert_eq!(http(pz.admin.unwrap(), "POST", "/reload").0, 200);
+    assert_status(axfr(at, Some(("kb", SECRET_B)), "b.internal."), "BADSIG");
+    let (_, recs, text) = axfr(at, Some(("kb", SECRET_A)), "b.internal.");
+    assert_eq!(owners(&recs, "A"), ["www.b.internal."], "{text}");
+}
