@@ -418,6 +418,9 @@ async fn transfer(
             Some(m) => queue(tx, queued, Some(&m)),
             None => break,
         }
+        // A secondary that reads as fast as messages are made would keep
+        // this worker to the end of a large zone: let queries in between.
+        tokio::task::yield_now().await;
     }
     stream.finish(&shared.metrics);
     open
