@@ -64,10 +64,12 @@ pub fn start(snap: &Snapshot, metrics: &Metrics, src: std::net::SocketAddr, msg:
                 format!("signed query from {src} rejected: {} (key {})", error::name(rej.error), printable(&key))
             });
             let bytes = match rej.key {
-                // BADTIME: signed, with our time (RFC 8945 §5.2.3).
+                // BADTIME: signed at the request's time, with ours in Other
+                // Data (RFC 8945 §5.2.3, as BIND does), so that the asker
+                // can check it and learn the skew.
                 Some(ki) => {
                     let mut m = header(q, question, rcode::NOTAUTH, false);
-                    Signer::new(keys[ki], &rej.record).sign(&mut m, now, rej.error, &now.to_be_bytes()[2..]);
+                    Signer::new(keys[ki], &rej.record).sign(&mut m, rej.record.time, rej.error, &now.to_be_bytes()[2..]);
                     m
                 }
                 None => unsigned(q, question, rcode::NOTAUTH, Some(&rej)),

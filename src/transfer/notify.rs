@@ -151,6 +151,7 @@ async fn send(n: Notice, metrics: &Metrics) {
                     && r[..2] == id.to_be_bytes()
                     && r[2] & 0x80 != 0
                     && (r[2] >> 3) & 0xf == OPCODE_NOTIFY
+                    && r[3] & 0x0f == 0
                     && tsig::verify_response(&n.key, r, &mac, tsig::now())
                 {
                     count("acknowledged");

@@ -192,12 +192,13 @@ pub fn verify(keys: &[&TsigKey], msg: &[u8], start: usize, now: u64) -> Option<R
 }
 
 /// Whether `msg`, a response to a request of ours whose MAC was
-/// `request_mac`, is signed with `key` (RFC 8945 §5.3) within the fudge of `now`.
+/// `request_mac`, is signed with `key` (RFC 8945 §5.3) within the fudge of
+/// `now`. Its rcode and TSIG error are the caller's to check.
 pub fn verify_response(key: &TsigKey, msg: &[u8], request_mac: &[u8], now: u64) -> bool {
     let Ok(q) = crate::dns::query::response_tsig(msg) else { return false };
     let Some(start) = q else { return false };
     let Some(record) = TsigRecord::read(msg, start) else { return false };
-    if record.key != key_wire(key) || record.algorithm != key.algorithm.wire_name() || record.error != 0 {
+    if record.key != key_wire(key) || record.algorithm != key.algorithm.wire_name() {
         return false;
     }
     let hkey = hmac::Key::new(ring_algorithm(key.algorithm), &key.secret.0);

@@ -592,3 +592,33 @@ fn a_secret_changed_on_disk_holds_from_the_next_reload() {
     let (_, recs, text) = axfr(at, Some(("kb", SECRET_A)), "b.internal.");
     assert_eq!(owners(&recs, "A"), ["www.b.internal."], "{text}");
 }
+
+#[test]
+fn a_request_out_of_time_gets_badtime_signed_with_the_servers_time() {
+    use pzdns::config::transfers::{TsigAlgorithm, TsigKey, TsigSecret, base64_decode};
+    use pzdns::transfer::tsig::{Signer, TsigRecord, error, now, verify_response};
+    let dir = zones("badtime");
+    let pz = start(&dir, "");
+    let key = TsigKey {
+        name: "ka.".parse().unwrap(),
+        algorithm: TsigAlgorithm::HmacSha256,
+        secret: TsigSecret(base64_decode(SECRET_A).unwrap().into()),
+        secret_file: PathBuf::new(),
+        vpc: pzdns::config::Located { value: "vpc-a".into(), path: PathBuf::new(), pos: pzdns::config::Pos::new(1, 1) },
+        notify: Vec::new(),
+    };
+    // An SOA query signed an hour ago.
+    let then = now() - 3600;
+    let mut q = vec![0x51, 0x7e, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x01a\x08internal\x00\x00\x06\x00\x01");
+    let mut signer = Signer::for_request(&key, 0x517e);
+    signer.sign(&mut q, then, 0, &[]);
+    let r = udp_raw(pz.addrs[0], "127.0.0.1".parse().unwrap(), &q).expect("an answer");
+    assert_eq!(r[3] & 0x0f, 9, "NOTAUTH");
+    let at = pzdns::dns::query::response_tsig(&r).unwrap().expect("a TSIG record");
+    let t = TsigRecord::read(&r, at).unwrap();
+    assert_eq!((t.error, t.time), (error::BADTIME, then), "signed at the request's time");
+    let ours = t.other.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    assert!(t.other.len() == 6 && ours.abs_diff(now()) < 60, "the server's time in Other Data: {:?}", t.other);
+    assert!(verify_response(&key, &r, signer.last_mac(), then), "signed with the key over the request's MAC");
+}
