@@ -154,7 +154,14 @@ fn read_notify(path: &Path, list: &[super::yaml::Spanned<String>], diags: &mut D
 /// clause as `tsig-keygen` writes it (`secret "…";`).
 pub fn read_secret(file: &Path) -> Result<TsigSecret, String> {
     let text = files::FileAccess::anywhere().with_max_bytes(64 << 10).read_string(file)?;
-    let b64 = match text.find("secret") {
+    // The `secret` statement: the word alone (not inside a key's name), then a quoted string.
+    let statement = text.match_indices("secret").map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back();
+        let rest = &text[i + "secret".len()..];
+        let after = rest.trim_start();
+        before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ';') && after.len() < rest.len() && after.starts_with('"')
+    });
+    let b64 = match statement {
         Some(i) => {
             let rest = &text[i + "secret".len()..];
             let open = rest.find('"').ok_or_else(|| format!("{}: `secret` is not followed by a quoted base64 string", file.display()))?;
@@ -247,6 +254,9 @@ mod tests {
         assert_eq!(&*read_secret(&bare).unwrap().0, b"foobar");
         let bind = dir.join("bind.key");
         std::fs::write(&bind, "key \"onprem\" {\n\talgorithm hmac-sha256;\n\tsecret \"Zm9vYg==\";\n};\n").unwrap();
+        assert_eq!(&*read_secret(&bind).unwrap().0, b"foob");
+        // A key whose name holds the word.
+        std::fs::write(&bind, "key \"my secret\" {\n\talgorithm hmac-sha256;\n\tsecret \"Zm9vYg==\";\n};\n").unwrap();
         assert_eq!(&*read_secret(&bind).unwrap().0, b"foob");
         std::fs::write(&bare, "not base64!\n").unwrap();
         let e = read_secret(&bare).unwrap_err();
