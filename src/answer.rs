@@ -157,6 +157,9 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
             });
         }
     };
+    if q.tsig.is_some() {
+        return answer_signed(ctx, client, msg, &q, out);
+    }
     if q.edns.is_some_and(|e| e.malformed_options) {
         ctx.metrics.events.note(crate::metrics::Event::MalformedOption, || {
             format!("{} query from {} has malformed EDNS options (answered, options ignored)", client.transport.as_str(), client.src)
@@ -660,6 +663,23 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::OverShare(Share::Client) => (ede::OTHER, "this client has its share of upstream questions in flight"),
         UpstreamError::OverShare(Share::Vpc) => (ede::OTHER, "this VPC has its share of upstream questions in flight"),
         UpstreamError::OverShare(Share::Zone) => (ede::OTHER, "this domain has its share of upstream questions in flight"),
+    }
+}
+
+/// A query signed with TSIG: answered in the view of the key it verifies
+/// with (`transfer::start`), whatever its source; transfers are streamed
+/// by the TCP server, not here.
+fn answer_signed(ctx: &Ctx<'_>, client: &Client, msg: &[u8], q: &Query<'_>, out: &mut Vec<u8>) -> Outcome {
+    let now = crate::transfer::tsig::now();
+    match crate::transfer::start(ctx.snap, ctx.metrics, client.src, msg, q, false, now) {
+        crate::transfer::Start::Reply { bytes, rcode: rc, vpc } => {
+            *out = bytes;
+            let source = if rc == rcode::NOERROR { Source::Zone } else { Source::Refused };
+            let view = vpc.map(|vpc| View::Vpc { vpc, az: crate::snapshot::zone::NO_AZ });
+            Outcome::Done(Answered { rcode: rc, view, source, claimed: None, policy: None, valid_cookie: false })
+        }
+        // Not with `stream: false`; nothing is sent if it ever were.
+        crate::transfer::Start::Stream(_) => Outcome::Drop,
     }
 }
 

@@ -123,6 +123,11 @@ pub async fn run(
     };
     let checker = tokio::spawn(crate::health::run(shared.clone()));
     info!(generation = shared.snapshot.load().generation, "serving");
+    // Secondaries hear of every zone at start: a change made while pzdns was down reaches them.
+    crate::transfer::notify::spawn(
+        crate::transfer::notify::after_load(None, &shared.snapshot.load(), &shared.metrics),
+        shared.metrics.clone(),
+    );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {

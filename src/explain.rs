@@ -92,7 +92,10 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
         }
     }
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        let _ = writeln!(out, "answer:   rcode REFUSED: zone transfers are not served (Extended DNS Error 21)");
+        let _ = writeln!(
+            out,
+            "answer:   rcode REFUSED: unsigned zone transfers are not served (Extended DNS Error 21); one signed with a `transfers.keys` key is answered in that key's view"
+        );
         return Ok(out);
     }
     let res = resolve(snap, view, name, qtype, true);

@@ -5,13 +5,13 @@
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
 //! dns ─► metrics ─► abuse ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
-//!     ─► upstream ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
+//!     ─► upstream ─► transfer ─► answer ─► record ─► state ─► health ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `abuse` makes and checks DNS cookies and limits response rates, `config` reads and checks
 //! files, `snapshot` holds the indexes a query reads, `resolve` applies
 //! the answering rules, `loader` builds a checked snapshot, `upstream`
 //! forwards and caches, `answer` turns a query into response bytes,
-//! `record` counts and logs what was answered, `state` is what the listeners share, `server` owns the sockets, `app`
+//! `record` counts and logs what was answered, `state` is what the listeners share, `health` checks the health-checked addresses, `server` owns the sockets, `app`
 //! runs start-up and shutdown, `cli` is the command line.
 //! docs/ARCHITECTURE.md has the whole picture.
 
@@ -33,4 +33,5 @@ pub mod resolve;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod transfer;
 pub mod upstream;

@@ -79,6 +79,12 @@ pub const DATA_COMMIT: &str = "pzdns_data_commit_info";
 pub const EVENTS: &str = "pzdns_events";
 /// `pzdns_policy_hits_total{policy, rule_set, action}`: response-policy rules that matched.
 pub const POLICY_HITS: &str = "pzdns_policy_hits";
+/// `pzdns_transfers_total{vpc, zone, kind, result}`: zone transfers to secondaries.
+pub const TRANSFERS: &str = "pzdns_transfers";
+/// `pzdns_zone_serial{vpc, zone}`: the SOA serial of each zone (and catalog) a view's secondaries may copy.
+pub const ZONE_SERIAL: &str = "pzdns_zone_serial";
+/// `pzdns_notifies_total{vpc, result}`: NOTIFY messages sent, acknowledged, given up on.
+pub const NOTIFIES: &str = "pzdns_notifies";
 /// `pzdns_build_info{version, commit, rustc}`: always 1.
 pub const BUILD_INFO: &str = "pzdns_build_info";
 /// `pzdns_upstream_duration_seconds{upstream}`: time from a question sent
@@ -197,6 +203,30 @@ pub struct PolicyLabels {
     pub policy: String,
     pub rule_set: String,
     pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransferLabels {
+    pub vpc: String,
+    pub zone: String,
+    /// `axfr` or `ixfr`.
+    pub kind: &'static str,
+    /// `started` (AXFR), `incremental` or `full` (IXFR), then `complete` or `aborted`;
+    /// or `current` (IXFR: nothing newer), `not_found`, `refused`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneLabels {
+    pub vpc: String,
+    pub zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub vpc: String,
+    /// `sent`, `acknowledged`, `failed` (no answer after every retry).
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -417,10 +447,12 @@ pub enum Event {
     UnwantedReplies,
     /// A query answered SERVFAIL.
     ServFail,
+    /// A signed query whose TSIG did not verify (BADKEY, BADSIG, BADTIME).
+    TsigRejected,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::BadQuery,
         Event::Dropped,
         Event::MalformedOption,
@@ -433,6 +465,7 @@ impl Event {
         Event::StaleServed,
         Event::UnwantedReplies,
         Event::ServFail,
+        Event::TsigRejected,
     ];
 
     /// The `event` label.
@@ -450,6 +483,7 @@ impl Event {
             Event::StaleServed => "stale_served",
             Event::UnwantedReplies => "unwanted_replies",
             Event::ServFail => "servfail",
+            Event::TsigRejected => "tsig_rejected",
         }
     }
 
@@ -465,6 +499,7 @@ impl Event {
                 | Event::StaleServed
                 | Event::UnwantedReplies
                 | Event::ServFail
+                | Event::TsigRejected
         )
     }
 }
@@ -665,6 +700,9 @@ pub struct Metrics {
     pub health_transitions: Family<HealthTransitionLabels, Counter>,
     pub health_target_state: Family<HealthTargetLabels, Gauge>,
     pub abuse: AbuseCounters,
+    pub transfers: Family<TransferLabels, Counter>,
+    pub zone_serial: Family<ZoneLabels, Gauge>,
+    pub notifies: Family<NotifyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -720,6 +758,9 @@ impl Metrics {
             proxy_dropped: Counter::default(),
             dnstap: DnstapMetrics::registered(&mut registry),
             abuse: AbuseCounters::default(),
+            transfers: Family::default(),
+            zone_serial: Family::default(),
+            notifies: Family::default(),
         };
         let rrl: Family<ActionLabels, Counter> = Family::default();
         let cookies: Family<ResultLabels, Counter> = Family::default();
@@ -814,6 +855,9 @@ impl Metrics {
             m.health_target_state.clone(),
         );
         registry.register(POLICY_HITS, "Response policy rules that matched, by policy, rule set and action", m.policy_hits.clone());
+        registry.register(TRANSFERS, "Zone transfers to secondaries, by view, zone, kind and result", m.transfers.clone());
+        registry.register(ZONE_SERIAL, "SOA serial of each zone a view's secondaries may copy, catalogs included", m.zone_serial.clone());
+        registry.register(NOTIFIES, "NOTIFY messages to secondaries, by view and result", m.notifies.clone());
         registry.register(DATA_COMMIT, "Git commit of the zones directory in force", m.data_commit.clone());
         let build: Family<BuildLabels, Gauge> = Family::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: COMMIT, rustc: RUSTC }).set(1);

@@ -95,6 +95,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<u64, 
             shared.apply_config(Arc::new(cfg));
             let old = shared.snapshot.swap(snap.clone());
             snap.commit_health();
+            crate::transfer::notify::spawn(crate::transfer::notify::after_load(Some(&old), &snap, &shared.metrics), shared.metrics.clone());
             debug!(trigger, generation = next_gen, "reload swapped in");
             // Freeing a large snapshot takes milliseconds: not on a worker
             // thread that answers queries. (Queries still holding it keep it

@@ -13,6 +13,7 @@ pub mod presentation;
 pub mod rdata;
 pub mod routing;
 pub mod schema;
+pub mod transfers;
 pub mod yaml;
 pub mod zones_dir;
 
@@ -232,6 +233,8 @@ pub struct ServerConfig {
     pub cookie_secrets: Option<crate::abuse::cookie::Secrets>,
     /// Response rate limiting; `None`: off (the default).
     pub rate_limit: Option<crate::abuse::rrl::Settings>,
+    /// Zone transfers to secondaries (`transfers:`); no keys: none.
+    pub transfers: transfers::Transfers,
 }
 
 impl ServerConfig {
@@ -271,6 +274,7 @@ impl ServerConfig {
             cookie_secret_file: None,
             cookie_secrets: None,
             rate_limit: None,
+            transfers: transfers::Transfers::default(),
         }
     }
 
@@ -368,6 +372,9 @@ impl ServerConfig {
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
         if let Some(h) = f.health_checks {
             cfg.read_health_checks(path, h, diags);
+        }
+        if let Some(t) = f.transfers {
+            cfg.transfers = transfers::read(path, &base, t, diags);
         }
         cfg
     }

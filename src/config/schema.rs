@@ -39,6 +39,7 @@ pub struct ServerFile {
     pub cookies: Option<Spanned<String>>,
     pub cookie_secret_file: Option<Spanned<String>>,
     pub rate_limit: Option<RateLimitEntry>,
+    pub transfers: Option<TransfersEntry>,
 }
 
 /// `health_checks:` of pzdns.yaml.
@@ -64,6 +65,25 @@ pub struct RateLimitEntry {
     pub ipv4_prefix: Option<Spanned<i64>>,
     pub ipv6_prefix: Option<Spanned<i64>>,
     pub scope: Option<Spanned<String>>,
+}
+
+/// `transfers:` of pzdns.yaml (zone transfers to secondaries).
+#[derive(Debug, Default)]
+pub struct TransfersEntry {
+    pub keys: Vec<TsigKeyEntry>,
+    pub notify: Vec<Spanned<String>>,
+    pub catalog: Option<Spanned<String>>,
+}
+
+/// One TSIG key of `transfers.keys`.
+#[derive(Debug)]
+pub struct TsigKeyEntry {
+    pub name: Spanned<String>,
+    pub algorithm: Option<Spanned<String>>,
+    pub secret_file: Spanned<String>,
+    pub vpc: Spanned<String>,
+    /// Secondaries told of this view's changes, besides `transfers.notify`.
+    pub notify: Vec<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -343,8 +363,31 @@ impl ServerFile {
             r.finish(d);
             Some(out)
         });
+        let transfers = m.get("transfers").and_then(|n| {
+            let mut t = MapReader::new(n, "`transfers`", path, d)?;
+            let keys = t
+                .list("keys", d)
+                .map(|l| {
+                    each(l.value, |n| {
+                        let mut k = MapReader::new(n, "a `transfers.keys` entry", path, d)?;
+                        let name = k.req_text("name", " (the TSIG key's name, e.g. `name: onprem-hz`)", d);
+                        let algorithm = k.text("algorithm", d);
+                        let secret_file = k.req_text("secret_file", " (a file holding the base64 secret, e.g. from `tsig-keygen`)", d);
+                        let vpc = k.req_text("vpc", " (the VPC whose view the key stands for)", d);
+                        let notify = k.texts("notify", d).map(|v| v.value).unwrap_or_default();
+                        k.finish(d);
+                        Some(TsigKeyEntry { name: name?, algorithm, secret_file: secret_file?, vpc: vpc?, notify })
+                    })
+                })
+                .unwrap_or_default();
+            let notify = t.texts("notify", d).map(|v| v.value).unwrap_or_default();
+            let catalog = t.text("catalog", d);
+            t.finish(d);
+            Some(TransfersEntry { keys, notify, catalog })
+        });
         m.finish(d);
         Some(ServerFile {
+            transfers,
             listen,
             upstreams,
             forward_zones,

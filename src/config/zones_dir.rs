@@ -231,6 +231,9 @@ fn load_once(cfg: &ServerConfig, prev: Option<&Previous>, racy_window: std::time
             check_vpc(v, &mut diags);
         }
     }
+    for k in &cfg.transfers.keys {
+        check_vpc(&k.vpc, &mut diags);
+    }
 
     let zone_files: Vec<&PathBuf> = files.iter().filter(|f| !is_top(f, VPCS_FILE) && !is_top(f, ENDPOINTS_FILE)).collect();
     // Zone files are independent: parse them on rayon's pool (every core).

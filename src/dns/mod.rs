@@ -39,10 +39,15 @@ pub const TYPE_PTR: u16 = 12;
 pub const TYPE_MX: u16 = 15;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_TSIG: u16 = 250;
 pub const TYPE_IXFR: u16 = 251;
 pub const TYPE_AXFR: u16 = 252;
 /// CLASS IN.
 pub const CLASS_IN: u16 = 1;
+/// CLASS ANY (TSIG records are of it).
+pub const CLASS_ANY: u16 = 255;
+/// Opcode NOTIFY (RFC 1996).
+pub const OPCODE_NOTIFY: u8 = 4;
 
 /// The DO bit in the OPT record's TTL field (RFC 3225).
 pub const DO_BIT: u32 = 0x8000;
@@ -67,6 +72,8 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// Not authoritative; with TSIG (RFC 8945), not authorized.
+    pub const NOTAUTH: u16 = 9;
     pub const BADVERS: u16 = 16;
     /// A missing or invalid server cookie (RFC 7873 §8).
     pub const BADCOOKIE: u16 = 23;

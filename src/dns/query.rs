@@ -3,7 +3,7 @@
 //! (a query carries none that pzdns acts on). One reader for every
 //! transport; nothing is allocated.
 
-use super::{CD, OPCODE, QR, RD, TYPE_OPT};
+use super::{CD, OPCODE, QR, RD, TYPE_OPT, TYPE_TSIG};
 
 /// The EDNS part of a query (RFC 6891).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,9 @@ pub struct Query<'a> {
     pub qdcount: u16,
     pub question: QuestionPart<'a>,
     pub edns: Option<QueryEdns>,
+    /// Where the TSIG record (RFC 8945) starts, when the query is signed:
+    /// the last record of the message.
+    pub tsig: Option<usize>,
 }
 
 /// Why a message cannot be read as a query.
@@ -211,7 +214,8 @@ impl<'a> Query<'a> {
             r.skip_record().ok_or(bad)?;
         }
         let mut edns = None;
-        for _ in 0..ar {
+        let mut tsig = None;
+        for i in 0..ar {
             let owner = r.pos;
             r.skip_name().ok_or(bad)?;
             let root = r.pos == owner + 1 && msg[owner] == 0;
@@ -220,6 +224,13 @@ impl<'a> Query<'a> {
             let ttl = r.u32().ok_or(bad)?;
             let rdlen = r.u16().ok_or(bad)? as usize;
             let rdata = r.take(rdlen).ok_or(bad)?;
+            if rtype == TYPE_TSIG {
+                // RFC 8945 §5.1: the TSIG record is the last one, or FORMERR.
+                if i + 1 != ar {
+                    return Err(bad);
+                }
+                tsig = Some(owner);
+            }
             if rtype == TYPE_OPT {
                 // RFC 6891 §6.1.1: one OPT, owned by the root, or FORMERR.
                 if edns.is_some() || !root {
@@ -260,7 +271,7 @@ impl<'a> Query<'a> {
             }
         }
         // Bytes after the last record are ignored, as BIND and NSD do.
-        Ok(Query { id, flags, qdcount: qd as u16, question, edns })
+        Ok(Query { id, flags, qdcount: qd as u16, question, edns, tsig })
     }
 }
 
@@ -335,6 +346,29 @@ impl<'a> Reader<'a> {
         let rdlen = self.u16()? as usize;
         self.take(rdlen).map(|_| ())
     }
+}
+
+/// Where the TSIG record of any message (a response too) starts, if its
+/// last record is one; `Err` if the message does not read.
+#[allow(clippy::result_unit_err)]
+pub fn response_tsig(msg: &[u8]) -> Result<Option<usize>, ()> {
+    let count = |i: usize| msg.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).ok_or(());
+    let (qd, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let mut r = Reader { msg, pos: 12 };
+    for _ in 0..qd {
+        r.skip_name().ok_or(())?;
+        r.take(4).ok_or(())?;
+    }
+    let mut last = None;
+    for _ in 0..records {
+        let start = r.pos;
+        r.skip_name().ok_or(())?;
+        let rtype = r.u16().ok_or(())?;
+        r.pos = start;
+        r.skip_record().ok_or(())?;
+        last = Some((start, rtype));
+    }
+    Ok(last.filter(|(_, t)| *t == TYPE_TSIG).map(|(s, _)| s))
 }
 
 #[cfg(test)]

@@ -332,6 +332,14 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limi
             _ => break,
         }
         while queries.try_join_next().is_some() {}
+        if let Ok(q) = crate::dns::query::Query::parse(&buf)
+            && crate::transfer::is_signed_transfer(&q)
+        {
+            if !transfer(&shared, client, &buf, &q, &tx, &queued, &mut state, &mut stop).await {
+                break;
+            }
+            continue;
+        }
         match shared.answer_start(client, &buf) {
             Started::Done(bytes) => queue(&tx, &queued, bytes.as_deref()),
             Started::Drop => {}
@@ -369,6 +377,53 @@ async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limi
     while queries.join_next().await.is_some() {}
     drop(tx);
     let _ = writer.await;
+}
+
+/// Answers a signed AXFR or IXFR (`transfer::start`): its messages are
+/// made one at a time, each once the output queued before it is under
+/// [`MAX_QUEUED_OUTPUT`], so that a transfer of any size holds little and
+/// a secondary that stops reading stops it. Whether the connection may go on.
+#[allow(clippy::too_many_arguments)]
+async fn transfer(
+    shared: &Shared,
+    client: Client,
+    msg: &[u8],
+    q: &crate::dns::query::Query<'_>,
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+    queued: &watch::Sender<Queued>,
+    state: &mut watch::Receiver<Queued>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    use crate::transfer::{Start, start, tsig};
+    let snap = shared.snapshot.load_full();
+    let mut stream = match start(&snap, &shared.metrics, client.src, msg, q, true, tsig::now()) {
+        Start::Reply { bytes, .. } => {
+            queue(tx, queued, Some(&bytes));
+            return true;
+        }
+        Start::Stream(s) => s,
+    };
+    drop(snap);
+    let mut open = true;
+    loop {
+        let ready = tokio::select! {
+            r = state.wait_for(|q| q.closed || q.bytes < MAX_QUEUED_OUTPUT) => r.map(|q| !q.closed).unwrap_or(false),
+            _ = stopped(stop) => false,
+        };
+        if !ready {
+            open = false;
+            break;
+        }
+        match stream.next_message(tsig::now()) {
+            Some(m) => queue(tx, queued, Some(&m)),
+            None => break,
+        }
+        // A secondary that reads as fast as messages are made would keep
+        // this worker to the end of a large zone: let queries in between.
+        tokio::task::yield_now().await;
+    }
+    stream.finish(&shared.metrics);
+    open
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

@@ -93,6 +93,9 @@ impl Snapshot {
             // Shared with the snapshot before: a target's state outlives a reload.
             health: prev.map(|p| p.health.clone()).unwrap_or_else(|| Arc::new(HealthTable::new(cfg.health.max_targets))),
             routed_ttl_cap: cfg.health.ttl_cap(),
+            transfer_keys: Vec::new(),
+            catalog: cfg.transfers.catalog.clone(),
+            catalogs: Vec::new(),
         };
         // Reused zones carry indices into the previous interner: start from it.
         let mut azs = Interner::default();
@@ -194,7 +197,14 @@ impl Snapshot {
         }
         // Zones build independently: on every core of the pool this runs on.
         let azs = azs;
-        let built = build_zones_parallel(jobs, serial, &azs, &snap.health);
+        // A file zone built again gets a serial past its last one, however
+        // its files' times went (two edits within a second, a clock set back).
+        // The zone each one built replaces, by file and name: its serial and its IXFR history carry on.
+        let prev_zones: HashMap<(&Path, &NameKey), &Zone> =
+            prev.map(|p| p.zones.iter().map(|z| ((z.path.as_path(), &z.key), &**z)).collect()).unwrap_or_default();
+        // Differences are kept for IXFR only where a secondary may ask for them.
+        let keep_history = !cfg.transfers.keys.is_empty();
+        let built = build_zones_parallel(jobs, serial, &prev_zones, keep_history, &azs, &snap.health);
         for (z, mut zone_cnames, d) in built {
             diags.extend(d);
             let Some(z) = z else { continue };
@@ -217,6 +227,8 @@ impl Snapshot {
             snap.zones.push(z);
         }
         snap.azs = azs.names;
+        snap.transfer_keys = cfg.transfers.keys.iter().filter_map(|k| snap.vpc_by_id.get(&k.vpc.value).map(|v| (k.clone(), *v))).collect();
+        snap.catalogs = catalog_versions(&snap, prev);
         check_endpoint_shadowing(&snap, &mut diags);
         (snap, cnames, diags)
     }
@@ -272,6 +284,56 @@ fn check_endpoint_shadowing(snap: &Snapshot, diags: &mut Diagnostics) {
     }
 }
 
+/// Each view's catalog version: the previous snapshot's while the list of
+/// zones is the same; else a serial past it, and past every member's
+/// serial and the zones directory's modification time (what a first load
+/// starts from, so that a restart with the same zones keeps the serial).
+fn catalog_versions(snap: &Snapshot, prev: Option<&Snapshot>) -> Vec<super::CatalogVersion> {
+    use std::hash::{Hash, Hasher};
+    // Only views with a key have a catalog: no work for a deployment without transfers.
+    if snap.catalog.is_none() || snap.transfer_keys.is_empty() {
+        return Vec::new();
+    }
+    let mut keyed = vec![false; snap.vpcs.len()];
+    for (_, v) in &snap.transfer_keys {
+        keyed[*v as usize] = true;
+    }
+    // Per view: its members' names and serials, in one pass over the zones.
+    let mut members: Vec<Vec<(&NameKey, u32)>> = vec![Vec::new(); snap.vpcs.len()];
+    for z in snap.zones.iter().filter(|z| z.transferable()) {
+        for &v in &z.vpcs {
+            if keyed[v as usize] {
+                members[v as usize].push((&z.key, z.serial));
+            }
+        }
+    }
+    let dir_time = std::fs::metadata(&snap.zones_dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as u32);
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(v, mut list)| {
+            list.sort_unstable();
+            let mut h = rustc_hash::FxHasher::default();
+            for (name, _) in &list {
+                name.hash(&mut h);
+            }
+            let members = h.finish();
+            let floor = list.iter().map(|m| m.1).max().unwrap_or(0).max(dir_time).max(1);
+            let before = prev.and_then(|p| Some(*p.catalogs.get(p.vpc_index(&snap.vpcs[v].id)? as usize)?));
+            let serial = match before {
+                Some(b) if b.members == members => b.serial,
+                Some(b) => floor.max(b.serial.wrapping_add(1)),
+                None => floor,
+            };
+            super::CatalogVersion { serial, members }
+        })
+        .collect()
+}
+
 /// Identifies an upstream set in cache keys (computed once per snapshot,
 /// see `Snapshot::upstreams_for`), so two routes never share an entry.
 fn route_id(upstreams: &[SocketAddr]) -> u64 {
@@ -308,14 +370,28 @@ impl Job {
 
 /// Builds every zone on rayon's pool (one thread per core); results in
 /// the order of `jobs`.
-fn build_zones_parallel(jobs: Vec<(Job, Vec<VpcIdx>)>, serial: u32, azs: &Interner, health: &HealthTable) -> Vec<Built> {
+fn build_zones_parallel(
+    jobs: Vec<(Job, Vec<VpcIdx>)>,
+    serial: u32,
+    prev_zones: &HashMap<(&Path, &NameKey), &Zone>,
+    keep_history: bool,
+    azs: &Interner,
+    health: &HealthTable,
+) -> Vec<Built> {
     use rayon::prelude::*;
     jobs.into_par_iter()
         .map(|(job, vpcs)| match job {
             Job::Build(def) => {
                 let mut diags = Diagnostics::new();
                 let mut cnames = Vec::new();
-                let z = build_zone(*def, vpcs, serial, (azs, health), &mut cnames, 0, &mut diags);
+                let before = prev_zones.get(&(def.path.as_path(), &name_key(&def.origin))).copied();
+                // An endpoint name is built again on every load: its serial follows endpoints.yaml alone.
+                let prev_serial = before.filter(|_| matches!(def.kind, ZoneOrigin::File)).map(|z| z.serial);
+                let serial = zone_serial(&def, serial, prev_serial);
+                let mut z = build_zone(*def, vpcs, serial, (azs, health), &mut cnames, 0, &mut diags);
+                if let (Some(z), Some(before), true) = (z.as_mut(), before, keep_history) {
+                    z.history = z.history_after(before);
+                }
                 (z.map(Arc::new), cnames, diags)
             }
             Job::Reuse(z) => {
@@ -348,6 +424,23 @@ impl Interner {
     /// before zones are built).
     fn get(&self, s: &str) -> u32 {
         self.ids.get(s).copied().unwrap_or(NO_AZ)
+    }
+}
+
+/// The serial of a zone's synthesised SOA: the last modification time of
+/// its files (seconds), so that it is the same across restarts while they
+/// do not change and grows when they do; past `prev`, the serial of the
+/// zone this one replaces, when there is one. `fallback` (the load time)
+/// where the files' times cannot be read.
+fn zone_serial(def: &ZoneDef, fallback: u32, prev: Option<u32>) -> u32 {
+    let mtime = |p: &Path| {
+        let t = std::fs::metadata(p).ok()?.modified().ok()?;
+        t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as u32)
+    };
+    let from_files = mtime(&def.path).max(mtime(&def.records_path)).unwrap_or(fallback).max(1);
+    match prev {
+        Some(p) if p >= from_files => p.wrapping_add(1).max(1),
+        _ => from_files,
     }
 }
 
@@ -436,8 +529,11 @@ fn build_zone(
     let mut nodes = NodesBuilder::with_capacity(by_name.len() + ents.len(), def_bytes);
     let mut record_count = 0usize;
     let mut health_ids: Vec<u32> = Vec::new();
+    let mut routed = false;
     let mut has_wildcards = false;
     let mut negative_soa = None;
+    // The SOA's serial: the data's own SOA, else the one synthesised.
+    let mut zone_serial = serial;
     let mut too_large = false;
     let synthesised = |recs: &mut Vec<RecordDef>, record: Record| {
         recs.push(RecordDef { record, pos: Pos::UNKNOWN, az: None, route: None });
@@ -479,6 +575,7 @@ fn build_zone(
                 let mut neg = recs[soa.1[0] as usize].record.clone();
                 if let RData::SOA(s) = &neg.data {
                     neg.ttl = neg.ttl.min(s.minimum);
+                    zone_serial = s.serial;
                 }
                 negative_soa = Some(neg);
             } else {
@@ -496,6 +593,7 @@ fn build_zone(
         record_count += sets.iter().map(|s| s.1.len()).sum::<usize>();
         let routes: Vec<Option<Vec<Route>>> =
             sets.iter().map(|(_, idx, _, _)| routes_of_set(&recs, idx, health, &def.records_path, &mut health_ids, diags)).collect();
+        routed |= routes.iter().any(Option::is_some);
         let recs = &recs;
         let encoded = sets.iter().zip(&routes).map(|((rtype, idx, azs, _), routes)| {
             (*rtype, idx.iter().map(move |&i| &recs[i as usize].record), is_endpoint.then_some(&azs[..]), routes.as_deref())
@@ -529,6 +627,7 @@ fn build_zone(
         nodes,
         has_wildcards,
         record_count,
+        serial: zone_serial,
         vpcs,
         bound: def.vpcs,
         pos: def.pos,
@@ -538,6 +637,8 @@ fn build_zone(
             health_ids.dedup();
             health_ids.into_boxed_slice()
         },
+        routed,
+        history: Vec::new(),
     })
 }
 

@@ -196,6 +196,20 @@ pub struct Snapshot {
     pub health: Arc<health::HealthTable>,
     /// The longest TTL of an answer from a failover or health-checked set.
     pub routed_ttl_cap: u32,
+    /// `transfers.keys` whose VPC exists, each with its VPC, in pzdns.yaml's order.
+    pub transfer_keys: Vec<(crate::config::transfers::TsigKey, VpcIdx)>,
+    /// `transfers.catalog`: each view's catalog zone is `<vpc-id>.<catalog>`.
+    pub catalog: Option<Name>,
+    /// Per VPC: its catalog zone's version.
+    pub catalogs: Vec<CatalogVersion>,
+}
+
+/// What a view's catalog zone lists, fingerprinted, and its serial: the
+/// serial changes when, and only when, the list does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogVersion {
+    pub serial: u32,
+    pub members: u64,
 }
 
 impl Snapshot {
@@ -280,6 +294,19 @@ impl Snapshot {
             View::Vpc { vpc, .. } => vpc as usize,
             View::Unknown => self.vpcs.len(),
         }
+    }
+
+    /// The zones a secondary of `vpc`'s view may copy ([`Zone::transferable`]),
+    /// endpoint names included, each a zone of its own.
+    pub fn transferable_zones(&self, vpc: VpcIdx) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.iter().filter(move |z| z.vpcs.binary_search(&vpc).is_ok() && z.transferable())
+    }
+
+    /// The name of `vpc`'s catalog zone, if catalogs are on.
+    pub fn catalog_zone(&self, vpc: VpcIdx) -> Option<Name> {
+        let suffix = self.catalog.as_ref()?;
+        let id = self.vpcs.get(vpc as usize)?.id.to_ascii_lowercase();
+        Name::from_ascii(&id).ok()?.append_domain(suffix).ok()
     }
 
     pub fn vpc_index(&self, id: &str) -> Option<VpcIdx> {

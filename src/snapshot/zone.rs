@@ -317,6 +317,17 @@ impl Nodes {
         self.index.is_empty()
     }
 
+    /// The node stored at arena offset `at` (0 is the first), with the
+    /// offset of the one after it: a walk of every node in storage order
+    /// that holds no borrow between steps (a zone transfer's).
+    pub fn node_from(&self, at: usize) -> Option<(&[u8], Node<'_>, usize)> {
+        if at >= self.data.len() {
+            return None;
+        }
+        let (key, node) = node_at(&self.data, at as u32);
+        Some((key, node, at + 5 + key.len() + node.sets.len()))
+    }
+
     /// Every name and its node, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Node<'_>)> {
         self.index.iter().map(|&at| node_at(&self.data, at))
@@ -401,6 +412,8 @@ pub struct Zone {
     pub has_wildcards: bool,
     /// Records held (not counting empty non-terminals).
     pub record_count: usize,
+    /// The serial of the apex SOA (the data's, or the synthesised one's).
+    pub serial: u32,
     /// Index of the VPCs this zone is bound to (sorted).
     pub vpcs: Vec<u32>,
     /// The `vpcs:` entries as written, and where the zone file's `zone:`
@@ -413,6 +426,92 @@ pub struct Zone {
     pub cname_sites: Vec<(Name, PathBuf, crate::config::Pos)>,
     /// The health targets its records refer to ([`super::health::HealthTable`]).
     pub health_ids: Box<[u32]>,
+    /// Some RRset of it is weighted, fails over or is health-checked.
+    pub routed: bool,
+    /// The differences from the zone's last versions to this one, oldest
+    /// first, for IXFR (RFC 1995): at most [`HISTORY_VERSIONS`] of them and
+    /// [`HISTORY_BYTES`] in all.
+    pub history: Vec<std::sync::Arc<Diff>>,
+}
+
+/// Versions of a zone whose differences are kept for IXFR.
+pub const HISTORY_VERSIONS: usize = 16;
+/// Bytes of differences kept per zone; a change larger than this is
+/// transferred whole (AXFR).
+pub const HISTORY_BYTES: usize = 4 << 20;
+
+/// A record in transfer form: owner key, then the record without owner.
+pub type WireRecord = (Box<[u8]>, Box<[u8]>);
+
+/// How one version of a zone became the next (apex SOA apart).
+#[derive(Debug)]
+pub struct Diff {
+    pub from: u32,
+    pub to: u32,
+    /// The SOA records (without owner) of both versions.
+    pub old_soa: Box<[u8]>,
+    pub new_soa: Box<[u8]>,
+    pub deleted: Vec<WireRecord>,
+    pub added: Vec<WireRecord>,
+    pub bytes: usize,
+}
+
+impl Zone {
+    /// Every record but the apex SOA, in storage order.
+    pub fn records_but_soa(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let apex = &self.key[..];
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let (key, node, next) = self.nodes.node_from(at)?;
+            at = next;
+            Some((key, node))
+        })
+        .flat_map(move |(key, node)| {
+            node.rrsets()
+                .filter(move |s| !(key == apex && s.rtype() == RecordType::SOA))
+                .flat_map(move |s| tails(s.wire()).map(move |t| (key, t)))
+        })
+    }
+
+    /// This zone's history for IXFR: `prev`'s, and how `prev` became this,
+    /// trimmed to the bounds; none when the serial did not move or the
+    /// change is larger than the bound.
+    pub fn history_after(&self, prev: &Zone) -> Vec<std::sync::Arc<Diff>> {
+        if prev.serial == self.serial {
+            return prev.history.clone();
+        }
+        let (Some(old_soa), Some(new_soa)) = (prev.soa_wire(), self.soa_wire()) else { return Vec::new() };
+        let mut old: rustc_hash::FxHashSet<(&[u8], &[u8])> = prev.records_but_soa().collect();
+        let mut added = Vec::new();
+        let mut bytes = old_soa.len() + new_soa.len();
+        for r in self.records_but_soa() {
+            if !old.remove(&r) {
+                bytes += r.0.len() + r.1.len();
+                if bytes > HISTORY_BYTES {
+                    return Vec::new();
+                }
+                added.push((r.0.into(), r.1.into()));
+            }
+        }
+        let mut deleted = Vec::with_capacity(old.len());
+        for r in old {
+            bytes += r.0.len() + r.1.len();
+            if bytes > HISTORY_BYTES {
+                return Vec::new();
+            }
+            deleted.push((r.0.into(), r.1.into()));
+        }
+        // Deterministic order (the set's is not).
+        deleted.sort_unstable();
+        let diff = Diff { from: prev.serial, to: self.serial, old_soa: old_soa.into(), new_soa: new_soa.into(), deleted, added, bytes };
+        let mut history = prev.history.clone();
+        history.push(std::sync::Arc::new(diff));
+        let mut total: usize = history.iter().map(|d| d.bytes).sum();
+        while history.len() > HISTORY_VERSIONS || total > HISTORY_BYTES {
+            total -= history.remove(0).bytes;
+        }
+        history
+    }
 }
 
 /// What a zone holds for a name and type.
@@ -464,6 +563,22 @@ impl Zone {
     /// Whether this zone holds generated PrivateLink endpoint names.
     pub fn is_endpoint_names(&self) -> bool {
         matches!(self.kind, ZoneOrigin::Endpoint(_))
+    }
+
+    /// Whether a secondary may hold a copy of this zone and answer from it
+    /// exactly as pzdns does (docs/REFERENCE.md#transfers): not a
+    /// `recursive_proxy` zone (pzdns forwards the names it lacks, a copy
+    /// would deny them), nor one with a CNAME at its apex (which no
+    /// secondary loads beside the apex's SOA and NS).
+    pub fn transferable(&self) -> bool {
+        // A copy of a routed set would answer every record of it, every time.
+        !self.recursive_proxy && !self.routed && self.nodes.get(&self.key).is_none_or(|n| n.get(RecordType::CNAME).is_none())
+    }
+
+    /// The apex SOA record, in wire form without owner.
+    pub fn soa_wire(&self) -> Option<&[u8]> {
+        let set = self.nodes.get(&self.key)?.get(RecordType::SOA)?;
+        tails(set.wire()).next()
     }
 }
 

@@ -48,6 +48,7 @@ mod spec_rules;
 mod special_files;
 mod tcp_limits;
 mod toolbox;
+mod transfers;
 mod upstream_faults;
 mod upstream_health;
 mod upstream_spoofing;

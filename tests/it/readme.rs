@@ -87,6 +87,11 @@ fn the_readme_yaml_examples_load_together() {
             text = text.replace(&d, dir.join("outside").to_str().unwrap());
             std::fs::create_dir_all(dir.join("outside")).unwrap();
         }
+        // A TSIG secret a fragment names: any base64 secret (`tsig-keygen` writes the real one).
+        for f in text.split("secret_file: ").skip(1).map(|r| r.split([',', ' ', '}', '\n']).next().unwrap()) {
+            std::fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(f), "c2VjcmV0IG9mIHRoZSBrZXkgb2YgdnBjLWEsIDMyIGJ5dGVzIQ==\n").unwrap();
+        }
         let cfg = dir.join(format!("pzdns-{i}.yaml"));
         std::fs::write(&cfg, &text).unwrap();
         let (code, out) = check(&cfg);
@@ -113,20 +118,35 @@ fn the_readme_recipes_load_in_bind_unbound_and_dnsdist() {
     let dir = std::env::temp_dir().join(format!("pzdns-readme-recipes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let checks: [(&str, &str, &str, &[&str]); 3] = [
+    let checks: [(&str, &str, &str, &[&str]); 4] = [
         ("named-checkconf", "", "options {", &[]),
+        // A secondary of a view: key, catalog-zones, the catalog zone.
+        ("named-checkconf", "", "key \"onprem-hz\"", &[]),
         ("unbound-checkconf", "", "server:", &[]),
         ("dnsdist", "lua", "setSecurityPollSuffix", &["--check-config", "-C"]),
     ];
     for (checker, lang, first, args) in checks {
         let (line, text) = recipe(&readme, lang, first);
         let Some(path) = tool(checker) else { continue };
-        let file = dir.join(format!("{checker}.conf"));
+        let file = dir.join(format!("{checker}-{line}.conf"));
         std::fs::write(&file, &text).unwrap();
         let out = Command::new(path).args(args).arg(&file).output().unwrap();
         assert!(
             out.status.success(),
             "README.md:{line}: {checker} rejects the recipe:\n{text}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Knot's secondary of a view: knotc checks it (`-c FILE` before the command).
+    let (line, text) = recipe(&readme, "", "# knot.conf");
+    if let Some(knotc) = tool("knotc") {
+        let file = dir.join("knot.conf");
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(knotc).arg("-c").arg(&file).arg("conf-check").output().unwrap();
+        assert!(
+            out.status.success(),
+            "README.md:{line}: knotc rejects the recipe:\n{text}\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -158,7 +178,8 @@ fn reader_config_keys() -> std::collections::BTreeSet<String> {
     std::fs::write(
         &cfg,
         "zz: 1\nlisten:\n  - { address: 127.0.0.1:0, zz: 1 }\nforward_zones:\n  - { domain: a.test, upstreams: [127.0.0.1], zz: 1 }\n\
-         cache: { zz: 1 }\nadmin: { zz: 1 }\ntcp: { zz: 1 }\nreload: { zz: 1 }\ndnstap: { zz: 1 }\nhealth_checks: { zz: 1 }\nrate_limit: { zz: 1 }\n",
+         cache: { zz: 1 }\nadmin: { zz: 1 }\ntcp: { zz: 1 }\nreload: { zz: 1 }\ndnstap: { zz: 1 }\nhealth_checks: { zz: 1 }\nrate_limit: { zz: 1 }\n\
+         transfers: { zz: 1, keys: [{ zz: 1 }] }\n",
     )
     .unwrap();
     let problems = pzdns::config::ServerConfig::load_file(&cfg).expect_err("unknown keys are problems").to_string();
@@ -177,9 +198,24 @@ fn reader_config_keys() -> std::collections::BTreeSet<String> {
         }
         sections += 1;
     }
-    assert_eq!(sections, 10, "every mapping reported its unknown key:\n{problems}");
+    assert_eq!(sections, 12, "every mapping reported its unknown key:\n{problems}");
     // The sections themselves are not keys of the table; their keys are.
-    keys.retain(|k| !["listen", "forward_zones", "cache", "admin", "tcp", "reload", "dnstap", "health_checks", "rate_limit"].contains(&k.as_str()));
+    keys.retain(|k| {
+        ![
+            "listen",
+            "forward_zones",
+            "cache",
+            "admin",
+            "tcp",
+            "reload",
+            "dnstap",
+            "health_checks",
+            "rate_limit",
+            "transfers",
+            "transfers.keys",
+        ]
+        .contains(&k.as_str())
+    });
     keys
 }
 
