@@ -39,6 +39,7 @@ pub struct ServerFile {
     pub cookies: Option<Spanned<String>>,
     pub cookie_secret_file: Option<Spanned<String>>,
     pub rate_limit: Option<RateLimitEntry>,
+    pub resolver: Option<ResolverEntry>,
 }
 
 /// `health_checks:` of pzdns.yaml.
@@ -64,6 +65,13 @@ pub struct RateLimitEntry {
     pub ipv4_prefix: Option<Spanned<i64>>,
     pub ipv6_prefix: Option<Spanned<i64>>,
     pub scope: Option<Spanned<String>>,
+}
+
+/// `resolver:` of pzdns.yaml.
+#[derive(Debug, Default)]
+pub struct ResolverEntry {
+    pub mode: Option<Spanned<String>>,
+    pub root_hints: Option<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -343,6 +351,12 @@ impl ServerFile {
             r.finish(d);
             Some(out)
         });
+        let resolver = m.get("resolver").and_then(|n| {
+            let mut r = MapReader::new(n, "`resolver`", path, d)?;
+            let out = ResolverEntry { mode: r.text("mode", d), root_hints: r.text("root_hints", d) };
+            r.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -367,6 +381,7 @@ impl ServerFile {
             cookies,
             cookie_secret_file,
             rate_limit,
+            resolver,
         })
     }
 }
