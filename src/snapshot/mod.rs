@@ -181,6 +181,9 @@ pub struct Snapshot {
     vpc_scopes: ScopeIndex,
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
+    /// `resolver.mode: recursive`: the root servers the default route
+    /// resolves from, instead of `upstreams`.
+    pub root_hints: Option<Arc<[IpAddr]>>,
     /// Cache-key ids of the default upstreams and of each forward zone's,
     /// computed here rather than per query.
     default_route: u64,
@@ -259,6 +262,15 @@ impl Snapshot {
                 None => (&[], 0),
             },
             Route::Default => (&self.upstreams, self.default_route),
+        }
+    }
+
+    /// The root servers a route resolves from: the default route's in
+    /// recursive mode; forward zones always forward.
+    pub fn recursion_for(&self, route: Route) -> Option<&Arc<[IpAddr]>> {
+        match route {
+            Route::Default => self.root_hints.as_ref(),
+            Route::ForwardZone(_) => None,
         }
     }
 
