@@ -215,13 +215,11 @@ fn kind(reply: &Message, zone: &Name, qname: &Name) -> Kind {
     let has_soa = reply.authorities.iter().any(|r| r.record_type() == RecordType::SOA);
     let cut = reply.authorities.iter().find(|r| r.record_type() == RecordType::NS).map(|r| &r.name);
     match cut {
-        Some(child) if !reply.metadata.authoritative && !has_soa => {
-            if zone.zone_of(child) && child.num_labels() > zone.num_labels() && child.zone_of(qname) {
-                Kind::Referral(child.clone())
-            } else {
-                Kind::Lame
-            }
+        // Some servers set AA on referrals: the NS owner decides, not the flag.
+        Some(child) if !has_soa && zone.zone_of(child) && child.num_labels() > zone.num_labels() && child.zone_of(qname) => {
+            Kind::Referral(child.clone())
         }
+        // The zone's own NS beside an authoritative NODATA is not a referral.
         _ if reply.metadata.authoritative || has_soa => Kind::Final,
         _ => Kind::Lame,
     }
@@ -444,7 +442,8 @@ impl Core {
             }
         }
         self.infra.order(&mut addrs);
-        if let Some(r) = self.ask_each(&addrs, &mut asked, cut, qname, qtype, dnssec_ok, work).await? {
+        let mut timed_out: Vec<IpAddr> = Vec::new();
+        if let Some(r) = self.ask_each(&addrs, &mut asked, &mut timed_out, 1, cut, qname, qtype, dnssec_ok, work).await? {
             return Ok(r);
         }
         for (ns, known) in &cut.servers {
@@ -456,9 +455,15 @@ impl Core {
             let mut more = self.ns_addresses(ns, root, route, work, depth + 1).await?;
             more.retain(|a| !asked.contains(a) && askable(*a, root));
             self.infra.order(&mut more);
-            if let Some(r) = self.ask_each(&more, &mut asked, cut, qname, qtype, dnssec_ok, work).await? {
+            if let Some(r) = self.ask_each(&more, &mut asked, &mut timed_out, 1, cut, qname, qtype, dnssec_ok, work).await? {
                 return Ok(r);
             }
+        }
+        // A lost datagram is not a dead server: those that timed out get one
+        // more, twice as long, chance (as Unbound retransmits), within the bounds.
+        let again = std::mem::take(&mut timed_out);
+        if let Some(r) = self.ask_each(&again, &mut asked, &mut timed_out, 2, cut, qname, qtype, dnssec_ok, work).await? {
+            return Ok(r);
         }
         if depth >= MAX_GLUELESS_DEPTH && cut.servers.iter().any(|(n, a)| n.is_some() && a.is_empty()) && asked.is_empty() {
             return Err(UpstreamError::WorkLimit("too many NS names without glue, one within another (a delegation loop?)"));
@@ -468,11 +473,15 @@ impl Core {
 
     /// Asks `addrs` in turn: `Ok(Some)` for the first usable reply, `Ok(None)`
     /// when none gave one, `Err` only when a bound on the work is reached.
+    /// Those that timed out are added to `timed_out`; `patience` multiplies
+    /// each server's time.
     #[allow(clippy::too_many_arguments)]
     async fn ask_each(
         &self,
         addrs: &[IpAddr],
         asked: &mut Vec<IpAddr>,
+        timed_out: &mut Vec<IpAddr>,
+        patience: u32,
         cut: &Delegation,
         qname: &Name,
         qtype: RecordType,
@@ -481,9 +490,13 @@ impl Core {
     ) -> Result<Option<Message>, UpstreamError> {
         for &a in addrs {
             asked.push(a);
-            let mut reply = match self.ask_server(a, qname, qtype, dnssec_ok, work).await {
+            let mut reply = match self.ask_server(a, qname, qtype, dnssec_ok, patience, work).await {
                 Ok(r) => r,
                 Err(e @ UpstreamError::WorkLimit(_)) => return Err(e),
+                Err(UpstreamError::Timeout(_)) => {
+                    timed_out.push(a);
+                    continue;
+                }
                 Err(_) => continue,
             };
             let k = kind(&reply, &cut.zone, qname);
@@ -505,14 +518,16 @@ impl Core {
         Ok(None)
     }
 
-    /// One question to one authoritative server, within the work's bounds;
-    /// asked again without EDNS if the server rejects it.
+    /// One question to one authoritative server, within the work's bounds
+    /// (`patience` times its usual time); asked again without EDNS if the
+    /// server rejects it.
     async fn ask_server(
         &self,
         a: IpAddr,
         qname: &Name,
         qtype: RecordType,
         dnssec_ok: bool,
+        patience: u32,
         work: &mut Work,
     ) -> Result<Message, UpstreamError> {
         let up = SocketAddr::new(a, AUTHORITY_PORT);
@@ -529,7 +544,7 @@ impl Core {
             let caps = self.caps(up);
             let bytes = authority_query_bytes(rand::random(), qname, qtype, dnssec_ok, caps, edns)
                 .map_err(|e| UpstreamError::Io(up, e.to_string()))?;
-            let deadline = (now + self.infra.timeout(a)).min(work.deadline);
+            let deadline = (now + self.infra.timeout(a) * patience).min(work.deadline);
             match self.exchange(up, qname, &bytes, caps, true, deadline).await {
                 Ok(reply) => {
                     self.infra.replied(a, now.elapsed());
@@ -699,6 +714,13 @@ mod tests {
         let down = reply(false, ResponseCode::NoError, vec![], vec![ns("a.test.", "ns.a.test.")], vec![]);
         assert_eq!(kind(&down, &n("test."), &q), Kind::Referral(n("a.test.")));
         assert_eq!(kind(&down, &n("a.test."), &q), Kind::Lame, "to the zone itself: lame");
+        let mut aa = down.clone();
+        aa.metadata.authoritative = true;
+        assert_eq!(kind(&aa, &n("test."), &q), Kind::Referral(n("a.test.")), "AA set on a referral");
+        let mut apex_ns = reply(true, ResponseCode::NoError, vec![], vec![ns("a.test.", "ns.a.test.")], vec![]);
+        assert_eq!(kind(&apex_ns, &n("a.test."), &q), Kind::Final, "authoritative NODATA with the zone's NS");
+        apex_ns.metadata.authoritative = false;
+        assert_eq!(kind(&apex_ns, &n("a.test."), &q), Kind::Lame);
         let up = reply(false, ResponseCode::NoError, vec![], vec![ns(".", "a.root.")], vec![]);
         assert_eq!(kind(&up, &n("test."), &q), Kind::Lame, "upwards: lame");
         let sideways = reply(false, ResponseCode::NoError, vec![], vec![ns("b.test.", "ns.b.test.")], vec![]);

@@ -14,6 +14,7 @@
 //! 127.53.0.111  —            the poisoned glue's address: answers 6.6.6.6 to anything
 //! 127.53.0.112  noedns.test. a scripted server: FORMERR to EDNS, 192.0.2.112 to anything else;
 //!                            it keeps every query it gets ([`Hierarchy::noedns_queries`])
+//! 127.53.0.113  flaky.test.  a scripted server that drops every other query (the first included)
 //! 127.53.0.119  —            nothing listens (the lame half of lame.test., all of alllame.test.)
 //! ```
 //! Only one hierarchy runs at a time ([`Hierarchy::start`] holds a lock).
@@ -47,6 +48,7 @@ pub const LEAF: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 105);
 pub const POISONER: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 110);
 pub const POISON_TARGET: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 111);
 pub const NOEDNS: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 112);
+pub const FLAKY: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 113);
 pub const DEAD: Ipv4Addr = Ipv4Addr::new(127, 53, 0, 119);
 
 const SOA_TIMERS: &str = "1 1800 900 604800 300";
@@ -92,6 +94,8 @@ pub fn default_servers() -> Vec<Server> {
          alllame NS dead.lame.test.\n\
          noedns NS ns.noedns.test.\n\
          ns.noedns A 127.53.0.112\n\
+         flaky NS ns.flaky.test.\n\
+         ns.flaky A 127.53.0.113\n\
          @ TXT \"the test TLD\"\n",
     );
     let other = zone(
@@ -198,6 +202,7 @@ impl Hierarchy {
             scripted(POISONER, stop.clone(), referral_with_poisoned_glue, Arc::default()),
             scripted(POISON_TARGET, stop.clone(), poisoned_answer, Arc::default()),
             scripted(NOEDNS, stop.clone(), formerr_to_edns, noedns_queries.clone()),
+            scripted(FLAKY, stop.clone(), every_other, Arc::default()),
         ];
         Some(Hierarchy { root_hints, dir, _peers: peers, stop, threads, noedns_queries, _lock: lock })
     }
@@ -216,27 +221,27 @@ impl Drop for Hierarchy {
 /// The server of `evil.test.`: to any question, a referral of
 /// `sub.evil.test.` to `ns.a.test.` with glue for `ns.a.test.` (another
 /// zone: out of its bailiwick) pointing at [`POISON_TARGET`].
-fn referral_with_poisoned_glue(q: &Message) -> Message {
+fn referral_with_poisoned_glue(q: &Message, _: usize) -> Option<Message> {
     let mut m = reply_to(q);
     let n = |s: &str| Name::from_ascii(s).unwrap();
     m.authorities.push(Record::from_rdata(n("sub.evil.test."), 3600, RData::NS(NS(n("ns.a.test.")))));
     m.additionals.push(Record::from_rdata(n("ns.a.test."), 3600, RData::A(A(POISON_TARGET))));
-    m
+    Some(m)
 }
 
 /// What the poisoned glue leads to: 6.6.6.6 for any name, authoritatively.
-fn poisoned_answer(q: &Message) -> Message {
+fn poisoned_answer(q: &Message, _: usize) -> Option<Message> {
     let mut m = reply_to(q);
     m.metadata.authoritative = true;
     if let Some(question) = q.queries.first() {
         m.answers.push(Record::from_rdata(question.name().clone(), 3600, RData::A(A::new(6, 6, 6, 6))));
     }
-    m
+    Some(m)
 }
 
 /// A server from before EDNS: FORMERR to a query with an OPT record,
 /// else 192.0.2.112 for any name, authoritatively.
-fn formerr_to_edns(q: &Message) -> Message {
+fn formerr_to_edns(q: &Message, _: usize) -> Option<Message> {
     let mut m = reply_to(q);
     if q.edns.is_some() {
         m.metadata.response_code = ResponseCode::FormErr;
@@ -244,7 +249,17 @@ fn formerr_to_edns(q: &Message) -> Message {
         m.metadata.authoritative = true;
         m.answers.push(Record::from_rdata(question.name().clone(), 3600, RData::A(A::new(192, 0, 2, 112))));
     }
-    m
+    Some(m)
+}
+
+/// A server behind a lossy path: the 1st, 3rd, 5th... query gets no reply,
+/// the others 192.0.2.113 for any name, authoritatively.
+fn every_other(q: &Message, n: usize) -> Option<Message> {
+    let mut m = reply_to(q);
+    m.metadata.authoritative = true;
+    let question = q.queries.first()?;
+    m.answers.push(Record::from_rdata(question.name().clone(), 3600, RData::A(A::new(192, 0, 2, 113))));
+    (n % 2 == 1).then_some(m)
 }
 
 fn reply_to(q: &Message) -> Message {
@@ -254,18 +269,25 @@ fn reply_to(q: &Message) -> Message {
     m
 }
 
-/// A UDP server on `addr:53` answering every query with `answer(query)`,
-/// keeping what it got in `log`.
-fn scripted(addr: Ipv4Addr, stop: Arc<AtomicBool>, answer: fn(&Message) -> Message, log: QueryLog) -> std::thread::JoinHandle<()> {
+/// A UDP server on `addr:53` answering the nth query (from 0) with
+/// `answer(query, n)` (`None`: no reply), keeping what it got in `log`.
+fn scripted(
+    addr: Ipv4Addr,
+    stop: Arc<AtomicBool>,
+    answer: fn(&Message, usize) -> Option<Message>,
+    log: QueryLog,
+) -> std::thread::JoinHandle<()> {
     let sock = UdpSocket::bind((addr, 53)).unwrap_or_else(|e| panic!("bind {addr}:53: {e}"));
     sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
+        let mut n_queries = 0;
         while !stop.load(Ordering::Relaxed) {
             let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
             log.lock().unwrap().push((from, buf[..n].to_vec()));
             let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
-            if let Ok(bytes) = answer(&q).to_vec() {
+            n_queries += 1;
+            if let Some(Ok(bytes)) = answer(&q, n_queries - 1).map(|m| m.to_vec()) {
                 let _ = sock.send_to(&bytes, from);
             }
         }
