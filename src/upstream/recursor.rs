@@ -378,7 +378,9 @@ impl Core {
             if Instant::now() >= work.deadline {
                 return Err(UpstreamError::WorkLimit("the resolution took too long"));
             }
-            let mut cut = self.closest_delegation(name).unwrap_or_else(|| Delegation::root(root));
+            // A DS record lives on the parent's side of the cut (RFC 4035 §3.1.4.1).
+            let above = if qtype == RecordType::DS && !name.is_root() { name.base_name() } else { name.clone() };
+            let mut cut = self.closest_delegation(&above).unwrap_or_else(|| Delegation::root(root));
             let mut minimise = true;
             let mut labels = cut.zone.num_labels() + 1;
             let mut referrals = 0;
@@ -400,6 +402,10 @@ impl Core {
                     Err(e) => return Err(e),
                 };
                 match kind(&reply, &cut.zone, &qname) {
+                    // A parent that refers a DS question to the child itself is lame for it.
+                    Kind::Referral(child) if full && qtype == RecordType::DS && child == *name => {
+                        return Err(UpstreamError::NoAuthority(cut.zone.to_string()));
+                    }
                     Kind::Referral(child) => {
                         referrals += 1;
                         if referrals > MAX_REFERRALS {

@@ -52,6 +52,8 @@ const CORPUS: &[(&str, RecordType)] = &[
     ("a.test.", RecordType::TXT),
     ("a.test.", RecordType::MX),
     ("a.test.", RecordType::NS),
+    ("a.test.", RecordType::DS),
+    ("g.test.", RecordType::DS),
     ("test.", RecordType::TXT),
     ("mail.a.test.", RecordType::A),
     ("www2.a.test.", RecordType::A),

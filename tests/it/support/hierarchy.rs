@@ -82,6 +82,7 @@ pub fn default_servers() -> Vec<Server> {
          ns A 127.53.0.102\n\
          a NS ns.a.test.\n\
          ns.a A 127.53.0.105\n\
+         a DS 12345 8 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE4A62F0A8F0B6E26D2E8B1F3A\n\
          g NS ns.g.other.\n\
          lame NS dead.lame.test.\n\
          lame NS ns.lame.test.\n\
