@@ -16,7 +16,16 @@ use crate::support::*;
 /// sorted. Asked up to three times, 5 s each, as a stub resolver would: on a
 /// loaded machine a first reply can take longer than one wait.
 fn seen(server: SocketAddr, name: &str, qtype: RecordType) -> (ResponseCode, Vec<String>) {
-    let q = query(name, qtype, Some(1232)).to_vec().unwrap();
+    seen_with(server, name, qtype, false)
+}
+
+/// [`seen`], with the DO bit as given.
+fn seen_with(server: SocketAddr, name: &str, qtype: RecordType, dnssec_ok: bool) -> (ResponseCode, Vec<String>) {
+    let mut q = query(name, qtype, Some(1232));
+    if let Some(e) = q.edns.as_mut() {
+        e.set_dnssec_ok(dnssec_ok);
+    }
+    let q = q.to_vec().unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut buf = vec![0u8; 65535];
@@ -83,8 +92,9 @@ const CORPUS: &[(&str, RecordType)] = &[
 ];
 
 /// For the corpus, pzdns resolving from the root gives the rcode and the
-/// answer RRsets Unbound gives, cold and then from its cache; the table
-/// is printed (`--nocapture`).
+/// answer RRsets Unbound gives, cold, then from its cache, then with DO=1
+/// (another cache key: resolved again, authorities asked with DO=1); the
+/// table is printed (`--nocapture`).
 #[test]
 fn recursive_answers_match_unbound() {
     let Some(h) = Hierarchy::start(&default_servers()) else { return };
@@ -93,9 +103,10 @@ fn recursive_answers_match_unbound() {
     let pzs = pz.addrs[0];
     let mut table = String::from("name | type | pzdns | Unbound\n");
     let mut differ = Vec::new();
-    for pass in ["cold", "cached"] {
+    for pass in ["cold", "cached", "DO=1"] {
         for &(name, qtype) in CORPUS {
-            let (p, u) = (seen(pzs, name, qtype), seen(unb, name, qtype));
+            let dnssec_ok = pass == "DO=1";
+            let (p, u) = (seen_with(pzs, name, qtype, dnssec_ok), seen_with(unb, name, qtype, dnssec_ok));
             if pass == "cold" {
                 table.push_str(&format!("{name} | {qtype} | {:?} {:?} | {:?} {:?}\n", p.0, p.1, u.0, u.1));
             }
