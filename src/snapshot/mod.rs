@@ -243,10 +243,12 @@ pub struct ZoneLayout {
 pub type CnameSite = (ZoneIdx, Name, PathBuf, Pos);
 
 impl Snapshot {
-    /// Every upstream some route goes to, each once, in config order.
+    /// Every upstream some route goes to, each once, in config order (in
+    /// recursive mode the default route goes to none).
     pub fn all_upstreams(&self) -> Vec<SocketAddr> {
         let mut all: Vec<SocketAddr> = Vec::new();
-        for a in self.upstreams.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
+        let default: &[SocketAddr] = if self.root_hints.is_some() { &[] } else { &self.upstreams };
+        for a in default.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
             if !all.contains(a) {
                 all.push(*a);
             }

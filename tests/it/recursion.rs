@@ -45,12 +45,15 @@ fn rrsets(m: &Message) -> Vec<String> {
     v
 }
 
+/// pzdns in recursive mode from the hierarchy's hints; `extra` is added
+/// to its config (with no `upstreams:` in it, there are none).
 fn pzdns_recursive(h: &Hierarchy, extra: &str) -> TestServer {
     let zones = private_zones(&h.dir);
+    let upstreams = if extra.lines().any(|l| l.starts_with("upstreams:")) { "" } else { "upstreams: []\n" };
     TestServer::start(
         &zones,
         &format!(
-            "listen:\n  - address: 127.0.0.1:0\nupstreams: []\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\nresolver:\n  mode: recursive\n  root_hints: {}\n{extra}",
+            "listen:\n  - address: 127.0.0.1:0\n{upstreams}zones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\nresolver:\n  mode: recursive\n  root_hints: {}\n{extra}",
             h.root_hints.display()
         ),
     )
@@ -194,17 +197,26 @@ fn authority_queries_are_fresh_and_edns_falls_back() {
     assert!(got.iter().any(|(_, _, b)| b[12..].iter().any(u8::is_ascii_uppercase)), "0x20: some letters in upper case");
 }
 
-/// `forward_zones` still forward in recursive mode.
+/// `forward_zones` still forward in recursive mode; `upstreams` are not
+/// used (nor shown in the upstream metrics).
 #[test]
 fn forward_zones_still_forward_in_recursive_mode() {
     let Some(h) = Hierarchy::start(&default_servers()) else { return };
     let up = crate::support::upstream::FakeUpstream::start("127.0.0.1");
-    let pz = pzdns_recursive(&h, &format!("forward_zones:\n  - domain: corp.example\n    upstreams: [{}]\n", up.addr));
+    let unused = crate::support::upstream::FakeUpstream::start("127.0.0.1");
+    let pz = pzdns_recursive(
+        &h,
+        &format!("upstreams: [{}]\nforward_zones:\n  - domain: corp.example\n    upstreams: [{}]\n", unused.addr, up.addr),
+    );
     let pzs = pz.addrs[0];
     assert_eq!(seen(pzs, "db.corp.example.", RecordType::A), (ResponseCode::NoError, vec!["db.corp.example. A 10.99.0.1".to_string()]));
     assert_eq!(up.queries(), 1);
     assert_eq!(seen(pzs, "mail.a.test.", RecordType::A).1, ["mail.a.test. A 192.0.2.25"]);
     assert_eq!(up.queries(), 1, "the rest from the root");
+    assert_eq!(unused.queries(), 0);
+    let (_, metrics) = http(pz.admin.unwrap(), "GET", "/metrics");
+    assert!(metrics.contains(&format!("upstream=\"{}\"", up.addr)), "{metrics}");
+    assert!(!metrics.contains(&format!("upstream=\"{}\"", unused.addr)), "{metrics}");
 }
 
 /// An authority that offers glue for a name outside its zone (the server
