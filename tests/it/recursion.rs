@@ -289,3 +289,22 @@ fn a_lost_reply_is_asked_again() {
     );
     assert!(t.elapsed() < Duration::from_millis(2500), "took {:?}", t.elapsed());
 }
+
+/// `resolver.mode` changes on a reload, both ways, without a restart.
+#[test]
+fn the_mode_changes_on_reload() {
+    let Some(h) = Hierarchy::start(&default_servers()) else { return };
+    let pz = pzdns_recursive(&h, "");
+    let cfg = pz.dir.join("pzdns.yaml");
+    let recursive = std::fs::read_to_string(&cfg).unwrap();
+    let reload = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let (code, body) = http(pz.admin.unwrap(), "POST", "/reload");
+        assert_eq!(code, 200, "{body}");
+    };
+    reload(&recursive.replace("mode: recursive", "mode: forward"));
+    let m = udp(pz.addrs[0], "127.0.0.1", &query("mail.a.test.", RecordType::A, Some(1232)));
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "forward mode with no upstreams");
+    reload(&recursive);
+    assert_eq!(seen(pz.addrs[0], "www2.a.test.", RecordType::TXT).1, ["www2.a.test. TXT two"]);
+}
