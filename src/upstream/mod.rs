@@ -219,7 +219,8 @@ struct Core {
     /// Per route: no refresh of a stale answer before this, while the
     /// route is known down.
     next_refresh: Mutex<HashMap<u64, Instant>>,
-    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
+    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set (RESOLVER_*
+    /// for authoritative servers in recursive mode).
     dnstap: OnceLock<Arc<Dnstap>>,
     /// Recursive mode: what is known of each authoritative server asked.
     infra: recursor::Infra,
@@ -682,7 +683,7 @@ impl Core {
         let label = || if authority { "authority".to_string() } else { up.to_string() };
         if self.distrusted(up) {
             self.count_tcp(label(), "distrusted");
-            return self.exchange_tcp(up, bytes, name, caps, deadline).await;
+            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
         }
         let tap = self.dnstap.get().map(|t| &**t);
         let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
@@ -692,7 +693,12 @@ impl Core {
         sock.send(bytes).await.map_err(io)?;
         let tapped = tap.map(|t| {
             let local = sock.local_addr().unwrap_or(local);
-            (t, local, t.forwarder_query(Protocol::Udp, local, up, bytes))
+            let sent = if authority {
+                t.resolver_query(Protocol::Udp, local, up, bytes)
+            } else {
+                t.forwarder_query(Protocol::Udp, local, up, bytes)
+            };
+            (t, local, sent)
         });
         // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
         // truncated and go to TCP. 4 KiB covers servers that overshoot, and
@@ -711,7 +717,11 @@ impl Core {
             if let Some((t, local, sent)) = tapped
                 && match_reply(&buf[..n], bytes) != Matched::No
             {
-                t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                if authority {
+                    t.resolver_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                } else {
+                    t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                }
             }
             let why_tcp = match accept_reply(&mut buf[..n], bytes, name, caps, UDP_REPLY_BUFFER) {
                 Verdict::Accept(reply) => {
@@ -739,7 +749,7 @@ impl Core {
                 }
             };
             self.count_tcp(label(), why_tcp);
-            return self.exchange_tcp(up, bytes, name, caps, deadline).await;
+            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
         }
     }
 
@@ -757,6 +767,7 @@ impl Core {
         query: &[u8],
         name: &Name,
         caps: bool,
+        authority: bool,
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
         let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
@@ -769,7 +780,12 @@ impl Core {
             s.write_all(&framed).await.map_err(io)?;
             let tapped = tap.and_then(|t| {
                 let local = s.local_addr().ok()?;
-                Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
+                let sent = if authority {
+                    t.resolver_query(Protocol::Tcp, local, up, query)
+                } else {
+                    t.forwarder_query(Protocol::Tcp, local, up, query)
+                };
+                Some((t, local, sent))
             });
             loop {
                 let len = s.read_u16().await.map_err(io)? as usize;
@@ -779,7 +795,11 @@ impl Core {
                 if let Some((t, local, sent)) = tapped
                     && matched != Matched::No
                 {
-                    t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    if authority {
+                        t.resolver_response(Protocol::Tcp, local, up, sent, &buf);
+                    } else {
+                        t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    }
                 }
                 let case_lost = matched == Matched::CaseOnly;
                 match accept_reply(&mut buf, query, name, false, usize::MAX) {

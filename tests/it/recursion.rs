@@ -308,3 +308,27 @@ fn the_mode_changes_on_reload() {
     reload(&recursive);
     assert_eq!(seen(pz.addrs[0], "www2.a.test.", RecordType::TXT).1, ["www2.a.test. TXT two"]);
 }
+
+/// dnstap records the exchanges with authorities as RESOLVER_QUERY and
+/// RESOLVER_RESPONSE (dnstap-read's RQ, RR), naming the server asked.
+#[test]
+fn dnstap_shows_authority_exchanges_as_resolver_messages() {
+    let Some(reader) = tool("dnstap-read") else { return };
+    let Some(h) = Hierarchy::start(&default_servers()) else { return };
+    let file = h.dir.join("pzdns.dnstap");
+    let mut pz = pzdns_recursive(&h, &format!("dnstap:\n  file: {}\n", file.display()));
+    assert_eq!(seen(pz.addrs[0], "mail.a.test.", RecordType::A).0, ResponseCode::NoError);
+    assert!(pz.stop().success(), "{}", pz.stderr());
+    let out = std::process::Command::new(reader).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    // Each server on the way: the root (minimised: test/IN/A), test. (a.test/IN/A), a.test. (the name).
+    for (server, question) in [("127.53.0.101:53", "test/in/a"), ("127.53.0.105:53", "mail.a.test/in/a")] {
+        for kind in [" rq ", " rr "] {
+            assert!(
+                text.lines().any(|l| l.contains(kind) && l.contains(server) && l.contains(question)),
+                "{kind}{server} {question}:\n{text}"
+            );
+        }
+    }
+    assert!(!text.contains(" fq "), "no forwarder messages in recursive mode:\n{text}");
+}
