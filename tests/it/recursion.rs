@@ -332,3 +332,39 @@ fn dnstap_shows_authority_exchanges_as_resolver_messages() {
     }
     assert!(!text.contains(" fq "), "no forwarder messages in recursive mode:\n{text}");
 }
+
+/// A server that refers a zone to itself (selfref.test. is delegated to
+/// ns1.test., a server of test., which answers with the same delegation)
+/// is lame; with no other server the name is SERVFAIL (EDE 22), as BIND
+/// 9.18 resolving from the same hints answers. Unbound answers NOERROR
+/// with nothing in it (a NODATA that would be cached as "no such data"),
+/// so this name is not in the Unbound corpus.
+#[test]
+fn a_server_that_refers_a_zone_to_itself_is_lame() {
+    let Some(named) = tool("named") else { return };
+    let Some(h) = Hierarchy::start(&default_servers()) else { return };
+    let pz = pzdns_recursive(&h, "");
+    let m = udp(pz.addrs[0], "127.0.0.1", &query("www.selfref.test.", RecordType::A, Some(1232)));
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(m.edns.as_ref().and_then(|e| e.options().get(hickory_proto::rr::rdata::opt::EdnsCode::from(15))).is_some());
+    let d = h.dir.join("named");
+    std::fs::create_dir_all(d.join("peer")).unwrap();
+    let port = crate::interop::free_udp_port("127.0.0.1");
+    std::fs::write(
+        d.join("named.conf"),
+        format!(
+            "options {{ directory \"{}\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion yes; allow-query {{ any; }}; dnssec-validation no; pid-file none; }};\nzone \".\" {{ type hint; file \"{}\"; }};\n",
+            d.display(),
+            h.root_hints.display()
+        ),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let _bind = crate::interop::Peer::start(
+        std::process::Command::new(named).args(["-g", "-u", "root", "-c"]).arg(d.join("named.conf")),
+        d.join("peer"),
+        addr,
+    );
+    assert_eq!(seen(addr, "www.selfref.test.", RecordType::A), (ResponseCode::ServFail, vec![]), "BIND");
+    assert_eq!(seen(addr, "www2.a.test.", RecordType::A), seen(pz.addrs[0], "www2.a.test.", RecordType::A), "BIND resolves the rest");
+}

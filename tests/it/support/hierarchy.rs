@@ -16,6 +16,7 @@
 //!                            it keeps every query it gets ([`Hierarchy::noedns_queries`])
 //! 127.53.0.113  flaky.test.  a scripted server that drops every other query (the first included)
 //! 127.53.0.119  —            nothing listens (the lame half of lame.test., all of alllame.test.)
+//! (selfref.test. is delegated to ns1.test., which refers it to itself: a lame server)
 //! ```
 //! Only one hierarchy runs at a time ([`Hierarchy::start`] holds a lock).
 #![allow(dead_code)]
@@ -93,6 +94,7 @@ pub fn default_servers() -> Vec<Server> {
          loop1 NS ns.loop2.test.\n\
          loop2 NS ns.loop1.test.\n\
          alllame NS dead.lame.test.\n\
+         selfref NS ns1.test.\n\
          noedns NS ns.noedns.test.\n\
          ns.noedns A 127.53.0.112\n\
          flaky NS ns.flaky.test.\n\
