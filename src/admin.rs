@@ -390,6 +390,30 @@ async fn explain_handler(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<S
     };
     let snap = s.snapshot.load_full();
     match explain(&snap, &asker, &name, qtype) {
+        Ok(mut text) if snap.root_hints.is_some() => {
+            // Recursive mode: the delegations the server holds for the name now.
+            use std::fmt::Write;
+            let path = s.forwarder.delegation_path(&name);
+            let _ = writeln!(text, "delegations cached above {name} (recursive mode; the root's servers are the hints):");
+            if path.is_empty() {
+                let _ = writeln!(text, "  none: the next resolution starts at the root");
+            }
+            for (zone, servers) in path {
+                let list: Vec<String> = servers
+                    .iter()
+                    .map(|(ns, addrs)| {
+                        let ns = ns.as_ref().map_or_else(|| "?".to_string(), |n| n.to_string());
+                        if addrs.is_empty() {
+                            format!("{ns} (no glue)")
+                        } else {
+                            format!("{ns} {}", addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "))
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(text, "  {zone} → {}", list.join(", "));
+            }
+            (StatusCode::OK, text).into_response()
+        }
         Ok(text) => (StatusCode::OK, text).into_response(),
         Err(e) => bad(e),
     }

@@ -605,7 +605,8 @@ impl Pending {
         let chain = Chain { snap: &snap, view: st.view, qtype };
         loop {
             let (upstreams, route) = snap.upstreams_for(miss.route);
-            let q = Question { name: &name, qtype, dnssec_ok, upstreams, route };
+            let root = snap.recursion_for(miss.route);
+            let q = Question { name: &name, qtype, dnssec_ok, upstreams, route, root };
             let got = forwarder.ask(&q, miss.cached.take(), asker).await;
             let now = Instant::now();
             let next = match got {
@@ -659,6 +660,8 @@ fn upstream_failure(e: &UpstreamError) -> Ede {
         UpstreamError::NameFailing => (ede::NO_REACHABLE_AUTHORITY, "the upstreams failed this name a moment ago"),
         UpstreamError::Io(..) => (ede::NETWORK_ERROR, "the upstreams could not be reached"),
         UpstreamError::KnownDown => (ede::NO_REACHABLE_AUTHORITY, "the upstreams are known to be down"),
+        UpstreamError::NoAuthority(_) => (ede::NO_REACHABLE_AUTHORITY, "no authoritative server of a zone on the way answered"),
+        UpstreamError::WorkLimit(why) => (ede::OTHER, why),
         UpstreamError::Overloaded => (ede::OTHER, "too many upstream questions in flight"),
         UpstreamError::OverShare(Share::Client) => (ede::OTHER, "this client has its share of upstream questions in flight"),
         UpstreamError::OverShare(Share::Vpc) => (ede::OTHER, "this VPC has its share of upstream questions in flight"),

@@ -522,7 +522,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
         return cannot_start_as(asked_format, why);
     }
     let log_guard = init_tracing(cfg.log_format);
-    if cfg.upstreams.is_empty() {
+    if cfg.upstreams.is_empty() && cfg.resolver_mode == crate::config::ResolverMode::Forward {
         if cfg.upstreams_from_resolv_conf {
             tracing::warn!("no upstreams: none in the config, none in /etc/resolv.conf; names that must be forwarded get SERVFAIL");
         } else {

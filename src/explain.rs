@@ -136,6 +136,9 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
             Step::ProxyMissing { name, .. } => {
                 format!("{name} does not exist; recursive_proxy is on: ask the public authority")
             }
+            Step::Upstream { name, qtype, route: Route::Default } if snap.root_hints.is_some() => {
+                format!("resolve {name} {qtype} from the root servers (resolver.mode: recursive; cached), and append its answer")
+            }
             Step::Upstream { name, qtype, route } => {
                 let to = match route {
                     Route::ForwardZone(i) => {

@@ -50,6 +50,10 @@ pub const LAST_RELOAD_SUCCESS: &str = "pzdns_last_reload_success_timestamp_secon
 pub const LAST_RELOAD_FAILURE: &str = "pzdns_last_reload_failure_timestamp_seconds";
 /// `pzdns_last_reload_succeeded`: 1 when the last reload attempt loaded, 0 when it failed.
 pub const LAST_RELOAD_OK: &str = "pzdns_last_reload_succeeded";
+/// `pzdns_authority_queries_total{outcome}` ([`AuthorityLabels`]).
+pub const AUTHORITY_QUERIES: &str = "pzdns_authority_queries";
+/// `pzdns_authority_queries_per_resolution`: a histogram.
+pub const AUTHORITY_QUERIES_PER_RESOLUTION: &str = "pzdns_authority_queries_per_resolution";
 /// `pzdns_upstream_in_flight`: questions waiting on an upstream now.
 pub const UPSTREAM_IN_FLIGHT: &str = "pzdns_upstream_in_flight";
 /// `pzdns_upstream_waiters`: clients waiting on upstream questions now.
@@ -296,6 +300,15 @@ pub struct UpstreamTcp {
     pub upstream: String,
     /// One of [`UPSTREAM_TCP_REASONS`].
     pub reason: &'static str,
+}
+
+/// `pzdns_authority_queries_total{outcome}`: the outcome is one of
+/// `answer`, `referral`, `lame` (a reply that is neither), `rcode`
+/// (SERVFAIL, REFUSED, ...), `timeout`, `error`. Not labelled by server:
+/// recursion meets any number of them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthorityLabels {
+    pub outcome: &'static str,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -695,6 +708,11 @@ pub struct Metrics {
     pub upstream_overloaded: Counter,
     pub upstream_shed: Family<ShedLabels, Counter>,
     pub policy_hits: Family<PolicyLabels, Counter>,
+    /// Recursive mode: queries sent to authorities, by outcome ([`AuthorityLabels`]).
+    pub authority_queries: Family<AuthorityLabels, Counter>,
+    /// Recursive mode: authority queries one resolution took (a client's
+    /// question that missed the cache, its CNAME links and glueless NS names included).
+    pub authority_queries_per_resolution: Histogram,
     pub dnstap: DnstapMetrics,
     pub health_checks: Family<HealthCheckLabels, Counter>,
     pub health_transitions: Family<HealthTransitionLabels, Counter>,
@@ -751,6 +769,9 @@ impl Metrics {
             health_checks: Family::default(),
             health_transitions: Family::default(),
             health_target_state: Family::default(),
+            authority_queries: Family::default(),
+            // 1 (a cached delegation) to past the bound on one resolution's work.
+            authority_queries_per_resolution: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             events: Events::registered(&event_family),
             upstream_log: UpstreamLog::default(),
             registry: Registry::default(),
@@ -814,6 +835,16 @@ impl Metrics {
         for result in ["success", "failure"] {
             let _ = m.reloads.get_or_create(&ResultLabels { result });
         }
+        registry.register(
+            AUTHORITY_QUERIES,
+            "Recursive mode: queries sent to authoritative servers, by outcome",
+            m.authority_queries.clone(),
+        );
+        registry.register(
+            AUTHORITY_QUERIES_PER_RESOLUTION,
+            "Recursive mode: authority queries per resolution from the root (one per question that missed the cache)",
+            m.authority_queries_per_resolution.clone(),
+        );
         registry.register(TCP_CONNECTIONS, "TCP connections open", m.tcp_connections.clone());
         registry.register(TCP_REFUSED, "TCP connections closed at once: over tcp.max_connections", m.tcp_refused.clone());
         registry.register(UPSTREAM_IN_FLIGHT, "Questions waiting on an upstream", m.upstream_in_flight.clone());

@@ -34,12 +34,13 @@ impl std::fmt::Display for Output {
 pub struct Kinds(u8);
 
 impl Kinds {
-    pub const ALL: Kinds = Kinds(0b1111);
+    pub const ALL: Kinds = Kinds(0b11_1111);
     pub const NONE: Kinds = Kinds(0);
     /// The names `dnstap.messages` takes, in the order of dnstap's
     /// message types (CLIENT_QUERY, CLIENT_RESPONSE, FORWARDER_QUERY,
-    /// FORWARDER_RESPONSE).
-    pub const NAMES: [&'static str; 4] = ["client_query", "client_response", "forwarder_query", "forwarder_response"];
+    /// FORWARDER_RESPONSE, RESOLVER_QUERY, RESOLVER_RESPONSE).
+    pub const NAMES: [&'static str; 6] =
+        ["client_query", "client_response", "forwarder_query", "forwarder_response", "resolver_query", "resolver_response"];
 
     /// The kind named `NAMES[i]` alone.
     pub const fn nth(i: usize) -> Kinds {

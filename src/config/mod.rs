@@ -235,7 +235,64 @@ pub struct ServerConfig {
     pub rate_limit: Option<crate::abuse::rrl::Settings>,
     /// Zone transfers to secondaries (`transfers:`); no keys: none.
     pub transfers: transfers::Transfers,
+    /// How names that no zone and no forward zone hold are resolved (`resolver.mode`).
+    pub resolver_mode: ResolverMode,
+    /// The root servers recursion starts from (`resolver.root_hints`):
+    /// the IANA list, or the addresses of the `.` NS in a master file.
+    pub root_hints: Vec<IpAddr>,
+    /// `resolver.root_hints` when it names a file, resolved against the config file's directory.
+    pub root_hints_file: Option<PathBuf>,
 }
+
+/// `resolver.mode` (docs/REFERENCE.md, `resolver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolverMode {
+    /// To `upstreams`, recursive resolvers that answer whole questions.
+    Forward,
+    /// From the root, walking the delegations pzdns itself.
+    Recursive,
+}
+
+/// The IANA root servers (a to m, IPv4 then IPv6), as in
+/// https://www.internic.net/domain/named.root: where `root_hints: builtin` starts.
+pub const BUILTIN_ROOT_HINTS: [IpAddr; 26] = {
+    use std::net::Ipv6Addr;
+    const fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+    #[allow(clippy::too_many_arguments)]
+    const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h))
+    }
+    [
+        v4(198, 41, 0, 4),
+        v4(170, 247, 170, 2),
+        v4(192, 33, 4, 12),
+        v4(199, 7, 91, 13),
+        v4(192, 203, 230, 10),
+        v4(192, 5, 5, 241),
+        v4(192, 112, 36, 4),
+        v4(198, 97, 190, 53),
+        v4(192, 36, 148, 17),
+        v4(192, 58, 128, 30),
+        v4(193, 0, 14, 129),
+        v4(199, 7, 83, 42),
+        v4(202, 12, 27, 33),
+        v6(0x2001, 0x503, 0xba3e, 0, 0, 0, 2, 0x30),
+        v6(0x2801, 0x1b8, 0x10, 0, 0, 0, 0, 0xb),
+        v6(0x2001, 0x500, 0x2, 0, 0, 0, 0, 0xc),
+        v6(0x2001, 0x500, 0x2d, 0, 0, 0, 0, 0xd),
+        v6(0x2001, 0x500, 0xa8, 0, 0, 0, 0, 0xe),
+        v6(0x2001, 0x500, 0x2f, 0, 0, 0, 0, 0xf),
+        v6(0x2001, 0x500, 0x12, 0, 0, 0, 0, 0xd0d),
+        v6(0x2001, 0x500, 0x1, 0, 0, 0, 0, 0x53),
+        v6(0x2001, 0x7fe, 0, 0, 0, 0, 0, 0x53),
+        v6(0x2001, 0x503, 0xc27, 0, 0, 0, 2, 0x30),
+        v6(0x2001, 0x7fd, 0, 0, 0, 0, 0, 1),
+        v6(0x2001, 0x500, 0x9f, 0, 0, 0, 0, 0x42),
+        v6(0x2001, 0xdc3, 0, 0, 0, 0, 0, 0x35),
+    ]
+};
 
 impl ServerConfig {
     /// The embedded defaults (docs/REFERENCE.md#command-line): loopback port 5353, `./zones`,
@@ -275,6 +332,9 @@ impl ServerConfig {
             cookie_secrets: None,
             rate_limit: None,
             transfers: transfers::Transfers::default(),
+            resolver_mode: ResolverMode::Forward,
+            root_hints: BUILTIN_ROOT_HINTS.to_vec(),
+            root_hints_file: None,
         }
     }
 
@@ -376,6 +436,9 @@ impl ServerConfig {
         if let Some(t) = f.transfers {
             cfg.transfers = transfers::read(path, &base, t, diags);
         }
+        if let Some(r) = f.resolver {
+            cfg.read_resolver(path, &base, r, diags);
+        }
         cfg
     }
 
@@ -436,6 +499,47 @@ impl ServerConfig {
                 at,
                 format!("health_checks.timeout ({:?}) must be shorter than health_checks.interval ({:?})", h_.timeout, h_.interval),
             );
+        }
+    }
+
+    /// `resolver: { mode, root_hints }`. A root hints file is read here,
+    /// so `check` and a reload report its problems like any other file's.
+    fn read_resolver(&mut self, path: &Path, base: &Path, r: schema::ResolverEntry, diags: &mut Diagnostics) {
+        if let Some(m) = r.mode {
+            match m.value.as_str() {
+                "forward" => self.resolver_mode = ResolverMode::Forward,
+                "recursive" => self.resolver_mode = ResolverMode::Recursive,
+                v => diags.push(
+                    path,
+                    pos(&m),
+                    format!("resolver.mode `{v}` must be `forward` (to `upstreams`) or `recursive` (from the root servers)"),
+                ),
+            }
+        }
+        let Some(h) = r.root_hints else { return };
+        if h.value == "builtin" {
+            return;
+        }
+        if h.value.is_empty() {
+            diags.push(path, pos(&h), "resolver.root_hints is empty: give `builtin` or a master file of the root's NS and their addresses");
+            return;
+        }
+        let file = base.join(&h.value);
+        let access = files::FileAccess::anywhere();
+        let Some(text) = access.read_text_at(&file, path, pos(&h), diags) else { return };
+        let mut local = Diagnostics::new();
+        let records = master_file::parse_text(&file, &text, &Name::root(), &access, &mut local);
+        let problems = !local.is_empty();
+        diags.extend(local);
+        if problems {
+            return;
+        }
+        match root_hint_addresses(&records) {
+            Ok(addrs) => {
+                self.root_hints = addrs;
+                self.root_hints_file = Some(file);
+            }
+            Err(why) => diags.push(path, pos(&h), format!("resolver.root_hints {}: {why}", file.display())),
         }
     }
 
@@ -912,6 +1016,37 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// The addresses of the root's name servers in a root hints file: the
+/// A and AAAA records of the targets of its `.` NS records.
+fn root_hint_addresses(records: &[master_file::MasterRecord]) -> Result<Vec<IpAddr>, &'static str> {
+    use hickory_proto::rr::RData;
+    let servers: Vec<&Name> = records
+        .iter()
+        .filter_map(|r| match &r.record.data {
+            RData::NS(ns) if r.record.name.is_root() => Some(&ns.0),
+            _ => None,
+        })
+        .collect();
+    if servers.is_empty() {
+        return Err("has no NS records for `.`; list the root servers as `. 3600000 NS a.root-servers.net.`");
+    }
+    let mut addrs = Vec::new();
+    for r in records {
+        let ip = match &r.record.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => continue,
+        };
+        if servers.iter().any(|s| **s == r.record.name) && !addrs.contains(&ip) {
+            addrs.push(ip);
+        }
+    }
+    if addrs.is_empty() {
+        return Err("gives no A or AAAA record for any of the `.` NS names; add their addresses");
+    }
+    Ok(addrs)
+}
+
 /// The `nameserver` lines of a resolv.conf, on port 53.
 pub fn system_resolvers(path: &Path) -> Vec<SocketAddr> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -1032,6 +1167,39 @@ mod tests {
         let got: Vec<String> = system_resolvers(&p).iter().map(|a| a.to_string()).collect();
         std::fs::remove_file(&p).ok();
         assert_eq!(got, ["192.0.2.53:53", "[fe80::1]:53", "[2001:db8::53]:53"]);
+    }
+
+    #[test]
+    fn resolver_mode_and_root_hints() {
+        let dir = std::env::temp_dir().join(format!("pzdns-resolver-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pzdns.yaml");
+        assert_eq!(ServerConfig::defaults().resolver_mode, ResolverMode::Forward, "forward unless asked");
+        std::fs::write(dir.join("root.hints"), ". 3600000 NS a.root.\na.root. 3600000 A 127.53.0.1\nb.other. 3600000 A 127.53.0.2\n")
+            .unwrap();
+        std::fs::write(&p, "resolver:\n  mode: recursive\n  root_hints: root.hints\n").unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        assert_eq!(c.resolver_mode, ResolverMode::Recursive);
+        assert_eq!(c.root_hints, ["127.53.0.1".parse::<IpAddr>().unwrap()], "only the addresses of the root's NS names");
+        std::fs::write(&p, "resolver:\n  mode: recursive\n").unwrap();
+        assert_eq!(ServerConfig::load_file(&p).unwrap().root_hints, BUILTIN_ROOT_HINTS);
+        let problems = |yaml: &str| {
+            std::fs::write(&p, yaml).unwrap();
+            ServerConfig::load_file(&p).unwrap_err().to_string()
+        };
+        let d = problems("upstreams: []\nresolver:\n  mode: recursing\n");
+        assert!(d.contains("pzdns.yaml:3:9: resolver.mode `recursing` must be `forward`"), "{d}");
+        std::fs::write(dir.join("bad.hints"), "a.root. 3600000 A 127.53.0.1\n").unwrap();
+        let d = problems("resolver:\n  root_hints: bad.hints\n");
+        assert!(d.contains("pzdns.yaml:2:15: resolver.root_hints") && d.contains("has no NS records for `.`"), "{d}");
+        std::fs::write(dir.join("bad.hints"), "$TTL 3600\n. NS a.root.\n. NS b.root.\nc.root. A 127.0.0.1\n").unwrap();
+        let d = problems("resolver:\n  root_hints: bad.hints\n");
+        assert!(d.contains("no A or AAAA record for any of the `.` NS names"), "{d}");
+        std::fs::write(dir.join("bad.hints"), "$TTL 3600\n. NS a.root.\na.root. A 127.0.0.300\n").unwrap();
+        assert!(problems("resolver:\n  root_hints: bad.hints\n").contains("bad.hints:3:"), "a problem in the file names its line");
+        assert!(problems("resolver:\n  root_hints: missing.hints\n").contains("pzdns.yaml:2:"));
+        assert!(problems("resolver:\n  mode: recursive\n  dnsec: validate\n").contains("dnsec"), "unknown keys are reported");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

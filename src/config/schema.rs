@@ -40,6 +40,7 @@ pub struct ServerFile {
     pub cookie_secret_file: Option<Spanned<String>>,
     pub rate_limit: Option<RateLimitEntry>,
     pub transfers: Option<TransfersEntry>,
+    pub resolver: Option<ResolverEntry>,
 }
 
 /// `health_checks:` of pzdns.yaml.
@@ -84,6 +85,13 @@ pub struct TsigKeyEntry {
     pub vpc: Spanned<String>,
     /// Secondaries told of this view's changes, besides `transfers.notify`.
     pub notify: Vec<Spanned<String>>,
+}
+
+/// `resolver:` of pzdns.yaml.
+#[derive(Debug, Default)]
+pub struct ResolverEntry {
+    pub mode: Option<Spanned<String>>,
+    pub root_hints: Option<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -385,6 +393,12 @@ impl ServerFile {
             t.finish(d);
             Some(TransfersEntry { keys, notify, catalog })
         });
+        let resolver = m.get("resolver").and_then(|n| {
+            let mut r = MapReader::new(n, "`resolver`", path, d)?;
+            let out = ResolverEntry { mode: r.text("mode", d), root_hints: r.text("root_hints", d) };
+            r.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
             transfers,
@@ -410,6 +424,7 @@ impl ServerFile {
             cookies,
             cookie_secret_file,
             rate_limit,
+            resolver,
         })
     }
 }

@@ -57,9 +57,16 @@ const POOLED_CAPACITY: usize = 16 << 10;
 /// The wake-up of the writer, at most once per this many hand-overs.
 const NOTIFY_EVERY: u32 = 256;
 
-/// `k` as the settings name it (`Kinds::NAMES` is in `Kind` order).
+/// `k` as the settings name it (`Kinds::NAMES`).
 fn kinds_of(k: Kind) -> Kinds {
-    Kinds::nth((k as u8 - Kind::ClientQuery as u8) as usize)
+    Kinds::nth(match k {
+        Kind::ClientQuery => 0,
+        Kind::ClientResponse => 1,
+        Kind::ForwarderQuery => 2,
+        Kind::ForwarderResponse => 3,
+        Kind::ResolverQuery => 4,
+        Kind::ResolverResponse => 5,
+    })
 }
 
 /// One hand-over: whole frames, and how many.
@@ -221,10 +228,30 @@ impl Dnstap {
     /// FORWARDER_QUERY: pzdns (`local`) sent `query` to `upstream` now.
     /// Returns the time it was sent, for the response.
     pub fn forwarder_query(&self, protocol: Protocol, local: SocketAddr, upstream: SocketAddr, query: &[u8]) -> SystemTime {
+        self.outgoing_query(Kind::ForwarderQuery, protocol, local, upstream, query)
+    }
+
+    /// FORWARDER_RESPONSE: `upstream` answered the query sent at `asked`.
+    pub fn forwarder_response(&self, protocol: Protocol, local: SocketAddr, upstream: SocketAddr, asked: SystemTime, response: &[u8]) {
+        self.outgoing_response(Kind::ForwarderResponse, protocol, local, upstream, asked, response)
+    }
+
+    /// RESOLVER_QUERY: in recursive mode, pzdns (`local`) sent `query` to
+    /// the authoritative server `server` now. Returns the time it was sent.
+    pub fn resolver_query(&self, protocol: Protocol, local: SocketAddr, server: SocketAddr, query: &[u8]) -> SystemTime {
+        self.outgoing_query(Kind::ResolverQuery, protocol, local, server, query)
+    }
+
+    /// RESOLVER_RESPONSE: `server` answered the query sent at `asked`.
+    pub fn resolver_response(&self, protocol: Protocol, local: SocketAddr, server: SocketAddr, asked: SystemTime, response: &[u8]) {
+        self.outgoing_response(Kind::ResolverResponse, protocol, local, server, asked, response)
+    }
+
+    fn outgoing_query(&self, kind: Kind, protocol: Protocol, local: SocketAddr, upstream: SocketAddr, query: &[u8]) -> SystemTime {
         let now = SystemTime::now();
-        if self.wants(Kind::ForwarderQuery) {
+        if self.wants(kind) {
             let m = Msg {
-                kind: Kind::ForwarderQuery,
+                kind,
                 protocol,
                 query_addr: local,
                 response_addr: upstream,
@@ -241,13 +268,20 @@ impl Dnstap {
         now
     }
 
-    /// FORWARDER_RESPONSE: `upstream` answered the query sent at `asked`.
-    pub fn forwarder_response(&self, protocol: Protocol, local: SocketAddr, upstream: SocketAddr, asked: SystemTime, response: &[u8]) {
-        if !self.wants(Kind::ForwarderResponse) {
+    fn outgoing_response(
+        &self,
+        kind: Kind,
+        protocol: Protocol,
+        local: SocketAddr,
+        upstream: SocketAddr,
+        asked: SystemTime,
+        response: &[u8],
+    ) {
+        if !self.wants(kind) {
             return;
         }
         let m = Msg {
-            kind: Kind::ForwarderResponse,
+            kind,
             protocol,
             query_addr: local,
             response_addr: upstream,

@@ -13,6 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// An exchange with an authoritative server, in recursive mode.
+    ResolverQuery = 3,
+    ResolverResponse = 4,
     ClientQuery = 5,
     ClientResponse = 6,
     ForwarderQuery = 7,

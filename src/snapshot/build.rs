@@ -84,7 +84,14 @@ impl Snapshot {
             vpc_scopes: ScopeIndex::default(),
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             upstreams: cfg.upstreams.clone(),
-            default_route: route_id(&cfg.upstreams),
+            root_hints: (cfg.resolver_mode == crate::config::ResolverMode::Recursive).then(|| cfg.root_hints.as_slice().into()),
+            // Answers resolved from the root are kept apart from those of any upstream set.
+            default_route: match cfg.resolver_mode {
+                crate::config::ResolverMode::Forward => route_id(&cfg.upstreams),
+                crate::config::ResolverMode::Recursive => {
+                    route_id(&cfg.root_hints.iter().map(|ip| SocketAddr::new(*ip, 0)).collect::<Vec<_>>())
+                }
+            },
             forward_routes: cfg.forward_zones.iter().map(|f| route_id(&f.upstreams)).collect(),
             unknown_clients: cfg.unknown_clients,
             stats: Stats { vpcs: data.vpcs.len(), endpoints: data.endpoints, files: data.files_read, ..Stats::default() },

@@ -181,6 +181,9 @@ pub struct Snapshot {
     vpc_scopes: ScopeIndex,
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
+    /// `resolver.mode: recursive`: the root servers the default route
+    /// resolves from, instead of `upstreams`.
+    pub root_hints: Option<Arc<[IpAddr]>>,
     /// Cache-key ids of the default upstreams and of each forward zone's,
     /// computed here rather than per query.
     default_route: u64,
@@ -254,10 +257,12 @@ pub struct ZoneLayout {
 pub type CnameSite = (ZoneIdx, Name, PathBuf, Pos);
 
 impl Snapshot {
-    /// Every upstream some route goes to, each once, in config order.
+    /// Every upstream some route goes to, each once, in config order (in
+    /// recursive mode the default route goes to none).
     pub fn all_upstreams(&self) -> Vec<SocketAddr> {
         let mut all: Vec<SocketAddr> = Vec::new();
-        for a in self.upstreams.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
+        let default: &[SocketAddr] = if self.root_hints.is_some() { &[] } else { &self.upstreams };
+        for a in default.iter().chain(self.forward_zones.iter().flat_map(|f| f.upstreams.iter())) {
             if !all.contains(a) {
                 all.push(*a);
             }
@@ -273,6 +278,15 @@ impl Snapshot {
                 None => (&[], 0),
             },
             Route::Default => (&self.upstreams, self.default_route),
+        }
+    }
+
+    /// The root servers a route resolves from: the default route's in
+    /// recursive mode; forward zones always forward.
+    pub fn recursion_for(&self, route: Route) -> Option<&Arc<[IpAddr]>> {
+        match route {
+            Route::Default => self.root_hints.as_ref(),
+            Route::ForwardZone(_) => None,
         }
     }
 

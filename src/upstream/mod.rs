@@ -23,10 +23,11 @@
 //! unwanted replies made untrusted, are asked again over TCP.
 
 pub mod cache;
+pub mod recursor;
 pub mod shares;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -79,6 +80,10 @@ pub const DISTRUST_FOR: Duration = Duration::from_secs(60);
 /// Most upstream questions in flight at once; beyond it, SERVFAIL at once
 /// (a flood degrades answers, never memory).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// Most addresses whose 0x20 and spoofing state is kept: in recursive
+/// mode every authoritative server met is one; past it, a new one is not
+/// remembered (it is asked as if first met).
+pub const MAX_HEALTH_ENTRIES: usize = recursor::MAX_INFRA_ENTRIES;
 /// Largest UDP reply read; a bigger one is asked again over TCP (the
 /// buffer has a byte more, to see that it is bigger).
 pub const UDP_REPLY_BUFFER: usize = 4096;
@@ -108,6 +113,12 @@ pub enum UpstreamError {
     Referral(SocketAddr),
     #[error("the upstreams failed this name less than {}s ago", cache::FAILURE_TTL)]
     NameFailing,
+    /// Recursive mode: no server of a zone on the way gave a usable reply.
+    #[error("no authoritative server of {0} answered")]
+    NoAuthority(String),
+    /// Recursive mode: a bound on one resolution's work was reached.
+    #[error("resolution stopped: {0}")]
+    WorkLimit(&'static str),
 }
 
 impl UpstreamError {
@@ -208,8 +219,11 @@ struct Core {
     /// Per route: no refresh of a stale answer before this, while the
     /// route is known down.
     next_refresh: Mutex<HashMap<u64, Instant>>,
-    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
+    /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set (RESOLVER_*
+    /// for authoritative servers in recursive mode).
     dnstap: OnceLock<Arc<Dnstap>>,
+    /// Recursive mode: what is known of each authoritative server asked.
+    infra: recursor::Infra,
 }
 
 impl Forwarder {
@@ -226,6 +240,7 @@ impl Forwarder {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            infra: recursor::Infra::default(),
         };
         Forwarder {
             cache,
@@ -257,7 +272,7 @@ impl Forwarder {
     /// are known down, then gets the stale answer while the question
     /// goes on. Over a share, the stale answer too, else a failure.
     pub async fn ask(&self, q: &Question<'_>, cached: Option<Arc<Entry>>, asker: Asker) -> Lookup {
-        let Question { name, qtype, dnssec_ok, upstreams, route } = *q;
+        let Question { name, qtype, dnssec_ok, upstreams, route, .. } = *q;
         let now = Instant::now();
         self.metrics.cache_misses.inc();
         let core = &self.core;
@@ -267,7 +282,7 @@ impl Forwarder {
             debug!(%name, %qtype, error = %why, "stale answer");
             Lookup::Stale(e, why)
         };
-        if upstreams.is_empty() {
+        if upstreams.is_empty() && q.root.is_none() {
             return match stale {
                 Some(e) => serve_stale(e, UpstreamError::NoUpstreams),
                 None => Lookup::Failed(UpstreamError::NoUpstreams),
@@ -339,7 +354,8 @@ impl Forwarder {
 
 /// One question for the upstreams: the name (as it will be sent), the
 /// type, the DO bit, the upstreams of its route and the route's id (the
-/// cache keeps each route's answers apart).
+/// cache keeps each route's answers apart). With `root`, the route is
+/// resolved from those root servers instead ([`recursor`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Question<'a> {
     pub name: &'a Name,
@@ -347,6 +363,7 @@ pub struct Question<'a> {
     pub dnssec_ok: bool,
     pub upstreams: &'a [SocketAddr],
     pub route: u64,
+    pub root: Option<&'a Arc<[IpAddr]>>,
 }
 
 impl Forwarder {
@@ -422,9 +439,12 @@ impl Core {
         map.insert(key.clone(), flight.clone());
         drop(map);
         let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), q.name.clone(), q.upstreams.to_vec());
-        let (qtype, dnssec_ok) = (q.qtype, q.dnssec_ok);
+        let (qtype, dnssec_ok, root, route) = (q.qtype, q.dnssec_ok, q.root.cloned(), q.route);
         tokio::spawn(async move {
-            let fetched = core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await;
+            let fetched = match root {
+                Some(root) => core.fetch_recursive(&key, &name, qtype, dnssec_ok, &root, route).await,
+                None => core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await,
+            };
             drop((permit, tokens));
             f.progress.send_replace(Progress::Done(fetched));
             let mut map = core.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -456,27 +476,20 @@ impl Core {
         for (i, &(up, caps)) in order.iter().cycle().take(ATTEMPTS.max(1)).enumerate() {
             let sent = Instant::now();
             let deadline = sent + ATTEMPT_TIMEOUT;
-            let res = self.exchange(up, name, qtype, dnssec_ok, caps, deadline).await;
+            let res = match query_bytes(rand::random(), name, qtype, dnssec_ok, caps) {
+                Ok(bytes) => self.exchange(up, name, &bytes, caps, false, deadline).await,
+                Err(e) => Err(UpstreamError::Io(up, e.to_string())),
+            };
             let elapsed = sent.elapsed().as_secs_f64();
             match res {
-                Ok(mut msg) => {
+                Ok(msg) => {
                     // It replied: up, whatever it said about this name.
                     let handles = self.mark_up(up);
                     handles.duration.observe(elapsed);
                     match classify(&msg) {
                         Ok(()) => {
                             handles.ok.inc();
-                            let entry = Arc::new(Entry::from_reply(
-                                name,
-                                qtype,
-                                msg.metadata.response_code,
-                                std::mem::take(&mut msg.answers),
-                                std::mem::take(&mut msg.authorities),
-                                dnssec_ok,
-                                self.serve_stale(),
-                            ));
-                            self.cache.insert(key.clone(), entry.clone());
-                            return Ok(entry);
+                            return Ok(self.store(key, name, qtype, dnssec_ok, msg));
                         }
                         Err(why) => {
                             last = UpstreamError::of_name(up, why);
@@ -511,6 +524,21 @@ impl Core {
             }
             None => Err(last),
         }
+    }
+
+    /// Caches an answer (contained: [`Entry::from_reply`]) and returns it.
+    fn store(&self, key: &Key, name: &Name, qtype: RecordType, dnssec_ok: bool, mut msg: Message) -> Arc<Entry> {
+        let entry = Arc::new(Entry::from_reply(
+            name,
+            qtype,
+            msg.metadata.response_code,
+            std::mem::take(&mut msg.answers),
+            std::mem::take(&mut msg.authorities),
+            dnssec_ok,
+            self.serve_stale(),
+        ));
+        self.cache.insert(key.clone(), entry.clone());
+        entry
     }
 
     /// Caches a name's failure ([`Entry::failure`]); over a real answer
@@ -579,6 +607,9 @@ impl Core {
     fn case_not_kept(&self, a: SocketAddr) {
         let now = Instant::now();
         let mut health = self.health();
+        if !health.contains_key(&a) && health.len() >= MAX_HEALTH_ENTRIES {
+            return;
+        }
         let h = health.entry(a).or_default();
         if h.no_caps_until.is_some_and(|t| now < t) {
             return;
@@ -593,6 +624,9 @@ impl Core {
     fn note_unwanted(&self, a: SocketAddr) -> bool {
         let now = Instant::now();
         let mut health = self.health();
+        if !health.contains_key(&a) && health.len() >= MAX_HEALTH_ENTRIES {
+            return false;
+        }
         let h = health.entry(a).or_default();
         if h.distrusted_until.is_some_and(|t| now < t) {
             return true;
@@ -634,29 +668,37 @@ impl Core {
     /// is truncated, too big, differs only in case, or is not trusted; all
     /// before `deadline`. With `caps`, the name goes out in random case
     /// and a UDP reply must echo it exactly.
+    /// `bytes` is the query as built by [`query_bytes`] or
+    /// [`authority_query_bytes`]; `authority`: `up` is an authoritative
+    /// server met in recursion (its metrics are not labelled by address).
     async fn exchange(
         &self,
         up: SocketAddr,
         name: &Name,
-        qtype: RecordType,
-        dnssec_ok: bool,
+        bytes: &[u8],
         caps: bool,
+        authority: bool,
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
-        let bytes = query_bytes(rand::random(), name, qtype, dnssec_ok, caps).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
+        let label = || if authority { "authority".to_string() } else { up.to_string() };
         if self.distrusted(up) {
-            self.count_tcp(up, "distrusted");
-            return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
+            self.count_tcp(label(), "distrusted");
+            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
         }
         let tap = self.dnstap.get().map(|t| &**t);
         let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
         let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let sock = UdpSocket::bind(local).await.map_err(io)?;
         sock.connect(up).await.map_err(io)?;
-        sock.send(&bytes).await.map_err(io)?;
+        sock.send(bytes).await.map_err(io)?;
         let tapped = tap.map(|t| {
             let local = sock.local_addr().unwrap_or(local);
-            (t, local, t.forwarder_query(Protocol::Udp, local, up, &bytes))
+            let sent = if authority {
+                t.resolver_query(Protocol::Udp, local, up, bytes)
+            } else {
+                t.forwarder_query(Protocol::Udp, local, up, bytes)
+            };
+            (t, local, sent)
         });
         // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
         // truncated and go to TCP. 4 KiB covers servers that overshoot, and
@@ -673,11 +715,15 @@ impl Core {
             };
             // dnstap gets a reply to our question as it came (before its case is restored).
             if let Some((t, local, sent)) = tapped
-                && match_reply(&buf[..n], &bytes) != Matched::No
+                && match_reply(&buf[..n], bytes) != Matched::No
             {
-                t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                if authority {
+                    t.resolver_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                } else {
+                    t.forwarder_response(Protocol::Udp, local, up, sent, &buf[..n]);
+                }
             }
-            let why_tcp = match accept_reply(&mut buf[..n], &bytes, name, caps, UDP_REPLY_BUFFER) {
+            let why_tcp = match accept_reply(&mut buf[..n], bytes, name, caps, UDP_REPLY_BUFFER) {
                 Verdict::Accept(reply) => {
                     if reply.metadata.truncation {
                         "truncated"
@@ -694,9 +740,7 @@ impl Core {
                     // unless there are too many of them.
                     self.metrics.rejected_replies.inc();
                     unwanted
-                        .get_or_insert_with(|| {
-                            self.metrics.upstream_unwanted.get_or_create_owned(&UpstreamOnly { upstream: up.to_string() })
-                        })
+                        .get_or_insert_with(|| self.metrics.upstream_unwanted.get_or_create_owned(&UpstreamOnly { upstream: label() }))
                         .inc();
                     if !self.note_unwanted(up) {
                         continue;
@@ -704,13 +748,13 @@ impl Core {
                     "distrusted"
                 }
             };
-            self.count_tcp(up, why_tcp);
-            return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
+            self.count_tcp(label(), why_tcp);
+            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
         }
     }
 
-    fn count_tcp(&self, up: SocketAddr, reason: &'static str) {
-        self.metrics.upstream_tcp.get_or_create(&UpstreamTcp { upstream: up.to_string(), reason }).inc();
+    fn count_tcp(&self, upstream: String, reason: &'static str) {
+        self.metrics.upstream_tcp.get_or_create(&UpstreamTcp { upstream, reason }).inc();
     }
 
     /// The question `query` (as sent over UDP, same id and case) over TCP.
@@ -723,6 +767,7 @@ impl Core {
         query: &[u8],
         name: &Name,
         caps: bool,
+        authority: bool,
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
         let io = |e: std::io::Error| UpstreamError::Io(up, format!("TCP: {e}"));
@@ -735,7 +780,12 @@ impl Core {
             s.write_all(&framed).await.map_err(io)?;
             let tapped = tap.and_then(|t| {
                 let local = s.local_addr().ok()?;
-                Some((t, local, t.forwarder_query(Protocol::Tcp, local, up, query)))
+                let sent = if authority {
+                    t.resolver_query(Protocol::Tcp, local, up, query)
+                } else {
+                    t.forwarder_query(Protocol::Tcp, local, up, query)
+                };
+                Some((t, local, sent))
             });
             loop {
                 let len = s.read_u16().await.map_err(io)? as usize;
@@ -745,7 +795,11 @@ impl Core {
                 if let Some((t, local, sent)) = tapped
                     && matched != Matched::No
                 {
-                    t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    if authority {
+                        t.resolver_response(Protocol::Tcp, local, up, sent, &buf);
+                    } else {
+                        t.forwarder_response(Protocol::Tcp, local, up, sent, &buf);
+                    }
                 }
                 let case_lost = matched == Matched::CaseOnly;
                 match accept_reply(&mut buf, query, name, false, usize::MAX) {
@@ -816,6 +870,8 @@ fn outcome_label(e: &UpstreamError) -> &'static str {
         UpstreamError::Referral(_) => "referral",
         UpstreamError::Io(..) => "error",
         UpstreamError::NoUpstreams
+        | UpstreamError::NoAuthority(_)
+        | UpstreamError::WorkLimit(_)
         | UpstreamError::Overloaded
         | UpstreamError::OverShare(_)
         | UpstreamError::KnownDown
@@ -844,14 +900,40 @@ pub fn classify(reply: &Message) -> Result<(), Failure> {
 /// The question as sent upstream: RD=1, EDNS, and with `caps` the name in
 /// random case ([`randomise_case`]).
 pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, caps: bool) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    write_query(id, name, qtype, dnssec_ok, caps, true, true)
+}
+
+/// The question as sent to an authoritative server in recursion: RD=0,
+/// with `caps` in random case, and without EDNS for a server that
+/// rejected it (DO then cannot be asked).
+pub fn authority_query_bytes(
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    caps: bool,
+    edns: bool,
+) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    write_query(id, name, qtype, dnssec_ok, caps, false, edns)
+}
+
+fn write_query(
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    caps: bool,
+    rd: bool,
+    edns: bool,
+) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     // Written by hand: a question and an OPT record are all there is, and
     // building a `Message` to encode it cost more than the exchange's
     // other bookkeeping together. `query_bytes_are_hickorys_encoding`
     // holds it to the same bytes.
     let mut bytes = Vec::with_capacity(12 + 255 + 4 + 11);
     bytes.extend_from_slice(&id.to_be_bytes());
-    // RD; one question, one additional (the OPT).
-    bytes.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    // RD (or not); one question, one additional (the OPT) or none.
+    bytes.extend_from_slice(&[if rd { 0x01 } else { 0 }, 0x00, 0, 1, 0, 0, 0, 0, 0, edns as u8]);
     for label in name.iter() {
         if label.len() > 63 || bytes.len() + 1 + label.len() > 12 + 254 {
             return Err(hickory_proto::ProtoError::from(format!("name too long to ask: {name}")));
@@ -862,12 +944,14 @@ pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, cap
     bytes.push(0);
     bytes.extend_from_slice(&u16::from(qtype).to_be_bytes());
     bytes.extend_from_slice(&1u16.to_be_bytes());
-    // OPT: root owner, type 41, class = our payload, TTL = extended rcode 0,
-    // version 0, flags (DO), no options.
-    bytes.push(0);
-    bytes.extend_from_slice(&41u16.to_be_bytes());
-    bytes.extend_from_slice(&UPSTREAM_PAYLOAD.to_be_bytes());
-    bytes.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    if edns {
+        // OPT: root owner, type 41, class = our payload, TTL = extended rcode 0,
+        // version 0, flags (DO), no options.
+        bytes.push(0);
+        bytes.extend_from_slice(&41u16.to_be_bytes());
+        bytes.extend_from_slice(&UPSTREAM_PAYLOAD.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    }
     if caps {
         randomise_case(&mut bytes);
     }
@@ -875,14 +959,16 @@ pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, cap
 }
 
 #[cfg(test)]
-fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
+fn build_query(id: u16, name: &Name, qtype: RecordType, dnssec_ok: bool, rd: bool, edns: bool) -> Message {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
+    m.metadata.recursion_desired = rd;
     m.add_query(Query::query(name.clone(), qtype));
-    let mut e = Edns::new();
-    e.set_max_payload(UPSTREAM_PAYLOAD);
-    e.set_dnssec_ok(dnssec_ok);
-    m.set_edns(e);
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(UPSTREAM_PAYLOAD);
+        e.set_dnssec_ok(dnssec_ok);
+        m.set_edns(e);
+    }
     m
 }
 
@@ -1007,7 +1093,11 @@ mod tests {
         ] {
             let name = Name::from_ascii(n).unwrap();
             let ours = query_bytes(0xbeef, &name, t, d, false).unwrap();
-            assert_eq!(ours, build_query(0xbeef, &name, t, d).to_vec().unwrap(), "{n} {t} do={d}");
+            assert_eq!(ours, build_query(0xbeef, &name, t, d, true, true).to_vec().unwrap(), "{n} {t} do={d}");
+            for edns in [true, false] {
+                let ours = authority_query_bytes(0xbeef, &name, t, d, false, edns).unwrap();
+                assert_eq!(ours, build_query(0xbeef, &name, t, d, false, edns).to_vec().unwrap(), "{n} {t} do={d} edns={edns}");
+            }
         }
     }
 
@@ -1021,7 +1111,7 @@ mod tests {
     }
 
     fn query(name: &Name, caps: bool) -> Vec<u8> {
-        let mut q = build_query(0x1234, name, RecordType::A, false).to_vec().unwrap();
+        let mut q = build_query(0x1234, name, RecordType::A, false, true, true).to_vec().unwrap();
         if caps {
             randomise_case(&mut q);
         }
@@ -1146,6 +1236,7 @@ mod tests {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            infra: recursor::Infra::default(),
         }
     }
 

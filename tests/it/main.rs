@@ -38,6 +38,7 @@ mod query_log;
 mod reader_replay;
 mod readme;
 mod record_types;
+mod recursion;
 mod reload_storm;
 mod resolve_rules;
 mod routing;

@@ -3,6 +3,7 @@
 //! different VPCs) over UDP and TCP.
 #![allow(dead_code)]
 
+pub mod hierarchy;
 pub mod upstream;
 
 use std::io::{Read, Write};
