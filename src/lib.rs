@@ -4,7 +4,7 @@
 //! uses only those before it in this order (docs/ARCHITECTURE.md keeps the
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
-//! dns ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
+//! dns ─► dnssec ─► metrics ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
 //!     ─► upstream ─► answer ─► record ─► state ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `config` reads and checks
@@ -21,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod dnstap;
 pub mod explain;
 pub mod loader;
