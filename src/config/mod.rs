@@ -12,6 +12,7 @@ pub mod policy;
 pub mod presentation;
 pub mod rdata;
 pub mod schema;
+pub mod trust_anchors;
 pub mod yaml;
 pub mod zones_dir;
 
@@ -208,6 +209,9 @@ pub struct ServerConfig {
     pub nsid: Option<String>,
     /// dnstap output; off by default.
     pub dnstap: Option<dnstap::Settings>,
+    /// DNSSEC validation of upstream answers (`resolver.dnssec`,
+    /// `trust_anchors`, `negative_trust_anchors`); `None`: off.
+    pub dnssec: Option<crate::dnssec::Trust>,
 }
 
 impl ServerConfig {
@@ -242,6 +246,7 @@ impl ServerConfig {
             client_subnet: ClientSubnet::Off,
             nsid: None,
             dnstap: None,
+            dnssec: Some(crate::dnssec::Trust { anchors: crate::dnssec::builtin_anchors(), negative: Vec::new() }),
         }
     }
 
@@ -333,6 +338,9 @@ impl ServerConfig {
             cfg.query_log = q.value;
         }
         cfg.read_allow_paths_outside(path, &base, f.allow_paths_outside, diags);
+        if let Some(r) = f.resolver {
+            cfg.read_resolver(path, &base, r, diags);
+        }
         cfg
     }
 
@@ -555,6 +563,41 @@ impl ServerConfig {
         if self.client_subnet == ClientSubnet::Trusted && self.trusted_forwarders.is_empty() {
             diags.push(path, Pos::new(1, 1), "client_subnet: trusted needs trusted_forwarders (the sources whose ECS is believed)");
         }
+    }
+
+    /// `resolver: { dnssec, trust_anchors, negative_trust_anchors }`.
+    fn read_resolver(&mut self, path: &Path, base: &Path, r: schema::ResolverEntry, diags: &mut Diagnostics) {
+        let mut trust = crate::dnssec::Trust { anchors: crate::dnssec::builtin_anchors(), negative: Vec::new() };
+        if let Some(t) = r.trust_anchors {
+            match t.value.as_str() {
+                "builtin" => {}
+                file => {
+                    let file = base.join(file);
+                    if let Some(text) = files::FileAccess::anywhere().read_text_at(&file, path, pos(&t), diags) {
+                        trust.anchors = trust_anchors::parse(&file, &text, diags);
+                    }
+                }
+            }
+        }
+        for n in r.negative_trust_anchors.map(|l| l.value).unwrap_or_default() {
+            match hickory_proto::rr::Name::from_ascii(&n.value) {
+                Ok(name) if !n.value.is_empty() => trust.negative.push(crate::dns::names::name_key(&name).to_vec()),
+                _ => diags.push(
+                    path,
+                    pos(&n),
+                    format!("resolver.negative_trust_anchors: `{}` is not a domain name (e.g. corp.example.com)", n.value),
+                ),
+            }
+        }
+        self.dnssec = match r.dnssec.as_ref().map(|d| d.value.as_str()) {
+            None | Some("validate") => Some(trust),
+            Some("off") => None,
+            Some(other) => {
+                let d = r.dnssec.as_ref().map_or(Pos::new(1, 1), pos);
+                diags.push(path, d, format!("resolver.dnssec `{other}` must be `validate` or `off`"));
+                None
+            }
+        };
     }
 
     fn read_nsid(&mut self, path: &Path, n: Spanned<String>, diags: &mut Diagnostics) {

@@ -34,6 +34,15 @@ pub struct ServerFile {
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
     pub dnstap: Option<DnstapEntry>,
+    pub resolver: Option<ResolverEntry>,
+}
+
+/// `resolver:` of pzdns.yaml (shared/SPEC.md §7).
+#[derive(Debug, Default)]
+pub struct ResolverEntry {
+    pub dnssec: Option<Spanned<String>>,
+    pub trust_anchors: Option<Spanned<String>>,
+    pub negative_trust_anchors: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -273,8 +282,19 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let resolver = m.get("resolver").and_then(|n| {
+            let mut r = MapReader::new(n, "`resolver`", path, d)?;
+            let out = ResolverEntry {
+                dnssec: r.text("dnssec", d),
+                trust_anchors: r.text("trust_anchors", d),
+                negative_trust_anchors: r.texts("negative_trust_anchors", d),
+            };
+            r.finish(d);
+            Some(out)
+        });
         m.finish(d);
         Some(ServerFile {
+            resolver,
             listen,
             upstreams,
             forward_zones,

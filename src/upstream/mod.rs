@@ -42,6 +42,7 @@ pub use cache::{Cache, Entry, Failure, Key};
 use shares::Zone;
 pub use shares::{Asker, Limits, NO_VPC, Share, Shares, Shed};
 
+use crate::dnssec::{self, Status, Validator};
 use crate::dnstap::{Dnstap, Protocol};
 use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly, UpstreamTcp};
 use prometheus_client::metrics::counter::Counter;
@@ -207,6 +208,9 @@ struct Core {
     next_refresh: Mutex<HashMap<u64, Instant>>,
     /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
     dnstap: OnceLock<Arc<Dnstap>>,
+    /// DNSSEC validation of every answer fetched (`resolver.dnssec`);
+    /// `None`: off.
+    validator: arc_swap::ArcSwapOption<Validator>,
 }
 
 impl Forwarder {
@@ -223,6 +227,7 @@ impl Forwarder {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            validator: arc_swap::ArcSwapOption::empty(),
         };
         Forwarder {
             cache,
@@ -347,6 +352,25 @@ pub struct Question<'a> {
 }
 
 impl Forwarder {
+    /// DNSSEC validation from now on: with `trust` (anchors and negative
+    /// anchors), or off. A change empties the cache, whose answers carry
+    /// the status the old settings gave them.
+    pub fn set_dnssec(&self, trust: Option<&dnssec::Trust>) {
+        let old = self.core.validator.load();
+        if old.as_deref().map(Validator::trust) == trust {
+            return;
+        }
+        self.core.validator.store(trust.map(|t| Arc::new(Validator::new(t.clone()))));
+        if old.is_some() || trust.is_some() {
+            self.cache.flush(|_| true);
+        }
+    }
+
+    /// Whether answers are validated (`resolver.dnssec: validate`).
+    pub fn validating(&self) -> bool {
+        self.core.validator.load().is_some()
+    }
+
     /// Sends every upstream exchange to `tap` from now on.
     pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
         let _ = self.core.dnstap.set(tap);
@@ -419,9 +443,9 @@ impl Core {
         map.insert(key.clone(), flight.clone());
         drop(map);
         let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), q.name.clone(), q.upstreams.to_vec());
-        let (qtype, dnssec_ok) = (q.qtype, q.dnssec_ok);
+        let (qtype, dnssec_ok, route) = (q.qtype, q.dnssec_ok, q.route);
         tokio::spawn(async move {
-            let fetched = core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await;
+            let fetched = core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, route, &f).await;
             drop((permit, tokens));
             f.progress.send_replace(Progress::Done(fetched));
             let mut map = core.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -436,6 +460,7 @@ impl Core {
     /// A name the upstreams that replied could not answer (SERVFAIL,
     /// REFUSED, a referral) is cached as a failure, unless a real answer
     /// is cached for it: that one is kept, to be served stale.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch(
         &self,
         key: &Key,
@@ -443,10 +468,71 @@ impl Core {
         qtype: RecordType,
         dnssec_ok: bool,
         upstreams: &[SocketAddr],
+        route: u64,
         flight: &Flight,
     ) -> Fetched {
         self.metrics.upstream_in_flight.inc();
         let _in_flight = InFlight(&self.metrics);
+        let validator = self.validator.load_full();
+        match self.attempts(name, qtype, dnssec_ok || validator.is_some(), upstreams, Some(flight)).await {
+            Ok(msg) => {
+                let status = match &validator {
+                    Some(v) => self.validate(v, name, qtype, &msg, upstreams, route).await,
+                    None => Status::Unchecked,
+                };
+                let entry =
+                    Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
+                entry.set_dnssec(status);
+                let entry = Arc::new(entry);
+                self.cache.insert(key.clone(), entry.clone());
+                Ok(entry)
+            }
+            Err((err, Some(why))) => {
+                self.name_failed(key, why);
+                Err(err)
+            }
+            Err((err, None)) => Err(err),
+        }
+    }
+
+    /// Validates a reply to `name`/`qtype` (asked with DO=1), fetching
+    /// DS and DNSKEY sets through the same upstreams; a bogus one is
+    /// logged at a bounded rate, naming the zone and the reason.
+    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, msg: &Message, upstreams: &[SocketAddr], route: u64) -> Status {
+        let (answers, authorities) = cache::contain(name, qtype, true, msg.answers.clone(), msg.authorities.clone());
+        let wire = |rs: &[hickory_proto::rr::Record]| rs.iter().map(crate::dns::record::record_wire).collect::<Vec<_>>();
+        let (aw, uw) = (wire(&answers), wire(&authorities));
+        let (ar, ur) = (dnssec::wire::parse_all(aw.iter().map(Vec::as_slice)), dnssec::wire::parse_all(uw.iter().map(Vec::as_slice)));
+        let qname = crate::dns::names::KeyBuf::new(name);
+        let answer = dnssec::Answer {
+            qname: qname.key(),
+            qtype: u16::from(qtype),
+            rcode: u16::from(msg.metadata.response_code.low()),
+            answers: &ar,
+            authorities: &ur,
+        };
+        let fetch = ChainFetch { core: self, upstreams, route };
+        let mut budget = dnssec::Budget::default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let status = v.validate(&fetch, &answer, now, &mut budget).await;
+        if let Status::Bogus(b) = status {
+            let zone = crate::dns::names::key_to_name(&budget.zone);
+            self.metrics.events.note(Event::DnssecBogus, || format!("zone {zone}: {} (asked {name} {qtype})", b.text()));
+        }
+        status
+    }
+
+    /// Asks the upstreams for an answer, at most [`ATTEMPTS`] of them,
+    /// healthy ones first: the reply, or the last error and, when an
+    /// upstream that replied could not answer the name, why.
+    async fn attempts(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+        flight: Option<&Flight>,
+    ) -> Result<Message, (UpstreamError, Option<Failure>)> {
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         let mut name_failed = None;
@@ -456,23 +542,13 @@ impl Core {
             let res = self.exchange(up, name, qtype, dnssec_ok, caps, deadline).await;
             self.metrics.upstream_duration.get_or_create(&UpstreamOnly { upstream: up.to_string() }).observe(sent.elapsed().as_secs_f64());
             match res {
-                Ok(mut msg) => {
+                Ok(msg) => {
                     // It replied: up, whatever it said about this name.
                     self.mark_up(up);
                     match classify(&msg) {
                         Ok(()) => {
                             self.count(up, "ok");
-                            let entry = Arc::new(Entry::from_reply(
-                                name,
-                                qtype,
-                                msg.metadata.response_code,
-                                std::mem::take(&mut msg.answers),
-                                std::mem::take(&mut msg.authorities),
-                                dnssec_ok,
-                                self.serve_stale(),
-                            ));
-                            self.cache.insert(key.clone(), entry.clone());
-                            return Ok(entry);
+                            return Ok(msg);
                         }
                         Err(why) => {
                             last = UpstreamError::of_name(up, why);
@@ -489,7 +565,9 @@ impl Core {
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
             self.metrics.events.count_only(Event::UpstreamFailure);
             self.metrics.upstream_log.note(up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
-            if self.known_down(upstreams) {
+            if let Some(flight) = flight
+                && self.known_down(upstreams)
+            {
                 flight.progress.send_if_modified(|p| {
                     let asking = matches!(p, Progress::Asking);
                     if asking {
@@ -500,11 +578,8 @@ impl Core {
             }
         }
         match name_failed {
-            Some((why, err)) => {
-                self.name_failed(key, why);
-                Err(err)
-            }
-            None => Err(last),
+            Some((why, err)) => Err((err, Some(why))),
+            None => Err((last, None)),
         }
     }
 
@@ -748,6 +823,64 @@ impl Core {
         match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(up)),
+        }
+    }
+}
+
+/// DS and DNSKEY sets for the validator, through the cache (with DO=1,
+/// under the route asked) and the route's upstreams. A set fetched anew
+/// enters the cache once the validator has given it its status.
+struct ChainFetch<'a> {
+    core: &'a Core,
+    upstreams: &'a [SocketAddr],
+    route: u64,
+}
+
+/// A DS or DNSKEY answer for the validator: a cached entry, or one just
+/// fetched that is not cached yet.
+struct ChainReply {
+    entry: Arc<Entry>,
+    key: Key,
+    fresh: bool,
+}
+
+impl dnssec::Reply for ChainReply {
+    fn rcode(&self) -> u16 {
+        u16::from(self.entry.rcode.low())
+    }
+
+    fn sections(&self) -> (Vec<dnssec::wire::Rr<'_>>, Vec<dnssec::wire::Rr<'_>>) {
+        let (answers, authorities) = (&self.entry.wire.0, &self.entry.wire.1);
+        (dnssec::wire::parse_all(answers.iter().map(|w| &w.bytes[..])), dnssec::wire::parse_all(authorities.iter().map(|w| &w.bytes[..])))
+    }
+
+    fn status(&self) -> Status {
+        self.entry.dnssec()
+    }
+}
+
+impl dnssec::Fetch for ChainFetch<'_> {
+    type Reply = ChainReply;
+
+    async fn fetch(&self, name: &[u8], rtype: u16) -> Option<ChainReply> {
+        let qtype = RecordType::from(rtype);
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let key = Key::from(cache::key_bytes(&mut buf, name, qtype, true, self.route));
+        let now = Instant::now();
+        if let Some(e) = self.core.cache.get(key.as_bytes(), now).filter(|e| e.is_fresh(now) && e.failure.is_none()) {
+            return Some(ChainReply { entry: e, key, fresh: false });
+        }
+        let qname = crate::dns::names::key_to_name(name);
+        self.core.metrics.cache_misses.inc();
+        let msg = self.core.attempts(&qname, qtype, true, self.upstreams, None).await.ok()?;
+        let e = Entry::from_reply(&qname, qtype, msg.metadata.response_code, msg.answers, msg.authorities, true, self.core.serve_stale());
+        Some(ChainReply { entry: Arc::new(e), key, fresh: true })
+    }
+
+    fn checked(&self, reply: &ChainReply, status: Status) {
+        reply.entry.set_dnssec(status);
+        if reply.fresh {
+            self.core.cache.insert(reply.key.clone(), reply.entry.clone());
         }
     }
 }
@@ -1082,6 +1215,7 @@ mod tests {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            validator: arc_swap::ArcSwapOption::empty(),
         }
     }
 

@@ -14,6 +14,7 @@ mod containment;
 mod corpus;
 mod data_bounds;
 mod data_fidelity;
+mod dnssec;
 mod dnstap;
 mod ede_nsid;
 mod fairness;
