@@ -608,3 +608,6 @@ fn negative_at<'a>(a: &Answer<'a>) -> Option<&'a [u8]> {
     // Only NOERROR and NXDOMAIN carry a proof.
     matches!(a.rcode, 0 | 3).then_some(name)
 }
+
+#[cfg(test)]
+mod tests;

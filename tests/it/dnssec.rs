@@ -81,13 +81,17 @@ fn shape(m: &Message) -> (String, BTreeSet<String>, bool) {
 }
 
 fn ask(server: SocketAddr, name: &str, t: RecordType, dnssec_ok: bool, cd: bool) -> Message {
+    ask_from(server, "127.0.0.1", name, t, dnssec_ok, cd)
+}
+
+fn ask_from(server: SocketAddr, from: &str, name: &str, t: RecordType, dnssec_ok: bool, cd: bool) -> Message {
     let mut q = query(name, t, None);
     let mut e = Edns::new();
     e.set_max_payload(1232);
     e.set_dnssec_ok(dnssec_ok);
     q.set_edns(e);
     q.metadata.checking_disabled = cd;
-    tcp(server, "127.0.0.1", &q)
+    tcp(server, from, &q)
 }
 
 /// The hierarchy served and the two Unbounds in front of it. Dropped: every process stopped.
@@ -145,8 +149,15 @@ fn world(tag: &str) -> Option<World> {
 impl World {
     /// pzdns forwarding to the iterating Unbound, validating with the local root's DS.
     fn pzdns(&self, dnssec: &str, resolver: &str) -> TestServer {
+        // One VPC (127.0.0.77) with a private zone whose name points into the signed world.
         let zones = self.dir.join("pzdns-zones");
         std::fs::create_dir_all(&zones).unwrap();
+        std::fs::write(zones.join("vpcs.yaml"), "vpcs:\n  - id: vpc-a\n    cidrs: [127.0.0.77/32]\n").unwrap();
+        std::fs::write(
+            zones.join("private.test.yaml"),
+            "zone: private.test\nvpcs: [vpc-a]\nrecords:\n  - { name: www, type: CNAME, value: www.secure.test }\n  - { name: a, type: A, value: 10.0.0.1 }\n",
+        )
+        .unwrap();
         std::fs::write(self.dir.join("anchor.ds"), format!("{}\n", self.anchor)).unwrap();
         let cfg = format!(
             "listen:\n  - address: 127.0.0.1:0\nupstreams: [{ITERATOR}:53]\nunknown_clients: forward\nzones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\n\
@@ -234,15 +245,27 @@ fn bogus_answers_carry_the_precise_extended_error_and_cd_gets_the_data() {
         // The CD=1 answer did not make it good for the others.
         assert_eq!(ask(pz.addrs[0], name, RecordType::A, true, false).metadata.response_code.to_string(), "Server Failure");
     }
+    // Local data is never AD, even where it leads into secure data; the secure data alone is.
+    for (name, ad) in [("a.private.test.", false), ("www.private.test.", false), ("www.secure.test.", true)] {
+        let r = ask_from(pz.addrs[0], "127.0.0.77", name, RecordType::A, true, false);
+        assert_eq!((r.metadata.response_code.to_string().as_str(), r.metadata.authentic_data), ("No Error", ad), "{name}");
+    }
     let metrics = http(pz.admin.unwrap(), "GET", "/metrics").1;
     assert!(metric(&metrics, "pzdns_dnssec_answers_total{status=\"bogus\"}") >= 4.0, "{metrics}");
     assert!(pz.stderr().contains("bogus.test"), "the log names the zone: {}", pz.stderr());
 }
 
 #[test]
-fn negative_trust_anchors_and_validation_off() {
+fn negative_trust_anchors_reload_and_validation_off() {
     let Some(w) = world("dnssec-nta") else { return };
-    let pz = w.pzdns("validate", "  negative_trust_anchors: [bogus.test]\n");
+    let pz = w.pzdns("validate", "");
+    assert_eq!(ask(pz.addrs[0], "www.bogus.test.", RecordType::A, true, false).metadata.response_code.to_string(), "Server Failure");
+    // A negative trust anchor added on reload applies at once (the cached bogus answer goes).
+    let path = pz.dir.join("pzdns.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}  negative_trust_anchors: [bogus.test]\n")).unwrap();
+    let (code, body) = http(pz.admin.unwrap(), "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
     let r = ask(pz.addrs[0], "www.bogus.test.", RecordType::A, true, false);
     assert_eq!(r.metadata.response_code.to_string(), "No Error");
     assert!(!r.metadata.authentic_data, "under a negative trust anchor: never AD");
