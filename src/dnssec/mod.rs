@@ -369,8 +369,8 @@ impl Validator {
             Keys::Insecure => (Status::Insecure, None, Vec::new()),
             Keys::Bogus(b) => (Status::Bogus(b), None, Vec::new()),
             Keys::Secure { zone, keys } => {
-                if signer.is_none_or(|s| !name_eq(s, &zone)) && !is_under(&zone, owner) {
-                    // Signed by a name that is not the zone the chain found, or not signed.
+                if signer.is_none_or(|s| !name_eq(s, &zone)) {
+                    // Not signed, or signed by a name that is not the zone the chain found.
                     let b = if signer.is_none() { Bogus::RrsigsMissing } else { Bogus::Signature };
                     budget.zone = zone.clone();
                     return (Status::Bogus(b), None, zone);
@@ -396,7 +396,7 @@ impl Validator {
         let Some(anchor) = self.trust.anchors.iter().filter(|a| is_under(target, &a.owner)).max_by_key(|a| label_count(&a.owner)) else {
             return Keys::Insecure;
         };
-        let mut zone = anchor.owner.clone();
+        let mut zone = wire::lower(&anchor.owner);
         let ds: Vec<&[u8]> = anchor.ds.iter().map(Vec::as_slice).collect();
         let mut keys = match self.child_keys(f, &zone, &ds, &anchor.dnskeys, now, budget).await {
             Keys::Secure { keys, .. } => keys,
@@ -459,7 +459,7 @@ impl Validator {
                 match self.child_keys(f, name, &rdatas, &[], now, budget).await {
                     Keys::Secure { keys: k, .. } => {
                         keys = k;
-                        zone = name.to_vec();
+                        zone = wire::lower(name);
                         continue;
                     }
                     other => return other,
