@@ -312,3 +312,35 @@ fn tampered_dnssec_records_are_never_secure() {
         })
         .unwrap();
 }
+
+/// KeyTrap (CVE-2023-50387): signatures that all name the zone's key but
+/// do not verify cost one check each, up to the budget; past it the
+/// answer is bogus without another check. Below it, the good signature
+/// after them still validates.
+#[test]
+fn signature_checks_are_bounded_per_response() {
+    let w = World::build();
+    let (qname, qtype, rcode, an, au) = &w.answers[0];
+    let good = an.iter().copied().find(|i| Rr::parse(&w.records[*i]).unwrap().rtype == wire::TYPE_RRSIG).unwrap();
+    let mut forged = w.records[good].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let v = Validator::new(w.trust());
+    let run = |bad: usize| {
+        let mut records: Vec<Vec<u8>> = vec![forged.clone(); bad];
+        records.extend(an.iter().map(|i| w.records[*i].clone()));
+        let an_rr = wire::parse_all(records.iter().map(Vec::as_slice));
+        let au_rr = wire::parse_all(au.iter().map(|i| w.records[*i].as_slice()));
+        let answer = Answer { qname, qtype: *qtype, rcode: *rcode, answers: &an_rr, authorities: &au_rr };
+        let served = Served { world: &w, records: &w.records, used: Mutex::new(Vec::new()) };
+        let mut budget = Budget::default();
+        let status = rt.block_on(v.validate(&served, &answer, NOW, &mut budget));
+        (status, MAX_SIGNATURE_CHECKS - budget.checks)
+    };
+    assert_eq!(run(0), (Status::Secure, 4), "the chain (root DNSKEY, DS, DNSKEY) and the answer: one check each");
+    assert_eq!(run(20).0, Status::Secure, "a few bad signatures before the good one");
+    let (status, used) = run(1000);
+    assert_eq!(status, Status::Bogus(Bogus::TooMuchWork));
+    assert_eq!(used, MAX_SIGNATURE_CHECKS, "no check past the budget");
+}
