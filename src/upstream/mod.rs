@@ -480,8 +480,12 @@ impl Core {
                     Some(v) => self.validate(v, name, qtype, &msg, upstreams, route).await,
                     None => Status::Unchecked,
                 };
-                let entry =
+                // RFC 4035 §5.3.3: a secure answer is not trusted past its signatures' expiration.
+                let valid_for =
+                    if status == Status::Secure { sigs_valid_for(msg.answers.iter().chain(&msg.authorities)) } else { u32::MAX };
+                let mut entry =
                     Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
+                entry.ttl = entry.ttl.min(valid_for);
                 entry.set_dnssec(status);
                 let entry = Arc::new(entry);
                 self.cache.insert(key.clone(), entry.clone());
@@ -825,6 +829,20 @@ impl Core {
             Err(_) => Err(UpstreamError::Timeout(up)),
         }
     }
+}
+
+/// Seconds until the first RRSIG of `records` expires: how long an
+/// answer they validated may be cached.
+fn sigs_valid_for<'r>(records: impl Iterator<Item = &'r hickory_proto::rr::Record>) -> u32 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    records
+        .filter(|r| r.record_type() == RecordType::RRSIG)
+        .filter_map(|r| {
+            let tail = crate::dns::record::record_tail(r);
+            dnssec::wire::Rrsig::parse(tail.get(crate::dns::RR_FIXED_LEN..)?).map(|s| (s.expiration.wrapping_sub(now) as i32).max(0) as u32)
+        })
+        .min()
+        .unwrap_or(u32::MAX)
 }
 
 /// DS and DNSKEY sets for the validator, through the cache (with DO=1,
@@ -1240,6 +1258,24 @@ mod tests {
         let other: SocketAddr = "127.0.0.3:53".parse().unwrap();
         c.mark_failed(other, true);
         assert!(c.known_down(&[other]), "a timeout with no reply at all: down at once");
+    }
+
+    #[test]
+    fn a_secure_answer_is_cached_no_longer_than_its_signatures_last() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+        let sig = |expires: u32| {
+            let mut rd = vec![0, 1, 13, 2, 0, 0, 1, 44];
+            rd.extend_from_slice(&expires.to_be_bytes());
+            rd.extend_from_slice(&(now - 100).to_be_bytes());
+            rd.extend_from_slice(&[0, 1, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 1, 2, 3]);
+            let data = RData::Unknown { code: RecordType::RRSIG, rdata: hickory_proto::rr::rdata::NULL::with(rd) };
+            Record::from_rdata(n("www.example."), 300, data)
+        };
+        let a = Record::from_rdata(n("www.example."), 300, RData::A(A::new(192, 0, 2, 1)));
+        let left = sigs_valid_for([a.clone(), sig(now + 100), sig(now + 5000)].iter());
+        assert!((98..=100).contains(&left), "{left}");
+        assert_eq!(sigs_valid_for([sig(now - 5)].iter()), 0, "expired: not cached");
+        assert_eq!(sigs_valid_for([a].iter()), u32::MAX, "no signature: no cap");
     }
 
     #[test]
