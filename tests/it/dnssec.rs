@@ -276,3 +276,30 @@ fn negative_trust_anchors_reload_and_validation_off() {
     assert_eq!(r.metadata.response_code.to_string(), "No Error");
     assert!(!ask(off.addrs[0], "www.secure.test.", RecordType::A, true, false).metadata.authentic_data, "off: never AD");
 }
+
+/// `pzdns check` names the file, line and column of each problem of the
+/// resolver keys and of the trust anchor file.
+#[test]
+fn check_names_file_line_and_column_of_resolver_problems() {
+    let dir = scratch("dnssec-check");
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(dir.join("anchors.ds"), "; comment\n. IN DS 20326 8 2 E06D44B8\nexample IN DS 1 8 2 AB\n. IN DNSKEY 257 2 13 AAAA\n")
+        .unwrap();
+    std::fs::write(
+        dir.join("pzdns.yaml"),
+        "upstreams: []\nzones_dir: zones\nresolver:\n  dnssec: maybe\n  trust_anchors: anchors.ds\n  negative_trust_anchors: [\"bad..name\"]\n",
+    )
+    .unwrap();
+    let out = pzdns_command().args(["check", "--config"]).arg(dir.join("pzdns.yaml")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "anchors.ds:3:1: trust anchor owner `example` must be a fully qualified name",
+        "anchors.ds:4:1: the DNSKEY protocol is 2; it is always 3",
+        "pzdns.yaml:4:11: resolver.dnssec `maybe` must be `validate` or `off`",
+        "pzdns.yaml:6:28: resolver.negative_trust_anchors: `bad..name` is not a domain name",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
