@@ -191,6 +191,10 @@ pub trait Fetch {
     fn checked(&self, reply: &Self::Reply, status: Status);
 }
 
+/// How long a bogus answer is cached at most (Unbound's `val-bogus-ttl`):
+/// a zone whose signatures are repaired is answered again soon.
+pub const BOGUS_TTL: u32 = 60;
+
 /// DS and DNSKEY questions one response's validation may ask.
 pub const MAX_FETCHES: u32 = 40;
 /// Signature checks one response's validation may make.

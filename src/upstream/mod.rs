@@ -486,6 +486,9 @@ impl Core {
                 let mut entry =
                     Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
                 entry.ttl = entry.ttl.min(valid_for);
+                if let Status::Bogus(_) = status {
+                    entry.ttl = entry.ttl.min(dnssec::BOGUS_TTL);
+                }
                 entry.set_dnssec(status);
                 let entry = Arc::new(entry);
                 self.cache.insert(key.clone(), entry.clone());
@@ -897,7 +900,8 @@ impl dnssec::Fetch for ChainFetch<'_> {
 
     fn checked(&self, reply: &ChainReply, status: Status) {
         reply.entry.set_dnssec(status);
-        if reply.fresh {
+        // A bogus set is not kept: the next validation asks again (within its budget).
+        if reply.fresh && !matches!(status, Status::Bogus(_)) {
             self.core.cache.insert(reply.key.clone(), reply.entry.clone());
         }
     }

@@ -245,6 +245,15 @@ fn bogus_answers_carry_the_precise_extended_error_and_cd_gets_the_data() {
         // The CD=1 answer did not make it good for the others.
         assert_eq!(ask(pz.addrs[0], name, RecordType::A, true, false).metadata.response_code.to_string(), "Server Failure");
     }
+    // Cached with its status, a bogus answer for at most a minute (its TTL is an hour).
+    let dump = http(pz.admin.unwrap(), "GET", "/cache?name=www.bogus.test.").1;
+    let line = dump.lines().find(|l| l.contains("DO=1") && l.contains("dnssec=bogus")).unwrap_or_else(|| panic!("{dump}"));
+    let left: u32 =
+        line.split("expires in ").nth(1).and_then(|t| t.trim_end_matches(" dnssec=bogus").trim_end_matches('s').parse().ok()).unwrap();
+    assert!(left <= 60, "{line}");
+    assert!(ask(pz.addrs[0], "ok.bogus.test.", RecordType::A, true, false).metadata.authentic_data);
+    let dump = http(pz.admin.unwrap(), "GET", "/cache?name=ok.bogus.test.").1;
+    assert!(dump.contains("dnssec=secure") && dump.contains("expires in 3"), "{dump}");
     // Local data is never AD, even where it leads into secure data; the secure data alone is.
     for (name, ad) in [("a.private.test.", false), ("www.private.test.", false), ("www.secure.test.", true)] {
         let r = ask_from(pz.addrs[0], "127.0.0.77", name, RecordType::A, true, false);
