@@ -197,7 +197,7 @@ fn request_path(c: &mut Criterion) {
     let question = &bytes[12..];
     let zone = snap.zones.iter().find(|z| z.nodes.len() > 3).expect("a zone with records");
     let rrset = zone.nodes.iter().flat_map(|(_, n)| n.rrsets()).find(|r| r.rtype() == RecordType::A).expect("an A RRset");
-    let flags = Flags { copied: 0, aa: true, ra: true, rcode: 0 };
+    let flags = Flags { copied: 0, aa: true, ra: true, ad: false, rcode: 0 };
     c.bench_function("encode/answer", |b| {
         b.iter(|| {
             let mut w = ResponseWriter::new(std::mem::take(&mut out), 1, Some(question), 1232, 0);

@@ -271,8 +271,12 @@ async fn cache_dump(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String
         let name = crate::dns::names::key_to_name(key.name_key());
         let left = i64::from(e.ttl) - i64::from(e.age(now));
         let state = if left > 0 { format!("expires in {left}s") } else { format!("stale for {}s", -left) };
+        let dnssec = match e.dnssec() {
+            crate::dnssec::Status::Unchecked => String::new(),
+            s => format!(" dnssec={}", s.label()),
+        };
         out.push_str(&format!(
-            "; {name} {} DO={} rcode={} {state}\n",
+            "; {name} {} DO={} rcode={} {state}{dnssec}\n",
             key.qtype(),
             u8::from(key.dnssec_ok()),
             crate::explain::rcode_name(crate::answer::response_code(u16::from(e.rcode))),

@@ -28,7 +28,9 @@ use crate::dns::query::{Query, QuestionPart, Unreadable, copied_flags};
 use crate::dns::record::{address_of, tails};
 use crate::dns::writer::{COOKIE_LEN, Flags, Opt, ResponseWriter, Section};
 use crate::dns::{self, rcode};
+use crate::dnssec::Status;
 use crate::metrics::{Metrics, Source, cookie_result};
+
 use crate::resolve::{End, LinkName, PolicyEnd, Walk, WalkOpts, walk_opts};
 use crate::snapshot::policy::{PolicyAction, override_rrset};
 use crate::snapshot::zone::{MAX_ROUTED, NO_AZ, ROLE_PRIMARY, ROLE_SECONDARY, RRset};
@@ -130,7 +132,7 @@ struct Frame {
 
 impl Frame {
     fn flags(&self, aa: bool, ra: bool, rc: u16) -> Flags {
-        Flags { copied: self.copied, aa, ra, rcode: (rc & 0x0f) as u8 }
+        Flags { copied: self.copied, aa, ra, ad: false, rcode: (rc & 0x0f) as u8 }
     }
 
     fn opt(&self, rc: u16, ede: Option<Ede>) -> Option<Opt> {
@@ -145,7 +147,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         Err(Unreadable::Drop) => return Outcome::Drop,
         Err(Unreadable::FormErr { id, flags }) => {
             let w = ResponseWriter::new(std::mem::take(out), id, None, usize::MAX, 0);
-            let flags = Flags { copied: copied_flags(flags), aa: false, ra: false, rcode: rcode::FORMERR as u8 };
+            let flags = Flags { copied: copied_flags(flags), aa: false, ra: false, ad: false, rcode: rcode::FORMERR as u8 };
             *out = w.finish(flags, None);
             return Outcome::Done(Answered {
                 rcode: rcode::FORMERR,
@@ -271,6 +273,12 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         },
         tcp,
         verdict: Verdict::default(),
+        dnssec: Dnssec {
+            secure: true,
+            local: wk.links().iter().any(|l| l.cname.is_some()) || !matches!(wk.end, End::Upstream { .. }),
+            checking_disabled: q.flags & dns::CD != 0,
+            wants_ad: dnssec_ok || q.flags & dns::AD != 0,
+        },
     };
     note_policy(ctx.snap, &wk, &mut st);
     let next = write_local(&mut w, ctx.snap, &wk, dns::HEADER_LEN, &key);
@@ -308,7 +316,8 @@ fn conclude(mut w: ResponseWriter, frame: &Frame, st: &mut State, snap: &Snapsho
         Finish::Truncate => w.truncate(),
         Finish::Send => {}
     }
-    Reply { bytes: Some(w.finish(frame.flags(st.aa, st.ra, st.rc), frame.opt(st.rc, st.ede))), answered }
+    let flags = Flags { ad: st.authentic(), ..frame.flags(st.aa, st.ra, st.rc) };
+    Reply { bytes: Some(w.finish(flags, frame.opt(st.rc, st.ede))), answered }
 }
 
 /// What following a chain through the cache reads.
@@ -341,7 +350,7 @@ impl Through<'_> {
                 Some(e) if e.is_fresh(self.now) => {
                     self.metrics.cache_hits.inc();
                     st.add_upstream_part(Source::Cache);
-                    next = chain.after_upstream(w, &e, self.now, st);
+                    next = chain.after_upstream(w, &e, self.now, st, self.metrics);
                 }
                 _ if !self.recursion => return None,
                 cached => return Some(Miss { key: ask.key, route: ask.route, cached }),
@@ -457,6 +466,21 @@ struct State {
     /// The query came over TCP (`tcp-only` rules answer normally).
     tcp: bool,
     verdict: Verdict,
+    dnssec: Dnssec,
+}
+
+/// DNSSEC as an answer stands: AD=1 only for an answer made of upstream
+/// data alone, every part of it validated secure, to a client that set
+/// DO or AD (RFC 6840 §5.8). Local data is never authenticated.
+#[derive(Debug, Clone, Copy)]
+struct Dnssec {
+    /// Every upstream part so far was secure.
+    secure: bool,
+    /// Some of the answer is local data (zones, endpoints, policy).
+    local: bool,
+    /// CD=1: the data as received, bogus or not (RFC 4035 §3.2.2).
+    checking_disabled: bool,
+    wants_ad: bool,
 }
 
 /// What response policy (rule 1a) has made of an answer so far. Every
@@ -517,6 +541,39 @@ impl State {
         }
     }
 
+    /// The AD bit of the response.
+    fn authentic(&self) -> bool {
+        let d = &self.dnssec;
+        d.wants_ad
+            && d.secure
+            && !d.local
+            && self.upstream_parts > 0
+            && matches!(self.source, Source::Upstream | Source::Cache | Source::Stale)
+            && matches!(self.rc, rcode::NOERROR | rcode::NXDOMAIN)
+    }
+
+    /// An upstream answer's validation status: bogus is SERVFAIL with its
+    /// Extended DNS Error (unless CD=1); anything but secure clears AD.
+    /// False when the answer ends here.
+    fn take_dnssec(&mut self, w: &mut ResponseWriter, status: Status, metrics: &Metrics) -> bool {
+        match status {
+            Status::Unchecked => {}
+            Status::Secure => metrics.count_dnssec(0),
+            Status::Insecure => metrics.count_dnssec(1),
+            Status::Bogus(_) => metrics.count_dnssec(2),
+        }
+        if status != Status::Secure {
+            self.dnssec.secure = false;
+        }
+        match status {
+            Status::Bogus(b) if !self.dnssec.checking_disabled => {
+                self.fail(w, (b.ede(), b.text()));
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// SERVFAIL with no records, and why.
     fn fail(&mut self, w: &mut ResponseWriter, why: Ede) {
         w.clear_records();
@@ -540,7 +597,7 @@ impl Chain<'_> {
     /// and its final RRset, `upstream::contain`) until a link's name lies
     /// in a zone visible to the asker: from there on the chain is answered
     /// from local data, by the rules, never from upstream.
-    fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State) -> Option<Ask> {
+    fn after_upstream(&self, w: &mut ResponseWriter, e: &Entry, now: Instant, st: &mut State, metrics: &Metrics) -> Option<Ask> {
         // The name's own failure, remembered briefly (RFC 9520).
         if let Some(why) = e.failure {
             let text = match why {
@@ -550,9 +607,13 @@ impl Chain<'_> {
             st.fail(w, (ede::NO_REACHABLE_AUTHORITY, text));
             return None;
         }
+        if !st.take_dnssec(w, e.dnssec(), metrics) {
+            return None;
+        }
         // RFC 6604: the rcode is that of the last link.
         st.rc = u16::from(e.rcode);
         let (key, at) = write_upstream_until_private(w, self.snap, self.view, e, now, st)?;
+        st.dnssec.local = true;
         self.local(w, &key, at, st)
     }
 
@@ -612,12 +673,12 @@ impl Pending {
             let next = match got {
                 Lookup::Fresh(e) => {
                     st.add_upstream_part(Source::Upstream);
-                    chain.after_upstream(&mut w, &e, now, &mut st)
+                    chain.after_upstream(&mut w, &e, now, &mut st, &forwarder.metrics)
                 }
                 Lookup::Stale(e, _) => {
                     st.add_upstream_part(Source::Stale);
                     st.ede = Some((ede::STALE_ANSWER, "the upstreams did not answer; served from the cache past its TTL"));
-                    chain.after_upstream(&mut w, &e, now, &mut st)
+                    chain.after_upstream(&mut w, &e, now, &mut st, &forwarder.metrics)
                 }
                 Lookup::Failed(e) => {
                     st.fail(&mut w, upstream_failure(&e));

@@ -4,7 +4,7 @@
 //! uses only those before it in this order (docs/ARCHITECTURE.md keeps the
 //! list; `tests/it/layers.rs` checks every `crate::` path against it):
 //! ```text
-//! dns ─► metrics ─► abuse ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
+//! dns ─► dnssec ─► metrics ─► abuse ─► config ─► snapshot ─► resolve ─► loader ─► dnstap
 //!     ─► upstream ─► transfer ─► answer ─► record ─► state ─► health ─► server ─► reload ─► explain ─► admin ─► app ─► cli
 //! ```
 //! `dns` reads and writes the wire format, `abuse` makes and checks DNS cookies and limits response rates, `config` reads and checks
@@ -22,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod dnstap;
 pub mod explain;
 pub mod health;

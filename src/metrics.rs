@@ -99,6 +99,10 @@ pub const UPSTREAM_OUTCOMES: [&str; 7] = ["ok", "timeout", "servfail", "refused"
 /// `pzdns_upstream_unwanted_replies_total{upstream}`: replies from an upstream's address that were
 /// not for the question asked (another id or question, undecodable).
 pub const UPSTREAM_UNWANTED: &str = "pzdns_upstream_unwanted_replies";
+/// `pzdns_dnssec_answers_total{status}`: answers with upstream data, by
+/// the validation status of that data (`secure`, `insecure`, `bogus`,
+/// `unchecked`: validation off, or CD=1 and not secure).
+pub const DNSSEC_ANSWERS: &str = "pzdns_dnssec_answers";
 /// `pzdns_upstream_tcp_retries_total{upstream,reason}`: questions asked again over TCP.
 pub const UPSTREAM_TCP: &str = "pzdns_upstream_tcp_retries";
 /// The reasons `pzdns_upstream_tcp_retries_total` is counted by: TC=1, a
@@ -273,6 +277,14 @@ pub struct BuildLabels {
     pub version: &'static str,
     pub commit: &'static str,
     pub rustc: &'static str,
+}
+
+/// The `status` labels of [`DNSSEC_ANSWERS`].
+pub const DNSSEC_STATUSES: [&str; 3] = ["secure", "insecure", "bogus"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnssecLabels {
+    pub status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -462,10 +474,13 @@ pub enum Event {
     ServFail,
     /// A signed query whose TSIG did not verify (BADKEY, BADSIG, BADTIME).
     TsigRejected,
+    /// An upstream answer failed DNSSEC validation (bogus): the log line
+    /// names the zone and the reason.
+    DnssecBogus,
 }
 
 impl Event {
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 14] = [
         Event::BadQuery,
         Event::Dropped,
         Event::MalformedOption,
@@ -479,6 +494,7 @@ impl Event {
         Event::UnwantedReplies,
         Event::ServFail,
         Event::TsigRejected,
+        Event::DnssecBogus,
     ];
 
     /// The `event` label.
@@ -497,6 +513,7 @@ impl Event {
             Event::UnwantedReplies => "unwanted_replies",
             Event::ServFail => "servfail",
             Event::TsigRejected => "tsig_rejected",
+            Event::DnssecBogus => "dnssec_bogus",
         }
     }
 
@@ -513,6 +530,7 @@ impl Event {
                 | Event::UnwantedReplies
                 | Event::ServFail
                 | Event::TsigRejected
+                | Event::DnssecBogus
         )
     }
 }
@@ -683,6 +701,10 @@ pub struct Metrics {
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub upstream_duration: Family<UpstreamOnly, Histogram, fn() -> Histogram>,
     pub upstream_unwanted: Family<UpstreamOnly, Counter>,
+    pub dnssec_answers: Family<DnssecLabels, Counter>,
+    /// Its counters for `secure`, `insecure`, `bogus`, made at start so
+    /// that counting an answer is one atomic add ([`Metrics::count_dnssec`]).
+    dnssec_by_status: [Counter; 3],
     pub upstream_tcp: Family<UpstreamTcp, Counter>,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
@@ -730,9 +752,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts an answer with upstream data by its validation status, as
+    /// an index into [`DNSSEC_STATUSES`] (one atomic add on a cache hit).
+    pub fn count_dnssec(&self, status: usize) {
+        if let Some(c) = self.dnssec_by_status.get(status) {
+            c.inc();
+        }
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let event_family: Family<EventLabels, Counter> = Family::default();
+        let dnssec_answers: Family<DnssecLabels, Counter> = Family::default();
+        let dnssec_by_status = DNSSEC_STATUSES.map(|status| dnssec_answers.get_or_create_owned(&DnssecLabels { status }));
         let m = Metrics {
             queries: Family::default(),
             // 25 µs to ~6.5 s: local answers sit in the first buckets,
@@ -741,6 +773,8 @@ impl Metrics {
             upstream_requests: Family::default(),
             upstream_duration: Family::new_with_constructor(upstream_histogram),
             upstream_unwanted: Family::default(),
+            dnssec_answers,
+            dnssec_by_status,
             upstream_tcp: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
@@ -813,6 +847,7 @@ impl Metrics {
             "Replies from an upstream's address not for the question asked (another id or question, undecodable)",
             m.upstream_unwanted.clone(),
         );
+        registry.register(DNSSEC_ANSWERS, "Answers with upstream data, by its DNSSEC validation status", m.dnssec_answers.clone());
         registry.register(UPSTREAM_TCP, "Upstream questions asked again over TCP, by reason", m.upstream_tcp.clone());
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
         registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());

@@ -86,6 +86,7 @@ impl Shared {
         let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
         // The first data in force: its health targets are checked from now.
         snapshot.commit_health();
+        forwarder.set_dnssec(config.dnssec.as_ref());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
@@ -108,6 +109,7 @@ impl Shared {
     pub fn apply_config(&self, cfg: Arc<ServerConfig>) {
         self.recorder.set_query_log(cfg.query_log);
         self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
+        self.forwarder.set_dnssec(cfg.dnssec.as_ref());
         self.config.store(cfg);
     }
 

@@ -14,6 +14,7 @@ pub mod rdata;
 pub mod routing;
 pub mod schema;
 pub mod transfers;
+pub mod trust_anchors;
 pub mod yaml;
 pub mod zones_dir;
 
@@ -242,6 +243,9 @@ pub struct ServerConfig {
     pub root_hints: Vec<IpAddr>,
     /// `resolver.root_hints` when it names a file, resolved against the config file's directory.
     pub root_hints_file: Option<PathBuf>,
+    /// DNSSEC validation of upstream answers (`resolver.dnssec`,
+    /// `trust_anchors`, `negative_trust_anchors`); `None`: off.
+    pub dnssec: Option<crate::dnssec::Trust>,
 }
 
 /// `resolver.mode` (docs/REFERENCE.md, `resolver`).
@@ -335,6 +339,7 @@ impl ServerConfig {
             resolver_mode: ResolverMode::Forward,
             root_hints: BUILTIN_ROOT_HINTS.to_vec(),
             root_hints_file: None,
+            dnssec: Some(crate::dnssec::Trust { anchors: crate::dnssec::builtin_anchors(), negative: Vec::new() }),
         }
     }
 
@@ -502,10 +507,24 @@ impl ServerConfig {
         }
     }
 
+    /// `resolver:`: how names are resolved, and how answers are validated.
+    fn read_resolver(&mut self, path: &Path, base: &Path, r: schema::ResolverEntry, diags: &mut Diagnostics) {
+        let schema::ResolverEntry { mode, root_hints, dnssec, trust_anchors, negative_trust_anchors } = r;
+        self.read_resolver_mode(path, base, mode, root_hints, diags);
+        self.read_dnssec(path, base, dnssec, trust_anchors, negative_trust_anchors, diags);
+    }
+
     /// `resolver: { mode, root_hints }`. A root hints file is read here,
     /// so `check` and a reload report its problems like any other file's.
-    fn read_resolver(&mut self, path: &Path, base: &Path, r: schema::ResolverEntry, diags: &mut Diagnostics) {
-        if let Some(m) = r.mode {
+    fn read_resolver_mode(
+        &mut self,
+        path: &Path,
+        base: &Path,
+        mode: Option<Spanned<String>>,
+        root_hints: Option<Spanned<String>>,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(m) = mode {
             match m.value.as_str() {
                 "forward" => self.resolver_mode = ResolverMode::Forward,
                 "recursive" => self.resolver_mode = ResolverMode::Recursive,
@@ -516,7 +535,7 @@ impl ServerConfig {
                 ),
             }
         }
-        let Some(h) = r.root_hints else { return };
+        let Some(h) = root_hints else { return };
         if h.value == "builtin" {
             return;
         }
@@ -762,6 +781,49 @@ impl ServerConfig {
         if self.client_subnet == ClientSubnet::Trusted && self.trusted_forwarders.is_empty() {
             diags.push(path, Pos::new(1, 1), "client_subnet: trusted needs trusted_forwarders (the sources whose ECS is believed)");
         }
+    }
+
+    /// `resolver: { dnssec, trust_anchors, negative_trust_anchors }`.
+    fn read_dnssec(
+        &mut self,
+        path: &Path,
+        base: &Path,
+        dnssec: Option<Spanned<String>>,
+        trust_anchors: Option<Spanned<String>>,
+        negative_trust_anchors: Option<Spanned<Vec<Spanned<String>>>>,
+        diags: &mut Diagnostics,
+    ) {
+        let mut trust = crate::dnssec::Trust { anchors: crate::dnssec::builtin_anchors(), negative: Vec::new() };
+        if let Some(t) = trust_anchors {
+            match t.value.as_str() {
+                "builtin" => {}
+                file => {
+                    let file = base.join(file);
+                    if let Some(text) = files::FileAccess::anywhere().read_text_at(&file, path, pos(&t), diags) {
+                        trust.anchors = trust_anchors::parse(&file, &text, diags);
+                    }
+                }
+            }
+        }
+        for n in negative_trust_anchors.map(|l| l.value).unwrap_or_default() {
+            match hickory_proto::rr::Name::from_ascii(&n.value) {
+                Ok(name) if !n.value.is_empty() => trust.negative.push(crate::dns::names::name_key(&name).to_vec()),
+                _ => diags.push(
+                    path,
+                    pos(&n),
+                    format!("resolver.negative_trust_anchors: `{}` is not a domain name (e.g. corp.example.com)", n.value),
+                ),
+            }
+        }
+        self.dnssec = match dnssec.as_ref().map(|d| d.value.as_str()) {
+            None | Some("validate") => Some(trust),
+            Some("off") => None,
+            Some(other) => {
+                let d = dnssec.as_ref().map_or(Pos::new(1, 1), pos);
+                diags.push(path, d, format!("resolver.dnssec `{other}` must be `validate` or `off`"));
+                None
+            }
+        };
     }
 
     fn read_nsid(&mut self, path: &Path, n: Spanned<String>, diags: &mut Diagnostics) {

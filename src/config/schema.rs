@@ -92,6 +92,9 @@ pub struct TsigKeyEntry {
 pub struct ResolverEntry {
     pub mode: Option<Spanned<String>>,
     pub root_hints: Option<Spanned<String>>,
+    pub dnssec: Option<Spanned<String>>,
+    pub trust_anchors: Option<Spanned<String>>,
+    pub negative_trust_anchors: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -395,7 +398,13 @@ impl ServerFile {
         });
         let resolver = m.get("resolver").and_then(|n| {
             let mut r = MapReader::new(n, "`resolver`", path, d)?;
-            let out = ResolverEntry { mode: r.text("mode", d), root_hints: r.text("root_hints", d) };
+            let out = ResolverEntry {
+                mode: r.text("mode", d),
+                root_hints: r.text("root_hints", d),
+                dnssec: r.text("dnssec", d),
+                trust_anchors: r.text("trust_anchors", d),
+                negative_trust_anchors: r.texts("negative_trust_anchors", d),
+            };
             r.finish(d);
             Some(out)
         });

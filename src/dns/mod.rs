@@ -20,6 +20,7 @@ pub const AA: u16 = 0x0400;
 pub const TC: u16 = 0x0200;
 pub const RD: u16 = 0x0100;
 pub const RA: u16 = 0x0080;
+pub const AD: u16 = 0x0020;
 pub const CD: u16 = 0x0010;
 
 /// Length of the header; the question starts here.

@@ -87,6 +87,8 @@ pub struct Flags {
     pub copied: u16,
     pub aa: bool,
     pub ra: bool,
+    /// Authentic Data: every upstream part validated secure (RFC 4035 §3.2.3).
+    pub ad: bool,
     /// The low 4 bits of the rcode.
     pub rcode: u8,
 }
@@ -366,6 +368,9 @@ impl ResponseWriter {
         if flags.ra {
             bits |= super::RA;
         }
+        if flags.ad {
+            bits |= super::AD;
+        }
         let mut counts = self.counts;
         if self.truncated {
             bits |= TC;
@@ -427,7 +432,7 @@ mod tests {
     const A_TAIL: [u8; 14] = [0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
 
     fn flags() -> Flags {
-        Flags { copied: crate::dns::RD, aa: true, ra: false, rcode: 0 }
+        Flags { copied: crate::dns::RD, aa: true, ra: false, ad: false, rcode: 0 }
     }
 
     #[test]
@@ -477,7 +482,7 @@ mod tests {
     #[test]
     fn extended_rcodes_carry_their_high_bits_in_opt() {
         let w = ResponseWriter::new(Vec::new(), 1, Some(Q), 512, crate::dns::OPT_LEN);
-        let f = Flags { copied: 0, aa: false, ra: false, rcode: 0 };
+        let f = Flags { copied: 0, aa: false, ra: false, ad: false, rcode: 0 };
         let m = w.finish(
             f,
             Some(Opt {

@@ -9,7 +9,7 @@
 //! (docs/PERFORMANCE.md). hickory-resolver's own cache cannot serve stale
 //! data and clones a whole Message per hit.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::dns::names::MAX_NAME_WIRE_LEN;
+use crate::dnssec::Status;
 
 /// Longest time anything is cached (RFC 2181 §8 allows more; resolvers cap it).
 pub const MAX_CACHE_TTL: u32 = 86_400;
@@ -145,6 +146,9 @@ pub struct Entry {
     pub ttl: u32,
     /// How long the cache keeps it after it goes stale.
     pub stale_for: Duration,
+    /// What DNSSEC validation found of it ([`Status::to_u8`]); stored with
+    /// the answer so that a cache hit never validates.
+    dnssec: AtomicU8,
     /// The three sections in wire form: what the answer writer copies.
     /// A record that cannot be encoded is left out.
     pub wire: (Vec<WireRecord>, Vec<WireRecord>, Vec<WireRecord>),
@@ -233,10 +237,20 @@ impl Entry {
             stored: Instant::now(),
             ttl,
             stale_for,
+            dnssec: AtomicU8::new(Status::Unchecked.to_u8()),
             wire,
             bytes,
             counted: OnceLock::new(),
         }
+    }
+
+    /// What DNSSEC validation found of this answer.
+    pub fn dnssec(&self) -> Status {
+        Status::from_u8(self.dnssec.load(Ordering::Relaxed))
+    }
+
+    pub fn set_dnssec(&self, s: Status) {
+        self.dnssec.store(s.to_u8(), Ordering::Relaxed);
     }
 
     /// A name's resolution failure, cached under the key of the question
@@ -426,6 +440,17 @@ pub fn contain(
     // RRSIGs of one RRset appear once even if several types matched.
     kept.dedup();
     let mut proof = Vec::new();
+    if complete && dnssec_ok {
+        // A wildcard expansion's proof that no closer name exists: the
+        // NSEC/NSEC3 records (and their RRSIGs) of the zones that signed the answer.
+        let signers: Vec<Name> = kept.iter().filter(|r| r.record_type() == RecordType::RRSIG).filter_map(rrsig_signer).collect();
+        let denial = |r: &&Record| match r.record_type() {
+            RecordType::NSEC | RecordType::NSEC3 => true,
+            RecordType::RRSIG => matches!(rrsig_covers(r), Some(RecordType::NSEC | RecordType::NSEC3)),
+            _ => false,
+        };
+        proof.extend(authorities.iter().filter(denial).filter(|r| signers.iter().any(|s| s.zone_of(&r.name))).cloned());
+    }
     if !complete {
         let soa = authorities.iter().find(|r| r.record_type() == RecordType::SOA && r.name.zone_of(&current));
         if let Some(soa) = soa {
@@ -443,6 +468,13 @@ pub fn contain(
         }
     }
     (kept, proof)
+}
+
+/// The signer an RRSIG names.
+fn rrsig_signer(r: &Record) -> Option<Name> {
+    let tail = crate::dns::record::record_tail(r);
+    let signer = crate::dnssec::wire::rrsig_signer(tail.get(crate::dns::RR_FIXED_LEN..)?)?;
+    Some(crate::dns::names::key_to_name(&crate::dnssec::wire::lower(signer)))
 }
 
 /// The type an RRSIG covers (the first two bytes of its RDATA).

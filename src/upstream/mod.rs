@@ -45,6 +45,7 @@ pub use cache::{Cache, Entry, Failure, Key};
 use shares::Zone;
 pub use shares::{Asker, Limits, NO_VPC, Share, Shares, Shed};
 
+use crate::dnssec::{self, Status, Validator};
 use crate::dnstap::{Dnstap, Protocol};
 use crate::metrics::{Event, Metrics, ShedLabels, UpstreamLabels, UpstreamOnly, UpstreamTcp};
 use prometheus_client::metrics::counter::Counter;
@@ -224,6 +225,9 @@ struct Core {
     dnstap: OnceLock<Arc<Dnstap>>,
     /// Recursive mode: what is known of each authoritative server asked.
     infra: recursor::Infra,
+    /// DNSSEC validation of every answer fetched (`resolver.dnssec`);
+    /// `None`: off.
+    validator: arc_swap::ArcSwapOption<Validator>,
 }
 
 impl Forwarder {
@@ -241,6 +245,7 @@ impl Forwarder {
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
             infra: recursor::Infra::default(),
+            validator: arc_swap::ArcSwapOption::empty(),
         };
         Forwarder {
             cache,
@@ -367,6 +372,25 @@ pub struct Question<'a> {
 }
 
 impl Forwarder {
+    /// DNSSEC validation from now on: with `trust` (anchors and negative
+    /// anchors), or off. A change empties the cache, whose answers carry
+    /// the status the old settings gave them.
+    pub fn set_dnssec(&self, trust: Option<&dnssec::Trust>) {
+        let old = self.core.validator.load();
+        if old.as_deref().map(Validator::trust) == trust {
+            return;
+        }
+        self.core.validator.store(trust.map(|t| Arc::new(Validator::new(t.clone()))));
+        if old.is_some() || trust.is_some() {
+            self.cache.flush(|_| true);
+        }
+    }
+
+    /// Whether answers are validated (`resolver.dnssec: validate`).
+    pub fn validating(&self) -> bool {
+        self.core.validator.load().is_some()
+    }
+
     /// Sends every upstream exchange to `tap` from now on.
     pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
         let _ = self.core.dnstap.set(tap);
@@ -443,7 +467,7 @@ impl Core {
         tokio::spawn(async move {
             let fetched = match root {
                 Some(root) => core.fetch_recursive(&key, &name, qtype, dnssec_ok, &root, route).await,
-                None => core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, &f).await,
+                None => core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, route, &f).await,
             };
             drop((permit, tokens));
             f.progress.send_replace(Progress::Done(fetched));
@@ -459,6 +483,7 @@ impl Core {
     /// A name the upstreams that replied could not answer (SERVFAIL,
     /// REFUSED, a referral) is cached as a failure, unless a real answer
     /// is cached for it: that one is kept, to be served stale.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch(
         &self,
         key: &Key,
@@ -466,10 +491,78 @@ impl Core {
         qtype: RecordType,
         dnssec_ok: bool,
         upstreams: &[SocketAddr],
+        route: u64,
         flight: &Flight,
     ) -> Fetched {
         self.metrics.upstream_in_flight.inc();
         let _in_flight = InFlight(&self.metrics);
+        let validator = self.validator.load_full();
+        match self.attempts(name, qtype, dnssec_ok || validator.is_some(), upstreams, Some(flight)).await {
+            Ok(msg) => {
+                let status = match &validator {
+                    Some(v) => self.validate(v, name, qtype, &msg, upstreams, route).await,
+                    None => Status::Unchecked,
+                };
+                // RFC 4035 §5.3.3: a secure answer is not trusted past its signatures' expiration.
+                let valid_for =
+                    if status == Status::Secure { sigs_valid_for(msg.answers.iter().chain(&msg.authorities)) } else { u32::MAX };
+                let mut entry =
+                    Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
+                entry.ttl = entry.ttl.min(valid_for);
+                if let Status::Bogus(_) = status {
+                    entry.ttl = entry.ttl.min(dnssec::BOGUS_TTL);
+                }
+                entry.set_dnssec(status);
+                let entry = Arc::new(entry);
+                self.cache.insert(key.clone(), entry.clone());
+                Ok(entry)
+            }
+            Err((err, Some(why))) => {
+                self.name_failed(key, why);
+                Err(err)
+            }
+            Err((err, None)) => Err(err),
+        }
+    }
+
+    /// Validates a reply to `name`/`qtype` (asked with DO=1), fetching
+    /// DS and DNSKEY sets through the same upstreams; a bogus one is
+    /// logged at a bounded rate, naming the zone and the reason.
+    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, msg: &Message, upstreams: &[SocketAddr], route: u64) -> Status {
+        let (answers, authorities) = cache::contain(name, qtype, true, msg.answers.clone(), msg.authorities.clone());
+        let wire = |rs: &[hickory_proto::rr::Record]| rs.iter().map(crate::dns::record::record_wire).collect::<Vec<_>>();
+        let (aw, uw) = (wire(&answers), wire(&authorities));
+        let (ar, ur) = (dnssec::wire::parse_all(aw.iter().map(Vec::as_slice)), dnssec::wire::parse_all(uw.iter().map(Vec::as_slice)));
+        let qname = crate::dns::names::KeyBuf::new(name);
+        let answer = dnssec::Answer {
+            qname: qname.key(),
+            qtype: u16::from(qtype),
+            rcode: u16::from(msg.metadata.response_code.low()),
+            answers: &ar,
+            authorities: &ur,
+        };
+        let fetch = ChainFetch { core: self, upstreams, route };
+        let mut budget = dnssec::Budget::default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let status = v.validate(&fetch, &answer, now, &mut budget).await;
+        if let Status::Bogus(b) = status {
+            let zone = crate::dns::names::key_to_name(&budget.zone);
+            self.metrics.events.note(Event::DnssecBogus, || format!("zone {zone}: {} (asked {name} {qtype})", b.text()));
+        }
+        status
+    }
+
+    /// Asks the upstreams for an answer, at most [`ATTEMPTS`] of them,
+    /// healthy ones first: the reply, or the last error and, when an
+    /// upstream that replied could not answer the name, why.
+    async fn attempts(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        upstreams: &[SocketAddr],
+        flight: Option<&Flight>,
+    ) -> Result<Message, (UpstreamError, Option<Failure>)> {
         let order = self.order(upstreams);
         let mut last = UpstreamError::NoUpstreams;
         let mut name_failed = None;
@@ -489,7 +582,7 @@ impl Core {
                     match classify(&msg) {
                         Ok(()) => {
                             handles.ok.inc();
-                            return Ok(self.store(key, name, qtype, dnssec_ok, msg));
+                            return Ok(msg);
                         }
                         Err(why) => {
                             last = UpstreamError::of_name(up, why);
@@ -507,7 +600,9 @@ impl Core {
             debug!(attempt = i + 1, error = %last, %name, %qtype, "upstream attempt failed");
             self.metrics.events.count_only(Event::UpstreamFailure);
             self.metrics.upstream_log.note(up, outcome_label(&last), || format!("{last} (asked {name} {qtype})"));
-            if self.known_down(upstreams) {
+            if let Some(flight) = flight
+                && self.known_down(upstreams)
+            {
                 flight.progress.send_if_modified(|p| {
                     let asking = matches!(p, Progress::Asking);
                     if asking {
@@ -518,11 +613,8 @@ impl Core {
             }
         }
         match name_failed {
-            Some((why, err)) => {
-                self.name_failed(key, why);
-                Err(err)
-            }
-            None => Err(last),
+            Some((why, err)) => Err((err, Some(why))),
+            None => Err((last, None)),
         }
     }
 
@@ -818,6 +910,79 @@ impl Core {
         match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(up)),
+        }
+    }
+}
+
+/// Seconds until the first RRSIG of `records` expires: how long an
+/// answer they validated may be cached.
+fn sigs_valid_for<'r>(records: impl Iterator<Item = &'r hickory_proto::rr::Record>) -> u32 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    records
+        .filter(|r| r.record_type() == RecordType::RRSIG)
+        .filter_map(|r| {
+            let tail = crate::dns::record::record_tail(r);
+            dnssec::wire::Rrsig::parse(tail.get(crate::dns::RR_FIXED_LEN..)?).map(|s| (s.expiration.wrapping_sub(now) as i32).max(0) as u32)
+        })
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
+/// DS and DNSKEY sets for the validator, through the cache (with DO=1,
+/// under the route asked) and the route's upstreams. A set fetched anew
+/// enters the cache once the validator has given it its status.
+struct ChainFetch<'a> {
+    core: &'a Core,
+    upstreams: &'a [SocketAddr],
+    route: u64,
+}
+
+/// A DS or DNSKEY answer for the validator: a cached entry, or one just
+/// fetched that is not cached yet.
+struct ChainReply {
+    entry: Arc<Entry>,
+    key: Key,
+    fresh: bool,
+}
+
+impl dnssec::Reply for ChainReply {
+    fn rcode(&self) -> u16 {
+        u16::from(self.entry.rcode.low())
+    }
+
+    fn sections(&self) -> (Vec<dnssec::wire::Rr<'_>>, Vec<dnssec::wire::Rr<'_>>) {
+        let (answers, authorities) = (&self.entry.wire.0, &self.entry.wire.1);
+        (dnssec::wire::parse_all(answers.iter().map(|w| &w.bytes[..])), dnssec::wire::parse_all(authorities.iter().map(|w| &w.bytes[..])))
+    }
+
+    fn status(&self) -> Status {
+        self.entry.dnssec()
+    }
+}
+
+impl dnssec::Fetch for ChainFetch<'_> {
+    type Reply = ChainReply;
+
+    async fn fetch(&self, name: &[u8], rtype: u16) -> Option<ChainReply> {
+        let qtype = RecordType::from(rtype);
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let key = Key::from(cache::key_bytes(&mut buf, name, qtype, true, self.route));
+        let now = Instant::now();
+        if let Some(e) = self.core.cache.get(key.as_bytes(), now).filter(|e| e.is_fresh(now) && e.failure.is_none()) {
+            return Some(ChainReply { entry: e, key, fresh: false });
+        }
+        let qname = crate::dns::names::key_to_name(name);
+        self.core.metrics.cache_misses.inc();
+        let msg = self.core.attempts(&qname, qtype, true, self.upstreams, None).await.ok()?;
+        let e = Entry::from_reply(&qname, qtype, msg.metadata.response_code, msg.answers, msg.authorities, true, self.core.serve_stale());
+        Some(ChainReply { entry: Arc::new(e), key, fresh: true })
+    }
+
+    fn checked(&self, reply: &ChainReply, status: Status) {
+        reply.entry.set_dnssec(status);
+        // A bogus set is not kept: the next validation asks again (within its budget).
+        if reply.fresh && !matches!(status, Status::Bogus(_)) {
+            self.core.cache.insert(reply.key.clone(), reply.entry.clone());
         }
     }
 }
@@ -1237,6 +1402,7 @@ mod tests {
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
             infra: recursor::Infra::default(),
+            validator: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -1261,6 +1427,24 @@ mod tests {
         let other: SocketAddr = "127.0.0.3:53".parse().unwrap();
         c.mark_failed(other, true);
         assert!(c.known_down(&[other]), "a timeout with no reply at all: down at once");
+    }
+
+    #[test]
+    fn a_secure_answer_is_cached_no_longer_than_its_signatures_last() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+        let sig = |expires: u32| {
+            let mut rd = vec![0, 1, 13, 2, 0, 0, 1, 44];
+            rd.extend_from_slice(&expires.to_be_bytes());
+            rd.extend_from_slice(&(now - 100).to_be_bytes());
+            rd.extend_from_slice(&[0, 1, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 1, 2, 3]);
+            let data = RData::Unknown { code: RecordType::RRSIG, rdata: hickory_proto::rr::rdata::NULL::with(rd) };
+            Record::from_rdata(n("www.example."), 300, data)
+        };
+        let a = Record::from_rdata(n("www.example."), 300, RData::A(A::new(192, 0, 2, 1)));
+        let left = sigs_valid_for([a.clone(), sig(now + 100), sig(now + 5000)].iter());
+        assert!((98..=100).contains(&left), "{left}");
+        assert_eq!(sigs_valid_for([sig(now - 5)].iter()), 0, "expired: not cached");
+        assert_eq!(sigs_valid_for([a].iter()), u32::MAX, "no signature: no cap");
     }
 
     #[test]

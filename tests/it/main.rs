@@ -15,6 +15,7 @@ mod cookies;
 mod corpus;
 mod data_bounds;
 mod data_fidelity;
+mod dnssec;
 mod dnstap;
 mod ede_nsid;
 mod fairness;

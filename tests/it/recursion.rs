@@ -53,7 +53,7 @@ fn pzdns_recursive(h: &Hierarchy, extra: &str) -> TestServer {
     TestServer::start(
         &zones,
         &format!(
-            "listen:\n  - address: 127.0.0.1:0\n{upstreams}zones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\nresolver:\n  mode: recursive\n  root_hints: {}\n{extra}",
+            "listen:\n  - address: 127.0.0.1:0\n{upstreams}zones_dir: {{ZONES}}\nadmin:\n  listen: 127.0.0.1:0\nresolver:\n  mode: recursive\n  root_hints: {}\n  dnssec: off\n{extra}",
             h.root_hints.display()
         ),
     )

@@ -74,7 +74,7 @@ fn flags_override_the_config_file() {
     std::fs::write(
         d.join("pzdns.yaml"),
         format!(
-            "listen:\n  - address: 127.0.0.1:0\nupstreams: [127.0.0.1:9]\nzones_dir: {}\nadmin:\n  listen: \"off\"\nlog_format: text\n",
+            "listen:\n  - address: 127.0.0.1:0\nupstreams: [127.0.0.1:9]\nzones_dir: {}\nadmin:\n  listen: \"off\"\nlog_format: text\nresolver:\n  dnssec: off\n",
             zones.display()
         ),
     )
@@ -127,8 +127,11 @@ fn app_run_in_process_drains_and_returns_when_its_shutdown_completes() {
     up.set(Behavior::DelayMs(700));
     let d = scratch("in-process");
     let zones = std::fs::canonicalize(ZONES).unwrap();
-    let yaml =
-        format!("listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {}\nadmin:\n  listen: \"off\"\n", up.addr, zones.display());
+    let yaml = format!(
+        "listen:\n  - address: 127.0.0.1:0\nupstreams: [{}]\nzones_dir: {}\nadmin:\n  listen: \"off\"\nresolver:\n  dnssec: off\n",
+        up.addr,
+        zones.display()
+    );
     std::fs::write(d.join("pzdns.yaml"), yaml).unwrap();
     let cfg = pzdns::config::ServerConfig::load_file(&d.join("pzdns.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let ready = d.join("ready");
