@@ -64,6 +64,15 @@ pub const UPSTREAM_SHED: &str = "pzdns_upstream_shed";
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
 pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
+/// `pzdns_stream_queries_total{transport}`: queries over TCP, TLS and HTTPS
+/// (UDP's are the rest of `pzdns_queries_total`, and cost no counter more).
+pub const STREAM_QUERIES: &str = "pzdns_stream_queries";
+/// `pzdns_tls_connections{transport}`: DNS over TLS and over HTTPS connections open now.
+pub const TLS_CONNECTIONS: &str = "pzdns_tls_connections";
+/// `pzdns_tls_handshake_failures_total{transport}`: handshakes that failed or timed out.
+pub const TLS_HANDSHAKE_FAILURES: &str = "pzdns_tls_handshake_failures";
+/// `pzdns_tls_certificate_loads_total{result}`: certificates read again after a change.
+pub const TLS_CERTIFICATE_LOADS: &str = "pzdns_tls_certificate_loads";
 /// `pzdns_data_commit_info{commit, dirty}`: 1 for the git commit of the zones
 /// directory in force (absent when it is not a git checkout); `dirty` is
 /// `true` when files under it differ from the commit, `unknown` without git.
@@ -126,6 +135,56 @@ pub struct ShedLabels {
 pub struct UpstreamLabels {
     pub upstream: String,
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+/// Connections and queries of the stream transports, each child held so
+/// that counting is one atomic add, no label lookup.
+pub struct StreamMetrics {
+    /// Queries by `Transport` (the UDP slot is never counted).
+    pub queries: [Counter; 4],
+    /// TLS and HTTPS connections open, by `Transport` (UDP and TCP unused).
+    pub connections: [Gauge; 4],
+    pub handshake_failures: [Counter; 4],
+    pub certificate_loads: Family<ResultLabels, Counter>,
+}
+
+/// The transport labels, in `answer::Transport` order.
+pub const TRANSPORTS: [&str; 4] = ["udp", "tcp", "tls", "https"];
+
+impl StreamMetrics {
+    fn registered(registry: &mut Registry) -> Self {
+        let queries: Family<TransportLabels, Counter> = Family::default();
+        let connections: Family<TransportLabels, Gauge> = Family::default();
+        let failures: Family<TransportLabels, Counter> = Family::default();
+        let loads: Family<ResultLabels, Counter> = Family::default();
+        let q = TRANSPORTS.map(|t| queries.get_or_create(&TransportLabels { transport: t }).clone());
+        let c = TRANSPORTS.map(|t| connections.get_or_create(&TransportLabels { transport: t }).clone());
+        let f = TRANSPORTS.map(|t| failures.get_or_create(&TransportLabels { transport: t }).clone());
+        // Only the encrypted transports have connections or handshakes of
+        // their own (TCP's are `pzdns_tcp_connections`), only streams these queries.
+        for t in ["udp", "tcp"] {
+            connections.remove(&TransportLabels { transport: t });
+            failures.remove(&TransportLabels { transport: t });
+        }
+        queries.remove(&TransportLabels { transport: "udp" });
+        for result in ["success", "failure"] {
+            let _ = loads.get_or_create(&ResultLabels { result });
+        }
+        registry.register(STREAM_QUERIES, "Queries over TCP, TLS (DoT) and HTTPS (DoH), by transport", queries);
+        registry.register(TLS_CONNECTIONS, "DNS over TLS and DNS over HTTPS connections open, by transport", connections);
+        registry.register(TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or did not finish within tcp.idle_timeout", failures);
+        registry.register(
+            TLS_CERTIFICATE_LOADS,
+            "TLS certificates and keys read again after their files changed, by result (a failure keeps the old one serving)",
+            loads.clone(),
+        );
+        StreamMetrics { queries: q, connections: c, handshake_failures: f, certificate_loads: loads }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -601,6 +660,7 @@ pub struct Metrics {
     pub last_reload_ok: Gauge,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
+    pub stream: StreamMetrics,
     pub data_commit: Family<CommitLabels, Gauge>,
     pub upstream_in_flight: Gauge,
     pub upstream_waiters: Gauge,
@@ -647,6 +707,7 @@ impl Metrics {
             last_reload_ok: Gauge::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
+            stream: StreamMetrics::registered(&mut registry),
             data_commit: Family::default(),
             upstream_in_flight: Gauge::default(),
             upstream_waiters: Gauge::default(),

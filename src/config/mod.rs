@@ -96,7 +96,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// One UDP+TCP listener.
+/// One listener: UDP and TCP, DNS over TLS or DNS over HTTPS.
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub address: SocketAddr,
@@ -104,12 +104,45 @@ pub struct Listener {
     /// came from this VPC, whatever its source address.
     pub vpc: Option<Located<String>>,
     pub proxy_protocol: ProxyProtocol,
+    pub transport: ListenTransport,
+    /// The certificate and key of a `tls` or `https` listener.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Listener {
     pub fn new(address: SocketAddr) -> Self {
-        Listener { address, vpc: None, proxy_protocol: ProxyProtocol::Off }
+        Listener { address, vpc: None, proxy_protocol: ProxyProtocol::Off, transport: ListenTransport::UdpTcp, tls: None }
     }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenTransport {
+    /// DNS over UDP and TCP on the same port.
+    #[default]
+    UdpTcp,
+    /// DNS over TLS (RFC 7858), TCP only.
+    Tls,
+    /// DNS over HTTPS (RFC 8484), TCP only.
+    Https,
+}
+
+impl ListenTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenTransport::UdpTcp => "udp+tcp",
+            ListenTransport::Tls => "tls",
+            ListenTransport::Https => "https",
+        }
+    }
+}
+
+/// A TLS listener's PEM files, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Whether a listener's packets start with a PROXY protocol v2 header
@@ -351,7 +384,8 @@ impl ServerConfig {
                 );
                 continue;
             };
-            if self.listen.iter().any(|x| x.address == address) {
+            // Port 0 twice is two ports the kernel picks, not one address twice.
+            if address.port() != 0 && self.listen.iter().any(|x| x.address == address) {
                 diags.push(path, pos(&l.address), format!("listen address {address} is given twice"));
                 continue;
             }
@@ -366,7 +400,8 @@ impl ServerConfig {
                     ProxyProtocol::Off
                 }
             };
-            self.listen.push(Listener { address, vpc, proxy_protocol });
+            let (transport, tls) = read_listen_transport(path, &l.address, l.transport, l.tls, diags);
+            self.listen.push(Listener { address, vpc, proxy_protocol, transport, tls });
         }
     }
 
@@ -662,6 +697,66 @@ pub fn parse_log_format(s: &str) -> Option<LogFormat> {
     }
 }
 
+/// A listener's `transport` and `tls`: `tls` and `https` need both files,
+/// `udp+tcp` takes none. Paths are relative to the config file.
+fn read_listen_transport(
+    path: &Path,
+    address: &Spanned<String>,
+    transport: Option<Spanned<String>>,
+    tls: Option<schema::TlsEntry>,
+    diags: &mut Diagnostics,
+) -> (ListenTransport, Option<TlsFiles>) {
+    let t = match transport.as_ref().map(|t| t.value.as_str()) {
+        None | Some("udp+tcp") => ListenTransport::UdpTcp,
+        Some("tls") => ListenTransport::Tls,
+        Some("https") => ListenTransport::Https,
+        Some(other) => {
+            let at = transport.as_ref().map_or(Pos::new(1, 1), pos);
+            diags.push(path, at, format!("listen transport `{other}` must be `udp+tcp`, `tls` (DNS over TLS) or `https` (DNS over HTTPS)"));
+            return (ListenTransport::UdpTcp, None);
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match (t, tls) {
+        (ListenTransport::UdpTcp, None) => (t, None),
+        (ListenTransport::UdpTcp, Some(e)) => {
+            diags.push(
+                path,
+                e.pos,
+                "`tls` is for a listener with `transport: tls` or `transport: https`; add the transport or remove `tls`",
+            );
+            (t, None)
+        }
+        (_, None) => {
+            diags.push(
+                path,
+                pos(address),
+                format!(
+                    "listener {} has `transport: {}` but no certificate: add `tls: {{ cert: cert.pem, key: key.pem }}` (PEM files)",
+                    address.value,
+                    t.as_str()
+                ),
+            );
+            (t, None)
+        }
+        (_, Some(e)) => {
+            let mut file = |f: Option<Spanned<String>>, what: &str| match f {
+                Some(f) if !f.value.trim().is_empty() => Some(base.join(&f.value)),
+                Some(f) => {
+                    diags.push(path, pos(&f), format!("tls.{what} is empty: give the PEM file's path"));
+                    None
+                }
+                None => {
+                    diags.push(path, e.pos, format!("tls has no `{what}`: give the PEM file's path (`{what}: {what}.pem`)"));
+                    None
+                }
+            };
+            let (cert, key) = (file(e.cert, "cert"), file(e.key, "key"));
+            (t, cert.zip(key).map(|(cert, key)| TlsFiles { cert, key }))
+        }
+    }
+}
+
 fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
     Located { pos: pos(&s), value: s.value, path: path.to_path_buf() }
 }
@@ -808,6 +903,32 @@ mod tests {
         assert!(d.contains("cache.max_bytes `10kB` must be a size from 1MiB to 1TiB"), "{d}");
         assert!(d.contains("tcp.max_connections_per_source must be from 1 to tcp.max_connections (100)"), "{d}");
         assert!(d.contains("tcp.write_timeout `0s` must be a duration from 1s to 5m"), "{d}");
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files() {
+        let p = std::env::temp_dir().join(format!("pzdns-tls-listen-{}.yaml", std::process::id()));
+        std::fs::write(
+            &p,
+            "listen:\n  - address: 127.0.0.1:853\n    transport: tls\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:0\n    transport: https\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:0\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        let dir = p.parent().unwrap();
+        assert_eq!(c.listen[0].transport, ListenTransport::Tls);
+        assert_eq!(c.listen[0].tls, Some(TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") }));
+        assert_eq!((c.listen[1].transport, c.listen[2].transport), (ListenTransport::Https, ListenTransport::UdpTcp));
+        std::fs::write(
+            &p,
+            "listen:\n  - address: 127.0.0.1:853\n    transport: tls\n  - address: 127.0.0.1:1\n    transport: quic\n  - address: 127.0.0.1:2\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:3\n    transport: https\n    tls: { cert: c.pem }\n",
+        )
+        .unwrap();
+        let d = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).ok();
+        assert!(d.contains(":2:14: listener 127.0.0.1:853 has `transport: tls` but no certificate"), "{d}");
+        assert!(d.contains(":5:16: listen transport `quic` must be"), "{d}");
+        assert!(d.contains(":7:10: `tls` is for a listener with `transport: tls`"), "{d}");
+        assert!(d.contains(":10:10: tls has no `key`"), "{d}");
     }
 
     #[test]

@@ -54,6 +54,17 @@ pub struct ListenEntry {
     pub address: Spanned<String>,
     pub vpc: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    /// `udp+tcp` (default), `tls` or `https`.
+    pub transport: Option<Spanned<String>>,
+    pub tls: Option<TlsEntry>,
+}
+
+/// `tls: { cert, key }` of a listener.
+#[derive(Debug)]
+pub struct TlsEntry {
+    pub pos: super::Pos,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -186,8 +197,15 @@ impl ServerFile {
                 let address = e.req_text("address", " (e.g. `address: 0.0.0.0:53`)", d);
                 let vpc = e.text("vpc", d);
                 let proxy_protocol = e.text("proxy_protocol", d);
+                let transport = e.text("transport", d);
+                let tls = e.get("tls").and_then(|n| {
+                    let mut t = MapReader::new(n, "a listener's `tls`", path, d)?;
+                    let out = TlsEntry { pos: n.pos(), cert: t.text("cert", d), key: t.text("key", d) };
+                    t.finish(d);
+                    Some(out)
+                });
                 e.finish(d);
-                Some(ListenEntry { address: address?, vpc, proxy_protocol })
+                Some(ListenEntry { address: address?, vpc, proxy_protocol, transport, tls })
             });
             Spanned::new(items, l.pos)
         });

@@ -44,6 +44,7 @@ mod serve_stale;
 mod spec_rules;
 mod special_files;
 mod tcp_limits;
+mod tls;
 mod toolbox;
 mod upstream_faults;
 mod upstream_health;
