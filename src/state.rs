@@ -80,6 +80,7 @@ impl Shared {
     /// As [`Shared::new`], with the means to re-read the configuration on reload.
     pub fn with_source(config: ServerConfig, snapshot: Snapshot, metrics: Arc<Metrics>, source: Option<ConfigSource>) -> Arc<Self> {
         let forwarder = Forwarder::new(config.cache_max_entries, config.cache_max_bytes, config.serve_stale, metrics.clone());
+        forwarder.set_tls(&config.upstream_tls, config.upstream_ca.as_deref());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
@@ -101,6 +102,7 @@ impl Shared {
     pub fn apply_config(&self, cfg: Arc<ServerConfig>) {
         self.recorder.set_query_log(cfg.query_log);
         self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
+        self.forwarder.set_tls(&cfg.upstream_tls, cfg.upstream_ca.as_deref());
         self.config.store(cfg);
     }
 

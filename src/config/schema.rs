@@ -34,6 +34,8 @@ pub struct ServerFile {
     pub client_subnet: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,
     pub dnstap: Option<DnstapEntry>,
+    /// `upstream_tls: { ca_file }`.
+    pub upstream_tls_ca_file: Option<Spanned<String>>,
 }
 
 /// `dnstap:` of pzdns.yaml.
@@ -291,6 +293,12 @@ impl ServerFile {
             t.finish(d);
             Some(out)
         });
+        let upstream_tls_ca_file = m.get("upstream_tls").and_then(|n| {
+            let mut t = MapReader::new(n, "`upstream_tls`", path, d)?;
+            let out = t.text("ca_file", d);
+            t.finish(d);
+            out
+        });
         m.finish(d);
         Some(ServerFile {
             listen,
@@ -311,6 +319,7 @@ impl ServerFile {
             client_subnet,
             nsid,
             dnstap,
+            upstream_tls_ca_file,
         })
     }
 }

@@ -21,8 +21,12 @@
 //! A reply that differs only in case, one too big for the buffer, a
 //! truncated one, and every question to an upstream that a flood of
 //! unwanted replies made untrusted, are asked again over TCP.
+//!
+//! An upstream given as `ADDR#NAME` is asked over DNS over TLS instead,
+//! on a connection kept open ([`dot`]); never in clear.
 
 pub mod cache;
+pub mod dot;
 pub mod shares;
 
 use std::collections::HashMap;
@@ -207,6 +211,10 @@ struct Core {
     next_refresh: Mutex<HashMap<u64, Instant>>,
     /// FORWARDER_QUERY and FORWARDER_RESPONSE go here, when set.
     dnstap: OnceLock<Arc<Dnstap>>,
+    /// Which upstreams are asked over TLS (a configuration reload changes it).
+    tls: arc_swap::ArcSwap<dot::Settings>,
+    /// Their connections.
+    dot: dot::Pool,
 }
 
 impl Forwarder {
@@ -223,6 +231,8 @@ impl Forwarder {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
+            dot: dot::Pool::default(),
         };
         Forwarder {
             cache,
@@ -347,6 +357,20 @@ pub struct Question<'a> {
 }
 
 impl Forwarder {
+    /// The upstreams asked over TLS (`ADDR#NAME`) and the CAs their
+    /// certificates must chain to (`None`: the built-in roots). Unchanged
+    /// settings keep the connections open.
+    pub fn set_tls(
+        &self,
+        names: &std::collections::BTreeMap<SocketAddr, String>,
+        ca: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+    ) {
+        let new = dot::Settings::new(names, ca);
+        if !self.core.tls.load().same_as(&new) {
+            self.core.tls.store(Arc::new(new));
+        }
+    }
+
     /// Sends every upstream exchange to `tap` from now on.
     pub fn set_dnstap(&self, tap: Arc<Dnstap>) {
         let _ = self.core.dnstap.set(tap);
@@ -629,6 +653,13 @@ impl Core {
         caps: bool,
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
+        let tls = self.tls.load();
+        if let Some(server) = tls.name(up) {
+            let (server, client) = (server.clone(), tls.client().clone());
+            drop(tls);
+            return self.exchange_tls(up, &server, &client, name, qtype, dnssec_ok, deadline).await;
+        }
+        drop(tls);
         let bytes = query_bytes(rand::random(), name, qtype, dnssec_ok, caps).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
         if self.distrusted(up) {
             self.count_tcp(up, "distrusted");
@@ -690,6 +721,41 @@ impl Core {
             };
             self.count_tcp(up, why_tcp);
             return self.exchange_tcp(up, &bytes, name, caps, deadline).await;
+        }
+    }
+
+    /// One question over DNS over TLS (no 0x20: TLS already authenticates
+    /// the reply), on the upstream's open connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_tls(
+        &self,
+        up: SocketAddr,
+        server: &rustls_pki_types::ServerName<'static>,
+        client: &Arc<tokio_rustls::rustls::ClientConfig>,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        deadline: Instant,
+    ) -> Result<Message, UpstreamError> {
+        let bytes = query_bytes(0, name, qtype, dnssec_ok, false).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
+        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes, deadline).await {
+            Ok(x) => x,
+            Err(dot::Failed::Timeout) => return Err(UpstreamError::Timeout(up)),
+            Err(dot::Failed::Io(e)) => return Err(UpstreamError::Io(up, e)),
+        };
+        if let Some(t) = self.dnstap.get() {
+            // The id is chosen on the connection, so the query is tapped
+            // with its reply (its time is the reply's).
+            let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+            let sent = t.forwarder_query(Protocol::Dot, local, up, &query);
+            t.forwarder_response(Protocol::Dot, local, up, sent, &reply);
+        }
+        match accept_reply(&mut reply, &query, name, false, usize::MAX) {
+            Verdict::Accept(m) => Ok(m),
+            _ => {
+                self.metrics.rejected_replies.inc();
+                Err(UpstreamError::Io(up, "TLS: the reply with our id is not for our question".into()))
+            }
         }
     }
 
@@ -1082,6 +1148,8 @@ mod tests {
             epoch: Instant::now(),
             next_refresh: Mutex::new(HashMap::new()),
             dnstap: OnceLock::new(),
+            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
+            dot: dot::Pool::default(),
         }
     }
 

@@ -475,3 +475,148 @@ fn unbound_forwarding_over_tls_gets_the_listeners_vpc() {
     let m = http(admin, "GET", "/metrics").1;
     assert!(metric(&m, "pzdns_stream_queries_total{transport=\"tls\"}") >= 2.0, "Unbound asked over TLS: {m}\n{}", s.stderr());
 }
+
+/// Unbound as a DNS over TLS authority for example.net (local data), on
+/// `ip`: a plain port (for the readiness probe) and a TLS port.
+fn unbound_dot(unbound: &Path, pki: &Pki, ip: &str) -> (Peer, u16, PathBuf) {
+    let (cert, key) = pki.leaf("unbound", HOST);
+    let dir = scratch(&format!("unbound-dot-up-{ip}"));
+    let (plain, tls) = (free_udp_port(ip), free_udp_port(ip));
+    let d = dir.display();
+    let log = dir.join("queries.log");
+    let conf = format!(
+        "server:\n    interface: {ip}@{plain}\n    interface: {ip}@{tls}\n    tls-port: {tls}\n    tls-service-key: \"{key}\"\n    tls-service-pem: \"{cert}\"\n    do-ip6: no\n    do-daemonize: no\n    username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    logfile: \"{log}\"\n    log-queries: yes\n    access-control: 127.0.0.0/8 allow\n    module-config: \"iterator\"\n    local-zone: \"example.net.\" static\n    local-data: \"up.example.net. 300 IN A 192.0.2.7\"\n    local-data: \"wrong.example.net. 300 IN A 192.0.2.8\"\n    local-data: \"roots.example.net. 300 IN A 192.0.2.9\"\nremote-control:\n    control-enable: no\n",
+        key = key.display(),
+        cert = cert.display(),
+        log = log.display()
+    );
+    std::fs::write(dir.join("unbound.conf"), conf).unwrap();
+    let probe: SocketAddr = format!("{ip}:{plain}").parse().unwrap();
+    let peer = Peer::start(Command::new(unbound).arg("-d").arg("-c").arg(dir.join("unbound.conf")), dir, probe);
+    (peer, tls, log)
+}
+
+#[test]
+fn pzdns_forwards_over_tls_to_unbound_checking_the_certificate_name() {
+    let (Some(unbound), Some(pki)) = (tool("unbound"), Pki::new("upstream")) else { return };
+    let ip = "127.0.0.72";
+    let (_peer, tls_port, log) = unbound_dot(&unbound, &pki, ip);
+    let up = format!("{ip}:{tls_port}");
+    let server = |upstream: &str, ca: bool| {
+        let ca = if ca { format!("upstream_tls:\n  ca_file: {}\n", pki.ca().display()) } else { String::new() };
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let cfg = format!(
+            "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{upstream}\"]\n{ca}admin:\n  listen: {admin}\n"
+        );
+        (TestServer::start(Path::new(ZONES), &cfg), admin)
+    };
+    // The certificate is dns.test's, signed by the test CA: answered over TLS.
+    let (good, admin) = server(&format!("{up}#{HOST}"), true);
+    for _ in 0..3 {
+        let r = udp(good.addrs[0], "127.1.0.5", &query("up.example.net.", RecordType::A, None));
+        assert_eq!(lines(&r.answers), ["up.example.net. A 192.0.2.7"], "{r:?}\n{}", good.stderr());
+    }
+    let m = http(admin, "GET", "/metrics").1;
+    assert_eq!(metric(&m, &format!("pzdns_upstream_requests_total{{upstream=\"{up}\",outcome=\"ok\"}}")), 1.0, "{m}");
+    // Another name than the certificate's, or the built-in roots (which do not hold the test
+    // CA): the handshake fails, SERVFAIL, and nothing is asked in clear.
+    let (wrong, _) = server(&format!("{up}#other.test"), true);
+    let r = udp(wrong.addrs[0], "127.1.0.5", &query("wrong.example.net.", RecordType::A, None));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
+    let (roots, _) = server(&format!("{up}#{HOST}"), false);
+    let r = udp(roots.addrs[0], "127.1.0.5", &query("roots.example.net.", RecordType::A, None));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
+    let queries = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(queries.contains("up.example.net. A IN"), "Unbound logs the queries it gets: {queries}");
+    assert!(!queries.contains("wrong.example.net") && !queries.contains("roots.example.net"), "{queries}");
+}
+
+/// A DoT upstream that counts its connections and, when a second
+/// question comes within 300 ms of the first on one connection, answers
+/// the second first.
+struct FakeDot {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    out_of_order: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeDot {
+    fn start(pki: &Pki) -> FakeDot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (cert, key) = pki.leaf("fake", HOST);
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+        let cfg = Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.73:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connections, out_of_order): (Arc<std::sync::atomic::AtomicUsize>, Arc<std::sync::atomic::AtomicUsize>) = Default::default();
+        let (c, o) = (connections.clone(), out_of_order.clone());
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(sock) = sock else { return };
+                c.fetch_add(1, Relaxed);
+                let (cfg, o) = (cfg.clone(), o.clone());
+                std::thread::spawn(move || {
+                    let mut t = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), sock);
+                    let read = |t: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>| -> Option<Message> {
+                        let mut len = [0u8; 2];
+                        t.read_exact(&mut len).ok()?;
+                        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                        t.read_exact(&mut buf).ok()?;
+                        Message::from_vec(&buf).ok()
+                    };
+                    let write = |t: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>, q: &Message| {
+                        let bytes = crate::support::upstream::respond(q, 300).to_vec().unwrap();
+                        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&bytes);
+                        t.write_all(&framed).is_ok()
+                    };
+                    loop {
+                        t.sock.set_read_timeout(None).unwrap();
+                        let Some(first) = read(&mut t) else { return };
+                        t.sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                        if let Some(second) = read(&mut t) {
+                            o.fetch_add(1, Relaxed);
+                            if !write(&mut t, &second) {
+                                return;
+                            }
+                        }
+                        if !write(&mut t, &first) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeDot { addr, connections, out_of_order }
+    }
+}
+
+#[test]
+fn upstream_tls_connections_are_kept_open_and_pipelined() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(pki) = Pki::new("pipeline") else { return };
+    let fake = FakeDot::start(&pki);
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{}#{HOST}\"]\nupstream_tls:\n  ca_file: {}\nadmin:\n  listen: \"off\"\n",
+        fake.addr,
+        pki.ca().display()
+    );
+    let s = TestServer::start(Path::new(ZONES), &cfg);
+    let pz = s.addrs[0];
+    // Two questions at once: both on one connection, answered out of order.
+    let asks: Vec<_> = ["slow.a.example.", "slow.b.example."]
+        .into_iter()
+        .map(|n| std::thread::spawn(move || udp(pz, "127.1.0.5", &query(n, RecordType::A, None))))
+        .collect();
+    for (a, n) in asks.into_iter().zip(["slow.a.example.", "slow.b.example."]) {
+        assert_eq!(lines(&a.join().unwrap().answers), [format!("{n} A 192.0.2.53")]);
+    }
+    assert_eq!(fake.out_of_order.load(Relaxed), 1, "the second question came on the first's connection before its answer");
+    // More questions, one after the other: the same connection.
+    for i in 0..5 {
+        let r = udp(pz, "127.1.0.5", &query(&format!("slow.{i}.example."), RecordType::A, None));
+        assert_eq!(r.answers.len(), 1, "{r:?}");
+    }
+    assert_eq!(fake.connections.load(Relaxed), 1, "{}", s.stderr());
+}
