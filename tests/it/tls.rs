@@ -620,3 +620,59 @@ fn upstream_tls_connections_are_kept_open_and_pipelined() {
     }
     assert_eq!(fake.connections.load(Relaxed), 1, "{}", s.stderr());
 }
+
+/// A PROXY v2 header (TCP over IPv4) naming `client` as the source.
+fn proxy_v2(client: [u8; 4], server: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&client);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&40000u16.to_be_bytes());
+    h.extend_from_slice(&server.port().to_be_bytes());
+    h
+}
+
+#[test]
+fn a_proxy_v2_header_before_the_handshake_picks_the_view() {
+    let Some(pki) = Pki::new("proxy") else { return };
+    let (cert, key) = pki.leaf("server", HOST);
+    let tls = format!("tls: {{ cert: {}, key: {} }}", cert.display(), key.display());
+    // A dnsdist-like forwarder at 127.0.0.1 speaks for its clients on both listeners.
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\n    transport: tls\n    proxy_protocol: required\n    {tls}\n  - address: 127.0.0.1:0\n    transport: https\n    proxy_protocol: required\n    {tls}\ntrusted_forwarders: [127.0.0.1/32]\nzones_dir: {{ZONES}}\nupstreams: []\nadmin:\n  listen: \"off\"\n"
+    );
+    let s = TestServer::start(Path::new(ZONES), &cfg);
+    let connect = |server: SocketAddr, client: [u8; 4], alpn: &[u8]| {
+        let mut sock = tcp_connect(server, "127.0.0.1".parse().unwrap());
+        sock.write_all(&proxy_v2(client, server)).unwrap();
+        let mut conn = rustls::ClientConnection::new(pki.client(alpn), HOST.try_into().unwrap()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).expect("handshake after the header");
+        }
+        rustls::StreamOwned::new(conn, sock)
+    };
+    // Over DoT: a vpc-b client sees vpc-b's zone, a vpc-a client vpc-a's.
+    let mut b = connect(s.addrs[0], [127, 2, 0, 5], b"dot");
+    assert_eq!(
+        lines(&dot_exchange(&mut b, &query("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A, None)).answers),
+        ["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1"]
+    );
+    let mut a = connect(s.addrs[0], [127, 1, 0, 5], b"dot");
+    assert_eq!(dot_exchange(&mut a, &query("www.example.test.", RecordType::A, None)).answers.len(), 2);
+    assert_eq!(
+        dot_exchange(&mut a, &query("ecs.cn-hangzhou.aliyuncs.com.", RecordType::A, None)).metadata.response_code,
+        ResponseCode::ServFail
+    );
+    // Over DoH (HTTP/1.1 by hand): the same.
+    let mut h = connect(s.addrs[1], [127, 2, 0, 5], b"http/1.1");
+    let q = wire("ecs.cn-hangzhou.aliyuncs.com.");
+    write!(h, "POST /dns-query HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", q.len()).unwrap();
+    h.write_all(&q).unwrap();
+    let mut resp = Vec::new();
+    let _ = h.read_to_end(&mut resp);
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    assert!(resp.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&resp[..at]));
+    assert_eq!(lines(&Message::from_vec(&resp[at..]).unwrap().answers), ["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1"]);
+    // No header on a `required` listener: closed before any handshake.
+    assert!(tls_connect(s.addrs[0], "127.0.0.1".parse().unwrap(), &pki.client(b"dot")).is_err());
+}
