@@ -11,8 +11,9 @@
 //! known down after repeated failures).
 //!
 //! A connection that the upstream closed (idle, restarted) is found out on
-//! its next question, which is asked once more on a new connection. One
-//! idle for [`IDLE`] is closed by pzdns.
+//! its next question, which is asked once more on a new connection; one
+//! on which a question timed out is not used for new questions. One idle
+//! for [`IDLE`] is closed by pzdns.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -158,6 +159,10 @@ impl Pool {
                 Ok(Err(_)) => return Err(Failed::Io("the TLS connection closed before the reply".into())),
                 Err(_) => {
                     conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    // A connection that swallowed a question may be stuck:
+                    // the next question opens another (this one still
+                    // takes the replies of those already asked on it).
+                    conn.closed.store(true, Ordering::Relaxed);
                     return Err(Failed::Timeout);
                 }
             }

@@ -533,7 +533,8 @@ fn pzdns_forwards_over_tls_to_unbound_checking_the_certificate_name() {
 
 /// A DoT upstream that counts its connections and, when a second
 /// question comes within 300 ms of the first on one connection, answers
-/// the second first.
+/// the second first. With `stuck_first`, its first connection takes
+/// questions and never answers them.
 struct FakeDot {
     addr: SocketAddr,
     connections: Arc<std::sync::atomic::AtomicUsize>,
@@ -541,7 +542,7 @@ struct FakeDot {
 }
 
 impl FakeDot {
-    fn start(pki: &Pki) -> FakeDot {
+    fn start(pki: &Pki, stuck_first: bool) -> FakeDot {
         use std::sync::atomic::Ordering::Relaxed;
         let (cert, key) = pki.leaf("fake", HOST);
         let certs = rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
@@ -554,7 +555,7 @@ impl FakeDot {
         std::thread::spawn(move || {
             for sock in listener.incoming() {
                 let Ok(sock) = sock else { return };
-                c.fetch_add(1, Relaxed);
+                let stuck = c.fetch_add(1, Relaxed) == 0 && stuck_first;
                 let (cfg, o) = (cfg.clone(), o.clone());
                 std::thread::spawn(move || {
                     let mut t = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), sock);
@@ -574,6 +575,9 @@ impl FakeDot {
                     loop {
                         t.sock.set_read_timeout(None).unwrap();
                         let Some(first) = read(&mut t) else { return };
+                        if stuck {
+                            continue;
+                        }
                         t.sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
                         if let Some(second) = read(&mut t) {
                             o.fetch_add(1, Relaxed);
@@ -596,7 +600,7 @@ impl FakeDot {
 fn upstream_tls_connections_are_kept_open_and_pipelined() {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(pki) = Pki::new("pipeline") else { return };
-    let fake = FakeDot::start(&pki);
+    let fake = FakeDot::start(&pki, false);
     let cfg = format!(
         "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{}#{HOST}\"]\nupstream_tls:\n  ca_file: {}\nadmin:\n  listen: \"off\"\n",
         fake.addr,
@@ -675,4 +679,22 @@ fn a_proxy_v2_header_before_the_handshake_picks_the_view() {
     assert_eq!(lines(&Message::from_vec(&resp[at..]).unwrap().answers), ["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1"]);
     // No header on a `required` listener: closed before any handshake.
     assert!(tls_connect(s.addrs[0], "127.0.0.1".parse().unwrap(), &pki.client(b"dot")).is_err());
+}
+
+#[test]
+fn an_upstream_tls_connection_that_swallows_a_question_is_not_used_again() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(pki) = Pki::new("stuck") else { return };
+    let fake = FakeDot::start(&pki, true);
+    let cfg = format!(
+        "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{}#{HOST}\"]\nupstream_tls:\n  ca_file: {}\nadmin:\n  listen: \"off\"\n",
+        fake.addr,
+        pki.ca().display()
+    );
+    let s = TestServer::start(Path::new(ZONES), &cfg);
+    // The first attempt times out on the stuck connection; the second (the
+    // same upstream, the only one) goes on a new connection and is answered.
+    let r = udp(s.addrs[0], "127.1.0.5", &query("slow.stuck.example.", RecordType::A, None));
+    assert_eq!(lines(&r.answers), ["slow.stuck.example. A 192.0.2.53"], "{r:?}\n{}", s.stderr());
+    assert_eq!(fake.connections.load(Relaxed), 2);
 }
