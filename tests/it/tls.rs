@@ -698,3 +698,40 @@ fn an_upstream_tls_connection_that_swallows_a_question_is_not_used_again() {
     assert_eq!(lines(&r.answers), ["slow.stuck.example. A 192.0.2.53"], "{r:?}\n{}", s.stderr());
     assert_eq!(fake.connections.load(Relaxed), 2);
 }
+
+#[test]
+fn a_doh_client_that_does_not_read_is_closed_after_the_write_timeout() {
+    let Some(pki) = Pki::new("write-timeout") else { return };
+    let (cert, key) = pki.leaf("server", HOST);
+    let up = crate::support::upstream::FakeUpstream::start("127.0.0.1");
+    let (cfg, admin) = admin_config(&cert, &key, &format!("upstreams: [{}]\ntcp:\n  write_timeout: 1s\n  idle_timeout: 30s\n", up.addr));
+    let s = TestServer::start(Path::new(ZONES), &cfg);
+    let doh = s.addrs[2];
+    let mut sock = tcp_connect(doh, "127.1.0.5".parse().unwrap());
+    socket2::SockRef::from(&sock).set_recv_buffer_size(4096).unwrap();
+    let mut conn = rustls::ClientConnection::new(pki.client(b"http/1.1"), HOST.try_into().unwrap()).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let mut t = rustls::StreamOwned::new(conn, sock);
+    // Requests for a ~50 KB answer, one after the other, and nothing read.
+    let mut q = query("huge.public.example.", RecordType::TXT, None);
+    q.metadata.id = 0;
+    let get = format!("GET /dns-query?dns={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", b64url(&q.to_vec().unwrap()));
+    t.sock.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    for _ in 0..400 {
+        if t.write_all(get.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let event = "pzdns_events_total{event=\"tcp_write_timeout\"}";
+    let t0 = Instant::now();
+    loop {
+        let m = http(admin, "GET", "/metrics").1;
+        if metric(&m, event) >= 1.0 && metric(&m, "pzdns_tls_connections{transport=\"https\"}") == 0.0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "not closed for want of reading: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
