@@ -255,6 +255,17 @@ fn kdig_and_curl_over_dot_and_doh_see_each_vpcs_view() {
     assert_eq!(lines(&Message::from_vec(&body).unwrap().answers), ["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1"]);
     let (_, _, body) = curl(&pki, doh, "127.2.0.5", "--http2", &get, None);
     assert_ne!(Message::from_vec(&body).unwrap().metadata.response_code, ResponseCode::NoError, "vpc-b over DoH sees no example.test");
+    // And the other two: GET over HTTP/1.1, POST over HTTP/2.
+    let (st, head, body) = curl(&pki, doh, "127.1.0.5", "--http1.1", &get, None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!((st, Message::from_vec(&body).unwrap().answers.len()), (200, 2));
+    let (st, head, body) =
+        curl(&pki, doh, "127.2.0.5", "--http2", "/dns-query", Some(("application/dns-message", &wire("ecs.cn-hangzhou.aliyuncs.com."))));
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert_eq!(
+        (st, lines(&Message::from_vec(&body).unwrap().answers)),
+        (200, vec!["ecs.cn-hangzhou.aliyuncs.com. A 100.100.0.1".to_string()])
+    );
     // Bad requests: not base64url, another media type, over 65535 bytes, another method or path.
     assert_eq!(curl(&pki, doh, "127.1.0.5", "--http2", "/dns-query?dns=!!", None).0, 400);
     assert_eq!(curl(&pki, doh, "127.1.0.5", "--http2", "/dns-query", None).0, 400, "GET without dns=");
@@ -269,7 +280,7 @@ fn kdig_and_curl_over_dot_and_doh_see_each_vpcs_view() {
     // Queries and connections counted by transport.
     let m = http(admin, "GET", "/metrics").1;
     assert!(metric(&m, "pzdns_stream_queries_total{transport=\"tls\"}") >= 3.0, "{m}");
-    assert!(metric(&m, "pzdns_stream_queries_total{transport=\"https\"}") >= 6.0, "{m}");
+    assert!(metric(&m, "pzdns_stream_queries_total{transport=\"https\"}") >= 8.0, "{m}");
 }
 
 #[test]
