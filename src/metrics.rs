@@ -94,6 +94,9 @@ pub const UPSTREAM_OUTCOMES: [&str; 7] = ["ok", "timeout", "servfail", "refused"
 pub const UPSTREAM_UNWANTED: &str = "pzdns_upstream_unwanted_replies";
 /// `pzdns_upstream_tcp_retries_total{upstream,reason}`: questions asked again over TCP.
 pub const UPSTREAM_TCP: &str = "pzdns_upstream_tcp_retries";
+/// `pzdns_upstream_tls_connections_total{upstream,result}`: connections to
+/// upstreams over TLS, `opened` or `failed` (refused, handshake, certificate).
+pub const UPSTREAM_TLS_CONNECTIONS: &str = "pzdns_upstream_tls_connections";
 /// The reasons `pzdns_upstream_tcp_retries_total` is counted by: TC=1, a
 /// reply over the UDP buffer, one that differs only in case (0x20), or an
 /// upstream whose UDP replies are distrusted (a flood of unwanted ones).
@@ -272,6 +275,13 @@ pub struct UpstreamTcp {
     pub upstream: String,
     /// One of [`UPSTREAM_TCP_REASONS`].
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamTls {
+    pub upstream: String,
+    /// `opened` or `failed`.
+    pub result: &'static str,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -642,6 +652,7 @@ pub struct Metrics {
     pub upstream_duration: Family<UpstreamOnly, Histogram, fn() -> Histogram>,
     pub upstream_unwanted: Family<UpstreamOnly, Counter>,
     pub upstream_tcp: Family<UpstreamTcp, Counter>,
+    pub upstream_tls_connections: Family<UpstreamTls, Counter>,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
     pub cache_hits: Counter,
@@ -689,6 +700,7 @@ impl Metrics {
             upstream_duration: Family::new_with_constructor(upstream_histogram),
             upstream_unwanted: Family::default(),
             upstream_tcp: Family::default(),
+            upstream_tls_connections: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
@@ -741,6 +753,11 @@ impl Metrics {
             m.upstream_unwanted.clone(),
         );
         registry.register(UPSTREAM_TCP, "Upstream questions asked again over TCP, by reason", m.upstream_tcp.clone());
+        registry.register(
+            UPSTREAM_TLS_CONNECTIONS,
+            "Connections to upstreams over TLS: opened, or failed (refused, handshake, certificate)",
+            m.upstream_tls_connections.clone(),
+        );
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
         registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());

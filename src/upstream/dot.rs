@@ -29,6 +29,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tracing::debug;
 
+use crate::metrics::{Metrics, UpstreamTls};
+
 /// A connection with no question in flight for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(20);
 
@@ -126,9 +128,10 @@ impl Pool {
         client: &Arc<ClientConfig>,
         mut query: Vec<u8>,
         deadline: Instant,
+        metrics: &Metrics,
     ) -> Result<(Vec<u8>, Vec<u8>), Failed> {
         for retry in [true, false] {
-            let (conn, fresh) = self.get(up, name, client, deadline).await?;
+            let (conn, fresh) = self.get(up, name, client, deadline, metrics).await?;
             let (tx, rx) = oneshot::channel();
             let id = {
                 let mut p = conn.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,6 +180,7 @@ impl Pool {
         name: &ServerName<'static>,
         client: &Arc<ClientConfig>,
         deadline: Instant,
+        metrics: &Metrics,
     ) -> Result<(Arc<Conn>, bool), Failed> {
         let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).entry(up).or_default().clone();
         // One connects; the others asking the same upstream meanwhile wait for it.
@@ -189,7 +193,10 @@ impl Pool {
             let _ = tcp.set_nodelay(true);
             TlsConnector::from(client.clone()).connect(name.clone(), tcp).await.map_err(|e| Failed::Io(format!("TLS: {e}")))
         };
-        let stream = tokio::time::timeout_at(deadline.into(), connect).await.map_err(|_| Failed::Timeout)??;
+        let opened = tokio::time::timeout_at(deadline.into(), connect).await.map_err(|_| Failed::Timeout).and_then(|r| r);
+        let result = if opened.is_ok() { "opened" } else { "failed" };
+        metrics.upstream_tls_connections.get_or_create(&UpstreamTls { upstream: up.to_string(), result }).inc();
+        let stream = opened?;
         debug!(upstream = %up, "DNS over TLS connection open");
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn { name: name.clone(), client: client.clone(), tx, pending: Arc::default(), closed: Arc::default() });

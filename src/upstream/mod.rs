@@ -738,7 +738,7 @@ impl Core {
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
         let bytes = query_bytes(0, name, qtype, dnssec_ok, false).map_err(|e| UpstreamError::Io(up, e.to_string()))?;
-        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes, deadline).await {
+        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes, deadline, &self.metrics).await {
             Ok(x) => x,
             Err(dot::Failed::Timeout) => return Err(UpstreamError::Timeout(up)),
             Err(dot::Failed::Io(e)) => return Err(UpstreamError::Io(up, e)),

@@ -531,9 +531,12 @@ fn pzdns_forwards_over_tls_to_unbound_checking_the_certificate_name() {
     assert_eq!(metric(&m, &format!("pzdns_upstream_requests_total{{upstream=\"{up}\",outcome=\"ok\"}}")), 1.0, "{m}");
     // Another name than the certificate's, or the built-in roots (which do not hold the test
     // CA): the handshake fails, SERVFAIL, and nothing is asked in clear.
-    let (wrong, _) = server(&format!("{up}#other.test"), true);
+    let (wrong, wrong_admin) = server(&format!("{up}#other.test"), true);
     let r = udp(wrong.addrs[0], "127.1.0.5", &query("wrong.example.net.", RecordType::A, None));
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
+    let m = http(wrong_admin, "GET", "/metrics").1;
+    let failed = format!("pzdns_upstream_tls_connections_total{{upstream=\"{up}\",result=\"failed\"}}");
+    assert!(metric(&m, &failed) >= 1.0, "the handshake failed: {m}");
     let (roots, _) = server(&format!("{up}#{HOST}"), false);
     let r = udp(roots.addrs[0], "127.1.0.5", &query("roots.example.net.", RecordType::A, None));
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
@@ -612,8 +615,9 @@ fn upstream_tls_connections_are_kept_open_and_pipelined() {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(pki) = Pki::new("pipeline") else { return };
     let fake = FakeDot::start(&pki, false);
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let cfg = format!(
-        "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{}#{HOST}\"]\nupstream_tls:\n  ca_file: {}\nadmin:\n  listen: \"off\"\n",
+        "listen:\n  - address: 127.0.0.1:0\nzones_dir: {{ZONES}}\nupstreams: [\"{}#{HOST}\"]\nupstream_tls:\n  ca_file: {}\nadmin:\n  listen: {admin}\n",
         fake.addr,
         pki.ca().display()
     );
@@ -634,6 +638,9 @@ fn upstream_tls_connections_are_kept_open_and_pipelined() {
         assert_eq!(r.answers.len(), 1, "{r:?}");
     }
     assert_eq!(fake.connections.load(Relaxed), 1, "{}", s.stderr());
+    let m = http(admin, "GET", "/metrics").1;
+    let opened = format!("pzdns_upstream_tls_connections_total{{upstream=\"{}\",result=\"opened\"}}", fake.addr);
+    assert_eq!(metric(&m, &opened), 1.0, "{m}");
 }
 
 /// A PROXY v2 header (TCP over IPv4) naming `client` as the source.
