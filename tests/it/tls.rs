@@ -784,21 +784,21 @@ fn dnsperf_over_dot_and_doh_gets_every_answer() {
     let run = |mode: &str, port: u16, extra: &[&str]| {
         let out = Command::new(&dnsperf)
             .args(["-m", mode, "-s", "127.0.0.1", "-p", &port.to_string(), "-a", "127.1.0.5", "-d", data.to_str().unwrap()])
-            .args(["-c", "4", "-n", "100", "-l", "20", "-t", "5"])
+            .args(["-l", "20", "-t", "5"])
             .args(extra)
             .output()
             .expect("run dnsperf");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    // DoT: 4 connections with up to 50 questions each in flight (pipelined).
-    let out = run("dot", s.addrs[1].port(), &["-q", "200"]);
+    // DoT: 4 connections with questions pipelined on each.
+    let out = run("dot", s.addrs[1].port(), &["-c", "4", "-q", "200", "-n", "100"]);
     assert_eq!(dnsperf_counts(&out), (400, 0), "{out}");
-    // DoH (HTTP/2), GET and POST. One query in flight per client: dnsperf
-    // 2.10 loses answers it is sent on concurrent streams (its issue 240;
-    // curl's parallel transfers on one connection get every one).
+    // DoH (HTTP/2), GET and POST, one query in flight: with more, dnsperf
+    // 2.10 drops answers it was sent (its HTTP/2 count has them all, its
+    // issue 240; curl's parallel transfers on one connection get every one).
     for method in ["GET", "POST"] {
-        let out = run("doh", s.addrs[2].port(), &["-q", "4", "-O", &format!("doh-method={method}")]);
-        assert_eq!(dnsperf_counts(&out), (400, 0), "{method}: {out}");
-        assert!(out.contains("200: 400"), "{out}");
+        let out = run("doh", s.addrs[2].port(), &["-c", "1", "-q", "1", "-n", "10", "-O", &format!("doh-method={method}")]);
+        assert_eq!(dnsperf_counts(&out), (40, 0), "{method}: {out}");
+        assert!(out.contains("200: 40"), "{out}");
     }
 }
