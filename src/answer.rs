@@ -43,14 +43,20 @@ use crate::upstream::{Asker, Forwarder, Lookup, NO_VPC, Question, Share, Upstrea
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
 }
 
 impl Transport {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
+        crate::metrics::TRANSPORTS[self as usize]
+    }
+
+    /// A transport whose messages may be 64 KiB (never truncated).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
     }
 }
 
@@ -186,7 +192,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
         Transport::Udp => {
             q.edns.map_or(dns::CLASSIC_UDP_PAYLOAD, |e| e.payload.clamp(dns::CLASSIC_UDP_PAYLOAD, dns::MAX_UDP_PAYLOAD)) as usize
         }
-        Transport::Tcp => dns::MAX_TCP_MESSAGE,
+        Transport::Tcp | Transport::Tls | Transport::Https => dns::MAX_TCP_MESSAGE,
     };
     // A response without records: header, question (if echoed), OPT.
     let reply = |out: &mut Vec<u8>, frame: &Frame, question: Option<&[u8]>, rc: u16, ede| {
@@ -252,7 +258,7 @@ pub fn answer(ctx: &Ctx<'_>, client: &Client, msg: &[u8], out: &mut Vec<u8>) -> 
 
     let key = KeyBuf::from_wire(qname);
     let qtype = RecordType::from(qtype);
-    let tcp = client.transport == Transport::Tcp;
+    let tcp = client.transport.is_stream();
     let wk = walk_opts(ctx.snap, view, &key, qtype, WalkOpts { tcp, policy: true });
     // Room for OPT as the query asked; an EDE added later is left out
     // by the writer if the answer leaves no room for it.

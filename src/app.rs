@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::ServerConfig;
 use crate::config::zones_dir::ZonesData;
+use crate::config::{ListenTransport, ServerConfig};
 use crate::metrics::Metrics;
-use crate::server::{self, BindError, tcp, udp};
+use crate::server::{self, BindError, tcp, tls, udp};
 use crate::state::Shared;
 
 /// How long SIGTERM waits for queries in flight before exiting anyway.
@@ -33,6 +33,8 @@ pub enum ServeError {
     Data { problems: usize, dir: PathBuf },
     #[error(transparent)]
     Dnstap(#[from] crate::dnstap::StartError),
+    #[error("listener {addr}: TLS certificate: {source}")]
+    Tls { addr: std::net::SocketAddr, source: crate::server::tls::CertError },
 }
 
 /// SIGTERM or SIGINT, as a future for [`run`]'s `shutdown`. The handlers are
@@ -88,13 +90,33 @@ pub async fn run(
     }
     crate::reload::reload(&shared, "start").await.map_err(data_error)?;
 
+    // Certificates before sockets: one that cannot serve stops the start.
+    let mut kinds = Vec::with_capacity(cfg.listen.len());
+    for l in &cfg.listen {
+        kinds.push(match (l.transport, &l.tls) {
+            (ListenTransport::Tls | ListenTransport::Https, Some(files)) => {
+                let certs = tls::Certs::load(files, l.transport).map_err(|source| ServeError::Tls { addr: l.address, source })?;
+                if l.transport == ListenTransport::Tls { tcp::Stream::Tls(certs) } else { tcp::Stream::Https(certs) }
+            }
+            _ => tcp::Stream::Tcp,
+        });
+    }
     let mut bound = server::bind(&cfg, workers)?;
     let _ = shared.recorder.listeners.set(bound.addrs.clone());
     let (stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
     let mut tcp_tasks = tokio::task::JoinSet::new();
     for (l, listener) in bound.tcp.drain(..) {
-        tcp_tasks.spawn(tcp::serve(l, listener, shared.clone(), dns_stopped.clone(), SHUTDOWN_GRACE));
+        let kind = kinds[listener].clone();
+        tcp_tasks.spawn(tcp::serve(l, listener, kind, shared.clone(), dns_stopped.clone(), SHUTDOWN_GRACE));
     }
+    let certs: Vec<_> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            tcp::Stream::Tls(c) | tcp::Stream::Https(c) => Some(c.clone()),
+            tcp::Stream::Tcp => None,
+        })
+        .collect();
+    let cert_watch = (!certs.is_empty()).then(|| tokio::spawn(tls::watch(certs, shared.metrics.clone())));
     let mut udp_tasks = tokio::task::JoinSet::new();
     for (sock, listener) in bound.udp.drain(..) {
         udp_tasks.spawn(udp::serve(sock, listener, shared.clone(), dns_stopped.clone()));
@@ -158,6 +180,9 @@ pub async fn run(
     }
     flusher.abort();
     checker.abort();
+    if let Some(w) = cert_watch {
+        w.abort();
+    }
     shared.metrics.events.flush();
     shared.metrics.upstream_log.flush();
     // The ready file says the server is up: not any more.

@@ -447,11 +447,15 @@ fn apply_serve_flags(cfg: &mut ServerConfig, a: &ServeFlags) -> Result<(), Strin
     }
     if !a.upstream.is_empty() {
         cfg.upstreams_from_resolv_conf = false;
-        cfg.upstreams = a
-            .upstream
-            .iter()
-            .map(|u| parse_socket_addr(u, Some(53)).ok_or_else(|| format!("--upstream `{u}` must be IP or IP:PORT")))
-            .collect::<Result<_, _>>()?;
+        let mut ups = Vec::new();
+        for u in &a.upstream {
+            let (addr, tls) = crate::config::parse_upstream(u).map_err(|why| format!("--upstream: {why}"))?;
+            if let Some(name) = tls {
+                cfg.upstream_tls.insert(addr, name);
+            }
+            ups.push(addr);
+        }
+        cfg.upstreams = ups;
     }
     if let Some(ad) = &a.admin {
         cfg.admin_listen = if ad == "off" {

@@ -74,6 +74,15 @@ pub const HEALTH_TARGET_STATE: &str = "pzdns_health_target_state";
 pub const TCP_CONNECTIONS: &str = "pzdns_tcp_connections";
 /// `pzdns_tcp_connections_refused_total`: connections closed at once, over `tcp.max_connections`.
 pub const TCP_REFUSED: &str = "pzdns_tcp_connections_refused";
+/// `pzdns_stream_queries_total{transport}`: queries over TCP, TLS and HTTPS
+/// (UDP's are the rest of `pzdns_queries_total`, and cost no counter more).
+pub const STREAM_QUERIES: &str = "pzdns_stream_queries";
+/// `pzdns_tls_connections{transport}`: DNS over TLS and over HTTPS connections open now.
+pub const TLS_CONNECTIONS: &str = "pzdns_tls_connections";
+/// `pzdns_tls_handshake_failures_total{transport}`: handshakes that failed or timed out.
+pub const TLS_HANDSHAKE_FAILURES: &str = "pzdns_tls_handshake_failures";
+/// `pzdns_tls_certificate_loads_total{result}`: certificates read again after a change.
+pub const TLS_CERTIFICATE_LOADS: &str = "pzdns_tls_certificate_loads";
 /// `pzdns_data_commit_info{commit, dirty}`: 1 for the git commit of the zones
 /// directory in force (absent when it is not a git checkout); `dirty` is
 /// `true` when files under it differ from the commit, `unknown` without git.
@@ -105,6 +114,9 @@ pub const UPSTREAM_UNWANTED: &str = "pzdns_upstream_unwanted_replies";
 pub const DNSSEC_ANSWERS: &str = "pzdns_dnssec_answers";
 /// `pzdns_upstream_tcp_retries_total{upstream,reason}`: questions asked again over TCP.
 pub const UPSTREAM_TCP: &str = "pzdns_upstream_tcp_retries";
+/// `pzdns_upstream_tls_connections_total{upstream,result}`: connections to
+/// upstreams over TLS, `opened` or `failed` (refused, handshake, certificate).
+pub const UPSTREAM_TLS_CONNECTIONS: &str = "pzdns_upstream_tls_connections";
 /// The reasons `pzdns_upstream_tcp_retries_total` is counted by: TC=1, a
 /// reply over the UDP buffer, one that differs only in case (0x20), or an
 /// upstream whose UDP replies are distrusted (a flood of unwanted ones).
@@ -154,6 +166,56 @@ pub struct ShedLabels {
 pub struct UpstreamLabels {
     pub upstream: String,
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+/// Connections and queries of the stream transports, each child held so
+/// that counting is one atomic add, no label lookup.
+pub struct StreamMetrics {
+    /// Queries by `Transport` (the UDP slot is never counted).
+    pub queries: [Counter; 4],
+    /// TLS and HTTPS connections open, by `Transport` (UDP and TCP unused).
+    pub connections: [Gauge; 4],
+    pub handshake_failures: [Counter; 4],
+    pub certificate_loads: Family<ResultLabels, Counter>,
+}
+
+/// The transport labels, in `answer::Transport` order.
+pub const TRANSPORTS: [&str; 4] = ["udp", "tcp", "tls", "https"];
+
+impl StreamMetrics {
+    fn registered(registry: &mut Registry) -> Self {
+        let queries: Family<TransportLabels, Counter> = Family::default();
+        let connections: Family<TransportLabels, Gauge> = Family::default();
+        let failures: Family<TransportLabels, Counter> = Family::default();
+        let loads: Family<ResultLabels, Counter> = Family::default();
+        let q = TRANSPORTS.map(|t| queries.get_or_create(&TransportLabels { transport: t }).clone());
+        let c = TRANSPORTS.map(|t| connections.get_or_create(&TransportLabels { transport: t }).clone());
+        let f = TRANSPORTS.map(|t| failures.get_or_create(&TransportLabels { transport: t }).clone());
+        // Only the encrypted transports have connections or handshakes of
+        // their own (TCP's are `pzdns_tcp_connections`), only streams these queries.
+        for t in ["udp", "tcp"] {
+            connections.remove(&TransportLabels { transport: t });
+            failures.remove(&TransportLabels { transport: t });
+        }
+        queries.remove(&TransportLabels { transport: "udp" });
+        for result in ["success", "failure"] {
+            let _ = loads.get_or_create(&ResultLabels { result });
+        }
+        registry.register(STREAM_QUERIES, "Queries over TCP, TLS (DoT) and HTTPS (DoH), by transport", queries);
+        registry.register(TLS_CONNECTIONS, "DNS over TLS and DNS over HTTPS connections open, by transport", connections);
+        registry.register(TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or did not finish within tcp.idle_timeout", failures);
+        registry.register(
+            TLS_CERTIFICATE_LOADS,
+            "TLS certificates and keys read again after their files changed, by result (a failure keeps the old one serving)",
+            loads.clone(),
+        );
+        StreamMetrics { queries: q, connections: c, handshake_failures: f, certificate_loads: loads }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -321,6 +383,13 @@ pub struct UpstreamTcp {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthorityLabels {
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamTls {
+    pub upstream: String,
+    /// `opened` or `failed`.
+    pub result: &'static str,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -706,6 +775,7 @@ pub struct Metrics {
     /// that counting an answer is one atomic add ([`Metrics::count_dnssec`]).
     dnssec_by_status: [Counter; 3],
     pub upstream_tcp: Family<UpstreamTcp, Counter>,
+    pub upstream_tls_connections: Family<UpstreamTls, Counter>,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
     pub cache_hits: Counter,
@@ -724,6 +794,7 @@ pub struct Metrics {
     pub last_reload_ok: Gauge,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
+    pub stream: StreamMetrics,
     pub data_commit: Family<CommitLabels, Gauge>,
     pub upstream_in_flight: Gauge,
     pub upstream_waiters: Gauge,
@@ -776,6 +847,7 @@ impl Metrics {
             dnssec_answers,
             dnssec_by_status,
             upstream_tcp: Family::default(),
+            upstream_tls_connections: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_hits: Counter::default(),
@@ -794,6 +866,7 @@ impl Metrics {
             last_reload_ok: Gauge::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
+            stream: StreamMetrics::registered(&mut registry),
             data_commit: Family::default(),
             upstream_in_flight: Gauge::default(),
             upstream_waiters: Gauge::default(),
@@ -849,6 +922,11 @@ impl Metrics {
         );
         registry.register(DNSSEC_ANSWERS, "Answers with upstream data, by its DNSSEC validation status", m.dnssec_answers.clone());
         registry.register(UPSTREAM_TCP, "Upstream questions asked again over TCP, by reason", m.upstream_tcp.clone());
+        registry.register(
+            UPSTREAM_TLS_CONNECTIONS,
+            "Connections to upstreams over TLS: opened, or failed (refused, handshake, certificate)",
+            m.upstream_tls_connections.clone(),
+        );
         registry.register(CACHE_ENTRIES, "Answers held in the cache", m.cache_entries.clone());
         registry.register(CACHE_BYTES, "Bytes the cached answers take in memory, keys and overhead included", m.cache_bytes.clone());
         registry.register(CACHE_HITS, "Questions answered from a fresh cache entry", m.cache_hits.clone());

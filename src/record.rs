@@ -64,6 +64,9 @@ impl Recorder {
     /// dnstap, hands its messages over.
     pub fn record(&self, snap: &Snapshot, client: &Client, query: &[u8], response: Option<&[u8]>, a: &Answered, took: Duration) {
         self.metrics.query_duration.observe(took.as_secs_f64());
+        if client.transport.is_stream() {
+            self.metrics.stream.queries[client.transport as usize].inc();
+        }
         // Nothing sent (a policy's drop): no rcode went out either.
         let a = &Answered { rcode: if response.is_none() { crate::metrics::RCODE_DROPPED } else { a.rcode }, ..*a };
         let response = response.unwrap_or_default();
@@ -75,6 +78,8 @@ impl Recorder {
             let protocol = match client.transport {
                 Transport::Udp => Protocol::Udp,
                 Transport::Tcp => Protocol::Tcp,
+                Transport::Tls => Protocol::Dot,
+                Transport::Https => Protocol::Doh,
             };
             let rule_set = a.policy.map(|p| snap.policy.set_of(p.rule).label);
             let policy = a.policy.zip(rule_set).map(|(p, set)| dnstap_policy(snap, p, set));

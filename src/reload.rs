@@ -349,7 +349,8 @@ pub fn settings_needing_restart(running: &ServerConfig, new: &mut ServerConfig) 
             .iter()
             .map(|l| {
                 let vpc = l.vpc.as_ref().map_or("-", |v| v.value.as_str());
-                format!("{} (vpc {vpc}, proxy_protocol {:?})", l.address, l.proxy_protocol)
+                let tls = l.tls.as_ref().map_or(String::new(), |t| format!(", cert {}, key {}", t.cert.display(), t.key.display()));
+                format!("{} ({}, vpc {vpc}, proxy_protocol {:?}{tls})", l.address, l.transport.as_str(), l.proxy_protocol)
             })
             .collect()
     };

@@ -87,6 +87,7 @@ impl Shared {
         // The first data in force: its health targets are checked from now.
         snapshot.commit_health();
         forwarder.set_dnssec(config.dnssec.as_ref());
+        forwarder.set_tls(&config.upstream_tls, config.upstream_ca.as_deref());
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder,
@@ -110,6 +111,7 @@ impl Shared {
         self.recorder.set_query_log(cfg.query_log);
         self.forwarder.reconfigure(cfg.cache_max_entries, cfg.cache_max_bytes, cfg.serve_stale);
         self.forwarder.set_dnssec(cfg.dnssec.as_ref());
+        self.forwarder.set_tls(&cfg.upstream_tls, cfg.upstream_ca.as_deref());
         self.config.store(cfg);
     }
 

@@ -18,6 +18,7 @@ pub mod trust_anchors;
 pub mod yaml;
 pub mod zones_dir;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -112,7 +113,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// One UDP+TCP listener.
+/// One listener: UDP and TCP, DNS over TLS or DNS over HTTPS.
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub address: SocketAddr,
@@ -120,12 +121,45 @@ pub struct Listener {
     /// came from this VPC, whatever its source address.
     pub vpc: Option<Located<String>>,
     pub proxy_protocol: ProxyProtocol,
+    pub transport: ListenTransport,
+    /// The certificate and key of a `tls` or `https` listener.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Listener {
     pub fn new(address: SocketAddr) -> Self {
-        Listener { address, vpc: None, proxy_protocol: ProxyProtocol::Off }
+        Listener { address, vpc: None, proxy_protocol: ProxyProtocol::Off, transport: ListenTransport::UdpTcp, tls: None }
     }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenTransport {
+    /// DNS over UDP and TCP on the same port.
+    #[default]
+    UdpTcp,
+    /// DNS over TLS (RFC 7858), TCP only.
+    Tls,
+    /// DNS over HTTPS (RFC 8484), TCP only.
+    Https,
+}
+
+impl ListenTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenTransport::UdpTcp => "udp+tcp",
+            ListenTransport::Tls => "tls",
+            ListenTransport::Https => "https",
+        }
+    }
+}
+
+/// A TLS listener's PEM files, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Whether a listener's packets start with a PROXY protocol v2 header
@@ -246,6 +280,14 @@ pub struct ServerConfig {
     /// DNSSEC validation of upstream answers (`resolver.dnssec`,
     /// `trust_anchors`, `negative_trust_anchors`); `None`: off.
     pub dnssec: Option<crate::dnssec::Trust>,
+    /// Upstreams asked over DNS over TLS (`ADDR:853#NAME`), each with the
+    /// name its certificate must hold; the others are asked over UDP/TCP.
+    pub upstream_tls: BTreeMap<SocketAddr, String>,
+    /// `upstream_tls.ca_file`, resolved against the config file's directory.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Its certificates, read with the file (so again on every reload);
+    /// `None`: the built-in roots (Mozilla's, webpki-roots).
+    pub upstream_ca: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
 }
 
 /// `resolver.mode` (docs/REFERENCE.md, `resolver`).
@@ -340,6 +382,9 @@ impl ServerConfig {
             root_hints: BUILTIN_ROOT_HINTS.to_vec(),
             root_hints_file: None,
             dnssec: Some(crate::dnssec::Trust { anchors: crate::dnssec::builtin_anchors(), negative: Vec::new() }),
+            upstream_tls: BTreeMap::new(),
+            upstream_ca_file: None,
+            upstream_ca: None,
         }
     }
 
@@ -381,11 +426,23 @@ impl ServerConfig {
         if let Some(listen) = f.listen {
             cfg.read_listen(path, listen, diags);
         }
+        // Addresses asked in clear, to tell one that is also given with `#NAME`.
+        let mut plain = BTreeSet::new();
         if let Some(ups) = f.upstreams {
             cfg.upstreams_from_resolv_conf = false;
-            cfg.upstreams = parse_upstreams(path, &ups, diags);
+            cfg.upstreams = cfg.read_upstreams(path, &ups, &mut plain, diags);
         }
-        cfg.read_forward_zones(path, f.forward_zones, diags);
+        cfg.read_forward_zones(path, f.forward_zones, &mut plain, diags);
+        if let Some(ca) = f.upstream_tls_ca_file {
+            let file = base.join(&ca.value);
+            match read_ca_file(&file) {
+                Ok(certs) => {
+                    cfg.upstream_ca = Some(certs);
+                    cfg.upstream_ca_file = Some(file);
+                }
+                Err(why) => diags.push(path, pos(&ca), format!("upstream_tls.ca_file: {why}")),
+            }
+        }
         if let Some(z) = f.zones_dir {
             cfg.zones_dir = base.join(&z.value);
         } else {
@@ -577,7 +634,8 @@ impl ServerConfig {
                 );
                 continue;
             };
-            if self.listen.iter().any(|x| x.address == address) {
+            // Port 0 twice is two ports the kernel picks, not one address twice.
+            if address.port() != 0 && self.listen.iter().any(|x| x.address == address) {
                 diags.push(path, pos(&l.address), format!("listen address {address} is given twice"));
                 continue;
             }
@@ -592,12 +650,19 @@ impl ServerConfig {
                     ProxyProtocol::Off
                 }
             };
-            self.listen.push(Listener { address, vpc, proxy_protocol });
+            let (transport, tls) = read_listen_transport(path, &l.address, l.transport, l.tls, diags);
+            self.listen.push(Listener { address, vpc, proxy_protocol, transport, tls });
         }
     }
 
     /// `forward_zones:`: a domain given twice for the same VPCs is a problem.
-    fn read_forward_zones(&mut self, path: &Path, entries: Vec<schema::ForwardZoneEntry>, diags: &mut Diagnostics) {
+    fn read_forward_zones(
+        &mut self,
+        path: &Path,
+        entries: Vec<schema::ForwardZoneEntry>,
+        plain: &mut BTreeSet<SocketAddr>,
+        diags: &mut Diagnostics,
+    ) {
         // (domain, its VPCs or None for all, line) of each forward zone so far.
         let mut seen: Vec<(Name, Option<Vec<String>>, u32)> = Vec::new();
         for fz in entries {
@@ -611,7 +676,7 @@ impl ServerConfig {
             if fz.upstreams.value.is_empty() {
                 diags.push(path, pos(&fz.upstreams), format!("forward zone {domain} has no upstreams; list at least one IP[:PORT]"));
             }
-            let upstreams = parse_upstreams(path, &fz.upstreams.value, diags);
+            let upstreams = self.read_upstreams(path, &fz.upstreams.value, plain, diags);
             let vpc_ids: Option<Vec<String>> = fz.vpcs.as_ref().map(|v| v.iter().map(|s| s.value.clone()).collect());
             let overlap = seen.iter().find(|(d, v, _)| {
                 *d == domain
@@ -994,22 +1059,157 @@ pub fn parse_log_format(s: &str) -> Option<LogFormat> {
     }
 }
 
+/// A listener's `transport` and `tls`: `tls` and `https` need both files,
+/// `udp+tcp` takes none. Paths are relative to the config file.
+fn read_listen_transport(
+    path: &Path,
+    address: &Spanned<String>,
+    transport: Option<Spanned<String>>,
+    tls: Option<schema::TlsEntry>,
+    diags: &mut Diagnostics,
+) -> (ListenTransport, Option<TlsFiles>) {
+    let t = match transport.as_ref().map(|t| t.value.as_str()) {
+        None | Some("udp+tcp") => ListenTransport::UdpTcp,
+        Some("tls") => ListenTransport::Tls,
+        Some("https") => ListenTransport::Https,
+        Some(other) => {
+            let at = transport.as_ref().map_or(Pos::new(1, 1), pos);
+            diags.push(path, at, format!("listen transport `{other}` must be `udp+tcp`, `tls` (DNS over TLS) or `https` (DNS over HTTPS)"));
+            return (ListenTransport::UdpTcp, None);
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match (t, tls) {
+        (ListenTransport::UdpTcp, None) => (t, None),
+        (ListenTransport::UdpTcp, Some(e)) => {
+            diags.push(
+                path,
+                e.pos,
+                "`tls` is for a listener with `transport: tls` or `transport: https`; add the transport or remove `tls`",
+            );
+            (t, None)
+        }
+        (_, None) => {
+            diags.push(
+                path,
+                pos(address),
+                format!(
+                    "listener {} has `transport: {}` but no certificate: add `tls: {{ cert: cert.pem, key: key.pem }}` (PEM files)",
+                    address.value,
+                    t.as_str()
+                ),
+            );
+            (t, None)
+        }
+        (_, Some(e)) => {
+            let mut file = |f: Option<Spanned<String>>, what: &str| match f {
+                Some(f) if !f.value.trim().is_empty() => Some(base.join(&f.value)),
+                Some(f) => {
+                    diags.push(path, pos(&f), format!("tls.{what} is empty: give the PEM file's path"));
+                    None
+                }
+                None => {
+                    diags.push(path, e.pos, format!("tls has no `{what}`: give the PEM file's path (`{what}: {what}.pem`)"));
+                    None
+                }
+            };
+            let (cert, key) = (file(e.cert, "cert"), file(e.key, "key"));
+            (t, cert.zip(key).map(|(cert, key)| TlsFiles { cert, key }))
+        }
+    }
+}
+
 fn located<T>(path: &Path, s: Spanned<T>) -> Located<T> {
     Located { pos: pos(&s), value: s.value, path: path.to_path_buf() }
 }
 
-fn parse_upstreams(path: &Path, ups: &[Spanned<String>], diags: &mut Diagnostics) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for u in ups {
-        match parse_socket_addr(&u.value, Some(53)) {
-            Some(a) => match upstream_problem(&a) {
-                None => out.push(a),
-                Some(why) => diags.push(path, pos(u), format!("upstream `{}` {why}", u.value)),
-            },
-            None => diags.push(path, pos(u), format!("upstream `{}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53", u.value)),
+impl ServerConfig {
+    /// A list of upstreams: each `IP[:PORT]`, or `IP[:PORT]#NAME` for DNS
+    /// over TLS (port 853 by default), noted in `upstream_tls`. One
+    /// address is asked one way: with one name, or in clear (`plain`).
+    fn read_upstreams(
+        &mut self,
+        path: &Path,
+        ups: &[Spanned<String>],
+        plain: &mut BTreeSet<SocketAddr>,
+        diags: &mut Diagnostics,
+    ) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for u in ups {
+            let (a, tls) = match parse_upstream(&u.value) {
+                Ok(x) => x,
+                Err(why) => {
+                    diags.push(path, pos(u), why);
+                    continue;
+                }
+            };
+            let clash = match &tls {
+                Some(name) => match self.upstream_tls.get(&a) {
+                    Some(other) if other != name => Some(format!("is also given as {a}#{other}; one address has one certificate name")),
+                    _ if plain.contains(&a) => {
+                        Some(format!("is also given as {a} without #NAME; an upstream is asked over TLS or in clear, not both"))
+                    }
+                    _ => None,
+                },
+                None if self.upstream_tls.contains_key(&a) => {
+                    Some("is also given with #NAME (DNS over TLS); an upstream is asked over TLS or in clear, not both".to_string())
+                }
+                None => None,
+            };
+            if let Some(why) = clash {
+                diags.push(path, pos(u), format!("upstream `{}` {why}", u.value));
+                continue;
+            }
+            match tls {
+                Some(name) => {
+                    self.upstream_tls.insert(a, name);
+                }
+                None => {
+                    plain.insert(a);
+                }
+            }
+            out.push(a);
         }
+        out
     }
-    out
+}
+
+/// One upstream: `IP`, `IP:PORT` (port 53 by default), or with `#NAME`
+/// DNS over TLS to it (port 853 by default), its certificate checked
+/// against NAME. The problem, as a sentence, if it is none of these.
+pub fn parse_upstream(s: &str) -> Result<(SocketAddr, Option<String>), String> {
+    let (addr, name) = match s.split_once('#') {
+        Some((a, n)) => (a, Some(n.trim())),
+        None => (s, None),
+    };
+    let Some(a) = parse_socket_addr(addr, Some(if name.is_some() { 853 } else { 53 })) else {
+        return Err(format!(
+            "upstream `{s}` must be IP or IP:PORT, e.g. 223.5.5.5 or 223.5.5.5:53, or IP[:PORT]#NAME for DNS over TLS, e.g. 223.5.5.5:853#dns.alidns.com"
+        ));
+    };
+    if let Some(why) = upstream_problem(&a) {
+        return Err(format!("upstream `{s}` {why}"));
+    }
+    match name {
+        None => Ok((a, None)),
+        Some(n) if !n.is_empty() && rustls_pki_types::ServerName::try_from(n).is_ok() => Ok((a, Some(n.to_ascii_lowercase()))),
+        Some(n) => Err(format!(
+            "upstream `{s}`: `{n}` is not a host name to check the upstream's certificate against (e.g. dns.alidns.com after the #)"
+        )),
+    }
+}
+
+/// The certificates of a CA file (PEM): at least one.
+fn read_ca_file(file: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let bytes = files::FileAccess::anywhere().with_max_bytes(16 << 20).read(file)?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate list: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate (PEM `BEGIN CERTIFICATE` blocks of the CAs to trust)", file.display()));
+    }
+    Ok(certs)
 }
 
 /// Why queries cannot be sent to `a`, if they cannot.
@@ -1216,6 +1416,62 @@ mod tests {
         ] {
             assert!(e.contains(want), "{want}\n{e}");
         }
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files() {
+        let p = std::env::temp_dir().join(format!("pzdns-tls-listen-{}.yaml", std::process::id()));
+        std::fs::write(
+            &p,
+            "listen:\n  - address: 127.0.0.1:853\n    transport: tls\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:0\n    transport: https\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:0\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        let dir = p.parent().unwrap();
+        assert_eq!(c.listen[0].transport, ListenTransport::Tls);
+        assert_eq!(c.listen[0].tls, Some(TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") }));
+        assert_eq!((c.listen[1].transport, c.listen[2].transport), (ListenTransport::Https, ListenTransport::UdpTcp));
+        std::fs::write(
+            &p,
+            "listen:\n  - address: 127.0.0.1:853\n    transport: tls\n  - address: 127.0.0.1:1\n    transport: quic\n  - address: 127.0.0.1:2\n    tls: { cert: c.pem, key: k.pem }\n  - address: 127.0.0.1:3\n    transport: https\n    tls: { cert: c.pem }\n",
+        )
+        .unwrap();
+        let d = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).ok();
+        assert!(d.contains(":2:14: listener 127.0.0.1:853 has `transport: tls` but no certificate"), "{d}");
+        assert!(d.contains(":5:16: listen transport `quic` must be"), "{d}");
+        assert!(d.contains(":7:10: `tls` is for a listener with `transport: tls`"), "{d}");
+        assert!(d.contains(":10:10: tls has no `key`"), "{d}");
+    }
+
+    #[test]
+    fn upstreams_over_tls_name_their_certificate() {
+        let p = std::env::temp_dir().join(format!("pzdns-dot-up-{}.yaml", std::process::id()));
+        let ca = std::env::temp_dir().join(format!("pzdns-dot-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let text = "upstreams: [\"223.5.5.5#dns.alidns.com\", \"192.0.2.1:8853#DNS.Example\", 192.0.2.2]\n\
+                    forward_zones:\n  - domain: corp.example\n    upstreams: [\"192.0.2.1:8853#dns.example\"]\n";
+        std::fs::write(&p, text).unwrap();
+        let c = ServerConfig::load_file(&p).unwrap();
+        let want: Vec<(SocketAddr, String)> =
+            vec![("192.0.2.1:8853".parse().unwrap(), "dns.example".into()), ("223.5.5.5:853".parse().unwrap(), "dns.alidns.com".into())];
+        assert_eq!(c.upstream_tls.into_iter().collect::<Vec<_>>(), want);
+        assert_eq!(c.upstreams.len(), 3);
+        std::fs::write(
+            &p,
+            format!(
+                "upstreams: [\"192.0.2.1#a.example\", \"192.0.2.1:853#b.example\", \"192.0.2.2:853\", \"192.0.2.2#a.example\", \"192.0.2.3#\"]\nupstream_tls:\n  ca_file: {}\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let d = ServerConfig::load_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).ok();
+        std::fs::remove_file(&ca).ok();
+        assert!(d.contains(":1:36: upstream `192.0.2.1:853#b.example` is also given as 192.0.2.1:853#a.example"), "{d}");
+        assert!(d.contains(":1:80: upstream `192.0.2.2#a.example` is also given as 192.0.2.2:853 without #NAME"), "{d}");
+        assert!(d.contains(":1:103: upstream `192.0.2.3#`: `` is not a host name"), "{d}");
+        assert!(d.contains("upstream_tls.ca_file: ") && d.contains("holds no certificate"), "{d}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct ServerFile {
     pub rate_limit: Option<RateLimitEntry>,
     pub transfers: Option<TransfersEntry>,
     pub resolver: Option<ResolverEntry>,
+    /// `upstream_tls: { ca_file }`.
+    pub upstream_tls_ca_file: Option<Spanned<String>>,
 }
 
 /// `health_checks:` of pzdns.yaml.
@@ -115,6 +117,17 @@ pub struct ListenEntry {
     pub address: Spanned<String>,
     pub vpc: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    /// `udp+tcp` (default), `tls` or `https`.
+    pub transport: Option<Spanned<String>>,
+    pub tls: Option<TlsEntry>,
+}
+
+/// `tls: { cert, key }` of a listener.
+#[derive(Debug)]
+pub struct TlsEntry {
+    pub pos: super::Pos,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -256,8 +269,15 @@ impl ServerFile {
                 let address = e.req_text("address", " (e.g. `address: 0.0.0.0:53`)", d);
                 let vpc = e.text("vpc", d);
                 let proxy_protocol = e.text("proxy_protocol", d);
+                let transport = e.text("transport", d);
+                let tls = e.get("tls").and_then(|n| {
+                    let mut t = MapReader::new(n, "a listener's `tls`", path, d)?;
+                    let out = TlsEntry { pos: n.pos(), cert: t.text("cert", d), key: t.text("key", d) };
+                    t.finish(d);
+                    Some(out)
+                });
                 e.finish(d);
-                Some(ListenEntry { address: address?, vpc, proxy_protocol })
+                Some(ListenEntry { address: address?, vpc, proxy_protocol, transport, tls })
             });
             Spanned::new(items, l.pos)
         });
@@ -408,6 +428,12 @@ impl ServerFile {
             r.finish(d);
             Some(out)
         });
+        let upstream_tls_ca_file = m.get("upstream_tls").and_then(|n| {
+            let mut t = MapReader::new(n, "`upstream_tls`", path, d)?;
+            let out = t.text("ca_file", d);
+            t.finish(d);
+            out
+        });
         m.finish(d);
         Some(ServerFile {
             transfers,
@@ -434,6 +460,7 @@ impl ServerFile {
             cookie_secret_file,
             rate_limit,
             resolver,
+            upstream_tls_ca_file,
         })
     }
 }

@@ -28,6 +28,10 @@ pub enum Kind {
 pub enum Protocol {
     Udp = 1,
     Tcp = 2,
+    /// DNS over TLS.
+    Dot = 3,
+    /// DNS over HTTPS.
+    Doh = 4,
 }
 
 /// `SocketFamily`.

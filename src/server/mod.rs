@@ -1,10 +1,13 @@
 //! Sockets: binds every listener (UDP with one SO_REUSEPORT socket per
-//! worker, plus TCP) and serves them through the answer path. A port that
+//! worker, plus TCP; TCP alone for DNS over TLS and over HTTPS) and
+//! serves them through the answer path. A port that
 //! another socket holds already, SO_REUSEPORT or not, fails the bind.
 //! Start-up, signals and the drain are `app`'s.
 
+pub mod doh;
 pub mod proxy;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod udp_mmsg;
 
@@ -13,7 +16,7 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::info;
 
-use crate::config::ServerConfig;
+use crate::config::{ListenTransport, ServerConfig};
 
 /// Receive buffer asked for each UDP socket: bursts queue here instead of
 /// being dropped by the kernel (the default is ~208 KiB).
@@ -121,6 +124,19 @@ pub fn bind(cfg: &ServerConfig, workers: usize) -> Result<Bound, BindError> {
     let mut addrs = Vec::new();
     for (i, l) in cfg.listen.iter().enumerate() {
         let bind_err = |proto, addr, source| BindError { proto, addr, source };
+        if l.transport != ListenTransport::UdpTcp {
+            let tcp = tcp_listener(l.address).map_err(|e| bind_err("TCP", l.address, e))?;
+            let actual = tcp.local_addr().map_err(|e| bind_err("TCP", l.address, e))?;
+            let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", actual, e))?;
+            tcp_listeners.push((tcp, i));
+            let what = if l.transport == ListenTransport::Tls { "DNS over TLS" } else { "DNS over HTTPS" };
+            match &l.vpc {
+                Some(v) => info!(address = %actual, vpc = %v.value, "listening for {what} (inbound endpoint)"),
+                None => info!(address = %actual, "listening for {what}"),
+            }
+            addrs.push(actual);
+            continue;
+        }
         let (actual, udp, tcp) = bind_pair(l.address, workers)?;
         for s in udp {
             let s = tokio::net::UdpSocket::from_std(s).map_err(|e| bind_err("UDP", actual, e))?;

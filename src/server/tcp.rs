@@ -1,4 +1,7 @@
-//! DNS over TCP (RFC 7766), answered through the same answer path as UDP.
+//! DNS over TCP (RFC 7766), answered through the same answer path as UDP;
+//! and the connections of the `tls` (DoT, RFC 7858: the same framing
+//! inside TLS) and `https` (DoH, [`super::doh`]) listeners, which take the
+//! same limits, counted per listener:
 //!
 //! - at most `max_connections` at once, and at most `max_per_source` from
 //!   one source (fewer from a source in no VPC); one more is closed at
@@ -21,14 +24,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
 use super::proxy::{self, Claim, Framing};
+use super::tls::Certs;
 use crate::answer::{Client, Transport};
 use crate::config::ProxyProtocol;
 use crate::metrics::Event;
@@ -138,9 +141,37 @@ impl Drop for OpenSlot {
     }
 }
 
+/// What a stream listener speaks.
+#[derive(Clone)]
+pub enum Stream {
+    /// DNS over TCP.
+    Tcp,
+    /// DNS over TLS: TCP's framing inside TLS.
+    Tls(Arc<Certs>),
+    /// DNS over HTTPS.
+    Https(Arc<Certs>),
+}
+
+impl Stream {
+    fn transport(&self) -> Transport {
+        match self {
+            Stream::Tcp => Transport::Tcp,
+            Stream::Tls(_) => Transport::Tls,
+            Stream::Https(_) => Transport::Https,
+        }
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` turns true, then
 /// waits (at most `grace`) for the connections' queries in flight.
-pub async fn serve(listener: TcpListener, index: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    index: usize,
+    kind: Stream,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     // Connections open on this listener; a count, not a semaphore, since
     // the limit may change with the configuration.
     let open = Arc::new(AtomicUsize::new(0));
@@ -181,17 +212,40 @@ pub async fn serve(listener: TcpListener, index: usize, shared: Arc<Shared>, mut
             drop(stream);
             continue;
         };
-        let (shared, stop) = (shared.clone(), shutdown.clone());
+        let (shared, stop, kind) = (shared.clone(), shutdown.clone(), kind.clone());
         conns.spawn(async move {
             let m = shared.metrics.clone();
-            m.tcp_connections.inc();
+            let transport = kind.transport();
+            let open = match transport {
+                Transport::Tcp => &m.tcp_connections,
+                t => &m.stream.connections[t as usize],
+            };
+            open.inc();
             let mode = shared.snapshot.load().listener_proxy.get(index).copied().unwrap_or_default();
             let mut stream = stream;
+            let _ = stream.set_nodelay(true);
+            // A PROXY v2 header comes before TLS, as HAProxy and dnsdist send it.
             if let Some(proxy) = read_proxy_header(&mut stream, mode, limits.idle_timeout, &shared).await {
-                let client = Client { listener: index, src, proxy, transport: Transport::Tcp };
-                connection(stream, client, shared, limits, stop).await;
+                let client = Client { listener: index, src, proxy, transport };
+                match kind {
+                    Stream::Tcp => {
+                        let (rd, wr) = stream.into_split();
+                        connection(rd, wr, client, shared, limits, stop).await;
+                    }
+                    Stream::Tls(certs) => {
+                        if let Some(s) = super::tls::accept(&certs, stream, limits.idle_timeout, transport, &m).await {
+                            let (rd, wr) = tokio::io::split(s);
+                            connection(rd, wr, client, shared, limits, stop).await;
+                        }
+                    }
+                    Stream::Https(certs) => {
+                        if let Some(s) = super::tls::accept(&certs, stream, limits.idle_timeout, transport, &m).await {
+                            super::doh::connection(s, client, shared, limits, stop).await;
+                        }
+                    }
+                }
             }
-            m.tcp_connections.dec();
+            open.dec();
             drop(source_slot);
             drop(slot);
         });
@@ -265,8 +319,8 @@ fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, ms
 
 /// Writes queued responses, each within `timeout`; on a timeout or an
 /// error, marks the connection closed and stops.
-async fn write_responses(
-    mut wr: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     queued: watch::Sender<Queued>,
     timeout: Duration,
@@ -274,16 +328,22 @@ async fn write_responses(
     shared: Arc<Shared>,
 ) {
     while let Some(framed) = rx.recv().await {
-        match tokio::time::timeout(timeout, wr.write_all(&framed)).await {
+        // TLS buffers what is written until flushed (a no-op for TCP).
+        let write = async {
+            wr.write_all(&framed).await?;
+            wr.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
             Ok(Ok(())) => queued.send_modify(|q| q.bytes -= framed.len()),
             Ok(Err(e)) => {
-                debug!(src = %client.src, error = %e, "TCP write failed: closing");
+                debug!(src = %client.src, transport = client.transport.as_str(), error = %e, "write failed: closing");
                 queued.send_modify(|q| q.closed = true);
                 return;
             }
             Err(_) => {
                 shared.metrics.events.note(Event::TcpWriteTimeout, || {
-                    format!("TCP connection from {} closed: a response was not taken within {timeout:?} (tcp.write_timeout)", client.src)
+                    let t = client.transport.as_str();
+                    format!("{t} connection from {} closed: a response was not taken within {timeout:?} (tcp.write_timeout)", client.src)
                 });
                 queued.send_modify(|q| q.closed = true);
                 return;
@@ -293,10 +353,14 @@ async fn write_responses(
     let _ = tokio::time::timeout(timeout, wr.shutdown()).await;
 }
 
-async fn connection(stream: TcpStream, client: Client, shared: Arc<Shared>, limits: TcpLimits, mut stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
+/// One connection's messages, framed as RFC 1035 §4.2.2 says, over TCP
+/// or inside TLS.
+async fn connection<R, W>(mut rd: R, wr: W, client: Client, shared: Arc<Shared>, limits: TcpLimits, mut stop: watch::Receiver<bool>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let idle = limits.idle_timeout;
-    let (mut rd, wr) = stream.into_split();
     // Unbounded in type only: the reader stops while MAX_QUEUED_OUTPUT
     // bytes wait, and at most MAX_IN_FLIGHT_PER_CONNECTION queries in
     // flight add theirs.

@@ -21,8 +21,12 @@
 //! A reply that differs only in case, one too big for the buffer, a
 //! truncated one, and every question to an upstream that a flood of
 //! unwanted replies made untrusted, are asked again over TCP.
+//!
+//! An upstream given as `ADDR#NAME` is asked over DNS over TLS instead,
+//! on a connection kept open ([`dot`]); never in clear.
 
 pub mod cache;
+pub mod dot;
 pub mod recursor;
 pub mod shares;
 
@@ -228,6 +232,10 @@ struct Core {
     /// DNSSEC validation of every answer fetched (`resolver.dnssec`);
     /// `None`: off.
     validator: arc_swap::ArcSwapOption<Validator>,
+    /// Which upstreams are asked over TLS (a configuration reload changes it).
+    tls: arc_swap::ArcSwap<dot::Settings>,
+    /// Their connections.
+    dot: dot::Pool,
 }
 
 impl Forwarder {
@@ -246,6 +254,8 @@ impl Forwarder {
             dnstap: OnceLock::new(),
             infra: recursor::Infra::default(),
             validator: arc_swap::ArcSwapOption::empty(),
+            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
+            dot: dot::Pool::default(),
         };
         Forwarder {
             cache,
@@ -389,6 +399,20 @@ impl Forwarder {
     /// Whether answers are validated (`resolver.dnssec: validate`).
     pub fn validating(&self) -> bool {
         self.core.validator.load().is_some()
+    }
+
+    /// The upstreams asked over TLS (`ADDR#NAME`) and the CAs their
+    /// certificates must chain to (`None`: the built-in roots). Unchanged
+    /// settings keep the connections open.
+    pub fn set_tls(
+        &self,
+        names: &std::collections::BTreeMap<SocketAddr, String>,
+        ca: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+    ) {
+        let new = dot::Settings::new(names, ca);
+        if !self.core.tls.load().same_as(&new) {
+            self.core.tls.store(Arc::new(new));
+        }
     }
 
     /// Sends every upstream exchange to `tap` from now on.
@@ -773,6 +797,14 @@ impl Core {
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
         let label = || if authority { "authority".to_string() } else { up.to_string() };
+        if !authority {
+            let tls = self.tls.load();
+            if let Some(server) = tls.name(up) {
+                let (server, client) = (server.clone(), tls.client().clone());
+                drop(tls);
+                return self.exchange_tls(up, &server, &client, name, bytes, deadline).await;
+            }
+        }
         if self.distrusted(up) {
             self.count_tcp(label(), "distrusted");
             return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
@@ -842,6 +874,49 @@ impl Core {
             };
             self.count_tcp(label(), why_tcp);
             return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
+        }
+    }
+
+    /// One question over DNS over TLS (no 0x20: TLS already authenticates
+    /// the reply), on the upstream's open connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_tls(
+        &self,
+        up: SocketAddr,
+        server: &rustls_pki_types::ServerName<'static>,
+        client: &Arc<tokio_rustls::rustls::ClientConfig>,
+        name: &Name,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Result<Message, UpstreamError> {
+        // The connection gives the question its id. The name goes in its
+        // own case: TLS authenticates the reply, 0x20 adds nothing.
+        let mut bytes = bytes.to_vec();
+        let mut at = 12;
+        for label in name.iter() {
+            if let Some(dst) = bytes.get_mut(at + 1..at + 1 + label.len()) {
+                dst.copy_from_slice(label);
+            }
+            at += 1 + label.len();
+        }
+        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes, deadline, &self.metrics).await {
+            Ok(x) => x,
+            Err(dot::Failed::Timeout) => return Err(UpstreamError::Timeout(up)),
+            Err(dot::Failed::Io(e)) => return Err(UpstreamError::Io(up, e)),
+        };
+        if let Some(t) = self.dnstap.get() {
+            // The id is chosen on the connection, so the query is tapped
+            // with its reply (its time is the reply's).
+            let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+            let sent = t.forwarder_query(Protocol::Dot, local, up, &query);
+            t.forwarder_response(Protocol::Dot, local, up, sent, &reply);
+        }
+        match accept_reply(&mut reply, &query, name, false, usize::MAX) {
+            Verdict::Accept(m) => Ok(m),
+            _ => {
+                self.metrics.rejected_replies.inc();
+                Err(UpstreamError::Io(up, "TLS: the reply with our id is not for our question".into()))
+            }
         }
     }
 
@@ -1403,6 +1478,8 @@ mod tests {
             dnstap: OnceLock::new(),
             infra: recursor::Infra::default(),
             validator: arc_swap::ArcSwapOption::empty(),
+            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
+            dot: dot::Pool::default(),
         }
     }
 

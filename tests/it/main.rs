@@ -49,6 +49,7 @@ mod serve_stale;
 mod spec_rules;
 mod special_files;
 mod tcp_limits;
+mod tls;
 mod toolbox;
 mod transfers;
 mod upstream_faults;

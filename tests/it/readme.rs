@@ -179,7 +179,7 @@ fn reader_config_keys() -> std::collections::BTreeSet<String> {
         &cfg,
         "zz: 1\nlisten:\n  - { address: 127.0.0.1:0, zz: 1 }\nforward_zones:\n  - { domain: a.test, upstreams: [127.0.0.1], zz: 1 }\n\
          cache: { zz: 1 }\nadmin: { zz: 1 }\ntcp: { zz: 1 }\nreload: { zz: 1 }\ndnstap: { zz: 1 }\nhealth_checks: { zz: 1 }\nrate_limit: { zz: 1 }\n\
-         transfers: { zz: 1, keys: [{ zz: 1 }] }\nresolver: { zz: 1 }\n",
+         transfers: { zz: 1, keys: [{ zz: 1 }] }\nresolver: { zz: 1 }\nupstream_tls: { zz: 1 }\n",
     )
     .unwrap();
     let problems = pzdns::config::ServerConfig::load_file(&cfg).expect_err("unknown keys are problems").to_string();
@@ -198,7 +198,7 @@ fn reader_config_keys() -> std::collections::BTreeSet<String> {
         }
         sections += 1;
     }
-    assert_eq!(sections, 13, "every mapping reported its unknown key:\n{problems}");
+    assert_eq!(sections, 14, "every mapping reported its unknown key:\n{problems}");
     // The sections themselves are not keys of the table; their keys are.
     keys.retain(|k| {
         ![
@@ -214,6 +214,7 @@ fn reader_config_keys() -> std::collections::BTreeSet<String> {
             "transfers",
             "transfers.keys",
             "resolver",
+            "upstream_tls",
         ]
         .contains(&k.as_str())
     });

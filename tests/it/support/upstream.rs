@@ -160,7 +160,7 @@ fn lowercase_question(r: &mut Message) {
     }
 }
 
-fn respond(query: &Message, ttl: u32) -> Message {
+pub fn respond(query: &Message, ttl: u32) -> Message {
     let mut r = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
     r.metadata.recursion_desired = query.metadata.recursion_desired;
     r.metadata.recursion_available = true;
