@@ -490,7 +490,9 @@ impl Core {
         let (qtype, dnssec_ok, root, route) = (q.qtype, q.dnssec_ok, q.root.cloned(), q.route);
         tokio::spawn(async move {
             let fetched = match root {
-                Some(root) => core.fetch_recursive(&key, &name, qtype, dnssec_ok, &root, route).await,
+                // Boxed: a resolution's state is large, and every forwarded
+                // question's task would otherwise be as large, and copied so.
+                Some(root) => Box::pin(core.fetch_recursive(&key, &name, qtype, dnssec_ok, &root, route)).await,
                 None => core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, route, &f).await,
             };
             drop((permit, tokens));
@@ -524,7 +526,8 @@ impl Core {
         match self.attempts(name, qtype, dnssec_ok || validator.is_some(), upstreams, Some(flight)).await {
             Ok(msg) => {
                 let status = match &validator {
-                    Some(v) => self.validate(v, name, qtype, &msg, upstreams, route).await,
+                    // Boxed, as the recursive branch above: off, it costs nothing.
+                    Some(v) => Box::pin(self.validate(v, name, qtype, &msg, upstreams, route)).await,
                     None => Status::Unchecked,
                 };
                 // RFC 4035 §5.3.3: a secure answer is not trusted past its signatures' expiration.
