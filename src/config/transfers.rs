@@ -187,30 +187,7 @@ pub fn read_secret(file: &Path) -> Result<TsigSecret, String> {
 
 /// Standard base64 (RFC 4648 §4) with padding optional; `None` if malformed.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    // A lone character left over carries under a byte: not base64.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
+    data_encoding::BASE64_NOPAD.decode(s.trim_end_matches('=').as_bytes()).ok()
 }
 
 #[cfg(test)]

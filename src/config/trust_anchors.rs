@@ -88,7 +88,7 @@ fn dnskey_rdata(f: &[&String]) -> Result<Vec<u8>, String> {
     let proto: u8 = number(f.get(1), "DNSKEY protocol")?;
     let alg: u8 = number(f.get(2), "DNSKEY algorithm")?;
     let b64: String = f.iter().skip(3).map(|s| s.as_str()).collect();
-    let key = wire::base64_decode(b64.as_bytes()).filter(|k| !k.is_empty()).ok_or("the DNSKEY public key must be base64")?;
+    let key = super::transfers::base64_decode(&b64).filter(|k| !k.is_empty()).ok_or("the DNSKEY public key must be base64")?;
     if proto != 3 {
         return Err(format!("the DNSKEY protocol is {proto}; it is always 3"));
     }

@@ -485,33 +485,6 @@ pub fn hex_decode(s: &[u8]) -> Option<Vec<u8>> {
     s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
-/// Base64 (RFC 4648 §4, padding optional) to bytes.
-pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    let body = s.iter().position(|c| *c == b'=').map_or(s, |p| &s[..p]);
-    if s[body.len()..].iter().any(|c| *c != b'=') {
-        return None;
-    }
-    for &c in body {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,7 +513,7 @@ mod tests {
     fn key_tag_of_rfc_4034_example() {
         // RFC 4034 §5.4's DS example: the DNSKEY of dskey.example.com. has tag 60485.
         let key = "AQOeiiR0GOMYkDshWoSKz9XzfwJr1AYtsmx3TGkJaNXVbfi/2pHm822aJ5iI9BMzNXxeYCmZDRD99WYwYqUSdjMmmAphXdvxegXd/M5+X7OrzKBaMbCVdFLUUh6DhweJBjEVv5f2wwjM9XzcnOf+EPbtG9DMBmADjFDc2w/rljwvFw==";
-        let key = base64_decode(key.as_bytes()).unwrap();
+        let key = data_encoding::BASE64.decode(key.as_bytes()).unwrap();
         let mut rdata = vec![1, 0, 3, 5];
         rdata.extend_from_slice(&key);
         assert_eq!(key_tag(&rdata), 60485);

@@ -172,14 +172,7 @@ pub fn verify(keys: &[&TsigKey], msg: &[u8], start: usize, now: u64) -> Option<R
     }
     let hkey = hmac::Key::new(ring_algorithm(k.algorithm), &k.secret.0);
     let mut ctx = hmac::Context::with_key(&hkey);
-    let mut header = [0u8; 12];
-    header.copy_from_slice(&msg[..12]);
-    header[..2].copy_from_slice(&record.original_id.to_be_bytes());
-    let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
-    header[10..12].copy_from_slice(&ar.to_be_bytes());
-    ctx.update(&header);
-    ctx.update(&msg[12..start]);
-    variables(&mut ctx, &record.key, &record.algorithm, record.time, record.fudge, record.error, &record.other);
+    signed_message(&mut ctx, msg, start, &record);
     let tag = ctx.sign();
     if !constant_time_eq(tag.as_ref(), &record.mac) {
         return Some(Err(Rejected { error: error::BADSIG, key: None, record }));
@@ -189,6 +182,20 @@ pub fn verify(keys: &[&TsigKey], msg: &[u8], start: usize, now: u64) -> Option<R
         return Some(Err(Rejected { error: error::BADTIME, key: Some(ki), record }));
     }
     Some(Ok(Verified { key: ki, record }))
+}
+
+/// Feeds the MAC what RFC 8945 §4.3.1 signs of `msg`, whose TSIG record
+/// starts at `start`: the header with the original id and the additional
+/// count less the TSIG, the rest before the TSIG, and its variables.
+fn signed_message(ctx: &mut hmac::Context, msg: &[u8], start: usize, record: &TsigRecord) {
+    let mut header = [0u8; 12];
+    header.copy_from_slice(&msg[..12]);
+    header[..2].copy_from_slice(&record.original_id.to_be_bytes());
+    let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
+    header[10..12].copy_from_slice(&ar.to_be_bytes());
+    ctx.update(&header);
+    ctx.update(&msg[12..start]);
+    variables(ctx, &record.key, &record.algorithm, record.time, record.fudge, record.error, &record.other);
 }
 
 /// Whether `msg`, a response to a request of ours whose MAC was
@@ -205,14 +212,7 @@ pub fn verify_response(key: &TsigKey, msg: &[u8], request_mac: &[u8], now: u64) 
     let mut ctx = hmac::Context::with_key(&hkey);
     ctx.update(&(request_mac.len() as u16).to_be_bytes());
     ctx.update(request_mac);
-    let mut header = [0u8; 12];
-    header.copy_from_slice(&msg[..12]);
-    header[..2].copy_from_slice(&record.original_id.to_be_bytes());
-    let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
-    header[10..12].copy_from_slice(&ar.to_be_bytes());
-    ctx.update(&header);
-    ctx.update(&msg[12..start]);
-    variables(&mut ctx, &record.key, &record.algorithm, record.time, record.fudge, record.error, &record.other);
+    signed_message(&mut ctx, msg, start, &record);
     constant_time_eq(ctx.sign().as_ref(), &record.mac) && now.abs_diff(record.time) <= u64::from(record.fudge)
 }
 
