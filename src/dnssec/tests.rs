@@ -14,15 +14,7 @@ use super::*;
 
 const NOW: u32 = 1_800_000_000;
 
-fn name(s: &str) -> Vec<u8> {
-    let mut v = Vec::new();
-    for l in s.split('.').filter(|l| !l.is_empty()) {
-        v.push(l.len() as u8);
-        v.extend_from_slice(l.as_bytes());
-    }
-    v.push(0);
-    v
-}
+use super::wire::tests::name;
 
 fn record(owner: &[u8], t: u16, rdata: &[u8]) -> Vec<u8> {
     let mut v = owner.to_vec();

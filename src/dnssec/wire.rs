@@ -486,10 +486,11 @@ pub fn hex_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn name(s: &str) -> Vec<u8> {
+    /// A name in wire form, for the tests of `dnssec`.
+    pub(crate) fn name(s: &str) -> Vec<u8> {
         let mut v = Vec::new();
         for l in s.split('.').filter(|l| !l.is_empty()) {
             v.push(l.len() as u8);
