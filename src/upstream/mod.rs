@@ -241,22 +241,7 @@ struct Core {
 impl Forwarder {
     pub fn new(max_entries: u64, max_bytes: u64, serve_stale: Duration, metrics: Arc<Metrics>) -> Self {
         let cache = Cache::with_budget(max_entries, max_bytes);
-        let core = Core {
-            cache: cache.clone(),
-            metrics: metrics.clone(),
-            serve_stale_ms: AtomicU64::new(serve_stale.as_millis() as u64),
-            inflight: Mutex::new(HashMap::new()),
-            limit: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
-            health: Mutex::new(HashMap::new()),
-            distrust_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            next_refresh: Mutex::new(HashMap::new()),
-            dnstap: OnceLock::new(),
-            infra: recursor::Infra::default(),
-            validator: arc_swap::ArcSwapOption::empty(),
-            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
-            dot: dot::Pool::default(),
-        };
+        let core = Core::new(cache.clone(), metrics.clone(), serve_stale, DEFAULT_MAX_IN_FLIGHT);
         Forwarder {
             cache,
             core: Arc::new(core),
@@ -427,6 +412,26 @@ impl Forwarder {
 }
 
 impl Core {
+    /// Nothing asked yet: `limit` questions may be in flight at once.
+    fn new(cache: Cache, metrics: Arc<Metrics>, serve_stale: Duration, limit: usize) -> Self {
+        Core {
+            cache,
+            metrics,
+            serve_stale_ms: AtomicU64::new(serve_stale.as_millis() as u64),
+            inflight: Mutex::new(HashMap::new()),
+            limit: Arc::new(Semaphore::new(limit)),
+            health: Mutex::new(HashMap::new()),
+            distrust_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            next_refresh: Mutex::new(HashMap::new()),
+            dnstap: OnceLock::new(),
+            infra: recursor::Infra::default(),
+            validator: arc_swap::ArcSwapOption::empty(),
+            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
+            dot: dot::Pool::default(),
+        }
+    }
+
     /// An expired entry may still be served (RFC 8767's stale window).
     fn within_stale_window(&self, e: &Entry, now: Instant) -> bool {
         let stale = self.serve_stale();
@@ -1467,23 +1472,7 @@ mod tests {
     }
 
     fn core() -> Core {
-        let metrics = Arc::new(Metrics::new());
-        Core {
-            cache: Cache::new(100),
-            metrics,
-            serve_stale_ms: AtomicU64::new(0),
-            inflight: Mutex::new(HashMap::new()),
-            limit: Arc::new(Semaphore::new(1)),
-            health: Mutex::new(HashMap::new()),
-            distrust_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            next_refresh: Mutex::new(HashMap::new()),
-            dnstap: OnceLock::new(),
-            infra: recursor::Infra::default(),
-            validator: arc_swap::ArcSwapOption::empty(),
-            tls: arc_swap::ArcSwap::from_pointee(dot::Settings::new(&Default::default(), None)),
-            dot: dot::Pool::default(),
-        }
+        Core::new(Cache::new(100), Arc::new(Metrics::new()), Duration::ZERO, 1)
     }
 
     #[test]
