@@ -8,28 +8,13 @@
 //! claim is answered exactly as its IPv4 claim, with 96 + its scope.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+#[path = "fixture.rs"]
+mod fixture;
 
+use fixture::state;
 use libfuzzer_sys::fuzz_target;
 use pzdns::answer::{Client, Transport};
-use pzdns::config::ServerConfig;
-use pzdns::metrics::Metrics;
 use pzdns::state::Shared;
-
-fn state() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
-    static S: OnceLock<(tokio::runtime::Runtime, Arc<Shared>)> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut cfg = ServerConfig::defaults();
-        cfg.zones_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rules/zones");
-        cfg.upstreams = Vec::new();
-        cfg.trusted_forwarders = vec!["127.0.0.53/32".parse().unwrap()];
-        cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
-        let snap = pzdns::loader::load(&cfg, 1).expect("fixture loads");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        (rt, Shared::new(cfg, snap, Arc::new(Metrics::new())))
-    })
-}
 
 /// Names of vpc-a, vpc-b and vpc-c's zones, one in none.
 const NAMES: [&str; 4] = ["www.example.test.", "ecs.cn-hangzhou.aliyuncs.com.", "ecs.cn-shanghai.aliyuncs.com.", "nowhere.invalid."];

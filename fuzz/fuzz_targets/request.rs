@@ -5,28 +5,12 @@
 //! with a PROXY v2 header, split off as the UDP loop does.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+#[path = "fixture.rs"]
+mod fixture;
 
+use fixture::state;
 use libfuzzer_sys::fuzz_target;
-use pzdns::config::ServerConfig;
-use pzdns::metrics::Metrics;
 use pzdns::answer::{Client, Transport};
-use pzdns::state::Shared;
-
-fn state() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
-    static S: OnceLock<(tokio::runtime::Runtime, Arc<Shared>)> = OnceLock::new();
-    S.get_or_init(|| {
-        let mut cfg = ServerConfig::defaults();
-        cfg.zones_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rules/zones");
-        cfg.upstreams = Vec::new();
-        cfg.trusted_forwarders = vec!["127.0.0.53/32".parse().unwrap()];
-        cfg.client_subnet = pzdns::config::ClientSubnet::Trusted;
-        let snap = pzdns::loader::load(&cfg, 1).expect("fixture loads");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        (rt, Shared::new(cfg, snap, Arc::new(Metrics::new())))
-    })
-}
 
 const SOURCES: [&str; 5] = ["127.1.0.5:53000", "127.2.0.5:53000", "127.130.0.5:53000", "127.0.0.1:53000", "127.0.0.53:53000"];
 
