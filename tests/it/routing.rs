@@ -472,3 +472,26 @@ fn a_dns_check_wants_any_reply() {
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
+
+/// A routed set holds at most 256 records (the answer path picks among
+/// them with a fixed-size mask): 256 load, 257 are refused with the line.
+#[test]
+fn a_routed_set_holds_at_most_256_records() {
+    for (n, ok) in [(256usize, true), (257, false)] {
+        let values: Vec<String> = (0..n).map(|i| format!("10.1.{}.{}", i / 256, i % 256)).collect();
+        let z = zones(
+            &format!("max-{n}"),
+            &format!(
+                "zone: r.internal\nvpcs: [vpc-r]\nrecords:\n  - {{ name: big, type: A, value: [{}], weight: 1 }}\n",
+                values.join(", ")
+            ),
+            "",
+        );
+        let out = pzdns_command().args(["check", "--zones", z.to_str().unwrap()]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{n} records: {text}");
+        if !ok {
+            assert!(text.contains("r.internal.yaml:4:") && text.contains("holds at most 256 records"), "{text}");
+        }
+    }
+}
