@@ -687,7 +687,9 @@ impl Core {
         let now = Instant::now();
         let health = self.health();
         let is_down = |a: &SocketAddr| health.get(a).is_some_and(|h| h.failures > 0 && h.failed_at.is_some_and(|t| now < t + DOWN_FOR));
-        let caps = |a: &SocketAddr| health.get(a).is_none_or(|h| h.no_caps_until.is_none_or(|t| now >= t));
+        // Over TLS the reply is authenticated: 0x20 adds nothing there.
+        let tls = self.tls.load();
+        let caps = |a: &SocketAddr| tls.name(*a).is_none() && health.get(a).is_none_or(|h| h.no_caps_until.is_none_or(|t| now >= t));
         let mut v: Vec<(SocketAddr, bool)> = upstreams.iter().filter(|a| !is_down(a)).map(|a| (*a, caps(a))).collect();
         v.extend(upstreams.iter().filter(|a| is_down(a)).map(|a| (*a, caps(a))));
         v
@@ -897,17 +899,8 @@ impl Core {
         bytes: &[u8],
         deadline: Instant,
     ) -> Result<Message, UpstreamError> {
-        // The connection gives the question its id. The name goes in its
-        // own case: TLS authenticates the reply, 0x20 adds nothing.
-        let mut bytes = bytes.to_vec();
-        let mut at = 12;
-        for label in name.iter() {
-            if let Some(dst) = bytes.get_mut(at + 1..at + 1 + label.len()) {
-                dst.copy_from_slice(label);
-            }
-            at += 1 + label.len();
-        }
-        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes, deadline, &self.metrics).await {
+        // The connection gives the question its id (asked without 0x20: `order`).
+        let (query, mut reply) = match self.dot.exchange(up, server, client, bytes.to_vec(), deadline, &self.metrics).await {
             Ok(x) => x,
             Err(dot::Failed::Timeout) => return Err(UpstreamError::Timeout(up)),
             Err(dot::Failed::Io(e)) => return Err(UpstreamError::Io(up, e)),
