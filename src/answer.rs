@@ -667,39 +667,43 @@ impl Pending {
 
     /// Asks the upstreams, appends their answer, and goes on by the rules
     /// (through the cache) until the response is complete.
-    pub async fn finish(self, forwarder: &Forwarder) -> Reply {
-        let Pending { mut w, frame, snap, mut name, mut miss, qtype, dnssec_ok, mut st, claimed, asker } = self;
-        let chain = Chain { snap: &snap, view: st.view, qtype };
+    /// Boxed and worked on in place: its writer and chain state stay on the
+    /// heap rather than being moved into the (then larger) future.
+    pub async fn finish(mut self: Box<Self>, forwarder: &Forwarder) -> Reply {
+        let p = &mut *self;
+        let chain = Chain { snap: &p.snap, view: p.st.view, qtype: p.qtype };
         loop {
-            let (upstreams, route) = snap.upstreams_for(miss.route);
-            let root = snap.recursion_for(miss.route);
-            let q = Question { name: &name, qtype, dnssec_ok, upstreams, route, root };
-            let got = forwarder.ask(&q, miss.cached.take(), asker).await;
+            let (upstreams, route) = p.snap.upstreams_for(p.miss.route);
+            let root = p.snap.recursion_for(p.miss.route);
+            let q = Question { name: &p.name, qtype: p.qtype, dnssec_ok: p.dnssec_ok, upstreams, route, root };
+            let got = forwarder.ask(&q, p.miss.cached.take(), p.asker).await;
             let now = Instant::now();
+            let (w, st) = (&mut p.w, &mut p.st);
             let next = match got {
                 Lookup::Fresh(e) => {
                     st.add_upstream_part(Source::Upstream);
-                    chain.after_upstream(&mut w, &e, now, &mut st, &forwarder.metrics)
+                    chain.after_upstream(w, &e, now, st, &forwarder.metrics)
                 }
                 Lookup::Stale(e, _) => {
                     st.add_upstream_part(Source::Stale);
                     st.ede = Some((ede::STALE_ANSWER, "the upstreams did not answer; served from the cache past its TTL"));
-                    chain.after_upstream(&mut w, &e, now, &mut st, &forwarder.metrics)
+                    chain.after_upstream(w, &e, now, st, &forwarder.metrics)
                 }
                 Lookup::Failed(e) => {
-                    st.fail(&mut w, upstream_failure(&e));
+                    st.fail(w, upstream_failure(&e));
                     None
                 }
             };
-            let through = Through { cache: &forwarder.cache, metrics: &forwarder.metrics, now, dnssec_ok, recursion: true };
-            match through.cache(&chain, &mut w, &mut st, next) {
+            let through = Through { cache: &forwarder.cache, metrics: &forwarder.metrics, now, dnssec_ok: p.dnssec_ok, recursion: true };
+            match through.cache(&chain, w, st, next) {
                 Some(m) => {
-                    name = key_to_name(m.key.key());
-                    miss = m;
+                    p.name = key_to_name(m.key.key());
+                    p.miss = m;
                 }
                 None => break,
             }
         }
+        let Pending { w, frame, snap, mut st, qtype, claimed, .. } = *self;
         conclude(w, &frame, &mut st, &snap, qtype, claimed)
     }
 }

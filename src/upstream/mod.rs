@@ -812,12 +812,14 @@ impl Core {
             if let Some(server) = tls.name(up) {
                 let (server, client) = (server.clone(), tls.client().clone());
                 drop(tls);
-                return self.exchange_tls(up, &server, &client, name, bytes, deadline).await;
+                // Boxed, as the TCP fallback below: the rare paths' state would
+                // otherwise make every UDP question's task as large.
+                return Box::pin(self.exchange_tls(up, &server, &client, name, bytes, deadline)).await;
             }
         }
         if self.distrusted(up) {
             self.count_tcp(label(), "distrusted");
-            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
+            return Box::pin(self.exchange_tcp(up, bytes, name, caps, authority, deadline)).await;
         }
         let tap = self.dnstap.get().map(|t| &**t);
         let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
@@ -883,7 +885,7 @@ impl Core {
                 }
             };
             self.count_tcp(label(), why_tcp);
-            return self.exchange_tcp(up, bytes, name, caps, authority, deadline).await;
+            return Box::pin(self.exchange_tcp(up, bytes, name, caps, authority, deadline)).await;
         }
     }
 
