@@ -381,6 +381,13 @@ impl Forwarder {
         }
     }
 
+    /// The cached answer to `name`/`qtype` for `dnssec_ok` on `route`, fresh or stale (for `explain`).
+    pub fn cached(&self, name: &Name, qtype: RecordType, dnssec_ok: bool, route: u64) -> Option<Arc<Entry>> {
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let name_key = crate::dns::names::KeyBuf::new(name);
+        self.cache.get(cache::key_bytes(&mut buf, name_key.key(), qtype, dnssec_ok, route), Instant::now())
+    }
+
     /// Whether answers are validated (`resolver.dnssec: validate`).
     pub fn validating(&self) -> bool {
         self.core.validator.load().is_some()

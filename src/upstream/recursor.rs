@@ -8,6 +8,7 @@
 //!     ─► ask its servers (infra order) the minimised name (RFC 9156) ─► referral? cache it, go down
 //!                                  │                                  └► answer, NODATA, NXDOMAIN
 //!                                  └► no address answered? resolve glueless NS names (depth-bounded)
+//! then, validating: the whole chain ─► dnssec::Validator, its DS and DNSKEY sets ─► iterate
 //! ```
 //! Every authority query goes through [`Core::exchange`], as a forwarded
 //! question does: a new socket (random port), a random id, 0x20, the reply
@@ -16,7 +17,8 @@
 //! answer records outside it and glue outside it are dropped.
 //! What one client question may cost is bounded ([`MAX_AUTHORITY_QUERIES`],
 //! [`MAX_LOOKUPS`], [`MAX_REFERRALS`], [`MAX_GLUELESS_DEPTH`], [`MAX_CNAME_LINKS`],
-//! [`RESOLUTION_TIME`]); past a bound, SERVFAIL with an EDE that says which.
+//! [`RESOLUTION_TIME`]), the DS and DNSKEY questions of its validation
+//! included; past a bound, SERVFAIL with an EDE that says which.
 //! Delegations are cached in the answer cache under their own route id
 //! ([`DELEGATION_ROUTE`]), so they count against `cache.max_bytes`.
 

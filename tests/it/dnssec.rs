@@ -325,6 +325,18 @@ fn bogus_answers_carry_the_precise_extended_error(mode: Mode, tag: &str) {
     assert!(r.metadata.authentic_data && r.answers.len() == 1, "AD=1 asked without DO: {r:?}");
     let metrics = http(pz.admin.unwrap(), "GET", "/metrics").1;
     assert!(metric(&metrics, "pzdns_dnssec_answers_total{status=\"bogus\"}") >= 4.0, "{metrics}");
+    // explain, from outside: the validation status of the cached answers, and the delegations in recursive mode.
+    let explain = |name: &str| http(pz.admin.unwrap(), "GET", &format!("/explain?from=127.0.0.1&name={name}")).1;
+    let bogus = explain("www.bogus.test.");
+    assert!(bogus.contains("DNSSEC bogus: no signature verifies (Extended DNS Error 6)"), "{bogus}");
+    let secure = explain("www.secure.test.");
+    assert!(secure.contains("cached for DO=1: NOERROR, 2 answer record(s)") && secure.contains("DNSSEC secure"), "{secure}");
+    assert!(!ask(pz.addrs[0], "www.insecure.test.", RecordType::A, true, false).metadata.authentic_data);
+    assert!(explain("www.insecure.test.").contains("DNSSEC insecure"));
+    assert!(explain("never.asked.test.").contains("not in the cache: asked on the next query, validated when it arrives"));
+    if mode == Mode::Recursive {
+        assert!(secure.contains("  secure.test. → ns.leaf.test. 127.53.1.3"), "{secure}");
+    }
     assert!(pz.stderr().contains("bogus.test"), "the log names the zone: {}", pz.stderr());
 }
 
