@@ -279,6 +279,27 @@ fn validates_as_unbound_does(mode: Mode, tag: &str) {
     assert_eq!(differ, 0, "{differ} answers differ from Unbound's (the table above)");
 }
 
+/// Recursive mode: the DS and DNSKEY questions of a validation are
+/// authority queries of the client's question, within its work bound and
+/// counted with it; the sets are cached, so the next name under the same
+/// zone costs its one query.
+#[test]
+fn recursive_validation_spends_the_questions_work() {
+    let Some(w) = world("dnssec-work") else { return };
+    let pz = w.pzdns_in(Mode::Recursive, "validate", "");
+    let spent = || {
+        let m = http(pz.admin.unwrap(), "GET", "/metrics").1;
+        (metric(&m, "pzdns_authority_queries_per_resolution_count"), metric(&m, "pzdns_authority_queries_per_resolution_sum"))
+    };
+    assert!(ask(pz.addrs[0], "www.secure.test.", RecordType::A, true, false).metadata.authentic_data);
+    // 3 to resolve (`test.` of the root, `secure.test.` of test., the name of
+    // secure.test.), 5 for the chain of trust: DNSKEY `.`, DS and DNSKEY of
+    // `test.` and of `secure.test.`.
+    assert_eq!(spent(), (1.0, 8.0));
+    assert!(ask(pz.addrs[0], "txt.secure.test.", RecordType::TXT, true, false).metadata.authentic_data);
+    assert_eq!(spent(), (2.0, 9.0));
+}
+
 #[test]
 fn bogus_answers_carry_the_precise_extended_error_and_cd_gets_the_data() {
     bogus_answers_carry_the_precise_extended_error(Mode::Forward, "dnssec-ede");
