@@ -179,7 +179,7 @@ impl World {
         self.pzdns(dnssec, &format!("{}{resolver}", if mode == Mode::Recursive { recursive.as_str() } else { "" }))
     }
 
-    /// pzdns forwarding to the iterating Unbound, validating with the local root's DS.
+    /// pzdns forwarding to the iterating Unbound (unless `resolver` sets the mode), validating with the local root's DS.
     fn pzdns(&self, dnssec: &str, resolver: &str) -> TestServer {
         // One VPC (127.0.0.77) with a private zone whose name points into the signed world.
         let zones = self.dir.join("pzdns-zones");
