@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::zones_dir::ZoneOrigin;
-use crate::explain::{Asker, explain};
+use crate::explain::{Asker, explain_with};
 use crate::state::Shared;
 
 /// The OpenMetrics text format that prometheus-client writes.
@@ -393,7 +393,23 @@ async fn explain_handler(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<S
         Some(None) => return bad("type= is not a record type (e.g. A, AAAA, TXT, TYPE65)".into()),
     };
     let snap = s.snapshot.load_full();
-    match explain(&snap, &asker, &name, qtype) {
+    // Each upstream part as the cache holds it now, with its validation status.
+    let note = |n: &Name, t: RecordType, route: u64| {
+        let now = std::time::Instant::now();
+        let validating = s.forwarder.validating();
+        let found: Vec<String> = [false, true]
+            .into_iter()
+            .filter_map(|dnssec_ok| s.forwarder.cached(n, t, dnssec_ok, route).map(|e| (dnssec_ok, e)))
+            .map(|(dnssec_ok, e)| crate::explain::cached_answer(dnssec_ok, &e, now, validating))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        let when =
+            if validating { "validated when it arrives (resolver.dnssec: validate)" } else { "not validated (resolver.dnssec: off)" };
+        vec![format!("not in the cache: asked on the next query, {when}")]
+    };
+    match explain_with(&snap, &asker, &name, qtype, &note) {
         Ok(mut text) if snap.root_hints.is_some() => {
             // Recursive mode: the delegations the server holds for the name now.
             use std::fmt::Write;

@@ -30,8 +30,41 @@ pub fn parse_type(s: &str) -> Option<RecordType> {
     }
 }
 
+/// What the running server holds of an upstream part of the answer
+/// (`name`, `qtype`, the route's id), in lines of words: the admin
+/// `/explain` gives the cached answers and their validation status;
+/// `pzdns explain`, offline, nothing.
+pub type UpstreamNote<'a> = &'a dyn Fn(&Name, RecordType, u64) -> Vec<String>;
+
 /// Explains `name`/`qtype` from `asker`; `Err` when the VPC id is unknown.
 pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -> Result<String, String> {
+    explain_with(snap, asker, name, qtype, &|_, _, _| Vec::new())
+}
+
+/// A cached upstream answer in words: DO, rcode, records, time left and
+/// what validation found (AD, or SERVFAIL with its EDE unless CD=1).
+pub fn cached_answer(dnssec_ok: bool, e: &crate::upstream::Entry, now: std::time::Instant, validating: bool) -> String {
+    let left = i64::from(e.ttl) - i64::from(e.age(now));
+    let time = if left > 0 { format!("expires in {left}s") } else { format!("stale for {}s", -left) };
+    let rcode = rcode_name(crate::answer::response_code(u16::from(e.rcode)));
+    if e.failure.is_some() {
+        return format!("cached for DO={}: a failure ({rcode}), {time}", u8::from(dnssec_ok));
+    }
+    let status = match e.dnssec() {
+        crate::dnssec::Status::Secure => "DNSSEC secure: AD=1 to a client that sets DO or AD".to_string(),
+        crate::dnssec::Status::Insecure => "DNSSEC insecure (no chain of trust to it, or a negative trust anchor): AD=0".to_string(),
+        crate::dnssec::Status::Bogus(b) => {
+            // The text names the status itself ("DNSSEC bogus: ...").
+            format!("{} (Extended DNS Error {}): SERVFAIL, the data only with CD=1", b.text(), b.ede())
+        }
+        crate::dnssec::Status::Unchecked if validating => "not validated (asked with CD=1 before validation was on)".to_string(),
+        crate::dnssec::Status::Unchecked => "not validated (resolver.dnssec: off)".to_string(),
+    };
+    format!("cached for DO={}: {rcode}, {} answer record(s), {time}; {status}", u8::from(dnssec_ok), e.answers().len())
+}
+
+/// [`explain`], with what the running server holds of each upstream part.
+pub fn explain_with(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType, note: UpstreamNote<'_>) -> Result<String, String> {
     let mut out = String::new();
     let (view, reason) = match asker {
         Asker::Vpc(id) => match snap.vpc_index(id) {
@@ -164,6 +197,11 @@ pub fn explain(snap: &Snapshot, asker: &Asker, name: &Name, qtype: RecordType) -
             }
         };
         let _ = writeln!(out, "step:     {line}");
+        if let Step::Upstream { name, qtype, route } = step {
+            for l in note(name, *qtype, snap.upstreams_for(*route).1) {
+                let _ = writeln!(out, "          {l}");
+            }
+        }
     }
     match res.policy_end {
         Some(crate::resolve::PolicyEnd::Drop) => {

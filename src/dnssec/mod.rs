@@ -9,8 +9,8 @@
 //!              ─► RRSIG checked (window, labels, signer) ─► Secure / Insecure / Bogus
 //! ```
 //! The validator never sends anything itself: DS and DNSKEY sets come
-//! from a [`Fetch`] (the forwarder's cache and upstreams today; the
-//! recursive mode can give its own), which also keeps the status the
+//! from a [`Fetch`] (the cache, then the forwarder's upstreams, or in
+//! recursive mode the authorities themselves), which also keeps the status the
 //! validator found for them, so a cached set is not checked again.
 //!
 //! Work is bounded per response ([`Budget`]): DS/DNSKEY questions, and

@@ -381,6 +381,13 @@ impl Forwarder {
         }
     }
 
+    /// The cached answer to `name`/`qtype` for `dnssec_ok` on `route`, fresh or stale (for `explain`).
+    pub fn cached(&self, name: &Name, qtype: RecordType, dnssec_ok: bool, route: u64) -> Option<Arc<Entry>> {
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let name_key = crate::dns::names::KeyBuf::new(name);
+        self.cache.get(cache::key_bytes(&mut buf, name_key.key(), qtype, dnssec_ok, route), Instant::now())
+    }
+
     /// Whether answers are validated (`resolver.dnssec: validate`).
     pub fn validating(&self) -> bool {
         self.core.validator.load().is_some()
@@ -532,22 +539,13 @@ impl Core {
             Ok(msg) => {
                 let status = match &validator {
                     // Boxed, as the recursive branch above: off, it costs nothing.
-                    Some(v) => Box::pin(self.validate(v, name, qtype, &msg, upstreams, route)).await,
+                    Some(v) => {
+                        let fetch = ChainFetch { core: self, via: Via::Upstreams(upstreams), route };
+                        Box::pin(self.validate(v, name, qtype, &msg, &fetch)).await
+                    }
                     None => Status::Unchecked,
                 };
-                // RFC 4035 §5.3.3: a secure answer is not trusted past its signatures' expiration.
-                let valid_for =
-                    if status == Status::Secure { sigs_valid_for(msg.answers.iter().chain(&msg.authorities)) } else { u32::MAX };
-                let mut entry =
-                    Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
-                entry.ttl = entry.ttl.min(valid_for);
-                if let Status::Bogus(_) = status {
-                    entry.ttl = entry.ttl.min(dnssec::BOGUS_TTL);
-                }
-                entry.set_dnssec(status);
-                let entry = Arc::new(entry);
-                self.cache.insert(key.clone(), entry.clone());
-                Ok(entry)
+                Ok(self.store_checked(key, name, qtype, dnssec_ok, msg, status))
             }
             Err((err, Some(why))) => {
                 self.name_failed(key, why);
@@ -558,9 +556,10 @@ impl Core {
     }
 
     /// Validates a reply to `name`/`qtype` (asked with DO=1), fetching
-    /// DS and DNSKEY sets through the same upstreams; a bogus one is
-    /// logged at a bounded rate, naming the zone and the reason.
-    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, msg: &Message, upstreams: &[SocketAddr], route: u64) -> Status {
+    /// DS and DNSKEY sets through `fetch` (the same upstreams, or the
+    /// authorities in recursive mode); a bogus one is logged at a bounded
+    /// rate, naming the zone and the reason.
+    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, msg: &Message, fetch: &ChainFetch<'_>) -> Status {
         let (answers, authorities) = cache::contain(name, qtype, true, msg.answers.clone(), msg.authorities.clone());
         let wire = |rs: &[hickory_proto::rr::Record]| rs.iter().map(crate::dns::record::record_wire).collect::<Vec<_>>();
         let (aw, uw) = (wire(&answers), wire(&authorities));
@@ -573,10 +572,9 @@ impl Core {
             answers: &ar,
             authorities: &ur,
         };
-        let fetch = ChainFetch { core: self, upstreams, route };
         let mut budget = dnssec::Budget::default();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
-        let status = v.validate(&fetch, &answer, now, &mut budget).await;
+        let status = v.validate(fetch, &answer, now, &mut budget).await;
         if let Status::Bogus(b) = status {
             let zone = crate::dns::names::key_to_name(&budget.zone);
             self.metrics.events.note(Event::DnssecBogus, || format!("zone {zone}: {} (asked {name} {qtype})", b.text()));
@@ -661,6 +659,23 @@ impl Core {
             dnssec_ok,
             self.serve_stale(),
         ));
+        self.cache.insert(key.clone(), entry.clone());
+        entry
+    }
+
+    /// Caches an answer with the status validation gave it: a secure one
+    /// no longer than its signatures last (RFC 4035 §5.3.3), a bogus one
+    /// at most [`dnssec::BOGUS_TTL`].
+    fn store_checked(&self, key: &Key, name: &Name, qtype: RecordType, dnssec_ok: bool, msg: Message, status: Status) -> Arc<Entry> {
+        let valid_for = if status == Status::Secure { sigs_valid_for(msg.answers.iter().chain(&msg.authorities)) } else { u32::MAX };
+        let mut entry =
+            Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
+        entry.ttl = entry.ttl.min(valid_for);
+        if let Status::Bogus(_) = status {
+            entry.ttl = entry.ttl.min(dnssec::BOGUS_TTL);
+        }
+        entry.set_dnssec(status);
+        let entry = Arc::new(entry);
         self.cache.insert(key.clone(), entry.clone());
         entry
     }
@@ -1007,12 +1022,26 @@ fn sigs_valid_for<'r>(records: impl Iterator<Item = &'r hickory_proto::rr::Recor
 }
 
 /// DS and DNSKEY sets for the validator, through the cache (with DO=1,
-/// under the route asked) and the route's upstreams. A set fetched anew
-/// enters the cache once the validator has given it its status.
+/// under the route asked) and the route's upstreams, or in recursive mode
+/// the authorities. A set fetched anew enters the cache once the
+/// validator has given it its status.
 struct ChainFetch<'a> {
     core: &'a Core,
-    upstreams: &'a [SocketAddr],
+    via: Via<'a>,
     route: u64,
+}
+
+/// Where [`ChainFetch`] asks what the cache does not hold.
+enum Via<'a> {
+    Upstreams(&'a [SocketAddr]),
+    /// Recursive mode: resolved from `root`, the DS of a zone from its
+    /// parent's servers, within the work of the client's question (one
+    /// budget for the answer and its chain of trust: a hostile zone
+    /// cannot make one question cost more by its DS and DNSKEY sets).
+    Authorities {
+        root: &'a [IpAddr],
+        work: Mutex<recursor::Work>,
+    },
 }
 
 /// A DS or DNSKEY answer for the validator: a cached entry, or one just
@@ -1051,7 +1080,10 @@ impl dnssec::Fetch for ChainFetch<'_> {
         }
         let qname = crate::dns::names::key_to_name(name);
         self.core.metrics.cache_misses.inc();
-        let msg = self.core.attempts(&qname, qtype, true, self.upstreams, None).await.ok()?;
+        let msg = match &self.via {
+            Via::Upstreams(upstreams) => self.core.attempts(&qname, qtype, true, upstreams, None).await.ok()?,
+            Via::Authorities { root, work } => self.core.resolve_for_chain(&qname, qtype, root, self.route, work).await?,
+        };
         let e = Entry::from_reply(&qname, qtype, msg.metadata.response_code, msg.answers, msg.authorities, true, self.core.serve_stale());
         Some(ChainReply { entry: Arc::new(e), key, fresh: true })
     }

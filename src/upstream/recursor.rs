@@ -8,6 +8,7 @@
 //!     ─► ask its servers (infra order) the minimised name (RFC 9156) ─► referral? cache it, go down
 //!                                  │                                  └► answer, NODATA, NXDOMAIN
 //!                                  └► no address answered? resolve glueless NS names (depth-bounded)
+//! then, validating: the whole chain ─► dnssec::Validator, its DS and DNSKEY sets ─► iterate
 //! ```
 //! Every authority query goes through [`Core::exchange`], as a forwarded
 //! question does: a new socket (random port), a random id, 0x20, the reply
@@ -16,7 +17,8 @@
 //! answer records outside it and glue outside it are dropped.
 //! What one client question may cost is bounded ([`MAX_AUTHORITY_QUERIES`],
 //! [`MAX_LOOKUPS`], [`MAX_REFERRALS`], [`MAX_GLUELESS_DEPTH`], [`MAX_CNAME_LINKS`],
-//! [`RESOLUTION_TIME`]); past a bound, SERVFAIL with an EDE that says which.
+//! [`RESOLUTION_TIME`]), the DS and DNSKEY questions of its validation
+//! included; past a bound, SERVFAIL with an EDE that says which.
 //! Delegations are cached in the answer cache under their own route id
 //! ([`DELEGATION_ROUTE`]), so they count against `cache.max_bytes`.
 
@@ -34,7 +36,8 @@ use rand::seq::SliceRandom;
 use tracing::debug;
 
 use super::cache::{self, Entry, Failure, Key};
-use super::{Core, Fetched, UpstreamError, authority_query_bytes, classify};
+use super::{ChainFetch, Core, Fetched, UpstreamError, Via, authority_query_bytes, classify};
+use crate::dnssec::Status;
 use crate::metrics::AuthorityLabels;
 
 /// Queries to authorities one client question may send in all (CNAME
@@ -183,8 +186,9 @@ impl Delegation {
     }
 }
 
-/// What one resolution has spent.
-struct Work {
+/// What one resolution has spent (its DNSSEC chain of trust included).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Work {
     queries: u32,
     lookups: u32,
     deadline: Instant,
@@ -308,11 +312,25 @@ impl Core {
         self.metrics.upstream_in_flight.inc();
         let _in_flight = super::InFlight(&self.metrics);
         let mut work = Work { queries: 0, lookups: 0, deadline: Instant::now() + RESOLUTION_TIME };
-        let res = self.follow(name, qtype, dnssec_ok, root, route, &mut work).await;
-        self.metrics.authority_queries_per_resolution.observe(work.queries as f64);
-        match res {
+        let validator = self.validator.load_full();
+        // Validating: every authority is asked with DO=1, whatever the client set.
+        let res = self.follow(name, qtype, dnssec_ok || validator.is_some(), root, route, &mut work).await;
+        let res = match res {
             Ok(msg) => match classify(&msg) {
-                Ok(()) => Ok(self.store(key, name, qtype, dnssec_ok, msg)),
+                Ok(()) => {
+                    let status = match &validator {
+                        Some(v) => {
+                            let fetch = ChainFetch { core: self, via: Via::Authorities { root, work: Mutex::new(work) }, route };
+                            let status = Box::pin(self.validate(v, name, qtype, &msg, &fetch)).await;
+                            if let Via::Authorities { work: w, .. } = fetch.via {
+                                work = w.into_inner().unwrap_or_else(|p| p.into_inner());
+                            }
+                            status
+                        }
+                        None => Status::Unchecked,
+                    };
+                    Ok(self.store_checked(key, name, qtype, dnssec_ok, msg, status))
+                }
                 Err(why) => {
                     self.name_failed(key, why);
                     Err(UpstreamError::NoAuthority(name.to_string()))
@@ -323,6 +341,34 @@ impl Core {
                 self.metrics.events.count_only(crate::metrics::Event::UpstreamFailure);
                 self.name_failed(key, Failure::Rcode(ResponseCode::ServFail));
                 Err(e)
+            }
+        };
+        self.metrics.authority_queries_per_resolution.observe(work.queries as f64);
+        res
+    }
+
+    /// A DS or DNSKEY set for the validator (`name`/`qtype`, asked with
+    /// DO=1; a DS of its parent's servers, [`Core::iterate`]), spent from
+    /// the client question's `work`: `None` when no authority gave it or
+    /// the work is spent.
+    pub(super) async fn resolve_for_chain(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        root: &[IpAddr],
+        route: u64,
+        work: &Mutex<Work>,
+    ) -> Option<Message> {
+        // The validator asks one set at a time: the work is taken out and put back.
+        let mut w = *work.lock().unwrap_or_else(|p| p.into_inner());
+        let res = self.iterate(name, qtype, true, root, route, &mut w, 0).await;
+        *work.lock().unwrap_or_else(|p| p.into_inner()) = w;
+        match res {
+            Ok(reply) if matches!(reply.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) => Some(reply),
+            Ok(_) => None,
+            Err(e) => {
+                debug!(%name, %qtype, error = %e, "DS/DNSKEY set not resolved");
+                None
             }
         }
     }
@@ -339,15 +385,29 @@ impl Core {
         work: &mut Work,
     ) -> Result<Message, UpstreamError> {
         let mut answers: Vec<Record> = Vec::new();
+        // The NSEC/NSEC3 records (and RRSIGs) of links before the last: a
+        // wildcard expansion on the way is proven by them.
+        let mut proofs: Vec<Record> = Vec::new();
         let mut target = name.clone();
         for _ in 0..=MAX_CNAME_LINKS {
             let mut reply = self.iterate(&target, qtype, dnssec_ok, root, route, work, 0).await?;
             let next = cname_end(&reply.answers, &target, qtype);
             answers.append(&mut reply.answers);
             match next {
-                Some(t) if reply.metadata.response_code == ResponseCode::NoError && !answers.iter().any(|r| r.name == t) => target = t,
+                Some(t) if reply.metadata.response_code == ResponseCode::NoError && !answers.iter().any(|r| r.name == t) => {
+                    if dnssec_ok {
+                        let denial = [RecordType::NSEC, RecordType::NSEC3, RecordType::RRSIG];
+                        proofs.extend(reply.authorities.into_iter().filter(|r| denial.contains(&r.record_type())));
+                    }
+                    target = t;
+                }
                 _ => {
                     reply.answers = answers;
+                    for p in proofs {
+                        if !reply.authorities.contains(&p) {
+                            reply.authorities.push(p);
+                        }
+                    }
                     // The answer of authorities, taken as final (not a referral for `classify`).
                     reply.metadata.authoritative = true;
                     return Ok(reply);
@@ -581,7 +641,10 @@ impl Core {
     }
 
     /// The addresses of a glueless NS name: from the cache (what a client
-    /// asking it would get), else resolved and cached.
+    /// asking it would get), else resolved and cached. Validating, they
+    /// are cached apart from clients' answers ([`DELEGATION_ROUTE`]): they
+    /// are not validated (a server's address needs no proof, as in
+    /// Unbound), so a client must not be served them as if they were.
     fn ns_addresses<'a>(
         &'a self,
         ns: &'a Name,
@@ -591,16 +654,28 @@ impl Core {
         depth: u32,
     ) -> Boxed<'a, Result<Vec<IpAddr>, UpstreamError>> {
         Box::pin(async move {
+            let validating = self.validator.load().is_some();
             let mut found = Vec::new();
             for qtype in [RecordType::A, RecordType::AAAA] {
-                let mut buf = [0u8; cache::MAX_KEY_LEN];
                 let name_key = crate::dns::names::KeyBuf::new(ns);
-                let key = Key::from(cache::key_bytes(&mut buf, name_key.key(), qtype, false, route));
+                let key_of = |route: u64| {
+                    let mut buf = [0u8; cache::MAX_KEY_LEN];
+                    Key::from(cache::key_bytes(&mut buf, name_key.key(), qtype, false, route))
+                };
                 let now = Instant::now();
-                let entry = match self.cache.get(key.as_bytes(), now) {
-                    Some(e) if e.failure.is_none() && e.age(now) < e.ttl => e,
-                    _ => match self.iterate(ns, qtype, false, root, route, work, depth).await {
-                        Ok(reply) if reply.metadata.response_code == ResponseCode::NoError => self.store(&key, ns, qtype, false, reply),
+                let usable = |e: &Arc<Entry>| e.failure.is_none() && e.age(now) < e.ttl;
+                let cached = self.cache.get(key_of(route).as_bytes(), now).filter(usable);
+                let cached = match cached {
+                    None if validating => self.cache.get(key_of(DELEGATION_ROUTE).as_bytes(), now).filter(usable),
+                    c => c,
+                };
+                let entry = match cached {
+                    Some(e) => e,
+                    None => match self.iterate(ns, qtype, validating, root, route, work, depth).await {
+                        Ok(reply) if reply.metadata.response_code == ResponseCode::NoError => {
+                            let key = key_of(if validating { DELEGATION_ROUTE } else { route });
+                            self.store(&key, ns, qtype, false, reply)
+                        }
                         Ok(_) => continue,
                         Err(e @ UpstreamError::WorkLimit(_)) => return Err(e),
                         Err(_) => continue,
