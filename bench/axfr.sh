@@ -12,11 +12,16 @@
 #    nothing written to disk) per primary, alternating; the wall time is
 #    the one Knot's secondary logs for the AXFR ("finished, N seconds"),
 #    the primary's CPU is its process's utime+stime (every thread, from
-#    /proc) from the secondary's start to that line. Medians in the table.
+#    /proc) from the secondary's start to that line. The table: the
+#    median wall time, the mean CPU (read in clock ticks: the mean over
+#    every round is the finer figure).
 # 2. Answering during transfers: dnsperf at RATE qps for DURATION s to the
 #    primary's UDP listener, quiet, then while the secondary re-transfers
 #    the zone from it in a loop (knotc zone-retransfer, one after the
-#    other); p99 of the per-query latencies dnsperf prints with -v.
+#    other); p99 of the per-query latencies dnsperf prints with -v, a
+#    lost query counting as slower than every answer.
+# pzdns runs with --workers 1: UDP and the transfer share one thread, as
+# Knot's UDP and TCP workers share its one core.
 # Primaries on SERVER_CPU (one at a time busy), the secondary and dnsperf
 # on CLIENT_CPU; during phase 2 the secondary runs at nice 19 so that
 # dnsperf, which measures the latency, is not queued behind it. Results
