@@ -63,6 +63,9 @@ pub const RESOLUTION_TIME: Duration = Duration::from_millis(2500);
 /// goes (RFC 9156 §2.3's MAX_MINIMISE_COUNT): a name of many labels
 /// does not cost a query per label.
 pub const MAX_MINIMISE_COUNT: u32 = 10;
+/// How long a name seen not to be a zone cut is remembered at most
+/// (as a delegation would be by its NS TTL; zones rarely grow cuts).
+pub const MAX_NO_CUT_TTL: u32 = 3600;
 /// Port authoritative servers are asked on.
 pub const AUTHORITY_PORT: u16 = 53;
 /// Servers the infra cache remembers; past it, the oldest are forgotten.
@@ -451,6 +454,13 @@ impl Core {
                 // RFC 9156: one label more than the zone asked, type A (what
                 // every server answers), until the cut above the name is found.
                 let (qname, qt) = if full { (name.clone(), qtype) } else { (name.trim_to(labels as usize), RecordType::A) };
+                // A name already seen not to be a cut is not asked again (as
+                // Unbound's cache spares it): each new name under an empty
+                // non-terminal or a wildcard's parent costs one question, not two.
+                if !full && self.known_no_cut(&qname) {
+                    labels += 1;
+                    continue;
+                }
                 let reply = match self.ask_zone(&cut, &qname, qt, dnssec_ok, root, route, work, depth).await {
                     Ok(r) => r,
                     Err(UpstreamError::WorkLimit(w)) => return Err(UpstreamError::WorkLimit(w)),
@@ -479,7 +489,12 @@ impl Core {
                     // name may be a server's quirk; the full name decides.
                     _ if reply.metadata.response_code == ResponseCode::NXDomain => minimise = false,
                     // No cut at `qname` (data or an empty non-terminal): one label more.
-                    _ => labels += 1,
+                    _ => {
+                        if reply.metadata.response_code == ResponseCode::NoError {
+                            self.note_no_cut(&qname, &reply);
+                        }
+                        labels += 1;
+                    }
                 }
             }
         })
@@ -718,6 +733,32 @@ impl Core {
         let name_key = crate::dns::names::KeyBuf::new(&child);
         self.cache.insert(Key::from(cache::key_bytes(&mut buf, name_key.key(), RecordType::NS, false, DELEGATION_ROUTE)), Arc::new(entry));
         Delegation { zone: child, servers }
+    }
+
+    /// Notes that `name` is no zone cut (a NOERROR reply to its minimised
+    /// question, not a referral), for as long as the reply's data or its
+    /// SOA lives: an NS entry without servers under [`DELEGATION_ROUTE`],
+    /// which [`Core::closest_delegation`] passes over.
+    fn note_no_cut(&self, name: &Name, reply: &Message) {
+        let soa = reply.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+            _ => None,
+        });
+        let Some(ttl) = reply.answers.iter().map(|r| r.ttl).min().or(soa) else { return };
+        let mut entry = Entry::new(ResponseCode::NoError, Vec::new(), Vec::new(), Vec::new(), true, Duration::ZERO);
+        entry.ttl = ttl.min(MAX_NO_CUT_TTL);
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let name_key = crate::dns::names::KeyBuf::new(name);
+        self.cache.insert(Key::from(cache::key_bytes(&mut buf, name_key.key(), RecordType::NS, false, DELEGATION_ROUTE)), Arc::new(entry));
+    }
+
+    /// Whether `name` is known (fresh in the cache) to be no zone cut.
+    fn known_no_cut(&self, name: &Name) -> bool {
+        let now = Instant::now();
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        let name_key = crate::dns::names::KeyBuf::new(name);
+        let key = cache::key_bytes(&mut buf, name_key.key(), RecordType::NS, false, DELEGATION_ROUTE);
+        self.cache.get(key, now).is_some_and(|e| e.age(now) < e.ttl && e.wire.0.is_empty())
     }
 
     /// The deepest cached delegation at or above `name` (not the root's:

@@ -170,6 +170,29 @@ fn a_second_name_under_a_zone_does_not_start_at_the_root() {
     assert_eq!(authority_queries(&pz) - cold, 1.0);
 }
 
+/// A name found not to be a zone cut on the way (a wildcard's parent, an
+/// empty non-terminal) is remembered: each new name under it costs one
+/// query, as in Unbound, not a minimised one and then the full one.
+#[test]
+fn a_name_seen_not_to_be_a_cut_is_not_asked_again() {
+    let Some(h) = Hierarchy::start(&default_servers()) else { return };
+    let pz = pzdns_recursive(&h, "");
+    let pzs = pz.addrs[0];
+    assert_eq!(seen(pzs, "one.wild.a.test.", RecordType::A).1, ["one.wild.a.test. A 192.0.2.9"]);
+    let cold = authority_queries(&pz);
+    for (i, name) in ["two.wild.a.test.", "three.wild.a.test.", "x.deep.ent.a.test."].iter().enumerate() {
+        let before = authority_queries(&pz);
+        seen(pzs, name, RecordType::A);
+        // `ent.a.test.` is new to the last name: asked once, minimised.
+        let spent = if i == 2 { 3.0 } else { 1.0 };
+        assert_eq!(authority_queries(&pz) - before, spent, "{name} (cold: {cold})");
+    }
+    // Known non-cuts again: one query for the full name.
+    let before = authority_queries(&pz);
+    seen(pzs, "y.deep.ent.a.test.", RecordType::A);
+    assert_eq!(authority_queries(&pz) - before, 1.0);
+}
+
 /// Every query to an authority comes from a new source port with a new
 /// id, RD=0, the name in random case (0x20); a server that answers
 /// FORMERR to EDNS is asked again without it, and then without it at once.
