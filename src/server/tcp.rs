@@ -365,8 +365,8 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 return;
             }
         }
-        // A transfer's large messages may have grown it: keep no more than a batch.
-        if batch.capacity() > 2 * WRITE_BATCH {
+        // A large batch (a transfer's messages) is not kept for the next.
+        if batch.capacity() > WRITE_BATCH {
             batch = Vec::new();
         }
     }
