@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -164,7 +164,8 @@ fn status(code: StatusCode, why: &'static str) -> Reply {
     r
 }
 
-async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
+/// One request: hyper's body on a connection, any body in the tests.
+async fn handle<B: Body<Data = Bytes> + Unpin>(conn: &Conn, req: Request<B>) -> Reply {
     let _busy = Busy::new(conn);
     if req.uri().path() != PATH {
         return status(StatusCode::NOT_FOUND, "DNS queries are served at /dns-query\n");
@@ -222,7 +223,9 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
     let bytes = match shared.answer_start(conn.client, &msg) {
         Started::Done(b) => b,
         Started::Drop => return status(StatusCode::BAD_REQUEST, "not a DNS query (under 12 bytes, or QR=1)\n"),
-        Started::Wait(w) => w.finish(shared).await,
+        // Boxed: the upstream exchange's state would otherwise be part of
+        // every request's task, copied when hyper spawns it.
+        Started::Wait(w) => Box::pin(w.finish(shared)).await,
     };
     let Some(bytes) = bytes else {
         return status(StatusCode::SERVICE_UNAVAILABLE, "");
@@ -240,7 +243,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
 /// Reads and drops the rest of a body that is too large (at most
 /// [`DRAIN_MAX`] bytes, within `limit`), so that the client, still
 /// sending, reads the 413 rather than a reset.
-async fn drain(body: &mut Incoming, limit: Duration) {
+async fn drain<B: Body<Data = Bytes> + Unpin>(body: &mut B, limit: Duration) {
     let work = async {
         let mut seen = 0usize;
         while seen < DRAIN_MAX {
@@ -371,6 +374,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection of a client in `vpc-a` to a server of the rules fixture.
+    fn conn() -> Conn {
+        let mut cfg = crate::config::ServerConfig::defaults();
+        cfg.zones_dir = "tests/fixtures/rules/zones".into();
+        cfg.upstreams.clear();
+        let snap = crate::loader::load(&cfg, 1).expect("the rules fixture loads");
+        let shared = Shared::new(cfg, snap, Arc::new(crate::metrics::Metrics::new()));
+        let client =
+            Client { listener: 0, src: "127.1.0.5:5300".parse().unwrap(), proxy: None, transport: crate::answer::Transport::Https };
+        let idle = Duration::from_secs(5);
+        Conn { client, shared, idle, born: Instant::now(), active: AtomicUsize::new(0), last: AtomicU64::new(0) }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_by_a_future_that_holds_no_upstream_exchange() {
+        let conn = conn();
+        // www.example.test A, id 7.
+        let mut q = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        let req = Request::post(PATH).header(header::CONTENT_TYPE, MEDIA_TYPE).body(Full::new(Bytes::from(q))).unwrap();
+        let answer = handle(&conn, req);
+        // hyper spawns this future for every HTTP/2 stream, and tokio
+        // copies it whole: what only a forwarded query needs is boxed.
+        let size = std::mem::size_of_val(&answer);
+        assert!(size <= 1024, "a DoH request's future is {size} bytes");
+        let r = answer.await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], MEDIA_TYPE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!((&body[..2], body[3] & 0x0F), (&[0, 7][..], 0), "id 7, NOERROR");
+        assert!(u16::from_be_bytes([body[6], body[7]]) >= 1, "an answer");
+    }
 
     #[test]
     fn the_dns_parameter_decodes_with_or_without_padding() {

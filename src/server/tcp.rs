@@ -14,6 +14,8 @@
 //! - up to [`MAX_IN_FLIGHT_PER_CONNECTION`] queries of one connection are
 //!   answered concurrently, each as soon as it is ready (RFC 7766 §6.2.1.1
 //!   allows answers out of order; the message IDs pair them);
+//! - the responses ready when the writer wakes go out in one write (up to
+//!   [`WRITE_BATCH`] bytes): one system call, and inside TLS one record;
 //! - while [`MAX_QUEUED_OUTPUT`] bytes of responses wait to be written, no
 //!   new query is read: a client that does not read cannot make pzdns
 //!   hold more than that (and the responses of the queries in flight).
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -43,6 +45,8 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 /// Bytes of responses waiting to be written on one connection past which
 /// no new query is read until the client reads.
 pub const MAX_QUEUED_OUTPUT: usize = 64 * 1024;
+/// Bytes read from a connection at a time (queries it pipelined).
+pub const READ_BUFFER: usize = 4 * 1024;
 /// A source in no VPC may hold this fraction of `max_per_source`.
 pub const UNKNOWN_SOURCE_SHARE: usize = 4;
 
@@ -304,21 +308,24 @@ struct Queued {
     closed: bool,
 }
 
-/// Queues a response for the writer, framed (RFC 1035 §4.2.2) in a buffer
-/// of its exact size.
+/// Queues a response for the writer, which frames it (RFC 1035 §4.2.2).
 /// `None`: a policy dropped the query; nothing goes back.
-fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: Option<&[u8]>) {
+fn queue(tx: &mpsc::UnboundedSender<Vec<u8>>, queued: &watch::Sender<Queued>, msg: Option<Vec<u8>>) {
     let Some(msg) = msg else { return };
-    let mut framed = Vec::with_capacity(msg.len() + 2);
-    framed.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-    framed.extend_from_slice(msg);
-    queued.send_modify(|q| q.bytes += framed.len());
+    queued.send_modify(|q| q.bytes += msg.len() + 2);
     // Fails only once the writer is gone, when the connection is closing.
-    let _ = tx.send(framed);
+    let _ = tx.send(msg);
 }
 
-/// Writes queued responses, each within `timeout`; on a timeout or an
-/// error, marks the connection closed and stops.
+/// Bytes of responses gathered into one write: what is queued when the
+/// writer wakes goes out together, one system call and, inside TLS, one
+/// record (16 KiB of plaintext at most) rather than one of each per
+/// response.
+pub const WRITE_BATCH: usize = 16 * 1024;
+
+/// Writes queued responses, those queued together in one write, each write
+/// within `timeout`; on a timeout or an error, marks the connection closed
+/// and stops.
 async fn write_responses<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
@@ -327,14 +334,23 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     client: Client,
     shared: Arc<Shared>,
 ) {
-    while let Some(framed) = rx.recv().await {
+    // Reused for every batch; empty until the first response.
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            batch.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+            batch.extend_from_slice(&msg);
+            next = if batch.len() < WRITE_BATCH { rx.try_recv().ok() } else { None };
+        }
         // TLS buffers what is written until flushed (a no-op for TCP).
         let write = async {
-            wr.write_all(&framed).await?;
+            wr.write_all(&batch).await?;
             wr.flush().await
         };
         match tokio::time::timeout(timeout, write).await {
-            Ok(Ok(())) => queued.send_modify(|q| q.bytes -= framed.len()),
+            Ok(Ok(())) => queued.send_modify(|q| q.bytes -= batch.len()),
             Ok(Err(e)) => {
                 debug!(src = %client.src, transport = client.transport.as_str(), error = %e, "write failed: closing");
                 queued.send_modify(|q| q.closed = true);
@@ -349,18 +365,27 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 return;
             }
         }
+        // A large batch (a transfer's messages) is not kept for the next.
+        if batch.capacity() > WRITE_BATCH {
+            batch = Vec::new();
+        }
     }
     let _ = tokio::time::timeout(timeout, wr.shutdown()).await;
 }
 
 /// One connection's messages, framed as RFC 1035 §4.2.2 says, over TCP
 /// or inside TLS.
-async fn connection<R, W>(mut rd: R, wr: W, client: Client, shared: Arc<Shared>, limits: TcpLimits, mut stop: watch::Receiver<bool>)
+async fn connection<R, W>(rd: R, wr: W, client: Client, shared: Arc<Shared>, limits: TcpLimits, mut stop: watch::Receiver<bool>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let idle = limits.idle_timeout;
+    // Pipelined queries are read a buffer at a time, not a length and a
+    // message at a time (two system calls each over TCP).
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    // The message being read; kept for the next one.
+    let mut buf = Vec::new();
     // Unbounded in type only: the reader stops while MAX_QUEUED_OUTPUT
     // bytes wait, and at most MAX_IN_FLIGHT_PER_CONNECTION queries in
     // flight add theirs.
@@ -390,7 +415,8 @@ where
             _ = state.wait_for(|q| q.closed) => break,
         };
         // Started: the whole message must follow within the same time.
-        let mut buf = vec![0u8; len];
+        buf.clear();
+        buf.resize(len, 0);
         match tokio::time::timeout(idle, rd.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             _ => break,
@@ -405,7 +431,7 @@ where
             continue;
         }
         match shared.answer_start(client, &buf) {
-            Started::Done(bytes) => queue(&tx, &queued, bytes.as_deref()),
+            Started::Done(bytes) => queue(&tx, &queued, bytes),
             Started::Drop => {}
             Started::Wait(w) => {
                 let permit = tokio::select! {
@@ -421,13 +447,13 @@ where
                 });
                 // What is answered at once needs no task.
                 if let Some(bytes) = ready_now(&mut finish) {
-                    queue(&tx, &queued, bytes.as_deref());
+                    queue(&tx, &queued, bytes);
                     continue;
                 }
                 let (tx, queued) = (tx.clone(), queued.clone());
                 queries.spawn(async move {
                     let bytes = finish.await;
-                    queue(&tx, &queued, bytes.as_deref());
+                    queue(&tx, &queued, bytes);
                     drop(permit);
                 });
             }
@@ -462,7 +488,7 @@ async fn transfer(
     let snap = shared.snapshot.load_full();
     let mut stream = match start(&snap, &shared.metrics, client.src, msg, q, true, tsig::now()) {
         Start::Reply { bytes, .. } => {
-            queue(tx, queued, Some(&bytes));
+            queue(tx, queued, Some(bytes));
             return true;
         }
         Start::Stream(s) => s,
@@ -479,7 +505,7 @@ async fn transfer(
             break;
         }
         match stream.next_message(tsig::now()) {
-            Some(m) => queue(tx, queued, Some(&m)),
+            Some(m) => queue(tx, queued, Some(m)),
             None => break,
         }
         // A secondary that reads as fast as messages are made would keep
