@@ -131,13 +131,8 @@ fn tls_connect(server: SocketAddr, from: IpAddr, cfg: &Arc<rustls::ClientConfig>
 
 fn dot_exchange(t: &mut Tls, q: &Message) -> Message {
     let bytes = q.to_vec().unwrap();
-    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&bytes);
-    t.write_all(&framed).unwrap();
-    let mut len = [0u8; 2];
-    t.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-    t.read_exact(&mut buf).unwrap();
+    tcp_send(t, &bytes);
+    let buf = tcp_recv(t);
     check_echo(&bytes, &buf);
     Message::from_vec(&buf).unwrap()
 }
@@ -301,19 +296,10 @@ fn dot_takes_tls_1_2_and_1_3_with_alpn_dot_and_pipelines() {
         let (a, b) = (query("www.example.test.", RecordType::A, Some(1232)), query("app.example.test.", RecordType::A, None));
         let mut framed = Vec::new();
         for q in [&a, &b] {
-            let bytes = q.to_vec().unwrap();
-            framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-            framed.extend_from_slice(&bytes);
+            framed.extend(tcp_frame(&q.to_vec().unwrap()));
         }
         t.write_all(&framed).unwrap();
-        let mut ids = Vec::new();
-        for _ in 0..2 {
-            let mut len = [0u8; 2];
-            t.read_exact(&mut len).unwrap();
-            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-            t.read_exact(&mut buf).unwrap();
-            ids.push(Message::from_vec(&buf).unwrap().metadata.id);
-        }
+        let mut ids: Vec<u16> = (0..2).map(|_| Message::from_vec(&tcp_recv(&mut t)).unwrap().metadata.id).collect();
         ids.sort();
         let mut want = vec![a.metadata.id, b.metadata.id];
         want.sort();
@@ -377,19 +363,10 @@ fn pipelined_dot_answers_share_tls_records() {
     for id in 0..N {
         let mut q = query(if id % 2 == 0 { "www.example.test." } else { "app.example.test." }, RecordType::A, None);
         q.metadata.id = id;
-        let bytes = q.to_vec().unwrap();
-        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&bytes);
+        framed.extend(tcp_frame(&q.to_vec().unwrap()));
     }
     t.write_all(&framed).unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..N {
-        let mut len = [0u8; 2];
-        t.read_exact(&mut len).unwrap();
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        t.read_exact(&mut buf).unwrap();
-        ids.push(Message::from_vec(&buf).unwrap().metadata.id);
-    }
+    let mut ids: Vec<u16> = (0..N).map(|_| Message::from_vec(&tcp_recv(&mut t)).unwrap().metadata.id).collect();
     ids.sort();
     assert_eq!(ids, (0..N).collect::<Vec<_>>());
     // The records they came in (5-byte headers: type, version, length);
@@ -659,9 +636,7 @@ impl FakeDot {
                     };
                     let write = |t: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>, q: &Message| {
                         let bytes = crate::support::upstream::respond(q, 300).to_vec().unwrap();
-                        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-                        framed.extend_from_slice(&bytes);
-                        t.write_all(&framed).is_ok()
+                        t.write_all(&tcp_frame(&bytes)).is_ok()
                     };
                     loop {
                         t.sock.set_read_timeout(None).unwrap();

@@ -228,14 +228,20 @@ pub fn tcp_connect(server: SocketAddr, from: IpAddr) -> TcpStream {
     t
 }
 
-/// Writes one length-prefixed message (RFC 1035 §4.2.2).
-pub fn tcp_send(t: &mut TcpStream, bytes: &[u8]) {
+/// One message with its two-byte length in front (RFC 1035 §4.2.2).
+pub fn tcp_frame(bytes: &[u8]) -> Vec<u8> {
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
-    t.write_all(&framed).unwrap();
+    framed
 }
 
-pub fn tcp_recv(t: &mut TcpStream) -> Vec<u8> {
+/// Writes one length-prefixed message, over TCP or TLS.
+pub fn tcp_send(t: &mut impl Write, bytes: &[u8]) {
+    t.write_all(&tcp_frame(bytes)).unwrap();
+}
+
+/// Reads one length-prefixed message, over TCP or TLS.
+pub fn tcp_recv(t: &mut impl Read) -> Vec<u8> {
     let mut len = [0u8; 2];
     t.read_exact(&mut len).unwrap();
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
