@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Diagnostics, ReloadPriority, ServerConfig};
 use crate::metrics::DataCounts;
 use crate::metrics::ResultLabels;
-use crate::state::{Failure, Shared};
+use crate::state::{Failure, Shared, yield_to_queries};
 
 /// Settle time: the tree must be quiet this long after the last file
 /// event before it is loaded. Editors that rewrite a file in place do it
@@ -224,87 +224,6 @@ fn release_free_memory(reload_pool: Option<&rayon::ThreadPool>) {
     }
     collect();
 }
-
-/// Lowers the calling thread, which does background work (reloading, the
-/// file watch, freeing an old snapshot), below the threads that answer, so
-/// that on a core they share an arriving query preempts it at once and
-/// answers keep their latency while a reload runs.
-///
-/// `idle` (the default) is Linux's `SCHED_IDLE`: a waking thread of the
-/// normal policy always preempts it. A nice value alone is not enough on
-/// Linux 6.6+ (EEVDF): a waking thread does not preempt one whose slice is
-/// still protected, or that it is not yet eligible to preempt, and then
-/// waits for the next tick (up to 4 ms at HZ=250); answers waited so during
-/// reloads at nice +10. `low` is the process's nice +10 with the longest time slice the
-/// kernel grants (a waking thread with a shorter slice overrides the
-/// protection, on 6.12+; the eligibility rule stays): it keeps about a
-/// tenth of a saturated core, where `idle` waits for the saturation to pass.
-/// Lowering needs no privilege; rising again would, so only threads that do
-/// background work call this, and the setting holds until restart.
-fn yield_to_queries(priority: ReloadPriority) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: getpid, gettid, getpriority, sched_setattr and setpriority
-    // only read their arguments (errno is this thread's); on Linux the
-    // scheduling of a thread id is that thread's alone.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
-        // Relative to the process (its main thread, whose id is the pid):
-        // under `nice -n 15` the answering threads run at 15 and these must
-        // still be below them. A thread lowered before is not lowered twice.
-        *libc::__errno_location() = 0;
-        let base = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
-        let base = if base == -1 && *libc::__errno_location() != 0 { 0 } else { base };
-        let nice = background_nice(base);
-        let (policy, slice) = match priority {
-            ReloadPriority::Idle => (libc::SCHED_IDLE, 0),
-            ReloadPriority::Low => (libc::SCHED_OTHER, LOW_PRIORITY_SLICE_NS),
-        };
-        let attr = libc::sched_attr {
-            size: std::mem::size_of::<libc::sched_attr>() as u32,
-            sched_policy: policy as u32,
-            sched_flags: 0,
-            sched_nice: nice,
-            sched_priority: 0,
-            sched_runtime: slice,
-            sched_deadline: 0,
-            sched_period: 0,
-        };
-        if libc::syscall(libc::SYS_sched_setattr, tid, &attr as *const libc::sched_attr, 0u32) != 0
-            && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) != 0
-        {
-            warn_not_lowered(&std::io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = priority;
-}
-
-/// The nice value of background threads in a process at nice `base`:
-/// [`LOW_PRIORITY_NICE`] above it, at most 19 (the lowest there is).
-fn background_nice(base: libc::c_int) -> libc::c_int {
-    (base + LOW_PRIORITY_NICE).clamp(-20, 19)
-}
-
-/// Says once per process that background threads run at the answering
-/// threads' priority because both calls were refused (a seccomp filter
-/// such as systemd's `SystemCallFilter=~@resources`): reloads then take
-/// CPU time from queries, which an operator should know.
-fn warn_not_lowered(e: &std::io::Error) {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        warn!(
-            error = %e,
-            "cannot lower the priority of reload threads (sched_setattr and setpriority refused): reloads compete with answering \
-             for the CPU; allow both system calls (systemd: SystemCallFilter=sched_setattr setpriority)"
-        );
-    }
-}
-
-/// The nice value background threads add to the process's (see [`yield_to_queries`]).
-const LOW_PRIORITY_NICE: libc::c_int = 10;
-/// The time slice `low` background threads ask for: the longest Linux
-/// grants (it clamps longer requests to this).
-const LOW_PRIORITY_SLICE_NS: u64 = 100_000_000;
 
 /// The pool reloads build on, of `threads` threads (made again when the
 /// setting changes); `None` if no pool can be made (the global one serves).

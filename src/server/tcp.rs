@@ -494,6 +494,25 @@ async fn transfer(
         Start::Stream(s) => s,
     };
     drop(snap);
+    // The messages are made on the transfer thread, below the answering
+    // threads' priority: this worker only writes them, and a query that
+    // arrives meanwhile does not wait for a message to be made and signed.
+    let metrics = shared.metrics.clone();
+    let (made, mut ready_msgs) = mpsc::channel::<Vec<u8>>(TRANSFER_AHEAD);
+    let make = async move {
+        while let Some(m) = stream.next_message(tsig::now()) {
+            if made.send(m).await.is_err() {
+                // The connection is gone.
+                break;
+            }
+        }
+        stream.finish(&metrics);
+    };
+    match transfer_thread(shared.config.load().reload_priority) {
+        Some(rt) => drop(rt.spawn(make)),
+        // No thread could be made: here, a message at a time between queries.
+        None => drop(tokio::spawn(make)),
+    }
     let mut open = true;
     loop {
         let ready = tokio::select! {
@@ -504,16 +523,43 @@ async fn transfer(
             open = false;
             break;
         }
-        match stream.next_message(tsig::now()) {
+        let m = tokio::select! {
+            m = ready_msgs.recv() => m,
+            _ = stopped(stop) => {
+                open = false;
+                break;
+            }
+        };
+        match m {
             Some(m) => queue(tx, queued, Some(m)),
             None => break,
         }
-        // A secondary that reads as fast as messages are made would keep
-        // this worker to the end of a large zone: let queries in between.
-        tokio::task::yield_now().await;
     }
-    stream.finish(&shared.metrics);
     open
+}
+
+/// Messages a transfer makes ahead of the connection's writes.
+const TRANSFER_AHEAD: usize = 2;
+
+/// The thread that makes transfers' messages, at `reload.priority` as of
+/// its first use (like the reload threads, it is not raised again), with
+/// a runtime of its own; `None` if it cannot be made.
+fn transfer_thread(priority: crate::config::ReloadPriority) -> Option<&'static tokio::runtime::Handle> {
+    static THREAD: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().build().ok()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name("pzdns-transfer".into())
+                .spawn(move || {
+                    crate::state::yield_to_queries(priority);
+                    rt.block_on(std::future::pending::<()>());
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

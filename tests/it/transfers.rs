@@ -218,6 +218,43 @@ fn a_large_zone_streams_in_many_signed_messages() {
     assert!(bytes > 0 && bytes < 6003 * 30, "{bytes} bytes: names are not compressed");
 }
 
+/// A transfer's messages are made on a thread of their own at
+/// `reload.priority` (SCHED_IDLE by default), not on the threads that
+/// answer: a query arriving during a large transfer does not wait for a
+/// message to be made and signed (bench/axfr.sh measures the latency).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_transfers_messages_are_made_below_the_answering_threads() {
+    if tool("kdig").is_none() {
+        return;
+    }
+    let dir = zones("thread");
+    let mut yaml = String::from("zone: big.internal\nvpcs: [vpc-a]\nrecords:\n");
+    for i in 0..3000 {
+        yaml.push_str(&format!("  - {{ name: host-{i}, type: A, value: 10.0.{}.{} }}\n", i / 256, i % 256));
+    }
+    std::fs::write(dir.join("zones/big.yaml"), yaml).unwrap();
+    let pz = start(&dir, "");
+    let (_, recs, text) = axfr(pz.addrs[0], Some(("ka", SECRET_A)), "big.internal.");
+    assert_eq!(recs.len(), 3003, "{}", &text[text.len().saturating_sub(600)..]);
+    // Each thread's name and scheduling policy (field 41 of its stat; 5 is SCHED_IDLE).
+    let threads: Vec<(String, u32)> = std::fs::read_dir(format!("/proc/{}/task", pz.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?.trim().to_string();
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let policy = stat.rsplit(')').next()?.split_whitespace().nth(38)?.parse().ok()?;
+            Some((comm, policy))
+        })
+        .collect();
+    let of = |name: &str| threads.iter().filter(|(c, _)| c == name).map(|(_, p)| *p).collect::<Vec<u32>>();
+    assert_eq!(of("pzdns-transfer"), vec![5], "one transfer thread at SCHED_IDLE: {threads:?}");
+    // The answering workers stay at the normal policy (a blocking-pool
+    // thread of the same name may have been lowered by a reload).
+    assert!(of("tokio-rt-worker").contains(&0), "answering threads: {threads:?}");
+}
+
 /// Names are sent in the order the zone file first gives them (a name
 /// written twice goes where it first appears), not in hash order: a
 /// secondary building its tree from names in order (bench/axfr.sh) does
