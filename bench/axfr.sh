@@ -18,26 +18,35 @@
 # 2. Answering during transfers: dnsperf at RATE qps for DURATION s to the
 #    primary's UDP listener, quiet, then while the secondary re-transfers
 #    the zone from it in a loop (knotc zone-retransfer, one after the
-#    other); p99 of the per-query latencies dnsperf prints with -v, a
-#    lost query counting as slower than every answer.
+#    other). Two p99s, a lost query counting as slower than every answer:
+#    - on the wire (the goal's figure): a capture on lo (tcpdump), each
+#      query's packet to its response's, as the kernel stamped them
+#      (bench/pcap_latency.py): the server's latency alone;
+#    - as dnsperf sees it (-v): also the load generator's own delays in
+#      getting the CPU to send and to read, which on a shared core are
+#      not the server's.
 # pzdns runs with --workers 1: UDP and the transfer share one thread, as
 # Knot's UDP and TCP workers share its one core.
-# Primaries on SERVER_CPU (one at a time busy), the secondary and dnsperf
-# on CLIENT_CPU; during phase 2 the secondary runs at nice 19 so that
-# dnsperf, which measures the latency, is not queued behind it. Results
-# as markdown in bench/results/axfr-DATE.md (RESULT to choose), raw files
-# in $OUT. Everything stays on loopback; every process started is stopped
-# by its PID, also on exit.
+# Primaries on SERVER_CPU (one at a time busy), the secondary, dnsperf and
+# tcpdump on CLIENT_CPU. During phase 2 the secondary and tcpdump run at
+# SCHED_IDLE (chrt -i): a task at nice 19 still holds the core for up to a
+# scheduler slice when dnsperf wakes (several ms under EEVDF, seen with
+# `perf sched timehist`), which dnsperf counts as the primary's latency;
+# at SCHED_IDLE a waking dnsperf runs at once. Results as markdown in
+# bench/results/axfr-DATE.md (RESULT to choose), raw files in $OUT.
+# Everything stays on loopback; every process started is stopped by its
+# PID, also on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
 label=${LABEL:-$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo pzdns)}
 if [ -n "${SHORT:-}" ]; then
-    RECORDS=${RECORDS:-50000} ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-5} RATE=${RATE:-5000}
+    RECORDS=${RECORDS:-50000} ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-5} RATE=${RATE:-5000} REPS=${REPS:-1}
 fi
 RECORDS=${RECORDS:-1000000}
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-30}
+DURATION=${DURATION:-10}
+REPS=${REPS:-3}
 RATE=${RATE:-20000}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
@@ -47,14 +56,19 @@ P_PZDNS=${P_PZDNS:-25380} P_KNOT=${P_KNOT:-25381} P_SEC=${P_SEC:-25382}
 ZONE=xfr.bench
 SECRET=YmVuY2gta2V5LW9mLXRoZS1heGZyLWJlbmNoLCAzMiBi
 [ -x "$bin" ] || { echo "no pzdns binary at $bin: cargo build --release first" >&2; exit 1; }
-for t in knotd knotc dnsperf kdig taskset python3; do
-    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "$t is needed (apt-get install knot knot-dnsutils dnsperf util-linux python3)" >&2; exit 1; }
+for t in knotd knotc dnsperf kdig taskset chrt tcpdump python3; do
+    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "$t is needed (apt-get install knot knot-dnsutils dnsperf util-linux tcpdump python3)" >&2; exit 1; }
 done
 export PATH=$PATH:/usr/sbin
 for p in $P_PZDNS $P_KNOT $P_SEC; do
     ! ss -Hlntu "sport = :$p" | grep -q . || { echo "port $p is taken: choose others (P_PZDNS, P_KNOT, P_SEC)" >&2; exit 1; }
 done
 rm -rf "$OUT"; mkdir -p "$OUT/zones" "$OUT/knot"
+# This script and everything it starts (the retransfer loop's knotc, grep
+# and sleep included) stay off the primaries' core: a process started
+# there at normal priority stalls the primary being measured for as long
+# as its start-up takes. The primaries are moved to SERVER_CPU by name.
+taskset -pc "$CLIENT_CPU" $$ >/dev/null
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -158,9 +172,10 @@ ready $P_KNOT
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# A secondary of $ZONE from the primary on port $1, in directory $2, niced by $3.
+# A secondary of $ZONE from the primary on port $1, in directory $2; $3
+# "idle" runs it at SCHED_IDLE.
 secondary_start() {
-    local port=$1 d=$2 nice=$3
+    local port=$1 d=$2 prio=$3
     rm -rf "$d"; mkdir -p "$d"
     cat >"$d/knot.conf" <<EOF
 server:
@@ -195,7 +210,9 @@ zone:
   - domain: $ZONE
     master: primary
 EOF
-    taskset -c "$CLIENT_CPU" nice -n "$nice" knotd -c "$d/knot.conf" >"$d/knot.log" 2>&1 &
+    local sched=()
+    [ "$prio" = idle ] && sched=(chrt -i 0)
+    taskset -c "$CLIENT_CPU" "${sched[@]}" knotd -c "$d/knot.conf" >"$d/knot.log" 2>&1 &
     sec_pid=$!
     pids+=("$sec_pid")
 }
@@ -226,7 +243,7 @@ transfer() {
     local name=$1 port=$2 pid=$3 d="$OUT/sec-$1"
     local t0 t1
     t0=$(cpu_ticks "$pid")
-    secondary_start "$port" "$d" 0
+    secondary_start "$port" "$d" normal
     wait_transfers "$d" 1
     t1=$(cpu_ticks "$pid")
     secondary_stop
@@ -250,26 +267,38 @@ median() { sort -g -k"$1","$1" "$2" | awk -v c="$1" '{ v[NR] = $c } END { print 
 mean() { awk -v c="$1" '{ t += $c } END { printf "%.3f\n", t / NR }' "$2"; }
 
 # Phase 2: p99 at RATE qps, quiet and during transfers from that primary.
-# p99 NAME PORT TAG -> "p99_ms answered lost" in $OUT/NAME-TAG.p99; a lost
-# query counts as slower than every answer ("lost" when the 99th is one).
+# p99 NAME PORT TAG -> "wire_p99 dnsperf_p99 answered lost wire_lost
+# capture_drops" in $OUT/NAME-TAG.p99 (ms; "lost" when the 99th is a lost query).
 p99() {
     local name=$1 port=$2 tag=$3
+    taskset -c "$CLIENT_CPU" chrt -i 0 tcpdump -i lo -n -s 64 -B 262144 --time-stamp-precision=nano \
+        -w "$OUT/$name-$tag.pcap" "udp port $port" 2>"$OUT/$name-$tag.tcpdump" &
+    local td=$!
+    pids+=("$td")
+    # tcpdump says "listening on" once its capture is open.
+    for _ in $(seq 100); do grep -q listening "$OUT/$name-$tag.tcpdump" && break; sleep 0.05; done
     taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries.txt" -l "$DURATION" -Q "$RATE" -q 500 -t 2 -v \
         >"$OUT/$name-$tag.out" 2>&1
+    kill -INT "$td"
+    wait "$td" 2>/dev/null || true
+    local drops wire
+    drops=$(awk '/dropped by kernel/ { print $1 }' "$OUT/$name-$tag.tcpdump")
+    read -r _ wire_lost wire < <(python3 "$here/pcap_latency.py" "$OUT/$name-$tag.pcap" "$port" 0.99)
+    rm -f "$OUT/$name-$tag.pcap"
     # -v: one line per answer, "> RCODE NAME TYPE LATENCY" (seconds).
     awk '/^> / { print $NF }' "$OUT/$name-$tag.out" | sort -g >"$OUT/$name-$tag.lat"
     local n lost
     n=$(wc -l <"$OUT/$name-$tag.lat")
     lost=$(awk '/Queries lost:/ { print $3 }' "$OUT/$name-$tag.out")
     [ "$n" -gt 0 ] || { echo "dnsperf got no answers from $name ($OUT/$name-$tag.out)" >&2; exit 1; }
-    awk -v n="$n" -v lost="$lost" '
-        BEGIN { k = int((n + lost) * 0.99 + 0.999999); if (k > n) { printf "lost %d %d\n", n, lost; exit } }
-        NR == k { printf "%.3f %d %d\n", $1 * 1000, n, lost }' "$OUT/$name-$tag.lat" >"$OUT/$name-$tag.p99"
+    awk -v n="$n" -v lost="$lost" -v wire="$wire" -v wl="$wire_lost" -v drops="${drops:-?}" '
+        BEGIN { k = int((n + lost) * 0.99 + 0.999999); if (k > n) { printf "%s lost %d %d %d %s\n", wire, n, lost, wl, drops; exit } }
+        NR == k { printf "%s %.3f %d %d %d %s\n", wire, $1 * 1000, n, lost, wl, drops }' "$OUT/$name-$tag.lat" >"$OUT/$name-$tag.p99"
 }
 # loaded NAME PORT -> as p99, while the secondary re-transfers in a loop
 loaded() {
-    local name=$1 port=$2 d="$OUT/loop-$1"
-    secondary_start "$port" "$d" 19
+    local name=$1 port=$2 tag=$3 d="$OUT/loop-$1"
+    secondary_start "$port" "$d" idle
     wait_transfers "$d" 1
     (
         while :; do
@@ -284,23 +313,41 @@ loaded() {
     local loop=$!
     pids+=("$loop")
     local before; before=$(transfers_done "$d")
-    p99 "$name" "$port" loaded
+    p99 "$name" "$port" "$tag"
     kill "$loop" 2>/dev/null || true
     wait "$loop" 2>/dev/null || true
-    echo "$(( $(transfers_done "$d") - before ))" >"$OUT/$name-loaded.transfers"
+    echo "$(( $(transfers_done "$d") - before ))" >"$OUT/$name-$tag.transfers"
     secondary_stop
 }
 # Warm both (sockets, allocator) on the same names.
 DURATION=2 p99 pzdns $P_PZDNS warm
 DURATION=2 p99 knot $P_KNOT warm
-p99 pzdns $P_PZDNS quiet
-loaded pzdns $P_PZDNS
-p99 knot $P_KNOT quiet
-loaded knot $P_KNOT
-read -r pq _ pq_lost <"$OUT/pzdns-quiet.p99"
-read -r pl _ pl_lost <"$OUT/pzdns-loaded.p99"
-read -r kq _ kq_lost <"$OUT/knot-quiet.p99"
-read -r kl _ kl_lost <"$OUT/knot-loaded.p99"
+# REPS rounds, alternating, each quiet then loaded: the table gives the
+# median of each figure over the rounds (the machine's own noise moves a
+# single round's p99 more than the transfers do).
+for r in $(seq "$REPS"); do
+    p99 pzdns $P_PZDNS "quiet-$r"
+    loaded pzdns $P_PZDNS "loaded-$r"
+    p99 knot $P_KNOT "quiet-$r"
+    loaded knot $P_KNOT "loaded-$r"
+done
+# med NAME TAG FIELD -> the median of field FIELD of NAME-TAG-*.p99 ("lost" sorts last).
+med() {
+    for f in "$OUT/$1-$2"-*.p99; do awk -v c="$3" '{ print ($c == "lost" ? 1e9 : $c) }' "$f"; done |
+        sort -g | awk '{ v[NR] = $1 } END { m = v[int((NR + 1) / 2)]; if (m >= 1e9) print "lost"; else print m }'
+}
+# total NAME TAG FIELD -> the sum over the rounds
+total() { cat "$OUT/$1-$2"-*."${4:-p99}" | awk -v c="$3" '{ t += $c } END { print t }'; }
+for s in pzdns knot; do
+    for t in quiet loaded; do
+        echo "$(med $s $t 1) $(med $s $t 2) $(total $s $t 4) $(total $s $t 5) $(total $s $t 6)" >"$OUT/$s-$t.p99"
+    done
+    total $s loaded 1 transfers >"$OUT/$s-loaded.transfers"
+done
+read -r pwq pdq pq_lost pwq_lost pq_drops <"$OUT/pzdns-quiet.p99"
+read -r pwl pdl pl_lost pwl_lost pl_drops <"$OUT/pzdns-loaded.p99"
+read -r kwq kdq kq_lost kwq_lost kq_drops <"$OUT/knot-quiet.p99"
+read -r kwl kdl kl_lost kwl_lost kl_drops <"$OUT/knot-loaded.p99"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) printf "-"; else printf "%.2f", a / b }'; }
 records=$(($(grep -c . "$OUT/zones/$ZONE.zone") - 2))
@@ -318,12 +365,12 @@ kver=$(knotd -V 2>/dev/null | awk '{ print $NF }')
     done
     echo "| pzdns / knot | $(ratio "$(median 1 "$OUT/pzdns.transfers")" "$(median 1 "$OUT/knot.transfers")") (goal ≤ 1) | $(ratio "$(mean 2 "$OUT/pzdns.transfers")" "$(mean 2 "$OUT/knot.transfers")") | | |"
     echo
-    echo "Answering during transfers: dnsperf at $RATE qps for $DURATION s to the primary's UDP listener; p99 latency in ms over every query sent (a lost query counts as slower than any answer)."
+    echo "Answering during transfers: $REPS rounds of dnsperf at $RATE qps for $DURATION s to the primary's UDP listener, quiet and while the secondary (at SCHED_IDLE) re-transfers the zone in a loop; p99 latency in ms over every query sent, a lost query counting as slower than any answer, the median over the rounds (raw: $OUT/*.p99); transfers, lost queries and capture drops summed over the rounds. On the wire: from a query's packet to its response's on lo (tcpdump, the server's latency); dnsperf: as the load generator saw it (also its own scheduling delays)."
     echo
-    echo "| server | p99 quiet | p99 during transfers | during / quiet | transfers during the run | lost quiet, during |"
-    echo "|---|---|---|---|---|---|"
-    echo "| pzdns | $pq | $pl | $(ratio "$pl" "$pq") (goal ≤ 2) | $(cat "$OUT/pzdns-loaded.transfers") | $pq_lost, $pl_lost |"
-    echo "| knot | $kq | $kl | $(ratio "$kl" "$kq") | $(cat "$OUT/knot-loaded.transfers") | $kq_lost, $kl_lost |"
+    echo "| server | p99 on the wire, quiet | during transfers | during / quiet | dnsperf p99 quiet | during | during / quiet | transfers during the run | lost quiet, during: dnsperf / on the wire | capture drops |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| pzdns | $pwq | $pwl | $(ratio "$pwl" "$pwq") (goal ≤ 2) | $pdq | $pdl | $(ratio "$pdl" "$pdq") | $(cat "$OUT/pzdns-loaded.transfers") | $pq_lost, $pl_lost / $pwq_lost, $pwl_lost | $pq_drops, $pl_drops |"
+    echo "| knot | $kwq | $kwl | $(ratio "$kwl" "$kwq") | $kdq | $kdl | $(ratio "$kdl" "$kdq") | $(cat "$OUT/knot-loaded.transfers") | $kq_lost, $kl_lost / $kwq_lost, $kwl_lost | $kq_drops, $kl_drops |"
 } | tee "$OUT/table.md"
 mkdir -p "$(dirname "$RESULT")"
 { cat "$OUT/table.md"; echo; } >>"$RESULT"
