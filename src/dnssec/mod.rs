@@ -180,6 +180,11 @@ pub trait Reply {
     fn sections(&self) -> (Vec<Rr<'_>>, Vec<Rr<'_>>);
     /// What an earlier validation found of it (a cached set).
     fn status(&self) -> Status;
+    /// Seconds from now it stays fresh: how long a chain of trust built
+    /// on it may be remembered ([`Fetch::memo_scope`]).
+    fn ttl(&self) -> u32 {
+        0
+    }
 }
 
 /// Where DS and DNSKEY sets come from.
@@ -189,6 +194,58 @@ pub trait Fetch {
     fn fetch(&self, name: &[u8], rtype: u16) -> impl Future<Output = Option<Self::Reply>> + Send;
     /// The validator checked `reply`: keep it with its status.
     fn checked(&self, reply: &Self::Reply, status: Status);
+    /// Where the sets come from (a route) and the generation of what is
+    /// kept of them (a cache flush moves it on): the validator remembers
+    /// the zones' keys and insecure cuts it found under it, each for the
+    /// least TTL of the sets its chain took. `None`: it remembers nothing.
+    fn memo_scope(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// Chains of trust a validator remembers at most; when full, those past
+/// their time go, then all.
+pub const MAX_REMEMBERED_CHAINS: usize = 4096;
+
+/// What the chain of trust found for a zone, remembered across answers
+/// ([`Fetch::memo_scope`]): every new name under a zone would otherwise
+/// walk from the anchor again, reading each DS and DNSKEY set on the way.
+#[derive(Default)]
+struct Chains {
+    /// Key: the scope's two numbers, then the zone's lowercase wire name.
+    /// Value: its keys (a secure zone) or `Insecure` (a cut with no DS, or
+    /// only DS of algorithms not supported), and until when (seconds).
+    map: std::collections::HashMap<Vec<u8>, (Keys, u32)>,
+}
+
+impl Chains {
+    fn key<'b>(buf: &'b mut [u8; 16 + 255], scope: (u64, u64), name: &[u8]) -> &'b [u8] {
+        buf[..8].copy_from_slice(&scope.0.to_le_bytes());
+        buf[8..16].copy_from_slice(&scope.1.to_le_bytes());
+        let n = name.len().min(255);
+        buf[16..16 + n].copy_from_slice(&name[..n]);
+        wire::lower_in_place(&mut buf[16..16 + n]);
+        &buf[..16 + n]
+    }
+
+    fn get(&self, scope: (u64, u64), name: &[u8], now: u32) -> Option<&(Keys, u32)> {
+        let mut buf = [0u8; 16 + 255];
+        self.map.get(Self::key(&mut buf, scope, name)).filter(|(_, until)| now < *until)
+    }
+
+    fn put(&mut self, scope: (u64, u64), name: &[u8], keys: &Keys, until: u32, now: u32) {
+        if until <= now || matches!(keys, Keys::Bogus(_)) {
+            return;
+        }
+        if self.map.len() >= MAX_REMEMBERED_CHAINS {
+            self.map.retain(|_, (_, u)| now < *u);
+            if self.map.len() >= MAX_REMEMBERED_CHAINS {
+                self.map.clear();
+            }
+        }
+        let mut buf = [0u8; 16 + 255];
+        self.map.insert(Self::key(&mut buf, scope, name).to_vec(), (keys.clone(), until));
+    }
 }
 
 /// How long a bogus answer is cached at most (Unbound's `val-bogus-ttl`):
@@ -235,6 +292,7 @@ enum Keys {
 
 pub struct Validator {
     trust: Trust,
+    chains: std::sync::Mutex<Chains>,
 }
 
 /// An answer to validate: the question, the rcode and the sections.
@@ -248,7 +306,7 @@ pub struct Answer<'a> {
 
 impl Validator {
     pub fn new(trust: Trust) -> Self {
-        Validator { trust }
+        Validator { trust, chains: std::sync::Mutex::default() }
     }
 
     pub fn trust(&self) -> &Trust {
@@ -400,11 +458,31 @@ impl Validator {
         let Some(anchor) = self.trust.anchors.iter().filter(|a| is_under(target, &a.owner)).max_by_key(|a| label_count(&a.owner)) else {
             return Keys::Insecure;
         };
-        let mut zone = wire::lower(&anchor.owner);
-        let ds: Vec<&[u8]> = anchor.ds.iter().map(Vec::as_slice).collect();
-        let mut keys = match self.child_keys(f, &zone, &ds, &anchor.dnskeys, now, budget).await {
-            Keys::Secure { keys, .. } => keys,
-            other => return other,
+        let scope = f.memo_scope();
+        // The deepest zone at or above the target whose chain was found
+        // before (none above the anchor).
+        let remembered = scope.and_then(|sc| {
+            let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+            (0..=label_count(target) - label_count(&anchor.owner)).find_map(|skip| {
+                let name = ancestor(target, skip);
+                chains.get(sc, name, now).map(|(k, until)| (wire::lower(name), k.clone(), *until))
+            })
+        });
+        let (mut zone, mut keys, mut until) = match remembered {
+            Some((_, Keys::Insecure, _)) => return Keys::Insecure,
+            Some((zone, Keys::Secure { keys, .. }, until)) => (zone, keys, until),
+            _ => {
+                let zone = wire::lower(&anchor.owner);
+                let ds: Vec<&[u8]> = anchor.ds.iter().map(Vec::as_slice).collect();
+                let mut until = u32::MAX;
+                match self.child_keys(f, &zone, &ds, &anchor.dnskeys, now, budget, &mut until).await {
+                    Keys::Secure { keys, .. } => {
+                        self.remember(scope, &zone, &keys, until, now);
+                        (zone, keys, until)
+                    }
+                    other => return other,
+                }
+            }
         };
         let depth = label_count(target) - label_count(&zone);
         for skip in (0..depth).rev() {
@@ -419,6 +497,7 @@ impl Validator {
                 budget.zone = zone;
                 return Keys::Bogus(Bogus::ChainUnavailable);
             };
+            until = until.min(now.saturating_add(reply.ttl()));
             let checked = reply.status() == Status::Secure;
             let (ans, auth) = reply.sections();
             let ds_set: Vec<Rr<'_>> = ans.iter().filter(|r| r.rtype == TYPE_DS && name_eq(r.owner, name)).copied().collect();
@@ -460,11 +539,16 @@ impl Validator {
             }
             if !ds_set.is_empty() {
                 let rdatas: Vec<&[u8]> = ds_set.iter().map(|r| r.rdata).collect();
-                match self.child_keys(f, name, &rdatas, &[], now, budget).await {
+                match self.child_keys(f, name, &rdatas, &[], now, budget, &mut until).await {
                     Keys::Secure { keys: k, .. } => {
                         keys = k;
                         zone = wire::lower(name);
+                        self.remember(scope, &zone, &keys, until, now);
                         continue;
+                    }
+                    Keys::Insecure => {
+                        self.remember_insecure(scope, name, until, now);
+                        return Keys::Insecure;
                     }
                     other => return other,
                 }
@@ -475,7 +559,10 @@ impl Validator {
             let proofs = Proofs::new(&zone, &auth);
             match proofs.ds_absence(name) {
                 DsAbsence::NotACut => {}
-                DsAbsence::InsecureCut => return Keys::Insecure,
+                DsAbsence::InsecureCut => {
+                    self.remember_insecure(scope, name, until, now);
+                    return Keys::Insecure;
+                }
                 DsAbsence::NoName => break,
                 DsAbsence::Unproven => {
                     budget.zone = zone;
@@ -486,9 +573,35 @@ impl Validator {
         Keys::Secure { zone, keys }
     }
 
+    /// Remembers `zone`'s keys until `until` under `scope`.
+    fn remember(&self, scope: Option<(u64, u64)>, zone: &[u8], keys: &[Vec<u8>], until: u32, now: u32) {
+        if let Some(sc) = scope {
+            let k = Keys::Secure { zone: zone.to_vec(), keys: keys.to_vec() };
+            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, zone, &k, until, now);
+        }
+    }
+
+    /// Remembers that everything at and under `cut` is insecure until `until`.
+    fn remember_insecure(&self, scope: Option<(u64, u64)>, cut: &[u8], until: u32, now: u32) {
+        if let Some(sc) = scope {
+            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, cut, &Keys::Insecure, until, now);
+        }
+    }
+
     /// The DNSKEY set of `zone`, trusted through `ds` (or the anchor's
-    /// `trusted` keys): a key they name signs the whole set.
-    async fn child_keys<F: Fetch>(&self, f: &F, zone: &[u8], ds: &[&[u8]], trusted: &[Vec<u8>], now: u32, budget: &mut Budget) -> Keys {
+    /// `trusted` keys): a key they name signs the whole set. `until`
+    /// falls to the set's time to go stale.
+    #[allow(clippy::too_many_arguments)]
+    async fn child_keys<F: Fetch>(
+        &self,
+        f: &F,
+        zone: &[u8],
+        ds: &[&[u8]],
+        trusted: &[Vec<u8>],
+        now: u32,
+        budget: &mut Budget,
+        until: &mut u32,
+    ) -> Keys {
         let ds: Vec<Ds<'_>> = ds.iter().filter_map(|d| Ds::parse(d)).filter(Ds::supported).collect();
         let trusted: Vec<&Vec<u8>> =
             trusted.iter().filter(|k| Dnskey::parse(k).is_some_and(|k| algorithm_supported(k.algorithm))).collect();
@@ -503,6 +616,7 @@ impl Validator {
             budget.zone = zone.to_vec();
             return Keys::Bogus(Bogus::ChainUnavailable);
         };
+        *until = (*until).min(now.saturating_add(reply.ttl()));
         let (ans, _) = reply.sections();
         let set: Vec<Rr<'_>> = ans.iter().filter(|r| r.rtype == TYPE_DNSKEY && name_eq(r.owner, zone)).copied().collect();
         let all: Vec<Vec<u8>> = set.iter().map(|r| r.rdata.to_vec()).collect();

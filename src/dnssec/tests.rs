@@ -213,6 +213,9 @@ impl Reply for Given {
     fn status(&self) -> Status {
         Status::Unchecked
     }
+    fn ttl(&self) -> u32 {
+        300
+    }
 }
 
 impl Fetch for Served<'_> {
@@ -335,4 +338,62 @@ fn signature_checks_are_bounded_per_response() {
     let (status, used) = run(1000);
     assert_eq!(status, Status::Bogus(Bogus::TooMuchWork));
     assert_eq!(used, MAX_SIGNATURE_CHECKS, "no check past the budget");
+}
+
+/// [`Served`] under a memo scope, counting the sets it is asked for.
+struct Remembering<'w> {
+    served: Served<'w>,
+    scope: (u64, u64),
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl Fetch for Remembering<'_> {
+    type Reply = Given;
+    async fn fetch(&self, name: &[u8], rtype: u16) -> Option<Given> {
+        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.served.fetch(name, rtype).await
+    }
+    fn checked(&self, r: &Given, s: Status) {
+        self.served.checked(r, s)
+    }
+    fn memo_scope(&self) -> Option<(u64, u64)> {
+        Some(self.scope)
+    }
+}
+
+/// A zone's chain of trust, once found, serves the next answers under it
+/// without reading DS and DNSKEY sets again: for its sets' TTL, under the
+/// same scope (route and cache generation) only.
+#[test]
+fn chains_of_trust_are_remembered_for_their_ttl_and_scope() {
+    let w = World::build();
+    let v = Validator::new(w.trust());
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    // Answer 0 (www.example. A) at `now` under `scope`: its status and the sets read.
+    let run_on = |records: &[Vec<u8>], scope: (u64, u64), now: u32| {
+        let (qname, qtype, rcode, an, au) = &w.answers[0];
+        let an_rr = wire::parse_all(an.iter().map(|i| records[*i].as_slice()));
+        let au_rr = wire::parse_all(au.iter().map(|i| records[*i].as_slice()));
+        let answer = Answer { qname, qtype: *qtype, rcode: *rcode, answers: &an_rr, authorities: &au_rr };
+        let f = Remembering {
+            served: Served { world: &w, records: &w.records, used: Mutex::new(Vec::new()) },
+            scope,
+            fetches: Default::default(),
+        };
+        let status = rt.block_on(v.validate(&f, &answer, now, &mut Budget::default()));
+        (status, f.fetches.into_inner())
+    };
+    let run = |scope: (u64, u64), now: u32| run_on(&w.records, scope, now);
+    // DNSKEY ., DS example., DNSKEY example.; then nothing.
+    assert_eq!(run((1, 0), NOW), (Status::Secure, 3));
+    assert_eq!(run((1, 0), NOW + 299), (Status::Secure, 0));
+    // Past the sets' TTL, after a flush (generation), on another route: read again.
+    assert_eq!(run((1, 0), NOW + 300), (Status::Secure, 3));
+    assert_eq!(run((1, 1), NOW + 300), (Status::Secure, 3));
+    assert_eq!(run((2, 1), NOW + 300), (Status::Secure, 3));
+    // The answer's own signature is still checked, with the remembered keys.
+    let mut tampered = w.records.clone();
+    let a = w.answers[0].3[0];
+    *tampered[a].last_mut().unwrap() ^= 1;
+    assert_eq!(run_on(&tampered, (2, 1), NOW + 301), (Status::Bogus(Bogus::Signature), 0));
 }

@@ -544,6 +544,9 @@ pub struct Cache {
     /// The real size of the entries stored and still alive (evicted ones
     /// still being written into a response included).
     bytes: Arc<AtomicU64>,
+    /// Moves on at every flush: what was derived from entries (the
+    /// validator's chains of trust) is not used across one.
+    generation: Arc<AtomicU64>,
 }
 
 impl Cache {
@@ -561,7 +564,7 @@ impl Cache {
         let estimated = entries.min(max_bytes / 512).max(1);
         let weigher = Weigher { floor: floor.clone() };
         let inner = quick_cache::sync::Cache::with_weighter(usize::try_from(estimated).unwrap_or(usize::MAX), max_bytes, weigher);
-        Cache { inner: Arc::new(inner), floor, bytes: Arc::default() }
+        Cache { inner: Arc::new(inner), floor, bytes: Arc::default(), generation: Arc::default() }
     }
 
     /// New limits (a configuration reload): entries stored from now on
@@ -581,9 +584,15 @@ impl Cache {
         self.inner.iter().collect()
     }
 
+    /// How many flushes there have been.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     /// Removes the entries whose name `matches` (given the name's key,
     /// see [`Key::name_key`]); returns how many.
     pub fn flush(&self, matches: impl Fn(&[u8]) -> bool) -> usize {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         let before = self.inner.len();
         self.inner.retain(|k, _| !matches(k.name_key()));
         before.saturating_sub(self.inner.len())

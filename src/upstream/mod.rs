@@ -1065,6 +1065,10 @@ impl dnssec::Reply for ChainReply {
     fn status(&self) -> Status {
         self.entry.dnssec()
     }
+
+    fn ttl(&self) -> u32 {
+        self.entry.ttl.saturating_sub(self.entry.age(Instant::now()))
+    }
 }
 
 impl dnssec::Fetch for ChainFetch<'_> {
@@ -1094,6 +1098,10 @@ impl dnssec::Fetch for ChainFetch<'_> {
         if reply.fresh && !matches!(status, Status::Bogus(_)) {
             self.core.cache.insert(reply.key.clone(), reply.entry.clone());
         }
+    }
+
+    fn memo_scope(&self) -> Option<(u64, u64)> {
+        Some((self.route, self.core.cache.generation()))
     }
 }
 
