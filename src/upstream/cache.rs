@@ -407,12 +407,14 @@ pub fn contain(
     let mut seen: Vec<Name> = Vec::new();
     let mut current = name.clone();
     let sigs_of = |owner: &Name, covered: RecordType| -> Vec<Record> {
-        let sig = |r: &&Record| r.record_type() == RecordType::RRSIG && &r.name == owner && rrsig_covers(r) == Some(covered);
+        let sig = |r: &&Record| {
+            r.record_type() == RecordType::RRSIG && crate::dns::names::same_name(&r.name, owner) && rrsig_covers(r) == Some(covered)
+        };
         if dnssec_ok { answers.iter().filter(sig).cloned().collect() } else { Vec::new() }
     };
     let mut complete = false;
     for _ in 0..MAX_REPLY_CHAIN {
-        let at = || answers.iter().filter(|r| r.name == current);
+        let at = || answers.iter().filter(|r| crate::dns::names::same_name(&r.name, &current));
         let wanted = |r: &&Record| match qtype {
             RecordType::ANY => r.record_type() != RecordType::RRSIG,
             t => r.record_type() == t,

@@ -37,6 +37,7 @@ use tracing::debug;
 
 use super::cache::{self, Entry, Failure, Key};
 use super::{ChainFetch, Core, Fetched, UpstreamError, Via, authority_query_bytes, classify};
+use crate::dns::names::same_name;
 use crate::dnssec::Status;
 use crate::metrics::AuthorityLabels;
 
@@ -101,7 +102,15 @@ struct Server {
 #[derive(Debug, Default)]
 pub struct Infra {
     servers: Mutex<HashMap<IpAddr, Server>>,
+    /// Delegations as decoded from their cache entries (keyed by the
+    /// entry's address, which the weak reference keeps from being reused),
+    /// at most [`MAX_DECODED_DELEGATIONS`]: every name under a zone would
+    /// otherwise decode the zone's NS and glue again.
+    decoded: Mutex<HashMap<usize, (std::sync::Weak<Entry>, Delegation)>>,
 }
+
+/// Decoded delegations kept at most; when full, all go.
+const MAX_DECODED_DELEGATIONS: usize = 1024;
 
 impl Infra {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Server>> {
@@ -216,7 +225,7 @@ fn kind(reply: &Message, zone: &Name, qname: &Name) -> Kind {
         ResponseCode::NoError => {}
         rc => return Kind::Rcode(rc),
     }
-    if reply.answers.iter().any(|r| r.name == *qname) {
+    if reply.answers.iter().any(|r| same_name(&r.name, qname)) {
         return Kind::Final;
     }
     let has_soa = reply.authorities.iter().any(|r| r.record_type() == RecordType::SOA);
@@ -250,10 +259,10 @@ fn cname_end(answers: &[Record], target: &Name, qtype: RecordType) -> Option<Nam
     let mut at = target.clone();
     let mut seen: Vec<Name> = Vec::new();
     loop {
-        if answers.iter().any(|r| r.name == at && r.record_type() == qtype) {
+        if answers.iter().any(|r| r.record_type() == qtype && same_name(&r.name, &at)) {
             return None;
         }
-        match answers.iter().find(|r| r.name == at && r.record_type() == RecordType::CNAME).map(|r| &r.data) {
+        match answers.iter().find(|r| r.record_type() == RecordType::CNAME && same_name(&r.name, &at)).map(|r| &r.data) {
             Some(RData::CNAME(c)) => {
                 // A loop: nothing to ask next (the answer path ends it in SERVFAIL).
                 if seen.contains(&at) {
@@ -397,7 +406,7 @@ impl Core {
             let next = cname_end(&reply.answers, &target, qtype);
             answers.append(&mut reply.answers);
             match next {
-                Some(t) if reply.metadata.response_code == ResponseCode::NoError && !answers.iter().any(|r| r.name == t) => {
+                Some(t) if reply.metadata.response_code == ResponseCode::NoError && !answers.iter().any(|r| same_name(&r.name, &t)) => {
                     if dnssec_ok {
                         let denial = [RecordType::NSEC, RecordType::NSEC3, RecordType::RRSIG];
                         proofs.extend(reply.authorities.into_iter().filter(|r| denial.contains(&r.record_type())));
@@ -712,13 +721,14 @@ impl Core {
     /// The delegation a referral gives (its NS, and the glue for them that
     /// lies in the asked zone, the reply being scrubbed to it), cached.
     fn delegation(&self, reply: &Message, child: Name) -> Delegation {
-        let ns: Vec<&Record> = reply.authorities.iter().filter(|r| r.record_type() == RecordType::NS && r.name == child).collect();
+        let ns: Vec<&Record> =
+            reply.authorities.iter().filter(|r| r.record_type() == RecordType::NS && same_name(&r.name, &child)).collect();
         let mut servers: Servers = Vec::new();
         let mut glue: Vec<Record> = Vec::new();
         for r in &ns {
             let RData::NS(target) = &r.data else { continue };
             let mut addrs = Vec::new();
-            for g in reply.additionals.iter().filter(|g| g.name == target.0) {
+            for g in reply.additionals.iter().filter(|g| same_name(&g.name, &target.0)) {
                 match &g.data {
                     RData::A(a) => addrs.push(IpAddr::V4(a.0)),
                     RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
@@ -762,44 +772,61 @@ impl Core {
     }
 
     /// The deepest cached delegation at or above `name` (not the root's:
-    /// the hints are that).
+    /// the hints are that). Ancestors are suffixes of the name's key, and
+    /// the cached NS and glue are read in wire form: only the servers'
+    /// names are decoded.
     fn closest_delegation(&self, name: &Name) -> Option<Delegation> {
         let now = Instant::now();
-        let mut at = name.clone();
-        while !at.is_root() {
-            let mut buf = [0u8; cache::MAX_KEY_LEN];
-            let name_key = crate::dns::names::KeyBuf::new(&at);
-            let key = cache::key_bytes(&mut buf, name_key.key(), RecordType::NS, false, DELEGATION_ROUTE);
-            if let Some(e) = self.cache.get(key, now).filter(|e| e.age(now) < e.ttl) {
-                let decode = |ws: &[cache::WireRecord]| ws.iter().filter_map(|w| Record::from_bytes(&w.bytes).ok()).collect::<Vec<_>>();
-                let glue = decode(&e.wire.2);
-                let servers: Servers = decode(&e.wire.0)
-                    .into_iter()
-                    .filter_map(|r| match r.data {
-                        RData::NS(t) => Some(t.0),
-                        _ => None,
-                    })
-                    .map(|t| {
-                        let addrs = glue
-                            .iter()
-                            .filter(|g| g.name == t)
-                            .filter_map(|g| match &g.data {
-                                RData::A(a) => Some(IpAddr::V4(a.0)),
-                                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                                _ => None,
-                            })
-                            .collect();
-                        (Some(t), addrs)
-                    })
-                    .collect();
-                if !servers.is_empty() {
-                    return Some(Delegation { zone: at, servers });
-                }
+        let names = crate::dns::names::KeyBuf::new(name);
+        let mut buf = [0u8; cache::MAX_KEY_LEN];
+        for skip in 0..names.labels() {
+            let zone = names.suffix(skip);
+            let key = cache::key_bytes(&mut buf, zone, RecordType::NS, false, DELEGATION_ROUTE);
+            let Some(e) = self.cache.get(key, now).filter(|e| e.age(now) < e.ttl && !e.wire.0.is_empty()) else { continue };
+            let mut decoded = self.infra.decoded.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((weak, d)) = decoded.get(&(Arc::as_ptr(&e) as usize))
+                && weak.upgrade().is_some_and(|w| Arc::ptr_eq(&w, &e))
+            {
+                return Some(d.clone());
             }
-            at = at.base_name();
+            let servers = delegation_servers(&e);
+            if !servers.is_empty() {
+                let d = Delegation { zone: crate::dns::names::key_to_name(zone), servers };
+                if decoded.len() >= MAX_DECODED_DELEGATIONS {
+                    decoded.clear();
+                }
+                decoded.insert(Arc::as_ptr(&e) as usize, (Arc::downgrade(&e), d.clone()));
+                return Some(d);
+            }
         }
         None
     }
+}
+
+/// The servers of a cached delegation (NS records in the answer section,
+/// glue in the additional one), each with the glue addresses of its name.
+fn delegation_servers(e: &Entry) -> Servers {
+    use crate::dnssec::wire::{Rr, name_eq};
+    let glue: Vec<Rr<'_>> = e.wire.2.iter().filter_map(|w| Rr::parse(&w.bytes)).collect();
+    e.wire
+        .0
+        .iter()
+        .filter_map(|w| Rr::parse(&w.bytes))
+        .filter(|r| r.rtype == u16::from(RecordType::NS))
+        .filter_map(|ns| {
+            let target = Name::from_bytes(ns.rdata).ok()?;
+            let addrs = glue
+                .iter()
+                .filter(|g| name_eq(g.owner, ns.rdata))
+                .filter_map(|g| match (RecordType::from(g.rtype), g.rdata.len()) {
+                    (RecordType::A, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(g.rdata).ok()?)),
+                    (RecordType::AAAA, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(g.rdata).ok()?)),
+                    _ => None,
+                })
+                .collect();
+            Some((Some(target), addrs))
+        })
+        .collect()
 }
 
 #[cfg(test)]
