@@ -26,6 +26,9 @@
 #    Unbound on $NET.10 that only iterates), dnssec validate and off; HITS
 #    names under secure.test. asked once, then asked again for DURATION s
 #    at HIT_RATE qps: CPU µs per answered hit, and the ratio.
+# Both in ROUNDS rounds (each server in turn within a round, a quarter of
+# the names or of the time each by default): the machine drifts by several
+# percent over minutes, and rounds spread that over every server alike.
 # NSDs, the forwarders' Unbound and dnsperf run on CLIENT_CPU. Results as
 # markdown in bench/results/cold-DATE.md (RESULT to choose); raw files in
 # $OUT. Everything stays on loopback; every process started is stopped by
@@ -35,13 +38,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${PZDNS_BIN:-$here/../target/release/pzdns}
 label=${LABEL:-$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo pzdns)}
 if [ -n "${SHORT:-}" ]; then
-    NAMES=${NAMES:-1000} RATE=${RATE:-500} HITS=${HITS:-1000} HIT_RATE=${HIT_RATE:-5000} DURATION=${DURATION:-3}
+    NAMES=${NAMES:-1000} RATE=${RATE:-500} HITS=${HITS:-1000} HIT_RATE=${HIT_RATE:-5000} DURATION=${DURATION:-3} ROUNDS=${ROUNDS:-1}
 fi
 NAMES=${NAMES:-20000}
 RATE=${RATE:-2000}
 HITS=${HITS:-10000}
 HIT_RATE=${HIT_RATE:-20000}
 DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-4}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 # Addresses of the hierarchy (port 53): none the integration tests use.
@@ -242,41 +246,59 @@ dnsperf_run() {
     awk '/Queries completed:/ { done = $3 } /NOERROR/ { for (i = 1; i <= NF; i++) if ($i == "NOERROR") ok = $(i + 1) }
          END { printf "%d %d\n", done, ok }' "$OUT/$tag.out"
 }
-# cold NAME PORT PID ZONE -> "cpu_us_per_name answered noerror leaf_queries_per_name"
+# cold NAME PORT PID ZONE ROUND -> "cpu_ticks answered noerror leaf_queries",
+# over NAMES / ROUNDS names new to it
 cold() {
-    local name=$1 port=$2 pid=$3 zone=$4
-    local f; f=$(names "c-$name-${zone%%.*}-" "$zone" "$NAMES")
+    local name=$1 port=$2 pid=$3 zone=$4 round=$5
+    local f; f=$(names "c-$name-${zone%%.*}-r$round-" "$zone" "$((NAMES / ROUNDS))")
     # Warm: the delegations and keys on the way, on names of their own.
     dnsperf_run "$port" "$(names "warm-$name-${zone%%.*}-" "$zone" 50)" "warm-$name-$zone" -n 1 -Q 100 >/dev/null
     leaf_queries >/dev/null
     local t0 t1; t0=$(cpu_ticks "$pid")
-    read -r done ok < <(dnsperf_run "$port" "$f" "cold-$name-$zone" -n 1 -Q "$RATE")
+    read -r done ok < <(dnsperf_run "$port" "$f" "cold-$name-$zone-r$round" -n 1 -Q "$RATE")
     t1=$(cpu_ticks "$pid")
     local q; q=$(leaf_queries)
-    awk -v d="$((t1 - t0))" -v hz="$hz" -v n="$done" -v ok="$ok" -v q="${q:-0}" \
-        'BEGIN { printf "%.1f %d %d %.2f\n", d * 1e6 / hz / (n > 0 ? n : 1), n, ok, q / (n > 0 ? n : 1) }'
+    echo "$((t1 - t0)) $done $ok ${q:-0}"
 }
-# hits NAME PORT PID -> "cpu_us_per_hit answered"
+# hits NAME PORT PID -> "cpu_ticks answered" over DURATION / ROUNDS s
 hits() {
     local name=$1 port=$2 pid=$3
     local f; f=$(names "h-$name-" secure.test "$HITS")
     dnsperf_run "$port" "$f" "fill-$name" -n 1 -Q 2000 >/dev/null
     local t0 t1; t0=$(cpu_ticks "$pid")
-    read -r done _ < <(dnsperf_run "$port" "$f" "hits-$name" -l "$DURATION" -Q "$HIT_RATE")
+    read -r done _ < <(dnsperf_run "$port" "$f" "hits-$name" -l "$(awk -v d="$DURATION" -v r="$ROUNDS" 'BEGIN { print d / r }')" -Q "$HIT_RATE")
     t1=$(cpu_ticks "$pid")
-    awk -v d="$((t1 - t0))" -v hz="$hz" -v n="$done" 'BEGIN { printf "%.2f %d\n", d * 1e6 / hz / (n > 0 ? n : 1), n }'
+    echo "$((t1 - t0)) $done"
+}
+# add KEY "numbers...": sums them into sum[KEY] field by field.
+declare -A sum
+add() {
+    sum[$1]=$(awk -v a="${sum[$1]:-}" -v b="$2" 'BEGIN { n = split(a, x); m = split(b, y); for (i = 1; i <= m; i++) printf "%s%d", (i > 1 ? " " : ""), x[i] + y[i]; print "" }')
 }
 
+# ROUNDS rounds, each server in turn within each: the machine's own drift
+# over minutes (it moves every server's figures by several percent) falls
+# on all of them alike. The figures pool the rounds: all CPU over all names.
 declare -A row
+for r in $(seq "$ROUNDS"); do
+    for s in pv po uv ui ua; do
+        port_var="P_${s^^}" pid_var="pid_$s"
+        for zone in secure.test insecure.test; do
+            add "$s-$zone" "$(cold "$s" "${!port_var}" "${!pid_var}" "$zone" "$r")"
+        done
+    done
+    add fv "$(hits fv "$P_FV" "$pid_fv")"
+    add fo "$(hits fo "$P_FO" "$pid_fo")"
+done
 for s in pv po uv ui ua; do
-    port_var="P_${s^^}" pid_var="pid_$s"
+    port_var="P_${s^^}"
     for zone in secure.test insecure.test; do
-        row[$s-$zone]=$(cold "$s" "${!port_var}" "${!pid_var}" "$zone")
+        row[$s-$zone]=$(awk -v hz="$hz" '{ n = ($2 > 0 ? $2 : 1); printf "%.1f %d %d %.2f\n", $1 * 1e6 / hz / n, $2, $3, $4 / n }' <<<"${sum[$s-$zone]}")
     done
     row[$s-ad]=$(ad "${!port_var}")
 done
-read -r fv_cpu fv_n < <(hits fv "$P_FV" "$pid_fv")
-read -r fo_cpu fo_n < <(hits fo "$P_FO" "$pid_fo")
+read -r fv_cpu fv_n < <(awk -v hz="$hz" '{ printf "%.2f %d\n", $1 * 1e6 / hz / ($2 > 0 ? $2 : 1), $2 }' <<<"${sum[fv]}")
+read -r fo_cpu fo_n < <(awk -v hz="$hz" '{ printf "%.2f %d\n", $1 * 1e6 / hz / ($2 > 0 ? $2 : 1), $2 }' <<<"${sum[fo]}")
 row[fv-ad]=$(ad "$P_FV")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) printf "-"; else printf "%.2f", a / b }'; }
@@ -285,7 +307,7 @@ uver=$(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }')
 {
     echo "## Cold resolution from a local signed root ($(date -u +%FT%TZ), pzdns $label, Unbound $uver)"
     echo
-    echo "$NAMES unique names per zone, each asked once at $RATE qps; servers on CPU $SERVER_CPU (one worker / one thread), NSDs and dnsperf on CPU $CLIENT_CPU. CPU: the server's process, every thread, over the names answered. Leaf queries: what the leaf NSD answered, per name (0: answered from what the server held, not resolved). The ratios compare pzdns with the Unbound rows that resolve every name."
+    echo "$NAMES unique names per zone, each asked once at $RATE qps, in $ROUNDS rounds (each server in turn within a round; the figures pool the rounds); servers on CPU $SERVER_CPU (one worker / one thread), NSDs and dnsperf on CPU $CLIENT_CPU. CPU: the server's process, every thread, over the names answered. Leaf queries: what the leaf NSD answered, per name (0: answered from what the server held, not resolved). The ratios compare pzdns with the Unbound rows that resolve every name."
     echo
     echo "| server | dnssec | AD on a secure name | secure.test.: CPU µs per name | answered (NOERROR) | leaf queries per name | insecure.test.: CPU µs per name | answered (NOERROR) | leaf queries per name |"
     echo "|---|---|---|---|---|---|---|---|---|"
@@ -309,7 +331,7 @@ uver=$(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }')
         echo "| pzdns / unbound | $name | | $(ratio "$(field "$p-secure.test" 1)" "$(field "$u-secure.test" 1)") ($note) | | | $(ratio "$(field "$p-insecure.test" 1)" "$(field "$u-insecure.test" 1)") ($note) | | |"
     done
     echo
-    echo "Cache hits, pzdns forward mode (upstream: an iterating Unbound): $HITS names under secure.test. asked once, then again at $HIT_RATE qps for $DURATION s."
+    echo "Cache hits, pzdns forward mode (upstream: an iterating Unbound): $HITS names under secure.test. asked once, then again at $HIT_RATE qps for $DURATION s in all, in $ROUNDS rounds alternating validate and off."
     echo
     echo "| pzdns $label forward | AD on a secure name | CPU µs per hit | answered |"
     echo "|---|---|---|---|"
