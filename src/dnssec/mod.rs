@@ -213,9 +213,12 @@ pub const MAX_REMEMBERED_CHAINS: usize = 4096;
 #[derive(Default)]
 struct Chains {
     /// Key: the scope's two numbers, then the zone's lowercase wire name.
-    /// Value: its keys (a secure zone) or `Insecure` (a cut with no DS, or
-    /// only DS of algorithms not supported), and until when (seconds).
-    map: std::collections::HashMap<Vec<u8>, (Keys, u32)>,
+    /// Value: its keys (a secure zone), `Insecure` (a cut with no DS, or
+    /// only DS of algorithms not supported) or `Bogus` (a DS or DNSKEY set
+    /// that did not check out: everything under the name is bogus, for at
+    /// most [`BOGUS_TTL`], as Unbound keeps a bad key), until when
+    /// (seconds), and for `Bogus` the zone the log names.
+    map: std::collections::HashMap<Vec<u8>, (Keys, u32, Vec<u8>)>,
 }
 
 impl Chains {
@@ -228,23 +231,30 @@ impl Chains {
         &buf[..16 + n]
     }
 
-    fn get(&self, scope: (u64, u64), name: &[u8], now: u32) -> Option<&(Keys, u32)> {
+    fn get(&self, scope: (u64, u64), name: &[u8], now: u32) -> Option<&(Keys, u32, Vec<u8>)> {
         let mut buf = [0u8; 16 + 255];
-        self.map.get(Self::key(&mut buf, scope, name)).filter(|(_, until)| now < *until)
+        self.map.get(Self::key(&mut buf, scope, name)).filter(|(_, until, _)| now < *until)
     }
 
-    fn put(&mut self, scope: (u64, u64), name: &[u8], keys: &Keys, until: u32, now: u32) {
-        if until <= now || matches!(keys, Keys::Bogus(_)) {
+    fn put(&mut self, scope: (u64, u64), name: &[u8], keys: &Keys, until: u32, now: u32, blame: &[u8]) {
+        let until = match keys {
+            // Not the data's fault: asked again next time.
+            Keys::Bogus(Bogus::ChainUnavailable | Bogus::TooMuchWork) => return,
+            Keys::Bogus(_) => until.min(now.saturating_add(BOGUS_TTL)),
+            _ => until,
+        };
+        if until <= now {
             return;
         }
         if self.map.len() >= MAX_REMEMBERED_CHAINS {
-            self.map.retain(|_, (_, u)| now < *u);
+            self.map.retain(|_, (_, u, _)| now < *u);
             if self.map.len() >= MAX_REMEMBERED_CHAINS {
                 self.map.clear();
             }
         }
         let mut buf = [0u8; 16 + 255];
-        self.map.insert(Self::key(&mut buf, scope, name).to_vec(), (keys.clone(), until));
+        let blame = if matches!(keys, Keys::Bogus(_)) { blame.to_vec() } else { Vec::new() };
+        self.map.insert(Self::key(&mut buf, scope, name).to_vec(), (keys.clone(), until, blame));
     }
 }
 
@@ -465,13 +475,17 @@ impl Validator {
             let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
             (0..=label_count(target) - label_count(&anchor.owner)).find_map(|skip| {
                 let name = ancestor(target, skip);
-                chains.get(sc, name, now).map(|(k, until)| (wire::lower(name), k.clone(), *until))
+                chains.get(sc, name, now).map(|(k, until, blame)| (wire::lower(name), k.clone(), *until, blame.clone()))
             })
         });
         let (mut zone, mut keys, mut until) = match remembered {
-            Some((_, Keys::Insecure, _)) => return Keys::Insecure,
-            Some((zone, Keys::Secure { keys, .. }, until)) => (zone, keys, until),
-            _ => {
+            Some((_, Keys::Insecure, ..)) => return Keys::Insecure,
+            Some((_, Keys::Bogus(b), _, blame)) => {
+                budget.zone = blame;
+                return Keys::Bogus(b);
+            }
+            Some((zone, Keys::Secure { keys, .. }, until, _)) => (zone, keys, until),
+            None => {
                 let zone = wire::lower(&anchor.owner);
                 let ds: Vec<&[u8]> = anchor.ds.iter().map(Vec::as_slice).collect();
                 let mut until = u32::MAX;
@@ -480,7 +494,10 @@ impl Validator {
                         self.remember(scope, &zone, &keys, until, now);
                         (zone, keys, until)
                     }
-                    other => return other,
+                    other => {
+                        self.remember_other(scope, &zone, &other, until, now, &budget.zone);
+                        return other;
+                    }
                 }
             }
         };
@@ -532,6 +549,7 @@ impl Validator {
                     }
                     Err(b) => {
                         f.checked(&reply, Status::Bogus(b));
+                        self.remember_other(scope, name, &Keys::Bogus(b), until, now, &zone);
                         budget.zone = zone;
                         return Keys::Bogus(b);
                     }
@@ -546,11 +564,10 @@ impl Validator {
                         self.remember(scope, &zone, &keys, until, now);
                         continue;
                     }
-                    Keys::Insecure => {
-                        self.remember_insecure(scope, name, until, now);
-                        return Keys::Insecure;
+                    other => {
+                        self.remember_other(scope, name, &other, until, now, &budget.zone);
+                        return other;
                     }
-                    other => return other,
                 }
             }
             if ans.iter().any(|r| r.rtype == TYPE_CNAME && name_eq(r.owner, name)) {
@@ -560,11 +577,12 @@ impl Validator {
             match proofs.ds_absence(name) {
                 DsAbsence::NotACut => {}
                 DsAbsence::InsecureCut => {
-                    self.remember_insecure(scope, name, until, now);
+                    self.remember_other(scope, name, &Keys::Insecure, until, now, &[]);
                     return Keys::Insecure;
                 }
                 DsAbsence::NoName => break,
                 DsAbsence::Unproven => {
+                    self.remember_other(scope, name, &Keys::Bogus(Bogus::NsecMissing), until, now, &zone);
                     budget.zone = zone;
                     return Keys::Bogus(Bogus::NsecMissing);
                 }
@@ -577,14 +595,16 @@ impl Validator {
     fn remember(&self, scope: Option<(u64, u64)>, zone: &[u8], keys: &[Vec<u8>], until: u32, now: u32) {
         if let Some(sc) = scope {
             let k = Keys::Secure { zone: zone.to_vec(), keys: keys.to_vec() };
-            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, zone, &k, until, now);
+            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, zone, &k, until, now, &[]);
         }
     }
 
-    /// Remembers that everything at and under `cut` is insecure until `until`.
-    fn remember_insecure(&self, scope: Option<(u64, u64)>, cut: &[u8], until: u32, now: u32) {
+    /// Remembers that everything at and under `cut` is insecure, or bogus
+    /// (`blame`: the zone a log line names), until `until` under `scope`.
+    #[allow(clippy::too_many_arguments)]
+    fn remember_other(&self, scope: Option<(u64, u64)>, cut: &[u8], keys: &Keys, until: u32, now: u32, blame: &[u8]) {
         if let Some(sc) = scope {
-            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, cut, &Keys::Insecure, until, now);
+            self.chains.lock().unwrap_or_else(|p| p.into_inner()).put(sc, cut, keys, until, now, blame);
         }
     }
 

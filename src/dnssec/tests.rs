@@ -397,3 +397,35 @@ fn chains_of_trust_are_remembered_for_their_ttl_and_scope() {
     *tampered[a].last_mut().unwrap() ^= 1;
     assert_eq!(run_on(&tampered, (2, 1), NOW + 301), (Status::Bogus(Bogus::Signature), 0));
 }
+
+/// A zone whose DNSKEY set does not check out is remembered bogus (as
+/// Unbound keeps a bad key) for at most BOGUS_TTL: the names under it are
+/// not each worth another DNSKEY question meanwhile.
+#[test]
+fn a_bogus_chain_is_remembered_for_the_bogus_ttl() {
+    let w = World::build();
+    let v = Validator::new(w.trust());
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut records = w.records.clone();
+    let (_, keys, _) = &w.served[&(name("example."), wire::TYPE_DNSKEY)];
+    // The RRSIG over example.'s DNSKEY set, one bit flipped.
+    *records[keys[1]].last_mut().unwrap() ^= 1;
+    let run = |now: u32| {
+        let (qname, qtype, rcode, an, au) = &w.answers[0];
+        let an_rr = wire::parse_all(an.iter().map(|i| records[*i].as_slice()));
+        let au_rr = wire::parse_all(au.iter().map(|i| records[*i].as_slice()));
+        let answer = Answer { qname, qtype: *qtype, rcode: *rcode, answers: &an_rr, authorities: &au_rr };
+        let f = Remembering {
+            served: Served { world: &w, records: &records, used: Mutex::new(Vec::new()) },
+            scope: (1, 0),
+            fetches: Default::default(),
+        };
+        let mut budget = Budget::default();
+        let status = rt.block_on(v.validate(&f, &answer, now, &mut budget));
+        (status, f.fetches.into_inner(), budget.zone)
+    };
+    assert_eq!(run(NOW), (Status::Bogus(Bogus::Signature), 3, name("example.")));
+    assert_eq!(run(NOW + BOGUS_TTL - 1), (Status::Bogus(Bogus::Signature), 0, name("example.")), "remembered, with the zone to blame");
+    // The root's keys are still remembered (TTL 300); example.'s set is asked again.
+    assert_eq!(run(NOW + BOGUS_TTL), (Status::Bogus(Bogus::Signature), 2, name("example.")));
+}
