@@ -420,7 +420,10 @@ pub fn contain(
             t => r.record_type() == t,
         };
         if at().any(|r| wanted(&r)) {
-            let types: Vec<RecordType> = at().filter(wanted).map(|r| r.record_type()).collect();
+            let mut types: Vec<RecordType> = at().filter(wanted).map(|r| r.record_type()).collect();
+            // One type per RRset, or its RRSIGs would be kept once per record.
+            types.sort_unstable_by_key(|t| u16::from(*t));
+            types.dedup();
             kept.extend(at().filter(wanted).cloned());
             for t in types {
                 kept.extend(sigs_of(&current, t));
@@ -652,6 +655,22 @@ mod tests {
     fn soa(ttl: u32, minimum: u32) -> Record {
         let n = Name::from_str("example.").unwrap();
         Record::from_rdata(n.clone(), ttl, RData::SOA(SOA::new(n.clone(), n, 1, 2, 3, 4, minimum)))
+    }
+
+    #[test]
+    fn an_rrsets_signatures_are_kept_once_whatever_its_size() {
+        use hickory_proto::rr::rdata::NULL;
+        let owner = Name::from_str("x.example.").unwrap();
+        let a2 = Record::from_rdata(owner.clone(), 300, RData::A(A::new(192, 0, 2, 2)));
+        // Two RRSIGs covering A (type covered first in their RDATA; key tags 1 and 2), given raw.
+        let sig = |tag: u8| {
+            let mut rd = vec![0, 1, 13, 2, 0, 0, 1, 44, 0, 0, 0, 2, 0, 0, 0, 1, 0, tag, 7];
+            rd.extend_from_slice(b"example\0sig");
+            Record::from_rdata(owner.clone(), 300, RData::Unknown { code: RecordType::RRSIG, rdata: NULL::with(rd) })
+        };
+        let (answers, _) = contain(&owner, RecordType::A, true, vec![a(300), a2, sig(1), sig(2)], vec![]);
+        let types: Vec<RecordType> = answers.iter().map(Record::record_type).collect();
+        assert_eq!(types, vec![RecordType::A, RecordType::A, RecordType::RRSIG, RecordType::RRSIG]);
     }
 
     #[test]
