@@ -194,17 +194,22 @@ fn each_key_transfers_exactly_its_views_zones() {
     assert_eq!(kdig(at, &["-y", &format!("hmac-sha256:kb:{SECRET_B}"), "SOA", "a.internal."]).0, "NOTAUTH");
 }
 
+/// `big.internal` for vpc-a in `dir`'s zones: `n` A records, `host-0` up.
+fn write_big_zone(dir: &Path, n: usize) {
+    let mut yaml = String::from("zone: big.internal\nvpcs: [vpc-a]\nrecords:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{ name: host-{i}, type: A, value: 10.{}.{}.{} }}\n", i / 65536, (i / 256) % 256, i % 256));
+    }
+    std::fs::write(dir.join("zones/big.yaml"), yaml).unwrap();
+}
+
 #[test]
 fn a_large_zone_streams_in_many_signed_messages() {
     if tool("kdig").is_none() {
         return;
     }
     let dir = zones("large");
-    let mut yaml = String::from("zone: big.internal\nvpcs: [vpc-a]\nrecords:\n");
-    for i in 0..6000 {
-        yaml.push_str(&format!("  - {{ name: host-{i}, type: A, value: 10.{}.{}.{} }}\n", i / 65536, (i / 256) % 256, i % 256));
-    }
-    std::fs::write(dir.join("zones/big.yaml"), yaml).unwrap();
+    write_big_zone(&dir, 6000);
     let pz = start(&dir, "");
     let (_, recs, text) = axfr(pz.addrs[0], Some(("ka", SECRET_A)), "big.internal.");
     // SOA, NS, 6000 A, SOA; over several messages, each signature checked by kdig.
@@ -229,11 +234,7 @@ fn a_transfers_messages_are_made_below_the_answering_threads() {
         return;
     }
     let dir = zones("thread");
-    let mut yaml = String::from("zone: big.internal\nvpcs: [vpc-a]\nrecords:\n");
-    for i in 0..3000 {
-        yaml.push_str(&format!("  - {{ name: host-{i}, type: A, value: 10.0.{}.{} }}\n", i / 256, i % 256));
-    }
-    std::fs::write(dir.join("zones/big.yaml"), yaml).unwrap();
+    write_big_zone(&dir, 3000);
     let pz = start(&dir, "");
     let (_, recs, text) = axfr(pz.addrs[0], Some(("ka", SECRET_A)), "big.internal.");
     assert_eq!(recs.len(), 3003, "{}", &text[text.len().saturating_sub(600)..]);
