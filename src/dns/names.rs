@@ -159,6 +159,8 @@ pub fn parent_key(key: &[u8]) -> Option<&[u8]> {
 /// Whether two names are the same, case aside: hickory's `==` orders the
 /// names label by label from the root, a character at a time, which costs
 /// several times more on the resolver's paths that compare every record.
+/// Unlike `==` it ignores whether a name is fully qualified (names read
+/// from the wire always are).
 pub fn same_name(a: &Name, b: &Name) -> bool {
     // `len` (bytes and dots) and the label count are stored: most names
     // that differ differ there.

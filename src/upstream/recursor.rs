@@ -783,15 +783,21 @@ impl Core {
             let zone = names.suffix(skip);
             let key = cache::key_bytes(&mut buf, zone, RecordType::NS, false, DELEGATION_ROUTE);
             let Some(e) = self.cache.get(key, now).filter(|e| e.age(now) < e.ttl && !e.wire.0.is_empty()) else { continue };
-            let mut decoded = self.infra.decoded.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((weak, d)) = decoded.get(&(Arc::as_ptr(&e) as usize))
-                && weak.upgrade().is_some_and(|w| Arc::ptr_eq(&w, &e))
-            {
-                return Some(d.clone());
+            let known = {
+                let decoded = self.infra.decoded.lock().unwrap_or_else(|p| p.into_inner());
+                decoded
+                    .get(&(Arc::as_ptr(&e) as usize))
+                    .filter(|(weak, _)| weak.upgrade().is_some_and(|w| Arc::ptr_eq(&w, &e)))
+                    .map(|(_, d)| d.clone())
+            };
+            if known.is_some() {
+                return known;
             }
+            // Decoded without the lock: other workers look theirs up meanwhile.
             let servers = delegation_servers(&e);
             if !servers.is_empty() {
                 let d = Delegation { zone: crate::dns::names::key_to_name(zone), servers };
+                let mut decoded = self.infra.decoded.lock().unwrap_or_else(|p| p.into_inner());
                 if decoded.len() >= MAX_DECODED_DELEGATIONS {
                     decoded.clear();
                 }
