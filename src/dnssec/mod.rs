@@ -246,15 +246,17 @@ impl Chains {
         if until <= now {
             return;
         }
-        if self.map.len() >= MAX_REMEMBERED_CHAINS {
+        let mut buf = [0u8; 16 + 255];
+        let key = Self::key(&mut buf, scope, name);
+        // Room is made for a new name only: one remembered again replaces itself.
+        if self.map.len() >= MAX_REMEMBERED_CHAINS && !self.map.contains_key(key) {
             self.map.retain(|_, (_, u, _)| now < *u);
             if self.map.len() >= MAX_REMEMBERED_CHAINS {
                 self.map.clear();
             }
         }
-        let mut buf = [0u8; 16 + 255];
         let blame = if matches!(keys, Keys::Bogus(_)) { blame.to_vec() } else { Vec::new() };
-        self.map.insert(Self::key(&mut buf, scope, name).to_vec(), (keys.clone(), until, blame));
+        self.map.insert(key.to_vec(), (keys.clone(), until, blame));
     }
 }
 

@@ -429,3 +429,37 @@ fn a_bogus_chain_is_remembered_for_the_bogus_ttl() {
     // The root's keys are still remembered (TTL 300); example.'s set is asked again.
     assert_eq!(run(NOW + BOGUS_TTL), (Status::Bogus(Bogus::Signature), 2, name("example.")));
 }
+
+/// The remembered chains stay within MAX_REMEMBERED_CHAINS: when full,
+/// those past their time go first, and only if none has gone, all of them;
+/// a bogus link is kept at most BOGUS_TTL, a transient failure not at all.
+#[test]
+fn remembered_chains_are_bounded_from_both_sides() {
+    let mut c = Chains::default();
+    let sc = (1, 0);
+    let zone = |i: usize| name(&format!("z{i}.test."));
+    // Full: half of them until NOW + 10, half until NOW + 1000.
+    for i in 0..MAX_REMEMBERED_CHAINS {
+        c.put(sc, &zone(i), &Keys::Insecure, if i % 2 == 0 { NOW + 10 } else { NOW + 1000 }, NOW, &[]);
+    }
+    assert_eq!(c.map.len(), MAX_REMEMBERED_CHAINS);
+    // One more past the short ones' time: they go, the others stay.
+    c.put(sc, &name("new.test."), &Keys::Insecure, NOW + 1000, NOW + 20, &[]);
+    assert_eq!(c.map.len(), MAX_REMEMBERED_CHAINS / 2 + 1);
+    assert!(c.get(sc, &zone(1), NOW + 20).is_some() && c.get(sc, &zone(0), NOW + 20).is_none());
+    // Full of live ones: one remembered again replaces itself; a new one
+    // makes all go, then is kept.
+    let mut c = Chains::default();
+    for i in 0..MAX_REMEMBERED_CHAINS {
+        c.put(sc, &zone(i), &Keys::Insecure, NOW + 1000, NOW, &[]);
+    }
+    c.put(sc, &zone(7), &Keys::Insecure, NOW + 2000, NOW, &[]);
+    assert_eq!(c.map.len(), MAX_REMEMBERED_CHAINS);
+    c.put(sc, &name("last.test."), &Keys::Insecure, NOW + 1000, NOW, &[]);
+    assert_eq!(c.map.len(), 1);
+    // A bogus link: at most BOGUS_TTL, whatever its sets' TTL; a transient failure: not kept.
+    c.put(sc, &name("bad.test."), &Keys::Bogus(Bogus::Signature), NOW + 1000, NOW, &name("bad.test."));
+    assert_eq!(c.get(sc, &name("bad.test."), NOW).map(|(_, until, _)| *until), Some(NOW + BOGUS_TTL));
+    c.put(sc, &name("gone.test."), &Keys::Bogus(Bogus::ChainUnavailable), NOW + 1000, NOW, &[]);
+    assert!(c.get(sc, &name("gone.test."), NOW).is_none());
+}
