@@ -90,7 +90,7 @@ pub fn key_bytes<'b>(buf: &'b mut [u8; MAX_KEY_LEN], name_key: &[u8], qtype: Rec
 }
 
 /// A cached record in wire form, for the UDP fast path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WireRecord {
     /// Owner name (uncompressed), then TYPE..RDATA.
     pub bytes: Box<[u8]>,
@@ -225,7 +225,10 @@ impl Entry {
         }
         let ttl = cache_ttl(rcode, &answers, &authorities);
         let enc = |rs: &[Record]| rs.iter().filter_map(WireRecord::new).collect::<Vec<_>>();
-        let wire = (enc(&answers), enc(&authorities), enc(&additionals));
+        Self::from_wire(rcode, ttl, (enc(&answers), enc(&authorities), enc(&additionals)), stale_for)
+    }
+
+    fn from_wire(rcode: ResponseCode, ttl: u32, wire: (Vec<WireRecord>, Vec<WireRecord>, Vec<WireRecord>), stale_for: Duration) -> Self {
         let sections = [&wire.0, &wire.1, &wire.2];
         let bytes = heap_bytes(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Entry>())
             + sections.iter().map(|v| heap_bytes(v.capacity() * std::mem::size_of::<WireRecord>())).sum::<usize>()
@@ -316,6 +319,30 @@ impl Entry {
             take_case(&mut r.bytes[..owner_len], name);
         }
         e
+    }
+
+    /// This answer, kept as a DO=1 question is (as [`Entry::from_reply`]
+    /// made it), as a DO=0 question would have kept it: the same records
+    /// but the RRSIGs (unless `qtype` asked for them), the authority
+    /// section only for a negative answer and then only its SOA. A
+    /// validating resolver asks with DO=1 whatever the client set, and
+    /// contains and encodes the reply once for both.
+    pub fn without_dnssec(&self, qtype: RecordType) -> Entry {
+        let rtype = |r: &WireRecord| r.tail().get(..2).map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+        let (rrsig, soa) = (u16::from(RecordType::RRSIG), u16::from(RecordType::SOA));
+        let answers: Vec<WireRecord> = self.wire.0.iter().filter(|r| qtype == RecordType::RRSIG || rtype(r) != rrsig).cloned().collect();
+        let negative = self.rcode == ResponseCode::NXDomain || answers.is_empty();
+        let authorities: Vec<WireRecord> =
+            if negative { self.wire.1.iter().filter(|r| rtype(r) == soa).take(1).cloned().collect() } else { Vec::new() };
+        // As [`cache_ttl`]: the SOA's TTL was already lowered to its MINIMUM.
+        let ttl = match self.rcode {
+            ResponseCode::NXDomain => authorities.first().map_or(0, |r| r.ttl),
+            ResponseCode::NoError if answers.is_empty() => authorities.first().map_or(0, |r| r.ttl),
+            ResponseCode::NoError => answers.iter().map(|r| r.ttl).min().unwrap_or(0),
+            _ => 0,
+        }
+        .min(MAX_CACHE_TTL);
+        Self::from_wire(self.rcode, ttl, (answers, authorities, Vec::new()), self.stale_for)
     }
 
     /// A record's TTL as served `now`: decremented by the entry's age
@@ -671,6 +698,69 @@ mod tests {
         let (answers, _) = contain(&owner, RecordType::A, true, vec![a(300), a2, sig(1), sig(2)], vec![]);
         let types: Vec<RecordType> = answers.iter().map(Record::record_type).collect();
         assert_eq!(types, vec![RecordType::A, RecordType::A, RecordType::RRSIG, RecordType::RRSIG]);
+    }
+
+    /// A validating resolver asks with DO=1 and keeps the reply once
+    /// ([`Entry::without_dnssec`] for a DO=0 client): for every reply, that
+    /// must be what keeping it for a DO=0 question gives.
+    #[test]
+    fn a_reply_kept_for_do_then_stripped_is_what_do_0_keeps() {
+        use hickory_proto::rr::rdata::{CNAME, NS, NULL};
+        let n = |s: &str| Name::from_str(s).unwrap();
+        let sig = |owner: &str, covered: RecordType, ttl: u32| {
+            let mut rd = u16::from(covered).to_be_bytes().to_vec();
+            rd.extend_from_slice(&[13, 2, 0, 0, 1, 44, 0, 0, 0, 2, 0, 0, 0, 1, 0, 9, 7]);
+            rd.extend_from_slice(b"example\0sig");
+            Record::from_rdata(n(owner), ttl, RData::Unknown { code: RecordType::RRSIG, rdata: NULL::with(rd) })
+        };
+        let nsec = |owner: &str| {
+            Record::from_rdata(n(owner), 60, RData::Unknown { code: RecordType::NSEC, rdata: NULL::with(vec![1, b'z', 0, 0, 1, 0x40]) })
+        };
+        let answers_pool = [
+            Record::from_rdata(n("x.example."), 300, RData::A(A::new(192, 0, 2, 1))),
+            Record::from_rdata(n("X.Example."), 200, RData::A(A::new(192, 0, 2, 2))),
+            sig("x.example.", RecordType::A, 300),
+            Record::from_rdata(n("x.example."), 100, RData::CNAME(CNAME(n("y.example.")))),
+            sig("x.example.", RecordType::CNAME, 100),
+            Record::from_rdata(n("y.example."), 0x8000_0000, RData::A(A::new(192, 0, 2, 3))),
+            sig("y.example.", RecordType::A, 50),
+            Record::from_rdata(n("y.example."), 40, RData::CNAME(CNAME(n("x.example.")))),
+            nsec("x.example."),
+            sig("x.example.", RecordType::NSEC, 60),
+        ];
+        let authorities_pool = [
+            soa(3600, 30),
+            sig("example.", RecordType::SOA, 3600),
+            nsec("w.example."),
+            sig("w.example.", RecordType::NSEC, 60),
+            Record::from_rdata(n("example."), 500, RData::NS(NS(n("ns.example.")))),
+            soa(10, 300),
+        ];
+        let qtypes = [RecordType::A, RecordType::CNAME, RecordType::RRSIG, RecordType::ANY, RecordType::NSEC, RecordType::AAAA];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut bits = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let wire = |e: &Entry| {
+            let s = |v: &Vec<WireRecord>| v.iter().map(|r| (r.bytes.to_vec(), r.ttl)).collect::<Vec<_>>();
+            (e.rcode, e.ttl, s(&e.wire.0), s(&e.wire.1), s(&e.wire.2))
+        };
+        for case in 0..4000 {
+            let (pick_a, pick_u) = (bits(), bits());
+            let answers: Vec<Record> =
+                answers_pool.iter().enumerate().filter(|(i, _)| pick_a >> i & 1 == 1).map(|(_, r)| r.clone()).collect();
+            let authorities: Vec<Record> =
+                authorities_pool.iter().enumerate().filter(|(i, _)| pick_u >> i & 1 == 1).map(|(_, r)| r.clone()).collect();
+            let qtype = qtypes[bits() as usize % qtypes.len()];
+            let rcode = if bits() % 3 == 0 { ResponseCode::NXDomain } else { ResponseCode::NoError };
+            let q = if bits() % 2 == 0 { n("x.example.") } else { n("x.EXAMPLE.") };
+            let kept = Entry::from_reply(&q, qtype, rcode, answers.clone(), authorities.clone(), true, Duration::ZERO);
+            let plain = Entry::from_reply(&q, qtype, rcode, answers.clone(), authorities.clone(), false, Duration::ZERO);
+            assert_eq!(wire(&kept.without_dnssec(qtype)), wire(&plain), "case {case}: {qtype} {rcode} {answers:?} {authorities:?}");
+        }
     }
 
     #[test]

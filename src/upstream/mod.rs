@@ -149,6 +149,13 @@ pub enum Lookup {
 
 type Fetched = Result<Arc<Entry>, UpstreamError>;
 
+/// A reply as kept for the cache ([`Core::contained`]), and whether it was
+/// kept for a question with DO=1.
+struct Kept {
+    entry: Entry,
+    dnssec: bool,
+}
+
 /// Most clients waiting on one upstream question; more get a stale answer
 /// if there is one, else SERVFAIL at once (counted as overload). Each
 /// waiter holds its half-written response and a task.
@@ -537,15 +544,16 @@ impl Core {
         let validator = self.validator.load_full();
         match self.attempts(name, qtype, dnssec_ok || validator.is_some(), upstreams, Some(flight)).await {
             Ok(msg) => {
+                let kept = self.contained(name, qtype, dnssec_ok || validator.is_some(), msg);
                 let status = match &validator {
                     // Boxed, as the recursive branch above: off, it costs nothing.
                     Some(v) => {
                         let fetch = ChainFetch { core: self, via: Via::Upstreams(upstreams), route };
-                        Box::pin(self.validate(v, name, qtype, &msg, &fetch)).await
+                        Box::pin(self.validate(v, name, qtype, &kept, &fetch)).await
                     }
                     None => Status::Unchecked,
                 };
-                Ok(self.store_checked(key, name, qtype, dnssec_ok, msg, status))
+                Ok(self.store_checked(key, qtype, dnssec_ok, kept, status))
             }
             Err((err, Some(why))) => {
                 self.name_failed(key, why);
@@ -559,16 +567,15 @@ impl Core {
     /// DS and DNSKEY sets through `fetch` (the same upstreams, or the
     /// authorities in recursive mode); a bogus one is logged at a bounded
     /// rate, naming the zone and the reason.
-    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, msg: &Message, fetch: &ChainFetch<'_>) -> Status {
-        let (answers, authorities) = cache::contain(name, qtype, true, msg.answers.clone(), msg.authorities.clone());
-        let wire = |rs: &[hickory_proto::rr::Record]| rs.iter().map(crate::dns::record::record_wire).collect::<Vec<_>>();
-        let (aw, uw) = (wire(&answers), wire(&authorities));
-        let (ar, ur) = (dnssec::wire::parse_all(aw.iter().map(Vec::as_slice)), dnssec::wire::parse_all(uw.iter().map(Vec::as_slice)));
+    /// `kept` is the reply as [`Core::contained`] kept it for DO=1.
+    async fn validate(&self, v: &Validator, name: &Name, qtype: RecordType, kept: &Kept, fetch: &ChainFetch<'_>) -> Status {
+        let entry = &kept.entry;
+        let (ar, ur) = (wire_rrs(&entry.wire.0), wire_rrs(&entry.wire.1));
         let qname = crate::dns::names::KeyBuf::new(name);
         let answer = dnssec::Answer {
             qname: qname.key(),
             qtype: u16::from(qtype),
-            rcode: u16::from(msg.metadata.response_code.low()),
+            rcode: u16::from(entry.rcode.low()),
             answers: &ar,
             authorities: &ur,
         };
@@ -663,13 +670,25 @@ impl Core {
         entry
     }
 
+    /// A reply as the cache keeps it ([`Entry::from_reply`]), for a question
+    /// asked with DO=`dnssec`.
+    fn contained(&self, name: &Name, qtype: RecordType, dnssec: bool, msg: Message) -> Kept {
+        let rcode = msg.metadata.response_code;
+        Kept { entry: Entry::from_reply(name, qtype, rcode, msg.answers, msg.authorities, dnssec, self.serve_stale()), dnssec }
+    }
+
     /// Caches an answer with the status validation gave it: a secure one
     /// no longer than its signatures last (RFC 4035 §5.3.3), a bogus one
     /// at most [`dnssec::BOGUS_TTL`].
-    fn store_checked(&self, key: &Key, name: &Name, qtype: RecordType, dnssec_ok: bool, msg: Message, status: Status) -> Arc<Entry> {
-        let valid_for = if status == Status::Secure { sigs_valid_for(msg.answers.iter().chain(&msg.authorities)) } else { u32::MAX };
-        let mut entry =
-            Entry::from_reply(name, qtype, msg.metadata.response_code, msg.answers, msg.authorities, dnssec_ok, self.serve_stale());
+    /// `kept` is what [`Core::contained`] kept, for DO=1 when validating:
+    /// stored as a DO=0 question keeps it if the client did not set DO.
+    fn store_checked(&self, key: &Key, qtype: RecordType, dnssec_ok: bool, kept: Kept, status: Status) -> Arc<Entry> {
+        let valid_for = if status == Status::Secure {
+            sigs_valid_for(kept.entry.wire.0.iter().chain(&kept.entry.wire.1).map(cache::WireRecord::tail))
+        } else {
+            u32::MAX
+        };
+        let mut entry = if kept.dnssec && !dnssec_ok { kept.entry.without_dnssec(qtype) } else { kept.entry };
         entry.ttl = entry.ttl.min(valid_for);
         if let Status::Bogus(_) = status {
             entry.ttl = entry.ttl.min(dnssec::BOGUS_TTL);
@@ -1009,13 +1028,18 @@ impl Core {
 
 /// Seconds until the first RRSIG of `records` expires: how long an
 /// answer they validated may be cached.
-fn sigs_valid_for<'r>(records: impl Iterator<Item = &'r hickory_proto::rr::Record>) -> u32 {
+/// Records kept in wire form, as the validator reads them.
+fn wire_rrs(rs: &[cache::WireRecord]) -> Vec<dnssec::wire::Rr<'_>> {
+    dnssec::wire::parse_all(rs.iter().map(|r| &r.bytes[..]))
+}
+
+fn sigs_valid_for<'r>(tails: impl Iterator<Item = &'r [u8]>) -> u32 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
-    records
-        .filter(|r| r.record_type() == RecordType::RRSIG)
-        .filter_map(|r| {
-            let tail = crate::dns::record::record_tail(r);
-            dnssec::wire::Rrsig::parse(tail.get(crate::dns::RR_FIXED_LEN..)?).map(|s| (s.expiration.wrapping_sub(now) as i32).max(0) as u32)
+    let rrsig = u16::from(RecordType::RRSIG).to_be_bytes();
+    tails
+        .filter(|t| t.get(..2) == Some(&rrsig[..]))
+        .filter_map(|t| {
+            dnssec::wire::Rrsig::parse(t.get(crate::dns::RR_FIXED_LEN..)?).map(|s| (s.expiration.wrapping_sub(now) as i32).max(0) as u32)
         })
         .min()
         .unwrap_or(u32::MAX)
@@ -1545,10 +1569,12 @@ mod tests {
             Record::from_rdata(n("www.example."), 300, data)
         };
         let a = Record::from_rdata(n("www.example."), 300, RData::A(A::new(192, 0, 2, 1)));
-        let left = sigs_valid_for([a.clone(), sig(now + 100), sig(now + 5000)].iter());
+        let tails = |rs: &[Record]| rs.iter().map(crate::dns::record::record_tail).collect::<Vec<_>>();
+        let valid_for = |rs: &[Record]| sigs_valid_for(tails(rs).iter().map(Vec::as_slice));
+        let left = valid_for(&[a.clone(), sig(now + 100), sig(now + 5000)]);
         assert!((98..=100).contains(&left), "{left}");
-        assert_eq!(sigs_valid_for([sig(now - 5)].iter()), 0, "expired: not cached");
-        assert_eq!(sigs_valid_for([a].iter()), u32::MAX, "no signature: no cap");
+        assert_eq!(valid_for(&[sig(now - 5)]), 0, "expired: not cached");
+        assert_eq!(valid_for(&[a]), u32::MAX, "no signature: no cap");
     }
 
     #[test]

@@ -330,10 +330,11 @@ impl Core {
         let res = match res {
             Ok(msg) => match classify(&msg) {
                 Ok(()) => {
+                    let kept = self.contained(name, qtype, dnssec_ok || validator.is_some(), msg);
                     let status = match &validator {
                         Some(v) => {
                             let fetch = ChainFetch { core: self, via: Via::Authorities { root, work: Mutex::new(work) }, route };
-                            let status = Box::pin(self.validate(v, name, qtype, &msg, &fetch)).await;
+                            let status = Box::pin(self.validate(v, name, qtype, &kept, &fetch)).await;
                             if let Via::Authorities { work: w, .. } = fetch.via {
                                 work = w.into_inner().unwrap_or_else(|p| p.into_inner());
                             }
@@ -341,7 +342,7 @@ impl Core {
                         }
                         None => Status::Unchecked,
                     };
-                    Ok(self.store_checked(key, name, qtype, dnssec_ok, msg, status))
+                    Ok(self.store_checked(key, qtype, dnssec_ok, kept, status))
                 }
                 Err(why) => {
                     self.name_failed(key, why);
