@@ -161,10 +161,9 @@ pub async fn run(
     let _ = stop_dns.send(true);
     while udp_tasks.join_next().await.is_some() {}
     // UDP queries still waiting on an upstream finish, within the grace time.
-    let mut waiting = shared.waiting.subscribe();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tcp_tasks.join_next().await.is_some() {}
-        let _ = waiting.wait_for(|n| *n == 0).await;
+        shared.waiting.drained().await;
     })
     .await;
     if drained.is_err() {

@@ -67,7 +67,7 @@ pub struct Shared {
     /// The threads reloads build on (`reload.threads`), made on first use.
     pub reload_pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
     /// Upstream questions still being answered (the drain waits on them).
-    pub waiting: tokio::sync::watch::Sender<usize>,
+    pub waiting: Drain,
     /// Response rate limiting's buckets, made when first needed (they
     /// outlive reloads, which may turn it on or off).
     rrl: std::sync::OnceLock<Rrl>,
@@ -99,7 +99,7 @@ impl Shared {
             reload_lock: tokio::sync::Mutex::new(()),
             incremental: Mutex::new(crate::loader::Incremental::default()),
             reload_pool: Mutex::new(None),
-            waiting: tokio::sync::watch::Sender::new(0),
+            waiting: Drain::default(),
             rrl: std::sync::OnceLock::new(),
         })
     }
@@ -186,10 +186,52 @@ impl Shared {
     /// Runs `f` counted as a question waiting on an upstream: shutdown
     /// waits for these (within its grace time).
     pub async fn waiting_on<T>(&self, f: impl Future<Output = T>) -> T {
-        self.waiting.send_modify(|n| *n += 1);
-        let out = f.await;
-        self.waiting.send_modify(|n| *n -= 1);
-        out
+        let _counted = self.waiting.enter();
+        f.await
+    }
+}
+
+/// A count of the questions waiting on an upstream, for the drain at
+/// shutdown. (A counter and a `Notify`: a `watch` channel notified its
+/// eight-way waker list twice per question.)
+#[derive(Default)]
+pub struct Drain {
+    count: std::sync::atomic::AtomicUsize,
+    none: tokio::sync::Notify,
+}
+
+/// One question counted in [`Drain`] until dropped (on every path).
+pub struct Counted<'a>(&'a Drain);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.none.notify_waiters();
+        }
+    }
+}
+
+impl Drain {
+    pub fn enter(&self) -> Counted<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Counted(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once none is counted.
+    pub async fn drained(&self) {
+        loop {
+            // Registered before the count is read: a last one leaving in between still wakes it.
+            let mut none = std::pin::pin!(self.none.notified());
+            none.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            none.await;
+        }
     }
 }
 
@@ -325,3 +367,32 @@ const LOW_PRIORITY_NICE: libc::c_int = 10;
 /// The time slice `low` background threads ask for: the longest Linux
 /// grants (it clamps longer requests to this).
 const LOW_PRIORITY_SLICE_NS: u64 = 100_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The drain returns once the last counted question is done, and at
+    /// once when none is.
+    #[test]
+    fn the_drain_waits_for_the_last_question() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+        rt.block_on(async {
+            let d = Arc::new(Drain::default());
+            let limit = std::time::Duration::from_secs(5);
+            assert!(tokio::time::timeout(limit, d.drained()).await.is_ok(), "none counted");
+            let (a, b) = (d.enter(), d.enter());
+            assert_eq!(d.count(), 2);
+            let waiting = tokio::spawn({
+                let d = d.clone();
+                async move { tokio::time::timeout(limit, d.drained()).await.is_ok() }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            drop(a);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "one still counted");
+            drop(b);
+            assert!(waiting.await.unwrap(), "drained once none is left");
+        });
+    }
+}

@@ -218,7 +218,7 @@ struct Chains {
     /// that did not check out: everything under the name is bogus, for at
     /// most [`BOGUS_TTL`], as Unbound keeps a bad key), until when
     /// (seconds), and for `Bogus` the zone the log names.
-    map: std::collections::HashMap<Vec<u8>, (Keys, u32, Vec<u8>)>,
+    map: foldhash::HashMap<Vec<u8>, (Keys, u32, Vec<u8>)>,
 }
 
 impl Chains {

@@ -433,15 +433,17 @@ pub fn contain(
     let mut kept: Vec<Record> = Vec::new();
     let mut seen: Vec<Name> = Vec::new();
     let mut current = name.clone();
-    let sigs_of = |owner: &Name, covered: RecordType| -> Vec<Record> {
-        let sig = |r: &&Record| {
-            r.record_type() == RecordType::RRSIG && crate::dns::names::same_name(&r.name, owner) && rrsig_covers(r) == Some(covered)
-        };
-        if dnssec_ok { answers.iter().filter(sig).cloned().collect() } else { Vec::new() }
-    };
     let mut complete = false;
+    // Which answers are at `current`: names compared once per link.
+    let mut here: Vec<bool> = Vec::with_capacity(answers.len());
     for _ in 0..MAX_REPLY_CHAIN {
-        let at = || answers.iter().filter(|r| crate::dns::names::same_name(&r.name, &current));
+        here.clear();
+        here.extend(answers.iter().map(|r| crate::dns::names::same_name(&r.name, &current)));
+        let at = || answers.iter().zip(&here).filter(|(_, h)| **h).map(|(r, _)| r);
+        let sigs_of = |covered: RecordType| -> Vec<Record> {
+            let sig = |r: &&Record| r.record_type() == RecordType::RRSIG && rrsig_covers(r) == Some(covered);
+            if dnssec_ok { at().filter(sig).cloned().collect() } else { Vec::new() }
+        };
         let wanted = |r: &&Record| match qtype {
             RecordType::ANY => r.record_type() != RecordType::RRSIG,
             t => r.record_type() == t,
@@ -453,7 +455,7 @@ pub fn contain(
             types.dedup();
             kept.extend(at().filter(wanted).cloned());
             for t in types {
-                kept.extend(sigs_of(&current, t));
+                kept.extend(sigs_of(t));
             }
             complete = true;
             break;
@@ -462,7 +464,7 @@ pub fn contain(
         let RData::CNAME(target) = &cname.data else { break };
         let target = target.0.clone();
         kept.push(cname.clone());
-        kept.extend(sigs_of(&current, RecordType::CNAME));
+        kept.extend(sigs_of(RecordType::CNAME));
         seen.push(current.clone());
         if seen.contains(&target) {
             break;

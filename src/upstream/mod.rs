@@ -30,7 +30,9 @@ pub mod dot;
 pub mod recursor;
 pub mod shares;
 
-use std::collections::HashMap;
+// foldhash, seeded per process: the per-question maps hashed with SipHash cost
+// more than the rest of their bookkeeping (docs/ARCHITECTURE.md).
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,7 +44,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 pub use cache::{Cache, Entry, Failure, Key};
@@ -184,9 +186,64 @@ enum Progress {
 }
 
 /// One upstream question in flight, shared by every client asking it.
+/// (A mutex and a `Notify` rather than a `watch` channel: a channel's
+/// eight-way notifier cost more than the rest of a flight's bookkeeping.)
 struct Flight {
-    progress: watch::Sender<Progress>,
+    progress: Mutex<Progress>,
+    /// Woken whenever `progress` moves.
+    moved: tokio::sync::Notify,
     waiters: AtomicUsize,
+}
+
+impl Flight {
+    fn new() -> Self {
+        Flight { progress: Mutex::new(Progress::Asking), moved: tokio::sync::Notify::new(), waiters: AtomicUsize::new(0) }
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves it on with `f` (which says whether it changed anything) and
+    /// wakes its waiters if it did.
+    fn update(&self, f: impl FnOnce(&mut Progress) -> bool) {
+        let moved = f(&mut self.progress());
+        if moved {
+            self.moved.notify_waiters();
+        }
+    }
+
+    /// Waits until `until` holds of how it stands; that state.
+    async fn wait_for(&self, until: impl Fn(&Progress) -> bool) -> Progress {
+        loop {
+            // Registered before the state is read: a move in between still wakes it.
+            let mut moved = std::pin::pin!(self.moved.notified());
+            moved.as_mut().enable();
+            {
+                let p = self.progress();
+                if until(&p) {
+                    return p.clone();
+                }
+            }
+            moved.await;
+        }
+    }
+}
+
+/// Ends a flight whose task ends without an answer (a panic, the runtime
+/// shutting down): its waiters are told, rather than left waiting.
+struct Ending(Arc<Flight>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.0.update(|p| {
+            let open = !matches!(p, Progress::Done(_));
+            if open {
+                *p = Progress::Done(Err(UpstreamError::KnownDown));
+            }
+            open
+        });
+    }
 }
 
 /// A client counted as waiting until dropped (on every return path).
@@ -340,20 +397,18 @@ impl Forwarder {
             return shed(Shed::QuestionWaiters);
         }
         let _waiter = Waiter { flight: &flight, _permit: permit };
-        let mut rx = flight.progress.subscribe();
         let got = match &stale {
-            None => rx.wait_for(|p| matches!(p, Progress::Done(_))).await.map(|p| p.clone()),
-            Some(_) => match tokio::time::timeout(STALE_ANSWER_AFTER, rx.wait_for(|p| !matches!(p, Progress::Asking))).await {
-                Ok(r) => r.map(|p| p.clone()),
-                Err(_) => Ok(Progress::Failing),
-            },
+            None => flight.wait_for(|p| matches!(p, Progress::Done(_))).await,
+            Some(_) => tokio::time::timeout(STALE_ANSWER_AFTER, flight.wait_for(|p| !matches!(p, Progress::Asking)))
+                .await
+                .unwrap_or(Progress::Failing),
         };
         match (got, stale) {
-            (Ok(Progress::Done(Ok(e))), _) => Lookup::Fresh(e),
-            (Ok(Progress::Done(Err(err))), Some(e)) => serve_stale(e, err),
-            (Ok(Progress::Done(Err(err))), None) => Lookup::Failed(err),
+            (Progress::Done(Ok(e)), _) => Lookup::Fresh(e),
+            (Progress::Done(Err(err)), Some(e)) => serve_stale(e, err),
+            (Progress::Done(Err(err)), None) => Lookup::Failed(err),
             (_, Some(e)) => serve_stale(e, UpstreamError::KnownDown),
-            // The question's task is gone without an answer (shutdown).
+            // Not reached: without a stale answer the wait is for `Done`.
             (_, None) => Lookup::Failed(UpstreamError::KnownDown),
         }
     }
@@ -502,22 +557,27 @@ impl Core {
         }
         let tokens = shares.take_flight(zone, vpc).map_err(Shed::Share)?;
         let permit = self.limit.clone().try_acquire_owned().map_err(|_| Shed::InFlight)?;
-        let flight = Arc::new(Flight { progress: watch::Sender::new(Progress::Asking), waiters: AtomicUsize::new(0) });
+        let flight = Arc::new(Flight::new());
         map.insert(key.clone(), flight.clone());
         drop(map);
         let (core, f, key, name, upstreams) = (self.clone(), flight.clone(), key.clone(), q.name.clone(), q.upstreams.to_vec());
         let (qtype, dnssec_ok, root, route) = (q.qtype, q.dnssec_ok, q.root.cloned(), q.route);
         tokio::spawn(async move {
+            let ending = Ending(f);
+            let f = &ending.0;
+            // Boxed, both: a question's state is large (a resolution's the
+            // more so), and a task is moved several times as it is spawned.
             let fetched = match root {
-                // Boxed: a resolution's state is large, and every forwarded
-                // question's task would otherwise be as large, and copied so.
                 Some(root) => Box::pin(core.fetch_recursive(&key, &name, qtype, dnssec_ok, &root, route)).await,
-                None => core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, route, &f).await,
+                None => Box::pin(core.fetch(&key, &name, qtype, dnssec_ok, &upstreams, route, f)).await,
             };
             drop((permit, tokens));
-            f.progress.send_replace(Progress::Done(fetched));
+            f.update(|p| {
+                *p = Progress::Done(fetched);
+                true
+            });
             let mut map = core.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &f)) {
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, f)) {
                 map.remove(&key);
             }
         });
@@ -640,7 +700,7 @@ impl Core {
             if let Some(flight) = flight
                 && self.known_down(upstreams)
             {
-                flight.progress.send_if_modified(|p| {
+                flight.update(|p| {
                     let asking = matches!(p, Progress::Asking);
                     if asking {
                         *p = Progress::Failing;
@@ -1411,6 +1471,39 @@ mod tests {
     use super::*;
     use hickory_proto::rr::rdata::{A, NS, SOA};
     use hickory_proto::rr::{RData, Record};
+
+    /// A flight's waiters see each move, and are told when its task ends
+    /// without an answer (here a panic) rather than left waiting.
+    #[test]
+    fn a_flights_waiters_see_it_move_and_end() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+        rt.block_on(async {
+            let wait = |f: &Arc<Flight>, until: fn(&Progress) -> bool| {
+                let f = f.clone();
+                tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), f.wait_for(until)).await })
+            };
+            let f = Arc::new(Flight::new());
+            let failing = wait(&f, |p| !matches!(p, Progress::Asking));
+            let done = wait(&f, |p| matches!(p, Progress::Done(_)));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            f.update(|p| {
+                *p = Progress::Failing;
+                true
+            });
+            assert!(matches!(failing.await.unwrap(), Ok(Progress::Failing)));
+            let task = tokio::spawn({
+                let f = f.clone();
+                async move {
+                    let _ending = Ending(f);
+                    panic!("a planted panic in a flight's task");
+                }
+            });
+            assert!(task.await.is_err());
+            assert!(matches!(done.await.unwrap(), Ok(Progress::Done(Err(UpstreamError::KnownDown)))));
+            // Once done, a new waiter returns at once, and the answer stays.
+            assert!(matches!(wait(&f, |p| matches!(p, Progress::Done(_))).await.unwrap(), Ok(Progress::Done(Err(_)))));
+        });
+    }
 
     /// A name in the case given (`from_str` lowercases).
     fn n(s: &str) -> Name {

@@ -22,7 +22,9 @@
 //! Delegations are cached in the answer cache under their own route id
 //! ([`DELEGATION_ROUTE`]), so they count against `cache.max_bytes`.
 
-use std::collections::HashMap;
+// foldhash, seeded per process: the per-question maps hashed with SipHash cost
+// more than the rest of their bookkeeping (docs/ARCHITECTURE.md).
+use foldhash::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;

@@ -15,7 +15,9 @@
 //! an Extended DNS Error) and only that client, VPC or domain is.
 //! Counting costs one lock per share on a cache miss; nothing on a hit.
 
-use std::collections::HashMap;
+// foldhash, seeded per process: the per-question maps hashed with SipHash cost
+// more than the rest of their bookkeeping (docs/ARCHITECTURE.md).
+use foldhash::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
