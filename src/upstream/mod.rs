@@ -918,8 +918,7 @@ impl Core {
         let tap = self.dnstap.get().map(|t| &**t);
         let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
         let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-        let sock = UdpSocket::bind(local).await.map_err(io)?;
-        sock.connect(up).await.map_err(io)?;
+        let sock = connected_udp(up).map_err(io)?;
         sock.send(bytes).await.map_err(io)?;
         let tapped = tap.map(|t| {
             let local = sock.local_addr().unwrap_or(local);
@@ -1088,6 +1087,16 @@ impl Core {
 
 /// Seconds until the first RRSIG of `records` expires: how long an
 /// answer they validated may be cached.
+/// A new UDP socket connected to `up`. Connecting binds it as binding
+/// to port 0 would (the kernel picks a random port of its ephemeral
+/// range for each socket), one system call fewer per question.
+fn connected_udp(up: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(up), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+    s.connect(&up.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// Records kept in wire form, as the validator reads them.
 fn wire_rrs(rs: &[cache::WireRecord]) -> Vec<dnssec::wire::Rr<'_>> {
     dnssec::wire::parse_all(rs.iter().map(|r| &r.bytes[..]))
