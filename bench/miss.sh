@@ -124,7 +124,7 @@ names() { # prefix count -> file
     awk -v p="$1" -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "%s%x.miss.example A\n", p, i }' >"$OUT/$1.txt"
     echo "$OUT/$1.txt"
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user, system
 # run PORT PREFIX [extra dnsperf args] -> "answered_qps mean_latency_ms answered"
 run() {
     local port=$1 prefix=$2; shift 2
@@ -134,14 +134,16 @@ run() {
     awk '/Queries completed:/ { done = $3 } /Queries per second:/ { qps = $4 } /Average Latency/ { lat = $4 * 1000 }
          END { printf "%.0f %.3f %d\n", qps, lat, done }' "$OUT/$prefix.out"
 }
-# measure NAME PORT PID RATE -> "cpu_us_per_query mean_latency_ms answered"
+# measure NAME PORT PID RATE -> "cpu_us_per_query mean_latency_ms answered user_us system_us"
 measure() {
     local name=$1 port=$2 pid=$3 rate=$4
-    local t0 t1; t0=$(cpu_ticks "$pid")
+    local u0 s0 u1 s1; read -r u0 s0 < <(cpu_ticks "$pid")
     read -r _ lat done < <(run "$port" "$name-fixed" -Q "$rate")
-    t1=$(cpu_ticks "$pid")
+    read -r u1 s1 < <(cpu_ticks "$pid")
     local hz; hz=$(getconf CLK_TCK)
-    awk -v d="$((t1 - t0))" -v hz="$hz" -v n="$done" -v lat="$lat" 'BEGIN { printf "%.2f %.3f %d\n", d * 1e6 / hz / (n > 0 ? n : 1), lat, n }'
+    awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" -v n="$done" -v lat="$lat" 'BEGIN {
+        k = 1e6 / hz / (n > 0 ? n : 1)
+        printf "%.2f %.3f %d %.2f %.2f\n", (u + s) * k, lat, n, u * k, s * k }'
 }
 
 # Warm both (sockets, allocator) on names of their own.
@@ -150,12 +152,12 @@ run $P_PZDNS warm-p -Q 2000 >/dev/null
 read -r u_sat _ _ < <(run $P_UNBOUND unbound-sat)
 read -r p_sat _ _ < <(run $P_PZDNS pzdns-sat)
 half=$((u_sat / 2))
-read -r u_cpu u_lat u_n < <(measure unbound $P_UNBOUND "$unbound_pid" "$half")
-read -r p_cpu p_lat p_n < <(measure pzdns $P_PZDNS "$pzdns_pid" "$half")
+read -r u_cpu u_lat u_n u_usr u_sys < <(measure unbound $P_UNBOUND "$unbound_pid" "$half")
+read -r p_cpu p_lat p_n p_usr p_sys < <(measure pzdns $P_PZDNS "$pzdns_pid" "$half")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo "cache misses, unique names, one core each, both forwarding to one loopback NSD ($(date -u +%FT%TZ), DURATION=$DURATION s)"
-echo "| server | saturation answered qps | CPU µs per answered miss @ $half qps | mean latency ms @ $half qps | answered @ $half qps |"
+echo "| server | saturation answered qps | CPU µs per answered miss @ $half qps (user + system) | mean latency ms @ $half qps | answered @ $half qps |"
 echo "|---|---|---|---|---|"
-echo "| unbound $(unbound -V 2>/dev/null | awk '/^Version/ {print $2}') | $u_sat | $u_cpu | $u_lat | $u_n |"
-echo "| pzdns $label | $p_sat | $p_cpu | $p_lat | $p_n |"
-echo "| pzdns / unbound | $(ratio "$p_sat" "$u_sat") | $(ratio "$p_cpu" "$u_cpu") (target ≤ 0.8) | $(ratio "$p_lat" "$u_lat") (target ≤ 1.0) | |"
+echo "| unbound $(unbound -V 2>/dev/null | awk '/^Version/ {print $2}') | $u_sat | $u_cpu ($u_usr + $u_sys) | $u_lat | $u_n |"
+echo "| pzdns $label | $p_sat | $p_cpu ($p_usr + $p_sys) | $p_lat | $p_n |"
+echo "| pzdns / unbound | $(ratio "$p_sat" "$u_sat") | $(ratio "$p_cpu" "$u_cpu") (target ≤ 0.8; user $(ratio "$p_usr" "$u_usr"), system $(ratio "$p_sys" "$u_sys")) | $(ratio "$p_lat" "$u_lat") (target ≤ 1.0) | |"
