@@ -12,7 +12,8 @@
 #      flight; answered queries per second;
 #   2. at HALF of Unbound's saturation (the same offered rate for both):
 #      mean latency, and CPU µs per answered query (the server process's
-#      utime+stime over the run, every thread, / answered).
+#      utime+stime over the run, every thread, / answered), also split
+#      into user and system time (clock ticks: the split is sampled).
 # Prints one table; raw dnsperf output in $OUT. Everything stays on
 # loopback; every process started is stopped by its PID, also on exit.
 set -euo pipefail
