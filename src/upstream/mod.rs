@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, MessageType, OpCode, Query};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -919,9 +920,9 @@ impl Core {
         let io = |e: std::io::Error| UpstreamError::Io(up, e.to_string());
         let local: SocketAddr = if up.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let sock = connected_udp(up).map_err(io)?;
-        sock.send(bytes).await.map_err(io)?;
+        sock.get_ref().send(bytes).map_err(io)?;
         let tapped = tap.map(|t| {
-            let local = sock.local_addr().unwrap_or(local);
+            let local = sock.get_ref().local_addr().unwrap_or(local);
             let sent = if authority {
                 t.resolver_query(Protocol::Udp, local, up, bytes)
             } else {
@@ -932,12 +933,12 @@ impl Core {
         // We ask for at most UPSTREAM_PAYLOAD bytes; bigger answers come back
         // truncated and go to TCP. 4 KiB covers servers that overshoot, and
         // keeps 4096 questions in flight at 16 MiB of buffers, not 256.
-        // Filled by the kernel, not zeroed first.
-        let mut buf = Vec::with_capacity(UDP_REPLY_BUFFER + 1);
+        // Zeroed once per question (a few dozen stores), read into again
+        // for each unwanted datagram.
+        let mut buf = vec![0u8; UDP_REPLY_BUFFER + 1];
         let mut unwanted: Option<Counter> = None;
         loop {
-            buf.clear();
-            let n = match tokio::time::timeout_at(deadline.into(), sock.recv_buf(&mut buf)).await {
+            let n = match tokio::time::timeout_at(deadline.into(), recv_udp(&sock, &mut buf)).await {
                 Err(_) => return Err(UpstreamError::Timeout(up)),
                 Ok(Err(e)) => return Err(io(e)),
                 Ok(Ok(n)) => n,
@@ -1090,11 +1091,33 @@ impl Core {
 /// A new UDP socket connected to `up`. Connecting binds it as binding
 /// to port 0 would (the kernel picks a random port of its ephemeral
 /// range for each socket), one system call fewer per question.
-fn connected_udp(up: SocketAddr) -> std::io::Result<UdpSocket> {
+///
+/// It is registered with the runtime for reading only: a datagram socket
+/// registered for writing too is reported writable once registered and
+/// again each time a sent datagram is freed, each report one more return
+/// from `epoll_wait` for nothing (a fresh socket's send buffer is empty,
+/// so the one send never waits).
+fn connected_udp(up: SocketAddr) -> std::io::Result<AsyncFd<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(up), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
     s.connect(&up.into())?;
-    UdpSocket::from_std(s.into())
+    // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and
+    // the same until the AsyncFd is dropped.
+    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
+    Ok(unsafe { AsyncFd::register_with_interest(std::net::UdpSocket::from(s), interest) }?)
+}
+
+/// The next datagram on `sock` into `buf` (its length: what was read), or
+/// the error the socket holds (an ICMP port unreachable for a connected
+/// socket, reported by epoll as an error, not as readable).
+async fn recv_udp(sock: &AsyncFd<std::net::UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        let mut ready = sock.ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR).await?;
+        match ready.try_io(|s| s.get_ref().recv(buf)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 /// Records kept in wire form, as the validator reads them.
