@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::debug;
@@ -23,55 +22,10 @@ use crate::answer::{Answered, Client, Ctx, Outcome, Pending, Transport, answer};
 use crate::config::ProxyProtocol;
 use crate::state::{Shared, Waiting};
 
-/// A listener's socket, registered with the runtime for reading only. A
-/// datagram socket registered for writing too is reported writable again
-/// each time a response it sent is freed (when the client reads it): one
-/// more return from `epoll_wait` per response, for nothing, since its send
-/// buffer is almost never full. When it is, [`Socket::send_to`] waits on a
-/// second registration of the socket, for writing, made then.
-struct Socket(AsyncFd<std::net::UdpSocket>);
-
-impl Socket {
-    fn new(s: UdpSocket) -> std::io::Result<Self> {
-        // Still non-blocking once out of tokio.
-        let s = s.into_std()?;
-        // SAFETY: the AsyncFd owns the socket, so its descriptor stays open
-        // and the same until the AsyncFd is dropped.
-        Ok(Socket(unsafe { AsyncFd::register_with_interest(s, Interest::READABLE) }?))
-    }
-
-    fn try_send_to(&self, bytes: &[u8], dst: SocketAddr) -> std::io::Result<usize> {
-        self.0.get_ref().send_to(bytes, dst)
-    }
-
-    /// Sends `bytes`, waiting for room in the socket's buffer if need be.
-    async fn send_to(&self, bytes: &[u8], dst: SocketAddr) -> std::io::Result<usize> {
-        match self.try_send_to(bytes, dst) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            done => return done,
-        }
-        let dup = self.0.get_ref().try_clone()?;
-        // SAFETY: as in `new`, for the duplicate this AsyncFd owns.
-        let writing = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }?;
-        loop {
-            let mut ready = writing.writable().await?;
-            if let Ok(done) = ready.try_io(|s| s.get_ref().send_to(bytes, dst)) {
-                return done;
-            }
-        }
-    }
-}
-
 /// Serves one UDP socket until `shutdown` turns true.
 pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let socket = match Socket::new(socket) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(error = %e, "UDP socket could not be registered with the runtime");
-            return;
-        }
-    };
-    let fd = socket.0.as_raw_fd();
+    let socket = Arc::new(socket);
+    let fd = socket.as_raw_fd();
     let mut rx = RecvBatch::default();
     let mut tx = SendBatch::default();
     // Made once: a new shutdown future per wake-up registers and drops a
@@ -85,13 +39,10 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
     // (answer, client, datagram, where its DNS message starts)
     let mut answered: [(Answered, Client, usize, usize); BATCH] = [(none, nobody, 0, 0); BATCH];
     loop {
-        let mut ready = tokio::select! {
-            r = socket.0.readable() => match r {
-                Ok(ready) => ready,
-                Err(e) => {
-                    debug!(error = %e, "UDP socket not readable");
-                    continue;
-                }
+        tokio::select! {
+            r = socket.readable() => if let Err(e) = r {
+                debug!(error = %e, "UDP socket not readable");
+                continue;
             },
             _ = &mut stop => break,
         };
@@ -101,17 +52,15 @@ pub async fn serve(socket: UdpSocket, listener: usize, shared: Arc<Shared>, mut 
         // WouldBlock so readiness is cleared now (tokio keeps any newer
         // arrival), instead of costing one more empty recvmmsg per wake-up.
         let mut got = 0;
-        let r = ready.try_io(|_| {
+        let r = socket.try_io(Interest::READABLE, || {
             got = rx.recv(fd)?;
             if got < BATCH { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
         });
-        drop(ready);
         let n = match r {
-            Ok(Ok(n)) => n,
-            // Readiness cleared (a short batch, or nothing).
-            Err(_would_block) if got > 0 => got,
-            Err(_would_block) => continue,
-            Ok(Err(e)) => {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => got,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
                 // ICMP errors surface here on some systems; keep serving.
                 debug!(error = %e, "UDP receive failed");
                 continue;
@@ -180,7 +129,7 @@ fn unwrap_proxy<'a>(mode: ProxyProtocol, bytes: &'a [u8], shared: &Shared) -> Op
 /// flood can never queue more tasks than the waiter bounds allow; the
 /// rest goes on on a task of its own, already counted as a waiter. Either
 /// way it is recorded against the snapshot the answer began on.
-fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<Socket>, p: Box<Pending>, client: Client, dst: SocketAddr, query: &[u8]) {
+fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, p: Box<Pending>, client: Client, dst: SocketAddr, query: &[u8]) {
     let waiting = Waiting::new(p, client, query, Instant::now(), &shared.recorder);
     let mut finish = Box::pin({
         let shared = shared.clone();
@@ -214,10 +163,10 @@ fn wait_upstream(shared: &Arc<Shared>, socket: &Arc<Socket>, p: Box<Pending>, cl
 
 /// Sends the batch's responses; what the socket cannot take now is sent
 /// by a task of its own once there is room.
-fn send_all(socket: &Arc<Socket>, fd: std::os::fd::RawFd, tx: &mut SendBatch) {
+fn send_all(socket: &Arc<UdpSocket>, fd: std::os::fd::RawFd, tx: &mut SendBatch) {
     let mut sent = 0;
     while sent < tx.len {
-        match tx.send(fd, sent) {
+        match socket.try_io(Interest::WRITABLE, || tx.send(fd, sent)) {
             Ok(m) => sent += m.max(1),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let rest: Vec<(Vec<u8>, SocketAddr)> = (sent..tx.len).map(|i| (tx.get(i).0.to_vec(), tx.get(i).1)).collect();
