@@ -1101,9 +1101,9 @@ fn connected_udp(up: SocketAddr) -> std::io::Result<AsyncFd<std::net::UdpSocket>
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(up), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
     s.connect(&up.into())?;
+    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
     // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and
     // the same until the AsyncFd is dropped.
-    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
     Ok(unsafe { AsyncFd::register_with_interest(std::net::UdpSocket::from(s), interest) }?)
 }
 
