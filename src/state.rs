@@ -192,8 +192,8 @@ impl Shared {
 }
 
 /// A count of the questions waiting on an upstream, for the drain at
-/// shutdown. (A counter and a `Notify`: a `watch` channel notified its
-/// eight-way waker list twice per question.)
+/// shutdown. (A counter and a `Notify`: a `watch` channel notified all
+/// its sharded waker lists twice per question.)
 #[derive(Default)]
 pub struct Drain {
     count: std::sync::atomic::AtomicUsize,

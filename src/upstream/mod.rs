@@ -188,7 +188,7 @@ enum Progress {
 
 /// One upstream question in flight, shared by every client asking it.
 /// (A mutex and a `Notify` rather than a `watch` channel: a channel's
-/// eight-way notifier cost more than the rest of a flight's bookkeeping.)
+/// sharded notifier cost more than the rest of a flight's bookkeeping.)
 struct Flight {
     progress: Mutex<Progress>,
     /// Woken whenever `progress` moves.
