@@ -866,6 +866,36 @@ mod tests {
         Record::from_rdata(n(owner), 3600, RData::A(A::new(127, 53, 0, last)))
     }
 
+    /// The decoded delegations kept beside the cache: up to the bound every
+    /// one is kept (and a second lookup adds nothing); past it the memo is
+    /// emptied first; the answers are right either way.
+    #[test]
+    fn decoded_delegations_are_bounded_from_both_sides() {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let core = Core::new(cache::Cache::with_budget(10_000, 64 << 20), metrics, Duration::ZERO, 1);
+        let zone = |i: usize| format!("z{i}.test.");
+        let glue = |i: usize| (i % 250) as u8 + 1;
+        for i in 0..=MAX_DECODED_DELEGATIONS {
+            let (z, target) = (zone(i), format!("ns.{}", zone(i)));
+            let referral = reply(false, ResponseCode::NoError, vec![], vec![ns(&z, &target)], vec![a(&target, glue(i))]);
+            core.delegation(&referral, n(&z));
+        }
+        let kept = || core.infra.decoded.lock().unwrap().len();
+        let closest = |i: usize| {
+            let d = core.closest_delegation(&n(&format!("www.{}", zone(i)))).expect("a cached delegation");
+            assert_eq!(d.zone, n(&zone(i)));
+            assert_eq!(d.servers, vec![(Some(n(&format!("ns.{}", zone(i)))), vec![IpAddr::from([127, 53, 0, glue(i)])])]);
+        };
+        for i in 0..MAX_DECODED_DELEGATIONS {
+            closest(i);
+        }
+        assert_eq!(kept(), MAX_DECODED_DELEGATIONS, "every one kept up to the bound");
+        closest(0);
+        assert_eq!(kept(), MAX_DECODED_DELEGATIONS, "a second lookup is served from the memo");
+        closest(MAX_DECODED_DELEGATIONS);
+        assert_eq!(kept(), 1, "past the bound the memo is emptied first");
+    }
+
     #[test]
     fn referrals_only_downwards_and_towards_the_name() {
         let q = n("www.a.test.");
